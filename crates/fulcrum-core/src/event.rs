@@ -1,0 +1,203 @@
+//! The event schema (seed §4.1, SPEC §8) and its CloudEvents 1.0 envelope.
+//!
+//! The payload keeps the seed's field names exactly (`event, ts, model, version, from, to,
+//! artifact_digest, policy_digest, tenant, domain, env, chg_id, approvals`), plus `reason`,
+//! `inc_id`, `alias` and `seq` where they apply. It is wrapped as a structured-mode CloudEvent
+//! whose `type` is `io.fulcrum.registry.<event>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ReleasePublished,
+    Promotion,
+    Revocation,
+    Quarantined,
+    QuarantineReleased,
+    AliasUpdated,
+    StartupPermit,
+    StartupDeny,
+    PolicyChanged,
+    Approval,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::ReleasePublished,
+        EventKind::Promotion,
+        EventKind::Revocation,
+        EventKind::Quarantined,
+        EventKind::QuarantineReleased,
+        EventKind::AliasUpdated,
+        EventKind::StartupPermit,
+        EventKind::StartupDeny,
+        EventKind::PolicyChanged,
+        EventKind::Approval,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ReleasePublished => "release_published",
+            EventKind::Promotion => "promotion",
+            EventKind::Revocation => "revocation",
+            EventKind::Quarantined => "quarantined",
+            EventKind::QuarantineReleased => "quarantine_released",
+            EventKind::AliasUpdated => "alias_updated",
+            EventKind::StartupPermit => "startup_permit",
+            EventKind::StartupDeny => "startup_deny",
+            EventKind::PolicyChanged => "policy_changed",
+            EventKind::Approval => "approval",
+        }
+    }
+    pub fn cloudevent_type(self) -> String {
+        format!("io.fulcrum.registry.{}", self.as_str())
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+    }
+}
+
+/// The seed's event schema. Field order is the seed's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPayload {
+    pub event: EventKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    pub model: String,
+    pub version: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub artifact_digest: Option<String>,
+    pub policy_digest: Option<String>,
+    pub tenant: String,
+    pub domain: String,
+    pub env: Option<String>,
+    pub chg_id: Option<String>,
+    pub approvals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inc_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Who caused it (subject), for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+impl EventPayload {
+    pub fn new(event: EventKind, ts: OffsetDateTime, tenant: &str, domain: &str, model: &str) -> Self {
+        Self {
+            event,
+            ts,
+            model: model.to_owned(),
+            version: None,
+            from: None,
+            to: None,
+            artifact_digest: None,
+            policy_digest: None,
+            tenant: tenant.to_owned(),
+            domain: domain.to_owned(),
+            env: None,
+            chg_id: None,
+            approvals: vec![],
+            reason: None,
+            inc_id: None,
+            alias: None,
+            seq: None,
+            actor: None,
+        }
+    }
+}
+
+/// A structured-mode CloudEvent 1.0 carrying an [`EventPayload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub subject: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub datacontenttype: String,
+    /// Position in the registry's event log (CloudEvents `sequence` extension; a decimal string).
+    pub sequence: String,
+    /// `tenant/model`: consumers partition and order by it.
+    pub partitionkey: String,
+    pub data: EventPayload,
+}
+
+pub const EVENT_SOURCE: &str = "urn:fulcrum:registry";
+
+impl CloudEvent {
+    pub fn wrap(id: String, sequence: i64, data: EventPayload) -> Self {
+        let subject = match &data.version {
+            Some(v) => format!("{}/{}@{}", data.tenant, data.model, v),
+            None => format!("{}/{}", data.tenant, data.model),
+        };
+        Self {
+            specversion: "1.0".into(),
+            id,
+            source: EVENT_SOURCE.into(),
+            ty: data.event.cloudevent_type(),
+            subject,
+            time: data.ts,
+            datacontenttype: "application/json".into(),
+            sequence: sequence.to_string(),
+            partitionkey: format!("{}/{}", data.tenant, data.model),
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_field_names_and_order() {
+        let mut p = EventPayload::new(EventKind::Promotion, time::macros::datetime!(2025-11-12 22:10 UTC), "banking", "risk", "risk-default");
+        p.version = Some("v2.3.0".into());
+        p.from = Some("Staging".into());
+        p.to = Some("Approved".into());
+        p.env = Some("prod".into());
+        p.chg_id = Some("CHG-10234".into());
+        p.approvals = vec!["security:maria.s".into(), "product:raphael.f".into()];
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"event":"promotion","ts":"2025-11-12T22:10:00Z","model":"risk-default","version":"v2.3.0","from":"Staging","to":"Approved","artifact_digest":null,"policy_digest":null,"tenant":"banking","domain":"risk","env":"prod","chg_id":"CHG-10234","approvals":["security:maria.s","product:raphael.f"]}"#
+        );
+        let ce = CloudEvent::wrap("id-1".into(), 7, p);
+        let v: serde_json::Value = serde_json::to_value(&ce).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], "io.fulcrum.registry.promotion");
+        assert_eq!(v["sequence"], "7");
+        assert_eq!(v["subject"], "banking/risk-default@v2.3.0");
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Principals, roles and the built-in role rules (SPEC §6 "Authorization", §10 local identities).
+//!
+//! This is the coarse RBAC layer that every API action passes first. Attribute rules (tenant,
+//! domain, env) are applied where the resource is known; tenants never see each other's models.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Env;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Viewer,
+    Publisher,
+    Approver,
+    ReleaseManager,
+    SecurityOfficer,
+    KeyAdmin,
+    Auditor,
+    Serving,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 9] = [
+        Role::Viewer,
+        Role::Publisher,
+        Role::Approver,
+        Role::ReleaseManager,
+        Role::SecurityOfficer,
+        Role::KeyAdmin,
+        Role::Auditor,
+        Role::Serving,
+        Role::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Publisher => "publisher",
+            Role::Approver => "approver",
+            Role::ReleaseManager => "release-manager",
+            Role::SecurityOfficer => "security-officer",
+            Role::KeyAdmin => "key-admin",
+            Role::Auditor => "auditor",
+            Role::Serving => "serving",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
+}
+
+/// Who is calling. Built by the server's authentication layer from a verified credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub subject: String,
+    pub role: Role,
+    pub tenant: String,
+    /// `*` = every domain of the tenant.
+    pub domain: String,
+    /// The environment the caller serves or works in; `None` = not bound to one.
+    pub env: Option<Env>,
+    pub purpose: Option<String>,
+}
+
+impl Principal {
+    pub fn may_use_domain(&self, domain: &str) -> bool {
+        self.domain == "*" || self.domain == domain
+    }
+}
+
+/// Every API action, for the role table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Read,
+    UploadBlob,
+    DownloadBlob,
+    CreateModel,
+    RegisterVersion,
+    Approve,
+    Promote,
+    Revoke,
+    Quarantine,
+    LiftQuarantine,
+    SetAlias,
+    DeleteAlias,
+    Resolve,
+    ReportStartup,
+    ReadEvents,
+}
+
+impl Action {
+    pub const ALL: [Action; 15] = [
+        Action::Read,
+        Action::UploadBlob,
+        Action::DownloadBlob,
+        Action::CreateModel,
+        Action::RegisterVersion,
+        Action::Approve,
+        Action::Promote,
+        Action::Revoke,
+        Action::Quarantine,
+        Action::LiftQuarantine,
+        Action::SetAlias,
+        Action::DeleteAlias,
+        Action::Resolve,
+        Action::ReportStartup,
+        Action::ReadEvents,
+    ];
+}
+
+/// The built-in role table. Closed by default: an action a role is not listed for is refused.
+/// Key administration is deliberately absent here: no registry API role can administer keys.
+pub fn role_allows(role: Role, action: Action) -> bool {
+    use Action as A;
+    use Role as R;
+    match role {
+        R::Admin => true,
+        R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
+        R::Auditor => matches!(action, A::Read | A::ReadEvents),
+        R::Publisher => matches!(action, A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents),
+        R::Approver => matches!(action, A::Read | A::Approve | A::ReadEvents | A::Resolve),
+        R::ReleaseManager => matches!(
+            action,
+            A::Read | A::Approve | A::Promote | A::Revoke | A::Quarantine | A::LiftQuarantine | A::SetAlias | A::DeleteAlias | A::Resolve | A::ReadEvents | A::DownloadBlob
+        ),
+        R::SecurityOfficer => matches!(action, A::Read | A::Approve | A::Revoke | A::Quarantine | A::LiftQuarantine | A::ReadEvents | A::Resolve),
+        R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
+        R::KeyAdmin => false,
+    }
+}
+
+/// Roles whose approval counts toward four-eyes. The publisher's own approval never counts.
+pub fn role_can_approve(role: Role) -> bool {
+    matches!(role, Role::Approver | Role::ReleaseManager | Role::SecurityOfficer | Role::Admin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+        }
+    }
+
+    #[test]
+    fn key_admin_cannot_touch_models_and_publisher_cannot_promote() {
+        for a in Action::ALL {
+            assert!(!role_allows(Role::KeyAdmin, a), "{a:?}");
+        }
+        assert!(!role_allows(Role::Publisher, Action::Promote));
+        assert!(!role_allows(Role::Publisher, Action::Approve));
+        assert!(!role_allows(Role::Serving, Action::RegisterVersion));
+        assert!(!role_allows(Role::Viewer, Action::DownloadBlob));
+    }
+}

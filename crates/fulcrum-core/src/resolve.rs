@@ -1,0 +1,57 @@
+//! The resolve document: the startup handshake's contract (seed §2.1, SPEC §4).
+//!
+//! The seed's fields come first with exactly their names and types; what the agent needs to
+//! trust the answer follows. The registry signs the document's exact serialised bytes; verifiers
+//! check those bytes and only then parse them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uris {
+    pub artifact: String,
+    pub attestation: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Permit,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveDocument {
+    // --- the seed's contract, names and types exactly ---
+    pub name: String,
+    pub version: String,
+    pub stage: String,
+    pub artifact_digest: String,
+    pub policy_digest: String,
+    pub revoked: bool,
+    pub quarantined: bool,
+    pub uris: Uris,
+    pub model_card_ref: String,
+    // --- what the agent needs to trust it ---
+    pub seq: u64,
+    pub tenant: String,
+    pub domain: String,
+    /// The reference that was resolved, as asked (`name@alias`, `name@version`, `name@sha256:…`).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub alias: Option<String>,
+    /// Position of the alias's current entry in its history (anti-downgrade evidence).
+    pub alias_position: Option<u64>,
+    /// The change id that authorised the alias's current target, when there is one.
+    pub alias_chg_id: Option<String>,
+    pub env: String,
+    /// The registry's own answer for `env`; agents still check for themselves.
+    pub decision: Decision,
+    pub deny_reason: Option<String>,
+    pub issued_at: String,
+    pub expires_at: String,
+    /// The key that signs this document (also sent beside it); covered by the signature.
+    pub kid: String,
+}
+
+/// The media type of a signed resolve answer's body.
+pub const RESOLVE_MEDIA_TYPE: &str = "application/vnd.fulcrum.resolve.v1+json";
