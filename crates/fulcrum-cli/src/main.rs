@@ -1,1 +1,138 @@
-fn main() {}
+//! `fulcrum`: the registry server, the end-to-end demo, and the operator/CI command line.
+//!
+//! Every failure prints one clear line on stderr and exits non-zero; `--output json` prints the
+//! registry's JSON answers unchanged for scripts.
+
+mod commands;
+mod demo;
+mod serve;
+mod upload;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fulcrum",
+    version,
+    about = "Fulcrum: a governed ML model registry"
+)]
+struct Cli {
+    /// Registry base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "FULCRUM_URL",
+        default_value = "http://127.0.0.1:8740"
+    )]
+    registry: String,
+    /// Bearer token (prefer FULCRUM_TOKEN or --token-file so it stays out of shell history).
+    #[arg(long, global = true, env = "FULCRUM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read the bearer token from a file.
+    #[arg(long, global = true, env = "FULCRUM_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry (embedded default: SQLite + local blobs + local key under --data-dir).
+    Serve(serve::ServeArgs),
+    /// Run both end-to-end flows (Promotion→Deploy, Revocation→Rollback) on a temporary
+    /// registry and print the event timeline.
+    Demo(demo::DemoArgs),
+    /// Models: create, get, list.
+    #[command(subcommand)]
+    Model(commands::ModelCmd),
+    /// Versions: register, get, list, approve, promote, revoke, quarantine, release.
+    #[command(subcommand)]
+    Version(commands::VersionCmd),
+    /// Aliases: set, get, history, delete.
+    #[command(subcommand)]
+    Alias(commands::AliasCmd),
+    /// Resolve a reference for an environment and verify the registry's signature.
+    Resolve(commands::ResolveArgs),
+    /// The event log: list, tail.
+    #[command(subcommand)]
+    Events(commands::EventsCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One TLS/crypto provider for the whole process (aws-lc-rs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let ctx = commands::Ctx {
+        registry: cli.registry,
+        token,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Demo(a) => demo::run(a, cli.output).await,
+        Command::Model(c) => commands::model(&ctx, c).await,
+        Command::Version(c) => commands::version(&ctx, c).await,
+        Command::Alias(c) => commands::alias(&ctx, c).await,
+        Command::Resolve(a) => commands::resolve(&ctx, a).await,
+        Command::Events(c) => commands::events(&ctx, c).await,
+    }
+}

@@ -67,7 +67,10 @@ impl fmt::Display for EventKind {
 impl FromStr for EventKind {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        EventKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -102,7 +105,13 @@ pub struct EventPayload {
 }
 
 impl EventPayload {
-    pub fn new(event: EventKind, ts: OffsetDateTime, tenant: &str, domain: &str, model: &str) -> Self {
+    pub fn new(
+        event: EventKind,
+        ts: OffsetDateTime,
+        tenant: &str,
+        domain: &str,
+        model: &str,
+    ) -> Self {
         Self {
             event,
             ts,
@@ -174,7 +183,13 @@ mod tests {
 
     #[test]
     fn seed_field_names_and_order() {
-        let mut p = EventPayload::new(EventKind::Promotion, time::macros::datetime!(2025-11-12 22:10 UTC), "banking", "risk", "risk-default");
+        let mut p = EventPayload::new(
+            EventKind::Promotion,
+            time::macros::datetime!(2025-11-12 22:10 UTC),
+            "banking",
+            "risk",
+            "risk-default",
+        );
         p.version = Some("v2.3.0".into());
         p.from = Some("Staging".into());
         p.to = Some("Approved".into());

@@ -133,21 +133,54 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         R::Admin => true,
         R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
         R::Auditor => matches!(action, A::Read | A::ReadEvents),
-        R::Publisher => matches!(action, A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents),
+        R::Publisher => matches!(
+            action,
+            A::Read
+                | A::UploadBlob
+                | A::DownloadBlob
+                | A::CreateModel
+                | A::RegisterVersion
+                | A::ReadEvents
+        ),
         R::Approver => matches!(action, A::Read | A::Approve | A::ReadEvents | A::Resolve),
         R::ReleaseManager => matches!(
             action,
-            A::Read | A::Approve | A::Promote | A::Revoke | A::Quarantine | A::LiftQuarantine | A::SetAlias | A::DeleteAlias | A::Resolve | A::ReadEvents | A::DownloadBlob
+            A::Read
+                | A::Approve
+                | A::Promote
+                | A::Revoke
+                | A::Quarantine
+                | A::LiftQuarantine
+                | A::SetAlias
+                | A::DeleteAlias
+                | A::Resolve
+                | A::ReadEvents
+                | A::DownloadBlob
         ),
-        R::SecurityOfficer => matches!(action, A::Read | A::Approve | A::Revoke | A::Quarantine | A::LiftQuarantine | A::ReadEvents | A::Resolve),
-        R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
+        R::SecurityOfficer => matches!(
+            action,
+            A::Read
+                | A::Approve
+                | A::Revoke
+                | A::Quarantine
+                | A::LiftQuarantine
+                | A::ReadEvents
+                | A::Resolve
+        ),
+        R::Serving => matches!(
+            action,
+            A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents
+        ),
         R::KeyAdmin => false,
     }
 }
 
 /// Roles whose approval counts toward four-eyes. The publisher's own approval never counts.
 pub fn role_can_approve(role: Role) -> bool {
-    matches!(role, Role::Approver | Role::ReleaseManager | Role::SecurityOfficer | Role::Admin)
+    matches!(
+        role,
+        Role::Approver | Role::ReleaseManager | Role::SecurityOfficer | Role::Admin
+    )
 }
 
 #[cfg(test)]
@@ -158,7 +191,10 @@ mod tests {
     fn role_names_round_trip() {
         for r in Role::ALL {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
     }
 

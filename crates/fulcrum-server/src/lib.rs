@@ -1,1 +1,308 @@
-//! placeholder
+//! The Fulcrum registry server.
+//!
+//! [`Registry::open`] validates configuration and opens every adapter (SQLite store, blob store,
+//! signing key, tokens) before anything listens; [`app`] builds the axum router for in-process
+//! use; [`serve`] runs it on a listener until the shutdown future resolves.
+//!
+//! # Invariants
+//! - Every error leaves as RFC 9457 problem+json (see [`problem`]); bad input is a 4xx.
+//! - Writes go through one gate: commit, then apply the effects to the resolve cache, then wake
+//!   event streams — so the cache sees changes in commit order.
+//! - `GET /v1/resolve` answers from the in-memory [`catalog::Catalog`]: no SQL, and no signing
+//!   unless a pinned document is asked for the first time or has aged past half its lifetime.
+//! - No secret (token, key) is ever logged or echoed.
+
+pub mod auth;
+pub mod catalog;
+pub mod clock;
+pub mod dto;
+pub mod metrics;
+pub mod problem;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use fulcrum_core::Digest;
+use fulcrum_sign::{LocalKey, Signer};
+use fulcrum_store::blobs::BlobStore;
+use fulcrum_store::{Store, StoreOptions};
+use tokio::sync::{Mutex, watch};
+
+use crate::auth::{Identities, TokensFile};
+use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock};
+use crate::metrics::Metrics;
+
+pub use routes::openapi;
+
+/// Registry configuration; validated fully by [`Registry::open`] before binding.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `None` = `<data-dir>/tokens.json`, created with a bootstrap admin token when missing.
+    pub tokens_file: Option<PathBuf>,
+    /// Tenant of the bootstrap admin token.
+    pub bootstrap_tenant: String,
+    /// Lifetime of a signed resolve document.
+    pub resolve_ttl: Duration,
+    /// Largest accepted blob.
+    pub max_blob_bytes: u64,
+    /// Largest accepted JSON body.
+    pub max_json_bytes: usize,
+    /// Deadline for non-streaming requests.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            tokens_file: None,
+            bootstrap_tenant: "default".into(),
+            resolve_ttl: Duration::from_secs(300),
+            max_blob_bytes: 64 << 30,
+            max_json_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data dir {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Tokens(#[from] auth::TokensError),
+    #[error(transparent)]
+    Key(#[from] fulcrum_sign::SignError),
+    #[error("store: {0}")]
+    Store(#[from] fulcrum_store::StoreError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] fulcrum_store::blobs::BlobError),
+    #[error("resolve TTL must be between 10 s and 1 day")]
+    Ttl,
+}
+
+/// What happened at start-up that an operator must be told.
+#[derive(Debug, Clone, Default)]
+pub struct StartupNotes {
+    /// The development key was created now.
+    pub created_key: Option<PathBuf>,
+    /// A tokens file was created now, holding this bootstrap admin token.
+    pub created_tokens: Option<(PathBuf, String)>,
+    pub development_key: bool,
+    pub kid: String,
+}
+
+/// Shared state of a running registry.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub signer: Arc<dyn Signer>,
+    pub identities: Identities,
+    pub catalog: Catalog,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub policy_digest: Digest,
+    pub write_gate: Mutex<()>,
+    pub events_tx: watch::Sender<u64>,
+    pub shutdown_rx: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+    pub started_at: time::OffsetDateTime,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The digest of the built-in governance rules (environment rule, four-eyes, stage ladder) that
+/// this build enforces. Resolve documents and events carry it as `policy_digest` until signed
+/// policy snapshots replace the built-in rules.
+pub fn builtin_policy_digest() -> Digest {
+    let rules = serde_json::json!({
+        "mediaType": "application/vnd.fulcrum.builtin-policy.v1+json",
+        "env": {"dev": ["Candidate", "Staging", "Approved"], "staging": ["Staging", "Approved"], "prod": ["Approved"], "held": "deny"},
+        "promotion": {"ladder": ["Candidate", "Staging", "Approved"], "approved": "two distinct subjects, distinct roles, not the publisher"},
+        "alias": {"downgrade": "allow_downgrade + chg_id", "on_hold": "rollback to previous healthy Approved"},
+    });
+    Digest::of(&serde_json::to_vec(&rules).expect("serialises"))
+}
+
+pub struct Registry;
+
+impl Registry {
+    /// Open every adapter under the data dir. Nothing listens yet.
+    ///
+    /// # Errors
+    /// Any configuration or adapter failure, with the file or setting named.
+    pub async fn open(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AppState, StartupNotes), OpenError> {
+        if config.resolve_ttl < Duration::from_secs(10)
+            || config.resolve_ttl > Duration::from_secs(86_400)
+        {
+            return Err(OpenError::Ttl);
+        }
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        let mut notes = StartupNotes::default();
+
+        let tokens_path = config
+            .tokens_file
+            .clone()
+            .unwrap_or_else(|| dir.join("tokens.json"));
+        if config.tokens_file.is_none() && !tokens_path.exists() {
+            let token = TokensFile::bootstrap(&tokens_path, &config.bootstrap_tenant)?;
+            notes.created_tokens = Some((tokens_path.clone(), token));
+        }
+        let identities = Identities::from_file(&TokensFile::load(&tokens_path)?)?;
+
+        let key_path = dir.join("signing-key.pk8");
+        let (key, created) = LocalKey::load_or_create(&key_path)?;
+        if created {
+            notes.created_key = Some(key_path);
+        }
+        notes.development_key = key.is_development_key();
+        notes.kid = key.kid().to_owned();
+        let signer: Arc<dyn Signer> = Arc::new(key);
+
+        let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
+        let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let policy_digest = builtin_policy_digest();
+        let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
+        let catalog = Catalog::new(signer.clone(), policy_digest, ttl);
+        catalog.load(
+            store.all_models().await?,
+            store.all_versions_brief().await?,
+            store.all_aliases().await?,
+            clock.now(),
+        );
+
+        let (events_tx, _) = watch::channel(0);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let started_at = clock.now();
+        let state = AppState(Arc::new(Inner {
+            config,
+            store,
+            blobs,
+            signer,
+            identities,
+            catalog,
+            clock,
+            metrics: Metrics::default(),
+            policy_digest,
+            write_gate: Mutex::new(()),
+            events_tx,
+            shutdown_rx,
+            shutdown_tx,
+            started_at,
+        }));
+        Ok((state, notes))
+    }
+
+    /// Open with the system clock.
+    ///
+    /// # Errors
+    /// As [`Registry::open`].
+    pub async fn open_default(config: Config) -> Result<(AppState, StartupNotes), OpenError> {
+        Self::open(config, Arc::new(SystemClock)).await
+    }
+}
+
+impl AppState {
+    /// Wake event streams after a commit.
+    pub fn notify_events(&self) {
+        self.events_tx.send_modify(|n| *n += 1);
+    }
+
+    /// Tell long-lived responses (event streams) to finish so shutdown can complete.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}
+
+/// The router, for in-process use and tests.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Run the background tasks (resolve document refresh) until shutdown.
+pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let period = (state.catalog.ttl() / 4i32).unsigned_abs();
+        let mut shutdown = state.shutdown_rx.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(period) => state.catalog.refresh_all(state.clock.now()),
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+/// Serve plain HTTP on `listener` until `shutdown` resolves, then drain in-flight requests.
+///
+/// # Errors
+/// Listener failures.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let bg = spawn_background(&state);
+    let st = state.clone();
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        st.begin_shutdown();
+    })
+    .await;
+    bg.abort();
+    result
+}
+
+/// Serve HTTPS with a PEM certificate chain and key until `shutdown` resolves.
+///
+/// # Errors
+/// Bad certificate/key files or listener failures.
+pub async fn serve_tls(
+    state: AppState,
+    addr: SocketAddr,
+    cert: &Path,
+    key: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    let bg = spawn_background(&state);
+    let (h, st) = (handle.clone(), state.clone());
+    tokio::spawn(async move {
+        shutdown.await;
+        st.begin_shutdown();
+        h.graceful_shutdown(Some(Duration::from_secs(30)));
+    });
+    let result = axum_server::bind_rustls(addr, tls)
+        .handle(handle)
+        .serve(app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .await;
+    bg.abort();
+    result
+}

@@ -1,1 +1,984 @@
-//! placeholder
+//! Fulcrum's persistence adapters.
+//!
+//! - [`Store`]: the SQL metadata store (SQLite on the embedded default) with migrations. Every
+//!   state change runs in one transaction that also appends its events to the event log (the
+//!   transactional outbox), so an event exists if and only if its change was committed.
+//! - [`blobs::BlobStore`]: the local content-addressed blob store.
+//!
+//! Governance decisions are not made here: the store loads a model's [`ModelState`], asks
+//! `fulcrum-core` to apply the command, and persists the resulting effects and events.
+//!
+//! # Invariants
+//! - One writer connection: writes are serialised in-process, so SQLite never returns BUSY to a
+//!   writer and a transaction sees a stable snapshot.
+//! - Nothing is half-applied: a refusal or error rolls back the whole transaction.
+//! - Versions, alias history and events are append-only (enforced again by SQL triggers).
+
+pub mod blobs;
+mod records;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use fulcrum_core::event::{CloudEvent, EventKind, EventPayload};
+use fulcrum_core::identity::Role;
+use fulcrum_core::lifecycle::{
+    Actor, AliasCause, AliasEntry, AliasState, Approval, ApprovalKind, Command, Effect, Env, Hold,
+    ModelState, Refusal, Stage, VersionGov, VersionId,
+};
+use fulcrum_core::names::{AliasName, VersionLabel};
+use fulcrum_core::{Digest, Manifest};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A failure worth retrying (the database is busy), as opposed to a bug or corruption.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::PoolTimedOut))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// `synchronous=FULL`: a commit survives power loss. Only bulk seeding turns it off.
+    pub durable: bool,
+    pub read_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durable: true,
+            read_connections: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+pub(crate) fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("RFC 3339 formats every UTC time")
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// The label under which an approval appears in events: `role:subject` (seed §4.1).
+fn approval_tag(a: &Approval) -> String {
+    format!("{}:{}", a.role, a.subject)
+}
+
+impl Store {
+    /// Open (creating if missing) the SQLite database at `path` and run migrations.
+    ///
+    /// # Errors
+    /// Database and migration failures.
+    pub async fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if opts.durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Off
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(opts.read_connections.max(1))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    // ------------------------------------------------------------------ models
+
+    /// # Errors
+    /// `Conflict` when the name is taken in the tenant.
+    pub async fn create_model(
+        &self,
+        m: NewModel,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<ModelRecord> {
+        let mut tx = self.write.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM models WHERE tenant = ? AND name = ?")
+            .bind(&m.tenant)
+            .bind(m.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "model {} already exists",
+                m.name
+            )));
+        }
+        let owners = serde_json::to_string(&m.owners).expect("strings serialise");
+        let labels = serde_json::to_string(&m.labels).expect("strings serialise");
+        let id: i64 = sqlx::query(
+            "INSERT INTO models (tenant, name, domain, description, owners, labels, created_by, created_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(&m.tenant)
+        .bind(m.name.as_str())
+        .bind(&m.domain)
+        .bind(&m.description)
+        .bind(&owners)
+        .bind(&labels)
+        .bind(actor)
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        tx.commit().await?;
+        Ok(ModelRecord {
+            id,
+            tenant: m.tenant,
+            name: m.name.to_string(),
+            domain: m.domain,
+            description: m.description,
+            owners: m.owners,
+            labels: m.labels,
+            created_by: actor.to_owned(),
+            created_at: ts(now),
+        })
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn get_model(&self, tenant: &str, name: &str) -> Result<Option<ModelRecord>> {
+        let row = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| ModelRecord::from_row(&r)).transpose()
+    }
+
+    /// Models of one tenant, by name, after `after` (keyset pagination).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_models(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<ModelRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM models WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?")
+                .bind(tenant)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(ModelRecord::from_row).collect()
+    }
+
+    /// Every model (for building the resolve cache at start-up).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn all_models(&self) -> Result<Vec<ModelRecord>> {
+        let rows = sqlx::query("SELECT * FROM models ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(ModelRecord::from_row).collect()
+    }
+
+    // ---------------------------------------------------------------- versions
+
+    /// Register a version as `Candidate` and emit `release_published`, in one transaction.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown model, `Conflict` for a taken label (or one that is an alias).
+    pub async fn register_version(
+        &self,
+        tenant: &str,
+        model: &str,
+        v: NewVersion,
+        policy_digest: &Digest,
+        now: OffsetDateTime,
+    ) -> Result<VersionRecord> {
+        let mut tx = self.write.begin().await?;
+        let m = model_in_tx(&mut tx, tenant, model).await?;
+        let taken = sqlx::query("SELECT 1 FROM versions WHERE model_id = ? AND label = ?")
+            .bind(m.id)
+            .bind(v.label.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "version {} of {} already exists; versions are immutable",
+                v.label, model
+            )));
+        }
+        let is_alias = sqlx::query("SELECT 1 FROM aliases WHERE model_id = ? AND name = ?")
+            .bind(m.id)
+            .bind(v.label.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if is_alias.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "'{}' is an alias of {}; versions and aliases must not share names",
+                v.label, model
+            )));
+        }
+        let seq: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model_id = ?")
+                .bind(m.id)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        let files = serde_json::to_string(v.manifest.files()).expect("manifest serialises");
+        let release = serde_json::to_string(&v.release).expect("json serialises");
+        let artifact_digest = v.manifest.digest();
+        let id: i64 = sqlx::query(
+            "INSERT INTO versions (model_id, label, seq, artifact_digest, record_digest, files, release, stage, hold, publisher, chg_id, created_at)
+             VALUES (?,?,?,?,?,?,?,'Candidate','none',?,?,?) RETURNING id",
+        )
+        .bind(m.id)
+        .bind(v.label.as_str())
+        .bind(seq)
+        .bind(artifact_digest.to_string())
+        .bind(v.record_digest.to_string())
+        .bind(&files)
+        .bind(&release)
+        .bind(&v.publisher)
+        .bind(&v.chg_id)
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let mut ev = EventPayload::new(EventKind::ReleasePublished, now, tenant, &m.domain, model);
+        ev.version = Some(v.label.to_string());
+        ev.to = Some(Stage::Candidate.as_str().into());
+        ev.artifact_digest = Some(artifact_digest.to_string());
+        ev.policy_digest = Some(policy_digest.to_string());
+        ev.chg_id.clone_from(&v.chg_id);
+        ev.seq = Some(seq as u64);
+        ev.actor = Some(v.publisher.clone());
+        append_event(&mut tx, ev).await?;
+        for d in [artifact_digest, v.record_digest] {
+            sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
+                .bind(tenant)
+                .bind(d.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(VersionRecord {
+            id,
+            model_id: m.id,
+            label: v.label.to_string(),
+            seq: seq as u64,
+            artifact_digest,
+            record_digest: v.record_digest,
+            files: v.manifest.files().to_vec(),
+            release: v.release,
+            stage: Stage::Candidate,
+            hold: Hold::None,
+            hold_reason: None,
+            publisher: v.publisher,
+            chg_id: v.chg_id,
+            created_at: ts(now),
+            approvals: vec![],
+        })
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn get_version(&self, model_id: i64, label: &str) -> Result<Option<VersionRecord>> {
+        let row = sqlx::query("SELECT * FROM versions WHERE model_id = ? AND label = ?")
+            .bind(model_id)
+            .bind(label)
+            .fetch_optional(&self.read)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut v = VersionRecord::from_row(&row)?;
+        let approvals = sqlx::query("SELECT * FROM approvals WHERE version_id = ? ORDER BY id")
+            .bind(v.id)
+            .fetch_all(&self.read)
+            .await?;
+        v.approvals = approvals
+            .iter()
+            .map(ApprovalRecord::from_row)
+            .collect::<Result<_>>()?;
+        Ok(Some(v))
+    }
+
+    /// Versions of a model by `seq`, after `after_seq` (keyset pagination). Approvals are not
+    /// loaded here; fetch one version for those.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_versions(
+        &self,
+        model_id: i64,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM versions WHERE model_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(model_id)
+        .bind(after_seq as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(VersionRecord::from_row).collect()
+    }
+
+    /// Every version without its file list (for building the resolve cache at start-up).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn all_versions_brief(&self) -> Result<Vec<VersionBrief>> {
+        let rows = sqlx::query("SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold FROM versions ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(VersionBrief::from_row).collect()
+    }
+
+    // ------------------------------------------------------------------ aliases
+
+    /// # Errors
+    /// Database failures.
+    pub async fn all_aliases(&self) -> Result<Vec<AliasRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.model_id, a.name, a.env, a.version_id, v.label,
+                    (SELECT MAX(position) FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name) AS position,
+                    (SELECT chg_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS chg_id,
+                    (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause
+             FROM aliases a LEFT JOIN versions v ON v.id = a.version_id ORDER BY a.model_id, a.name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(AliasRecord::from_row).collect()
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn get_alias(&self, model_id: i64, alias: &str) -> Result<Option<AliasRecord>> {
+        Ok(self
+            .all_aliases_of(model_id)
+            .await?
+            .into_iter()
+            .find(|a| a.name == alias))
+    }
+
+    async fn all_aliases_of(&self, model_id: i64) -> Result<Vec<AliasRecord>> {
+        // Small per model; reuse the one query.
+        Ok(self
+            .all_aliases()
+            .await?
+            .into_iter()
+            .filter(|a| a.model_id == model_id)
+            .collect())
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn alias_history(
+        &self,
+        model_id: i64,
+        alias: &str,
+    ) -> Result<Vec<AliasHistoryRecord>> {
+        let rows = sqlx::query(
+            "SELECT h.*, v.label, v.seq FROM alias_history h LEFT JOIN versions v ON v.id = h.version_id
+             WHERE h.model_id = ? AND h.alias = ? ORDER BY h.position",
+        )
+        .bind(model_id)
+        .bind(alias)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(AliasHistoryRecord::from_row).collect()
+    }
+
+    // --------------------------------------------------------------- governance
+
+    /// Apply one governance command to a model in one transaction: load its state, let the core
+    /// decide, persist the effects and their events, commit.
+    ///
+    /// # Errors
+    /// `NotFound` for unknown models/versions, `Refused` with the core's reason.
+    pub async fn govern(
+        &self,
+        tenant: &str,
+        model: &str,
+        actor: &Actor,
+        cmd: Govern,
+        ctx: &GovernCtx,
+        now: OffsetDateTime,
+    ) -> Result<Governed> {
+        let mut tx = self.write.begin().await?;
+        let m = model_in_tx(&mut tx, tenant, model).await?;
+        let mut state = load_state(&mut tx, m.id).await?;
+        let id_of = |label: &str| -> Result<VersionId> {
+            state
+                .versions
+                .iter()
+                .find(|v| v.label.as_str() == label)
+                .map(|v| v.id)
+                .ok_or(StoreError::NotFound("version"))
+        };
+        let command = match &cmd {
+            Govern::Approve { version } => Command::Approve {
+                version: id_of(version)?,
+            },
+            Govern::Promote { version, to } => Command::Promote {
+                version: id_of(version)?,
+                to: *to,
+            },
+            Govern::Quarantine { version } => Command::Quarantine {
+                version: id_of(version)?,
+                inc_id: ctx.inc_id.clone(),
+                chg_id: ctx.chg_id.clone(),
+            },
+            Govern::LiftQuarantine { version } => Command::LiftQuarantine {
+                version: id_of(version)?,
+                chg_id: ctx.chg_id.clone(),
+            },
+            Govern::Revoke { version } => Command::Revoke {
+                version: id_of(version)?,
+                inc_id: ctx.inc_id.clone(),
+                chg_id: ctx.chg_id.clone(),
+            },
+            Govern::SetAlias {
+                alias,
+                version,
+                env,
+                allow_downgrade,
+            } => Command::SetAlias {
+                alias: alias.clone(),
+                version: id_of(version)?,
+                env: *env,
+                chg_id: ctx.chg_id.clone(),
+                allow_downgrade: *allow_downgrade,
+            },
+            Govern::DeleteAlias { alias } => {
+                if !state.alias_live(alias) {
+                    return Err(StoreError::NotFound("alias"));
+                }
+                Command::DeleteAlias {
+                    alias: alias.clone(),
+                    chg_id: ctx.chg_id.clone(),
+                }
+            }
+        };
+        let effects = state.apply(actor, command, now)?;
+        let label = |id: VersionId| state.version(id).map(|v| v.label.to_string());
+        for fx in &effects {
+            persist_effect(&mut tx, m.id, fx, ctx, now).await?;
+            let ev = event_for(&state, &m, fx, actor, ctx, now, &label);
+            append_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        let labels = state
+            .versions
+            .iter()
+            .map(|v| (v.id, v.label.to_string()))
+            .collect();
+        Ok(Governed {
+            model_id: m.id,
+            effects,
+            labels,
+        })
+    }
+
+    // -------------------------------------------------------------------- blobs
+
+    /// Let `tenant` read the blob `digest` (idempotent).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn grant_blob(&self, tenant: &str, digest: &Digest) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
+            .bind(tenant)
+            .bind(digest.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn tenant_has_blob(&self, tenant: &str, digest: &Digest) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 FROM blob_grants WHERE tenant = ? AND digest = ?")
+                .bind(tenant)
+                .bind(digest.to_string())
+                .fetch_optional(&self.read)
+                .await?
+                .is_some(),
+        )
+    }
+
+    // ------------------------------------------------------------------- events
+
+    /// Append an event that is not tied to a state change (startup reports).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_event(&self, ev: EventPayload) -> Result<StoredEvent> {
+        let mut tx = self.write.begin().await?;
+        let stored = append_event(&mut tx, ev).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Events after position `after`, oldest first; `tenant = None` reads every tenant.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn events_after(
+        &self,
+        tenant: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = match tenant {
+            Some(t) => sqlx::query(
+                "SELECT seq, body FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(t)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            None => {
+                sqlx::query("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                seq: r.get(0),
+                body: r.get(1),
+            })
+            .collect())
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn last_event_seq(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.read)
+            .await?
+            .get(0))
+    }
+}
+
+/// A governance command, addressed by labels as the API receives them.
+#[derive(Debug, Clone)]
+pub enum Govern {
+    Approve {
+        version: String,
+    },
+    Promote {
+        version: String,
+        to: Stage,
+    },
+    Quarantine {
+        version: String,
+    },
+    LiftQuarantine {
+        version: String,
+    },
+    Revoke {
+        version: String,
+    },
+    SetAlias {
+        alias: AliasName,
+        version: String,
+        env: Option<Env>,
+        allow_downgrade: bool,
+    },
+    DeleteAlias {
+        alias: AliasName,
+    },
+}
+
+/// Context carried into events and records.
+#[derive(Debug, Clone, Default)]
+pub struct GovernCtx {
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    pub reason: Option<String>,
+    pub comment: Option<String>,
+    pub policy_digest: Option<Digest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Governed {
+    pub model_id: i64,
+    pub effects: Vec<Effect>,
+    /// Version id → label, for every version of the model.
+    pub labels: BTreeMap<VersionId, String>,
+}
+
+async fn model_in_tx(tx: &mut SqliteConnection, tenant: &str, name: &str) -> Result<ModelRecord> {
+    let row = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name = ?")
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.map(|r| ModelRecord::from_row(&r))
+        .transpose()?
+        .ok_or(StoreError::NotFound("model"))
+}
+
+async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelState> {
+    let rows = sqlx::query("SELECT id, label, seq, artifact_digest, stage, hold, hold_epoch, publisher FROM versions WHERE model_id = ? ORDER BY seq")
+        .bind(model_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for r in &rows {
+        versions.push(VersionGov {
+            id: r.get("id"),
+            label: VersionLabel::parse(r.get::<&str, _>("label"))
+                .map_err(|_| corrupt("version label"))?,
+            seq: r.get::<i64, _>("seq") as u64,
+            artifact_digest: r
+                .get::<&str, _>("artifact_digest")
+                .parse()
+                .map_err(|_| corrupt("artifact digest"))?,
+            stage: r
+                .get::<&str, _>("stage")
+                .parse()
+                .map_err(|()| corrupt("stage"))?,
+            hold: r
+                .get::<&str, _>("hold")
+                .parse()
+                .map_err(|()| corrupt("hold"))?,
+            hold_epoch: r.get::<i64, _>("hold_epoch") as u32,
+            publisher: r.get("publisher"),
+            approvals: vec![],
+        });
+    }
+    let approvals = sqlx::query(
+        "SELECT a.version_id, a.subject, a.role, a.kind, a.epoch FROM approvals a JOIN versions v ON v.id = a.version_id WHERE v.model_id = ? ORDER BY a.id",
+    )
+    .bind(model_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in &approvals {
+        let vid: i64 = r.get("version_id");
+        let a = Approval {
+            subject: r.get("subject"),
+            role: Role::from_str(r.get::<&str, _>("role")).map_err(|()| corrupt("role"))?,
+            kind: if r.get::<&str, _>("kind") == "lift" {
+                ApprovalKind::Lift
+            } else {
+                ApprovalKind::Promotion
+            },
+            epoch: r.get::<i64, _>("epoch") as u32,
+        };
+        if let Some(v) = versions.iter_mut().find(|v| v.id == vid) {
+            v.approvals.push(a);
+        }
+    }
+    let mut aliases = BTreeMap::new();
+    for r in sqlx::query("SELECT name, env, version_id FROM aliases WHERE model_id = ?")
+        .bind(model_id)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let name = AliasName::parse(r.get::<&str, _>("name")).map_err(|_| corrupt("alias name"))?;
+        let env = Env::from_str(r.get::<&str, _>("env")).map_err(|()| corrupt("env"))?;
+        aliases.insert(
+            name,
+            AliasState {
+                env,
+                target: r.get("version_id"),
+                history: vec![],
+            },
+        );
+    }
+    for r in sqlx::query("SELECT * FROM alias_history WHERE model_id = ? ORDER BY alias, position")
+        .bind(model_id)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let name =
+            AliasName::parse(r.get::<&str, _>("alias")).map_err(|_| corrupt("alias name"))?;
+        let entry = AliasEntry {
+            position: r.get::<i64, _>("position") as u64,
+            version: r.get("version_id"),
+            cause: AliasCause::from_str(r.get::<&str, _>("cause"))
+                .map_err(|()| corrupt("alias cause"))?,
+            chg_id: r.get("chg_id"),
+            inc_id: r.get("inc_id"),
+            actor: r.get("actor"),
+            at: OffsetDateTime::parse(r.get::<&str, _>("created_at"), &Rfc3339)
+                .map_err(|_| corrupt("time"))?,
+        };
+        aliases
+            .get_mut(&name)
+            .ok_or_else(|| corrupt("history without alias"))?
+            .history
+            .push(entry);
+    }
+    Ok(ModelState { versions, aliases })
+}
+
+async fn persist_effect(
+    tx: &mut SqliteConnection,
+    model_id: i64,
+    fx: &Effect,
+    ctx: &GovernCtx,
+    now: OffsetDateTime,
+) -> Result<()> {
+    match fx {
+        Effect::Approved { version, approval } => {
+            sqlx::query("INSERT INTO approvals (version_id, subject, role, kind, epoch, comment, created_at) VALUES (?,?,?,?,?,?,?)")
+                .bind(version)
+                .bind(&approval.subject)
+                .bind(approval.role.as_str())
+                .bind(match approval.kind {
+                    ApprovalKind::Promotion => "promotion",
+                    ApprovalKind::Lift => "lift",
+                })
+                .bind(i64::from(approval.epoch))
+                .bind(ctx.comment.as_deref().unwrap_or(""))
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Effect::StageChanged { version, to, .. } => {
+            sqlx::query("UPDATE versions SET stage = ? WHERE id = ?")
+                .bind(to.as_str())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Effect::HoldChanged {
+            version, to, epoch, ..
+        } => {
+            sqlx::query(
+                "UPDATE versions SET hold = ?, hold_epoch = ?, hold_reason = ? WHERE id = ?",
+            )
+            .bind(to.as_str())
+            .bind(i64::from(*epoch))
+            .bind(&ctx.reason)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Effect::AliasMoved {
+            alias,
+            env,
+            to,
+            entry,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO aliases (model_id, name, env, version_id) VALUES (?,?,?,?)
+                 ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id",
+            )
+            .bind(model_id)
+            .bind(alias.as_str())
+            .bind(env.as_str())
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO alias_history (model_id, alias, position, version_id, cause, chg_id, inc_id, actor, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(model_id)
+            .bind(alias.as_str())
+            .bind(entry.position as i64)
+            .bind(entry.version)
+            .bind(entry.cause.as_str())
+            .bind(&entry.chg_id)
+            .bind(&entry.inc_id)
+            .bind(&entry.actor)
+            .bind(ts(entry.at))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn stage_env(stage: Stage) -> Env {
+    match stage {
+        Stage::Candidate => Env::Dev,
+        Stage::Staging => Env::Staging,
+        Stage::Approved => Env::Prod,
+    }
+}
+
+fn event_for(
+    state: &ModelState,
+    m: &ModelRecord,
+    fx: &Effect,
+    actor: &Actor,
+    ctx: &GovernCtx,
+    now: OffsetDateTime,
+    label: &dyn Fn(VersionId) -> Option<String>,
+) -> EventPayload {
+    let vid = match fx {
+        Effect::Approved { version, .. }
+        | Effect::StageChanged { version, .. }
+        | Effect::HoldChanged { version, .. } => Some(*version),
+        Effect::AliasMoved { to, from, .. } => to.or(*from),
+    };
+    let kind = match fx {
+        Effect::Approved { .. } => EventKind::Approval,
+        Effect::StageChanged { .. } => EventKind::Promotion,
+        Effect::HoldChanged {
+            to: Hold::Revoked, ..
+        } => EventKind::Revocation,
+        Effect::HoldChanged {
+            to: Hold::Quarantined,
+            ..
+        } => EventKind::Quarantined,
+        Effect::HoldChanged { .. } => EventKind::QuarantineReleased,
+        Effect::AliasMoved { .. } => EventKind::AliasUpdated,
+    };
+    let mut ev = EventPayload::new(kind, now, &m.tenant, &m.domain, &m.name);
+    let v = vid.and_then(|id| state.version(id));
+    if let Some(v) = v {
+        ev.version = Some(v.label.to_string());
+        ev.artifact_digest = Some(v.artifact_digest.to_string());
+        ev.seq = Some(v.seq);
+        ev.approvals = v
+            .approvals
+            .iter()
+            .filter(|a| a.kind == ApprovalKind::Promotion)
+            .map(approval_tag)
+            .collect();
+    }
+    ev.policy_digest = ctx.policy_digest.map(|d| d.to_string());
+    ev.chg_id.clone_from(&ctx.chg_id);
+    ev.inc_id.clone_from(&ctx.inc_id);
+    ev.reason.clone_from(&ctx.reason);
+    ev.actor = Some(actor.subject.clone());
+    match fx {
+        Effect::Approved { approval, .. } => {
+            ev.reason.clone_from(&ctx.comment);
+            if approval.kind == ApprovalKind::Lift {
+                ev.approvals = v
+                    .map(|v| {
+                        v.approvals
+                            .iter()
+                            .filter(|a| a.kind == ApprovalKind::Lift && a.epoch == approval.epoch)
+                            .map(approval_tag)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+        }
+        Effect::StageChanged { from, to, .. } => {
+            ev.from = Some(from.as_str().into());
+            ev.to = Some(to.as_str().into());
+            ev.env = Some(stage_env(*to).as_str().into());
+        }
+        Effect::HoldChanged { from, to, .. } => {
+            ev.from = Some(from.as_str().into());
+            ev.to = Some(to.as_str().into());
+        }
+        Effect::AliasMoved {
+            alias,
+            env,
+            from,
+            to,
+            entry,
+        } => {
+            ev.alias = Some(alias.to_string());
+            ev.env = Some(env.as_str().into());
+            ev.from = from.and_then(label);
+            ev.to = to.and_then(label);
+            ev.version = to.and_then(label);
+            if to.is_none() {
+                ev.artifact_digest = None;
+                ev.seq = None;
+                ev.approvals = vec![];
+            }
+            ev.reason = Some(match (&ctx.reason, entry.cause) {
+                (Some(r), AliasCause::Rollback | AliasCause::Cleared) => {
+                    format!("{}: {r}", entry.cause.as_str())
+                }
+                _ => entry.cause.as_str().to_owned(),
+            });
+        }
+    }
+    ev
+}
+
+async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
+    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    let (tenant, model, kind) = (ev.tenant.clone(), ev.model.clone(), ev.event.as_str());
+    let ce = CloudEvent::wrap(uuid::Uuid::now_v7().to_string(), seq, ev);
+    let body = serde_json::to_string(&ce).expect("events serialise");
+    sqlx::query("INSERT INTO events (seq, id, tenant, model, kind, body) VALUES (?,?,?,?,?,?)")
+        .bind(seq)
+        .bind(&ce.id)
+        .bind(&tenant)
+        .bind(&model)
+        .bind(kind)
+        .bind(&body)
+        .execute(&mut *tx)
+        .await?;
+    Ok(StoredEvent { seq, body })
+}
+
+/// A manifest plus what CI submitted, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub label: VersionLabel,
+    pub manifest: Manifest,
+    /// Digest of the release-record blob (SBOM, attestations, signatures, card, datasets).
+    pub record_digest: Digest,
+    pub release: serde_json::Value,
+    pub publisher: String,
+    pub chg_id: Option<String>,
+}

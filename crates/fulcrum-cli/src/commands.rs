@@ -1,0 +1,638 @@
+//! Client-side commands: each calls the registry API and prints the answer as text or JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use fulcrum_client::Client;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::Output;
+
+pub struct Ctx {
+    pub registry: String,
+    pub token: Option<String>,
+    pub output: Output,
+}
+
+impl Ctx {
+    fn client(&self) -> anyhow::Result<Client> {
+        if self.token.is_none() {
+            bail!("no token: set FULCRUM_TOKEN or FULCRUM_TOKEN_FILE, or pass --token-file");
+        }
+        Ok(Client::new(&self.registry, self.token.clone())?)
+    }
+
+    fn print(&self, v: &Value, text: impl FnOnce(&Value) -> String) {
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(v).expect("json prints")),
+            Output::Text => println!("{}", text(v)),
+        }
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn seg(s: &str) -> String {
+    // Names, versions and aliases are validated to URL-safe characters by the registry; refuse
+    // anything that would change the path before it is sent.
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+        .collect()
+}
+
+fn checked(s_: &str) -> anyhow::Result<String> {
+    let clean = seg(s_);
+    if clean != s_ || clean.is_empty() {
+        bail!("{s_:?} is not a valid name");
+    }
+    Ok(clean)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Create a model in your tenant.
+    Create {
+        name: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long = "owner")]
+        owners: Vec<String>,
+        /// key=value (repeatable)
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    Get {
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+fn model_line(m: &Value) -> String {
+    format!(
+        "{}  tenant={} domain={} created_by={} {}",
+        s(&m["name"]),
+        s(&m["tenant"]),
+        s(&m["domain"]),
+        s(&m["created_by"]),
+        s(&m["created_at"])
+    )
+}
+
+pub async fn model(ctx: &Ctx, c: ModelCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    match c {
+        ModelCmd::Create {
+            name,
+            domain,
+            description,
+            owners,
+            labels,
+        } => {
+            let mut map = serde_json::Map::new();
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .with_context(|| format!("label {l:?} is not key=value"))?;
+                map.insert(k.into(), v.into());
+            }
+            let v = client.post("/v1/models", &json!({"name": name, "domain": domain, "description": description, "owners": owners, "labels": map})).await?;
+            ctx.print(&v, |m| format!("created {}", model_line(m)));
+        }
+        ModelCmd::Get { name } => {
+            let v = client
+                .get(&format!("/v1/models/{}", checked(&name)?))
+                .await?;
+            ctx.print(&v, model_line);
+        }
+        ModelCmd::List { after, limit } => {
+            let mut path = format!("/v1/models?limit={limit}");
+            if let Some(a) = after {
+                path.push_str(&format!("&after={}", checked(&a)?));
+            }
+            let v = client.get(&path).await?;
+            ctx.print(&v, |p| {
+                let mut out: Vec<String> = p["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(model_line)
+                    .collect();
+                if !p["next"].is_null() {
+                    out.push(format!("(more: --after {})", s(&p["next"])));
+                }
+                out.join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCmd {
+    /// Upload a model directory (content-addressed; progress on a terminal) and register it
+    /// as a Candidate version.
+    Register {
+        model: String,
+        version: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        chg_id: Option<String>,
+        /// Model card, a JSON object file.
+        #[arg(long)]
+        model_card: Option<PathBuf>,
+        /// SBOM file (uploaded as a blob).
+        #[arg(long)]
+        sbom: Option<PathBuf>,
+        /// Attestation file(s) (uploaded as blobs).
+        #[arg(long = "attestation")]
+        attestations: Vec<PathBuf>,
+        /// Signature file(s) (uploaded as blobs).
+        #[arg(long = "signature")]
+        signatures: Vec<PathBuf>,
+        /// RFC 3339 date-time by which the version must be revalidated.
+        #[arg(long)]
+        revalidate_by: Option<String>,
+    },
+    Get {
+        model: String,
+        version: String,
+    },
+    List {
+        model: String,
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Approve (you are the approver).
+    Approve {
+        model: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Promote one rung: Staging or Approved.
+    Promote {
+        model: String,
+        version: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        chg_id: Option<String>,
+    },
+    /// Revoke (terminal); aliases roll back automatically.
+    Revoke {
+        model: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        chg_id: Option<String>,
+        #[arg(long)]
+        inc_id: Option<String>,
+    },
+    /// Quarantine; aliases roll back automatically.
+    Quarantine {
+        model: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        inc_id: Option<String>,
+        #[arg(long)]
+        chg_id: Option<String>,
+    },
+    /// Release (lift) a quarantine.
+    Release {
+        model: String,
+        version: String,
+        #[arg(long)]
+        chg_id: String,
+    },
+}
+
+fn version_line(v: &Value) -> String {
+    let hold = if v["hold"] == "none" {
+        String::new()
+    } else {
+        format!(" HOLD={}", s(&v["hold"]))
+    };
+    let approvals: Vec<String> = v["approvals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| format!("{}:{}", s(&a["role"]), s(&a["subject"])))
+        .collect();
+    format!(
+        "{}@{}  seq={} stage={}{} artifact={} approvals=[{}]",
+        s(&v["model"]),
+        s(&v["version"]),
+        s(&v["seq"]),
+        s(&v["stage"]),
+        hold,
+        s(&v["artifact_digest"]),
+        approvals.join(", ")
+    )
+}
+
+async fn upload_small(client: &Client, path: &PathBuf) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(client.upload_bytes(bytes).await?.to_string())
+}
+
+pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let vpath = |m: &str, v: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "/v1/models/{}/versions/{}",
+            checked(m)?,
+            checked(v)?
+        ))
+    };
+    let v = match c {
+        VersionCmd::Register {
+            model,
+            version,
+            dir,
+            chg_id,
+            model_card,
+            sbom,
+            attestations,
+            signatures,
+            revalidate_by,
+        } => {
+            let card: Option<Value> = match model_card {
+                Some(p) => Some(
+                    serde_json::from_slice(
+                        &std::fs::read(&p)
+                            .with_context(|| format!("cannot read {}", p.display()))?,
+                    )
+                    .context("model card is not JSON")?,
+                ),
+                None => None,
+            };
+            let manifest = crate::upload::upload_dir(&client, &dir).await?;
+            let sbom = match sbom {
+                Some(p) => Some(upload_small(&client, &p).await?),
+                None => None,
+            };
+            let mut att = Vec::new();
+            for p in &attestations {
+                att.push(upload_small(&client, p).await?);
+            }
+            let mut sig = Vec::new();
+            for p in &signatures {
+                sig.push(upload_small(&client, p).await?);
+            }
+            let body = json!({
+                "version": version, "files": manifest.files(), "chg_id": chg_id, "model_card": card,
+                "sbom": sbom, "attestations": att, "signatures": sig, "revalidate_by": revalidate_by,
+            });
+            let v = client
+                .post(&format!("/v1/models/{}/versions", checked(&model)?), &body)
+                .await
+                .map_err(explain_gates)?;
+            ctx.print(&v, |v| format!("registered {}", version_line(v)));
+            return Ok(());
+        }
+        VersionCmd::Get { model, version } => client.get(&vpath(&model, &version)?).await?,
+        VersionCmd::List {
+            model,
+            after,
+            limit,
+        } => {
+            let mut path = format!("/v1/models/{}/versions?limit={limit}", checked(&model)?);
+            if let Some(a) = after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let v = client.get(&path).await?;
+            ctx.print(&v, |p| {
+                p["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(version_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            return Ok(());
+        }
+        VersionCmd::Approve {
+            model,
+            version,
+            comment,
+        } => {
+            client
+                .post(
+                    &format!("{}/approvals", vpath(&model, &version)?),
+                    &json!({"comment": comment}),
+                )
+                .await?
+        }
+        VersionCmd::Promote {
+            model,
+            version,
+            to,
+            chg_id,
+        } => {
+            client
+                .post(
+                    &format!("{}/promotions", vpath(&model, &version)?),
+                    &json!({"to": to, "chg_id": chg_id}),
+                )
+                .await?
+        }
+        VersionCmd::Revoke {
+            model,
+            version,
+            reason,
+            chg_id,
+            inc_id,
+        } => {
+            client
+                .post(
+                    &format!("{}/revocation", vpath(&model, &version)?),
+                    &json!({"reason": reason, "chg_id": chg_id, "inc_id": inc_id}),
+                )
+                .await?
+        }
+        VersionCmd::Quarantine {
+            model,
+            version,
+            reason,
+            inc_id,
+            chg_id,
+        } => {
+            client
+                .post(
+                    &format!("{}/quarantine", vpath(&model, &version)?),
+                    &json!({"reason": reason, "chg_id": chg_id, "inc_id": inc_id}),
+                )
+                .await?
+        }
+        VersionCmd::Release {
+            model,
+            version,
+            chg_id,
+        } => {
+            client
+                .delete(
+                    &format!("{}/quarantine", vpath(&model, &version)?),
+                    &json!({"chg_id": chg_id}),
+                )
+                .await?
+        }
+    };
+    ctx.print(&v, version_line);
+    Ok(())
+}
+
+/// Registration refusals list each failed gate; keep them on the one error line.
+fn explain_gates(e: fulcrum_client::ClientError) -> anyhow::Error {
+    match &e {
+        fulcrum_client::ClientError::Problem { errors, .. } if !errors.is_empty() => {
+            let list: Vec<String> = errors.iter().map(|(c, d)| format!("{c} ({d})")).collect();
+            anyhow::anyhow!("{e}; failed checks: {}", list.join("; "))
+        }
+        _ => e.into(),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    /// Point an alias at a version (downgrades need --allow-downgrade and --chg-id).
+    Set {
+        model: String,
+        alias: String,
+        version: String,
+        #[arg(long)]
+        chg_id: Option<String>,
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// dev, staging or prod (fixed at creation; default from the alias name).
+        #[arg(long)]
+        env: Option<String>,
+    },
+    Get {
+        model: String,
+        alias: String,
+    },
+    History {
+        model: String,
+        alias: String,
+    },
+    Delete {
+        model: String,
+        alias: String,
+        #[arg(long)]
+        chg_id: Option<String>,
+    },
+}
+
+fn alias_line(a: &Value) -> String {
+    format!(
+        "{}@{} -> {}  env={} position={} chg_id={}",
+        s(&a["model"]),
+        s(&a["alias"]),
+        s(&a["version"]),
+        s(&a["env"]),
+        s(&a["position"]),
+        s(&a["chg_id"])
+    )
+}
+
+pub async fn alias(ctx: &Ctx, c: AliasCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let apath = |m: &str, a: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "/v1/models/{}/aliases/{}",
+            checked(m)?,
+            checked(a)?
+        ))
+    };
+    match c {
+        AliasCmd::Set {
+            model,
+            alias,
+            version,
+            chg_id,
+            allow_downgrade,
+            env,
+        } => {
+            let v = client.put(&apath(&model, &alias)?, &json!({"version": version, "chg_id": chg_id, "allow_downgrade": allow_downgrade, "env": env})).await?;
+            ctx.print(&v, alias_line);
+        }
+        AliasCmd::Get { model, alias } => {
+            let v = client.get(&apath(&model, &alias)?).await?;
+            ctx.print(&v, alias_line);
+        }
+        AliasCmd::History { model, alias } => {
+            let v = client
+                .get(&format!("{}/history", apath(&model, &alias)?))
+                .await?;
+            ctx.print(&v, |h| {
+                h.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "#{} {} -> {} (seq {})  by {} chg={} inc={} {}",
+                            s(&e["position"]),
+                            s(&e["cause"]),
+                            s(&e["version"]),
+                            s(&e["seq"]),
+                            s(&e["actor"]),
+                            s(&e["chg_id"]),
+                            s(&e["inc_id"]),
+                            s(&e["at"])
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        AliasCmd::Delete {
+            model,
+            alias,
+            chg_id,
+        } => {
+            client
+                .delete(&apath(&model, &alias)?, &json!({"chg_id": chg_id}))
+                .await?;
+            ctx.print(&json!({"deleted": alias}), |_| {
+                format!("deleted alias {alias} of {model} (history kept)")
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// name@alias, name@version or name@sha256:<hex>
+    reference: String,
+    #[arg(long)]
+    env: String,
+}
+
+pub async fn resolve(ctx: &Ctx, a: ResolveArgs) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let bundle = client.trust_bundle().await?;
+    let r = client.resolve(&a.reference, &a.env, &bundle).await?;
+    let v: Value = serde_json::from_slice(&r.body)?;
+    ctx.print(&json!({"document": v, "kid": r.kid, "signature": r.signature, "verified": true}), |_| {
+        let d = &r.document;
+        format!(
+            "{}@{} (seq {}) stage={} revoked={} quarantined={} env={} decision={:?}{}\nartifact {}\npolicy   {}\nsigned by {} (verified), expires {}",
+            d.name,
+            d.version,
+            d.seq,
+            d.stage,
+            d.revoked,
+            d.quarantined,
+            d.env,
+            d.decision,
+            d.deny_reason.as_deref().map(|r| format!(" reason={r}")).unwrap_or_default(),
+            d.artifact_digest,
+            d.policy_digest,
+            r.kid,
+            d.expires_at
+        )
+    });
+    if r.document.decision == fulcrum_core::resolve::Decision::Deny {
+        bail!(
+            "denied for env {}: {}",
+            r.document.env,
+            r.document.deny_reason.as_deref().unwrap_or("unknown")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Follow new events as they commit (server-sent events; resumes from --after).
+    Tail {
+        #[arg(long)]
+        after: Option<i64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+pub fn event_line(e: &Value) -> String {
+    let d = &e["data"];
+    let mut parts = vec![
+        format!("#{} {} {}", s(&e["sequence"]), s(&d["ts"]), s(&d["event"])),
+        format!("{}@{}", s(&d["model"]), s(&d["version"])),
+    ];
+    if !d["from"].is_null() || !d["to"].is_null() {
+        parts.push(format!("{} -> {}", s(&d["from"]), s(&d["to"])));
+    }
+    for k in ["alias", "env", "chg_id", "inc_id", "reason", "actor"] {
+        if !d[k].is_null() {
+            parts.push(format!("{k}={}", s(&d[k])));
+        }
+    }
+    parts.join("  ")
+}
+
+pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    match c {
+        EventsCmd::List { after, limit } => {
+            let v = client
+                .get(&format!("/v1/events?after={after}&limit={limit}"))
+                .await?;
+            ctx.print(&v, |p| {
+                p["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(event_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        EventsCmd::Tail { after, count } => {
+            let mut stream = Box::pin(client.event_stream(after).await?);
+            let mut seen = 0usize;
+            while let Some(ev) = stream.next().await {
+                let ev = ev?;
+                let v: Value = serde_json::from_str(&ev.data).context("event is not JSON")?;
+                match ctx.output {
+                    Output::Json => println!("{}", serde_json::to_string(&v)?),
+                    Output::Text => println!("{}", event_line(&v)),
+                }
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}

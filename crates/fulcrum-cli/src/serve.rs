@@ -1,0 +1,107 @@
+//! `fulcrum serve`: validate config, open every adapter, then listen until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use fulcrum_server::{Config, Registry};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback requires --tls-cert and --tls-key.
+    #[arg(long, default_value = "127.0.0.1:8740")]
+    listen: SocketAddr,
+    /// Where the database, blobs and the development key live.
+    #[arg(long, default_value = "./fulcrum-data")]
+    data_dir: PathBuf,
+    /// Local identities (token → subject, role, tenant, domain, env, purpose). Without it,
+    /// <data-dir>/tokens.json is used, and created with a bootstrap admin token if missing.
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Lifetime of signed resolve documents, in seconds.
+    #[arg(long, default_value_t = 300)]
+    resolve_ttl_secs: u64,
+    /// Tenant of the bootstrap admin token written on first start.
+    #[arg(long, default_value = "default")]
+    bootstrap_tenant: String,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    if !a.listen.ip().is_loopback() && a.tls_cert.is_none() {
+        bail!(
+            "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, or listen on 127.0.0.1",
+            a.listen
+        );
+    }
+    let mut config = Config::new(&a.data_dir);
+    config.tokens_file = a.tokens_file.clone();
+    config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
+    config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    let (state, notes) = Registry::open_default(config)
+        .await
+        .context("cannot start the registry")?;
+    if let Some(p) = &notes.created_key {
+        tracing::warn!(path = %p.display(), kid = %notes.kid, "created a new LOCAL DEVELOPMENT signing key");
+    }
+    if notes.development_key {
+        tracing::warn!(
+            kid = %notes.kid,
+            "SIGNING WITH A LOCAL DEVELOPMENT KEY: it is a file on this disk, not in a KMS/HSM. Do not use this registry for production models."
+        );
+    }
+    if let Some((path, _token)) = &notes.created_tokens {
+        // The token itself is never printed or logged: it is in the file, readable by this user only.
+        eprintln!(
+            "fulcrum: wrote a bootstrap admin token to {} (mode 0600). Use it with: export FULCRUM_TOKEN_FILE={}",
+            path.display(),
+            path.display()
+        );
+    }
+    match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            tracing::info!(addr = %a.listen, "fulcrum registry listening (HTTPS)");
+            fulcrum_server::serve_tls(state, a.listen, cert, key, shutdown_signal())
+                .await
+                .context("server failed")?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", a.listen))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "fulcrum registry listening (HTTP, loopback only)");
+            println!("fulcrum: listening on http://{addr}");
+            fulcrum_server::serve(state, listener, shutdown_signal())
+                .await
+                .context("server failed")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The resolve cache: an in-memory read model of every model, version and alias, and the signed
+//! resolve documents built from it (SPEC §4: resolve neither signs nor reads the database per
+//! request).
+//!
+//! The read model is loaded once at start-up and then kept current by applying the effects of
+//! every committed change (under the server's write gate, so effects are applied in commit
+//! order). Alias documents are signed eagerly whenever their model changes and re-signed by a
+//! background task before they reach half their lifetime; documents for pinned references
+//! (`name@version`, `name@sha256:…`) are signed on first use and memoised the same way.
+//!
+//! # Invariants
+//! - A document in the cache always reflects the model's current generation: every change bumps
+//!   the generation and drops the model's documents before new ones are signed.
+//! - A served document has at least half of its lifetime left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use fulcrum_core::lifecycle::{Effect, Env, Hold, Stage, env_allows};
+use fulcrum_core::reference::Selector;
+use fulcrum_core::resolve::{Decision, ResolveDocument, Uris};
+use fulcrum_core::{Digest, Reference};
+use fulcrum_sign::Signer;
+use fulcrum_store::{AliasRecord, ModelRecord, VersionBrief};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, Clone)]
+struct VersionEntry {
+    label: Arc<str>,
+    seq: u64,
+    artifact_digest: Digest,
+    record_digest: Digest,
+    stage: Stage,
+    hold: Hold,
+}
+
+#[derive(Debug, Clone)]
+struct AliasEntry {
+    target: Option<i64>,
+    position: u64,
+    chg_id: Option<String>,
+    live: bool,
+}
+
+/// A signed resolve answer, ready to send.
+#[derive(Debug)]
+pub struct SignedDoc {
+    pub body: Bytes,
+    pub signature: HeaderValue,
+    pub kid: HeaderValue,
+    pub etag: HeaderValue,
+    issued_at: OffsetDateTime,
+    pub decision: Decision,
+}
+
+#[derive(Debug)]
+struct ModelEntry {
+    id: i64,
+    name: Arc<str>,
+    tenant: Arc<str>,
+    domain: Arc<str>,
+    generation: u64,
+    versions: HashMap<i64, VersionEntry>,
+    by_label: HashMap<Arc<str>, i64>,
+    by_digest: HashMap<Digest, i64>,
+    aliases: HashMap<String, AliasEntry>,
+    /// selector text → one document per env (indexed by `env_index`).
+    docs: HashMap<String, [Option<Arc<SignedDoc>>; 3]>,
+}
+
+fn env_index(env: Env) -> usize {
+    match env {
+        Env::Dev => 0,
+        Env::Staging => 1,
+        Env::Prod => 2,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// tenant → model name → entry
+    models: HashMap<Arc<str>, HashMap<Arc<str>, ModelEntry>>,
+    /// model id → (tenant, name)
+    ids: HashMap<i64, (Arc<str>, Arc<str>)>,
+}
+
+impl Inner {
+    fn by_id(&mut self, id: i64) -> Option<&mut ModelEntry> {
+        let (t, n) = self.ids.get(&id)?.clone();
+        self.models.get_mut(&t)?.get_mut(&n)
+    }
+}
+
+/// Why a resolve could not produce a document at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    Model,
+    Version,
+    AliasEmpty,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    inner: RwLock<Inner>,
+    signer: Arc<dyn Signer>,
+    policy_digest: Digest,
+    ttl: Duration,
+}
+
+impl Catalog {
+    pub fn new(signer: Arc<dyn Signer>, policy_digest: Digest, ttl: Duration) -> Self {
+        Self {
+            inner: RwLock::default(),
+            signer,
+            policy_digest,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Load the whole read model (start-up).
+    pub fn load(
+        &self,
+        models: Vec<ModelRecord>,
+        versions: Vec<VersionBrief>,
+        aliases: Vec<AliasRecord>,
+        now: OffsetDateTime,
+    ) {
+        {
+            let mut inner = self.inner.write().expect("catalog lock");
+            for m in models {
+                Self::insert_model(&mut inner, &m);
+            }
+            for v in versions {
+                if let Some(m) = inner.by_id(v.model_id) {
+                    Self::insert_version(m, &v);
+                }
+            }
+            for a in aliases {
+                if let Some(m) = inner.by_id(a.model_id) {
+                    m.aliases.insert(
+                        a.name.clone(),
+                        AliasEntry {
+                            target: a.version_id,
+                            position: a.position,
+                            chg_id: a.chg_id.clone(),
+                            live: !a.is_deleted(),
+                        },
+                    );
+                }
+            }
+        }
+        self.refresh_all(now);
+    }
+
+    fn insert_model(inner: &mut Inner, m: &ModelRecord) {
+        let tenant: Arc<str> = m.tenant.as_str().into();
+        let name: Arc<str> = m.name.as_str().into();
+        inner.ids.insert(m.id, (tenant.clone(), name.clone()));
+        inner.models.entry(tenant.clone()).or_default().insert(
+            name.clone(),
+            ModelEntry {
+                id: m.id,
+                name,
+                tenant,
+                domain: m.domain.as_str().into(),
+                generation: 0,
+                versions: HashMap::new(),
+                by_label: HashMap::new(),
+                by_digest: HashMap::new(),
+                aliases: HashMap::new(),
+                docs: HashMap::new(),
+            },
+        );
+    }
+
+    fn insert_version(m: &mut ModelEntry, v: &VersionBrief) {
+        let label: Arc<str> = v.label.as_str().into();
+        m.by_label.insert(label.clone(), v.id);
+        // Several versions may share an artifact; name@sha256 resolves to the newest of them.
+        let newest = m
+            .by_digest
+            .get(&v.artifact_digest)
+            .and_then(|id| m.versions.get(id))
+            .is_none_or(|cur| cur.seq < v.seq);
+        if newest {
+            m.by_digest.insert(v.artifact_digest, v.id);
+        }
+        m.versions.insert(
+            v.id,
+            VersionEntry {
+                label,
+                seq: v.seq,
+                artifact_digest: v.artifact_digest,
+                record_digest: v.record_digest,
+                stage: v.stage,
+                hold: v.hold,
+            },
+        );
+    }
+
+    pub fn add_model(&self, m: &ModelRecord) {
+        Self::insert_model(&mut self.inner.write().expect("catalog lock"), m);
+    }
+
+    pub fn add_version(&self, v: &VersionBrief, now: OffsetDateTime) {
+        {
+            let mut inner = self.inner.write().expect("catalog lock");
+            let Some(m) = inner.by_id(v.model_id) else {
+                return;
+            };
+            Self::insert_version(m, v);
+            m.generation += 1;
+            m.docs.clear();
+        }
+        self.refresh_model(v.model_id, now);
+    }
+
+    /// Apply the effects of a committed governance change, then re-sign the model's alias docs.
+    pub fn apply(&self, model_id: i64, effects: &[Effect], now: OffsetDateTime) {
+        {
+            let mut inner = self.inner.write().expect("catalog lock");
+            let Some(m) = inner.by_id(model_id) else {
+                return;
+            };
+            for fx in effects {
+                match fx {
+                    Effect::Approved { .. } => {}
+                    Effect::StageChanged { version, to, .. } => {
+                        if let Some(v) = m.versions.get_mut(version) {
+                            v.stage = *to;
+                        }
+                    }
+                    Effect::HoldChanged { version, to, .. } => {
+                        if let Some(v) = m.versions.get_mut(version) {
+                            v.hold = *to;
+                        }
+                    }
+                    Effect::AliasMoved {
+                        alias, to, entry, ..
+                    } => {
+                        m.aliases.insert(
+                            alias.to_string(),
+                            AliasEntry {
+                                target: *to,
+                                position: entry.position,
+                                chg_id: entry.chg_id.clone(),
+                                live: entry.cause != fulcrum_core::lifecycle::AliasCause::Deleted,
+                            },
+                        );
+                    }
+                }
+            }
+            m.generation += 1;
+            m.docs.clear();
+        }
+        self.refresh_model(model_id, now);
+    }
+
+    /// Look up a cached document; `None` when it must be (re)built.
+    pub fn cached(
+        &self,
+        tenant: &str,
+        r: &Reference,
+        selector_text: &str,
+        env: Env,
+        now: OffsetDateTime,
+    ) -> Option<Arc<SignedDoc>> {
+        let inner = self.inner.read().expect("catalog lock");
+        let m = inner.models.get(tenant)?.get(r.model.as_str())?;
+        let doc = m.docs.get(selector_text)?[env_index(env)].as_ref()?;
+        (doc.issued_at + self.ttl / 2 > now).then(|| doc.clone())
+    }
+
+    /// The model's domain, for attribute checks (`None` = no such model in this tenant).
+    pub fn model_domain(&self, tenant: &str, model: &str) -> Option<Arc<str>> {
+        let inner = self.inner.read().expect("catalog lock");
+        inner
+            .models
+            .get(tenant)?
+            .get(model)
+            .map(|m| m.domain.clone())
+    }
+
+    /// Build, sign and memoise a document. Signing happens outside the lock.
+    ///
+    /// # Errors
+    /// What the reference does not name.
+    pub fn build(
+        &self,
+        tenant: &str,
+        r: &Reference,
+        selector_text: &str,
+        env: Env,
+        now: OffsetDateTime,
+    ) -> Result<Arc<SignedDoc>, Miss> {
+        let (model_id, generation, doc) = {
+            let inner = self.inner.read().expect("catalog lock");
+            let m = inner
+                .models
+                .get(tenant)
+                .and_then(|ms| ms.get(r.model.as_str()))
+                .ok_or(Miss::Model)?;
+            (
+                m.id,
+                m.generation,
+                self.document(m, &r.selector, selector_text, env, now)?,
+            )
+        };
+        let signed = Arc::new(self.sign(&doc, now));
+        let mut inner = self.inner.write().expect("catalog lock");
+        if let Some(m) = inner.by_id(model_id)
+            && m.generation == generation
+        {
+            m.docs.entry(selector_text.to_owned()).or_default()[env_index(env)] =
+                Some(signed.clone());
+        }
+        Ok(signed)
+    }
+
+    fn document(
+        &self,
+        m: &ModelEntry,
+        sel: &Selector,
+        selector_text: &str,
+        env: Env,
+        now: OffsetDateTime,
+    ) -> Result<ResolveDocument, Miss> {
+        let (vid, alias) = match sel {
+            Selector::Digest(d) => (*m.by_digest.get(d).ok_or(Miss::Version)?, None),
+            Selector::Word(w) => match m.aliases.get(w.as_str()).filter(|a| a.live) {
+                Some(a) => (a.target.ok_or(Miss::AliasEmpty)?, Some((w.as_str(), a))),
+                None => (*m.by_label.get(w.as_str()).ok_or(Miss::Version)?, None),
+            },
+        };
+        let v = m.versions.get(&vid).ok_or(Miss::Version)?;
+        let verdict = env_allows(env, v.stage, v.hold);
+        let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
+        Ok(ResolveDocument {
+            name: m.name.to_string(),
+            version: v.label.to_string(),
+            stage: v.stage.as_str().into(),
+            artifact_digest: v.artifact_digest.to_string(),
+            policy_digest: self.policy_digest.to_string(),
+            revoked: v.hold == Hold::Revoked,
+            quarantined: v.hold == Hold::Quarantined,
+            uris: Uris {
+                artifact: format!("/v1/blobs/{}", v.artifact_digest),
+                attestation: format!("/v1/blobs/{}", v.record_digest),
+            },
+            model_card_ref: format!("MC-{}-{}", m.name, v.label),
+            seq: v.seq,
+            tenant: m.tenant.to_string(),
+            domain: m.domain.to_string(),
+            reference: format!("{}@{}", m.name, selector_text),
+            alias: alias.map(|(n, _)| n.to_owned()),
+            alias_position: alias.map(|(_, a)| a.position),
+            alias_chg_id: alias.and_then(|(_, a)| a.chg_id.clone()),
+            env: env.as_str().into(),
+            decision: if verdict.is_ok() {
+                Decision::Permit
+            } else {
+                Decision::Deny
+            },
+            deny_reason: verdict.err().map(|r| r.code().to_owned()),
+            issued_at: fmt(now),
+            expires_at: fmt(now + self.ttl),
+            kid: self.signer.kid().to_owned(),
+        })
+    }
+
+    fn sign(&self, doc: &ResolveDocument, now: OffsetDateTime) -> SignedDoc {
+        let body = serde_json::to_vec(doc).expect("documents serialise");
+        let sig = fulcrum_sign::b64(&self.signer.sign(&body));
+        let etag = format!("\"{}\"", Digest::of(&body).hex());
+        SignedDoc {
+            signature: HeaderValue::from_str(&sig).expect("base64 is a header value"),
+            kid: HeaderValue::from_str(self.signer.kid()).expect("kid is a header value"),
+            etag: HeaderValue::from_str(&etag).expect("hex is a header value"),
+            body: Bytes::from(body),
+            issued_at: now,
+            decision: doc.decision,
+        }
+    }
+
+    /// Re-sign the alias documents of one model, for every env.
+    fn refresh_model(&self, model_id: i64, now: OffsetDateTime) {
+        let (generation, docs) = {
+            let inner = self.inner.read().expect("catalog lock");
+            let Some((t, n)) = inner.ids.get(&model_id) else {
+                return;
+            };
+            let Some(m) = inner.models.get(t).and_then(|ms| ms.get(n)) else {
+                return;
+            };
+            let mut docs = Vec::new();
+            for (alias, a) in &m.aliases {
+                if !a.live || a.target.is_none() {
+                    continue;
+                }
+                for env in Env::ALL {
+                    if let Ok(doc) =
+                        self.document(m, &Selector::Word(alias.clone()), alias, env, now)
+                    {
+                        docs.push((alias.clone(), env, doc));
+                    }
+                }
+            }
+            (m.generation, docs)
+        };
+        let signed: Vec<_> = docs
+            .into_iter()
+            .map(|(alias, env, doc)| (alias, env, Arc::new(self.sign(&doc, now))))
+            .collect();
+        let mut inner = self.inner.write().expect("catalog lock");
+        if let Some(m) = inner.by_id(model_id)
+            && m.generation == generation
+        {
+            for (alias, env, doc) in signed {
+                m.docs.entry(alias).or_default()[env_index(env)] = Some(doc);
+            }
+        }
+    }
+
+    /// Background refresh: re-sign every alias document and drop pinned documents past half
+    /// their lifetime (they are re-signed on next use).
+    pub fn refresh_all(&self, now: OffsetDateTime) {
+        let ids: Vec<i64> = {
+            let mut inner = self.inner.write().expect("catalog lock");
+            let half = self.ttl / 2;
+            for models in inner.models.values_mut() {
+                for m in models.values_mut() {
+                    m.docs.retain(|_, per_env| {
+                        for slot in per_env.iter_mut() {
+                            if slot.as_ref().is_some_and(|d| d.issued_at + half <= now) {
+                                *slot = None;
+                            }
+                        }
+                        per_env.iter().any(Option::is_some)
+                    });
+                }
+            }
+            inner.ids.keys().copied().collect()
+        };
+        for id in ids {
+            self.refresh_model(id, now);
+        }
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.inner.read().expect("catalog lock");
+        let models = inner.ids.len();
+        let versions = inner
+            .models
+            .values()
+            .flat_map(|ms| ms.values())
+            .map(|m| m.versions.len())
+            .sum();
+        (models, versions)
+    }
+}

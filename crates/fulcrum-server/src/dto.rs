@@ -1,0 +1,281 @@
+//! Wire types of the HTTP API (the documented shapes in `/openapi.json`). Handlers convert them
+//! to domain types at the boundary; conversion failures are 4xx problems.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModel {
+    /// `[a-z0-9][a-z0-9._-]{0,127}`, unique per tenant.
+    pub name: String,
+    /// Defaults to the caller's tenant; any other tenant is refused.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub domain: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owners: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelDto {
+    pub name: String,
+    pub tenant: String,
+    pub domain: String,
+    pub description: String,
+    pub owners: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelPage {
+    pub items: Vec<ModelDto>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Cursor from the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// 1–500, default 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileDto {
+    pub path: String,
+    pub size: u64,
+    /// `sha256:<64 hex>` of an uploaded blob.
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSnapshot {
+    pub uri: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterVersion {
+    pub version: String,
+    pub files: Vec<FileDto>,
+    /// Digest of an uploaded SBOM blob.
+    #[serde(default)]
+    pub sbom: Option<String>,
+    /// Digests of uploaded attestation blobs.
+    #[serde(default)]
+    pub attestations: Vec<String>,
+    /// Digests of uploaded signature blobs.
+    #[serde(default)]
+    pub signatures: Vec<String>,
+    /// The model card (a JSON object), fixed at registration.
+    #[serde(default)]
+    pub model_card: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub dataset_snapshots: Vec<DatasetSnapshot>,
+    /// RFC 3339 date-time by which the version must be revalidated.
+    #[serde(default)]
+    pub revalidate_by: Option<String>,
+    #[serde(default)]
+    pub chg_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalDto {
+    pub subject: String,
+    pub role: String,
+    /// `promotion` or `lift` (given during a quarantine).
+    pub kind: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UrisDto {
+    pub artifact: String,
+    pub attestation: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionDto {
+    pub model: String,
+    pub version: String,
+    pub seq: u64,
+    pub stage: String,
+    pub hold: String,
+    pub revoked: bool,
+    pub quarantined: bool,
+    pub hold_reason: Option<String>,
+    pub artifact_digest: String,
+    /// Digest of the release record (SBOM, attestations, signatures, card, datasets).
+    pub record_digest: String,
+    pub uris: UrisDto,
+    pub files: Vec<FileDto>,
+    /// What CI submitted, fixed at registration.
+    #[schema(value_type = Object)]
+    pub release: serde_json::Value,
+    pub publisher: String,
+    pub chg_id: Option<String>,
+    pub created_at: String,
+    pub approvals: Vec<ApprovalDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionPage {
+    pub items: Vec<VersionDto>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    /// `Staging` or `Approved` (one rung at a time).
+    pub to: String,
+    #[serde(default)]
+    pub chg_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    pub reason: String,
+    #[serde(default)]
+    pub chg_id: Option<String>,
+    #[serde(default)]
+    pub inc_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    #[serde(default)]
+    pub chg_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAliasBody {
+    pub version: String,
+    #[serde(default)]
+    pub chg_id: Option<String>,
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    /// `dev`, `staging` or `prod`; fixed when the alias is created (default from its name).
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AliasDto {
+    pub model: String,
+    pub alias: String,
+    pub env: String,
+    pub version: Option<String>,
+    pub position: u64,
+    pub chg_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AliasHistoryDto {
+    pub position: u64,
+    pub version: Option<String>,
+    pub seq: Option<u64>,
+    /// `set`, `downgrade`, `rollback`, `cleared` or `deleted`.
+    pub cause: String,
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    pub actor: String,
+    pub at: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveQuery {
+    /// `name@alias`, `name@version` or `name@sha256:<hex>`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `dev`, `staging` or `prod`; defaults to the caller's env.
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartupReport {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub env: String,
+    /// `permit` or `deny`.
+    pub decision: String,
+    /// Machine-readable reason (required for `deny`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub artifact_digest: Option<String>,
+    #[serde(default)]
+    pub policy_digest: Option<String>,
+    /// Which agent/replica reports.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventAck {
+    pub event: String,
+    pub sequence: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Return events after this position (the CloudEvent `sequence`).
+    #[serde(default)]
+    pub after: Option<i64>,
+    /// 1–1000, default 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventsPage {
+    /// CloudEvents 1.0 (structured JSON), oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+    /// Position to pass as `after` next time.
+    pub next_after: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlobDto {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}

@@ -1,0 +1,861 @@
+//! Models, versions, governance actions and aliases (SPEC §2, §10).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fulcrum_core::identity::Action;
+use fulcrum_core::lifecycle::{Actor, Env, Stage};
+use fulcrum_core::names::{AliasName, VersionLabel};
+use fulcrum_core::{Digest, FileEntry, Manifest};
+use fulcrum_store::{
+    Govern, GovernCtx, NewModel, NewVersion, StoreError, VersionBrief, VersionRecord,
+};
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ApiJson, ApiQuery, check_id, parse_model_name, visible_model};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::dto::*;
+use crate::problem::{ApiError, ApiResult, CheckFailure, Problem};
+
+fn model_dto(m: fulcrum_store::ModelRecord) -> ModelDto {
+    ModelDto {
+        name: m.name,
+        tenant: m.tenant,
+        domain: m.domain,
+        description: m.description,
+        owners: m.owners,
+        labels: m.labels,
+        created_by: m.created_by,
+        created_at: m.created_at,
+    }
+}
+
+fn version_dto(model: &str, v: VersionRecord) -> VersionDto {
+    VersionDto {
+        model: model.to_owned(),
+        version: v.label,
+        seq: v.seq,
+        stage: v.stage.as_str().into(),
+        hold: v.hold.as_str().into(),
+        revoked: v.hold == fulcrum_core::Hold::Revoked,
+        quarantined: v.hold == fulcrum_core::Hold::Quarantined,
+        hold_reason: v.hold_reason,
+        artifact_digest: v.artifact_digest.to_string(),
+        record_digest: v.record_digest.to_string(),
+        uris: UrisDto {
+            artifact: format!("/v1/blobs/{}", v.artifact_digest),
+            attestation: format!("/v1/blobs/{}", v.record_digest),
+        },
+        files: v
+            .files
+            .into_iter()
+            .map(|f| FileDto {
+                path: f.path,
+                size: f.size,
+                digest: f.digest.to_string(),
+            })
+            .collect(),
+        release: v.release,
+        publisher: v.publisher,
+        chg_id: v.chg_id,
+        created_at: v.created_at,
+        approvals: v
+            .approvals
+            .into_iter()
+            .map(|a| ApprovalDto {
+                subject: a.subject,
+                role: a.role.to_string(),
+                kind: a.kind,
+                comment: a.comment,
+                created_at: a.created_at,
+            })
+            .collect(),
+    }
+}
+
+fn limit(l: Option<u32>) -> ApiResult<u32> {
+    match l {
+        None => Ok(100),
+        Some(n @ 1..=500) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "bad_limit",
+            "limit must be between 1 and 500",
+        )),
+    }
+}
+
+fn now(state: &AppState) -> OffsetDateTime {
+    state.clock.now()
+}
+
+// ------------------------------------------------------------------------------ models
+
+/// Create a model in the caller's tenant.
+#[utoipa::path(post, path = "/v1/models", tag = "models", request_body = CreateModel,
+    responses((status = 201, body = ModelDto), (status = "4XX", body = Problem)))]
+pub async fn create_model(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(body): ApiJson<CreateModel>,
+) -> ApiResult<(StatusCode, Json<ModelDto>)> {
+    who.require(Action::CreateModel)?;
+    let p = &who.0;
+    let name = parse_model_name(&body.name)?;
+    if body.tenant.as_deref().is_some_and(|t| t != p.tenant) {
+        return Err(ApiError::forbidden(
+            "models can only be created in the caller's own tenant",
+        ));
+    }
+    check_id("domain", Some(&body.domain))?;
+    if !p.may_use_domain(&body.domain) {
+        return Err(ApiError::forbidden(format!(
+            "the caller may not create models in domain {}",
+            body.domain
+        )));
+    }
+    for o in &body.owners {
+        check_id("owner", Some(o))?;
+    }
+    if body.description.len() > 4096
+        || body.labels.len() > 64
+        || body
+            .labels
+            .iter()
+            .any(|(k, v)| k.len() > 128 || v.len() > 256 || k.is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "description ≤ 4096 bytes; ≤ 64 labels with keys ≤ 128 and values ≤ 256 bytes",
+        ));
+    }
+    let _gate = state.write_gate.lock().await;
+    let m = state
+        .store
+        .create_model(
+            NewModel {
+                tenant: p.tenant.clone(),
+                name,
+                domain: body.domain,
+                description: body.description,
+                owners: body.owners,
+                labels: body.labels,
+            },
+            &p.subject,
+            now(&state),
+        )
+        .await?;
+    state.catalog.add_model(&m);
+    Ok((StatusCode::CREATED, Json(model_dto(m))))
+}
+
+/// Models of the caller's tenant, by name.
+#[utoipa::path(get, path = "/v1/models", tag = "models", params(PageQuery),
+    responses((status = 200, body = ModelPage), (status = "4XX", body = Problem)))]
+pub async fn list_models(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ModelPage>> {
+    who.require(Action::Read)?;
+    let n = limit(q.limit)?;
+    let rows = state
+        .store
+        .list_models(&who.0.tenant, q.after.as_deref().unwrap_or(""), n)
+        .await?;
+    let next = (rows.len() == n as usize)
+        .then(|| rows.last().map(|m| m.name.clone()))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .filter(|m| who.0.may_use_domain(&m.domain))
+        .map(model_dto)
+        .collect();
+    Ok(Json(ModelPage { items, next }))
+}
+
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "models", params(("name" = String, Path)),
+    responses((status = 200, body = ModelDto), (status = "4XX", body = Problem)))]
+pub async fn get_model(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ModelDto>> {
+    who.require(Action::Read)?;
+    let name = parse_model_name(&name)?;
+    Ok(Json(model_dto(visible_model(&state, &who.0, &name).await?)))
+}
+
+// ---------------------------------------------------------------------------- versions
+
+fn parse_digest_field(
+    what: &'static str,
+    s: &str,
+    failures: &mut Vec<CheckFailure>,
+) -> Option<Digest> {
+    match s.parse::<Digest>() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            failures.push(CheckFailure {
+                check: format!("{what}_digest_invalid"),
+                detail: format!("{s:?}: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// Re-hash a stored blob (release gate: every byte of a file is checked against its digest).
+async fn rehash(state: &AppState, d: Digest) -> std::io::Result<Digest> {
+    let path = state.blobs.path_of(&d);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let mut h = fulcrum_core::digest::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finish());
+            }
+            h.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Register a version as Candidate. Every gate failure is listed by name (422) and nothing is
+/// stored unless all pass.
+#[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "versions", params(("name" = String, Path)),
+    request_body = RegisterVersion,
+    responses((status = 201, body = VersionDto), (status = 422, description = "gate failures, each named", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn register_version(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<RegisterVersion>,
+) -> ApiResult<(StatusCode, Json<VersionDto>)> {
+    who.require(Action::RegisterVersion)?;
+    let p = &who.0;
+    let name = parse_model_name(&name)?;
+    let model = visible_model(&state, p, &name).await?;
+    let label = VersionLabel::parse(&body.version)
+        .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    check_id("chg_id", body.chg_id.as_deref())?;
+    if body.attestations.len() > 64
+        || body.signatures.len() > 64
+        || body.dataset_snapshots.len() > 256
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "at most 64 attestations, 64 signatures and 256 dataset snapshots",
+        ));
+    }
+    if state
+        .store
+        .get_version(model.id, label.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "conflict",
+            format!("version {label} of {name} already exists; versions are immutable"),
+        ));
+    }
+
+    let mut failures = Vec::new();
+    let mut files = Vec::with_capacity(body.files.len());
+    for f in &body.files {
+        if let Some(d) = parse_digest_field("file", &f.digest, &mut failures) {
+            files.push(FileEntry {
+                path: f.path.clone(),
+                size: f.size,
+                digest: d,
+            });
+        }
+    }
+    let manifest = match Manifest::new(files) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            failures.push(CheckFailure {
+                check: "manifest_invalid".into(),
+                detail: e.to_string(),
+            });
+            None
+        }
+    };
+    if let Some(m) = &manifest {
+        for f in m.files() {
+            let granted = state.store.tenant_has_blob(&p.tenant, &f.digest).await?;
+            match state.blobs.stat(&f.digest).await? {
+                Some(size) if granted => {
+                    if size != f.size {
+                        failures.push(CheckFailure {
+                            check: "file_size_mismatch".into(),
+                            detail: format!(
+                                "{}: manifest says {} bytes, blob has {size}",
+                                f.path, f.size
+                            ),
+                        });
+                    } else if rehash(&state, f.digest)
+                        .await
+                        .map_err(|e| ApiError::internal(&e))?
+                        != f.digest
+                    {
+                        failures.push(CheckFailure {
+                            check: "file_digest_mismatch".into(),
+                            detail: format!("{}: stored bytes do not hash to {}", f.path, f.digest),
+                        });
+                    }
+                }
+                _ => failures.push(CheckFailure {
+                    check: "file_missing".into(),
+                    detail: format!("{}: no uploaded blob {}", f.path, f.digest),
+                }),
+            }
+        }
+    }
+    let refs =
+        |what: &'static str, list: &[String], failures: &mut Vec<CheckFailure>| -> Vec<Digest> {
+            list.iter()
+                .filter_map(|s| parse_digest_field(what, s, failures))
+                .collect()
+        };
+    let sbom = refs("sbom", body.sbom.as_slice(), &mut failures);
+    let attestations = refs("attestation", &body.attestations, &mut failures);
+    let signatures = refs("signature", &body.signatures, &mut failures);
+    for (what, list) in [
+        ("sbom_missing", &sbom),
+        ("attestation_missing", &attestations),
+        ("signature_missing", &signatures),
+    ] {
+        for d in list {
+            if !state.store.tenant_has_blob(&p.tenant, d).await?
+                || state.blobs.stat(d).await?.is_none()
+            {
+                failures.push(CheckFailure {
+                    check: what.into(),
+                    detail: format!("no uploaded blob {d}"),
+                });
+            }
+        }
+    }
+    let datasets: Vec<serde_json::Value> = body
+        .dataset_snapshots
+        .iter()
+        .filter_map(|ds| {
+            let d = parse_digest_field("dataset", &ds.digest, &mut failures)?;
+            if ds.uri.is_empty() || ds.uri.len() > 2048 {
+                failures.push(CheckFailure {
+                    check: "dataset_uri_invalid".into(),
+                    detail: "dataset URIs are 1-2048 bytes".into(),
+                });
+                return None;
+            }
+            Some(serde_json::json!({"uri": ds.uri, "digest": d.to_string()}))
+        })
+        .collect();
+    let at = now(&state);
+    if let Some(rb) = &body.revalidate_by {
+        match OffsetDateTime::parse(rb, &Rfc3339) {
+            Ok(t) if t > at => {}
+            Ok(_) => failures.push(CheckFailure {
+                check: "revalidate_by_past".into(),
+                detail: format!("revalidate_by {rb} is not in the future"),
+            }),
+            Err(_) => failures.push(CheckFailure {
+                check: "revalidate_by_invalid".into(),
+                detail: "revalidate_by must be an RFC 3339 date-time".into(),
+            }),
+        }
+    }
+    let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
+        let summary = failures
+            .iter()
+            .map(|f| f.check.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ApiError::unprocessable(
+            "release_gate_failed",
+            format!("registration refused: {summary}"),
+        )
+        .with_errors(failures));
+    };
+
+    // All gates passed: store the manifest and the release record, then the version.
+    let artifact_digest = manifest.digest();
+    let record = serde_json::json!({
+        "mediaType": "application/vnd.fulcrum.release-record.v1+json",
+        "tenant": p.tenant,
+        "model": name.as_str(),
+        "version": label.as_str(),
+        "artifact_digest": artifact_digest.to_string(),
+        "sbom": sbom.first().map(ToString::to_string),
+        "attestations": attestations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "signatures": signatures.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "model_card": body.model_card.unwrap_or_default(),
+        "dataset_snapshots": datasets,
+        "revalidate_by": body.revalidate_by,
+        "publisher": p.subject,
+        "chg_id": body.chg_id,
+    });
+    let record_bytes = serde_json::to_vec(&record).expect("json serialises");
+    let _gate = state.write_gate.lock().await;
+    state.blobs.put_bytes(&manifest.canonical_bytes()).await?;
+    let record_blob = state.blobs.put_bytes(&record_bytes).await?;
+    let v = state
+        .store
+        .register_version(
+            &p.tenant,
+            name.as_str(),
+            NewVersion {
+                label,
+                manifest,
+                record_digest: record_blob.digest,
+                release: record,
+                publisher: p.subject.clone(),
+                chg_id: body.chg_id,
+            },
+            &state.policy_digest,
+            at,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(msg) => ApiError::conflict("conflict", msg),
+            other => other.into(),
+        })?;
+    state.catalog.add_version(&VersionBrief::from(&v), at);
+    drop(_gate);
+    state.notify_events();
+    Ok((StatusCode::CREATED, Json(version_dto(name.as_str(), v))))
+}
+
+/// Versions of a model by `seq`.
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "versions", params(("name" = String, Path), PageQuery),
+    responses((status = 200, body = VersionPage), (status = "4XX", body = Problem)))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<VersionPage>> {
+    who.require(Action::Read)?;
+    let name = parse_model_name(&name)?;
+    let m = visible_model(&state, &who.0, &name).await?;
+    let n = limit(q.limit)?;
+    let after = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::bad_request("bad_cursor", "after must be a seq number"))?,
+    };
+    let rows = state.store.list_versions(m.id, after, n).await?;
+    let next = (rows.len() == n as usize)
+        .then(|| rows.last().map(|v| v.seq.to_string()))
+        .flatten();
+    Ok(Json(VersionPage {
+        items: rows.into_iter().map(|v| version_dto(&m.name, v)).collect(),
+        next,
+    }))
+}
+
+async fn load_version(
+    state: &AppState,
+    who: &Caller,
+    name: &str,
+    version: &str,
+) -> ApiResult<(fulcrum_store::ModelRecord, VersionRecord)> {
+    let name = parse_model_name(name)?;
+    let m = visible_model(state, &who.0, &name).await?;
+    let v = state
+        .store
+        .get_version(m.id, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    Ok((m, v))
+}
+
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}", tag = "versions",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionDto), (status = "4XX", body = Problem)))]
+pub async fn get_version(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<VersionDto>> {
+    who.require(Action::Read)?;
+    let (m, v) = load_version(&state, &who, &name, &version).await?;
+    Ok(Json(version_dto(&m.name, v)))
+}
+
+/// Run one governance command through the write gate and keep the resolve cache current.
+async fn govern(
+    state: &AppState,
+    who: &Caller,
+    name: &str,
+    cmd: Govern,
+    ctx: GovernCtx,
+) -> ApiResult<fulcrum_store::Governed> {
+    let model = parse_model_name(name)?;
+    visible_model(state, &who.0, &model).await?;
+    let actor = Actor {
+        subject: who.0.subject.clone(),
+        role: who.0.role,
+    };
+    let ctx = GovernCtx {
+        policy_digest: Some(state.policy_digest),
+        ..ctx
+    };
+    let gate = state.write_gate.lock().await;
+    let at = now(state);
+    let out = state
+        .store
+        .govern(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, at)
+        .await?;
+    state.catalog.apply(out.model_id, &out.effects, at);
+    drop(gate);
+    state.notify_events();
+    Ok(out)
+}
+
+async fn version_after(
+    state: &AppState,
+    who: &Caller,
+    name: &str,
+    version: &str,
+) -> ApiResult<Json<VersionDto>> {
+    let (m, v) = load_version(state, who, name, version).await?;
+    Ok(Json(version_dto(&m.name, v)))
+}
+
+fn text(what: &'static str, s: &str, max: usize) -> ApiResult<()> {
+    if s.trim().is_empty() || s.len() > max {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("{what} must be 1-{max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Approve a version (the caller is the approver). During a quarantine, an approval counts
+/// toward lifting it.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/approvals", tag = "governance",
+    params(("name" = String, Path), ("version" = String, Path)), request_body = ApproveBody,
+    responses((status = 201, body = VersionDto), (status = "4XX", body = Problem)))]
+pub async fn approve(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ApproveBody>,
+) -> ApiResult<(StatusCode, Json<VersionDto>)> {
+    who.require(Action::Approve)?;
+    if body.comment.len() > 2048 {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "comment must be at most 2048 bytes",
+        ));
+    }
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::Approve {
+            version: version.clone(),
+        },
+        GovernCtx {
+            comment: Some(body.comment),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        version_after(&state, &who, &name, &version).await?,
+    ))
+}
+
+/// Promote one rung up the stage ladder.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/promotions", tag = "governance",
+    params(("name" = String, Path), ("version" = String, Path)), request_body = PromoteBody,
+    responses((status = 200, body = VersionDto), (status = 409, description = "refused by the lifecycle (named reason)", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn promote(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PromoteBody>,
+) -> ApiResult<Json<VersionDto>> {
+    who.require(Action::Promote)?;
+    let to: Stage = body.to.parse().map_err(|()| {
+        ApiError::unprocessable("bad_stage", "to must be Candidate, Staging or Approved")
+    })?;
+    check_id("chg_id", body.chg_id.as_deref())?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::Promote {
+            version: version.clone(),
+            to,
+        },
+        GovernCtx {
+            chg_id: body.chg_id,
+            ..Default::default()
+        },
+    )
+    .await?;
+    version_after(&state, &who, &name, &version).await
+}
+
+fn hold_ctx(body: HoldBody) -> ApiResult<GovernCtx> {
+    text("reason", &body.reason, 2048)?;
+    check_id("chg_id", body.chg_id.as_deref())?;
+    check_id("inc_id", body.inc_id.as_deref())?;
+    Ok(GovernCtx {
+        chg_id: body.chg_id,
+        inc_id: body.inc_id,
+        reason: Some(body.reason),
+        ..Default::default()
+    })
+}
+
+/// Revoke a version (kill switch; terminal). Aliases on it roll back automatically.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/revocation", tag = "governance",
+    params(("name" = String, Path), ("version" = String, Path)), request_body = HoldBody,
+    responses((status = 200, body = VersionDto), (status = "4XX", body = Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<HoldBody>,
+) -> ApiResult<Json<VersionDto>> {
+    who.require(Action::Revoke)?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::Revoke {
+            version: version.clone(),
+        },
+        hold_ctx(body)?,
+    )
+    .await?;
+    version_after(&state, &who, &name, &version).await
+}
+
+/// Quarantine a version (isolation; liftable). Aliases on it roll back automatically.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/quarantine", tag = "governance",
+    params(("name" = String, Path), ("version" = String, Path)), request_body = HoldBody,
+    responses((status = 200, body = VersionDto), (status = "4XX", body = Problem)))]
+pub async fn quarantine(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<HoldBody>,
+) -> ApiResult<Json<VersionDto>> {
+    who.require(Action::Quarantine)?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::Quarantine {
+            version: version.clone(),
+        },
+        hold_ctx(body)?,
+    )
+    .await?;
+    version_after(&state, &who, &name, &version).await
+}
+
+/// Parse an optional JSON body of a DELETE (empty = defaults), or `?chg_id=`.
+fn optional_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
+}
+
+/// Lift a quarantine. Needs an approval given during this quarantine by someone else, and a chg_id.
+#[utoipa::path(delete, path = "/v1/models/{name}/versions/{version}/quarantine", tag = "governance",
+    params(("name" = String, Path), ("version" = String, Path), ChangeBody), request_body = ChangeBody,
+    responses((status = 200, body = VersionDto), (status = "4XX", body = Problem)))]
+pub async fn lift_quarantine(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ChangeBody>,
+    body: Bytes,
+) -> ApiResult<Json<VersionDto>> {
+    who.require(Action::LiftQuarantine)?;
+    let b: ChangeBody = optional_body(&body)?;
+    let chg_id = b.chg_id.or(q.chg_id);
+    check_id("chg_id", chg_id.as_deref())?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::LiftQuarantine {
+            version: version.clone(),
+        },
+        GovernCtx {
+            chg_id,
+            ..Default::default()
+        },
+    )
+    .await?;
+    version_after(&state, &who, &name, &version).await
+}
+
+// ----------------------------------------------------------------------------- aliases
+
+fn parse_alias(s: &str) -> ApiResult<AliasName> {
+    AliasName::parse(s).map_err(|e| ApiError::bad_request("bad_alias", e.to_string()))
+}
+
+async fn alias_dto(
+    state: &AppState,
+    who: &Caller,
+    name: &str,
+    alias: &str,
+) -> ApiResult<Json<AliasDto>> {
+    let model = parse_model_name(name)?;
+    let m = visible_model(state, &who.0, &model).await?;
+    let a = state
+        .store
+        .get_alias(m.id, alias)
+        .await?
+        .filter(|a| !a.is_deleted())
+        .ok_or_else(|| ApiError::not_found("alias"))?;
+    Ok(Json(AliasDto {
+        model: m.name,
+        alias: a.name,
+        env: a.env.as_str().into(),
+        version: a.version,
+        position: a.position,
+        chg_id: a.chg_id,
+    }))
+}
+
+/// Point an alias at a version. Moving to a lower `seq` needs `allow_downgrade` and a `chg_id`.
+#[utoipa::path(put, path = "/v1/models/{name}/aliases/{alias}", tag = "aliases",
+    params(("name" = String, Path), ("alias" = String, Path)), request_body = SetAliasBody,
+    responses((status = 200, body = AliasDto), (status = "4XX", body = Problem)))]
+pub async fn set_alias(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, alias)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetAliasBody>,
+) -> ApiResult<Json<AliasDto>> {
+    who.require(Action::SetAlias)?;
+    let a = parse_alias(&alias)?;
+    check_id("chg_id", body.chg_id.as_deref())?;
+    let env = body
+        .env
+        .as_deref()
+        .map(|e| {
+            e.parse::<Env>().map_err(|()| {
+                ApiError::unprocessable("bad_env", "env must be dev, staging or prod")
+            })
+        })
+        .transpose()?;
+    VersionLabel::parse(&body.version)
+        .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::SetAlias {
+            alias: a,
+            version: body.version,
+            env,
+            allow_downgrade: body.allow_downgrade,
+        },
+        GovernCtx {
+            chg_id: body.chg_id,
+            ..Default::default()
+        },
+    )
+    .await?;
+    alias_dto(&state, &who, &name, &alias).await
+}
+
+#[utoipa::path(get, path = "/v1/models/{name}/aliases/{alias}", tag = "aliases",
+    params(("name" = String, Path), ("alias" = String, Path)),
+    responses((status = 200, body = AliasDto), (status = "4XX", body = Problem)))]
+pub async fn get_alias(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Json<AliasDto>> {
+    who.require(Action::Read)?;
+    parse_alias(&alias)?;
+    alias_dto(&state, &who, &name, &alias).await
+}
+
+/// Delete an alias. Its history is kept.
+#[utoipa::path(delete, path = "/v1/models/{name}/aliases/{alias}", tag = "aliases",
+    params(("name" = String, Path), ("alias" = String, Path), ChangeBody), request_body = ChangeBody,
+    responses((status = 204, description = "deleted"), (status = "4XX", body = Problem)))]
+pub async fn delete_alias(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, alias)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ChangeBody>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    who.require(Action::DeleteAlias)?;
+    let a = parse_alias(&alias)?;
+    let b: ChangeBody = optional_body(&body)?;
+    let chg_id = b.chg_id.or(q.chg_id);
+    check_id("chg_id", chg_id.as_deref())?;
+    govern(
+        &state,
+        &who,
+        &name,
+        Govern::DeleteAlias { alias: a },
+        GovernCtx {
+            chg_id,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every move of an alias, oldest first (sets, downgrades, automatic rollbacks, deletions).
+#[utoipa::path(get, path = "/v1/models/{name}/aliases/{alias}/history", tag = "aliases",
+    params(("name" = String, Path), ("alias" = String, Path)),
+    responses((status = 200, body = Vec<AliasHistoryDto>), (status = "4XX", body = Problem)))]
+pub async fn alias_history(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<AliasHistoryDto>>> {
+    who.require(Action::Read)?;
+    parse_alias(&alias)?;
+    let model = parse_model_name(&name)?;
+    let m = visible_model(&state, &who.0, &model).await?;
+    let rows = state.store.alias_history(m.id, &alias).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found("alias"));
+    }
+    Ok(Json(
+        rows.into_iter()
+            .map(|h| AliasHistoryDto {
+                position: h.position,
+                version: h.version,
+                seq: h.seq,
+                cause: h.cause,
+                chg_id: h.chg_id,
+                inc_id: h.inc_id,
+                actor: h.actor,
+                at: h.at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,242 @@
+//! The startup handshake (SPEC §4): signed resolve documents, startup reports, trust bundle.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fulcrum_core::event::{EventKind, EventPayload};
+use fulcrum_core::identity::Action;
+use fulcrum_core::lifecycle::Env;
+use fulcrum_core::reference::Selector;
+use fulcrum_core::resolve::{Decision, RESOLVE_MEDIA_TYPE};
+use fulcrum_core::{Digest, Reference};
+use fulcrum_sign::{PublishedKey, TrustBundle};
+use time::format_description::well_known::Rfc3339;
+
+use super::{ApiJson, ApiQuery, check_id, visible_model};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::catalog::Miss;
+use crate::dto::{EventAck, ResolveQuery, StartupReport};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Header carrying the base64 signature over the exact response body.
+pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("fulcrum-signature");
+/// Header naming the key (`kid`) that made the signature.
+pub const KID_HEADER: HeaderName = HeaderName::from_static("fulcrum-key-id");
+
+fn parse_env(s: &str) -> ApiResult<Env> {
+    s.parse()
+        .map_err(|()| ApiError::bad_request("bad_env", "env must be dev, staging or prod"))
+}
+
+/// Resolve a reference for an environment. The body is the signed document, byte for byte;
+/// the signature and key id travel in `Fulcrum-Signature` and `Fulcrum-Key-Id`. A version the
+/// env may not load is answered with `decision: deny` and a `deny_reason`, still signed.
+#[utoipa::path(get, path = "/v1/resolve", tag = "handshake", params(ResolveQuery),
+    responses(
+        (status = 200, description = "signed resolve document", body = fulcrum_core::resolve::ResolveDocument, content_type = "application/vnd.fulcrum.resolve.v1+json",
+         headers(("fulcrum-signature" = String, description = "base64 signature over the body"), ("fulcrum-key-id" = String, description = "kid of the signing key"))),
+        (status = 404, description = "unknown model/version, or alias_empty", body = Problem),
+        (status = "4XX", body = Problem)))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<ResolveQuery>,
+) -> ApiResult<Response> {
+    who.require(Action::Resolve)?;
+    let p = &who.0;
+    let r: Reference = q
+        .reference
+        .parse()
+        .map_err(|e: fulcrum_core::ReferenceError| {
+            ApiError::bad_request("bad_reference", e.to_string())
+        })?;
+    let env = match (q.env.as_deref(), p.env) {
+        (Some(e), _) => parse_env(e)?,
+        (None, Some(e)) => e,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "env_required",
+                "env is required (dev, staging or prod)",
+            ));
+        }
+    };
+    if p.env.is_some_and(|own| own != env) {
+        return Err(ApiError::forbidden(format!(
+            "this identity serves env {} and cannot resolve for {env}",
+            p.env.map_or("", |e| e.as_str())
+        )));
+    }
+    let domain = state
+        .catalog
+        .model_domain(&p.tenant, r.model.as_str())
+        .ok_or_else(|| ApiError::not_found("model"))?;
+    if !p.may_use_domain(&domain) {
+        return Err(ApiError::not_found("model"));
+    }
+    let selector = match &r.selector {
+        Selector::Word(w) => std::borrow::Cow::Borrowed(w.as_str()),
+        Selector::Digest(d) => std::borrow::Cow::Owned(d.to_string()),
+    };
+    let now = state.clock.now();
+    let doc = match state.catalog.cached(&p.tenant, &r, &selector, env, now) {
+        Some(doc) => doc,
+        None => {
+            state
+                .metrics
+                .resolve_cache_miss
+                .fetch_add(1, Ordering::Relaxed);
+            state.catalog.build(&p.tenant, &r, &selector, env, now).map_err(|m| match m {
+                Miss::Model => ApiError::not_found("model"),
+                Miss::Version => ApiError::not_found("version"),
+                Miss::AliasEmpty => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "alias_empty",
+                    format!("{r} has no target: its version was revoked or quarantined and no healthy Approved version was left to roll back to"),
+                ),
+            })?
+        }
+    };
+    match doc.decision {
+        Decision::Permit => state.metrics.resolve_permit.fetch_add(1, Ordering::Relaxed),
+        Decision::Deny => state.metrics.resolve_deny.fetch_add(1, Ordering::Relaxed),
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(RESOLVE_MEDIA_TYPE),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::ETAG, doc.etag.clone()),
+            (SIGNATURE_HEADER, doc.signature.clone()),
+            (KID_HEADER, doc.kid.clone()),
+        ],
+        doc.body.clone(),
+    )
+        .into_response())
+}
+
+/// Record an agent's startup decision as `startup_permit` / `startup_deny`.
+#[utoipa::path(post, path = "/v1/startup-reports", tag = "handshake", request_body = StartupReport,
+    responses((status = 201, body = EventAck), (status = "4XX", body = Problem)))]
+pub async fn startup_report(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(body): ApiJson<StartupReport>,
+) -> ApiResult<(StatusCode, Json<EventAck>)> {
+    who.require(Action::ReportStartup)?;
+    let p = &who.0;
+    let r: Reference = body
+        .reference
+        .parse()
+        .map_err(|e: fulcrum_core::ReferenceError| {
+            ApiError::bad_request("bad_reference", e.to_string())
+        })?;
+    let env = parse_env(&body.env)?;
+    if p.env.is_some_and(|own| own != env) {
+        return Err(ApiError::forbidden(
+            "this identity cannot report for another env",
+        ));
+    }
+    let kind = match body.decision.as_str() {
+        "permit" => EventKind::StartupPermit,
+        "deny" => EventKind::StartupDeny,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "bad_decision",
+                "decision must be permit or deny",
+            ));
+        }
+    };
+    if kind == EventKind::StartupDeny && body.reason.is_none() {
+        return Err(ApiError::unprocessable(
+            "reason_required",
+            "a deny report needs a machine-readable reason",
+        ));
+    }
+    check_id("reason", body.reason.as_deref())?;
+    check_id("agent", body.agent.as_deref())?;
+    if let Some(v) = &body.version {
+        fulcrum_core::VersionLabel::parse(v)
+            .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    }
+    for d in [&body.artifact_digest, &body.policy_digest]
+        .into_iter()
+        .flatten()
+    {
+        d.parse::<Digest>()
+            .map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
+    }
+    let m = visible_model(&state, p, &r.model).await?;
+    let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
+    ev.version = body.version;
+    ev.artifact_digest = body.artifact_digest;
+    ev.policy_digest = body.policy_digest;
+    ev.env = Some(env.as_str().into());
+    ev.reason = body.reason;
+    if let Selector::Word(w) = &r.selector
+        && fulcrum_core::AliasName::parse(w).is_ok()
+    {
+        ev.alias = Some(w.clone());
+    }
+    ev.actor = Some(match body.agent {
+        Some(a) => format!("{}/{a}", p.subject),
+        None => p.subject.clone(),
+    });
+    let stored = state.store.record_event(ev).await?;
+    match kind {
+        EventKind::StartupPermit => state.metrics.startup_permit.fetch_add(1, Ordering::Relaxed),
+        _ => state.metrics.startup_deny.fetch_add(1, Ordering::Relaxed),
+    };
+    state.notify_events();
+    Ok((
+        StatusCode::CREATED,
+        Json(EventAck {
+            event: kind.as_str().into(),
+            sequence: stored.seq,
+        }),
+    ))
+}
+
+/// The keys that sign what the registry hands out. The body is signed like a resolve document.
+#[utoipa::path(get, path = "/v1/trust-bundle", tag = "handshake", security(()),
+    responses((status = 200, description = "trust bundle", content_type = "application/json")))]
+pub async fn trust_bundle(State(state): State<AppState>) -> Response {
+    let since = state.started_at.format(&Rfc3339).expect("formats");
+    let bundle = TrustBundle {
+        version: 1,
+        issued_at: since.clone(),
+        keys: vec![PublishedKey {
+            kid: state.signer.kid().to_owned(),
+            alg: state.signer.alg(),
+            public_key: fulcrum_sign::b64(state.signer.public_key()),
+            valid_from: since,
+            valid_until: None,
+            development: state.signer.is_development_key(),
+        }],
+    };
+    let body = serde_json::to_vec(&bundle).expect("serialises");
+    let sig = fulcrum_sign::b64(&state.signer.sign(&body));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                SIGNATURE_HEADER,
+                HeaderValue::from_str(&sig).expect("base64"),
+            ),
+            (
+                KID_HEADER,
+                HeaderValue::from_str(state.signer.kid()).expect("kid"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
