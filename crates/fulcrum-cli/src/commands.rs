@@ -43,9 +43,7 @@ fn s(v: &Value) -> String {
 fn seg(s: &str) -> String {
     // Names, versions and aliases are validated to URL-safe characters by the registry; refuse
     // anything that would change the path before it is sent.
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')).collect()
 }
 
 fn checked(s_: &str) -> anyhow::Result<String> {
@@ -96,27 +94,17 @@ fn model_line(m: &Value) -> String {
 pub async fn model(ctx: &Ctx, c: ModelCmd) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match c {
-        ModelCmd::Create {
-            name,
-            domain,
-            description,
-            owners,
-            labels,
-        } => {
+        ModelCmd::Create { name, domain, description, owners, labels } => {
             let mut map = serde_json::Map::new();
             for l in labels {
-                let (k, v) = l
-                    .split_once('=')
-                    .with_context(|| format!("label {l:?} is not key=value"))?;
+                let (k, v) = l.split_once('=').with_context(|| format!("label {l:?} is not key=value"))?;
                 map.insert(k.into(), v.into());
             }
             let v = client.post("/v1/models", &json!({"name": name, "domain": domain, "description": description, "owners": owners, "labels": map})).await?;
             ctx.print(&v, |m| format!("created {}", model_line(m)));
         }
         ModelCmd::Get { name } => {
-            let v = client
-                .get(&format!("/v1/models/{}", checked(&name)?))
-                .await?;
+            let v = client.get(&format!("/v1/models/{}", checked(&name)?)).await?;
             ctx.print(&v, model_line);
         }
         ModelCmd::List { after, limit } => {
@@ -126,12 +114,7 @@ pub async fn model(ctx: &Ctx, c: ModelCmd) -> anyhow::Result<()> {
             }
             let v = client.get(&path).await?;
             ctx.print(&v, |p| {
-                let mut out: Vec<String> = p["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(model_line)
-                    .collect();
+                let mut out: Vec<String> = p["items"].as_array().into_iter().flatten().map(model_line).collect();
                 if !p["next"].is_null() {
                     out.push(format!("(more: --after {})", s(&p["next"])));
                 }
@@ -228,11 +211,7 @@ pub enum VersionCmd {
 }
 
 fn version_line(v: &Value) -> String {
-    let hold = if v["hold"] == "none" {
-        String::new()
-    } else {
-        format!(" HOLD={}", s(&v["hold"]))
-    };
+    let hold = if v["hold"] == "none" { String::new() } else { format!(" HOLD={}", s(&v["hold"])) };
     let approvals: Vec<String> = v["approvals"]
         .as_array()
         .into_iter()
@@ -259,11 +238,7 @@ async fn upload_small(client: &Client, path: &PathBuf) -> anyhow::Result<String>
 pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let vpath = |m: &str, v: &str| -> anyhow::Result<String> {
-        Ok(format!(
-            "/v1/models/{}/versions/{}",
-            checked(m)?,
-            checked(v)?
-        ))
+        Ok(format!("/v1/models/{}/versions/{}", checked(m)?, checked(v)?))
     };
     let v = match c {
         VersionCmd::Register {
@@ -279,11 +254,8 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
         } => {
             let card: Option<Value> = match model_card {
                 Some(p) => Some(
-                    serde_json::from_slice(
-                        &std::fs::read(&p)
-                            .with_context(|| format!("cannot read {}", p.display()))?,
-                    )
-                    .context("model card is not JSON")?,
+                    serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?)
+                        .context("model card is not JSON")?,
                 ),
                 None => None,
             };
@@ -312,59 +284,26 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             return Ok(());
         }
         VersionCmd::Get { model, version } => client.get(&vpath(&model, &version)?).await?,
-        VersionCmd::List {
-            model,
-            after,
-            limit,
-        } => {
+        VersionCmd::List { model, after, limit } => {
             let mut path = format!("/v1/models/{}/versions?limit={limit}", checked(&model)?);
             if let Some(a) = after {
                 path.push_str(&format!("&after={a}"));
             }
             let v = client.get(&path).await?;
             ctx.print(&v, |p| {
-                p["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(version_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                p["items"].as_array().into_iter().flatten().map(version_line).collect::<Vec<_>>().join("\n")
             });
             return Ok(());
         }
-        VersionCmd::Approve {
-            model,
-            version,
-            comment,
-        } => {
+        VersionCmd::Approve { model, version, comment } => {
+            client.post(&format!("{}/approvals", vpath(&model, &version)?), &json!({"comment": comment})).await?
+        }
+        VersionCmd::Promote { model, version, to, chg_id } => {
             client
-                .post(
-                    &format!("{}/approvals", vpath(&model, &version)?),
-                    &json!({"comment": comment}),
-                )
+                .post(&format!("{}/promotions", vpath(&model, &version)?), &json!({"to": to, "chg_id": chg_id}))
                 .await?
         }
-        VersionCmd::Promote {
-            model,
-            version,
-            to,
-            chg_id,
-        } => {
-            client
-                .post(
-                    &format!("{}/promotions", vpath(&model, &version)?),
-                    &json!({"to": to, "chg_id": chg_id}),
-                )
-                .await?
-        }
-        VersionCmd::Revoke {
-            model,
-            version,
-            reason,
-            chg_id,
-            inc_id,
-        } => {
+        VersionCmd::Revoke { model, version, reason, chg_id, inc_id } => {
             client
                 .post(
                     &format!("{}/revocation", vpath(&model, &version)?),
@@ -372,13 +311,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        VersionCmd::Quarantine {
-            model,
-            version,
-            reason,
-            inc_id,
-            chg_id,
-        } => {
+        VersionCmd::Quarantine { model, version, reason, inc_id, chg_id } => {
             client
                 .post(
                     &format!("{}/quarantine", vpath(&model, &version)?),
@@ -386,17 +319,8 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
                 )
                 .await?
         }
-        VersionCmd::Release {
-            model,
-            version,
-            chg_id,
-        } => {
-            client
-                .delete(
-                    &format!("{}/quarantine", vpath(&model, &version)?),
-                    &json!({"chg_id": chg_id}),
-                )
-                .await?
+        VersionCmd::Release { model, version, chg_id } => {
+            client.delete(&format!("{}/quarantine", vpath(&model, &version)?), &json!({"chg_id": chg_id})).await?
         }
     };
     ctx.print(&v, version_line);
@@ -460,22 +384,16 @@ fn alias_line(a: &Value) -> String {
 pub async fn alias(ctx: &Ctx, c: AliasCmd) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let apath = |m: &str, a: &str| -> anyhow::Result<String> {
-        Ok(format!(
-            "/v1/models/{}/aliases/{}",
-            checked(m)?,
-            checked(a)?
-        ))
+        Ok(format!("/v1/models/{}/aliases/{}", checked(m)?, checked(a)?))
     };
     match c {
-        AliasCmd::Set {
-            model,
-            alias,
-            version,
-            chg_id,
-            allow_downgrade,
-            env,
-        } => {
-            let v = client.put(&apath(&model, &alias)?, &json!({"version": version, "chg_id": chg_id, "allow_downgrade": allow_downgrade, "env": env})).await?;
+        AliasCmd::Set { model, alias, version, chg_id, allow_downgrade, env } => {
+            let v = client
+                .put(
+                    &apath(&model, &alias)?,
+                    &json!({"version": version, "chg_id": chg_id, "allow_downgrade": allow_downgrade, "env": env}),
+                )
+                .await?;
             ctx.print(&v, alias_line);
         }
         AliasCmd::Get { model, alias } => {
@@ -483,9 +401,7 @@ pub async fn alias(ctx: &Ctx, c: AliasCmd) -> anyhow::Result<()> {
             ctx.print(&v, alias_line);
         }
         AliasCmd::History { model, alias } => {
-            let v = client
-                .get(&format!("{}/history", apath(&model, &alias)?))
-                .await?;
+            let v = client.get(&format!("{}/history", apath(&model, &alias)?)).await?;
             ctx.print(&v, |h| {
                 h.as_array()
                     .into_iter()
@@ -507,17 +423,9 @@ pub async fn alias(ctx: &Ctx, c: AliasCmd) -> anyhow::Result<()> {
                     .join("\n")
             });
         }
-        AliasCmd::Delete {
-            model,
-            alias,
-            chg_id,
-        } => {
-            client
-                .delete(&apath(&model, &alias)?, &json!({"chg_id": chg_id}))
-                .await?;
-            ctx.print(&json!({"deleted": alias}), |_| {
-                format!("deleted alias {alias} of {model} (history kept)")
-            });
+        AliasCmd::Delete { model, alias, chg_id } => {
+            client.delete(&apath(&model, &alias)?, &json!({"chg_id": chg_id})).await?;
+            ctx.print(&json!({"deleted": alias}), |_| format!("deleted alias {alias} of {model} (history kept)"));
         }
     }
     Ok(())
@@ -556,11 +464,7 @@ pub async fn resolve(ctx: &Ctx, a: ResolveArgs) -> anyhow::Result<()> {
         )
     });
     if r.document.decision == fulcrum_core::resolve::Decision::Deny {
-        bail!(
-            "denied for env {}: {}",
-            r.document.env,
-            r.document.deny_reason.as_deref().unwrap_or("unknown")
-        );
+        bail!("denied for env {}: {}", r.document.env, r.document.deny_reason.as_deref().unwrap_or("unknown"));
     }
     Ok(())
 }
@@ -604,17 +508,9 @@ pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match c {
         EventsCmd::List { after, limit } => {
-            let v = client
-                .get(&format!("/v1/events?after={after}&limit={limit}"))
-                .await?;
+            let v = client.get(&format!("/v1/events?after={after}&limit={limit}")).await?;
             ctx.print(&v, |p| {
-                p["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(event_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                p["events"].as_array().into_iter().flatten().map(event_line).collect::<Vec<_>>().join("\n")
             });
         }
         EventsCmd::Tail { after, count } => {

@@ -40,16 +40,11 @@ fn write_model(dir: &Path, version: &str) -> anyhow::Result<()> {
     // Deterministic stand-in weights: 4 MiB that differ per version.
     let weights: Vec<u8> = (0..4u32 << 20)
         .map(|i| {
-            (i.wrapping_mul(2_654_435_761) >> 13) as u8
-                ^ version.len() as u8
-                ^ version.as_bytes()[version.len() - 1]
+            (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ version.len() as u8 ^ version.as_bytes()[version.len() - 1]
         })
         .collect();
     std::fs::write(dir.join("weights.bin"), weights)?;
-    std::fs::write(
-        dir.join("config.json"),
-        format!("{{\"model\":\"{MODEL}\",\"version\":\"{version}\"}}"),
-    )?;
+    std::fs::write(dir.join("config.json"), format!("{{\"model\":\"{MODEL}\",\"version\":\"{version}\"}}"))?;
     std::fs::write(dir.join("tokenizer/vocab.txt"), "credit\nrisk\ndefault\n")?;
     Ok(())
 }
@@ -62,30 +57,10 @@ async fn release(p: &People, work: &Path, version: &str, chg: &str) -> anyhow::R
     let revalidate = (OffsetDateTime::now_utc() + time::Duration::days(180)).format(&Rfc3339)?;
     p.ci.post(&format!("/v1/models/{MODEL}/versions"), &json!({"version": version, "files": manifest.files(), "model_card": card, "revalidate_by": revalidate, "chg_id": chg})).await?;
     let v = format!("/v1/models/{MODEL}/versions/{version}");
-    p.release
-        .post(
-            &format!("{v}/promotions"),
-            &json!({"to": "Staging", "chg_id": chg}),
-        )
-        .await?;
-    p.approver
-        .post(
-            &format!("{v}/approvals"),
-            &json!({"comment": "validation report reviewed"}),
-        )
-        .await?;
-    p.security
-        .post(
-            &format!("{v}/approvals"),
-            &json!({"comment": "security review passed"}),
-        )
-        .await?;
-    p.release
-        .post(
-            &format!("{v}/promotions"),
-            &json!({"to": "Approved", "chg_id": chg}),
-        )
-        .await?;
+    p.release.post(&format!("{v}/promotions"), &json!({"to": "Staging", "chg_id": chg})).await?;
+    p.approver.post(&format!("{v}/approvals"), &json!({"comment": "validation report reviewed"})).await?;
+    p.security.post(&format!("{v}/approvals"), &json!({"comment": "security review passed"})).await?;
+    p.release.post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": chg})).await?;
     Ok(())
 }
 
@@ -123,11 +98,7 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = match &a.data_dir {
         Some(d) => {
-            ensure!(
-                !d.exists(),
-                "{} already exists; the demo wants a new directory",
-                d.display()
-            );
+            ensure!(!d.exists(), "{} already exists; the demo wants a new directory", d.display());
             d.clone()
         }
         None => tmp.path().join("data"),
@@ -163,9 +134,7 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     file.write_new(&tokens_path)?;
     let mut config = Config::new(&dir);
     config.tokens_file = Some(tokens_path);
-    let (state, _notes) = Registry::open_default(config)
-        .await
-        .context("starting the demo registry")?;
+    let (state, _notes) = Registry::open_default(config).await.context("starting the demo registry")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -173,13 +142,8 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     let client = |i: usize| Client::new(&url, Some(tokens[i].clone()));
-    let p = People {
-        ci: client(0)?,
-        approver: client(1)?,
-        security: client(2)?,
-        release: client(3)?,
-        agent: client(4)?,
-    };
+    let p =
+        People { ci: client(0)?, approver: client(1)?, security: client(2)?, release: client(3)?, agent: client(4)? };
     if output == Output::Text {
         eprintln!("demo registry on {url} (data in {})", dir.display());
     }
@@ -188,24 +152,15 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     p.ci.post("/v1/models", &json!({"name": MODEL, "domain": "risk", "description": "Retail credit default model", "owners": ["risk-analytics"]})).await?;
     release(&p, &work, "v2.2.0", "CHG-10233").await?;
     p.release
-        .put(
-            &format!("/v1/models/{MODEL}/aliases/production"),
-            &json!({"version": "v2.2.0", "chg_id": "CHG-10233"}),
-        )
+        .put(&format!("/v1/models/{MODEL}/aliases/production"), &json!({"version": "v2.2.0", "chg_id": "CHG-10233"}))
         .await?;
     release(&p, &work, "v2.3.0", "CHG-10234").await?;
     p.release
-        .put(
-            &format!("/v1/models/{MODEL}/aliases/production"),
-            &json!({"version": "v2.3.0", "chg_id": "CHG-10234"}),
-        )
+        .put(&format!("/v1/models/{MODEL}/aliases/production"), &json!({"version": "v2.3.0", "chg_id": "CHG-10234"}))
         .await?;
     let bundle = p.agent.trust_bundle().await?;
     let (v, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@production")).await?;
-    ensure!(
-        v == "v2.3.0" && d == Decision::Permit,
-        "expected production to serve v2.3.0, got {v} {d:?}"
-    );
+    ensure!(v == "v2.3.0" && d == Decision::Permit, "expected production to serve v2.3.0, got {v} {d:?}");
 
     // §5.2 Revocation → Rollback
     p.security
@@ -217,10 +172,7 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     let (_, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@v2.3.0")).await?;
     ensure!(d == Decision::Deny, "a revoked version must be denied");
     let (v, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@production")).await?;
-    ensure!(
-        v == "v2.2.0" && d == Decision::Permit,
-        "expected production to roll back to v2.2.0, got {v} {d:?}"
-    );
+    ensure!(v == "v2.2.0" && d == Decision::Permit, "expected production to roll back to v2.2.0, got {v} {d:?}");
 
     let events = p.release.get("/v1/events?after=0&limit=1000").await?;
     let _ = stop_tx.send(());
@@ -232,21 +184,14 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
 fn print_timeline(page: &Value, output: Output) {
     let events = page["events"].as_array().cloned().unwrap_or_default();
     if output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"events": events})).expect("json")
-        );
+        println!("{}", serde_json::to_string_pretty(&json!({"events": events})).expect("json"));
         return;
     }
-    let t0 = events
-        .first()
-        .and_then(|e| e["data"]["ts"].as_str())
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let t0 =
+        events.first().and_then(|e| e["data"]["ts"].as_str()).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
     println!("Event timeline (T0 = first event):");
     for e in &events {
-        let ts = e["data"]["ts"]
-            .as_str()
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+        let ts = e["data"]["ts"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
         let dt = match (t0, ts) {
             (Some(a), Some(b)) => format!("T+{:>6}ms", (b - a).whole_milliseconds()),
             _ => "T+?".into(),

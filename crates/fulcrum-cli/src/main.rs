@@ -13,19 +13,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "fulcrum",
-    version,
-    about = "Fulcrum: a governed ML model registry"
-)]
+#[command(name = "fulcrum", version, about = "Fulcrum: a governed ML model registry")]
 struct Cli {
     /// Registry base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "FULCRUM_URL",
-        default_value = "http://127.0.0.1:8740"
-    )]
+    #[arg(long, global = true, env = "FULCRUM_URL", default_value = "http://127.0.0.1:8740")]
     registry: String,
     /// Bearer token (prefer FULCRUM_TOKEN or --token-file so it stays out of shell history).
     #[arg(long, global = true, env = "FULCRUM_TOKEN", hide_env_values = true)]
@@ -73,16 +64,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS/crypto provider for the whole process (aws-lc-rs).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG")
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FULCRUM_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -121,11 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
-    let ctx = commands::Ctx {
-        registry: cli.registry,
-        token,
-        output: cli.output,
-    };
+    let ctx = commands::Ctx { registry: cli.registry, token, output: cli.output };
     match cli.command {
         Command::Serve(a) => serve::run(a).await,
         Command::Demo(a) => demo::run(a, cli.output).await,

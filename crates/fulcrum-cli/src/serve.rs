@@ -55,18 +55,13 @@ async fn shutdown_signal() {
 
 pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     if !a.listen.ip().is_loopback() && a.tls_cert.is_none() {
-        bail!(
-            "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, or listen on 127.0.0.1",
-            a.listen
-        );
+        bail!("refusing to listen on {} without TLS; pass --tls-cert and --tls-key, or listen on 127.0.0.1", a.listen);
     }
     let mut config = Config::new(&a.data_dir);
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
-    let (state, notes) = Registry::open_default(config)
-        .await
-        .context("cannot start the registry")?;
+    let (state, notes) = Registry::open_default(config).await.context("cannot start the registry")?;
     if let Some(p) = &notes.created_key {
         tracing::warn!(path = %p.display(), kid = %notes.kid, "created a new LOCAL DEVELOPMENT signing key");
     }
@@ -87,9 +82,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
             tracing::info!(addr = %a.listen, "fulcrum registry listening (HTTPS)");
-            fulcrum_server::serve_tls(state, a.listen, cert, key, shutdown_signal())
-                .await
-                .context("server failed")?;
+            fulcrum_server::serve_tls(state, a.listen, cert, key, shutdown_signal()).await.context("server failed")?;
         }
         _ => {
             let listener = tokio::net::TcpListener::bind(a.listen)
@@ -98,9 +91,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "fulcrum registry listening (HTTP, loopback only)");
             println!("fulcrum: listening on http://{addr}");
-            fulcrum_server::serve(state, listener, shutdown_signal())
-                .await
-                .context("server failed")?;
+            fulcrum_server::serve(state, listener, shutdown_signal()).await.context("server failed")?;
         }
     }
     Ok(())

@@ -15,17 +15,12 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?
-        {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
             let entry = entry?;
             let ft = entry.file_type()?;
             let path = entry.path();
             if ft.is_symlink() {
-                bail!(
-                    "{} is a symlink; model directories must hold regular files only",
-                    path.display()
-                );
+                bail!("{} is a symlink; model directories must hold regular files only", path.display());
             } else if ft.is_dir() {
                 stack.push(path);
             } else if ft.is_file() {
@@ -47,35 +42,22 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 pub async fn upload_dir(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let files = walk(dir)?;
-    let total: u64 = files
-        .iter()
-        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let total: u64 = files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let bar = Arc::new(ProgressBar::new(total * 2));
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message("hashing");
     let mut entries = Vec::with_capacity(files.len());
     for (rel, path) in &files {
         let p = path.clone();
-        let (digest, size): (Digest, u64) =
-            tokio::task::spawn_blocking(move || fulcrum_client::hash_file(&p))
-                .await?
-                .with_context(|| format!("cannot hash {}", path.display()))?;
+        let (digest, size): (Digest, u64) = tokio::task::spawn_blocking(move || fulcrum_client::hash_file(&p))
+            .await?
+            .with_context(|| format!("cannot hash {}", path.display()))?;
         bar.inc(size);
-        entries.push((
-            FileEntry {
-                path: rel.clone(),
-                size,
-                digest,
-            },
-            path.clone(),
-        ));
+        entries.push((FileEntry { path: rel.clone(), size, digest }, path.clone()));
     }
     bar.set_message("uploading");
     for (entry, path) in &entries {
@@ -91,7 +73,5 @@ pub async fn upload_dir(client: &Client, dir: &Path) -> anyhow::Result<Manifest>
         bar.set_position(base + entry.size);
     }
     bar.finish_and_clear();
-    Ok(Manifest::new(
-        entries.into_iter().map(|(e, _)| e).collect(),
-    )?)
+    Ok(Manifest::new(entries.into_iter().map(|(e, _)| e).collect())?)
 }

@@ -8,10 +8,7 @@ use serde_json::{Value, json};
 
 fn fulcrum(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fulcrum"));
-    c.args(args)
-        .env_remove("FULCRUM_TOKEN")
-        .env_remove("FULCRUM_URL")
-        .env("FULCRUM_LOG", "error");
+    c.args(args).env_remove("FULCRUM_TOKEN").env_remove("FULCRUM_URL").env("FULCRUM_LOG", "error");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -19,11 +16,7 @@ fn fulcrum(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn one_error_line(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(!o.status.success(), "expected failure; stdout: {}", String::from_utf8_lossy(&o.stdout));
     let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
     assert_eq!(err.lines().count(), 1, "exactly one line: {err:?}");
     assert!(err.starts_with("error: "), "{err}");
@@ -52,11 +45,7 @@ fn serve() -> Server {
         {"token": "t-bo", "subject": "bo", "role": "security-officer", "tenant": "acme"},
         {"token": "t-agent", "subject": "agent", "role": "serving", "tenant": "acme", "env": "prod"},
     ]});
-    std::fs::write(
-        dir.path().join("tokens.json"),
-        serde_json::to_vec(&tokens).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
@@ -67,41 +56,22 @@ fn serve() -> Server {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("fulcrum: listening on ")
-        .unwrap()
-        .to_owned();
-    Server {
-        child,
-        url,
-        _dir: dir,
-    }
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("fulcrum: listening on ").unwrap().to_owned();
+    Server { child, url, _dir: dir }
 }
 
 #[test]
 fn full_flow_through_the_cli() {
     let s = serve();
-    let as_ = |who: &'static str| {
-        vec![
-            ("FULCRUM_URL", s.url.clone()),
-            ("FULCRUM_TOKEN", format!("t-{who}")),
-        ]
-    };
+    let as_ = |who: &'static str| vec![("FULCRUM_URL", s.url.clone()), ("FULCRUM_TOKEN", format!("t-{who}"))];
     let run = |who: &'static str, args: &[&str]| {
         let env = as_(who);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         fulcrum(args, &env)
     };
     let ok = |o: Output| -> Value {
-        assert!(
-            o.status.success(),
-            "stderr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
     };
 
@@ -111,119 +81,42 @@ fn full_flow_through_the_cli() {
     std::fs::write(model_dir.path().join("sub/config.json"), "{}").unwrap();
     let dir = model_dir.path().to_str().unwrap();
 
-    ok(run(
-        "ci",
-        &[
-            "--output",
-            "json",
-            "model",
-            "create",
-            "risk",
-            "--domain",
-            "risk",
-            "--label",
-            "team=credit",
-        ],
-    ));
-    let v = ok(run(
-        "ci",
-        &[
-            "--output", "json", "version", "register", "risk", "v1", "--dir", dir, "--chg-id",
-            "CHG-1",
-        ],
-    ));
+    ok(run("ci", &["--output", "json", "model", "create", "risk", "--domain", "risk", "--label", "team=credit"]));
+    let v =
+        ok(run("ci", &["--output", "json", "version", "register", "risk", "v1", "--dir", dir, "--chg-id", "CHG-1"]));
     assert_eq!(v["stage"], "Candidate");
-    let paths: Vec<&str> = v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["sub/config.json", "weights.bin"]);
     // Registering again is refused with one line naming the conflict.
-    let err = one_error_line(&run(
-        "ci",
-        &["version", "register", "risk", "v1", "--dir", dir],
-    ));
+    let err = one_error_line(&run("ci", &["version", "register", "risk", "v1", "--dir", dir]));
     assert!(err.contains("already exists"), "{err}");
 
-    ok(run(
-        "rm",
-        &["version", "promote", "risk", "v1", "--to", "Staging"],
-    ));
-    let err = one_error_line(&run(
-        "rm",
-        &["version", "promote", "risk", "v1", "--to", "Approved"],
-    ));
+    ok(run("rm", &["version", "promote", "risk", "v1", "--to", "Staging"]));
+    let err = one_error_line(&run("rm", &["version", "promote", "risk", "v1", "--to", "Approved"]));
     assert!(err.contains("four_eyes"), "{err}");
-    ok(run(
-        "ana",
-        &["version", "approve", "risk", "v1", "--comment", "ok"],
-    ));
+    ok(run("ana", &["version", "approve", "risk", "v1", "--comment", "ok"]));
     ok(run("bo", &["version", "approve", "risk", "v1"]));
     let v = ok(run(
         "rm",
-        &[
-            "--output", "json", "version", "promote", "risk", "v1", "--to", "Approved", "--chg-id",
-            "CHG-2",
-        ],
+        &["--output", "json", "version", "promote", "risk", "v1", "--to", "Approved", "--chg-id", "CHG-2"],
     ));
     assert_eq!(v["stage"], "Approved");
-    ok(run(
-        "rm",
-        &[
-            "alias",
-            "set",
-            "risk",
-            "production",
-            "v1",
-            "--chg-id",
-            "CHG-3",
-        ],
-    ));
-    let r = ok(run(
-        "agent",
-        &[
-            "--output",
-            "json",
-            "resolve",
-            "risk@production",
-            "--env",
-            "prod",
-        ],
-    ));
-    assert_eq!(
-        (r["verified"].as_bool(), r["document"]["version"].as_str()),
-        (Some(true), Some("v1"))
-    );
+    ok(run("rm", &["alias", "set", "risk", "production", "v1", "--chg-id", "CHG-3"]));
+    let r = ok(run("agent", &["--output", "json", "resolve", "risk@production", "--env", "prod"]));
+    assert_eq!((r["verified"].as_bool(), r["document"]["version"].as_str()), (Some(true), Some("v1")));
     let text = run("agent", &["resolve", "risk@production", "--env", "prod"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("(verified)"));
 
-    ok(run(
-        "bo",
-        &[
-            "version", "revoke", "risk", "v1", "--reason", "bad", "--inc-id", "INC-1",
-        ],
-    ));
-    let err = one_error_line(&run(
-        "agent",
-        &["resolve", "risk@production", "--env", "prod"],
-    ));
+    ok(run("bo", &["version", "revoke", "risk", "v1", "--reason", "bad", "--inc-id", "INC-1"]));
+    let err = one_error_line(&run("agent", &["resolve", "risk@production", "--env", "prod"]));
     assert!(err.contains("alias_empty"), "{err}");
     let err = one_error_line(&run("agent", &["resolve", "risk@v1", "--env", "prod"]));
     assert!(err.contains("denied") && err.contains("revoked"), "{err}");
-    let h = ok(run(
-        "rm",
-        &["--output", "json", "alias", "history", "risk", "production"],
-    ));
+    let h = ok(run("rm", &["--output", "json", "alias", "history", "risk", "production"]));
     assert_eq!(h.as_array().unwrap().len(), 2);
     let evs = ok(run("rm", &["--output", "json", "events", "list"]));
-    let kinds: Vec<&str> = evs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["event"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> =
+        evs["events"].as_array().unwrap().iter().map(|e| e["data"]["event"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         [
@@ -239,44 +132,24 @@ fn full_flow_through_the_cli() {
     );
     let tail = run("rm", &["events", "tail", "--after", "6", "--count", "2"]);
     let out = String::from_utf8_lossy(&tail.stdout);
-    assert!(
-        out.lines().count() == 2 && out.contains("revocation"),
-        "{out}"
-    );
+    assert!(out.lines().count() == 2 && out.contains("revocation"), "{out}");
 
     // Bad input: one line, non-zero exit.
     one_error_line(&run("rm", &["resolve", "risk@latest", "--env", "prod"]));
     one_error_line(&run("rm", &["version", "get", "risk", "../../etc"]));
     one_error_line(&fulcrum(&["model", "list"], &[("FULCRUM_URL", &s.url)]));
-    let err = one_error_line(&fulcrum(
-        &["model", "list"],
-        &[
-            ("FULCRUM_URL", "http://127.0.0.1:1"),
-            ("FULCRUM_TOKEN", "x"),
-        ],
-    ));
+    let err =
+        one_error_line(&fulcrum(&["model", "list"], &[("FULCRUM_URL", "http://127.0.0.1:1"), ("FULCRUM_TOKEN", "x")]));
     assert!(err.contains("cannot reach"), "{err}");
 }
 
 #[test]
 fn serve_refuses_plain_http_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let o = fulcrum(
-        &[
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let o = fulcrum(&["serve", "--listen", "0.0.0.0:0", "--data-dir", dir.path().to_str().unwrap()], &[]);
     let err = one_error_line(&o);
     assert!(err.contains("without TLS"), "{err}");
-    assert!(
-        !dir.path().join("registry.db").exists(),
-        "nothing is created before the config is valid"
-    );
+    assert!(!dir.path().join("registry.db").exists(), "nothing is created before the config is valid");
 }
 
 #[test]
@@ -286,24 +159,9 @@ fn demo_runs_both_flows() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let evs = v["events"].as_array().unwrap();
     let find = |kind: &str| evs.iter().filter(|e| e["data"]["event"] == kind).count();
-    assert_eq!(
-        (
-            find("release_published"),
-            find("promotion"),
-            find("revocation")
-        ),
-        (2, 4, 1)
-    );
+    assert_eq!((find("release_published"), find("promotion"), find("revocation")), (2, 4, 1));
     assert_eq!((find("startup_permit"), find("startup_deny")), (2, 1));
-    let rollback = evs
-        .iter()
-        .find(|e| e["data"]["event"] == "alias_updated" && e["data"]["inc_id"] == "INC-4711")
-        .unwrap();
-    assert_eq!(
-        (
-            rollback["data"]["from"].as_str(),
-            rollback["data"]["to"].as_str()
-        ),
-        (Some("v2.3.0"), Some("v2.2.0"))
-    );
+    let rollback =
+        evs.iter().find(|e| e["data"]["event"] == "alias_updated" && e["data"]["inc_id"] == "INC-4711").unwrap();
+    assert_eq!((rollback["data"]["from"].as_str(), rollback["data"]["to"].as_str()), (Some("v2.3.0"), Some("v2.2.0")));
 }

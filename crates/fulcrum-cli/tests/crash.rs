@@ -23,9 +23,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .spawn()
         .expect("start fulcrum serve");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line
         .trim()
         .strip_prefix("fulcrum: listening on ")
@@ -44,45 +42,25 @@ fn tokens() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_burst_loses_and_invents_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("tokens.json"),
-        serde_json::to_vec(&tokens()).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens()).unwrap()).unwrap();
     let (mut child, url) = start(dir.path());
     let http = reqwest::Client::new();
     let post = |who: &str, path: String, body: Value| {
-        http.post(format!("{url}{path}"))
-            .bearer_auth(format!("t-{who}"))
-            .json(&body)
-            .send()
+        http.post(format!("{url}{path}")).bearer_auth(format!("t-{who}")).json(&body).send()
     };
 
-    assert_eq!(
-        post(
-            "ci",
-            "/v1/models".into(),
-            json!({"name": "m", "domain": "d"})
-        )
-        .await
-        .unwrap()
-        .status(),
-        201
-    );
+    assert_eq!(post("ci", "/v1/models".into(), json!({"name": "m", "domain": "d"})).await.unwrap().status(), 201);
     for i in 0..N {
         let bytes = format!("weights {i}").into_bytes();
-        let r = http
-            .post(format!("{url}/v1/blobs"))
-            .bearer_auth("t-ci")
-            .body(bytes.clone())
-            .send()
-            .await
-            .unwrap();
-        let d = r.json::<Value>().await.unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let r = post("ci", "/v1/models/m/versions".into(), json!({"version": format!("v{i}"), "files": [{"path": "w", "size": bytes.len(), "digest": d}]})).await.unwrap();
+        let r = http.post(format!("{url}/v1/blobs")).bearer_auth("t-ci").body(bytes.clone()).send().await.unwrap();
+        let d = r.json::<Value>().await.unwrap()["digest"].as_str().unwrap().to_owned();
+        let r = post(
+            "ci",
+            "/v1/models/m/versions".into(),
+            json!({"version": format!("v{i}"), "files": [{"path": "w", "size": bytes.len(), "digest": d}]}),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status(), 201);
     }
 
@@ -120,54 +98,29 @@ async fn kill_9_mid_burst_loses_and_invents_nothing() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= N / 3 && acked.len() < N,
-        "the kill landed mid-burst ({} acked)",
-        acked.len()
-    );
+    assert!(acked.len() >= N / 3 && acked.len() < N, "the kill landed mid-burst ({} acked)", acked.len());
 
     let (mut child, url) = start(dir.path());
     let get = |path: String| {
         let http = http.clone();
         let url = url.clone();
         async move {
-            http.get(format!("{url}{path}"))
-                .bearer_auth("t-rm")
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
+            http.get(format!("{url}{path}")).bearer_auth("t-rm").send().await.unwrap().json::<Value>().await.unwrap()
         }
     };
-    let events = get("/v1/events?after=0&limit=1000".into()).await["events"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let seqs: Vec<i64> = events
-        .iter()
-        .map(|e| e["sequence"].as_str().unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as i64).collect::<Vec<_>>(),
-        "the event log has no gaps"
-    );
+    let events = get("/v1/events?after=0&limit=1000".into()).await["events"].as_array().unwrap().clone();
+    let seqs: Vec<i64> = events.iter().map(|e| e["sequence"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "the event log has no gaps");
     let mut staged = 0;
     for i in 0..N {
         let v = get(format!("/v1/models/m/versions/v{i}")).await;
         let promotions = events
             .iter()
-            .filter(|e| {
-                e["data"]["event"] == "promotion" && e["data"]["version"] == format!("v{i}")
-            })
+            .filter(|e| e["data"]["event"] == "promotion" && e["data"]["version"] == format!("v{i}"))
             .count();
         let published = events
             .iter()
-            .filter(|e| {
-                e["data"]["event"] == "release_published" && e["data"]["version"] == format!("v{i}")
-            })
+            .filter(|e| e["data"]["event"] == "release_published" && e["data"]["version"] == format!("v{i}"))
             .count();
         assert_eq!(published, 1, "v{i}");
         match v["stage"].as_str().unwrap() {
@@ -177,19 +130,12 @@ async fn kill_9_mid_burst_loses_and_invents_nothing() {
             }
             "Candidate" => {
                 assert_eq!(promotions, 0, "v{i} was not promoted: no event");
-                assert!(
-                    !acked.contains(&i),
-                    "v{i} was acknowledged but its promotion is lost"
-                );
+                assert!(!acked.contains(&i), "v{i} was acknowledged but its promotion is lost");
             }
             other => panic!("v{i} in {other}"),
         }
     }
-    assert!(
-        staged >= acked.len(),
-        "every acknowledged promotion survived ({staged} staged, {} acked)",
-        acked.len()
-    );
+    assert!(staged >= acked.len(), "every acknowledged promotion survived ({staged} staged, {} acked)", acked.len());
     child.kill().unwrap();
     child.wait().unwrap();
 }

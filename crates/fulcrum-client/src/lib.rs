@@ -26,12 +26,7 @@ pub enum ClientError {
     #[error("cannot reach the registry at {url}: {source}")]
     Connect { url: String, source: reqwest::Error },
     #[error("{detail} ({code}, HTTP {status})")]
-    Problem {
-        status: u16,
-        code: String,
-        detail: String,
-        errors: Vec<(String, String)>,
-    },
+    Problem { status: u16, code: String, detail: String, errors: Vec<(String, String)> },
     #[error("unexpected answer from the registry: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -66,11 +61,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Protocol(format!("building HTTP client: {e}")))?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-        })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token })
     }
 
     pub fn base(&self) -> &str {
@@ -86,10 +77,7 @@ impl Client {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = rb.send().await.map_err(|source| ClientError::Connect {
-            url: self.base.clone(),
-            source,
-        })?;
+        let resp = rb.send().await.map_err(|source| ClientError::Connect { url: self.base.clone(), source })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -112,12 +100,9 @@ impl Client {
         }
         let resp = self.send(rb).await?;
         if resp.status() == StatusCode::NO_CONTENT {
-            return serde_json::from_value(Value::Null)
-                .map_err(|e| ClientError::Protocol(e.to_string()));
+            return serde_json::from_value(Value::Null).map_err(|e| ClientError::Protocol(e.to_string()));
         }
-        resp.json()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+        resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// # Errors
@@ -149,10 +134,7 @@ impl Client {
     /// # Errors
     /// Transport failures and problems other than 404.
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
-        match self
-            .send(self.request(Method::HEAD, &format!("/v1/blobs/{d}")))
-            .await
-        {
+        match self.send(self.request(Method::HEAD, &format!("/v1/blobs/{d}"))).await {
             Ok(_) => Ok(true),
             Err(ClientError::Problem { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -198,12 +180,7 @@ impl Client {
             .request(Method::POST, "/v1/blobs")
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes);
-        let v: Value = self
-            .send(rb)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let v: Value = self.send(rb).await?.json().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
         v["digest"]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -216,19 +193,11 @@ impl Client {
     /// # Errors
     /// Transport failures and bundles that do not verify.
     pub async fn trust_bundle(&self) -> Result<TrustBundle> {
-        let resp = self
-            .send(self.request(Method::GET, "/v1/trust-bundle"))
-            .await?;
+        let resp = self.send(self.request(Method::GET, "/v1/trust-bundle")).await?;
         let (kid, sig) = signature_headers(&resp)?;
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let bundle: TrustBundle =
-            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        bundle
-            .verify(&kid, &body, &sig)
-            .map_err(|e| ClientError::Unverified(e.to_string()))?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bundle: TrustBundle = serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        bundle.verify(&kid, &body, &sig).map_err(|e| ClientError::Unverified(e.to_string()))?;
         Ok(bundle)
     }
 
@@ -236,59 +205,32 @@ impl Client {
     ///
     /// # Errors
     /// Transport failures, problems, and answers that do not verify.
-    pub async fn resolve(
-        &self,
-        reference: &str,
-        env: &str,
-        bundle: &TrustBundle,
-    ) -> Result<VerifiedResolve> {
-        let rb = self
-            .request(Method::GET, "/v1/resolve")
-            .query(&[("ref", reference), ("env", env)]);
+    pub async fn resolve(&self, reference: &str, env: &str, bundle: &TrustBundle) -> Result<VerifiedResolve> {
+        let rb = self.request(Method::GET, "/v1/resolve").query(&[("ref", reference), ("env", env)]);
         let resp = self.send(rb).await?;
         let (kid, signature) = signature_headers(&resp)?;
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .to_vec();
-        bundle
-            .verify(&kid, &body, &signature)
-            .map_err(|e| ClientError::Unverified(e.to_string()))?;
-        let document: ResolveDocument = serde_json::from_slice(&body).map_err(|e| {
-            ClientError::Unverified(format!("signed body is not a resolve document: {e}"))
-        })?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_vec();
+        bundle.verify(&kid, &body, &signature).map_err(|e| ClientError::Unverified(e.to_string()))?;
+        let document: ResolveDocument = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Unverified(format!("signed body is not a resolve document: {e}")))?;
         if document.kid != kid {
-            return Err(ClientError::Unverified(
-                "document names another key than the one that signed it".into(),
-            ));
+            return Err(ClientError::Unverified("document names another key than the one that signed it".into()));
         }
-        Ok(VerifiedResolve {
-            document,
-            body,
-            kid,
-            signature,
-        })
+        Ok(VerifiedResolve { document, body, kid, signature })
     }
 
     /// Follow the event stream from position `after` (server-sent events).
     ///
     /// # Errors
     /// Transport failures and problems when opening the stream.
-    pub async fn event_stream(
-        &self,
-        after: Option<i64>,
-    ) -> Result<impl Stream<Item = Result<sse::SseEvent>> + use<>> {
-        let mut rb = self
-            .request(Method::GET, "/v1/events/stream")
-            .header(reqwest::header::ACCEPT, "text/event-stream");
+    pub async fn event_stream(&self, after: Option<i64>) -> Result<impl Stream<Item = Result<sse::SseEvent>> + use<>> {
+        let mut rb =
+            self.request(Method::GET, "/v1/events/stream").header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(a) = after {
             rb = rb.header("Last-Event-ID", a.to_string());
         }
         let resp = self.send(rb).await?;
-        Ok(sse::parse(resp.bytes_stream().map(|r| {
-            r.map_err(|e| ClientError::Protocol(e.to_string()))
-        })))
+        Ok(sse::parse(resp.bytes_stream().map(|r| r.map_err(|e| ClientError::Protocol(e.to_string())))))
     }
 }
 
@@ -310,21 +252,14 @@ async fn problem(resp: reqwest::Response) -> ClientError {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| {
-                    (
-                        e["check"].as_str().unwrap_or("").to_owned(),
-                        e["detail"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
+                .map(|e| (e["check"].as_str().unwrap_or("").to_owned(), e["detail"].as_str().unwrap_or("").to_owned()))
                 .collect()
         })
         .unwrap_or_default();
     ClientError::Problem {
         status,
         code: v["code"].as_str().unwrap_or("http_error").to_owned(),
-        detail: v["detail"]
-            .as_str()
-            .map_or_else(|| format!("HTTP {status}"), str::to_owned),
+        detail: v["detail"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned),
         errors,
     }
 }

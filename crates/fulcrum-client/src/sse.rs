@@ -56,19 +56,13 @@ fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn parse_block(block: &str) -> Option<SseEvent> {
-    let mut ev = SseEvent {
-        id: None,
-        event: None,
-        data: String::new(),
-    };
+    let mut ev = SseEvent { id: None, event: None, data: String::new() };
     let mut has_data = false;
     for line in block.lines() {
         if line.starts_with(':') || line.is_empty() {
             continue;
         }
-        let (field, value) = line
-            .split_once(':')
-            .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
         match field {
             "id" => ev.id = Some(value.to_owned()),
             "event" => ev.event = Some(value.to_owned()),
@@ -86,9 +80,7 @@ fn parse_block(block: &str) -> Option<SseEvent> {
 }
 
 /// Turn a byte stream into an event stream.
-pub fn parse<B: AsRef<[u8]>>(
-    bytes: impl Stream<Item = Result<B>> + Unpin,
-) -> impl Stream<Item = Result<SseEvent>> {
+pub fn parse<B: AsRef<[u8]>>(bytes: impl Stream<Item = Result<B>> + Unpin) -> impl Stream<Item = Result<SseEvent>> {
     futures_util::stream::unfold(
         (bytes, Parser::default(), std::collections::VecDeque::new()),
         |(mut s, mut p, mut pending)| async move {
@@ -115,27 +107,13 @@ mod tests {
     #[test]
     fn parses_split_events_and_ignores_comments() {
         let mut p = Parser::default();
-        assert!(
-            p.feed(b": keep-alive\n\nid: 4\nevent: prom")
-                .unwrap()
-                .is_empty()
-        );
-        let evs = p
-            .feed(b"otion\ndata: {\"a\":1}\n\nid: 5\r\ndata: x\r\ndata: y\r\n\r\n")
-            .unwrap();
+        assert!(p.feed(b": keep-alive\n\nid: 4\nevent: prom").unwrap().is_empty());
+        let evs = p.feed(b"otion\ndata: {\"a\":1}\n\nid: 5\r\ndata: x\r\ndata: y\r\n\r\n").unwrap();
         assert_eq!(
             evs,
             vec![
-                SseEvent {
-                    id: Some("4".into()),
-                    event: Some("promotion".into()),
-                    data: "{\"a\":1}".into()
-                },
-                SseEvent {
-                    id: Some("5".into()),
-                    event: None,
-                    data: "x\ny".into()
-                },
+                SseEvent { id: Some("4".into()), event: Some("promotion".into()), data: "{\"a\":1}".into() },
+                SseEvent { id: Some("5".into()), event: None, data: "x\ny".into() },
             ]
         );
     }

@@ -40,11 +40,7 @@ impl Digest {
 
     /// Parse the bare 64-char hex form (no prefix), as used in blob paths.
     pub fn from_hex(hex_str: &str) -> Result<Self, DigestError> {
-        if hex_str.len() != 64
-            || !hex_str
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex_str.len() != 64 || !hex_str.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::BadHex);
         }
         let mut out = [0u8; 32];
@@ -72,9 +68,7 @@ impl Hasher {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex_part = s
-            .strip_prefix(Self::PREFIX)
-            .ok_or(DigestError::UnsupportedAlgorithm)?;
+        let hex_part = s.strip_prefix(Self::PREFIX).ok_or(DigestError::UnsupportedAlgorithm)?;
         Self::from_hex(hex_part)
     }
 }

@@ -67,10 +67,7 @@ impl fmt::Display for EventKind {
 impl FromStr for EventKind {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(())
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
     }
 }
 
@@ -105,13 +102,7 @@ pub struct EventPayload {
 }
 
 impl EventPayload {
-    pub fn new(
-        event: EventKind,
-        ts: OffsetDateTime,
-        tenant: &str,
-        domain: &str,
-        model: &str,
-    ) -> Self {
+    pub fn new(event: EventKind, ts: OffsetDateTime, tenant: &str, domain: &str, model: &str) -> Self {
         Self {
             event,
             ts,

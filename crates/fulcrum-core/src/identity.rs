@@ -135,12 +135,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         R::Auditor => matches!(action, A::Read | A::ReadEvents),
         R::Publisher => matches!(
             action,
-            A::Read
-                | A::UploadBlob
-                | A::DownloadBlob
-                | A::CreateModel
-                | A::RegisterVersion
-                | A::ReadEvents
+            A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents
         ),
         R::Approver => matches!(action, A::Read | A::Approve | A::ReadEvents | A::Resolve),
         R::ReleaseManager => matches!(
@@ -159,28 +154,16 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         ),
         R::SecurityOfficer => matches!(
             action,
-            A::Read
-                | A::Approve
-                | A::Revoke
-                | A::Quarantine
-                | A::LiftQuarantine
-                | A::ReadEvents
-                | A::Resolve
+            A::Read | A::Approve | A::Revoke | A::Quarantine | A::LiftQuarantine | A::ReadEvents | A::Resolve
         ),
-        R::Serving => matches!(
-            action,
-            A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents
-        ),
+        R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
         R::KeyAdmin => false,
     }
 }
 
 /// Roles whose approval counts toward four-eyes. The publisher's own approval never counts.
 pub fn role_can_approve(role: Role) -> bool {
-    matches!(
-        role,
-        Role::Approver | Role::ReleaseManager | Role::SecurityOfficer | Role::Admin
-    )
+    matches!(role, Role::Approver | Role::ReleaseManager | Role::SecurityOfficer | Role::Admin)
 }
 
 #[cfg(test)]
@@ -191,10 +174,7 @@ mod tests {
     fn role_names_round_trip() {
         for r in Role::ALL {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
-            assert_eq!(
-                serde_json::to_string(&r).unwrap(),
-                format!("\"{}\"", r.as_str())
-            );
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
         }
     }
 

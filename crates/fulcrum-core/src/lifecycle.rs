@@ -136,10 +136,7 @@ pub enum Refusal {
     #[error("version is already quarantined")]
     AlreadyQuarantined,
     #[error("promotion must climb one rung: {from} can only go to {allowed}")]
-    NotNextRung {
-        from: &'static str,
-        allowed: &'static str,
-    },
+    NotNextRung { from: &'static str, allowed: &'static str },
     #[error("stages never go down; use revocation or quarantine to stop a version")]
     NoDemotion,
     #[error("version is already {0}")]
@@ -178,9 +175,7 @@ pub enum Refusal {
     UnknownVersion,
     #[error("no such alias")]
     UnknownAlias,
-    #[error(
-        "'{0}' is already a version label of this model; aliases and versions must not share names"
-    )]
+    #[error("'{0}' is already a version label of this model; aliases and versions must not share names")]
     AliasShadowsVersion(String),
 }
 
@@ -231,14 +226,7 @@ pub fn env_allows(env: Env, stage: Stage, hold: Hold) -> Result<(), Refusal> {
         Env::Staging => stage >= Stage::Staging,
         Env::Prod => stage == Stage::Approved,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::StageNotAllowed {
-            stage: stage.as_str(),
-            env,
-        })
-    }
+    if ok { Ok(()) } else { Err(Refusal::StageNotAllowed { stage: stage.as_str(), env }) }
 }
 
 /// Identifier of a version inside storage. Opaque to the core.
@@ -307,16 +295,10 @@ impl AliasCause {
 impl FromStr for AliasCause {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        [
-            AliasCause::Set,
-            AliasCause::Downgrade,
-            AliasCause::Rollback,
-            AliasCause::Cleared,
-            AliasCause::Deleted,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .ok_or(())
+        [AliasCause::Set, AliasCause::Downgrade, AliasCause::Rollback, AliasCause::Cleared, AliasCause::Deleted]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -355,65 +337,22 @@ pub struct Actor {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Approve {
-        version: VersionId,
-    },
-    Promote {
-        version: VersionId,
-        to: Stage,
-    },
-    Quarantine {
-        version: VersionId,
-        inc_id: Option<String>,
-        chg_id: Option<String>,
-    },
-    LiftQuarantine {
-        version: VersionId,
-        chg_id: Option<String>,
-    },
-    Revoke {
-        version: VersionId,
-        inc_id: Option<String>,
-        chg_id: Option<String>,
-    },
-    SetAlias {
-        alias: AliasName,
-        version: VersionId,
-        env: Option<Env>,
-        chg_id: Option<String>,
-        allow_downgrade: bool,
-    },
-    DeleteAlias {
-        alias: AliasName,
-        chg_id: Option<String>,
-    },
+    Approve { version: VersionId },
+    Promote { version: VersionId, to: Stage },
+    Quarantine { version: VersionId, inc_id: Option<String>, chg_id: Option<String> },
+    LiftQuarantine { version: VersionId, chg_id: Option<String> },
+    Revoke { version: VersionId, inc_id: Option<String>, chg_id: Option<String> },
+    SetAlias { alias: AliasName, version: VersionId, env: Option<Env>, chg_id: Option<String>, allow_downgrade: bool },
+    DeleteAlias { alias: AliasName, chg_id: Option<String> },
 }
 
 /// One persisted change. Storage writes each and emits the event named by [`Effect::event_kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    Approved {
-        version: VersionId,
-        approval: Approval,
-    },
-    StageChanged {
-        version: VersionId,
-        from: Stage,
-        to: Stage,
-    },
-    HoldChanged {
-        version: VersionId,
-        from: Hold,
-        to: Hold,
-        epoch: u32,
-    },
-    AliasMoved {
-        alias: AliasName,
-        env: Env,
-        from: Option<VersionId>,
-        to: Option<VersionId>,
-        entry: AliasEntry,
-    },
+    Approved { version: VersionId, approval: Approval },
+    StageChanged { version: VersionId, from: Stage, to: Stage },
+    HoldChanged { version: VersionId, from: Hold, to: Hold, epoch: u32 },
+    AliasMoved { alias: AliasName, env: Env, from: Option<VersionId>, to: Option<VersionId>, entry: AliasEntry },
 }
 
 impl ModelState {
@@ -422,10 +361,7 @@ impl ModelState {
     }
 
     fn version_mut(&mut self, id: VersionId) -> Result<&mut VersionGov, Refusal> {
-        self.versions
-            .iter_mut()
-            .find(|v| v.id == id)
-            .ok_or(Refusal::UnknownVersion)
+        self.versions.iter_mut().find(|v| v.id == id).ok_or(Refusal::UnknownVersion)
     }
 
     /// Four-eyes: two promotion approvals from distinct subjects in distinct roles, neither the
@@ -434,39 +370,25 @@ impl ModelState {
         let qualifying: Vec<&Approval> = v
             .approvals
             .iter()
-            .filter(|a| {
-                a.kind == ApprovalKind::Promotion
-                    && a.subject != v.publisher
-                    && role_can_approve(a.role)
-            })
+            .filter(|a| a.kind == ApprovalKind::Promotion && a.subject != v.publisher && role_can_approve(a.role))
             .collect();
-        let met = qualifying.iter().enumerate().any(|(i, a)| {
-            qualifying[i + 1..]
-                .iter()
-                .any(|b| a.subject != b.subject && a.role != b.role)
-        });
+        let met = qualifying
+            .iter()
+            .enumerate()
+            .any(|(i, a)| qualifying[i + 1..].iter().any(|b| a.subject != b.subject && a.role != b.role));
         if met {
             return Ok(());
         }
-        let subjects: std::collections::BTreeSet<&str> =
-            qualifying.iter().map(|a| a.subject.as_str()).collect();
+        let subjects: std::collections::BTreeSet<&str> = qualifying.iter().map(|a| a.subject.as_str()).collect();
         let roles: std::collections::BTreeSet<Role> = qualifying.iter().map(|a| a.role).collect();
-        Err(Refusal::FourEyes {
-            subjects: subjects.len(),
-            roles: roles.len(),
-        })
+        Err(Refusal::FourEyes { subjects: subjects.len(), roles: roles.len() })
     }
 
     /// Apply one command. On `Err` the state is unchanged.
     ///
     /// # Errors
     /// A named [`Refusal`].
-    pub fn apply(
-        &mut self,
-        actor: &Actor,
-        cmd: Command,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Effect>, Refusal> {
+    pub fn apply(&mut self, actor: &Actor, cmd: Command, now: OffsetDateTime) -> Result<Vec<Effect>, Refusal> {
         match cmd {
             Command::Approve { version } => {
                 let v = self.version(version).ok_or(Refusal::UnknownVersion)?;
@@ -483,18 +405,10 @@ impl ModelState {
                     return Err(Refusal::RoleCannotApprove(actor.role));
                 }
                 let epoch = v.hold_epoch;
-                if v.approvals
-                    .iter()
-                    .any(|a| a.subject == actor.subject && a.kind == kind && a.epoch == epoch)
-                {
+                if v.approvals.iter().any(|a| a.subject == actor.subject && a.kind == kind && a.epoch == epoch) {
                     return Err(Refusal::AlreadyApprovedBy(actor.subject.clone()));
                 }
-                let approval = Approval {
-                    subject: actor.subject.clone(),
-                    role: actor.role,
-                    kind,
-                    epoch,
-                };
+                let approval = Approval { subject: actor.subject.clone(), role: actor.role, kind, epoch };
                 self.version_mut(version)?.approvals.push(approval.clone());
                 Ok(vec![Effect::Approved { version, approval }])
             }
@@ -511,15 +425,9 @@ impl ModelState {
                 if to < v.stage {
                     return Err(Refusal::NoDemotion);
                 }
-                let next = v
-                    .stage
-                    .next()
-                    .ok_or(Refusal::AlreadyAtStage(v.stage.as_str()))?;
+                let next = v.stage.next().ok_or(Refusal::AlreadyAtStage(v.stage.as_str()))?;
                 if to != next {
-                    return Err(Refusal::NotNextRung {
-                        from: v.stage.as_str(),
-                        allowed: next.as_str(),
-                    });
+                    return Err(Refusal::NotNextRung { from: v.stage.as_str(), allowed: next.as_str() });
                 }
                 if to == Stage::Approved {
                     Self::four_eyes(v)?;
@@ -528,11 +436,7 @@ impl ModelState {
                 self.version_mut(version)?.stage = to;
                 Ok(vec![Effect::StageChanged { version, from, to }])
             }
-            Command::Quarantine {
-                version,
-                inc_id,
-                chg_id,
-            } => {
+            Command::Quarantine { version, inc_id, chg_id } => {
                 if inc_id.is_none() && chg_id.is_none() {
                     return Err(Refusal::IncidentIdRequired);
                 }
@@ -546,12 +450,7 @@ impl ModelState {
                 let v = self.version_mut(version)?;
                 v.hold = Hold::Quarantined;
                 v.hold_epoch = epoch;
-                let mut effects = vec![Effect::HoldChanged {
-                    version,
-                    from: Hold::None,
-                    to: Hold::Quarantined,
-                    epoch,
-                }];
+                let mut effects = vec![Effect::HoldChanged { version, from: Hold::None, to: Hold::Quarantined, epoch }];
                 effects.extend(self.roll_back_aliases(version, actor, chg_id, inc_id, now));
                 Ok(effects)
             }
@@ -565,11 +464,10 @@ impl ModelState {
                     Hold::None => return Err(Refusal::NotQuarantined),
                     Hold::Quarantined => {}
                 }
-                let approved_by_other = v.approvals.iter().any(|a| {
-                    a.kind == ApprovalKind::Lift
-                        && a.epoch == v.hold_epoch
-                        && a.subject != actor.subject
-                });
+                let approved_by_other = v
+                    .approvals
+                    .iter()
+                    .any(|a| a.kind == ApprovalKind::Lift && a.epoch == v.hold_epoch && a.subject != actor.subject);
                 if !approved_by_other {
                     return Err(Refusal::LiftNeedsApproval);
                 }
@@ -577,18 +475,9 @@ impl ModelState {
                 self.version_mut(version)?.hold = Hold::None;
                 // Aliases that rolled away from this version stay where they are: moving them
                 // back is an explicit operator decision (a new alias set), never automatic.
-                Ok(vec![Effect::HoldChanged {
-                    version,
-                    from: Hold::Quarantined,
-                    to: Hold::None,
-                    epoch,
-                }])
+                Ok(vec![Effect::HoldChanged { version, from: Hold::Quarantined, to: Hold::None, epoch }])
             }
-            Command::Revoke {
-                version,
-                inc_id,
-                chg_id,
-            } => {
+            Command::Revoke { version, inc_id, chg_id } => {
                 if inc_id.is_none() && chg_id.is_none() {
                     return Err(Refusal::IncidentIdRequired);
                 }
@@ -598,28 +487,13 @@ impl ModelState {
                 }
                 let (from, epoch) = (v.hold, v.hold_epoch);
                 self.version_mut(version)?.hold = Hold::Revoked;
-                let mut effects = vec![Effect::HoldChanged {
-                    version,
-                    from,
-                    to: Hold::Revoked,
-                    epoch,
-                }];
+                let mut effects = vec![Effect::HoldChanged { version, from, to: Hold::Revoked, epoch }];
                 effects.extend(self.roll_back_aliases(version, actor, chg_id, inc_id, now));
                 Ok(effects)
             }
-            Command::SetAlias {
-                alias,
-                version,
-                env,
-                chg_id,
-                allow_downgrade,
-            } => {
+            Command::SetAlias { alias, version, env, chg_id, allow_downgrade } => {
                 let v = self.version(version).ok_or(Refusal::UnknownVersion)?;
-                if self
-                    .versions
-                    .iter()
-                    .any(|x| x.label.as_str() == alias.as_str())
-                {
+                if self.versions.iter().any(|x| x.label.as_str() == alias.as_str()) {
                     return Err(Refusal::AliasShadowsVersion(alias.to_string()));
                 }
                 let existing = self.aliases.get(&alias);
@@ -640,57 +514,28 @@ impl ModelState {
                 let cause = match current.and_then(|c| self.version(c)) {
                     Some(cur) if new_seq < cur.seq => {
                         if !allow_downgrade || chg_id.is_none() {
-                            return Err(Refusal::DowngradeNeedsChange {
-                                from: cur.seq,
-                                to: new_seq,
-                            });
+                            return Err(Refusal::DowngradeNeedsChange { from: cur.seq, to: new_seq });
                         }
                         AliasCause::Downgrade
                     }
                     _ => AliasCause::Set,
                 };
-                Ok(vec![self.move_alias(
-                    &alias,
-                    alias_env,
-                    Some(version),
-                    cause,
-                    actor,
-                    chg_id,
-                    None,
-                    now,
-                )])
+                Ok(vec![self.move_alias(&alias, alias_env, Some(version), cause, actor, chg_id, None, now)])
             }
             Command::DeleteAlias { alias, chg_id } => {
                 let a = self.aliases.get(&alias).ok_or(Refusal::UnknownAlias)?;
-                if a.target.is_none()
-                    && a.history
-                        .last()
-                        .is_some_and(|e| e.cause == AliasCause::Deleted)
-                {
+                if a.target.is_none() && a.history.last().is_some_and(|e| e.cause == AliasCause::Deleted) {
                     return Err(Refusal::UnknownAlias);
                 }
                 let env = a.env;
-                Ok(vec![self.move_alias(
-                    &alias,
-                    env,
-                    None,
-                    AliasCause::Deleted,
-                    actor,
-                    chg_id,
-                    None,
-                    now,
-                )])
+                Ok(vec![self.move_alias(&alias, env, None, AliasCause::Deleted, actor, chg_id, None, now)])
             }
         }
     }
 
     /// Is the alias live (created and not deleted)?
     pub fn alias_live(&self, alias: &AliasName) -> bool {
-        self.aliases.get(alias).is_some_and(|a| {
-            !a.history
-                .last()
-                .is_some_and(|e| e.cause == AliasCause::Deleted)
-        })
+        self.aliases.get(alias).is_some_and(|a| !a.history.last().is_some_and(|e| e.cause == AliasCause::Deleted))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -705,14 +550,8 @@ impl ModelState {
         inc_id: Option<String>,
         now: OffsetDateTime,
     ) -> Effect {
-        let state = self
-            .aliases
-            .entry(alias.clone())
-            .or_insert_with(|| AliasState {
-                env,
-                target: None,
-                history: vec![],
-            });
+        let state =
+            self.aliases.entry(alias.clone()).or_insert_with(|| AliasState { env, target: None, history: vec![] });
         let from = state.target;
         let entry = AliasEntry {
             position: state.history.len() as u64 + 1,
@@ -725,13 +564,7 @@ impl ModelState {
         };
         state.target = to;
         state.history.push(entry.clone());
-        Effect::AliasMoved {
-            alias: alias.clone(),
-            env,
-            from,
-            to,
-            entry,
-        }
+        Effect::AliasMoved { alias: alias.clone(), env, from, to, entry }
     }
 
     /// The version an alias falls back to when its target is held: the most recent earlier
@@ -739,17 +572,12 @@ impl ModelState {
     /// not the held version. "Healthy" here means unheld and Approved; richer health signals
     /// (startup deny rate, drift) come from policy later.
     pub fn rollback_target(&self, alias: &AliasState, held: VersionId) -> Option<VersionId> {
-        alias
-            .history
-            .iter()
-            .rev()
-            .filter_map(|e| e.version)
-            .find(|&id| {
-                id != held
-                    && self.version(id).is_some_and(|v| {
-                        v.stage == Stage::Approved && env_allows(alias.env, v.stage, v.hold).is_ok()
-                    })
-            })
+        alias.history.iter().rev().filter_map(|e| e.version).find(|&id| {
+            id != held
+                && self
+                    .version(id)
+                    .is_some_and(|v| v.stage == Stage::Approved && env_allows(alias.env, v.stage, v.hold).is_ok())
+        })
     }
 
     fn roll_back_aliases(
@@ -769,21 +597,8 @@ impl ModelState {
         affected
             .into_iter()
             .map(|(name, env, target)| {
-                let cause = if target.is_some() {
-                    AliasCause::Rollback
-                } else {
-                    AliasCause::Cleared
-                };
-                self.move_alias(
-                    &name,
-                    env,
-                    target,
-                    cause,
-                    actor,
-                    chg_id.clone(),
-                    inc_id.clone(),
-                    now,
-                )
+                let cause = if target.is_some() { AliasCause::Rollback } else { AliasCause::Cleared };
+                self.move_alias(&name, env, target, cause, actor, chg_id.clone(), inc_id.clone(), now)
             })
             .collect()
     }

@@ -52,12 +52,7 @@ pub enum ManifestError {
 
 fn check_path(p: &str) -> Result<(), ManifestError> {
     let bad = || ManifestError::BadPath(p.to_owned());
-    if p.is_empty()
-        || p.len() > MAX_PATH_LEN
-        || p.starts_with('/')
-        || p.ends_with('/')
-        || p.contains('\\')
-    {
+    if p.is_empty() || p.len() > MAX_PATH_LEN || p.starts_with('/') || p.ends_with('/') || p.contains('\\') {
         return Err(bad());
     }
     if p.chars().any(|c| c.is_control()) {
@@ -124,10 +119,7 @@ impl Manifest {
 
     /// The canonical bytes whose SHA-256 is the artifact digest.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let wire = Wire {
-            media_type: MANIFEST_MEDIA_TYPE.into(),
-            files: self.files.clone(),
-        };
+        let wire = Wire { media_type: MANIFEST_MEDIA_TYPE.into(), files: self.files.clone() };
         serde_json::to_vec(&wire).expect("manifest serialises")
     }
 
@@ -141,8 +133,7 @@ impl Manifest {
     /// # Errors
     /// `NotCanonical` for bytes that are not exactly what `canonical_bytes` would produce.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let wire: Wire<'_> =
-            serde_json::from_slice(bytes).map_err(|_| ManifestError::NotCanonical)?;
+        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|_| ManifestError::NotCanonical)?;
         if wire.media_type != MANIFEST_MEDIA_TYPE {
             return Err(ManifestError::NotCanonical);
         }
@@ -160,11 +151,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(path: &str, data: &[u8]) -> FileEntry {
-        FileEntry {
-            path: path.into(),
-            size: data.len() as u64,
-            digest: Digest::of(data),
-        }
+        FileEntry { path: path.into(), size: data.len() as u64, digest: Digest::of(data) }
     }
 
     #[test]
@@ -186,26 +173,12 @@ mod tests {
 
     #[test]
     fn bad_paths_refused() {
-        for p in [
-            "", "/abs", "a/../b", "a//b", "./a", "a/", "a\\b", "a\nb", "..",
-        ] {
-            assert!(
-                matches!(
-                    Manifest::new(vec![entry(p, b"x")]),
-                    Err(ManifestError::BadPath(_))
-                ),
-                "{p:?}"
-            );
+        for p in ["", "/abs", "a/../b", "a//b", "./a", "a/", "a\\b", "a\nb", ".."] {
+            assert!(matches!(Manifest::new(vec![entry(p, b"x")]), Err(ManifestError::BadPath(_))), "{p:?}");
         }
         assert_eq!(Manifest::new(vec![]), Err(ManifestError::Empty));
-        assert_eq!(
-            Manifest::new(vec![entry("a", b"1"), entry("a", b"2")]),
-            Err(ManifestError::Duplicate("a".into()))
-        );
-        assert!(matches!(
-            Manifest::new(vec![entry("a", b"1"), entry("a/b", b"2")]),
-            Err(ManifestError::BadPath(_))
-        ));
+        assert_eq!(Manifest::new(vec![entry("a", b"1"), entry("a", b"2")]), Err(ManifestError::Duplicate("a".into())));
+        assert!(matches!(Manifest::new(vec![entry("a", b"1"), entry("a/b", b"2")]), Err(ManifestError::BadPath(_))));
     }
 
     #[test]
@@ -214,18 +187,11 @@ mod tests {
         let mut bytes = m.canonical_bytes();
         assert_eq!(Manifest::from_canonical_bytes(&bytes).unwrap(), m);
         bytes.push(b' ');
-        assert_eq!(
-            Manifest::from_canonical_bytes(&bytes),
-            Err(ManifestError::NotCanonical)
-        );
-        let pretty = serde_json::to_vec_pretty(
-            &serde_json::from_slice::<serde_json::Value>(&m.canonical_bytes()).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            Manifest::from_canonical_bytes(&pretty),
-            Err(ManifestError::NotCanonical)
-        );
+        assert_eq!(Manifest::from_canonical_bytes(&bytes), Err(ManifestError::NotCanonical));
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&m.canonical_bytes()).unwrap())
+                .unwrap();
+        assert_eq!(Manifest::from_canonical_bytes(&pretty), Err(ManifestError::NotCanonical));
     }
 
     proptest! {

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 pub enum NameError {
     #[error("model name must match [a-z0-9][a-z0-9._-]{{0,127}}")]
     BadModelName,
-    #[error(
-        "version label must match [A-Za-z0-9][A-Za-z0-9._+-]{{0,63}} and not be a mutable word like 'latest'"
-    )]
+    #[error("version label must match [A-Za-z0-9][A-Za-z0-9._+-]{{0,63}} and not be a mutable word like 'latest'")]
     BadVersion,
     #[error("alias must match [a-z0-9][a-z0-9_-]{{0,62}} and not be 'latest'")]
     BadAlias,
@@ -77,14 +75,8 @@ impl ModelName {
         let ok = !b.is_empty()
             && b.len() <= 128
             && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter().all(|&c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
-            });
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError::BadModelName)
-        }
+            && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
+        if ok { Ok(Self(s.to_owned())) } else { Err(NameError::BadModelName) }
     }
 }
 
@@ -98,11 +90,7 @@ impl VersionLabel {
             && !is_mutable_word(s)
             // `sha256` would make `name@sha256:…` ambiguous; a label never contains ':' anyway.
             && !s.starts_with("sha256");
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError::BadVersion)
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(NameError::BadVersion) }
     }
 }
 
@@ -112,14 +100,9 @@ impl AliasName {
         let ok = !b.is_empty()
             && b.len() <= 63
             && b[0].is_ascii_lowercase()
-            && b.iter()
-                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+            && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
             && !is_mutable_word(s);
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(NameError::BadAlias)
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(NameError::BadAlias) }
     }
 }
 
@@ -128,14 +111,8 @@ impl AliasName {
 pub fn check_identifier(what: &'static str, s: &str) -> Result<(), NameError> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'/' | b'+')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError::BadIdentifier(what))
-    }
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'/' | b'+'));
+    if ok { Ok(()) } else { Err(NameError::BadIdentifier(what)) }
 }
 
 #[cfg(test)]
@@ -157,15 +134,7 @@ mod tests {
     fn versions_refuse_mutable_words() {
         assert!(VersionLabel::parse("v2.3.0").is_ok());
         assert!(VersionLabel::parse("1.0+build.7").is_ok());
-        for bad in [
-            "latest",
-            "LATEST",
-            "",
-            "v1/2",
-            "sha256abc",
-            ":latest",
-            "a b",
-        ] {
+        for bad in ["latest", "LATEST", "", "v1/2", "sha256abc", ":latest", "a b"] {
             assert!(VersionLabel::parse(bad).is_err(), "{bad}");
         }
     }

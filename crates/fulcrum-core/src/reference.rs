@@ -43,12 +43,7 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.contains('/')
-            || s.contains('\\')
-            || s.contains("://")
-            || s.starts_with('.')
-            || s.starts_with('~')
-        {
+        if s.contains('/') || s.contains('\\') || s.contains("://") || s.starts_with('.') || s.starts_with('~') {
             return Err(ReferenceError::Path);
         }
         if s.contains(":latest") || s.ends_with(":") {
@@ -58,24 +53,15 @@ impl FromStr for Reference {
         let model = ModelName::parse(name).map_err(ReferenceError::Name)?;
         if sel.contains(':') {
             let d: Digest = sel.parse().map_err(|_| ReferenceError::Digest)?;
-            return Ok(Reference {
-                model,
-                selector: Selector::Digest(d),
-            });
+            return Ok(Reference { model, selector: Selector::Digest(d) });
         }
-        if crate::names::MUTABLE_WORDS
-            .iter()
-            .any(|w| sel.eq_ignore_ascii_case(w))
-        {
+        if crate::names::MUTABLE_WORDS.iter().any(|w| sel.eq_ignore_ascii_case(w)) {
             return Err(ReferenceError::Mutable(sel.to_owned()));
         }
         if AliasName::parse(sel).is_err() && VersionLabel::parse(sel).is_err() {
             return Err(ReferenceError::Shape);
         }
-        Ok(Reference {
-            model,
-            selector: Selector::Word(sel.to_owned()),
-        })
+        Ok(Reference { model, selector: Selector::Word(sel.to_owned()) })
     }
 }
 
@@ -102,27 +88,15 @@ mod tests {
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         check("risk-default@production", Ok("risk-default@production"));
         check("risk-default@v2.3.0", Ok("risk-default@v2.3.0"));
-        check(
-            &format!("risk-default@{d}"),
-            Ok(&format!("risk-default@{d}")),
-        );
+        check(&format!("risk-default@{d}"), Ok(&format!("risk-default@{d}")));
         check("risk-default", Err(ReferenceError::Shape));
         check("risk-default@", Err(ReferenceError::Shape));
-        check(
-            "risk-default@latest",
-            Err(ReferenceError::Mutable("latest".into())),
-        );
-        check(
-            "risk-default:latest",
-            Err(ReferenceError::Mutable("risk-default:latest".into())),
-        );
+        check("risk-default@latest", Err(ReferenceError::Mutable("latest".into())));
+        check("risk-default:latest", Err(ReferenceError::Mutable("risk-default:latest".into())));
         check("/models/risk", Err(ReferenceError::Path));
         check("./risk@v1", Err(ReferenceError::Path));
         check("s3://bucket/risk@v1", Err(ReferenceError::Path));
-        check(
-            "Risk@v1",
-            Err(ReferenceError::Name(NameError::BadModelName)),
-        );
+        check("Risk@v1", Err(ReferenceError::Name(NameError::BadModelName)));
         check("risk@sha256:abc", Err(ReferenceError::Digest));
         check("risk@md5:abc", Err(ReferenceError::Digest));
         check("risk@a b", Err(ReferenceError::Shape));

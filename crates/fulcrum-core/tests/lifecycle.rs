@@ -12,10 +12,7 @@ use time::OffsetDateTime;
 const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00 UTC);
 
 fn actor(subject: &str, role: Role) -> Actor {
-    Actor {
-        subject: subject.into(),
-        role,
-    }
+    Actor { subject: subject.into(), role }
 }
 
 fn version(id: i64, stage: Stage, hold: Hold) -> VersionGov {
@@ -37,29 +34,11 @@ fn version(id: i64, stage: Stage, hold: Hold) -> VersionGov {
 fn prepared(stage: Stage, hold: Hold) -> ModelState {
     let mut v = version(1, stage, hold);
     v.approvals = vec![
-        Approval {
-            subject: "ana".into(),
-            role: Role::Approver,
-            kind: ApprovalKind::Promotion,
-            epoch: 0,
-        },
-        Approval {
-            subject: "bo".into(),
-            role: Role::SecurityOfficer,
-            kind: ApprovalKind::Promotion,
-            epoch: 0,
-        },
-        Approval {
-            subject: "ana".into(),
-            role: Role::Approver,
-            kind: ApprovalKind::Lift,
-            epoch: v.hold_epoch,
-        },
+        Approval { subject: "ana".into(), role: Role::Approver, kind: ApprovalKind::Promotion, epoch: 0 },
+        Approval { subject: "bo".into(), role: Role::SecurityOfficer, kind: ApprovalKind::Promotion, epoch: 0 },
+        Approval { subject: "ana".into(), role: Role::Approver, kind: ApprovalKind::Lift, epoch: v.hold_epoch },
     ];
-    ModelState {
-        versions: vec![v],
-        ..Default::default()
-    }
+    ModelState { versions: vec![v], ..Default::default() }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,20 +54,9 @@ fn command(a: A) -> Command {
     match a {
         A::Approve => Command::Approve { version: 1 },
         A::Promote(to) => Command::Promote { version: 1, to },
-        A::Quarantine => Command::Quarantine {
-            version: 1,
-            inc_id: Some("INC-1".into()),
-            chg_id: None,
-        },
-        A::Lift => Command::LiftQuarantine {
-            version: 1,
-            chg_id: Some("CHG-1".into()),
-        },
-        A::Revoke => Command::Revoke {
-            version: 1,
-            inc_id: None,
-            chg_id: Some("CHG-2".into()),
-        },
+        A::Quarantine => Command::Quarantine { version: 1, inc_id: Some("INC-1".into()), chg_id: None },
+        A::Lift => Command::LiftQuarantine { version: 1, chg_id: Some("CHG-1".into()) },
+        A::Revoke => Command::Revoke { version: 1, inc_id: None, chg_id: Some("CHG-2".into()) },
     }
 }
 
@@ -102,18 +70,11 @@ fn check(stage: Stage, hold: Hold, a: A, expect: Expect) {
     let got = state.apply(&who, command(a), NOW);
     match (&got, expect) {
         (Ok(_), Ok((s, h))) => {
-            assert_eq!(
-                (state.versions[0].stage, state.versions[0].hold),
-                (s, h),
-                "{stage:?}/{hold:?} {a:?}"
-            );
+            assert_eq!((state.versions[0].stage, state.versions[0].hold), (s, h), "{stage:?}/{hold:?} {a:?}");
         }
         (Err(r), Err(code)) => {
             assert_eq!(r.code(), code, "{stage:?}/{hold:?} {a:?}: {r}");
-            assert_eq!(
-                state, before,
-                "a refusal changed state: {stage:?}/{hold:?} {a:?}"
-            );
+            assert_eq!(state, before, "a refusal changed state: {stage:?}/{hold:?} {a:?}");
         }
         _ => panic!("{stage:?}/{hold:?} {a:?}: got {got:?}, expected {expect:?}"),
     }
@@ -208,27 +169,12 @@ fn promote_to_approved_with(approvals: &[(&str, Role)]) -> Result<(), String> {
     let mut v = version(1, Stage::Staging, Hold::None);
     v.approvals = approvals
         .iter()
-        .map(|(s, r)| Approval {
-            subject: (*s).into(),
-            role: *r,
-            kind: ApprovalKind::Promotion,
-            epoch: 0,
-        })
+        .map(|(s, r)| Approval { subject: (*s).into(), role: *r, kind: ApprovalKind::Promotion, epoch: 0 })
         .collect();
-    let mut st = ModelState {
-        versions: vec![v],
-        ..Default::default()
-    };
-    st.apply(
-        &actor("rm", Role::ReleaseManager),
-        Command::Promote {
-            version: 1,
-            to: Stage::Approved,
-        },
-        NOW,
-    )
-    .map(|_| ())
-    .map_err(|r| r.to_string())
+    let mut st = ModelState { versions: vec![v], ..Default::default() };
+    st.apply(&actor("rm", Role::ReleaseManager), Command::Promote { version: 1, to: Stage::Approved }, NOW)
+        .map(|_| ())
+        .map_err(|r| r.to_string())
 }
 
 #[test]
@@ -239,45 +185,28 @@ fn four_eyes_as_data() {
         (&[("ana", Approver)], false),
         (&[("ana", Approver), ("ana", SecurityOfficer)], false), // same person twice
         (&[("ana", Approver), ("bo", Approver)], false),         // same role twice
-        (&[("ci", Approver), ("bo", SecurityOfficer)], false), // the publisher ("ci") does not count
-        (&[("ana", Viewer), ("bo", SecurityOfficer)], false),  // viewers cannot approve
+        (&[("ci", Approver), ("bo", SecurityOfficer)], false),   // the publisher ("ci") does not count
+        (&[("ana", Viewer), ("bo", SecurityOfficer)], false),    // viewers cannot approve
         (&[("ana", Approver), ("bo", SecurityOfficer)], true),
-        (
-            &[("ana", Approver), ("bo", Approver), ("cy", ReleaseManager)],
-            true,
-        ),
+        (&[("ana", Approver), ("bo", Approver), ("cy", ReleaseManager)], true),
     ];
     for (approvals, ok) in cases {
-        assert_eq!(
-            promote_to_approved_with(approvals).is_ok(),
-            *ok,
-            "{approvals:?}"
-        );
+        assert_eq!(promote_to_approved_with(approvals).is_ok(), *ok, "{approvals:?}");
     }
 }
 
 #[test]
 fn approval_refusals() {
-    let mut st = ModelState {
-        versions: vec![version(1, Stage::Candidate, Hold::None)],
-        ..Default::default()
-    };
+    let mut st = ModelState { versions: vec![version(1, Stage::Candidate, Hold::None)], ..Default::default() };
     let cmd = Command::Approve { version: 1 };
+    assert_eq!(st.apply(&actor("ci", Role::Admin), cmd.clone(), NOW).unwrap_err(), Refusal::PublisherCannotApprove);
     assert_eq!(
-        st.apply(&actor("ci", Role::Admin), cmd.clone(), NOW)
-            .unwrap_err(),
-        Refusal::PublisherCannotApprove
-    );
-    assert_eq!(
-        st.apply(&actor("v", Role::Viewer), cmd.clone(), NOW)
-            .unwrap_err(),
+        st.apply(&actor("v", Role::Viewer), cmd.clone(), NOW).unwrap_err(),
         Refusal::RoleCannotApprove(Role::Viewer)
     );
-    st.apply(&actor("ana", Role::Approver), cmd.clone(), NOW)
-        .unwrap();
+    st.apply(&actor("ana", Role::Approver), cmd.clone(), NOW).unwrap();
     assert_eq!(
-        st.apply(&actor("ana", Role::Approver), cmd, NOW)
-            .unwrap_err(),
+        st.apply(&actor("ana", Role::Approver), cmd, NOW).unwrap_err(),
         Refusal::AlreadyApprovedBy("ana".into())
     );
 }
@@ -287,49 +216,19 @@ fn lift_needs_someone_else_and_this_quarantine() {
     let mut v = version(1, Stage::Approved, Hold::Quarantined);
     v.hold_epoch = 2;
     // An approval from an earlier quarantine does not count.
-    v.approvals.push(Approval {
-        subject: "ana".into(),
-        role: Role::Approver,
-        kind: ApprovalKind::Lift,
-        epoch: 1,
-    });
-    let mut st = ModelState {
-        versions: vec![v],
-        ..Default::default()
-    };
-    let lift = Command::LiftQuarantine {
-        version: 1,
-        chg_id: Some("CHG-9".into()),
-    };
+    v.approvals.push(Approval { subject: "ana".into(), role: Role::Approver, kind: ApprovalKind::Lift, epoch: 1 });
+    let mut st = ModelState { versions: vec![v], ..Default::default() };
+    let lift = Command::LiftQuarantine { version: 1, chg_id: Some("CHG-9".into()) };
     let so = actor("sec", Role::SecurityOfficer);
-    assert_eq!(
-        st.apply(&so, lift.clone(), NOW).unwrap_err(),
-        Refusal::LiftNeedsApproval
-    );
+    assert_eq!(st.apply(&so, lift.clone(), NOW).unwrap_err(), Refusal::LiftNeedsApproval);
     // The lifter's own approval does not count either.
     st.apply(&so, Command::Approve { version: 1 }, NOW).unwrap();
-    assert_eq!(
-        st.apply(&so, lift.clone(), NOW).unwrap_err(),
-        Refusal::LiftNeedsApproval
-    );
-    st.apply(
-        &actor("ana", Role::Approver),
-        Command::Approve { version: 1 },
-        NOW,
-    )
-    .unwrap();
+    assert_eq!(st.apply(&so, lift.clone(), NOW).unwrap_err(), Refusal::LiftNeedsApproval);
+    st.apply(&actor("ana", Role::Approver), Command::Approve { version: 1 }, NOW).unwrap();
     st.apply(&so, lift.clone(), NOW).unwrap();
     assert_eq!(st.versions[0].hold, Hold::None);
     assert_eq!(
-        st.apply(
-            &so,
-            Command::LiftQuarantine {
-                version: 1,
-                chg_id: None
-            },
-            NOW
-        )
-        .unwrap_err(),
+        st.apply(&so, Command::LiftQuarantine { version: 1, chg_id: None }, NOW).unwrap_err(),
         Refusal::ChangeIdRequired
     );
 }
@@ -338,13 +237,7 @@ fn alias(s: &str) -> AliasName {
     AliasName::parse(s).unwrap()
 }
 
-fn set(
-    st: &mut ModelState,
-    a: &str,
-    v: i64,
-    chg: Option<&str>,
-    downgrade: bool,
-) -> Result<Vec<Effect>, Refusal> {
+fn set(st: &mut ModelState, a: &str, v: i64, chg: Option<&str>, downgrade: bool) -> Result<Vec<Effect>, Refusal> {
     st.apply(
         &actor("rm", Role::ReleaseManager),
         Command::SetAlias {
@@ -370,95 +263,45 @@ fn alias_rules_and_rollback() {
         ..Default::default()
     };
     // prod aliases only take Approved versions.
-    assert_eq!(
-        set(&mut st, "production", 3, None, false)
-            .unwrap_err()
-            .code(),
-        "stage_not_allowed"
-    );
+    assert_eq!(set(&mut st, "production", 3, None, false).unwrap_err().code(), "stage_not_allowed");
     // ...but a staging alias may hold a Staging version.
     set(&mut st, "staging", 3, None, false).unwrap();
     set(&mut st, "production", 1, None, false).unwrap();
     set(&mut st, "production", 2, None, false).unwrap();
     set(&mut st, "production", 4, None, false).unwrap();
-    assert!(
-        set(&mut st, "production", 4, None, false)
-            .unwrap()
-            .is_empty(),
-        "same target is a no-op"
-    );
+    assert!(set(&mut st, "production", 4, None, false).unwrap().is_empty(), "same target is a no-op");
     // Downgrade needs both the flag and a change id.
-    assert_eq!(
-        set(&mut st, "production", 2, None, false)
-            .unwrap_err()
-            .code(),
-        "downgrade_needs_change"
-    );
-    assert_eq!(
-        set(&mut st, "production", 2, None, true)
-            .unwrap_err()
-            .code(),
-        "downgrade_needs_change"
-    );
-    assert_eq!(
-        set(&mut st, "production", 2, Some("CHG-1"), false)
-            .unwrap_err()
-            .code(),
-        "downgrade_needs_change"
-    );
+    assert_eq!(set(&mut st, "production", 2, None, false).unwrap_err().code(), "downgrade_needs_change");
+    assert_eq!(set(&mut st, "production", 2, None, true).unwrap_err().code(), "downgrade_needs_change");
+    assert_eq!(set(&mut st, "production", 2, Some("CHG-1"), false).unwrap_err().code(), "downgrade_needs_change");
     // An alias may not shadow a version label.
-    assert_eq!(
-        set(&mut st, "v2", 2, None, false).unwrap_err().code(),
-        "alias_shadows_version"
-    );
+    assert_eq!(set(&mut st, "v2", 2, None, false).unwrap_err().code(), "alias_shadows_version");
 
     // Revoking v4 rolls production back to v2, the previous healthy Approved version.
     let fx = st
         .apply(
             &actor("sec", Role::SecurityOfficer),
-            Command::Revoke {
-                version: 4,
-                inc_id: Some("INC-7".into()),
-                chg_id: None,
-            },
+            Command::Revoke { version: 4, inc_id: Some("INC-7".into()), chg_id: None },
             NOW,
         )
         .unwrap();
     let prod = &st.aliases[&alias("production")];
     assert_eq!(prod.target, Some(2));
     let last = prod.history.last().unwrap();
-    assert_eq!(
-        (last.cause, last.inc_id.as_deref(), last.position),
-        (AliasCause::Rollback, Some("INC-7"), 4)
-    );
-    assert!(matches!(
-        fx.last(),
-        Some(Effect::AliasMoved {
-            from: Some(4),
-            to: Some(2),
-            ..
-        })
-    ));
+    assert_eq!((last.cause, last.inc_id.as_deref(), last.position), (AliasCause::Rollback, Some("INC-7"), 4));
+    assert!(matches!(fx.last(), Some(Effect::AliasMoved { from: Some(4), to: Some(2), .. })));
 
     // Quarantining v2 then skips to v1; quarantining v1 leaves the alias empty.
     st.apply(
         &actor("sec", Role::SecurityOfficer),
-        Command::Quarantine {
-            version: 2,
-            inc_id: Some("INC-8".into()),
-            chg_id: None,
-        },
+        Command::Quarantine { version: 2, inc_id: Some("INC-8".into()), chg_id: None },
         NOW,
     )
     .unwrap();
     assert_eq!(st.aliases[&alias("production")].target, Some(1));
     st.apply(
         &actor("sec", Role::SecurityOfficer),
-        Command::Quarantine {
-            version: 1,
-            inc_id: Some("INC-9".into()),
-            chg_id: None,
-        },
+        Command::Quarantine { version: 1, inc_id: Some("INC-9".into()), chg_id: None },
         NOW,
     )
     .unwrap();
@@ -495,11 +338,7 @@ const ALIASES: [&str; 3] = ["production", "staging", "canary"];
 
 fn op() -> impl Strategy<Value = Op> {
     let v = 1i64..=5;
-    let stage = prop_oneof![
-        Just(Stage::Candidate),
-        Just(Stage::Staging),
-        Just(Stage::Approved)
-    ];
+    let stage = prop_oneof![Just(Stage::Candidate), Just(Stage::Staging), Just(Stage::Approved)];
     prop_oneof![
         (v.clone(), 0..PEOPLE.len()).prop_map(|(v, p)| Op::Approve(v, p)),
         (v.clone(), stage).prop_map(|(v, s)| Op::Promote(v, s)),
@@ -514,40 +353,13 @@ fn op() -> impl Strategy<Value = Op> {
 fn to_command(op: &Op) -> (Actor, Command) {
     let rm = actor("cy", Role::ReleaseManager);
     match op {
-        Op::Approve(v, p) => (
-            actor(PEOPLE[*p].0, PEOPLE[*p].1),
-            Command::Approve { version: *v },
-        ),
-        Op::Promote(v, s) => (
-            rm,
-            Command::Promote {
-                version: *v,
-                to: *s,
-            },
-        ),
-        Op::Quarantine(v) => (
-            rm,
-            Command::Quarantine {
-                version: *v,
-                inc_id: Some("INC".into()),
-                chg_id: None,
-            },
-        ),
-        Op::Lift(v, p) => (
-            actor(PEOPLE[*p].0, PEOPLE[*p].1),
-            Command::LiftQuarantine {
-                version: *v,
-                chg_id: Some("CHG".into()),
-            },
-        ),
-        Op::Revoke(v) => (
-            rm,
-            Command::Revoke {
-                version: *v,
-                inc_id: None,
-                chg_id: Some("CHG".into()),
-            },
-        ),
+        Op::Approve(v, p) => (actor(PEOPLE[*p].0, PEOPLE[*p].1), Command::Approve { version: *v }),
+        Op::Promote(v, s) => (rm, Command::Promote { version: *v, to: *s }),
+        Op::Quarantine(v) => (rm, Command::Quarantine { version: *v, inc_id: Some("INC".into()), chg_id: None }),
+        Op::Lift(v, p) => {
+            (actor(PEOPLE[*p].0, PEOPLE[*p].1), Command::LiftQuarantine { version: *v, chg_id: Some("CHG".into()) })
+        }
+        Op::Revoke(v) => (rm, Command::Revoke { version: *v, inc_id: None, chg_id: Some("CHG".into()) }),
         Op::Set(a, v, d) => (
             rm,
             Command::SetAlias {
@@ -558,13 +370,7 @@ fn to_command(op: &Op) -> (Actor, Command) {
                 allow_downgrade: *d,
             },
         ),
-        Op::Delete(a) => (
-            rm,
-            Command::DeleteAlias {
-                alias: alias(ALIASES[*a]),
-                chg_id: None,
-            },
-        ),
+        Op::Delete(a) => (rm, Command::DeleteAlias { alias: alias(ALIASES[*a]), chg_id: None }),
     }
 }
 

@@ -69,23 +69,16 @@ impl TokensFile {
     pub fn load(path: &Path) -> Result<Self, TokensError> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| TokensError::Io(name.clone(), e))?;
-        let file: TokensFile = serde_json::from_slice(&bytes)
-            .map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+        let file: TokensFile =
+            serde_json::from_slice(&bytes).map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
         for t in &file.tokens {
             if t.token.is_some() == t.token_sha256.is_some() {
                 return Err(TokensError::Invalid(
                     name,
-                    format!(
-                        "entry for {} needs exactly one of token, token_sha256",
-                        t.subject
-                    ),
+                    format!("entry for {} needs exactly one of token, token_sha256", t.subject),
                 ));
             }
-            for (what, v) in [
-                ("subject", &t.subject),
-                ("tenant", &t.tenant),
-                ("domain", &t.domain),
-            ] {
+            for (what, v) in [("subject", &t.subject), ("tenant", &t.tenant), ("domain", &t.domain)] {
                 if v != "*" || what != "domain" {
                     fulcrum_core::names::check_identifier(what, v)
                         .map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
@@ -126,8 +119,7 @@ impl TokensFile {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(path).map_err(io)?;
-        f.write_all(&serde_json::to_vec_pretty(self).expect("serialises"))
-            .map_err(io)?;
+        f.write_all(&serde_json::to_vec_pretty(self).expect("serialises")).map_err(io)?;
         f.sync_all().map_err(io)
     }
 }
@@ -149,10 +141,7 @@ impl Identities {
                 (None, Some(h)) => {
                     let mut out = [0u8; 32];
                     hex::decode_to_slice(h, &mut out).map_err(|_| {
-                        TokensError::Invalid(
-                            "tokens".into(),
-                            format!("bad token_sha256 for {}", t.subject),
-                        )
+                        TokensError::Invalid("tokens".into(), format!("bad token_sha256 for {}", t.subject))
                     })?;
                     out
                 }
@@ -167,10 +156,7 @@ impl Identities {
                 purpose: t.purpose.clone(),
             };
             if by_hash.insert(hash, Arc::new(p)).is_some() {
-                return Err(TokensError::Invalid(
-                    "tokens".into(),
-                    format!("token for {} is listed twice", t.subject),
-                ));
+                return Err(TokensError::Invalid("tokens".into(), format!("token for {} is listed twice", t.subject)));
             }
         }
         Ok(Self { by_hash })
@@ -195,10 +181,7 @@ impl Caller {
         if role_allows(self.0.role, action) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "role {} may not {:?}",
-                self.0.role, action
-            )))
+            Err(ApiError::forbidden(format!("role {} may not {:?}", self.0.role, action)))
         }
     }
 }
@@ -206,26 +189,13 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(ApiError::unauthorized)?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(ApiError::unauthorized)?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .ok_or_else(ApiError::unauthorized)?;
-        state
-            .identities
-            .lookup(token.trim())
-            .map(Caller)
-            .ok_or_else(ApiError::unauthorized)
+        state.identities.lookup(token.trim()).map(Caller).ok_or_else(ApiError::unauthorized)
     }
 }

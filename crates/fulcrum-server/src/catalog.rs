@@ -112,51 +112,44 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(signer: Arc<dyn Signer>, policy_digest: Digest, ttl: Duration) -> Self {
-        Self {
-            inner: RwLock::default(),
-            signer,
-            policy_digest,
-            ttl,
-        }
+        Self { inner: RwLock::default(), signer, policy_digest, ttl }
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    /// Load the whole read model (start-up).
-    pub fn load(
-        &self,
-        models: Vec<ModelRecord>,
-        versions: Vec<VersionBrief>,
-        aliases: Vec<AliasRecord>,
-        now: OffsetDateTime,
-    ) {
-        {
-            let mut inner = self.inner.write().expect("catalog lock");
-            for m in models {
-                Self::insert_model(&mut inner, &m);
-            }
-            for v in versions {
-                if let Some(m) = inner.by_id(v.model_id) {
-                    Self::insert_version(m, &v);
-                }
-            }
-            for a in aliases {
-                if let Some(m) = inner.by_id(a.model_id) {
-                    m.aliases.insert(
-                        a.name.clone(),
-                        AliasEntry {
-                            target: a.version_id,
-                            position: a.position,
-                            chg_id: a.chg_id.clone(),
-                            live: !a.is_deleted(),
-                        },
-                    );
-                }
+    /// Start-up loading, in three steps (models, then versions as they stream from the
+    /// database, then aliases), followed by [`Catalog::refresh_all`].
+    pub fn load_models(&self, models: &[ModelRecord]) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        for m in models {
+            Self::insert_model(&mut inner, m);
+        }
+    }
+
+    pub fn load_version(&self, v: &VersionBrief) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        if let Some(m) = inner.by_id(v.model_id) {
+            Self::insert_version(m, v);
+        }
+    }
+
+    pub fn load_aliases(&self, aliases: Vec<AliasRecord>) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        for a in aliases {
+            if let Some(m) = inner.by_id(a.model_id) {
+                m.aliases.insert(
+                    a.name.clone(),
+                    AliasEntry {
+                        target: a.version_id,
+                        position: a.position,
+                        chg_id: a.chg_id.clone(),
+                        live: !a.is_deleted(),
+                    },
+                );
             }
         }
-        self.refresh_all(now);
     }
 
     fn insert_model(inner: &mut Inner, m: &ModelRecord) {
@@ -184,11 +177,8 @@ impl Catalog {
         let label: Arc<str> = v.label.as_str().into();
         m.by_label.insert(label.clone(), v.id);
         // Several versions may share an artifact; name@sha256 resolves to the newest of them.
-        let newest = m
-            .by_digest
-            .get(&v.artifact_digest)
-            .and_then(|id| m.versions.get(id))
-            .is_none_or(|cur| cur.seq < v.seq);
+        let newest =
+            m.by_digest.get(&v.artifact_digest).and_then(|id| m.versions.get(id)).is_none_or(|cur| cur.seq < v.seq);
         if newest {
             m.by_digest.insert(v.artifact_digest, v.id);
         }
@@ -242,9 +232,7 @@ impl Catalog {
                             v.hold = *to;
                         }
                     }
-                    Effect::AliasMoved {
-                        alias, to, entry, ..
-                    } => {
+                    Effect::AliasMoved { alias, to, entry, .. } => {
                         m.aliases.insert(
                             alias.to_string(),
                             AliasEntry {
@@ -263,29 +251,28 @@ impl Catalog {
         self.refresh_model(model_id, now);
     }
 
-    /// Look up a cached document; `None` when it must be (re)built.
+    /// Look up a cached document in one read of the cache. `Err(Miss::Model)` when the tenant
+    /// has no such model or `may_see` refuses its domain; `Ok(None)` when the document must be
+    /// (re)built.
+    ///
+    /// # Errors
+    /// `Miss::Model` for models the caller cannot see.
     pub fn cached(
         &self,
         tenant: &str,
+        may_see: impl FnOnce(&str) -> bool,
         r: &Reference,
         selector_text: &str,
         env: Env,
         now: OffsetDateTime,
-    ) -> Option<Arc<SignedDoc>> {
+    ) -> Result<Option<Arc<SignedDoc>>, Miss> {
         let inner = self.inner.read().expect("catalog lock");
-        let m = inner.models.get(tenant)?.get(r.model.as_str())?;
-        let doc = m.docs.get(selector_text)?[env_index(env)].as_ref()?;
-        (doc.issued_at + self.ttl / 2 > now).then(|| doc.clone())
-    }
-
-    /// The model's domain, for attribute checks (`None` = no such model in this tenant).
-    pub fn model_domain(&self, tenant: &str, model: &str) -> Option<Arc<str>> {
-        let inner = self.inner.read().expect("catalog lock");
-        inner
-            .models
-            .get(tenant)?
-            .get(model)
-            .map(|m| m.domain.clone())
+        let m = inner.models.get(tenant).and_then(|ms| ms.get(r.model.as_str())).ok_or(Miss::Model)?;
+        if !may_see(&m.domain) {
+            return Err(Miss::Model);
+        }
+        let doc = m.docs.get(selector_text).and_then(|per_env| per_env[env_index(env)].as_ref());
+        Ok(doc.filter(|d| d.issued_at + self.ttl / 2 > now).cloned())
     }
 
     /// Build, sign and memoise a document. Signing happens outside the lock.
@@ -302,24 +289,15 @@ impl Catalog {
     ) -> Result<Arc<SignedDoc>, Miss> {
         let (model_id, generation, doc) = {
             let inner = self.inner.read().expect("catalog lock");
-            let m = inner
-                .models
-                .get(tenant)
-                .and_then(|ms| ms.get(r.model.as_str()))
-                .ok_or(Miss::Model)?;
-            (
-                m.id,
-                m.generation,
-                self.document(m, &r.selector, selector_text, env, now)?,
-            )
+            let m = inner.models.get(tenant).and_then(|ms| ms.get(r.model.as_str())).ok_or(Miss::Model)?;
+            (m.id, m.generation, self.document(m, &r.selector, selector_text, env, now)?)
         };
         let signed = Arc::new(self.sign(&doc, now));
         let mut inner = self.inner.write().expect("catalog lock");
         if let Some(m) = inner.by_id(model_id)
             && m.generation == generation
         {
-            m.docs.entry(selector_text.to_owned()).or_default()[env_index(env)] =
-                Some(signed.clone());
+            m.docs.entry(selector_text.to_owned()).or_default()[env_index(env)] = Some(signed.clone());
         }
         Ok(signed)
     }
@@ -363,11 +341,7 @@ impl Catalog {
             alias_position: alias.map(|(_, a)| a.position),
             alias_chg_id: alias.and_then(|(_, a)| a.chg_id.clone()),
             env: env.as_str().into(),
-            decision: if verdict.is_ok() {
-                Decision::Permit
-            } else {
-                Decision::Deny
-            },
+            decision: if verdict.is_ok() { Decision::Permit } else { Decision::Deny },
             deny_reason: verdict.err().map(|r| r.code().to_owned()),
             issued_at: fmt(now),
             expires_at: fmt(now + self.ttl),
@@ -405,19 +379,15 @@ impl Catalog {
                     continue;
                 }
                 for env in Env::ALL {
-                    if let Ok(doc) =
-                        self.document(m, &Selector::Word(alias.clone()), alias, env, now)
-                    {
+                    if let Ok(doc) = self.document(m, &Selector::Word(alias.clone()), alias, env, now) {
                         docs.push((alias.clone(), env, doc));
                     }
                 }
             }
             (m.generation, docs)
         };
-        let signed: Vec<_> = docs
-            .into_iter()
-            .map(|(alias, env, doc)| (alias, env, Arc::new(self.sign(&doc, now))))
-            .collect();
+        let signed: Vec<_> =
+            docs.into_iter().map(|(alias, env, doc)| (alias, env, Arc::new(self.sign(&doc, now)))).collect();
         let mut inner = self.inner.write().expect("catalog lock");
         if let Some(m) = inner.by_id(model_id)
             && m.generation == generation
@@ -456,12 +426,7 @@ impl Catalog {
     pub fn counts(&self) -> (usize, usize) {
         let inner = self.inner.read().expect("catalog lock");
         let models = inner.ids.len();
-        let versions = inner
-            .models
-            .values()
-            .flat_map(|ms| ms.values())
-            .map(|m| m.versions.len())
-            .sum();
+        let versions = inner.models.values().flat_map(|ms| ms.values()).map(|m| m.versions.len()).sum();
         (models, versions)
     }
 }

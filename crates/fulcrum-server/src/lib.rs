@@ -147,24 +147,15 @@ impl Registry {
     ///
     /// # Errors
     /// Any configuration or adapter failure, with the file or setting named.
-    pub async fn open(
-        config: Config,
-        clock: Arc<dyn Clock>,
-    ) -> Result<(AppState, StartupNotes), OpenError> {
-        if config.resolve_ttl < Duration::from_secs(10)
-            || config.resolve_ttl > Duration::from_secs(86_400)
-        {
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<(AppState, StartupNotes), OpenError> {
+        if config.resolve_ttl < Duration::from_secs(10) || config.resolve_ttl > Duration::from_secs(86_400) {
             return Err(OpenError::Ttl);
         }
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let mut notes = StartupNotes::default();
 
-        let tokens_path = config
-            .tokens_file
-            .clone()
-            .unwrap_or_else(|| dir.join("tokens.json"));
+        let tokens_path = config.tokens_file.clone().unwrap_or_else(|| dir.join("tokens.json"));
         if config.tokens_file.is_none() && !tokens_path.exists() {
             let token = TokensFile::bootstrap(&tokens_path, &config.bootstrap_tenant)?;
             notes.created_tokens = Some((tokens_path.clone(), token));
@@ -185,12 +176,16 @@ impl Registry {
         let policy_digest = builtin_policy_digest();
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
         let catalog = Catalog::new(signer.clone(), policy_digest, ttl);
-        catalog.load(
-            store.all_models().await?,
-            store.all_versions_brief().await?,
-            store.all_aliases().await?,
-            clock.now(),
-        );
+        catalog.load_models(&store.all_models().await?);
+        {
+            use futures_util::TryStreamExt;
+            let mut versions = std::pin::pin!(store.versions_brief());
+            while let Some(v) = versions.try_next().await? {
+                catalog.load_version(&v);
+            }
+        }
+        catalog.load_aliases(store.all_aliases().await?);
+        catalog.refresh_all(clock.now());
 
         let (events_tx, _) = watch::channel(0);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -266,15 +261,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let bg = spawn_background(&state);
     let st = state.clone();
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        st.begin_shutdown();
-    })
-    .await;
+    let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            st.begin_shutdown();
+        })
+        .await;
     bg.abort();
     result
 }

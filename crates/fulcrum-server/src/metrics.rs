@@ -1,30 +1,44 @@
 //! Prometheus metrics, rendered as text at `/metrics`.
 //!
-//! Hand-rolled on atomics and one short mutex so that several registries can live in one test
+//! Hand-rolled on atomics behind a read-mostly lock so that several registries can live in one test
 //! process (no global recorder) and the resolve hot path pays a few nanoseconds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-#[derive(Debug, Default, Clone)]
-struct Hist {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// Counters of one (route, method): status codes and a latency histogram, all atomics, so
+/// recording takes a read lock and a few relaxed increments.
+#[derive(Debug)]
+struct RouteStats {
+    /// Index = status - 100.
+    status: Box<[AtomicU64; 500]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
 }
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        Self {
+            status: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OTHER"];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (route, method, status) → count
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
-    durations: Mutex<BTreeMap<String, Hist>>,
+    /// route → per-method stats
+    routes: RwLock<BTreeMap<String, Arc<[RouteStats; METHODS.len()]>>>,
     pub resolve_permit: AtomicU64,
     pub resolve_deny: AtomicU64,
     pub resolve_cache_miss: AtomicU64,
@@ -32,88 +46,92 @@ pub struct Metrics {
     pub startup_deny: AtomicU64,
 }
 
-fn method_name(m: &axum::http::Method) -> &'static str {
+fn method_index(m: &axum::http::Method) -> usize {
     match *m {
-        axum::http::Method::GET => "GET",
-        axum::http::Method::POST => "POST",
-        axum::http::Method::PUT => "PUT",
-        axum::http::Method::DELETE => "DELETE",
-        axum::http::Method::HEAD => "HEAD",
-        _ => "OTHER",
+        axum::http::Method::GET => 0,
+        axum::http::Method::POST => 1,
+        axum::http::Method::PUT => 2,
+        axum::http::Method::DELETE => 3,
+        axum::http::Method::HEAD => 4,
+        _ => 5,
     }
 }
 
 impl Metrics {
     pub fn observe(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
-        let secs = took.as_secs_f64();
-        {
-            let mut r = self.requests.lock().expect("metrics lock");
-            if let Some(c) = r.get_mut(&(route.to_owned(), method_name(method), status)) {
-                *c += 1;
-            } else {
-                r.insert((route.to_owned(), method_name(method), status), 1);
-            }
-        }
-        let mut d = self.durations.lock().expect("metrics lock");
-        let h = match d.get_mut(route) {
-            Some(h) => h,
-            None => d.entry(route.to_owned()).or_default(),
+        let stats = {
+            let routes = self.routes.read().expect("metrics lock");
+            routes.get(route).cloned()
         };
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
+        let stats = match stats {
+            Some(s) => s,
+            None => self.routes.write().expect("metrics lock").entry(route.to_owned()).or_default().clone(),
+        };
+        let s = &stats[method_index(method)];
+        if let Some(c) = s.status.get(usize::from(status.saturating_sub(100))) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
-        h.sum += secs;
-        h.count += 1;
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            s.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        s.sum_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
+        let routes = self.routes.read().expect("metrics lock");
         out.push_str("# HELP fulcrum_http_requests_total HTTP requests by route, method and status.\n# TYPE fulcrum_http_requests_total counter\n");
-        for ((route, method, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "fulcrum_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
-            );
+        for (route, per_method) in routes.iter() {
+            for (m, s) in METHODS.iter().zip(per_method.iter()) {
+                for (i, c) in s.status.iter().enumerate() {
+                    let n = c.load(Ordering::Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "fulcrum_http_requests_total{{route=\"{route}\",method=\"{m}\",status=\"{}\"}} {n}",
+                            i + 100
+                        );
+                    }
+                }
+            }
         }
         out.push_str("# HELP fulcrum_http_request_duration_seconds Time to produce a response.\n# TYPE fulcrum_http_request_duration_seconds histogram\n");
-        for (route, h) in self.durations.lock().expect("metrics lock").iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
+        for (route, per_method) in routes.iter() {
+            for (m, s) in METHODS.iter().zip(per_method.iter()) {
+                let count = s.count.load(Ordering::Relaxed);
+                if count == 0 {
+                    continue;
+                }
+                let mut cumulative = 0;
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    cumulative += s.buckets[i].load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "fulcrum_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{m}\",le=\"{b}\"}} {cumulative}"
+                    );
+                }
                 let _ = writeln!(
                     out,
-                    "fulcrum_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
-                    h.counts[i]
+                    "fulcrum_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{m}\",le=\"+Inf\"}} {count}"
+                );
+                let _ = writeln!(
+                    out,
+                    "fulcrum_http_request_duration_seconds_sum{{route=\"{route}\",method=\"{m}\"}} {}",
+                    s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                );
+                let _ = writeln!(
+                    out,
+                    "fulcrum_http_request_duration_seconds_count{{route=\"{route}\",method=\"{m}\"}} {count}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "fulcrum_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "fulcrum_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "fulcrum_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
         }
-        let counter = |out: &mut String,
-                       name: &str,
-                       help: &str,
-                       label: &str,
-                       pairs: &[(&str, &AtomicU64)]| {
+        drop(routes);
+        let counter = |out: &mut String, name: &str, help: &str, label: &str, pairs: &[(&str, &AtomicU64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (v, c) in pairs {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{label}=\"{v}\"}} {}",
-                    c.load(Ordering::Relaxed)
-                );
+                let _ = writeln!(out, "{name}{{{label}=\"{v}\"}} {}", c.load(Ordering::Relaxed));
             }
         };
         counter(
@@ -121,20 +139,14 @@ impl Metrics {
             "fulcrum_resolve_total",
             "Resolve answers by the registry's decision.",
             "decision",
-            &[
-                ("permit", &self.resolve_permit),
-                ("deny", &self.resolve_deny),
-            ],
+            &[("permit", &self.resolve_permit), ("deny", &self.resolve_deny)],
         );
         counter(
             &mut out,
             "fulcrum_startup_reports_total",
             "Startup decisions reported by agents.",
             "decision",
-            &[
-                ("permit", &self.startup_permit),
-                ("deny", &self.startup_deny),
-            ],
+            &[("permit", &self.startup_permit), ("deny", &self.startup_deny)],
         );
         let _ = writeln!(
             out,

@@ -48,13 +48,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            errors: vec![],
-            extra_headers: vec![],
-        }
+        Self { status, code, detail: detail.into(), errors: vec![], extra_headers: vec![] }
     }
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
@@ -63,23 +57,14 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
     pub fn unauthorized() -> Self {
-        let mut e = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a valid bearer token is required",
-        );
-        e.extra_headers
-            .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid bearer token is required");
+        e.extra_headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         e
     }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -114,10 +99,7 @@ impl IntoResponse for ApiError {
             errors: self.errors,
         };
         let mut resp = (self.status, Json(body)).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         for (k, v) in self.extra_headers {
             resp.headers_mut().insert(k, v);
         }
@@ -128,12 +110,8 @@ impl IntoResponse for ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r {
-            Refusal::UnknownVersion | Refusal::UnknownAlias | Refusal::AliasEmpty => {
-                StatusCode::NOT_FOUND
-            }
-            Refusal::ChangeIdRequired | Refusal::IncidentIdRequired => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Refusal::UnknownVersion | Refusal::UnknownAlias | Refusal::AliasEmpty => StatusCode::NOT_FOUND,
+            Refusal::ChangeIdRequired | Refusal::IncidentIdRequired => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         };
         Self::new(status, r.code(), r.to_string())
@@ -146,11 +124,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(msg) => Self::conflict("conflict", msg),
             StoreError::Refused(r) => r.into(),
-            e if e.is_transient() => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the registry is busy; retry",
-            ),
+            e if e.is_transient() => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the registry is busy; retry"),
             other => Self::internal(&other),
         }
     }
@@ -159,12 +133,8 @@ impl From<StoreError> for ApiError {
 impl From<BlobError> for ApiError {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::DigestMismatch { .. } => {
-                Self::unprocessable("digest_mismatch", e.to_string())
-            }
-            BlobError::TooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
+            BlobError::DigestMismatch { .. } => Self::unprocessable("digest_mismatch", e.to_string()),
+            BlobError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             BlobError::LengthMismatch { .. } => Self::bad_request("length_mismatch", e.to_string()),
             BlobError::Io(_) => Self::internal(&e),
         }

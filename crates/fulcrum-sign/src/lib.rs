@@ -37,10 +37,7 @@ impl Alg {
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error("key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("key file {0} is not a valid Ed25519 PKCS#8 key")]
     BadKey(String),
 }
@@ -74,9 +71,7 @@ pub struct LocalKey {
 
 impl fmt::Debug for LocalKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -94,16 +89,11 @@ impl LocalKey {
     /// # Errors
     /// I/O failures and files that are not Ed25519 PKCS#8 keys.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), SignError> {
-        let io = |source| SignError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| SignError::Io { path: path.display().to_string(), source };
         match std::fs::read(path) {
-            Ok(bytes) => Ok((
-                Self::from_pkcs8(&bytes)
-                    .map_err(|_| SignError::BadKey(path.display().to_string()))?,
-                false,
-            )),
+            Ok(bytes) => {
+                Ok((Self::from_pkcs8(&bytes).map_err(|_| SignError::BadKey(path.display().to_string()))?, false))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                     .map_err(|_| SignError::BadKey("generated".into()))?;
@@ -114,11 +104,7 @@ impl LocalKey {
                 let mut f = opts.open(path).map_err(io)?;
                 f.write_all(doc.as_ref()).map_err(io)?;
                 f.sync_all().map_err(io)?;
-                Ok((
-                    Self::from_pkcs8(doc.as_ref())
-                        .map_err(|_| SignError::BadKey(path.display().to_string()))?,
-                    true,
-                ))
+                Ok((Self::from_pkcs8(doc.as_ref()).map_err(|_| SignError::BadKey(path.display().to_string()))?, true))
             }
             Err(e) => Err(io(e)),
         }
@@ -127,11 +113,7 @@ impl LocalKey {
     fn from_pkcs8(bytes: &[u8]) -> Result<Self, ()> {
         let pair = Ed25519KeyPair::from_pkcs8(bytes).map_err(|_| ())?;
         let public = pair.public_key().as_ref().to_vec();
-        Ok(Self {
-            kid: kid_for("local", &public),
-            public,
-            pair,
-        })
+        Ok(Self { kid: kid_for("local", &public), public, pair })
     }
 }
 
@@ -179,14 +161,8 @@ impl TrustBundle {
     /// # Errors
     /// Unknown kid, bad encoding, or a signature that does not verify.
     pub fn verify(&self, kid: &str, msg: &[u8], sig_b64: &str) -> Result<(), VerifyError> {
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
-        let public = B64
-            .decode(&key.public_key)
-            .map_err(|_| VerifyError::Encoding)?;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
+        let public = B64.decode(&key.public_key).map_err(|_| VerifyError::Encoding)?;
         let sig = B64.decode(sig_b64).map_err(|_| VerifyError::Encoding)?;
         verify(key.alg, &public, msg, &sig)
     }
@@ -198,9 +174,9 @@ impl TrustBundle {
 /// `BadSignature` when it does not verify.
 pub fn verify(alg: Alg, public: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
     match alg {
-        Alg::Ed25519 => UnparsedPublicKey::new(&ED25519, public)
-            .verify(msg, sig)
-            .map_err(|_| VerifyError::BadSignature),
+        Alg::Ed25519 => {
+            UnparsedPublicKey::new(&ED25519, public).verify(msg, sig).map_err(|_| VerifyError::BadSignature)
+        }
     }
 }
 
@@ -224,17 +200,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let sig = k1.sign(b"hello");
         assert!(verify(Alg::Ed25519, k2.public_key(), b"hello", &sig).is_ok());
-        assert_eq!(
-            verify(Alg::Ed25519, k2.public_key(), b"hellO", &sig),
-            Err(VerifyError::BadSignature)
-        );
+        assert_eq!(verify(Alg::Ed25519, k2.public_key(), b"hellO", &sig), Err(VerifyError::BadSignature));
     }
 
     #[test]
@@ -255,18 +225,9 @@ mod tests {
         };
         let sig = b64(&k.sign(b"doc"));
         assert!(bundle.verify(k.kid(), b"doc", &sig).is_ok());
-        assert_eq!(
-            bundle.verify("other", b"doc", &sig),
-            Err(VerifyError::UnknownKid("other".into()))
-        );
-        assert_eq!(
-            bundle.verify(k.kid(), b"doc", "%%%"),
-            Err(VerifyError::Encoding)
-        );
+        assert_eq!(bundle.verify("other", b"doc", &sig), Err(VerifyError::UnknownKid("other".into())));
+        assert_eq!(bundle.verify(k.kid(), b"doc", "%%%"), Err(VerifyError::Encoding));
         std::fs::write(dir.path().join("bad"), b"not a key").unwrap();
-        assert!(matches!(
-            LocalKey::load_or_create(&dir.path().join("bad")),
-            Err(SignError::BadKey(_))
-        ));
+        assert!(matches!(LocalKey::load_or_create(&dir.path().join("bad")), Err(SignError::BadKey(_))));
     }
 }

@@ -52,9 +52,7 @@ impl BlobStore {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        Ok(Self { root: root.to_owned() })
     }
 
     pub fn path_of(&self, d: &Digest) -> PathBuf {
@@ -81,14 +79,7 @@ impl BlobStore {
     pub async fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
         let file = tokio::fs::File::create(&tmp).await?;
-        Ok(BlobWriter {
-            store: self.clone(),
-            tmp,
-            file: Some(file),
-            hasher: Hasher::new(),
-            size: 0,
-            limit,
-        })
+        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Hasher::new(), size: 0, limit })
     }
 
     /// Convenience for small in-memory blobs (manifests, release records).
@@ -121,9 +112,7 @@ pub struct BlobWriter {
 
 impl std::fmt::Debug for BlobWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobWriter")
-            .field("size", &self.size)
-            .finish_non_exhaustive()
+        f.debug_struct("BlobWriter").field("size", &self.size).finish_non_exhaustive()
     }
 }
 
@@ -136,11 +125,7 @@ impl BlobWriter {
             return Err(BlobError::TooLarge { limit: self.limit });
         }
         self.hasher.update(chunk);
-        self.file
-            .as_mut()
-            .expect("open until finish")
-            .write_all(chunk)
-            .await?;
+        self.file.as_mut().expect("open until finish").write_all(chunk).await?;
         Ok(())
     }
 
@@ -159,26 +144,16 @@ impl BlobWriter {
         if let Some(declared) = declared_len
             && declared != self.size
         {
-            return Err(BlobError::LengthMismatch {
-                declared,
-                actual: self.size,
-            });
+            return Err(BlobError::LengthMismatch { declared, actual: self.size });
         }
         if let Some(expected) = expected
             && expected != digest
         {
-            return Err(BlobError::DigestMismatch {
-                expected,
-                actual: digest,
-            });
+            return Err(BlobError::DigestMismatch { expected, actual: digest });
         }
         let dest = self.store.path_of(&digest);
         if tokio::fs::try_exists(&dest).await? {
-            return Ok(PutOutcome {
-                digest,
-                size: self.size,
-                created: false,
-            });
+            return Ok(PutOutcome { digest, size: self.size, created: false });
         }
         file.flush().await?;
         file.sync_all().await?;
@@ -187,16 +162,10 @@ impl BlobWriter {
         tokio::fs::create_dir_all(&parent).await?;
         tokio::fs::rename(&self.tmp, &dest).await?;
         // Make the rename itself durable.
-        tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&parent).and_then(|d| d.sync_all())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        Ok(PutOutcome {
-            digest,
-            size: self.size,
-            created: true,
-        })
+        tokio::task::spawn_blocking(move || std::fs::File::open(&parent).and_then(|d| d.sync_all()))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(PutOutcome { digest, size: self.size, created: true })
     }
 }
 
@@ -226,21 +195,10 @@ mod tests {
         w.write(b"other").await.unwrap();
         let err = w.finish(Some(a.digest), None).await.unwrap_err();
         assert!(matches!(err, BlobError::DigestMismatch { .. }));
-        assert_eq!(
-            store.stat(&Digest::of(b"other")).await.unwrap(),
-            None,
-            "refused content is not stored"
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0,
-            "no temp file left"
-        );
+        assert_eq!(store.stat(&Digest::of(b"other")).await.unwrap(), None, "refused content is not stored");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temp file left");
 
         let mut w = store.writer(3).await.unwrap();
-        assert!(matches!(
-            w.write(b"toolong").await,
-            Err(BlobError::TooLarge { limit: 3 })
-        ));
+        assert!(matches!(w.write(b"toolong").await, Err(BlobError::TooLarge { limit: 3 })));
     }
 }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use fulcrum_core::event::{CloudEvent, EventKind, EventPayload};
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::{
-    Actor, AliasCause, AliasEntry, AliasState, Approval, ApprovalKind, Command, Effect, Env, Hold,
-    ModelState, Refusal, Stage, VersionGov, VersionId,
+    Actor, AliasCause, AliasEntry, AliasState, Approval, ApprovalKind, Command, Effect, Env, Hold, ModelState, Refusal,
+    Stage, VersionGov, VersionId,
 };
 use fulcrum_core::names::{AliasName, VersionLabel};
 use fulcrum_core::{Digest, Manifest};
@@ -71,10 +71,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            durable: true,
-            read_connections: 4,
-        }
+        Self { durable: true, read_connections: 4 }
     }
 }
 
@@ -107,17 +104,10 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if opts.durable {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Off
-            })
+            .synchronous(if opts.durable { SqliteSynchronous::Full } else { SqliteSynchronous::Off })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(base.clone())
-            .await?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(opts.read_connections.max(1))
@@ -135,12 +125,7 @@ impl Store {
 
     /// # Errors
     /// `Conflict` when the name is taken in the tenant.
-    pub async fn create_model(
-        &self,
-        m: NewModel,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<ModelRecord> {
+    pub async fn create_model(&self, m: NewModel, actor: &str, now: OffsetDateTime) -> Result<ModelRecord> {
         let mut tx = self.write.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM models WHERE tenant = ? AND name = ?")
             .bind(&m.tenant)
@@ -148,10 +133,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "model {} already exists",
-                m.name
-            )));
+            return Err(StoreError::Conflict(format!("model {} already exists", m.name)));
         }
         let owners = serde_json::to_string(&m.owners).expect("strings serialise");
         let labels = serde_json::to_string(&m.labels).expect("strings serialise");
@@ -198,19 +180,13 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list_models(
-        &self,
-        tenant: &str,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<ModelRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM models WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?")
-                .bind(tenant)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.read)
-                .await?;
+    pub async fn list_models(&self, tenant: &str, after: &str, limit: u32) -> Result<Vec<ModelRecord>> {
+        let rows = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(tenant)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(ModelRecord::from_row).collect()
     }
 
@@ -219,9 +195,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn all_models(&self) -> Result<Vec<ModelRecord>> {
-        let rows = sqlx::query("SELECT * FROM models ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM models ORDER BY id").fetch_all(&self.read).await?;
         rows.iter().map(ModelRecord::from_row).collect()
     }
 
@@ -263,12 +237,11 @@ impl Store {
                 v.label, model
             )));
         }
-        let seq: i64 =
-            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model_id = ?")
-                .bind(m.id)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model_id = ?")
+            .bind(m.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
         let files = serde_json::to_string(v.manifest.files()).expect("manifest serialises");
         let release = serde_json::to_string(&v.release).expect("json serialises");
         let artifact_digest = v.manifest.digest();
@@ -339,10 +312,7 @@ impl Store {
             .bind(v.id)
             .fetch_all(&self.read)
             .await?;
-        v.approvals = approvals
-            .iter()
-            .map(ApprovalRecord::from_row)
-            .collect::<Result<_>>()?;
+        v.approvals = approvals.iter().map(ApprovalRecord::from_row).collect::<Result<_>>()?;
         Ok(Some(v))
     }
 
@@ -351,32 +321,25 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list_versions(
-        &self,
-        model_id: i64,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<VersionRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM versions WHERE model_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(model_id)
-        .bind(after_seq as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+    pub async fn list_versions(&self, model_id: i64, after_seq: u64, limit: u32) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM versions WHERE model_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(model_id)
+            .bind(after_seq as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(VersionRecord::from_row).collect()
     }
 
-    /// Every version without its file list (for building the resolve cache at start-up).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn all_versions_brief(&self) -> Result<Vec<VersionBrief>> {
-        let rows = sqlx::query("SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold FROM versions ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(VersionBrief::from_row).collect()
+    /// Every version without its file list, streamed row by row (for building the resolve
+    /// cache at start-up without holding every row in memory at once).
+    pub fn versions_brief(&self) -> impl futures_util::Stream<Item = Result<VersionBrief>> + '_ {
+        use futures_util::StreamExt;
+        sqlx::query(
+            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold FROM versions ORDER BY id",
+        )
+        .fetch(&self.read)
+        .map(|row| VersionBrief::from_row(&row?))
     }
 
     // ------------------------------------------------------------------ aliases
@@ -399,30 +362,17 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn get_alias(&self, model_id: i64, alias: &str) -> Result<Option<AliasRecord>> {
-        Ok(self
-            .all_aliases_of(model_id)
-            .await?
-            .into_iter()
-            .find(|a| a.name == alias))
+        Ok(self.all_aliases_of(model_id).await?.into_iter().find(|a| a.name == alias))
     }
 
     async fn all_aliases_of(&self, model_id: i64) -> Result<Vec<AliasRecord>> {
         // Small per model; reuse the one query.
-        Ok(self
-            .all_aliases()
-            .await?
-            .into_iter()
-            .filter(|a| a.model_id == model_id)
-            .collect())
+        Ok(self.all_aliases().await?.into_iter().filter(|a| a.model_id == model_id).collect())
     }
 
     /// # Errors
     /// Database failures.
-    pub async fn alias_history(
-        &self,
-        model_id: i64,
-        alias: &str,
-    ) -> Result<Vec<AliasHistoryRecord>> {
+    pub async fn alias_history(&self, model_id: i64, alias: &str) -> Result<Vec<AliasHistoryRecord>> {
         let rows = sqlx::query(
             "SELECT h.*, v.label, v.seq FROM alias_history h LEFT JOIN versions v ON v.id = h.version_id
              WHERE h.model_id = ? AND h.alias = ? ORDER BY h.position",
@@ -462,33 +412,18 @@ impl Store {
                 .ok_or(StoreError::NotFound("version"))
         };
         let command = match &cmd {
-            Govern::Approve { version } => Command::Approve {
-                version: id_of(version)?,
-            },
-            Govern::Promote { version, to } => Command::Promote {
-                version: id_of(version)?,
-                to: *to,
-            },
-            Govern::Quarantine { version } => Command::Quarantine {
-                version: id_of(version)?,
-                inc_id: ctx.inc_id.clone(),
-                chg_id: ctx.chg_id.clone(),
-            },
-            Govern::LiftQuarantine { version } => Command::LiftQuarantine {
-                version: id_of(version)?,
-                chg_id: ctx.chg_id.clone(),
-            },
-            Govern::Revoke { version } => Command::Revoke {
-                version: id_of(version)?,
-                inc_id: ctx.inc_id.clone(),
-                chg_id: ctx.chg_id.clone(),
-            },
-            Govern::SetAlias {
-                alias,
-                version,
-                env,
-                allow_downgrade,
-            } => Command::SetAlias {
+            Govern::Approve { version } => Command::Approve { version: id_of(version)? },
+            Govern::Promote { version, to } => Command::Promote { version: id_of(version)?, to: *to },
+            Govern::Quarantine { version } => {
+                Command::Quarantine { version: id_of(version)?, inc_id: ctx.inc_id.clone(), chg_id: ctx.chg_id.clone() }
+            }
+            Govern::LiftQuarantine { version } => {
+                Command::LiftQuarantine { version: id_of(version)?, chg_id: ctx.chg_id.clone() }
+            }
+            Govern::Revoke { version } => {
+                Command::Revoke { version: id_of(version)?, inc_id: ctx.inc_id.clone(), chg_id: ctx.chg_id.clone() }
+            }
+            Govern::SetAlias { alias, version, env, allow_downgrade } => Command::SetAlias {
                 alias: alias.clone(),
                 version: id_of(version)?,
                 env: *env,
@@ -499,10 +434,7 @@ impl Store {
                 if !state.alias_live(alias) {
                     return Err(StoreError::NotFound("alias"));
                 }
-                Command::DeleteAlias {
-                    alias: alias.clone(),
-                    chg_id: ctx.chg_id.clone(),
-                }
+                Command::DeleteAlias { alias: alias.clone(), chg_id: ctx.chg_id.clone() }
             }
         };
         let effects = state.apply(actor, command, now)?;
@@ -513,16 +445,8 @@ impl Store {
             append_event(&mut tx, ev).await?;
         }
         tx.commit().await?;
-        let labels = state
-            .versions
-            .iter()
-            .map(|v| (v.id, v.label.to_string()))
-            .collect();
-        Ok(Governed {
-            model_id: m.id,
-            effects,
-            labels,
-        })
+        let labels = state.versions.iter().map(|v| (v.id, v.label.to_string())).collect();
+        Ok(Governed { model_id: m.id, effects, labels })
     }
 
     // -------------------------------------------------------------------- blobs
@@ -543,14 +467,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn tenant_has_blob(&self, tenant: &str, digest: &Digest) -> Result<bool> {
-        Ok(
-            sqlx::query("SELECT 1 FROM blob_grants WHERE tenant = ? AND digest = ?")
-                .bind(tenant)
-                .bind(digest.to_string())
-                .fetch_optional(&self.read)
-                .await?
-                .is_some(),
-        )
+        Ok(sqlx::query("SELECT 1 FROM blob_grants WHERE tenant = ? AND digest = ?")
+            .bind(tenant)
+            .bind(digest.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .is_some())
     }
 
     // ------------------------------------------------------------------- events
@@ -570,21 +492,16 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn events_after(
-        &self,
-        tenant: Option<&str>,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>> {
+    pub async fn events_after(&self, tenant: Option<&str>, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
         let rows = match tenant {
-            Some(t) => sqlx::query(
-                "SELECT seq, body FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
-            )
-            .bind(t)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?,
+            Some(t) => {
+                sqlx::query("SELECT seq, body FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?")
+                    .bind(t)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?
+            }
             None => {
                 sqlx::query("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
                     .bind(after)
@@ -593,53 +510,26 @@ impl Store {
                     .await?
             }
         };
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                seq: r.get(0),
-                body: r.get(1),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), body: r.get(1) }).collect())
     }
 
     /// # Errors
     /// Database failures.
     pub async fn last_event_seq(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
-            .fetch_one(&self.read)
-            .await?
-            .get(0))
+        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&self.read).await?.get(0))
     }
 }
 
 /// A governance command, addressed by labels as the API receives them.
 #[derive(Debug, Clone)]
 pub enum Govern {
-    Approve {
-        version: String,
-    },
-    Promote {
-        version: String,
-        to: Stage,
-    },
-    Quarantine {
-        version: String,
-    },
-    LiftQuarantine {
-        version: String,
-    },
-    Revoke {
-        version: String,
-    },
-    SetAlias {
-        alias: AliasName,
-        version: String,
-        env: Option<Env>,
-        allow_downgrade: bool,
-    },
-    DeleteAlias {
-        alias: AliasName,
-    },
+    Approve { version: String },
+    Promote { version: String, to: Stage },
+    Quarantine { version: String },
+    LiftQuarantine { version: String },
+    Revoke { version: String },
+    SetAlias { alias: AliasName, version: String, env: Option<Env>, allow_downgrade: bool },
+    DeleteAlias { alias: AliasName },
 }
 
 /// Context carried into events and records.
@@ -666,9 +556,7 @@ async fn model_in_tx(tx: &mut SqliteConnection, tenant: &str, name: &str) -> Res
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?;
-    row.map(|r| ModelRecord::from_row(&r))
-        .transpose()?
-        .ok_or(StoreError::NotFound("model"))
+    row.map(|r| ModelRecord::from_row(&r)).transpose()?.ok_or(StoreError::NotFound("model"))
 }
 
 async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelState> {
@@ -680,21 +568,11 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
     for r in &rows {
         versions.push(VersionGov {
             id: r.get("id"),
-            label: VersionLabel::parse(r.get::<&str, _>("label"))
-                .map_err(|_| corrupt("version label"))?,
+            label: VersionLabel::parse(r.get::<&str, _>("label")).map_err(|_| corrupt("version label"))?,
             seq: r.get::<i64, _>("seq") as u64,
-            artifact_digest: r
-                .get::<&str, _>("artifact_digest")
-                .parse()
-                .map_err(|_| corrupt("artifact digest"))?,
-            stage: r
-                .get::<&str, _>("stage")
-                .parse()
-                .map_err(|()| corrupt("stage"))?,
-            hold: r
-                .get::<&str, _>("hold")
-                .parse()
-                .map_err(|()| corrupt("hold"))?,
+            artifact_digest: r.get::<&str, _>("artifact_digest").parse().map_err(|_| corrupt("artifact digest"))?,
+            stage: r.get::<&str, _>("stage").parse().map_err(|()| corrupt("stage"))?,
+            hold: r.get::<&str, _>("hold").parse().map_err(|()| corrupt("hold"))?,
             hold_epoch: r.get::<i64, _>("hold_epoch") as u32,
             publisher: r.get("publisher"),
             approvals: vec![],
@@ -711,11 +589,7 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
         let a = Approval {
             subject: r.get("subject"),
             role: Role::from_str(r.get::<&str, _>("role")).map_err(|()| corrupt("role"))?,
-            kind: if r.get::<&str, _>("kind") == "lift" {
-                ApprovalKind::Lift
-            } else {
-                ApprovalKind::Promotion
-            },
+            kind: if r.get::<&str, _>("kind") == "lift" { ApprovalKind::Lift } else { ApprovalKind::Promotion },
             epoch: r.get::<i64, _>("epoch") as u32,
         };
         if let Some(v) = versions.iter_mut().find(|v| v.id == vid) {
@@ -730,38 +604,24 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
     {
         let name = AliasName::parse(r.get::<&str, _>("name")).map_err(|_| corrupt("alias name"))?;
         let env = Env::from_str(r.get::<&str, _>("env")).map_err(|()| corrupt("env"))?;
-        aliases.insert(
-            name,
-            AliasState {
-                env,
-                target: r.get("version_id"),
-                history: vec![],
-            },
-        );
+        aliases.insert(name, AliasState { env, target: r.get("version_id"), history: vec![] });
     }
     for r in sqlx::query("SELECT * FROM alias_history WHERE model_id = ? ORDER BY alias, position")
         .bind(model_id)
         .fetch_all(&mut *tx)
         .await?
     {
-        let name =
-            AliasName::parse(r.get::<&str, _>("alias")).map_err(|_| corrupt("alias name"))?;
+        let name = AliasName::parse(r.get::<&str, _>("alias")).map_err(|_| corrupt("alias name"))?;
         let entry = AliasEntry {
             position: r.get::<i64, _>("position") as u64,
             version: r.get("version_id"),
-            cause: AliasCause::from_str(r.get::<&str, _>("cause"))
-                .map_err(|()| corrupt("alias cause"))?,
+            cause: AliasCause::from_str(r.get::<&str, _>("cause")).map_err(|()| corrupt("alias cause"))?,
             chg_id: r.get("chg_id"),
             inc_id: r.get("inc_id"),
             actor: r.get("actor"),
-            at: OffsetDateTime::parse(r.get::<&str, _>("created_at"), &Rfc3339)
-                .map_err(|_| corrupt("time"))?,
+            at: OffsetDateTime::parse(r.get::<&str, _>("created_at"), &Rfc3339).map_err(|_| corrupt("time"))?,
         };
-        aliases
-            .get_mut(&name)
-            .ok_or_else(|| corrupt("history without alias"))?
-            .history
-            .push(entry);
+        aliases.get_mut(&name).ok_or_else(|| corrupt("history without alias"))?.history.push(entry);
     }
     Ok(ModelState { versions, aliases })
 }
@@ -796,26 +656,16 @@ async fn persist_effect(
                 .execute(&mut *tx)
                 .await?;
         }
-        Effect::HoldChanged {
-            version, to, epoch, ..
-        } => {
-            sqlx::query(
-                "UPDATE versions SET hold = ?, hold_epoch = ?, hold_reason = ? WHERE id = ?",
-            )
-            .bind(to.as_str())
-            .bind(i64::from(*epoch))
-            .bind(&ctx.reason)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        Effect::HoldChanged { version, to, epoch, .. } => {
+            sqlx::query("UPDATE versions SET hold = ?, hold_epoch = ?, hold_reason = ? WHERE id = ?")
+                .bind(to.as_str())
+                .bind(i64::from(*epoch))
+                .bind(&ctx.reason)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
         }
-        Effect::AliasMoved {
-            alias,
-            env,
-            to,
-            entry,
-            ..
-        } => {
+        Effect::AliasMoved { alias, env, to, entry, .. } => {
             sqlx::query(
                 "INSERT INTO aliases (model_id, name, env, version_id) VALUES (?,?,?,?)
                  ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id",
@@ -871,13 +721,8 @@ fn event_for(
     let kind = match fx {
         Effect::Approved { .. } => EventKind::Approval,
         Effect::StageChanged { .. } => EventKind::Promotion,
-        Effect::HoldChanged {
-            to: Hold::Revoked, ..
-        } => EventKind::Revocation,
-        Effect::HoldChanged {
-            to: Hold::Quarantined,
-            ..
-        } => EventKind::Quarantined,
+        Effect::HoldChanged { to: Hold::Revoked, .. } => EventKind::Revocation,
+        Effect::HoldChanged { to: Hold::Quarantined, .. } => EventKind::Quarantined,
         Effect::HoldChanged { .. } => EventKind::QuarantineReleased,
         Effect::AliasMoved { .. } => EventKind::AliasUpdated,
     };
@@ -887,12 +732,7 @@ fn event_for(
         ev.version = Some(v.label.to_string());
         ev.artifact_digest = Some(v.artifact_digest.to_string());
         ev.seq = Some(v.seq);
-        ev.approvals = v
-            .approvals
-            .iter()
-            .filter(|a| a.kind == ApprovalKind::Promotion)
-            .map(approval_tag)
-            .collect();
+        ev.approvals = v.approvals.iter().filter(|a| a.kind == ApprovalKind::Promotion).map(approval_tag).collect();
     }
     ev.policy_digest = ctx.policy_digest.map(|d| d.to_string());
     ev.chg_id.clone_from(&ctx.chg_id);
@@ -923,13 +763,7 @@ fn event_for(
             ev.from = Some(from.as_str().into());
             ev.to = Some(to.as_str().into());
         }
-        Effect::AliasMoved {
-            alias,
-            env,
-            from,
-            to,
-            entry,
-        } => {
+        Effect::AliasMoved { alias, env, from, to, entry } => {
             ev.alias = Some(alias.to_string());
             ev.env = Some(env.as_str().into());
             ev.from = from.and_then(label);
@@ -952,10 +786,7 @@ fn event_for(
 }
 
 async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
-    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetch_one(&mut *tx).await?.get(0);
     let (tenant, model, kind) = (ev.tenant.clone(), ev.model.clone(), ev.event.as_str());
     let ce = CloudEvent::wrap(uuid::Uuid::now_v7().to_string(), seq, ev);
     let body = serde_json::to_string(&ce).expect("events serialise");

@@ -18,8 +18,7 @@ use crate::dto::BlobDto;
 use crate::problem::{ApiError, ApiResult, Problem};
 
 fn parse_digest(s: &str) -> ApiResult<Digest> {
-    s.parse()
-        .map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))
+    s.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))
 }
 
 fn declared_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
@@ -30,9 +29,7 @@ fn declared_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Some)
-            .ok_or_else(|| {
-                ApiError::bad_request("bad_content_length", "Content-Length is not a number")
-            }),
+            .ok_or_else(|| ApiError::bad_request("bad_content_length", "Content-Length is not a number")),
     }
 }
 
@@ -56,30 +53,15 @@ async fn store_body(
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| {
-            ApiError::bad_request(
-                "body_incomplete",
-                "the request body ended early or could not be read",
-            )
+            ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
         })?;
         writer.write(&chunk).await?;
     }
     let out = writer.finish(expected, declared).await?;
     state.store.grant_blob(&who.0.tenant, &out.digest).await?;
-    let status = if out.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = HeaderValue::from_str(&format!("/v1/blobs/{}", out.digest))
-        .expect("digest is a header value");
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        axum::Json(BlobDto {
-            digest: out.digest.to_string(),
-            size: out.size,
-        }),
-    )
+    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let location = HeaderValue::from_str(&format!("/v1/blobs/{}", out.digest)).expect("digest is a header value");
+    Ok((status, [(header::LOCATION, location)], axum::Json(BlobDto { digest: out.digest.to_string(), size: out.size }))
         .into_response())
 }
 
@@ -125,10 +107,7 @@ enum Range {
 /// Parse one `bytes=` range (RFC 9110 §14.1.2). Several ranges, or other units, are answered
 /// with the whole blob, which the RFC allows.
 fn parse_range(h: Option<&HeaderValue>, size: u64) -> Range {
-    let Some(spec) = h
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.strip_prefix("bytes="))
-    else {
+    let Some(spec) = h.and_then(|v| v.to_str().ok()).and_then(|s| s.strip_prefix("bytes=")) else {
         return Range::Full;
     };
     if spec.contains(',') {
@@ -140,9 +119,7 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Range {
     let (start, end) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
         (Some(s), Some(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
         (Some(s), None) if b.is_empty() => (s, size.saturating_sub(1)),
-        (None, Some(n)) if a.is_empty() && n > 0 => {
-            (size.saturating_sub(n), size.saturating_sub(1))
-        }
+        (None, Some(n)) if a.is_empty() && n > 0 => (size.saturating_sub(n), size.saturating_sub(1)),
         _ => return Range::Unsatisfiable,
     };
     if size == 0 || start >= size {
@@ -163,30 +140,21 @@ async fn blob_response(
     if !state.store.tenant_has_blob(&who.0.tenant, &d).await? {
         return Err(ApiError::not_found("blob"));
     }
-    let size = state
-        .blobs
-        .stat(&d)
-        .await?
-        .ok_or_else(|| ApiError::not_found("blob"))?;
+    let size = state.blobs.stat(&d).await?.ok_or_else(|| ApiError::not_found("blob"))?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", d.hex())).expect("hex is a header value");
     let (status, start, len, content_range) = match parse_range(headers.get(header::RANGE), size) {
         Range::Full => (StatusCode::OK, 0, size, None),
-        Range::Part { start, end } => (
-            StatusCode::PARTIAL_CONTENT,
-            start,
-            end - start + 1,
-            Some(format!("bytes {start}-{end}/{size}")),
-        ),
+        Range::Part { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1, Some(format!("bytes {start}-{end}/{size}")))
+        }
         Range::Unsatisfiable => {
             let mut e = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
                 format!("the blob has {size} bytes"),
             );
-            e.extra_headers.push((
-                header::CONTENT_RANGE,
-                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
-            ));
+            e.extra_headers
+                .push((header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii")));
             return Err(e);
         }
     };
@@ -201,16 +169,9 @@ async fn blob_response(
         builder = builder.header(header::CONTENT_RANGE, cr);
     }
     let body = if with_body {
-        let mut f = tokio::fs::File::open(state.blobs.path_of(&d))
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        f.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            f.take(len),
-            256 * 1024,
-        ))
+        let mut f = tokio::fs::File::open(state.blobs.path_of(&d)).await.map_err(|e| ApiError::internal(&e))?;
+        f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal(&e))?;
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024))
     } else {
         Body::empty()
     };
@@ -248,11 +209,7 @@ mod tests {
     use super::*;
 
     fn check(h: &str, size: u64, expect: Range) {
-        assert_eq!(
-            parse_range(Some(&HeaderValue::from_str(h).unwrap()), size),
-            expect,
-            "{h}"
-        );
+        assert_eq!(parse_range(Some(&HeaderValue::from_str(h).unwrap()), size), expect, "{h}");
     }
 
     #[test]

@@ -19,9 +19,7 @@ use crate::dto::{EventsPage, EventsQuery};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 fn visible(p: &Principal, ev: &serde_json::Value) -> bool {
-    ev["data"]["domain"]
-        .as_str()
-        .is_some_and(|d| p.may_use_domain(d))
+    ev["data"]["domain"].as_str().is_some_and(|d| p.may_use_domain(d))
 }
 
 /// Events of the caller's tenant after a position, oldest first.
@@ -37,25 +35,18 @@ pub async fn list_events(
         None => 100,
         Some(n @ 1..=1000) => n,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "bad_limit",
-                "limit must be between 1 and 1000",
-            ));
+            return Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 1000"));
         }
     };
     let after = q.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::bad_request("bad_cursor", "after must be ≥ 0"));
     }
-    let rows = state
-        .store
-        .events_after(Some(&who.0.tenant), after, limit)
-        .await?;
+    let rows = state.store.events_after(Some(&who.0.tenant), after, limit).await?;
     let next_after = rows.last().map_or(after, |e| e.seq);
     let mut events = Vec::with_capacity(rows.len());
     for r in rows {
-        let v: serde_json::Value =
-            serde_json::from_str(&r.body).map_err(|e| ApiError::internal(&e))?;
+        let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| ApiError::internal(&e))?;
         if visible(&who.0, &v) {
             events.push(v);
         }
@@ -82,44 +73,27 @@ pub async fn stream_events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     who.require(Action::ReadEvents)?;
-    let resume = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "bad_last_event_id",
-                        "Last-Event-ID must be an event position",
-                    )
-                })?,
-        ),
-        None => None,
-    };
+    let resume =
+        match headers.get("last-event-id") {
+            Some(v) => {
+                Some(v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(
+                    || ApiError::bad_request("bad_last_event_id", "Last-Event-ID must be an event position"),
+                )?)
+            }
+            None => None,
+        };
     let last = match resume.or(q.after) {
         Some(n) => n,
         // A fresh subscriber starts at the head: only new events.
         None => state.store.last_event_seq().await?,
     };
-    let tail = Tail {
-        wake: state.events_tx.subscribe(),
-        shutdown: state.shutdown_rx.clone(),
-        state,
-        who,
-        last,
-    };
+    let tail = Tail { wake: state.events_tx.subscribe(), shutdown: state.shutdown_rx.clone(), state, who, last };
     let s = stream::unfold(tail, |mut t| async move {
         loop {
             if *t.shutdown.borrow() {
                 return None;
             }
-            let rows = match t
-                .state
-                .store
-                .events_after(Some(&t.who.0.tenant), t.last, 200)
-                .await
-            {
+            let rows = match t.state.store.events_after(Some(&t.who.0.tenant), t.last, 200).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream read failed; closing stream");
@@ -130,19 +104,13 @@ pub async fn stream_events(
                 t.last = last.seq;
                 let events: Vec<Result<Event, Infallible>> = rows
                     .into_iter()
-                    .filter(|r| {
-                        serde_json::from_str::<serde_json::Value>(&r.body)
-                            .is_ok_and(|v| visible(&t.who.0, &v))
-                    })
+                    .filter(|r| serde_json::from_str::<serde_json::Value>(&r.body).is_ok_and(|v| visible(&t.who.0, &v)))
                     .map(|r| {
                         let kind = serde_json::from_str::<serde_json::Value>(&r.body)
                             .ok()
                             .and_then(|v| v["data"]["event"].as_str().map(str::to_owned))
                             .unwrap_or_else(|| "event".into());
-                        Ok(Event::default()
-                            .id(r.seq.to_string())
-                            .event(kind)
-                            .data(r.body))
+                        Ok(Event::default().id(r.seq.to_string()).event(kind).data(r.body))
                     })
                     .collect();
                 if !events.is_empty() {

@@ -70,13 +70,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(models::promote))
         .routes(routes!(models::revoke))
         .routes(routes!(models::quarantine, models::lift_quarantine))
-        .routes(routes!(
-            models::set_alias,
-            models::get_alias,
-            models::delete_alias
-        ))
+        .routes(routes!(models::set_alias, models::get_alias, models::delete_alias))
         .routes(routes!(models::alias_history))
-        .routes(routes!(resolve::resolve))
         .routes(routes!(resolve::startup_report))
         .routes(routes!(resolve::trust_bundle))
         .routes(routes!(events::list_events))
@@ -84,9 +79,11 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ready))
 }
 
-/// Streaming routes (blobs, the event stream): no request deadline, their own size limits.
+/// Routes that need no deadline: streams (blobs, events) with their own size limits, and the
+/// resolve hot path, which answers from memory and never waits on I/O.
 fn streaming_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(resolve::resolve))
         .routes(routes!(blobs::post_blob))
         .routes(routes!(blobs::put_blob, blobs::get_blob, blobs::head_blob))
         .routes(routes!(events::stream_events))
@@ -95,96 +92,56 @@ fn streaming_routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| json_routes().merge(streaming_routes()).split_for_parts().1)
-        .clone()
+    DOC.get_or_init(|| json_routes().merge(streaming_routes()).split_for_parts().1).clone()
 }
 
 pub fn router(state: AppState) -> Router {
     let json_api = json_routes()
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            state.config.request_timeout,
-        ));
-    let (api, _) = json_api
-        .merge(streaming_routes().layer(DefaultBodyLimit::disable()))
-        .split_for_parts();
-    let doc_json: Arc<str> = serde_json::to_string(&openapi())
-        .expect("openapi serialises")
-        .into();
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, state.config.request_timeout));
+    let (api, _) = json_api.merge(streaming_routes().layer(DefaultBodyLimit::disable())).split_for_parts();
+    let doc_json: Arc<str> = serde_json::to_string(&openapi()).expect("openapi serialises").into();
     api.route(
         "/openapi.json",
         get(move || {
             let d = doc_json.clone();
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    d.to_string(),
-                )
-            }
+            async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], d.to_string()) }
         }),
     )
     .route("/metrics", get(metrics))
     .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
     .method_not_allowed_fallback(|| async {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this endpoint",
-        )
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
     })
     .layer(middleware::from_fn_with_state(state.clone(), observe))
     .with_state(state)
 }
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(
-        route.as_deref().unwrap_or("unmatched"),
-        &method,
-        resp.status().as_u16(),
-        start.elapsed(),
-    );
+    state.metrics.observe(route.as_deref().unwrap_or("unmatched"), &method, resp.status().as_u16(), start.elapsed());
     resp
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
+    Json(Health { status: "ok".into() })
 }
 
 /// Readiness: the database answers and the process is not shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200, body = Health), (status = 503, body = Problem)))]
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     if *state.shutdown_rx.borrow() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the registry is shutting down",
-        ));
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the registry is shutting down"));
     }
     state.store.last_event_seq().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the metadata store does not answer",
-        )
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the metadata store does not answer")
     })?;
-    Ok(Json(Health {
-        status: "ready".into(),
-    }))
+    Ok(Json(Health { status: "ready".into() }))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -193,19 +150,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(&[
         ("fulcrum_models", "Models registered.", models as u64),
         ("fulcrum_versions", "Versions registered.", versions as u64),
-        (
-            "fulcrum_event_log_position",
-            "Position of the newest event.",
-            last.max(0) as u64,
-        ),
+        ("fulcrum_event_log_position", "Position of the newest event.", last.max(0) as u64),
     ]);
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body)
 }
 
 // ------------------------------------------------------------------ shared helpers
@@ -216,8 +163,7 @@ pub(crate) fn parse_model_name(s: &str) -> ApiResult<ModelName> {
 
 pub(crate) fn check_id(what: &'static str, v: Option<&str>) -> ApiResult<()> {
     match v {
-        Some(s) => check_identifier(what, s)
-            .map_err(|e| ApiError::bad_request("bad_identifier", e.to_string())),
+        Some(s) => check_identifier(what, s).map_err(|e| ApiError::bad_request("bad_identifier", e.to_string())),
         None => Ok(()),
     }
 }
@@ -229,11 +175,7 @@ pub(crate) async fn visible_model(
     who: &Principal,
     name: &ModelName,
 ) -> ApiResult<fulcrum_store::ModelRecord> {
-    let m = state
-        .store
-        .get_model(&who.tenant, name.as_str())
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))?;
+    let m = state.store.get_model(&who.tenant, name.as_str()).await?.ok_or_else(|| ApiError::not_found("model"))?;
     if !who.may_use_domain(&m.domain) {
         return Err(ApiError::not_found("model"));
     }

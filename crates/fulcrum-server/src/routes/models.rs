@@ -8,9 +8,7 @@ use fulcrum_core::identity::Action;
 use fulcrum_core::lifecycle::{Actor, Env, Stage};
 use fulcrum_core::names::{AliasName, VersionLabel};
 use fulcrum_core::{Digest, FileEntry, Manifest};
-use fulcrum_store::{
-    Govern, GovernCtx, NewModel, NewVersion, StoreError, VersionBrief, VersionRecord,
-};
+use fulcrum_store::{Govern, GovernCtx, NewModel, NewVersion, StoreError, VersionBrief, VersionRecord};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -53,11 +51,7 @@ fn version_dto(model: &str, v: VersionRecord) -> VersionDto {
         files: v
             .files
             .into_iter()
-            .map(|f| FileDto {
-                path: f.path,
-                size: f.size,
-                digest: f.digest.to_string(),
-            })
+            .map(|f| FileDto { path: f.path, size: f.size, digest: f.digest.to_string() })
             .collect(),
         release: v.release,
         publisher: v.publisher,
@@ -81,10 +75,7 @@ fn limit(l: Option<u32>) -> ApiResult<u32> {
     match l {
         None => Ok(100),
         Some(n @ 1..=500) => Ok(n),
-        Some(_) => Err(ApiError::bad_request(
-            "bad_limit",
-            "limit must be between 1 and 500",
-        )),
+        Some(_) => Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 500")),
     }
 }
 
@@ -106,26 +97,18 @@ pub async fn create_model(
     let p = &who.0;
     let name = parse_model_name(&body.name)?;
     if body.tenant.as_deref().is_some_and(|t| t != p.tenant) {
-        return Err(ApiError::forbidden(
-            "models can only be created in the caller's own tenant",
-        ));
+        return Err(ApiError::forbidden("models can only be created in the caller's own tenant"));
     }
     check_id("domain", Some(&body.domain))?;
     if !p.may_use_domain(&body.domain) {
-        return Err(ApiError::forbidden(format!(
-            "the caller may not create models in domain {}",
-            body.domain
-        )));
+        return Err(ApiError::forbidden(format!("the caller may not create models in domain {}", body.domain)));
     }
     for o in &body.owners {
         check_id("owner", Some(o))?;
     }
     if body.description.len() > 4096
         || body.labels.len() > 64
-        || body
-            .labels
-            .iter()
-            .any(|(k, v)| k.len() > 128 || v.len() > 256 || k.is_empty())
+        || body.labels.iter().any(|(k, v)| k.len() > 128 || v.len() > 256 || k.is_empty())
     {
         return Err(ApiError::unprocessable(
             "invalid_body",
@@ -162,18 +145,9 @@ pub async fn list_models(
 ) -> ApiResult<Json<ModelPage>> {
     who.require(Action::Read)?;
     let n = limit(q.limit)?;
-    let rows = state
-        .store
-        .list_models(&who.0.tenant, q.after.as_deref().unwrap_or(""), n)
-        .await?;
-    let next = (rows.len() == n as usize)
-        .then(|| rows.last().map(|m| m.name.clone()))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .filter(|m| who.0.may_use_domain(&m.domain))
-        .map(model_dto)
-        .collect();
+    let rows = state.store.list_models(&who.0.tenant, q.after.as_deref().unwrap_or(""), n).await?;
+    let next = (rows.len() == n as usize).then(|| rows.last().map(|m| m.name.clone())).flatten();
+    let items = rows.into_iter().filter(|m| who.0.may_use_domain(&m.domain)).map(model_dto).collect();
     Ok(Json(ModelPage { items, next }))
 }
 
@@ -191,18 +165,11 @@ pub async fn get_model(
 
 // ---------------------------------------------------------------------------- versions
 
-fn parse_digest_field(
-    what: &'static str,
-    s: &str,
-    failures: &mut Vec<CheckFailure>,
-) -> Option<Digest> {
+fn parse_digest_field(what: &'static str, s: &str, failures: &mut Vec<CheckFailure>) -> Option<Digest> {
     match s.parse::<Digest>() {
         Ok(d) => Some(d),
         Err(e) => {
-            failures.push(CheckFailure {
-                check: format!("{what}_digest_invalid"),
-                detail: format!("{s:?}: {e}"),
-            });
+            failures.push(CheckFailure { check: format!("{what}_digest_invalid"), detail: format!("{s:?}: {e}") });
             None
         }
     }
@@ -243,24 +210,15 @@ pub async fn register_version(
     let p = &who.0;
     let name = parse_model_name(&name)?;
     let model = visible_model(&state, p, &name).await?;
-    let label = VersionLabel::parse(&body.version)
-        .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    let label = VersionLabel::parse(&body.version).map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
     check_id("chg_id", body.chg_id.as_deref())?;
-    if body.attestations.len() > 64
-        || body.signatures.len() > 64
-        || body.dataset_snapshots.len() > 256
-    {
+    if body.attestations.len() > 64 || body.signatures.len() > 64 || body.dataset_snapshots.len() > 256 {
         return Err(ApiError::unprocessable(
             "invalid_body",
             "at most 64 attestations, 64 signatures and 256 dataset snapshots",
         ));
     }
-    if state
-        .store
-        .get_version(model.id, label.as_str())
-        .await?
-        .is_some()
-    {
+    if state.store.get_version(model.id, label.as_str()).await?.is_some() {
         return Err(ApiError::conflict(
             "conflict",
             format!("version {label} of {name} already exists; versions are immutable"),
@@ -271,20 +229,13 @@ pub async fn register_version(
     let mut files = Vec::with_capacity(body.files.len());
     for f in &body.files {
         if let Some(d) = parse_digest_field("file", &f.digest, &mut failures) {
-            files.push(FileEntry {
-                path: f.path.clone(),
-                size: f.size,
-                digest: d,
-            });
+            files.push(FileEntry { path: f.path.clone(), size: f.size, digest: d });
         }
     }
     let manifest = match Manifest::new(files) {
         Ok(m) => Some(m),
         Err(e) => {
-            failures.push(CheckFailure {
-                check: "manifest_invalid".into(),
-                detail: e.to_string(),
-            });
+            failures.push(CheckFailure { check: "manifest_invalid".into(), detail: e.to_string() });
             None
         }
     };
@@ -296,16 +247,9 @@ pub async fn register_version(
                     if size != f.size {
                         failures.push(CheckFailure {
                             check: "file_size_mismatch".into(),
-                            detail: format!(
-                                "{}: manifest says {} bytes, blob has {size}",
-                                f.path, f.size
-                            ),
+                            detail: format!("{}: manifest says {} bytes, blob has {size}", f.path, f.size),
                         });
-                    } else if rehash(&state, f.digest)
-                        .await
-                        .map_err(|e| ApiError::internal(&e))?
-                        != f.digest
-                    {
+                    } else if rehash(&state, f.digest).await.map_err(|e| ApiError::internal(&e))? != f.digest {
                         failures.push(CheckFailure {
                             check: "file_digest_mismatch".into(),
                             detail: format!("{}: stored bytes do not hash to {}", f.path, f.digest),
@@ -319,28 +263,18 @@ pub async fn register_version(
             }
         }
     }
-    let refs =
-        |what: &'static str, list: &[String], failures: &mut Vec<CheckFailure>| -> Vec<Digest> {
-            list.iter()
-                .filter_map(|s| parse_digest_field(what, s, failures))
-                .collect()
-        };
+    let refs = |what: &'static str, list: &[String], failures: &mut Vec<CheckFailure>| -> Vec<Digest> {
+        list.iter().filter_map(|s| parse_digest_field(what, s, failures)).collect()
+    };
     let sbom = refs("sbom", body.sbom.as_slice(), &mut failures);
     let attestations = refs("attestation", &body.attestations, &mut failures);
     let signatures = refs("signature", &body.signatures, &mut failures);
-    for (what, list) in [
-        ("sbom_missing", &sbom),
-        ("attestation_missing", &attestations),
-        ("signature_missing", &signatures),
-    ] {
+    for (what, list) in
+        [("sbom_missing", &sbom), ("attestation_missing", &attestations), ("signature_missing", &signatures)]
+    {
         for d in list {
-            if !state.store.tenant_has_blob(&p.tenant, d).await?
-                || state.blobs.stat(d).await?.is_none()
-            {
-                failures.push(CheckFailure {
-                    check: what.into(),
-                    detail: format!("no uploaded blob {d}"),
-                });
+            if !state.store.tenant_has_blob(&p.tenant, d).await? || state.blobs.stat(d).await?.is_none() {
+                failures.push(CheckFailure { check: what.into(), detail: format!("no uploaded blob {d}") });
             }
         }
     }
@@ -374,16 +308,9 @@ pub async fn register_version(
         }
     }
     let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
-        let summary = failures
-            .iter()
-            .map(|f| f.check.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(ApiError::unprocessable(
-            "release_gate_failed",
-            format!("registration refused: {summary}"),
-        )
-        .with_errors(failures));
+        let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(ApiError::unprocessable("release_gate_failed", format!("registration refused: {summary}"))
+            .with_errors(failures));
     };
 
     // All gates passed: store the manifest and the release record, then the version.
@@ -449,18 +376,11 @@ pub async fn list_versions(
     let n = limit(q.limit)?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
-        Some(s) => s
-            .parse()
-            .map_err(|_| ApiError::bad_request("bad_cursor", "after must be a seq number"))?,
+        Some(s) => s.parse().map_err(|_| ApiError::bad_request("bad_cursor", "after must be a seq number"))?,
     };
     let rows = state.store.list_versions(m.id, after, n).await?;
-    let next = (rows.len() == n as usize)
-        .then(|| rows.last().map(|v| v.seq.to_string()))
-        .flatten();
-    Ok(Json(VersionPage {
-        items: rows.into_iter().map(|v| version_dto(&m.name, v)).collect(),
-        next,
-    }))
+    let next = (rows.len() == n as usize).then(|| rows.last().map(|v| v.seq.to_string())).flatten();
+    Ok(Json(VersionPage { items: rows.into_iter().map(|v| version_dto(&m.name, v)).collect(), next }))
 }
 
 async fn load_version(
@@ -471,11 +391,7 @@ async fn load_version(
 ) -> ApiResult<(fulcrum_store::ModelRecord, VersionRecord)> {
     let name = parse_model_name(name)?;
     let m = visible_model(state, &who.0, &name).await?;
-    let v = state
-        .store
-        .get_version(m.id, version)
-        .await?
-        .ok_or_else(|| ApiError::not_found("version"))?;
+    let v = state.store.get_version(m.id, version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     Ok((m, v))
 }
 
@@ -502,42 +418,25 @@ async fn govern(
 ) -> ApiResult<fulcrum_store::Governed> {
     let model = parse_model_name(name)?;
     visible_model(state, &who.0, &model).await?;
-    let actor = Actor {
-        subject: who.0.subject.clone(),
-        role: who.0.role,
-    };
-    let ctx = GovernCtx {
-        policy_digest: Some(state.policy_digest),
-        ..ctx
-    };
+    let actor = Actor { subject: who.0.subject.clone(), role: who.0.role };
+    let ctx = GovernCtx { policy_digest: Some(state.policy_digest), ..ctx };
     let gate = state.write_gate.lock().await;
     let at = now(state);
-    let out = state
-        .store
-        .govern(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, at)
-        .await?;
+    let out = state.store.govern(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, at).await?;
     state.catalog.apply(out.model_id, &out.effects, at);
     drop(gate);
     state.notify_events();
     Ok(out)
 }
 
-async fn version_after(
-    state: &AppState,
-    who: &Caller,
-    name: &str,
-    version: &str,
-) -> ApiResult<Json<VersionDto>> {
+async fn version_after(state: &AppState, who: &Caller, name: &str, version: &str) -> ApiResult<Json<VersionDto>> {
     let (m, v) = load_version(state, who, name, version).await?;
     Ok(Json(version_dto(&m.name, v)))
 }
 
 fn text(what: &'static str, s: &str, max: usize) -> ApiResult<()> {
     if s.trim().is_empty() || s.len() > max {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
-            format!("{what} must be 1-{max} bytes"),
-        ));
+        return Err(ApiError::unprocessable("invalid_body", format!("{what} must be 1-{max} bytes")));
     }
     Ok(())
 }
@@ -555,28 +454,17 @@ pub async fn approve(
 ) -> ApiResult<(StatusCode, Json<VersionDto>)> {
     who.require(Action::Approve)?;
     if body.comment.len() > 2048 {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
-            "comment must be at most 2048 bytes",
-        ));
+        return Err(ApiError::unprocessable("invalid_body", "comment must be at most 2048 bytes"));
     }
     govern(
         &state,
         &who,
         &name,
-        Govern::Approve {
-            version: version.clone(),
-        },
-        GovernCtx {
-            comment: Some(body.comment),
-            ..Default::default()
-        },
+        Govern::Approve { version: version.clone() },
+        GovernCtx { comment: Some(body.comment), ..Default::default() },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        version_after(&state, &who, &name, &version).await?,
-    ))
+    Ok((StatusCode::CREATED, version_after(&state, &who, &name, &version).await?))
 }
 
 /// Promote one rung up the stage ladder.
@@ -590,22 +478,17 @@ pub async fn promote(
     ApiJson(body): ApiJson<PromoteBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(Action::Promote)?;
-    let to: Stage = body.to.parse().map_err(|()| {
-        ApiError::unprocessable("bad_stage", "to must be Candidate, Staging or Approved")
-    })?;
+    let to: Stage = body
+        .to
+        .parse()
+        .map_err(|()| ApiError::unprocessable("bad_stage", "to must be Candidate, Staging or Approved"))?;
     check_id("chg_id", body.chg_id.as_deref())?;
     govern(
         &state,
         &who,
         &name,
-        Govern::Promote {
-            version: version.clone(),
-            to,
-        },
-        GovernCtx {
-            chg_id: body.chg_id,
-            ..Default::default()
-        },
+        Govern::Promote { version: version.clone(), to },
+        GovernCtx { chg_id: body.chg_id, ..Default::default() },
     )
     .await?;
     version_after(&state, &who, &name, &version).await
@@ -615,12 +498,7 @@ fn hold_ctx(body: HoldBody) -> ApiResult<GovernCtx> {
     text("reason", &body.reason, 2048)?;
     check_id("chg_id", body.chg_id.as_deref())?;
     check_id("inc_id", body.inc_id.as_deref())?;
-    Ok(GovernCtx {
-        chg_id: body.chg_id,
-        inc_id: body.inc_id,
-        reason: Some(body.reason),
-        ..Default::default()
-    })
+    Ok(GovernCtx { chg_id: body.chg_id, inc_id: body.inc_id, reason: Some(body.reason), ..Default::default() })
 }
 
 /// Revoke a version (kill switch; terminal). Aliases on it roll back automatically.
@@ -634,16 +512,7 @@ pub async fn revoke(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(Action::Revoke)?;
-    govern(
-        &state,
-        &who,
-        &name,
-        Govern::Revoke {
-            version: version.clone(),
-        },
-        hold_ctx(body)?,
-    )
-    .await?;
+    govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
 
@@ -658,16 +527,7 @@ pub async fn quarantine(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(Action::Quarantine)?;
-    govern(
-        &state,
-        &who,
-        &name,
-        Govern::Quarantine {
-            version: version.clone(),
-        },
-        hold_ctx(body)?,
-    )
-    .await?;
+    govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
 
@@ -676,8 +536,7 @@ fn optional_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
 }
 
 /// Lift a quarantine. Needs an approval given during this quarantine by someone else, and a chg_id.
@@ -699,13 +558,8 @@ pub async fn lift_quarantine(
         &state,
         &who,
         &name,
-        Govern::LiftQuarantine {
-            version: version.clone(),
-        },
-        GovernCtx {
-            chg_id,
-            ..Default::default()
-        },
+        Govern::LiftQuarantine { version: version.clone() },
+        GovernCtx { chg_id, ..Default::default() },
     )
     .await?;
     version_after(&state, &who, &name, &version).await
@@ -717,12 +571,7 @@ fn parse_alias(s: &str) -> ApiResult<AliasName> {
     AliasName::parse(s).map_err(|e| ApiError::bad_request("bad_alias", e.to_string()))
 }
 
-async fn alias_dto(
-    state: &AppState,
-    who: &Caller,
-    name: &str,
-    alias: &str,
-) -> ApiResult<Json<AliasDto>> {
+async fn alias_dto(state: &AppState, who: &Caller, name: &str, alias: &str) -> ApiResult<Json<AliasDto>> {
     let model = parse_model_name(name)?;
     let m = visible_model(state, &who.0, &model).await?;
     let a = state
@@ -757,28 +606,15 @@ pub async fn set_alias(
     let env = body
         .env
         .as_deref()
-        .map(|e| {
-            e.parse::<Env>().map_err(|()| {
-                ApiError::unprocessable("bad_env", "env must be dev, staging or prod")
-            })
-        })
+        .map(|e| e.parse::<Env>().map_err(|()| ApiError::unprocessable("bad_env", "env must be dev, staging or prod")))
         .transpose()?;
-    VersionLabel::parse(&body.version)
-        .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    VersionLabel::parse(&body.version).map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
     govern(
         &state,
         &who,
         &name,
-        Govern::SetAlias {
-            alias: a,
-            version: body.version,
-            env,
-            allow_downgrade: body.allow_downgrade,
-        },
-        GovernCtx {
-            chg_id: body.chg_id,
-            ..Default::default()
-        },
+        Govern::SetAlias { alias: a, version: body.version, env, allow_downgrade: body.allow_downgrade },
+        GovernCtx { chg_id: body.chg_id, ..Default::default() },
     )
     .await?;
     alias_dto(&state, &who, &name, &alias).await
@@ -813,17 +649,7 @@ pub async fn delete_alias(
     let b: ChangeBody = optional_body(&body)?;
     let chg_id = b.chg_id.or(q.chg_id);
     check_id("chg_id", chg_id.as_deref())?;
-    govern(
-        &state,
-        &who,
-        &name,
-        Govern::DeleteAlias { alias: a },
-        GovernCtx {
-            chg_id,
-            ..Default::default()
-        },
-    )
-    .await?;
+    govern(&state, &who, &name, Govern::DeleteAlias { alias: a }, GovernCtx { chg_id, ..Default::default() }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -28,8 +28,7 @@ pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("fulcrum-signat
 pub const KID_HEADER: HeaderName = HeaderName::from_static("fulcrum-key-id");
 
 fn parse_env(s: &str) -> ApiResult<Env> {
-    s.parse()
-        .map_err(|()| ApiError::bad_request("bad_env", "env must be dev, staging or prod"))
+    s.parse().map_err(|()| ApiError::bad_request("bad_env", "env must be dev, staging or prod"))
 }
 
 /// Resolve a reference for an environment. The body is the signed document, byte for byte;
@@ -51,17 +50,12 @@ pub async fn resolve(
     let r: Reference = q
         .reference
         .parse()
-        .map_err(|e: fulcrum_core::ReferenceError| {
-            ApiError::bad_request("bad_reference", e.to_string())
-        })?;
+        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
     let env = match (q.env.as_deref(), p.env) {
         (Some(e), _) => parse_env(e)?,
         (None, Some(e)) => e,
         (None, None) => {
-            return Err(ApiError::bad_request(
-                "env_required",
-                "env is required (dev, staging or prod)",
-            ));
+            return Err(ApiError::bad_request("env_required", "env is required (dev, staging or prod)"));
         }
     };
     if p.env.is_some_and(|own| own != env) {
@@ -70,25 +64,19 @@ pub async fn resolve(
             p.env.map_or("", |e| e.as_str())
         )));
     }
-    let domain = state
-        .catalog
-        .model_domain(&p.tenant, r.model.as_str())
-        .ok_or_else(|| ApiError::not_found("model"))?;
-    if !p.may_use_domain(&domain) {
-        return Err(ApiError::not_found("model"));
-    }
     let selector = match &r.selector {
         Selector::Word(w) => std::borrow::Cow::Borrowed(w.as_str()),
         Selector::Digest(d) => std::borrow::Cow::Owned(d.to_string()),
     };
     let now = state.clock.now();
-    let doc = match state.catalog.cached(&p.tenant, &r, &selector, env, now) {
+    let cached = state
+        .catalog
+        .cached(&p.tenant, |d| p.may_use_domain(d), &r, &selector, env, now)
+        .map_err(|_| ApiError::not_found("model"))?;
+    let doc = match cached {
         Some(doc) => doc,
         None => {
-            state
-                .metrics
-                .resolve_cache_miss
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.resolve_cache_miss.fetch_add(1, Ordering::Relaxed);
             state.catalog.build(&p.tenant, &r, &selector, env, now).map_err(|m| match m {
                 Miss::Model => ApiError::not_found("model"),
                 Miss::Version => ApiError::not_found("version"),
@@ -106,10 +94,7 @@ pub async fn resolve(
     };
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(RESOLVE_MEDIA_TYPE),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(RESOLVE_MEDIA_TYPE)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (header::ETAG, doc.etag.clone()),
             (SIGNATURE_HEADER, doc.signature.clone()),
@@ -133,43 +118,28 @@ pub async fn startup_report(
     let r: Reference = body
         .reference
         .parse()
-        .map_err(|e: fulcrum_core::ReferenceError| {
-            ApiError::bad_request("bad_reference", e.to_string())
-        })?;
+        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
     let env = parse_env(&body.env)?;
     if p.env.is_some_and(|own| own != env) {
-        return Err(ApiError::forbidden(
-            "this identity cannot report for another env",
-        ));
+        return Err(ApiError::forbidden("this identity cannot report for another env"));
     }
     let kind = match body.decision.as_str() {
         "permit" => EventKind::StartupPermit,
         "deny" => EventKind::StartupDeny,
         _ => {
-            return Err(ApiError::unprocessable(
-                "bad_decision",
-                "decision must be permit or deny",
-            ));
+            return Err(ApiError::unprocessable("bad_decision", "decision must be permit or deny"));
         }
     };
     if kind == EventKind::StartupDeny && body.reason.is_none() {
-        return Err(ApiError::unprocessable(
-            "reason_required",
-            "a deny report needs a machine-readable reason",
-        ));
+        return Err(ApiError::unprocessable("reason_required", "a deny report needs a machine-readable reason"));
     }
     check_id("reason", body.reason.as_deref())?;
     check_id("agent", body.agent.as_deref())?;
     if let Some(v) = &body.version {
-        fulcrum_core::VersionLabel::parse(v)
-            .map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+        fulcrum_core::VersionLabel::parse(v).map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
     }
-    for d in [&body.artifact_digest, &body.policy_digest]
-        .into_iter()
-        .flatten()
-    {
-        d.parse::<Digest>()
-            .map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
+    for d in [&body.artifact_digest, &body.policy_digest].into_iter().flatten() {
+        d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
     }
     let m = visible_model(&state, p, &r.model).await?;
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
@@ -193,13 +163,7 @@ pub async fn startup_report(
         _ => state.metrics.startup_deny.fetch_add(1, Ordering::Relaxed),
     };
     state.notify_events();
-    Ok((
-        StatusCode::CREATED,
-        Json(EventAck {
-            event: kind.as_str().into(),
-            sequence: stored.seq,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
 }
 
 /// The keys that sign what the registry hands out. The body is signed like a resolve document.
@@ -223,18 +187,9 @@ pub async fn trust_bundle(State(state): State<AppState>) -> Response {
     let sig = fulcrum_sign::b64(&state.signer.sign(&body));
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                SIGNATURE_HEADER,
-                HeaderValue::from_str(&sig).expect("base64"),
-            ),
-            (
-                KID_HEADER,
-                HeaderValue::from_str(state.signer.kid()).expect("kid"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (SIGNATURE_HEADER, HeaderValue::from_str(&sig).expect("base64")),
+            (KID_HEADER, HeaderValue::from_str(state.signer.kid()).expect("kid")),
         ],
         body,
     )

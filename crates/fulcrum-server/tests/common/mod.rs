@@ -75,13 +75,7 @@ impl Harness {
         let task = tokio::spawn(fulcrum_server::serve(state, listener, async {
             let _ = rx.await;
         }));
-        Self {
-            url,
-            dir,
-            http: reqwest::Client::new(),
-            stop: Some(tx),
-            task: Some(task),
-        }
+        Self { url, dir, http: reqwest::Client::new(), stop: Some(tx), task: Some(task) }
     }
 
     /// Stop the server gracefully and hand back its data dir.
@@ -93,74 +87,44 @@ impl Harness {
 
     pub fn req(&self, who: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
         let rb = self.http.request(method, format!("{}{}", self.url, path));
-        if who.is_empty() {
-            rb
-        } else {
-            rb.bearer_auth(token(who))
-        }
+        if who.is_empty() { rb } else { rb.bearer_auth(token(who)) }
     }
 
     /// Send, assert the status, return the JSON body (or Null). Every error must be problem+json.
     pub async fn call(&self, rb: reqwest::RequestBuilder, expect: StatusCode) -> Value {
         let resp = rb.send().await.unwrap();
         let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
         let text = resp.text().await.unwrap();
         assert_eq!(status, expect, "unexpected status; body: {text}");
         if !status.is_success() {
-            assert_eq!(
-                ctype, "application/problem+json",
-                "errors are problem+json: {text}"
-            );
+            assert_eq!(ctype, "application/problem+json", "errors are problem+json: {text}");
             if text.is_empty() {
                 return Value::Null; // HEAD answers carry no body
             }
             let v: Value = serde_json::from_str(&text).unwrap();
-            assert!(
-                v["type"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("urn:fulcrum:problem:"),
-                "{v}"
-            );
+            assert!(v["type"].as_str().unwrap().starts_with("urn:fulcrum:problem:"), "{v}");
             assert_eq!(v["status"], status.as_u16());
             return v;
         }
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        }
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
     pub async fn get(&self, who: &str, path: &str, expect: StatusCode) -> Value {
         self.call(self.req(who, Method::GET, path), expect).await
     }
     pub async fn post(&self, who: &str, path: &str, body: Value, expect: StatusCode) -> Value {
-        self.call(self.req(who, Method::POST, path).json(&body), expect)
-            .await
+        self.call(self.req(who, Method::POST, path).json(&body), expect).await
     }
     pub async fn put(&self, who: &str, path: &str, body: Value, expect: StatusCode) -> Value {
-        self.call(self.req(who, Method::PUT, path).json(&body), expect)
-            .await
+        self.call(self.req(who, Method::PUT, path).json(&body), expect).await
     }
     pub async fn delete(&self, who: &str, path: &str, body: Value, expect: StatusCode) -> Value {
-        self.call(self.req(who, Method::DELETE, path).json(&body), expect)
-            .await
+        self.call(self.req(who, Method::DELETE, path).json(&body), expect).await
     }
 
     pub async fn upload(&self, who: &str, bytes: &[u8]) -> Digest {
-        let v = self
-            .call(
-                self.req(who, Method::POST, "/v1/blobs")
-                    .body(bytes.to_vec()),
-                StatusCode::CREATED,
-            )
-            .await;
+        let v = self.call(self.req(who, Method::POST, "/v1/blobs").body(bytes.to_vec()), StatusCode::CREATED).await;
         v["digest"].as_str().unwrap().parse().unwrap()
     }
 
@@ -175,29 +139,15 @@ impl Harness {
     }
 
     /// Upload files and register a version; returns (body, manifest).
-    pub async fn register(
-        &self,
-        who: &str,
-        model: &str,
-        version: &str,
-        files: &[(&str, &[u8])],
-    ) -> (Value, Manifest) {
+    pub async fn register(&self, who: &str, model: &str, version: &str, files: &[(&str, &[u8])]) -> (Value, Manifest) {
         let mut entries = Vec::new();
         for (path, bytes) in files {
             let d = Digest::of(bytes);
             let v = self
-                .call(
-                    self.req(who, Method::PUT, &format!("/v1/blobs/{d}"))
-                        .body(bytes.to_vec()),
-                    StatusCode::CREATED,
-                )
+                .call(self.req(who, Method::PUT, &format!("/v1/blobs/{d}")).body(bytes.to_vec()), StatusCode::CREATED)
                 .await;
             assert_eq!(v["size"], bytes.len());
-            entries.push(FileEntry {
-                path: (*path).into(),
-                size: bytes.len() as u64,
-                digest: d,
-            });
+            entries.push(FileEntry { path: (*path).into(), size: bytes.len() as u64, digest: d });
         }
         let m = Manifest::new(entries).unwrap();
         let body = self
@@ -214,58 +164,25 @@ impl Harness {
     /// Candidate → Staging → Approved with four-eyes.
     pub async fn approve_fully(&self, model: &str, version: &str) {
         let v = format!("/v1/models/{model}/versions/{version}");
-        self.post(
-            "rm",
-            &format!("{v}/promotions"),
-            json!({"to": "Staging", "chg_id": "CHG-2"}),
-            StatusCode::OK,
-        )
-        .await;
-        self.post(
-            "ana",
-            &format!("{v}/approvals"),
-            json!({"comment": "ok"}),
-            StatusCode::CREATED,
-        )
-        .await;
-        self.post(
-            "bo",
-            &format!("{v}/approvals"),
-            json!({"comment": "ok"}),
-            StatusCode::CREATED,
-        )
-        .await;
-        self.post(
-            "rm",
-            &format!("{v}/promotions"),
-            json!({"to": "Approved", "chg_id": "CHG-3"}),
-            StatusCode::OK,
-        )
-        .await;
+        self.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": "CHG-2"}), StatusCode::OK).await;
+        self.post("ana", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
+        self.post("bo", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
+        self.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-3"}), StatusCode::OK).await;
     }
 
     pub async fn events(&self, who: &str) -> Vec<Value> {
-        self.get(who, "/v1/events?after=0&limit=1000", StatusCode::OK)
-            .await["events"]
-            .as_array()
-            .unwrap()
-            .clone()
+        self.get(who, "/v1/events?after=0&limit=1000", StatusCode::OK).await["events"].as_array().unwrap().clone()
     }
 
     pub async fn event_kinds(&self, who: &str) -> Vec<String> {
-        self.events(who)
-            .await
-            .iter()
-            .map(|e| e["data"]["event"].as_str().unwrap().to_owned())
-            .collect()
+        self.events(who).await.iter().map(|e| e["data"]["event"].as_str().unwrap().to_owned()).collect()
     }
 }
 
 /// Convenience: a registered, fully approved model version with `production` pointing at it.
 pub async fn with_production(h: &Harness, model: &str) {
     h.create_model("ci", model).await;
-    h.register("ci", model, "v1", &[("weights.bin", b"one")])
-        .await;
+    h.register("ci", model, "v1", &[("weights.bin", b"one")]).await;
     h.approve_fully(model, "v1").await;
     h.put(
         "rm",

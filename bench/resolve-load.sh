@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Load benchmark of GET /v1/resolve against a bare axum handler returning the same bytes,
+# side by side in one run (the ratio is what matters on a noisy machine).
+#
+#   bash bench/resolve-load.sh            # 1,000 models × 100 versions = 100,000 versions, 64 connections, 20 s each
+#   MODELS=100 PER=10 DUR=5s bash bench/resolve-load.sh   # quick look
+#
+# Prints a Markdown table: requests/s, p50/p99 latency, the ratio, and the registry's RSS
+# (peak while serving the load, with every version registered).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODELS=${MODELS:-1000}; PER=${PER:-100}; DUR=${DUR:-20s}; CONNS=${CONNS:-64}; THREADS=${THREADS:-2}
+export MODELS TOKEN=bench-agent-token
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --quiet --release -p fulcrum-cli -p fulcrum-bench
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+T=$(mktemp -d); PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
+trap cleanup EXIT
+
+echo "seeding $MODELS models x $PER versions..." >&2
+"$TARGET/release/fulcrum-bench" seed --data-dir "$T/data" --models "$MODELS" --versions-per-model "$PER" >&2
+cat > "$T/tokens.json" <<JSON
+{"tokens":[{"token":"$TOKEN","subject":"bench-agent","role":"serving","tenant":"bench","domain":"*","env":"prod"}]}
+JSON
+FULCRUM_LOG=warn "$TARGET/release/fulcrum" serve --listen 127.0.0.1:0 --data-dir "$T/data" --tokens-file "$T/tokens.json" > "$T/serve.out" 2>"$T/serve.err" &
+REG_PID=$!; PIDS+=("$REG_PID")
+for _ in $(seq 200); do grep -q listening "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
+REG=$(sed -n 's/^fulcrum: listening on //p' "$T/serve.out")
+curl -sf -H "Authorization: Bearer $TOKEN" "$REG/v1/resolve?ref=model-00000@production&env=prod" -o "$T/body.json"
+RSS_IDLE=$(awk '/VmRSS/{print $2}' /proc/$REG_PID/status)
+
+"$TARGET/release/fulcrum-bench" bare --listen 127.0.0.1:0 --body "$T/body.json" > "$T/bare.out" &
+PIDS+=("$!")
+for _ in $(seq 100); do grep -q listening "$T/bare.out" 2>/dev/null && break; sleep 0.1; done
+BARE=$(sed -n 's/^bare listening on //p' "$T/bare.out")
+
+run() { wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s bench/resolve.lua "$1" > "$2"; }
+rps() { awk '/^Requests\/sec/{print $2}' "$1"; }
+pct() { awk -v p="$2" '$1==p{print $2}' "$1"; }
+non2xx() { awk '/Non-2xx/{print $5}' "$1"; }
+
+# Warm both, then measure: bare, registry (RSS sampled during the registry run), bare again.
+wrk -t1 -c4 -d2s -s bench/resolve.lua "$REG" >/dev/null; wrk -t1 -c4 -d2s -s bench/resolve.lua "$BARE" >/dev/null
+run "$BARE" "$T/bare1.txt"
+( peak=0; while kill -0 "$REG_PID" 2>/dev/null; do r=$(awk '/VmRSS/{print $2}' /proc/$REG_PID/status); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$T/rss_peak"; sleep 0.2; done ) &
+SAMPLER=$!
+run "$REG" "$T/reg.txt"
+kill "$SAMPLER" 2>/dev/null || true
+run "$BARE" "$T/bare2.txt"
+
+BARE_RPS=$(awk -v a="$(rps "$T/bare1.txt")" -v b="$(rps "$T/bare2.txt")" 'BEGIN{printf "%.0f", (a+b)/2}')
+REG_RPS=$(rps "$T/reg.txt")
+RATIO=$(awk -v r="$REG_RPS" -v b="$BARE_RPS" 'BEGIN{printf "%.1f", 100*r/b}')
+PEAK_KB=$(cat "$T/rss_peak")
+[ -z "$(non2xx "$T/reg.txt")" ] || { echo "registry answered non-2xx: $(non2xx "$T/reg.txt")" >&2; exit 1; }
+
+echo "| server | requests/s | p50 | p99 |"
+echo "|---|---|---|---|"
+echo "| bare axum handler, same bytes (run 1) | $(rps "$T/bare1.txt") | $(pct "$T/bare1.txt" 50%) | $(pct "$T/bare1.txt" 99%) |"
+echo "| fulcrum GET /v1/resolve | $REG_RPS | $(pct "$T/reg.txt" 50%) | $(pct "$T/reg.txt" 99%) |"
+echo "| bare axum handler, same bytes (run 2) | $(rps "$T/bare2.txt") | $(pct "$T/bare2.txt" 50%) | $(pct "$T/bare2.txt" 99%) |"
+echo
+echo "resolve / bare = ${RATIO} %  (bare = mean of both runs: $BARE_RPS req/s)"
+echo "registry RSS with $((MODELS * PER)) versions: idle $((RSS_IDLE / 1024)) MiB, peak under load $((PEAK_KB / 1024)) MiB"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t$THREADS -c$CONNS -d$DUR"

@@ -1,0 +1,150 @@
+//! Benchmark tooling for `bench/resolve-load.sh`.
+//!
+//! - `seed`: fill a data dir with many models and versions through the real store code (in one
+//!   non-durable pass, which is only for seeding), each model with an Approved version behind a
+//!   `production` alias.
+//! - `bare`: an axum server whose one handler returns fixed bytes with the same headers as a
+//!   resolve answer: the ceiling the resolve handler is compared against.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+use fulcrum_core::identity::Role;
+use fulcrum_core::lifecycle::{Actor, Stage};
+use fulcrum_core::{AliasName, Digest, FileEntry, Manifest, ModelName, VersionLabel};
+use fulcrum_store::{Govern, GovernCtx, NewModel, NewVersion, Store, StoreOptions};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Seed `<data-dir>/registry.db` with models × versions (tenant `bench`).
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        models: usize,
+        #[arg(long, default_value_t = 100)]
+        versions_per_model: usize,
+    },
+    /// Serve fixed bytes at /v1/resolve.
+    Bare {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        body: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
+        Cmd::Bare { listen, body } => bare(listen, body).await,
+    }
+}
+
+async fn seed(dir: PathBuf, models: usize, per_model: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir)?;
+    let store = Store::open(&dir.join("registry.db"), StoreOptions { durable: false, read_connections: 1 }).await?;
+    let policy = fulcrum_server::builtin_policy_digest();
+    let now = time::OffsetDateTime::now_utc();
+    let rm = Actor { subject: "rm".into(), role: Role::ReleaseManager };
+    let ana = Actor { subject: "ana".into(), role: Role::Approver };
+    let bo = Actor { subject: "bo".into(), role: Role::SecurityOfficer };
+    let record = Digest::of(b"bench release record");
+    for m in 0..models {
+        let name = format!("model-{m:05}");
+        store
+            .create_model(
+                NewModel {
+                    tenant: "bench".into(),
+                    name: ModelName::parse(&name)?,
+                    domain: "bench".into(),
+                    description: String::new(),
+                    owners: vec![],
+                    labels: Default::default(),
+                },
+                "ci",
+                now,
+            )
+            .await?;
+        for v in 0..per_model {
+            let manifest = Manifest::new(vec![FileEntry {
+                path: "weights.bin".into(),
+                size: 1 << 20,
+                digest: Digest::of(format!("{m}/{v}").as_bytes()),
+            }])?;
+            let nv = NewVersion {
+                label: VersionLabel::parse(&format!("v{v}"))?,
+                manifest,
+                record_digest: record,
+                release: serde_json::json!({}),
+                publisher: "ci".into(),
+                chg_id: None,
+            };
+            store.register_version("bench", &name, nv, &policy, now).await?;
+        }
+        let ctx = GovernCtx::default();
+        let v0 = "v0".to_owned();
+        store
+            .govern("bench", &name, &rm, Govern::Promote { version: v0.clone(), to: Stage::Staging }, &ctx, now)
+            .await?;
+        store.govern("bench", &name, &ana, Govern::Approve { version: v0.clone() }, &ctx, now).await?;
+        store.govern("bench", &name, &bo, Govern::Approve { version: v0.clone() }, &ctx, now).await?;
+        store
+            .govern("bench", &name, &rm, Govern::Promote { version: v0.clone(), to: Stage::Approved }, &ctx, now)
+            .await?;
+        let alias = AliasName::parse("production")?;
+        store
+            .govern(
+                "bench",
+                &name,
+                &rm,
+                Govern::SetAlias { alias, version: v0, env: None, allow_downgrade: false },
+                &GovernCtx { chg_id: Some("CHG-1".into()), ..ctx },
+                now,
+            )
+            .await?;
+    }
+    store.close().await;
+    println!("seeded {models} models × {per_model} versions into {}", dir.display());
+    Ok(())
+}
+
+async fn bare(listen: SocketAddr, body: PathBuf) -> anyhow::Result<()> {
+    let bytes = Bytes::from(std::fs::read(&body).with_context(|| format!("reading {}", body.display()))?);
+    let sig = HeaderValue::from_static(
+        "c2lnbmF0dXJlLXBsYWNlaG9sZGVyLXNhbWUtbGVuZ3RoLWFzLWFuLWVkMjU1MTktc2lnbmF0dXJlLi4uLi4uLi4uLg==",
+    );
+    let app = Router::new().route(
+        "/v1/resolve",
+        get(move || {
+            let (b, s) = (bytes.clone(), sig.clone());
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.fulcrum.resolve.v1+json")),
+                        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                        (HeaderName::from_static("fulcrum-signature"), s),
+                    ],
+                    b,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("bare listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every Fulcrum check and test, as CI runs them (`.ci/run` calls exactly this).
+#
+# Works on a fresh Debian machine with only Rust installed: it installs what the suites need.
+# The embedded default (SQLite, local blobs, local key) needs no service; suites for external
+# services (PostgreSQL, NATS, SoftHSM2, the test IdP, S3) install and start their own here, and
+# under CI=true a suite whose service is missing fails rather than skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Builds are reused across clones (CI clones into a fresh folder each run).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fulcrum/target}"
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustc --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "dependency policy: one crypto provider (aws-lc-rs); ring and openssl-sys stay out"
+for bad in ring openssl-sys; do
+  if cargo tree --workspace --locked -e normal,build -i "$bad" >/dev/null 2>&1; then
+    echo "dependency policy violated: $bad is in the graph" >&2
+    cargo tree --workspace --locked -e normal,build -i "$bad" >&2
+    exit 1
+  fi
+done
+
+step "tests (unit, property, API through the real server, CLI, crash)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  # nextest does not run doctests
+  cargo test --workspace --locked --doc
+else
+  echo "cargo-nextest not found; using cargo test"
+  cargo test --workspace --locked --no-fail-fast
+fi
