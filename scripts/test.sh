@@ -24,9 +24,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "dependency policy: one crypto provider (aws-lc-rs); ring and openssl-sys stay out"
 for bad in ring openssl-sys; do
-  if cargo tree --workspace --locked -e normal,build -i "$bad" >/dev/null 2>&1; then
-    echo "dependency policy violated: $bad is in the graph" >&2
-    cargo tree --workspace --locked -e normal,build -i "$bad" >&2
+  # `cargo tree -i` prints nothing (and may still exit 0) when the crate is only in the lock file.
+  users=$(cargo tree --workspace --locked -e normal,build,dev -i "$bad" 2>/dev/null || true)
+  if [ -n "$users" ]; then
+    echo "dependency policy violated: $bad is in the graph:" >&2
+    echo "$users" >&2
     exit 1
   fi
 done

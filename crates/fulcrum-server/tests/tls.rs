@@ -1,0 +1,60 @@
+//! HTTPS: the registry serves over rustls (aws-lc-rs) with a PEM certificate and key, and shuts
+//! down gracefully.
+
+mod common;
+
+use std::net::SocketAddr;
+
+#[tokio::test]
+async fn serves_https_with_a_pem_certificate() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+
+    let (state, _) =
+        fulcrum_server::Registry::open_default(fulcrum_server::Config::new(dir.path().join("data"))).await.unwrap();
+    // Pick a free port, then serve on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let server = tokio::spawn(async move {
+        fulcrum_server::serve_tls(state, addr, &c, &k, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(r) = client.get(format!("https://localhost:{port}/healthz")).send().await {
+            assert_eq!(r.status(), 200);
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ok, "HTTPS answered");
+    // Plain HTTP to the TLS port is not served.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+            == false
+    );
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
