@@ -100,6 +100,8 @@ pub enum Miss {
     Model,
     Version,
     AliasEmpty,
+    /// The signing backend did not produce a signature (a KMS or HSM outage).
+    Signer,
 }
 
 #[derive(Debug)]
@@ -292,7 +294,10 @@ impl Catalog {
             let m = inner.models.get(tenant).and_then(|ms| ms.get(r.model.as_str())).ok_or(Miss::Model)?;
             (m.id, m.generation, self.document(m, &r.selector, selector_text, env, now)?)
         };
-        let signed = Arc::new(self.sign(&doc, now));
+        let signed = Arc::new(self.sign(&doc, now).map_err(|e| {
+            tracing::error!(error = %e, "signing a resolve document failed");
+            Miss::Signer
+        })?);
         let mut inner = self.inner.write().expect("catalog lock");
         if let Some(m) = inner.by_id(model_id)
             && m.generation == generation
@@ -349,18 +354,18 @@ impl Catalog {
         })
     }
 
-    fn sign(&self, doc: &ResolveDocument, now: OffsetDateTime) -> SignedDoc {
+    fn sign(&self, doc: &ResolveDocument, now: OffsetDateTime) -> Result<SignedDoc, fulcrum_sign::SignError> {
         let body = serde_json::to_vec(doc).expect("documents serialise");
-        let sig = fulcrum_sign::b64(&self.signer.sign(&body));
+        let sig = fulcrum_sign::b64(&self.signer.sign(&body)?);
         let etag = format!("\"{}\"", Digest::of(&body).hex());
-        SignedDoc {
+        Ok(SignedDoc {
             signature: HeaderValue::from_str(&sig).expect("base64 is a header value"),
             kid: HeaderValue::from_str(self.signer.kid()).expect("kid is a header value"),
             etag: HeaderValue::from_str(&etag).expect("hex is a header value"),
             body: Bytes::from(body),
             issued_at: now,
             decision: doc.decision,
-        }
+        })
     }
 
     /// Re-sign the alias documents of one model, for every env.
@@ -386,8 +391,17 @@ impl Catalog {
             }
             (m.generation, docs)
         };
-        let signed: Vec<_> =
-            docs.into_iter().map(|(alias, env, doc)| (alias, env, Arc::new(self.sign(&doc, now)))).collect();
+        let signed: Vec<_> = docs
+            .into_iter()
+            .filter_map(|(alias, env, doc)| match self.sign(&doc, now) {
+                Ok(d) => Some((alias, env, Arc::new(d))),
+                Err(e) => {
+                    // Left unsigned: the next resolve retries (and answers 503 if the signer is still down).
+                    tracing::error!(error = %e, %alias, "re-signing an alias document failed");
+                    None
+                }
+            })
+            .collect();
         let mut inner = self.inner.write().expect("catalog lock");
         if let Some(m) = inner.by_id(model_id)
             && m.generation == generation

@@ -118,6 +118,47 @@ pub struct Inner {
     pub shutdown_rx: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     pub started_at: time::OffsetDateTime,
+    /// The signed trust bundle, rebuilt when the key set changes.
+    pub trust_bundle: std::sync::RwLock<Arc<SignedBlob>>,
+}
+
+/// Bytes signed once and served many times.
+#[derive(Debug)]
+pub struct SignedBlob {
+    pub body: axum::body::Bytes,
+    pub signature: axum::http::HeaderValue,
+    pub kid: axum::http::HeaderValue,
+}
+
+/// Build and sign the trust bundle for the registry's keys.
+///
+/// # Errors
+/// The signer failing.
+pub fn signed_trust_bundle(
+    signer: &dyn Signer,
+    since: time::OffsetDateTime,
+) -> Result<SignedBlob, fulcrum_sign::SignError> {
+    use time::format_description::well_known::Rfc3339;
+    let since = since.format(&Rfc3339).expect("formats");
+    let bundle = fulcrum_sign::TrustBundle {
+        version: 1,
+        issued_at: since.clone(),
+        keys: vec![fulcrum_sign::PublishedKey {
+            kid: signer.kid().to_owned(),
+            alg: signer.alg(),
+            public_key: fulcrum_sign::b64(signer.public_key().spki_der()),
+            valid_from: since,
+            valid_until: None,
+            development: signer.is_development_key(),
+        }],
+    };
+    let body = serde_json::to_vec(&bundle).expect("serialises");
+    let sig = fulcrum_sign::b64(&signer.sign(&body)?);
+    Ok(SignedBlob {
+        signature: axum::http::HeaderValue::from_str(&sig).expect("base64 is a header value"),
+        kid: axum::http::HeaderValue::from_str(signer.kid()).expect("kid is a header value"),
+        body: body.into(),
+    })
 }
 
 impl std::ops::Deref for AppState {
@@ -190,6 +231,7 @@ impl Registry {
         let (events_tx, _) = watch::channel(0);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
+        let trust_bundle = std::sync::RwLock::new(Arc::new(signed_trust_bundle(signer.as_ref(), started_at)?));
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -205,6 +247,7 @@ impl Registry {
             shutdown_rx,
             shutdown_tx,
             started_at,
+            trust_bundle,
         }));
         Ok((state, notes))
     }

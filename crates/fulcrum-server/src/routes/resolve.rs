@@ -12,8 +12,6 @@ use fulcrum_core::lifecycle::Env;
 use fulcrum_core::reference::Selector;
 use fulcrum_core::resolve::{Decision, RESOLVE_MEDIA_TYPE};
 use fulcrum_core::{Digest, Reference};
-use fulcrum_sign::{PublishedKey, TrustBundle};
-use time::format_description::well_known::Rfc3339;
 
 use super::{ApiJson, ApiQuery, check_id, visible_model};
 use crate::AppState;
@@ -80,6 +78,11 @@ pub async fn resolve(
             state.catalog.build(&p.tenant, &r, &selector, env, now).map_err(|m| match m {
                 Miss::Model => ApiError::not_found("model"),
                 Miss::Version => ApiError::not_found("version"),
+                Miss::Signer => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "signer_unavailable",
+                    "the signing service did not answer; retry",
+                ),
                 Miss::AliasEmpty => ApiError::new(
                     StatusCode::NOT_FOUND,
                     "alias_empty",
@@ -166,32 +169,20 @@ pub async fn startup_report(
     Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
 }
 
-/// The keys that sign what the registry hands out. The body is signed like a resolve document.
+/// The keys that sign what the registry hands out, as a signed, versioned document. Built when
+/// the key set changes, never per request.
 #[utoipa::path(get, path = "/v1/trust-bundle", tag = "handshake", security(()),
-    responses((status = 200, description = "trust bundle", content_type = "application/json")))]
+    responses((status = 200, description = "trust bundle", content_type = "application/json",
+        headers(("fulcrum-signature" = String, description = "base64 signature over the body"), ("fulcrum-key-id" = String, description = "kid of the signing key")))))]
 pub async fn trust_bundle(State(state): State<AppState>) -> Response {
-    let since = state.started_at.format(&Rfc3339).expect("formats");
-    let bundle = TrustBundle {
-        version: 1,
-        issued_at: since.clone(),
-        keys: vec![PublishedKey {
-            kid: state.signer.kid().to_owned(),
-            alg: state.signer.alg(),
-            public_key: fulcrum_sign::b64(state.signer.public_key()),
-            valid_from: since,
-            valid_until: None,
-            development: state.signer.is_development_key(),
-        }],
-    };
-    let body = serde_json::to_vec(&bundle).expect("serialises");
-    let sig = fulcrum_sign::b64(&state.signer.sign(&body));
+    let b = state.trust_bundle.read().expect("bundle lock").clone();
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (SIGNATURE_HEADER, HeaderValue::from_str(&sig).expect("base64")),
-            (KID_HEADER, HeaderValue::from_str(state.signer.kid()).expect("kid")),
+            (SIGNATURE_HEADER, b.signature.clone()),
+            (KID_HEADER, b.kid.clone()),
         ],
-        body,
+        b.body.clone(),
     )
         .into_response()
 }
