@@ -16,6 +16,21 @@ step "toolchain"
 cargo --version
 rustc --version
 
+step "test dependencies"
+# The real OpenSSF model-signing tool, for interop tests (Fulcrum bundles must verify with it).
+# pyOpenSSL is imported by model-signing 1.1.1 but not declared, so it is installed explicitly.
+CACHE="${FULCRUM_CACHE:-$HOME/.cache/fulcrum}"
+mkdir -p "$CACHE"
+MS_VENV="$CACHE/venv-model-signing-1.1.1"
+if ! "$MS_VENV/bin/model_signing" --help >/dev/null 2>&1; then
+  rm -rf "$MS_VENV"
+  python3 -m venv "$MS_VENV"
+  "$MS_VENV/bin/pip" install --quiet --disable-pip-version-check model-signing==1.1.1 pyopenssl==26.4.0
+fi
+export FULCRUM_MODEL_SIGNING="$MS_VENV/bin/model_signing"
+"$FULCRUM_MODEL_SIGNING" --help >/dev/null
+echo "model_signing: $FULCRUM_MODEL_SIGNING"
+
 step "format"
 cargo fmt --all -- --check
 
