@@ -4,6 +4,7 @@
 //! - [`intoto`]: in-toto Statement v1.
 //! - [`modeldir`]: walking and hashing a model directory (files or shards; SHA-256, BLAKE2b,
 //!   BLAKE3), in parallel.
+//! - [`slsa`]: SLSA Provenance v1 verification (trusted builders) and SBOM recognition.
 //! - [`model_signing`]: the OpenSSF model-signing bundle (Sigstore bundle v0.3 with a DSSE
 //!   envelope over an in-toto statement listing every file's digest): verify and sign.
 //!
@@ -19,6 +20,7 @@ pub mod dsse;
 pub mod intoto;
 pub mod model_signing;
 pub mod modeldir;
+pub mod slsa;
 
 /// Why a verification failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +67,14 @@ pub enum Failure {
     Symlink(String),
     #[error("cannot read the model: {0}")]
     Io(String),
+    #[error("no subject of the attestation is the artifact")]
+    SubjectMismatch,
+    #[error("builder {0:?} is not trusted (or not for this signing key)")]
+    UntrustedBuilder(String),
+    #[error("build type {0:?} is not the expected one")]
+    BuildType(String),
+    #[error("SBOM invalid: {0}")]
+    SbomInvalid(String),
 }
 
 impl Failure {
@@ -92,6 +102,10 @@ impl Failure {
             Failure::HashMismatch(_) => "hash_mismatch",
             Failure::Symlink(_) => "symlink",
             Failure::Io(_) => "io",
+            Failure::SubjectMismatch => "subject_mismatch",
+            Failure::UntrustedBuilder(_) => "untrusted_builder",
+            Failure::BuildType(_) => "build_type",
+            Failure::SbomInvalid(_) => "sbom_invalid",
         }
     }
 }

@@ -104,16 +104,6 @@ pub struct VerifyOptions {
     pub allowed_ignores: Vec<String>,
 }
 
-/// What a successful verification proved.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    pub method: Method,
-    pub alg: HashAlg,
-    pub resources: Vec<Resource>,
-    pub subject_sha256: [u8; 32],
-    pub signer: PublicKey,
-}
-
 fn signature_rel(root: &Path, sig: Option<&Path>) -> Option<String> {
     let sig = sig?;
     let abs_root = std::fs::canonicalize(root).ok()?;
@@ -192,11 +182,25 @@ fn verify_chain(chain: &[Vec<u8>], roots: &[Vec<u8>]) -> Result<PublicKey, Failu
     Err(cert_err("chain too long"))
 }
 
-/// Verify a model directory (or single file) against a model-signing bundle.
+/// A bundle whose signature, statement and manifest consistency have been checked, but whose
+/// files have not been compared with anything yet.
+#[derive(Debug, Clone)]
+pub struct SignedModel {
+    pub method: Method,
+    pub alg: HashAlg,
+    pub resources: Vec<Resource>,
+    pub ignore_paths: Vec<String>,
+    pub subject_sha256: [u8; 32],
+    pub signer: PublicKey,
+}
+
+/// Check a bundle: media type, signer (hint or certificate chain), exactly one DSSE signature
+/// over the exact payload, payload type, statement and predicate types, one subject, no
+/// duplicate resources, and the subject digest over the listed resources.
 ///
 /// # Errors
-/// The first failed check, as a typed [`Failure`].
-pub fn verify(root: &Path, bundle_bytes: &[u8], trust: Trust<'_>, opts: &VerifyOptions) -> Result<Verified, Failure> {
+/// The first failed check.
+pub fn open(bundle_bytes: &[u8], trust: Trust<'_>) -> Result<SignedModel, Failure> {
     let bundle: Bundle = serde_json::from_slice(bundle_bytes).map_err(|e| Failure::Malformed(e.to_string()))?;
     if bundle.media_type != BUNDLE_MEDIA_TYPE && bundle.media_type != BUNDLE_MEDIA_TYPE_ALT {
         return Err(Failure::MediaType(bundle.media_type));
@@ -228,7 +232,7 @@ pub fn verify(root: &Path, bundle_bytes: &[u8], trust: Trust<'_>, opts: &VerifyO
         other => return Err(Failure::Serialization(format!("unknown method {other:?}"))),
     };
     let expected_alg = method.algorithm(alg);
-    let mut signed: Vec<Resource> = Vec::with_capacity(predicate.resources.len());
+    let mut resources: Vec<Resource> = Vec::with_capacity(predicate.resources.len());
     let mut names = std::collections::HashSet::new();
     for r in &predicate.resources {
         if !names.insert(r.name.as_str()) {
@@ -239,61 +243,97 @@ pub fn verify(root: &Path, bundle_bytes: &[u8], trust: Trust<'_>, opts: &VerifyO
         }
         let digest =
             hex::decode(&r.digest).map_err(|_| Failure::Malformed(format!("digest of {:?} is not hex", r.name)))?;
-        signed.push(Resource { name: r.name.clone(), algorithm: r.algorithm.clone(), digest });
+        resources.push(Resource { name: r.name.clone(), algorithm: r.algorithm.clone(), digest });
     }
-    let root_digest = modeldir::root_digest(&signed);
+    let root_digest = modeldir::root_digest(&resources);
     let subject = st.subject[0].digest.get("sha256").ok_or(Failure::RootDigest)?;
     if !subject.eq_ignore_ascii_case(&hex::encode(root_digest)) {
         return Err(Failure::RootDigest);
     }
+    Ok(SignedModel {
+        method,
+        alg,
+        resources,
+        ignore_paths: predicate.serialization.ignore_paths,
+        subject_sha256: root_digest,
+        signer: key,
+    })
+}
 
-    // Which paths the signer may have excluded.
+impl SignedModel {
+    fn file_of(&self, name: &str) -> String {
+        match self.method {
+            Method::Files => name.to_owned(),
+            Method::Shards(_) => name.rsplitn(3, ':').nth(2).unwrap_or(name).to_owned(),
+        }
+    }
+
+    /// Require the signed `ignore_paths` to be within `allowed`.
+    ///
+    /// # Errors
+    /// `IgnorePaths` naming the paths outside the policy.
+    pub fn check_ignore_policy(&self, allowed: &[String]) -> Result<(), Failure> {
+        let refused: Vec<String> = self.ignore_paths.iter().filter(|p| !allowed.contains(p)).cloned().collect();
+        if refused.is_empty() { Ok(()) } else { Err(Failure::IgnorePaths(refused)) }
+    }
+
+    /// The files (`entries`, e.g. a walked directory or stored blobs named by manifest path)
+    /// must be exactly the signed set, with the signed digests under the signed method.
+    ///
+    /// # Errors
+    /// `ExtraFiles`, `MissingFiles` (compared before any byte is read), `HashMismatch`.
+    pub fn check(&self, entries: &[modeldir::Entry]) -> Result<(), Failure> {
+        let signed_files: std::collections::BTreeSet<String> =
+            self.resources.iter().map(|r| self.file_of(&r.name)).collect();
+        let disk_files: std::collections::BTreeSet<String> =
+            entries.iter().filter(|e| self.method == Method::Files || e.size > 0).map(|e| e.rel.clone()).collect();
+        let extra: Vec<String> = disk_files.difference(&signed_files).cloned().collect();
+        if !extra.is_empty() {
+            return Err(Failure::ExtraFiles(extra));
+        }
+        let missing: Vec<String> = signed_files.difference(&disk_files).cloned().collect();
+        if !missing.is_empty() {
+            return Err(Failure::MissingFiles(missing));
+        }
+        let actual = modeldir::hash(entries, self.method, self.alg)?;
+        let mut by_name: std::collections::HashMap<&str, &Resource> =
+            self.resources.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut mismatched = Vec::new();
+        for a in &actual {
+            match by_name.remove(a.name.as_str()) {
+                Some(s) if s.digest == a.digest => {}
+                _ => mismatched.push(self.file_of(&a.name)),
+            }
+        }
+        mismatched.extend(by_name.keys().map(|n| self.file_of(n)));
+        mismatched.sort();
+        mismatched.dedup();
+        if mismatched.is_empty() { Ok(()) } else { Err(Failure::HashMismatch(mismatched)) }
+    }
+}
+
+/// Verify a model directory (or single file) against a model-signing bundle.
+///
+/// # Errors
+/// The first failed check, as a typed [`Failure`].
+pub fn verify(
+    root: &Path,
+    bundle_bytes: &[u8],
+    trust: Trust<'_>,
+    opts: &VerifyOptions,
+) -> Result<SignedModel, Failure> {
+    let signed = open(bundle_bytes, trust)?;
     let sig_rel = signature_rel(root, opts.signature_path.as_deref());
     let mut allowed: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
     allowed.extend(sig_rel.iter().cloned());
     allowed.extend(opts.allowed_ignores.iter().cloned());
-    let refused: Vec<String> =
-        predicate.serialization.ignore_paths.iter().filter(|p| !allowed.contains(p)).cloned().collect();
-    if !refused.is_empty() {
-        return Err(Failure::IgnorePaths(refused));
-    }
-    let mut ignore = predicate.serialization.ignore_paths.clone();
+    signed.check_ignore_policy(&allowed)?;
+    let mut ignore = signed.ignore_paths.clone();
     ignore.extend(GIT_PATHS.iter().map(|s| (*s).to_owned()));
     ignore.extend(sig_rel);
-
     let entries = modeldir::walk(root, &ignore)?;
-    // Compare the file sets before reading any content.
-    let file_of = |name: &str| match method {
-        Method::Files => name.to_owned(),
-        Method::Shards(_) => name.rsplitn(3, ':').nth(2).unwrap_or(name).to_owned(),
-    };
-    let signed_files: std::collections::BTreeSet<String> = signed.iter().map(|r| file_of(&r.name)).collect();
-    let disk_files: std::collections::BTreeSet<String> =
-        entries.iter().filter(|e| method == Method::Files || e.size > 0).map(|e| e.rel.clone()).collect();
-    let extra: Vec<String> = disk_files.difference(&signed_files).cloned().collect();
-    if !extra.is_empty() {
-        return Err(Failure::ExtraFiles(extra));
-    }
-    let missing: Vec<String> = signed_files.difference(&disk_files).cloned().collect();
-    if !missing.is_empty() {
-        return Err(Failure::MissingFiles(missing));
-    }
-    let actual = modeldir::hash(&entries, method, alg)?;
-    let mut by_name: std::collections::HashMap<&str, &Resource> = signed.iter().map(|r| (r.name.as_str(), r)).collect();
-    let mut mismatched = Vec::new();
-    for a in &actual {
-        match by_name.remove(a.name.as_str()) {
-            Some(s) if s.digest == a.digest => {}
-            _ => mismatched.push(file_of(&a.name)),
-        }
-    }
-    mismatched.extend(by_name.keys().map(|n| file_of(n)));
-    mismatched.sort();
-    mismatched.dedup();
-    if !mismatched.is_empty() {
-        return Err(Failure::HashMismatch(mismatched));
-    }
-    Ok(Verified { method, alg, resources: signed, subject_sha256: root_digest, signer: key })
+    signed.check(&entries)?;
+    Ok(signed)
 }
 
 #[derive(Debug, Clone)]

@@ -93,7 +93,7 @@ fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn run(case: &Case) -> Result<model_signing::Verified, Failure> {
+fn run(case: &Case) -> Result<model_signing::SignedModel, Failure> {
     let bundle = std::fs::read(&case.sig).unwrap();
     let opts = VerifyOptions { signature_path: Some(case.sig.clone()), allowed_ignores: case.ignore.clone() };
     match (&case.key, &case.roots) {
