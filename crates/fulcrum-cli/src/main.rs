@@ -6,6 +6,7 @@
 mod commands;
 mod demo;
 mod serve;
+mod trust;
 mod upload;
 
 use std::process::ExitCode;
@@ -58,6 +59,18 @@ enum Command {
     /// The event log: list, tail.
     #[command(subcommand)]
     Events(commands::EventsCmd),
+    /// Sign a model directory (OpenSSF model-signing bundle).
+    #[command(subcommand)]
+    Sign(trust::SignCmd),
+    /// Verify a model directory against a model-signing bundle.
+    #[command(subcommand)]
+    Verify(trust::VerifyCmd),
+    /// Produce attestations for a pipeline (SLSA provenance).
+    #[command(subcommand)]
+    Attest(trust::AttestCmd),
+    /// Local signing keys for CI.
+    #[command(subcommand)]
+    Keys(trust::KeysCmd),
 }
 
 fn main() -> ExitCode {
@@ -114,5 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(c) => commands::alias(&ctx, c).await,
         Command::Resolve(a) => commands::resolve(&ctx, a).await,
         Command::Events(c) => commands::events(&ctx, c).await,
+        Command::Sign(c) => trust::sign(c, ctx.output),
+        Command::Verify(c) => trust::verify(c, ctx.output),
+        Command::Attest(c) => trust::attest(c, ctx.output),
+        Command::Keys(c) => trust::keys(c, ctx.output),
     }
 }

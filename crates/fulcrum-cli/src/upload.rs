@@ -40,6 +40,20 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// The manifest of a local directory, without uploading (for attestations).
+///
+/// # Errors
+/// Walking or hashing failures.
+pub fn local_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let mut entries = Vec::new();
+    for (rel, path) in walk(dir)? {
+        let (digest, size) =
+            fulcrum_client::hash_file(&path).with_context(|| format!("cannot hash {}", path.display()))?;
+        entries.push(FileEntry { path: rel, size, digest });
+    }
+    Ok(Manifest::new(entries)?)
+}
+
 pub async fn upload_dir(client: &Client, dir: &Path) -> anyhow::Result<Manifest> {
     let files = walk(dir)?;
     let total: u64 = files.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();

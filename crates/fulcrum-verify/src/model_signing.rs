@@ -87,6 +87,20 @@ struct PredicateResource {
     digest: String,
 }
 
+/// DER certificates from PEM text (every `CERTIFICATE` block).
+///
+/// # Errors
+/// A block that is not base64.
+pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, Failure> {
+    text.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|b| {
+            let body: String = b.split("-----END CERTIFICATE-----").next().unwrap_or("").split_whitespace().collect();
+            b64_decode(&body)
+        })
+        .collect()
+}
+
 /// Who may have signed.
 #[derive(Debug, Clone, Copy)]
 pub enum Trust<'a> {
@@ -261,6 +275,13 @@ pub fn open(bundle_bytes: &[u8], trust: Trust<'_>) -> Result<SignedModel, Failur
 }
 
 impl SignedModel {
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            Method::Files => "files",
+            Method::Shards(_) => "shards",
+        }
+    }
+
     fn file_of(&self, name: &str) -> String {
         match self.method {
             Method::Files => name.to_owned(),

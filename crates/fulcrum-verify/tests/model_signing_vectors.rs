@@ -82,15 +82,7 @@ fn parse_command(dir: &Path, cmd: &str) -> Case {
 }
 
 fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
-    use base64::Engine;
-    let text = std::fs::read_to_string(path).unwrap();
-    text.split("-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .map(|b| {
-            let body: String = b.split("-----END CERTIFICATE-----").next().unwrap().split_whitespace().collect();
-            base64::engine::general_purpose::STANDARD.decode(body).unwrap()
-        })
-        .collect()
+    model_signing::pem_certificates(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn run(case: &Case) -> Result<model_signing::SignedModel, Failure> {
