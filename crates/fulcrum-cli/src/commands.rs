@@ -230,7 +230,7 @@ fn version_line(v: &Value) -> String {
     )
 }
 
-async fn upload_small(client: &Client, path: &PathBuf) -> anyhow::Result<String> {
+async fn upload_small(client: &Client, path: &std::path::Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(client.upload_bytes(bytes).await?.to_string())
 }

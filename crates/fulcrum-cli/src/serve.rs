@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Lifetime of signed resolve documents, in seconds.
     #[arg(long, default_value_t = 300)]
     resolve_ttl_secs: u64,
+    /// Release policy (JSON): what a version must carry (signature, provenance, SBOM) and which
+    /// CI keys and builders are trusted. Without it, the release gate runs in development mode.
+    #[arg(long)]
+    release_policy: Option<PathBuf>,
     /// Tenant of the bootstrap admin token written on first start.
     #[arg(long, default_value = "default")]
     bootstrap_tenant: String,
@@ -61,6 +65,15 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let Some(p) = &a.release_policy {
+        config.release_policy =
+            fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;
+    }
+    if config.release_policy.is_development() {
+        tracing::warn!(
+            "RELEASE GATE IN DEVELOPMENT MODE: versions may be registered without a signature, provenance or SBOM (pass --release-policy to require them)"
+        );
+    }
     let (state, notes) = Registry::open_default(config).await.context("cannot start the registry")?;
     if let Some(p) = &notes.created_key {
         tracing::warn!(path = %p.display(), kid = %notes.kid, "created a new LOCAL DEVELOPMENT signing key");

@@ -108,7 +108,7 @@ pub enum KeysCmd {
     },
 }
 
-fn load_key(path: &PathBuf) -> anyhow::Result<LocalKey> {
+fn load_key(path: &std::path::Path) -> anyhow::Result<LocalKey> {
     LocalKey::from_file(path).with_context(|| format!("loading signing key {}", path.display()))
 }
 

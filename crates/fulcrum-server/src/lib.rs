@@ -18,6 +18,7 @@ pub mod clock;
 pub mod dto;
 pub mod metrics;
 pub mod problem;
+pub mod release;
 mod routes;
 
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Deadline for non-streaming requests.
     pub request_timeout: Duration,
+    /// What releases must carry and whom to trust for it (development mode by default).
+    pub release_policy: release::ReleasePolicy,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             max_blob_bytes: 64 << 30,
             max_json_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            release_policy: release::ReleasePolicy::default(),
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub policy_digest: Digest,
+    pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
     pub events_tx: watch::Sender<u64>,
     pub shutdown_rx: watch::Receiver<bool>,
@@ -232,7 +237,9 @@ impl Registry {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
         let trust_bundle = std::sync::RwLock::new(Arc::new(signed_trust_bundle(signer.as_ref(), started_at)?));
+        let release_policy = Arc::new(config.release_policy.clone());
         let state = AppState(Arc::new(Inner {
+            release_policy,
             config,
             store,
             blobs,

@@ -218,7 +218,7 @@ async fn registration_gates_and_nothing_half_applied() {
     assert!(h.events("viewer").await.is_empty());
 
     // A good registration: Candidate, seq 1, digest of the canonical manifest, release_published.
-    let sbom = h.upload("ci", br#"{"bomFormat":"CycloneDX"}"#).await;
+    let sbom = h.upload("ci", br#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#).await;
     let v = h
         .post("ci", "/v1/models/m/versions", json!({"version": "v1", "files": good, "sbom": sbom.to_string(), "model_card": {"owner": "risk"}, "dataset_snapshots": [{"uri": "s3://lake/loans", "digest": d.to_string()}]}), S201)
         .await;
@@ -238,7 +238,9 @@ async fn registration_gates_and_nothing_half_applied() {
         .await
         .unwrap();
     assert_eq!(bytes.to_vec(), manifest.canonical_bytes());
-    let record: Value = h
+    // The release attestation: a DSSE envelope signed by the registry over an in-toto statement
+    // whose subject is the artifact digest.
+    let env: fulcrum_verify::dsse::Envelope = h
         .req("ci", Method::GET, v["uris"]["attestation"].as_str().unwrap())
         .send()
         .await
@@ -246,8 +248,16 @@ async fn registration_gates_and_nothing_half_applied() {
         .json()
         .await
         .unwrap();
-    assert_eq!(record["sbom"], sbom.to_string());
-    assert_eq!(record["publisher"], "ci");
+    let bundle: fulcrum_sign::TrustBundle =
+        h.req("", Method::GET, "/v1/trust-bundle").send().await.unwrap().json().await.unwrap();
+    let key = bundle.keys[0].key().unwrap();
+    let payload = env.verify(&key, fulcrum_verify::dsse::INTOTO_PAYLOAD_TYPE).unwrap();
+    let st = fulcrum_verify::intoto::Statement::parse(&payload, fulcrum_server::release::RELEASE_PREDICATE).unwrap();
+    assert!(st.has_sha256_subject(&manifest.digest().hex()));
+    assert_eq!(st.predicate["sbom"], sbom.to_string());
+    assert_eq!(st.predicate["publisher"], "ci");
+    assert_eq!(st.predicate["release_gate"]["sbom"]["format"], "cyclonedx");
+    assert_eq!(st.predicate["release_gate"]["mode"], "development");
     // Immutable: the same label again is a conflict, and changes nothing.
     h.post("ci", "/v1/models/m/versions", json!({"version": "v1", "files": good}), StatusCode::CONFLICT).await;
     let (v2, _) = h.register("ci", "m", "v2", &[("a/b.bin", b"bee"), ("c.json", b"{}")]).await;

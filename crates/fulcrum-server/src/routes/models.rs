@@ -18,6 +18,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, CheckFailure, Problem};
+use crate::release::GateFacts;
+use fulcrum_verify::modeldir::Entry;
+use fulcrum_verify::{dsse, intoto};
 
 fn model_dto(m: fulcrum_store::ModelRecord) -> ModelDto {
     ModelDto {
@@ -307,17 +310,26 @@ pub async fn register_version(
             }),
         }
     }
+    let mut facts = GateFacts {
+        mode: if state.release_policy.is_development() { "development" } else { "enforced" },
+        ..Default::default()
+    };
+    if let Some(m) = manifest.as_ref().filter(|_| failures.is_empty()) {
+        release_gate(&state, m, &signatures, &attestations, &sbom, &mut facts, &mut failures).await?;
+    }
     let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
         let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
         return Err(ApiError::unprocessable("release_gate_failed", format!("registration refused: {summary}"))
             .with_errors(failures));
     };
 
-    // All gates passed: store the manifest and the release record, then the version.
+    // All gates passed: the registry signs a release attestation (DSSE over an in-toto statement
+    // whose subject is the artifact digest, with the version's identity and governance facts),
+    // stores it and the manifest as blobs, then the version.
     let artifact_digest = manifest.digest();
     let record = serde_json::json!({
-        "mediaType": "application/vnd.fulcrum.release-record.v1+json",
         "tenant": p.tenant,
+        "domain": model.domain,
         "model": name.as_str(),
         "version": label.as_str(),
         "artifact_digest": artifact_digest.to_string(),
@@ -329,8 +341,31 @@ pub async fn register_version(
         "revalidate_by": body.revalidate_by,
         "publisher": p.subject,
         "chg_id": body.chg_id,
+        "registered_at": at.format(&Rfc3339).expect("formats"),
+        "policy_digest": state.policy_digest.to_string(),
+        "release_gate": facts,
     });
-    let record_bytes = serde_json::to_vec(&record).expect("json serialises");
+    let statement = intoto::Statement {
+        ty: intoto::STATEMENT_V1.into(),
+        subject: vec![intoto::ResourceDescriptor {
+            name: Some(format!("{name}@{label}")),
+            uri: None,
+            digest: [("sha256".to_owned(), artifact_digest.hex())].into(),
+        }],
+        predicate_type: crate::release::RELEASE_PREDICATE.into(),
+        predicate: record.clone(),
+    };
+    let payload = serde_json::to_vec(&statement).expect("statements serialise");
+    let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, &payload, state.signer.as_ref(), state.signer.kid())
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing a release attestation failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signer_unavailable",
+                "the signing service did not answer; nothing was stored",
+            )
+        })?;
+    let record_bytes = serde_json::to_vec(&envelope).expect("envelopes serialise");
     let _gate = state.write_gate.lock().await;
     state.blobs.put_bytes(&manifest.canonical_bytes()).await?;
     let record_blob = state.blobs.put_bytes(&record_bytes).await?;
@@ -359,6 +394,91 @@ pub async fn register_version(
     drop(_gate);
     state.notify_events();
     Ok((StatusCode::CREATED, Json(version_dto(name.as_str(), v))))
+}
+
+/// Largest signature/attestation/SBOM document read into memory.
+const MAX_DOC: u64 = 16 << 20;
+
+async fn read_doc(state: &AppState, d: &Digest) -> ApiResult<Result<Vec<u8>, String>> {
+    match state.blobs.stat(d).await? {
+        Some(n) if n <= MAX_DOC => Ok(Ok(state.blobs.read(d).await?)),
+        Some(n) => Ok(Err(format!("{d} is {n} bytes; documents are limited to {MAX_DOC}"))),
+        None => Ok(Err(format!("no uploaded blob {d}"))),
+    }
+}
+
+/// Verify what CI submitted (artifact signatures, attestations, SBOM) against the release policy.
+#[allow(clippy::too_many_arguments)]
+async fn release_gate(
+    state: &AppState,
+    m: &Manifest,
+    signatures: &[Digest],
+    attestations: &[Digest],
+    sbom: &[Digest],
+    facts: &mut GateFacts,
+    failures: &mut Vec<CheckFailure>,
+) -> ApiResult<()> {
+    let policy = state.release_policy.clone();
+    let entries: Vec<Entry> = m
+        .files()
+        .iter()
+        .map(|f| Entry { rel: f.path.clone(), path: state.blobs.path_of(&f.digest), size: f.size })
+        .collect();
+    for d in signatures {
+        let bytes = match read_doc(state, d).await? {
+            Ok(b) => b,
+            Err(detail) => {
+                failures.push(CheckFailure { check: "artifact_signature".into(), detail });
+                continue;
+            }
+        };
+        let (policy, entries) = (policy.clone(), entries.clone());
+        // Hashing every file again is CPU-bound: keep it off the async workers.
+        match tokio::task::spawn_blocking(move || crate::release::check_signature(&policy, &bytes, &entries))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+        {
+            Ok(f) => facts.artifact_signature = Some(f),
+            Err(e) => failures.push(e),
+        }
+    }
+    if policy.require_signature && signatures.is_empty() {
+        failures.push(CheckFailure {
+            check: "artifact_signature".into(),
+            detail: "missing: the release policy requires a model-signing bundle".into(),
+        });
+    }
+    let artifact_hex = m.digest().hex();
+    for d in attestations {
+        match read_doc(state, d).await? {
+            Ok(bytes) => match crate::release::check_attestation(&policy, &bytes, &artifact_hex) {
+                Ok(f) => facts.provenance.push(f),
+                Err(e) => failures.push(e),
+            },
+            Err(detail) => failures.push(CheckFailure { check: "attestation".into(), detail }),
+        }
+    }
+    if policy.require_provenance && attestations.is_empty() {
+        failures.push(CheckFailure {
+            check: "provenance".into(),
+            detail: "missing: the release policy requires SLSA provenance".into(),
+        });
+    }
+    if let Some(d) = sbom.first() {
+        match read_doc(state, d).await? {
+            Ok(bytes) => match crate::release::check_sbom(&bytes) {
+                Ok(f) => facts.sbom = Some(f),
+                Err(e) => failures.push(e),
+            },
+            Err(detail) => failures.push(CheckFailure { check: "sbom".into(), detail }),
+        }
+    } else if policy.require_sbom {
+        failures.push(CheckFailure {
+            check: "sbom".into(),
+            detail: "missing: the release policy requires an SBOM (CycloneDX or SPDX JSON)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Versions of a model by `seq`.

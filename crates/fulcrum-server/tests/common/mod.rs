@@ -45,6 +45,11 @@ impl Harness {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// Start with a config adjusted by `tune` (e.g. a release policy).
+    pub async fn start_with(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tokens_path = dir.path().join("tokens.json");
         if !tokens_path.exists() {
@@ -68,6 +73,7 @@ impl Harness {
         let mut config = Config::new(dir.path().join("data"));
         config.tokens_file = Some(tokens_path);
         config.max_blob_bytes = 8 << 20;
+        tune(&mut config);
         let (state, _) = Registry::open_default(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -126,6 +132,13 @@ impl Harness {
     pub async fn upload(&self, who: &str, bytes: &[u8]) -> Digest {
         let v = self.call(self.req(who, Method::POST, "/v1/blobs").body(bytes.to_vec()), StatusCode::CREATED).await;
         v["digest"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Upload bytes that may already be stored; returns their digest.
+    pub async fn upload_any(&self, who: &str, bytes: &[u8]) -> Digest {
+        let resp = self.req(who, Method::POST, "/v1/blobs").body(bytes.to_vec()).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        Digest::of(bytes)
     }
 
     pub async fn create_model(&self, who: &str, name: &str) -> Value {

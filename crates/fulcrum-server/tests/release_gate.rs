@@ -1,0 +1,230 @@
+//! The release gate with an enforcing policy: a version registers only with a model-signing
+//! bundle by a trusted CI key covering exactly its files, SLSA provenance from a trusted builder
+//! for its artifact digest, and an SBOM. Each failure is named in the 422; nothing is stored.
+
+mod common;
+
+use common::Harness;
+use fulcrum_core::{Digest, FileEntry, Manifest};
+use fulcrum_server::release::ReleasePolicy;
+use fulcrum_sign::{Alg, LocalKey, Signer};
+use fulcrum_verify::model_signing::{self, SignOptions};
+use fulcrum_verify::slsa::{self, TrustedBuilder};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BUILDER: &str = "https://ci.bank.example/builders/trainer@v2";
+const BUILD_TYPE: &str = "https://ci.bank.example/build-types/train@v1";
+const SBOM: &[u8] =
+    br#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[{"name":"torch","version":"2.5.0"}]}"#;
+
+struct Kit {
+    h: Harness,
+    ci: LocalKey,
+    builder: LocalKey,
+    keys: tempfile::TempDir,
+}
+
+async fn start() -> Kit {
+    let keys = tempfile::tempdir().unwrap();
+    let ci = LocalKey::generate(&keys.path().join("ci"), Alg::EcdsaP256Sha256).unwrap();
+    let builder = LocalKey::generate(&keys.path().join("builder"), Alg::EcdsaP256Sha256).unwrap();
+    let policy = ReleasePolicy {
+        require_signature: true,
+        require_provenance: true,
+        require_sbom: true,
+        signers: vec![ci.public_key().clone()],
+        builders: vec![TrustedBuilder {
+            id: BUILDER.into(),
+            build_types: vec![BUILD_TYPE.into()],
+            signers: vec![builder.public_key().clone()],
+        }],
+        allowed_ignore_paths: vec![],
+    };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.release_policy = policy).await;
+    h.create_model("ci", "risk").await;
+    Kit { h, ci, builder, keys }
+}
+
+/// A model directory, its manifest, and everything CI would submit for it.
+struct Release {
+    files: Vec<(String, Vec<u8>)>,
+    bundle: Vec<u8>,
+    provenance: Vec<u8>,
+    sbom: Vec<u8>,
+}
+
+fn release(k: &Kit, files: &[(&str, &[u8])]) -> Release {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, b) in files {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    let bundle = model_signing::sign(dir.path(), &k.ci, &SignOptions::default()).unwrap();
+    let manifest = manifest_of(&files.iter().map(|(p, b)| ((*p).to_owned(), b.to_vec())).collect::<Vec<_>>());
+    let provenance = slsa::attest(
+        "risk",
+        &manifest.digest().hex(),
+        BUILDER,
+        BUILD_TYPE,
+        json!({"repo": "git+https://scm/risk"}),
+        Some("run-7"),
+        &k.builder,
+    )
+    .unwrap();
+    Release {
+        files: files.iter().map(|(p, b)| ((*p).to_owned(), b.to_vec())).collect(),
+        bundle,
+        provenance,
+        sbom: SBOM.to_vec(),
+    }
+}
+
+fn manifest_of(files: &[(String, Vec<u8>)]) -> Manifest {
+    Manifest::new(
+        files.iter().map(|(p, b)| FileEntry { path: p.clone(), size: b.len() as u64, digest: Digest::of(b) }).collect(),
+    )
+    .unwrap()
+}
+
+async fn submit(h: &Harness, version: &str, r: &Release, expect: StatusCode) -> Value {
+    for (_, b) in &r.files {
+        let d = Digest::of(b);
+        let resp = h.req("ci", reqwest::Method::PUT, &format!("/v1/blobs/{d}")).body(b.clone()).send().await.unwrap();
+        assert!(resp.status().is_success());
+    }
+    let mut body = json!({"version": version, "files": manifest_of(&r.files).files()});
+    if !r.bundle.is_empty() {
+        body["signatures"] = json!([h.upload_any("ci", &r.bundle).await.to_string()]);
+    }
+    if !r.provenance.is_empty() {
+        body["attestations"] = json!([h.upload_any("ci", &r.provenance).await.to_string()]);
+    }
+    if !r.sbom.is_empty() {
+        body["sbom"] = json!(h.upload_any("ci", &r.sbom).await.to_string());
+    }
+    h.post("ci", "/v1/models/risk/versions", body, expect).await
+}
+
+fn failed_checks(p: &Value) -> Vec<String> {
+    assert_eq!(p["code"], "release_gate_failed", "{p}");
+    p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!("{}:{}", e["check"].as_str().unwrap(), e["detail"].as_str().unwrap().split(':').next().unwrap())
+        })
+        .collect()
+}
+
+const FILES: &[(&str, &[u8])] = &[("weights.bin", b"weights-v1"), ("config/model.json", b"{\"layers\":12}")];
+
+#[tokio::test]
+async fn a_fully_evidenced_release_registers_and_is_attested() {
+    let k = start().await;
+    let r = release(&k, FILES);
+    let v = submit(&k.h, "v1", &r, StatusCode::CREATED).await;
+    let gate = &v["release"]["release_gate"];
+    assert_eq!(gate["mode"], "enforced");
+    assert_eq!(gate["artifact_signature"]["signer"], k.ci.public_key().fingerprint());
+    assert_eq!(gate["provenance"][0]["builder_id"], BUILDER);
+    assert_eq!(gate["sbom"]["format"], "cyclonedx");
+    let _ = &k.keys;
+}
+
+#[tokio::test]
+async fn each_gate_failure_is_named_and_nothing_is_stored() {
+    let k = start().await;
+    let good = release(&k, FILES);
+    let stranger = LocalKey::generate(&k.keys.path().join("stranger"), Alg::EcdsaP256Sha256).unwrap();
+
+    let mut cases: Vec<(&str, Release, Vec<&str>)> = Vec::new();
+    // Nothing submitted: all three requirements are listed at once.
+    cases.push((
+        "nothing",
+        Release { bundle: vec![], provenance: vec![], sbom: vec![], ..release(&k, FILES) },
+        vec!["artifact_signature:missing", "provenance:missing", "sbom:missing"],
+    ));
+    // The signature covers other bytes than those uploaded.
+    let mut tampered = release(&k, FILES);
+    tampered.files[0].1 = b"weights-v1-backdoored".to_vec();
+    tampered.provenance = slsa::attest(
+        "risk",
+        &manifest_of(&tampered.files).digest().hex(),
+        BUILDER,
+        BUILD_TYPE,
+        json!({}),
+        None,
+        &k.builder,
+    )
+    .unwrap();
+    cases.push(("tampered", tampered, vec!["artifact_signature:hash_mismatch"]));
+    // An extra file the signature does not cover.
+    let mut extra = release(&k, FILES);
+    extra.files.push(("loader.py".into(), b"import os".to_vec()));
+    extra.provenance = slsa::attest(
+        "risk",
+        &manifest_of(&extra.files).digest().hex(),
+        BUILDER,
+        BUILD_TYPE,
+        json!({}),
+        None,
+        &k.builder,
+    )
+    .unwrap();
+    cases.push(("extra file", extra, vec!["artifact_signature:extra_files"]));
+    // Signed by a key the policy does not trust.
+    let mut wrong_key = release(&k, FILES);
+    let d = tempfile::tempdir().unwrap();
+    for (p, b) in FILES {
+        std::fs::create_dir_all(d.path().join(p).parent().unwrap()).unwrap();
+        std::fs::write(d.path().join(p), b).unwrap();
+    }
+    wrong_key.bundle = model_signing::sign(d.path(), &stranger, &SignOptions::default()).unwrap();
+    cases.push(("untrusted signer", wrong_key, vec!["artifact_signature:key_mismatch"]));
+    // Provenance from an unknown builder, for another artifact, or signed by a stranger.
+    let mut evil_builder = release(&k, FILES);
+    evil_builder.provenance = slsa::attest(
+        "risk",
+        &manifest_of(&evil_builder.files).digest().hex(),
+        "https://evil/builder",
+        BUILD_TYPE,
+        json!({}),
+        None,
+        &k.builder,
+    )
+    .unwrap();
+    cases.push(("untrusted builder", evil_builder, vec!["provenance:untrusted_builder"]));
+    let mut other_subject = release(&k, FILES);
+    other_subject.provenance =
+        slsa::attest("risk", &"ab".repeat(32), BUILDER, BUILD_TYPE, json!({}), None, &k.builder).unwrap();
+    cases.push(("other subject", other_subject, vec!["provenance:subject_mismatch"]));
+    let mut forged = release(&k, FILES);
+    forged.provenance = slsa::attest(
+        "risk",
+        &manifest_of(&forged.files).digest().hex(),
+        BUILDER,
+        BUILD_TYPE,
+        json!({}),
+        None,
+        &stranger,
+    )
+    .unwrap();
+    cases.push(("forged provenance", forged, vec!["provenance:signature_invalid"]));
+    let mut bad_sbom = release(&k, FILES);
+    bad_sbom.sbom = b"{\"not\":\"an sbom\"}".to_vec();
+    cases.push(("bad sbom", bad_sbom, vec!["sbom:sbom_invalid"]));
+
+    for (i, (what, r, expect)) in cases.iter().enumerate() {
+        let p = submit(&k.h, &format!("v{}", i + 10), r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(failed_checks(&p), *expect, "{what}");
+    }
+    assert!(
+        k.h.get("viewer", "/v1/models/risk/versions", StatusCode::OK).await["items"].as_array().unwrap().is_empty()
+    );
+    assert!(k.h.events("viewer").await.is_empty(), "refused releases emit nothing");
+    // And the good one still goes through.
+    submit(&k.h, "v1", &good, StatusCode::CREATED).await;
+}
