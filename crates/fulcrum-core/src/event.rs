@@ -24,10 +24,12 @@ pub enum EventKind {
     StartupDeny,
     PolicyChanged,
     Approval,
+    KeyRotated,
+    KeyRetired,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -38,6 +40,8 @@ impl EventKind {
         EventKind::StartupDeny,
         EventKind::PolicyChanged,
         EventKind::Approval,
+        EventKind::KeyRotated,
+        EventKind::KeyRetired,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +55,8 @@ impl EventKind {
             EventKind::StartupDeny => "startup_deny",
             EventKind::PolicyChanged => "policy_changed",
             EventKind::Approval => "approval",
+            EventKind::KeyRotated => "key_rotated",
+            EventKind::KeyRetired => "key_retired",
         }
     }
     pub fn cloudevent_type(self) -> String {

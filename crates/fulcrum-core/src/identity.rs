@@ -102,10 +102,14 @@ pub enum Action {
     Resolve,
     ReportStartup,
     ReadEvents,
+    /// List published signing keys (with their backend references).
+    ReadKeys,
+    /// Publish a new signing key (rotation) or retire one.
+    AdministerKeys,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -121,18 +125,21 @@ impl Action {
         Action::Resolve,
         Action::ReportStartup,
         Action::ReadEvents,
+        Action::ReadKeys,
+        Action::AdministerKeys,
     ];
 }
 
 /// The built-in role table. Closed by default: an action a role is not listed for is refused.
-/// Key administration is deliberately absent here: no registry API role can administer keys.
+/// Separation of duties: only key-admins publish or retire keys (not even admins), and
+/// key-admins can do nothing else.
 pub fn role_allows(role: Role, action: Action) -> bool {
     use Action as A;
     use Role as R;
     match role {
-        R::Admin => true,
+        R::Admin => !matches!(action, A::AdministerKeys),
         R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
-        R::Auditor => matches!(action, A::Read | A::ReadEvents),
+        R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys),
         R::Publisher => matches!(
             action,
             A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents
@@ -157,7 +164,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
             A::Read | A::Approve | A::Revoke | A::Quarantine | A::LiftQuarantine | A::ReadEvents | A::Resolve
         ),
         R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
-        R::KeyAdmin => false,
+        R::KeyAdmin => matches!(action, A::ReadKeys | A::AdministerKeys),
     }
 }
 
@@ -179,9 +186,13 @@ mod tests {
     }
 
     #[test]
-    fn key_admin_cannot_touch_models_and_publisher_cannot_promote() {
+    fn separation_of_duties() {
         for a in Action::ALL {
-            assert!(!role_allows(Role::KeyAdmin, a), "{a:?}");
+            let key_action = matches!(a, Action::ReadKeys | Action::AdministerKeys);
+            assert_eq!(role_allows(Role::KeyAdmin, a), key_action, "key-admin and {a:?}");
+        }
+        for r in Role::ALL {
+            assert_eq!(role_allows(r, Action::AdministerKeys), r == Role::KeyAdmin, "{r:?} administers keys");
         }
         assert!(!role_allows(Role::Publisher, Action::Promote));
         assert!(!role_allows(Role::Publisher, Action::Approve));

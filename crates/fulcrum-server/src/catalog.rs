@@ -16,13 +16,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::keyring::KeyRing;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use fulcrum_core::lifecycle::{Effect, Env, Hold, Stage, env_allows};
 use fulcrum_core::reference::Selector;
 use fulcrum_core::resolve::{Decision, ResolveDocument, Uris};
 use fulcrum_core::{Digest, Reference};
-use fulcrum_sign::Signer;
 use fulcrum_store::{AliasRecord, ModelRecord, VersionBrief};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -107,14 +107,14 @@ pub enum Miss {
 #[derive(Debug)]
 pub struct Catalog {
     inner: RwLock<Inner>,
-    signer: Arc<dyn Signer>,
+    keys: Arc<KeyRing>,
     policy_digest: Digest,
     ttl: Duration,
 }
 
 impl Catalog {
-    pub fn new(signer: Arc<dyn Signer>, policy_digest: Digest, ttl: Duration) -> Self {
-        Self { inner: RwLock::default(), signer, policy_digest, ttl }
+    pub fn new(keys: Arc<KeyRing>, policy_digest: Digest, ttl: Duration) -> Self {
+        Self { inner: RwLock::default(), keys, policy_digest, ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -350,17 +350,19 @@ impl Catalog {
             deny_reason: verdict.err().map(|r| r.code().to_owned()),
             issued_at: fmt(now),
             expires_at: fmt(now + self.ttl),
-            kid: self.signer.kid().to_owned(),
+            kid: String::new(), // set by `sign` to the key that signs it
         })
     }
 
     fn sign(&self, doc: &ResolveDocument, now: OffsetDateTime) -> Result<SignedDoc, fulcrum_sign::SignError> {
-        let body = serde_json::to_vec(doc).expect("documents serialise");
-        let sig = fulcrum_sign::b64(&self.signer.sign(&body)?);
+        let signer = self.keys.current();
+        let doc = ResolveDocument { kid: signer.kid().to_owned(), ..doc.clone() };
+        let body = serde_json::to_vec(&doc).expect("documents serialise");
+        let sig = fulcrum_sign::b64(&signer.sign(&body)?);
         let etag = format!("\"{}\"", Digest::of(&body).hex());
         Ok(SignedDoc {
             signature: HeaderValue::from_str(&sig).expect("base64 is a header value"),
-            kid: HeaderValue::from_str(self.signer.kid()).expect("kid is a header value"),
+            kid: HeaderValue::from_str(signer.kid()).expect("kid is a header value"),
             etag: HeaderValue::from_str(&etag).expect("hex is a header value"),
             body: Bytes::from(body),
             issued_at: now,
@@ -435,6 +437,20 @@ impl Catalog {
         for id in ids {
             self.refresh_model(id, now);
         }
+    }
+
+    /// Drop every cached document and re-sign the alias documents (after a key change).
+    pub fn resign_all(&self, now: OffsetDateTime) {
+        {
+            let mut inner = self.inner.write().expect("catalog lock");
+            for models in inner.models.values_mut() {
+                for m in models.values_mut() {
+                    m.generation += 1;
+                    m.docs.clear();
+                }
+            }
+        }
+        self.refresh_all(now);
     }
 
     pub fn counts(&self) -> (usize, usize) {

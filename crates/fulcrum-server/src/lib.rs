@@ -16,6 +16,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod dto;
+pub mod keyring;
 pub mod metrics;
 pub mod problem;
 pub mod release;
@@ -28,7 +29,6 @@ use std::time::Duration;
 
 use axum::Router;
 use fulcrum_core::Digest;
-use fulcrum_sign::{LocalKey, Signer};
 use fulcrum_store::blobs::BlobStore;
 use fulcrum_store::{Store, StoreOptions};
 use tokio::sync::{Mutex, watch};
@@ -81,8 +81,8 @@ pub enum OpenError {
     DataDir(String, std::io::Error),
     #[error(transparent)]
     Tokens(#[from] auth::TokensError),
-    #[error(transparent)]
-    Key(#[from] fulcrum_sign::SignError),
+    #[error("signing keys: {0}")]
+    Keys(String),
     #[error("store: {0}")]
     Store(#[from] fulcrum_store::StoreError),
     #[error("blob store: {0}")]
@@ -111,7 +111,7 @@ pub struct Inner {
     pub config: Config,
     pub store: Store,
     pub blobs: BlobStore,
-    pub signer: Arc<dyn Signer>,
+    pub keys: Arc<keyring::KeyRing>,
     pub identities: Identities,
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
@@ -123,8 +123,6 @@ pub struct Inner {
     pub shutdown_rx: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     pub started_at: time::OffsetDateTime,
-    /// The signed trust bundle, rebuilt when the key set changes.
-    pub trust_bundle: std::sync::RwLock<Arc<SignedBlob>>,
 }
 
 /// Bytes signed once and served many times.
@@ -133,37 +131,6 @@ pub struct SignedBlob {
     pub body: axum::body::Bytes,
     pub signature: axum::http::HeaderValue,
     pub kid: axum::http::HeaderValue,
-}
-
-/// Build and sign the trust bundle for the registry's keys.
-///
-/// # Errors
-/// The signer failing.
-pub fn signed_trust_bundle(
-    signer: &dyn Signer,
-    since: time::OffsetDateTime,
-) -> Result<SignedBlob, fulcrum_sign::SignError> {
-    use time::format_description::well_known::Rfc3339;
-    let since = since.format(&Rfc3339).expect("formats");
-    let bundle = fulcrum_sign::TrustBundle {
-        version: 1,
-        issued_at: since.clone(),
-        keys: vec![fulcrum_sign::PublishedKey {
-            kid: signer.kid().to_owned(),
-            alg: signer.alg(),
-            public_key: fulcrum_sign::b64(signer.public_key().spki_der()),
-            valid_from: since,
-            valid_until: None,
-            development: signer.is_development_key(),
-        }],
-    };
-    let body = serde_json::to_vec(&bundle).expect("serialises");
-    let sig = fulcrum_sign::b64(&signer.sign(&body)?);
-    Ok(SignedBlob {
-        signature: axum::http::HeaderValue::from_str(&sig).expect("base64 is a header value"),
-        kid: axum::http::HeaderValue::from_str(signer.kid()).expect("kid is a header value"),
-        body: body.into(),
-    })
 }
 
 impl std::ops::Deref for AppState {
@@ -208,20 +175,18 @@ impl Registry {
         }
         let identities = Identities::from_file(&TokensFile::load(&tokens_path)?)?;
 
-        let key_path = dir.join("signing-key.pk8");
-        let (key, created) = LocalKey::load_or_create(&key_path)?;
-        if created {
-            notes.created_key = Some(key_path);
-        }
-        notes.development_key = key.is_development_key();
-        notes.kid = key.kid().to_owned();
-        let signer: Arc<dyn Signer> = Arc::new(key);
-
         let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let backends = Box::new(keyring::LocalBackends { data_dir: dir.clone() });
+        let (keys, created_key) =
+            keyring::KeyRing::load(&store, dir, backends, clock.now()).await.map_err(OpenError::Keys)?;
+        let keys = Arc::new(keys);
+        notes.created_key = created_key;
+        notes.development_key = keys.current().is_development_key();
+        notes.kid = keys.current().kid().to_owned();
         let policy_digest = builtin_policy_digest();
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
-        let catalog = Catalog::new(signer.clone(), policy_digest, ttl);
+        let catalog = Catalog::new(keys.clone(), policy_digest, ttl);
         catalog.load_models(&store.all_models().await?);
         {
             use futures_util::TryStreamExt;
@@ -236,14 +201,13 @@ impl Registry {
         let (events_tx, _) = watch::channel(0);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
-        let trust_bundle = std::sync::RwLock::new(Arc::new(signed_trust_bundle(signer.as_ref(), started_at)?));
         let release_policy = Arc::new(config.release_policy.clone());
         let state = AppState(Arc::new(Inner {
             release_policy,
             config,
             store,
             blobs,
-            signer,
+            keys,
             identities,
             catalog,
             clock,
@@ -254,7 +218,6 @@ impl Registry {
             shutdown_rx,
             shutdown_tx,
             started_at,
-            trust_bundle,
         }));
         Ok((state, notes))
     }
@@ -293,7 +256,13 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         let mut shutdown = state.shutdown_rx.clone();
         loop {
             tokio::select! {
-                () = tokio::time::sleep(period) => state.catalog.refresh_all(state.clock.now()),
+                () = tokio::time::sleep(period) => {
+                    let now = state.clock.now();
+                    state.catalog.refresh_all(now);
+                    if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
+                        tracing::error!(error = %e, "re-issuing the trust bundle failed");
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
         }

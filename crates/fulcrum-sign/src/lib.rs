@@ -42,6 +42,8 @@ pub enum VerifyError {
     UnknownKid(String),
     #[error("key {0} was not valid at that time")]
     KeyNotValidAt(String),
+    #[error("key {0} is compromised; nothing it signed is trusted")]
+    KeyCompromised(String),
     #[error("published key is malformed")]
     BadKey,
     #[error("signature does not verify")]
@@ -69,6 +71,33 @@ pub fn kid_for(prefix: &str, key: &PublicKey) -> String {
     format!("{prefix}-{}", &key.fingerprint()[..16])
 }
 
+/// Where a key stands. A retired key's signatures stay valid inside its window; a compromised
+/// key's signatures are never valid again, whenever they claim to have been made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    Active,
+    Retired,
+    Compromised,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Retired => "retired",
+            KeyStatus::Compromised => "compromised",
+        }
+    }
+}
+
+impl std::str::FromStr for KeyStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [KeyStatus::Active, KeyStatus::Retired, KeyStatus::Compromised].into_iter().find(|k| k.as_str() == s).ok_or(())
+    }
+}
+
 /// One key as published in the trust bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedKey {
@@ -76,9 +105,17 @@ pub struct PublishedKey {
     pub alg: Alg,
     /// DER SubjectPublicKeyInfo, standard base64.
     pub public_key: String,
+    /// RFC 3339: signatures made before this are not valid.
     pub valid_from: String,
+    /// RFC 3339: signatures made at or after this are not valid (`None` = open).
     pub valid_until: Option<String>,
+    #[serde(default = "active")]
+    pub status: KeyStatus,
     pub development: bool,
+}
+
+fn active() -> KeyStatus {
+    KeyStatus::Active
 }
 
 impl PublishedKey {
@@ -94,11 +131,14 @@ impl PublishedKey {
     }
 }
 
-/// The set of keys a verifier trusts, as published at `/v1/trust-bundle`.
+/// The set of keys a verifier trusts, as published at `/v1/trust-bundle`: versioned (the version
+/// only grows) and expiring, so a verifier can refuse rollback and freeze.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustBundle {
     pub version: u64,
     pub issued_at: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
     pub keys: Vec<PublishedKey>,
 }
 
@@ -111,6 +151,37 @@ impl TrustBundle {
         let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
         let sig = B64.decode(sig_b64).map_err(|_| VerifyError::Encoding)?;
         key.key()?.verify(msg, &sig)
+    }
+
+    /// Verify a signature made at `signed_at` (a time the verifier trusts, e.g. the signed
+    /// `issued_at` of a document it has checked against its own clock): the key must exist,
+    /// not be compromised, and its validity window must contain `signed_at`.
+    ///
+    /// # Errors
+    /// As [`TrustBundle::verify`], plus `KeyNotValidAt` and `KeyCompromised`.
+    pub fn verify_at(
+        &self,
+        kid: &str,
+        msg: &[u8],
+        sig_b64: &str,
+        signed_at: time::OffsetDateTime,
+    ) -> Result<(), VerifyError> {
+        use time::format_description::well_known::Rfc3339;
+        let key = self.keys.iter().find(|k| k.kid == kid).ok_or_else(|| VerifyError::UnknownKid(kid.to_owned()))?;
+        if key.status == KeyStatus::Compromised {
+            return Err(VerifyError::KeyCompromised(kid.to_owned()));
+        }
+        let from = time::OffsetDateTime::parse(&key.valid_from, &Rfc3339).map_err(|_| VerifyError::BadKey)?;
+        let until = key
+            .valid_until
+            .as_deref()
+            .map(|u| time::OffsetDateTime::parse(u, &Rfc3339))
+            .transpose()
+            .map_err(|_| VerifyError::BadKey)?;
+        if signed_at < from || until.is_some_and(|u| signed_at >= u) {
+            return Err(VerifyError::KeyNotValidAt(kid.to_owned()));
+        }
+        self.verify(kid, msg, sig_b64)
     }
 }
 

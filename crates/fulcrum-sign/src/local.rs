@@ -186,12 +186,14 @@ mod tests {
         let bundle = TrustBundle {
             version: 1,
             issued_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: None,
             keys: vec![PublishedKey {
                 kid: k.kid().into(),
                 alg: Alg::Ed25519,
                 public_key: b64(k.public_key().spki_der()),
                 valid_from: "2026-01-01T00:00:00Z".into(),
                 valid_until: None,
+                status: crate::KeyStatus::Active,
                 development: true,
             }],
         };

@@ -15,6 +15,7 @@
 //! - Versions, alias history and events are append-only (enforced again by SQL triggers).
 
 pub mod blobs;
+pub mod keys;
 mod records;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use keys::{BundleRecord, KeyRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -493,23 +495,25 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn events_after(&self, tenant: Option<&str>, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
-        let rows = match tenant {
-            Some(t) => {
-                sqlx::query("SELECT seq, body FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?")
-                    .bind(t)
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.read)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.read)
-                    .await?
-            }
-        };
+        // Registry-wide events (key rotation) carry tenant '*' and are visible to every tenant.
+        let rows =
+            match tenant {
+                Some(t) => sqlx::query(
+                    "SELECT seq, body FROM events WHERE (tenant = ? OR tenant = '*') AND seq > ? ORDER BY seq LIMIT ?",
+                )
+                .bind(t)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?,
+                None => {
+                    sqlx::query("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.read)
+                        .await?
+                }
+            };
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), body: r.get(1) }).collect())
     }
 
@@ -785,7 +789,7 @@ fn event_for(
     ev
 }
 
-async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
+pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
     let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetch_one(&mut *tx).await?.get(0);
     let (tenant, model, kind) = (ev.tenant.clone(), ev.model.clone(), ev.event.as_str());
     let ce = CloudEvent::wrap(uuid::Uuid::now_v7().to_string(), seq, ev);

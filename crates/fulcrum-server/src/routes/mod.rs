@@ -4,6 +4,7 @@
 
 mod blobs;
 mod events;
+mod keys;
 mod models;
 mod resolve;
 
@@ -75,6 +76,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolve::startup_report))
         .routes(routes!(resolve::trust_bundle))
         .routes(routes!(events::list_events))
+        .routes(routes!(keys::list_keys, keys::register_key))
+        .routes(routes!(keys::retire_key))
         .routes(routes!(health))
         .routes(routes!(ready))
 }

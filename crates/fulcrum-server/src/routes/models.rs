@@ -356,8 +356,9 @@ pub async fn register_version(
         predicate: record.clone(),
     };
     let payload = serde_json::to_vec(&statement).expect("statements serialise");
-    let envelope = dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, &payload, state.signer.as_ref(), state.signer.kid())
-        .map_err(|e| {
+    let signer = state.keys.current();
+    let envelope =
+        dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, &payload, signer.as_ref(), signer.kid()).map_err(|e| {
             tracing::error!(error = %e, "signing a release attestation failed");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

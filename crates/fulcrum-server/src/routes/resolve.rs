@@ -175,7 +175,7 @@ pub async fn startup_report(
     responses((status = 200, description = "trust bundle", content_type = "application/json",
         headers(("fulcrum-signature" = String, description = "base64 signature over the body"), ("fulcrum-key-id" = String, description = "kid of the signing key")))))]
 pub async fn trust_bundle(State(state): State<AppState>) -> Response {
-    let b = state.trust_bundle.read().expect("bundle lock").clone();
+    let b = state.keys.bundle();
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),

@@ -1,0 +1,220 @@
+//! Signing keys and trust bundles: which keys the registry has published, with their validity
+//! windows, and every bundle it has issued (versions only grow).
+
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::{Result, Store, StoreError, append_event, ts};
+use fulcrum_core::event::{EventKind, EventPayload};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub public_key: String,
+    pub backend: String,
+    pub backend_ref: String,
+    pub valid_from: String,
+    pub valid_until: Option<String>,
+    pub status: String,
+    pub development: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BundleRecord {
+    pub version: u64,
+    pub body: String,
+    pub kid: String,
+    pub signature: String,
+}
+
+/// The issuer of a new bundle: given the key set and the version, returns (body, kid, signature).
+pub type BundleSigner<'a> =
+    &'a (dyn Fn(&[KeyRecord], u64) -> std::result::Result<(String, String, String), String> + Sync);
+
+fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
+    KeyRecord {
+        kid: r.get("kid"),
+        alg: r.get("alg"),
+        public_key: r.get("public_key"),
+        backend: r.get("backend"),
+        backend_ref: r.get("backend_ref"),
+        valid_from: r.get("valid_from"),
+        valid_until: r.get("valid_until"),
+        status: r.get("status"),
+        development: r.get::<i64, _>("development") != 0,
+        reason: r.get("reason"),
+    }
+}
+
+async fn all_keys(tx: &mut sqlx::SqliteConnection) -> Result<Vec<KeyRecord>> {
+    let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY valid_from, kid").fetch_all(&mut *tx).await?;
+    Ok(rows.iter().map(key_from_row).collect())
+}
+
+async fn issue_bundle(
+    tx: &mut sqlx::SqliteConnection,
+    sign: BundleSigner<'_>,
+    now: OffsetDateTime,
+) -> Result<BundleRecord> {
+    let keys = all_keys(tx).await?;
+    let version: i64 =
+        sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM trust_bundles").fetch_one(&mut *tx).await?.get(0);
+    let (body, kid, signature) = sign(&keys, version as u64).map_err(StoreError::Conflict)?;
+    sqlx::query("INSERT INTO trust_bundles (version, body, kid, signature, issued_at) VALUES (?,?,?,?,?)")
+        .bind(version)
+        .bind(&body)
+        .bind(&kid)
+        .bind(&signature)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+    Ok(BundleRecord { version: version as u64, body, kid, signature })
+}
+
+fn registry_event(kind: EventKind, now: OffsetDateTime, reason: String, actor: &str) -> EventPayload {
+    let mut ev = EventPayload::new(kind, now, "*", "*", "_registry");
+    ev.reason = Some(reason);
+    ev.actor = Some(actor.to_owned());
+    ev
+}
+
+impl Store {
+    /// # Errors
+    /// Database failures.
+    pub async fn keys(&self) -> Result<Vec<KeyRecord>> {
+        let mut conn = self.read.acquire().await?;
+        all_keys(&mut conn).await
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn latest_bundle(&self) -> Result<Option<BundleRecord>> {
+        let row = sqlx::query("SELECT version, body, kid, signature FROM trust_bundles ORDER BY version DESC LIMIT 1")
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| BundleRecord {
+            version: r.get::<i64, _>(0) as u64,
+            body: r.get(1),
+            kid: r.get(2),
+            signature: r.get(3),
+        }))
+    }
+
+    /// Make `new` the active key: the previous active key is retired with its window closed now,
+    /// a new trust bundle (next version) is issued and `key_rotated` is emitted — in one
+    /// transaction. On a first start (no keys) it just publishes the first key (bundle v1).
+    ///
+    /// # Errors
+    /// `Conflict` for a kid already known; signer failures.
+    pub async fn rotate_key(
+        &self,
+        new: KeyRecord,
+        actor: &str,
+        sign: BundleSigner<'_>,
+        now: OffsetDateTime,
+    ) -> Result<BundleRecord> {
+        let mut tx = self.write.begin().await?;
+        if sqlx::query("SELECT 1 FROM signing_keys WHERE kid = ?")
+            .bind(&new.kid)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(format!(
+                "key {} is already published; a rotation needs a new key",
+                new.kid
+            )));
+        }
+        let previous: Option<String> = sqlx::query("SELECT kid FROM signing_keys WHERE status = 'active'")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get(0));
+        sqlx::query(
+            "UPDATE signing_keys SET status = 'retired', valid_until = ?, reason = 'rotated' WHERE status = 'active'",
+        )
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_key, backend, backend_ref, valid_from, valid_until, status, development, reason, created_at)
+             VALUES (?,?,?,?,?,?,NULL,'active',?,NULL,?)",
+        )
+        .bind(&new.kid)
+        .bind(&new.alg)
+        .bind(&new.public_key)
+        .bind(&new.backend)
+        .bind(&new.backend_ref)
+        .bind(ts(now))
+        .bind(i64::from(new.development))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        let bundle = issue_bundle(&mut tx, sign, now).await?;
+        // The first key of a new registry is recorded by trust bundle v1 itself; every later
+        // change of signing key is an event.
+        if let Some(p) = previous {
+            let what = format!("key {p} -> {}; trust bundle v{}", new.kid, bundle.version);
+            append_event(&mut tx, registry_event(EventKind::KeyRotated, now, what, actor)).await?;
+        }
+        tx.commit().await?;
+        Ok(bundle)
+    }
+
+    /// Retire (or mark compromised) a key that is not the active one, and issue a new bundle.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` for the active key.
+    pub async fn retire_key(
+        &self,
+        kid: &str,
+        compromised: bool,
+        reason: &str,
+        actor: &str,
+        sign: BundleSigner<'_>,
+        now: OffsetDateTime,
+    ) -> Result<BundleRecord> {
+        let mut tx = self.write.begin().await?;
+        let row =
+            sqlx::query("SELECT status FROM signing_keys WHERE kid = ?").bind(kid).fetch_optional(&mut *tx).await?;
+        let status: String = row.ok_or(StoreError::NotFound("key"))?.get(0);
+        if status == "active" {
+            return Err(StoreError::Conflict("the active key cannot be retired; rotate to a new key first".into()));
+        }
+        let new_status = if compromised { "compromised" } else { "retired" };
+        sqlx::query(
+            "UPDATE signing_keys SET status = ?, reason = ?, valid_until = COALESCE(valid_until, ?) WHERE kid = ?",
+        )
+        .bind(new_status)
+        .bind(reason)
+        .bind(ts(now))
+        .bind(kid)
+        .execute(&mut *tx)
+        .await?;
+        let bundle = issue_bundle(&mut tx, sign, now).await?;
+        append_event(
+            &mut tx,
+            registry_event(
+                EventKind::KeyRetired,
+                now,
+                format!("key {kid} {new_status}: {reason}; trust bundle v{}", bundle.version),
+                actor,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(bundle)
+    }
+
+    /// Re-issue the bundle with the same keys (a fresher expiry), as a new version.
+    ///
+    /// # Errors
+    /// Database or signer failures.
+    pub async fn reissue_bundle(&self, sign: BundleSigner<'_>, now: OffsetDateTime) -> Result<BundleRecord> {
+        let mut tx = self.write.begin().await?;
+        let b = issue_bundle(&mut tx, sign, now).await?;
+        tx.commit().await?;
+        Ok(b)
+    }
+}
