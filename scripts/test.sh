@@ -17,6 +17,13 @@ cargo --version
 rustc --version
 
 step "test dependencies"
+# SoftHSM2 (a real PKCS#11 token) for the HSM signer tests.
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends softhsm2 >/dev/null
+fi
+softhsm2-util --version
 # The real OpenSSF model-signing tool, for interop tests (Fulcrum bundles must verify with it).
 # pyOpenSSL is imported by model-signing 1.1.1 but not declared, so it is installed explicitly.
 CACHE="${FULCRUM_CACHE:-$HOME/.cache/fulcrum}"
@@ -30,6 +37,9 @@ fi
 export FULCRUM_MODEL_SIGNING="$MS_VENV/bin/model_signing"
 "$FULCRUM_MODEL_SIGNING" --help >/dev/null
 echo "model_signing: $FULCRUM_MODEL_SIGNING"
+# Each test process makes its own token under this directory; start clean.
+rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
+export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"
 
 step "format"
 cargo fmt --all -- --check

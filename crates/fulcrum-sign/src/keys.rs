@@ -162,3 +162,82 @@ impl PublicKey {
         self.parsed.verify_sig(msg, sig).map_err(|_| crate::VerifyError::BadSignature)
     }
 }
+
+/// DER prefixes of P-256 / P-384 SubjectPublicKeyInfo; the uncompressed point follows.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const P384_SPKI_PREFIX: [u8; 23] = [
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+    0x22, 0x03, 0x62, 0x00,
+];
+
+impl PublicKey {
+    /// A public key from an uncompressed EC point (`04‖X‖Y`, as PKCS#11 `CKA_EC_POINT` holds
+    /// it inside an OCTET STRING) or a raw Ed25519 key.
+    ///
+    /// # Errors
+    /// A point of the wrong length for `alg`.
+    pub fn from_point(alg: Alg, point: &[u8]) -> Result<Self, KeyError> {
+        let mut der = match (alg, point.len()) {
+            (Alg::Ed25519, 32) => return Self::from_ed25519_raw(point),
+            (Alg::EcdsaP256Sha256, 65) => P256_SPKI_PREFIX.to_vec(),
+            (Alg::EcdsaP384Sha384, 97) => P384_SPKI_PREFIX.to_vec(),
+            _ => return Err(KeyError::Unsupported),
+        };
+        der.extend_from_slice(point);
+        Self::from_spki_der(&der)
+    }
+}
+
+/// Convert a fixed-size ECDSA signature (`r‖s`, as PKCS#11 returns it) to ASN.1 DER.
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Vec<u8> {
+    fn int(bytes: &[u8]) -> Vec<u8> {
+        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
+        let mut v = bytes[first..].to_vec();
+        if v[0] & 0x80 != 0 {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend(v);
+        out
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let body: Vec<u8> = [int(r), int(s)].concat();
+    let mut out = vec![0x30];
+    if body.len() >= 0x80 {
+        out.push(0x81);
+    }
+    out.push(body.len() as u8);
+    out.extend(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_ecdsa_signatures_become_der_that_verifies() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+        };
+        for (alg, signing) in [
+            (Alg::EcdsaP256Sha256, &ECDSA_P256_SHA256_FIXED_SIGNING),
+            (Alg::EcdsaP384Sha384, &ECDSA_P384_SHA384_FIXED_SIGNING),
+        ] {
+            let rng = SystemRandom::new();
+            let doc = EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
+            let pair = EcdsaKeyPair::from_pkcs8(signing, doc.as_ref()).unwrap();
+            let key = PublicKey::from_point(alg, pair.public_key().as_ref()).unwrap();
+            for i in 0..50u8 {
+                let msg = [i; 17];
+                let raw = pair.sign(&rng, &msg).unwrap();
+                key.verify(&msg, &ecdsa_raw_to_der(raw.as_ref())).unwrap();
+            }
+        }
+        assert!(PublicKey::from_point(Alg::EcdsaP256Sha256, &[4; 10]).is_err());
+    }
+}

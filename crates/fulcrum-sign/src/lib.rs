@@ -21,7 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-pub use keys::{Alg, KeyError, PublicKey};
+pub use keys::{Alg, KeyError, PublicKey, ecdsa_raw_to_der};
 pub use local::LocalKey;
 
 #[derive(Debug, thiserror::Error)]

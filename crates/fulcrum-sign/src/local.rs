@@ -85,6 +85,26 @@ impl LocalKey {
         Self::from_pkcs8_der(doc.as_ref(), "key", false).map_err(|_| bad(path))
     }
 
+    /// A key that lives only in memory (test KMS fakes, benchmarks).
+    ///
+    /// # Errors
+    /// Key generation failing.
+    pub fn ephemeral(alg: Alg) -> Result<Self, SignError> {
+        let rng = SystemRandom::new();
+        let gen_err = |_| SignError::Backend("key generation failed".into());
+        let doc = match alg {
+            Alg::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng).map_err(gen_err)?,
+            Alg::EcdsaP256Sha256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(gen_err)?
+            }
+            Alg::EcdsaP384Sha384 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &rng).map_err(gen_err)?
+            }
+        };
+        Self::from_pkcs8_der(doc.as_ref(), "mem", false)
+            .map_err(|()| SignError::Backend("generated key unusable".into()))
+    }
+
     fn from_pkcs8_der(der: &[u8], prefix: &str, development: bool) -> Result<Self, ()> {
         let (pair, public) = if let Ok(p) = Ed25519KeyPair::from_pkcs8(der) {
             let public = PublicKey::from_ed25519_raw(p.public_key().as_ref()).map_err(|_| ())?;

@@ -1,0 +1,112 @@
+//! PKCS#11 against a real SoftHSM2 token (the test command installs softhsm2): keys made by the
+//! key-admin side are sensitive and non-extractable; the registry's runtime signer signs with
+//! them through a read-only session and cannot create or export keys.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType};
+use fulcrum_kms::pkcs11::{Pkcs11Config, Pkcs11Signer, admin};
+use fulcrum_sign::{Alg, Signer};
+
+const PIN: &str = "4711-registry";
+
+fn module() -> PathBuf {
+    let candidates = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"];
+    candidates.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
+        panic!("SoftHSM2 is not installed (no libsofthsm2.so): run `bash scripts/test.sh`, which installs it")
+    })
+}
+
+/// One token per test process (C_Initialize runs once per process), labelled by the process id
+/// so parallel test processes never share one. `SOFTHSM2_CONF` names the configuration file
+/// (scripts/test.sh sets it; the file and token directory are made here if missing).
+fn token() -> Pkcs11Config {
+    static TOKEN: OnceLock<Pkcs11Config> = OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").unwrap_or_else(|| {
+                panic!("SOFTHSM2_CONF is not set: run `bash scripts/test.sh`, which installs SoftHSM2 and sets it")
+            }));
+            let dir = conf.parent().unwrap().to_owned();
+            std::fs::create_dir_all(dir.join("tokens")).unwrap();
+            if !conf.exists() {
+                std::fs::write(&conf, format!("directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", dir.display())).unwrap();
+            }
+            let label = format!("fulcrum-{}", std::process::id());
+            let out = Command::new("softhsm2-util")
+                .args(["--init-token", "--free", "--label", &label, "--so-pin", "87654321", "--pin", PIN])
+                .output()
+                .expect("softhsm2-util is not installed: run `bash scripts/test.sh`");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            Pkcs11Config { module: module(), token_label: label, pin: PIN.into() }
+        })
+        .clone()
+}
+
+#[test]
+fn admin_creates_runtime_signs_every_algorithm() {
+    let cfg = token();
+    for (label, alg) in
+        [("k-p256", Alg::EcdsaP256Sha256), ("k-p384", Alg::EcdsaP384Sha384), ("k-ed25519", Alg::Ed25519)]
+    {
+        let public = admin::generate(&cfg, label, alg).unwrap();
+        assert_eq!(public.alg(), alg);
+        let signer = Pkcs11Signer::open(&cfg, label).unwrap();
+        assert_eq!(signer.public_key(), &public);
+        assert!(signer.kid().starts_with("pkcs11-"));
+        for msg in [&b""[..], b"resolve document", &[7u8; 10_000]] {
+            let sig = signer.sign(msg).unwrap();
+            public.verify(msg, &sig).unwrap();
+        }
+        assert!(admin::generate(&cfg, label, alg).is_err(), "labels are unique");
+    }
+}
+
+#[test]
+fn runtime_credential_cannot_create_or_export() {
+    let cfg = token();
+    admin::generate(&cfg, "k-sod", Alg::EcdsaP256Sha256).unwrap();
+    let signer = Pkcs11Signer::open(&cfg, "k-sod").unwrap();
+    let session = signer.session();
+    // Export: the private key is sensitive and was never extractable; its value is not readable.
+    let attrs = session
+        .get_attributes(
+            signer.key_handle(),
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::NeverExtractable,
+                AttributeType::Value,
+            ],
+        )
+        .unwrap();
+    assert!(attrs.contains(&Attribute::Sensitive(true)));
+    assert!(attrs.contains(&Attribute::Extractable(false)));
+    assert!(attrs.contains(&Attribute::NeverExtractable(true)));
+    assert!(!attrs.iter().any(|a| matches!(a, Attribute::Value(_))), "the key value must not be readable");
+    assert!(session.update_attributes(signer.key_handle(), &[Attribute::Extractable(true)]).is_err());
+    // Create / rotate: the registry's session is read-only, so no token key can be made.
+    let made = session.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::EcParams(vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+        ],
+        &[Attribute::Token(true), Attribute::Sign(true)],
+    );
+    assert!(made.is_err(), "a read-only session created a token key");
+}
+
+#[test]
+fn wrong_pin_is_refused_without_echoing_it() {
+    let mut cfg = token();
+    admin::generate(&cfg, "k-pin", Alg::EcdsaP256Sha256).unwrap();
+    cfg.pin = "not-the-pin-31337".into();
+    let e = Pkcs11Signer::open(&cfg, "k-pin").unwrap_err().to_string();
+    assert!(e.contains("login refused") && !e.contains("31337"), "{e}");
+    let e = Pkcs11Signer::open(&token(), "no-such-key").unwrap_err().to_string();
+    assert!(e.contains("no-such-key"), "{e}");
+}
