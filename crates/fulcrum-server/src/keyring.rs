@@ -54,12 +54,21 @@ pub trait Backends: Send + Sync + std::fmt::Debug {
     fn open(&self, rec: &KeyRecord) -> Result<Arc<dyn Signer>, String>;
 }
 
-#[derive(Debug)]
-pub struct LocalBackends {
-    pub data_dir: PathBuf,
+/// Where the registry's keys can live, with the registry's own (sign-only) credentials.
+#[derive(Debug, Clone, Default)]
+pub struct KmsConfig {
+    pub pkcs11: Option<fulcrum_kms::pkcs11::Pkcs11Config>,
+    pub vault: Option<fulcrum_kms::vault::VaultConfig>,
 }
 
-impl Backends for LocalBackends {
+/// Local key files under the data dir, plus the configured KMS backends.
+#[derive(Debug)]
+pub struct KmsBackends {
+    pub data_dir: PathBuf,
+    pub kms: KmsConfig,
+}
+
+impl Backends for KmsBackends {
     fn open(&self, rec: &KeyRecord) -> Result<Arc<dyn Signer>, String> {
         match rec.backend.as_str() {
             "local" => {
@@ -70,7 +79,17 @@ impl Backends for LocalBackends {
                 let key = LocalKey::from_file(&self.data_dir.join(rel)).map_err(|e| e.to_string())?;
                 Ok(Arc::new(key))
             }
-            other => Err(format!("backend {other:?} is not configured on this registry")),
+            "pkcs11" => {
+                let cfg = self.kms.pkcs11.as_ref().ok_or("no PKCS#11 module is configured on this registry")?;
+                Ok(Arc::new(fulcrum_kms::pkcs11::Pkcs11Signer::open(cfg, &rec.backend_ref).map_err(|e| e.to_string())?))
+            }
+            "vault" => {
+                let cfg = self.kms.vault.as_ref().ok_or("no Vault is configured on this registry")?;
+                let (name, version) = fulcrum_kms::vault::parse_ref(&rec.backend_ref).map_err(|e| e.to_string())?;
+                let public = published(rec)?.key().map_err(|e| e.to_string())?;
+                Ok(Arc::new(fulcrum_kms::vault::VaultSigner::new(cfg.clone(), &name, version, public)))
+            }
+            other => Err(format!("unknown key backend {other:?}")),
         }
     }
 }

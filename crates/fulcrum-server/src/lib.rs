@@ -58,6 +58,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// What releases must carry and whom to trust for it (development mode by default).
     pub release_policy: release::ReleasePolicy,
+    /// KMS backends the registry's keys may live in (sign-only credentials).
+    pub kms: keyring::KmsConfig,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ impl Config {
             max_json_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
             release_policy: release::ReleasePolicy::default(),
+            kms: keyring::KmsConfig::default(),
         }
     }
 }
@@ -177,7 +180,7 @@ impl Registry {
 
         let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
-        let backends = Box::new(keyring::LocalBackends { data_dir: dir.clone() });
+        let backends = Box::new(keyring::KmsBackends { data_dir: dir.clone(), kms: config.kms.clone() });
         let (keys, created_key) =
             keyring::KeyRing::load(&store, dir, backends, clock.now()).await.map_err(OpenError::Keys)?;
         let keys = Arc::new(keys);

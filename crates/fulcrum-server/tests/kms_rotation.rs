@@ -1,0 +1,122 @@
+//! Rotating the registry onto KMS keys: a key-admin creates a key in Vault Transit (fake) or on
+//! a SoftHSM2 token with the admin credential; the registry, holding only a sign-only
+//! credential, publishes it and signs everything with it from then on.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Harness, with_production};
+use fulcrum_kms::http::Endpoint;
+use fulcrum_kms::pkcs11::{Pkcs11Config, admin as hsm_admin};
+use fulcrum_kms::vault::fake::VaultFake;
+use fulcrum_kms::vault::{VaultConfig, admin as vault_admin};
+use fulcrum_server::keyring::KmsConfig;
+use fulcrum_sign::{Alg, TrustBundle};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn signed_resolve_kid(h: &Harness) -> String {
+    let b = h.req("", Method::GET, "/v1/trust-bundle").send().await.unwrap();
+    let (bkid, bsig) = (
+        b.headers()["fulcrum-key-id"].to_str().unwrap().to_owned(),
+        b.headers()["fulcrum-signature"].to_str().unwrap().to_owned(),
+    );
+    let bbody = b.bytes().await.unwrap();
+    let bundle: TrustBundle = serde_json::from_slice(&bbody).unwrap();
+    bundle.verify(&bkid, &bbody, &bsig).unwrap();
+    let r = h.req("agent", Method::GET, "/v1/resolve?ref=risk@production&env=prod").send().await.unwrap();
+    let (kid, sig) = (
+        r.headers()["fulcrum-key-id"].to_str().unwrap().to_owned(),
+        r.headers()["fulcrum-signature"].to_str().unwrap().to_owned(),
+    );
+    bundle.verify(&kid, &r.bytes().await.unwrap(), &sig).unwrap();
+    assert_eq!(kid, bkid, "documents and the bundle are signed by the active key");
+    kid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_onto_vault_transit() {
+    let fake = VaultFake::start().await;
+    let endpoint = Endpoint::parse(&format!("http://{}", fake.addr), None).unwrap();
+    let registry_cfg =
+        VaultConfig { endpoint: endpoint.clone(), token: fake.sign_token.clone(), mount: "transit".into() };
+    let admin_cfg = VaultConfig { endpoint, token: fake.admin_token.clone(), mount: "transit".into() };
+    let kms = KmsConfig { vault: Some(registry_cfg), pkcs11: None };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
+    with_production(&h, "risk").await;
+
+    let (version, public) = tokio::task::spawn_blocking(move || {
+        vault_admin::create(&admin_cfg, "registry-signing", Alg::EcdsaP256Sha256).unwrap()
+    })
+    .await
+    .unwrap();
+    let kid = format!("vault:transit/registry-signing:v{version}");
+    // A reference to a version that does not exist cannot be published.
+    let p = h
+        .post("keys", "/v1/keys", json!({"public_key": public.to_pem(), "backend": "vault", "backend_ref": "registry-signing:v7", "kid": "vault:transit/registry-signing:v7"}), StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    assert_eq!(p["code"], "key_unusable");
+    h.post("keys", "/v1/keys", json!({"public_key": public.to_pem(), "backend": "vault", "backend_ref": format!("registry-signing:v{version}"), "kid": kid}), StatusCode::CREATED)
+        .await;
+    assert_eq!(signed_resolve_kid(&h).await, kid);
+    let keys = h.get("keys", "/v1/keys", StatusCode::OK).await;
+    let vault_key = keys.as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
+    assert_eq!((vault_key["status"].as_str(), vault_key["development"].as_bool()), (Some("active"), Some(false)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_onto_a_softhsm_key() {
+    let conf = std::path::PathBuf::from(
+        std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is not set: run `bash scripts/test.sh`"),
+    );
+    std::fs::create_dir_all(conf.parent().unwrap().join("tokens")).unwrap();
+    if !conf.exists() {
+        let d = conf.parent().unwrap().display().to_string();
+        std::fs::write(
+            &conf,
+            format!("directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"),
+        )
+        .unwrap();
+    }
+    let label = format!("registry-{}", std::process::id());
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", &label, "--so-pin", "87654321", "--pin", "1234"])
+        .output()
+        .expect("softhsm2-util");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let module = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("SoftHSM2 is not installed");
+    let cfg = Pkcs11Config { module, token_label: label, pin: "1234".into() };
+    let kms = KmsConfig { pkcs11: Some(cfg.clone()), vault: None };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
+    with_production(&h, "risk").await;
+
+    let public = hsm_admin::generate(&cfg, "registry-2026", Alg::EcdsaP256Sha256).unwrap();
+    h.post(
+        "keys",
+        "/v1/keys",
+        json!({"public_key": public.to_pem(), "backend": "pkcs11", "backend_ref": "no-such-label"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let ack = h
+        .post(
+            "keys",
+            "/v1/keys",
+            json!({"public_key": public.to_pem(), "backend": "pkcs11", "backend_ref": "registry-2026"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let kid = ack["kid"].as_str().unwrap().to_owned();
+    assert!(kid.starts_with("pkcs11-"));
+    assert_eq!(signed_resolve_kid(&h).await, kid);
+    // Restart: the registry reopens the HSM key with its PIN and keeps signing with it.
+    let dir = h.stop().await;
+    let kms = KmsConfig { pkcs11: Some(cfg), vault: None };
+    let h = Harness::start_with(dir, |c| c.kms = kms).await;
+    assert_eq!(signed_resolve_kid(&h).await, kid);
+}
