@@ -17,7 +17,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub fn client(&self) -> anyhow::Result<Client> {
         if self.token.is_none() {
             bail!("no token: set FULCRUM_TOKEN or FULCRUM_TOKEN_FILE, or pass --token-file");
         }

@@ -68,7 +68,7 @@ enum Command {
     /// Produce attestations for a pipeline (SLSA provenance).
     #[command(subcommand)]
     Attest(trust::AttestCmd),
-    /// Local signing keys for CI.
+    /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
     #[command(subcommand)]
     Keys(trust::KeysCmd),
 }
@@ -130,6 +130,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(c) => trust::sign(c, ctx.output),
         Command::Verify(c) => trust::verify(c, ctx.output),
         Command::Attest(c) => trust::attest(c, ctx.output),
-        Command::Keys(c) => trust::keys(c, ctx.output),
+        Command::Keys(c) => trust::keys(c, &ctx).await,
     }
 }

@@ -33,6 +33,24 @@ pub struct ServeArgs {
     /// CI keys and builders are trusted. Without it, the release gate runs in development mode.
     #[arg(long)]
     release_policy: Option<PathBuf>,
+    /// PKCS#11 module for HSM-held keys; with --pkcs11-token-label and --pkcs11-pin-file (the
+    /// user PIN: it can sign with existing keys only).
+    #[arg(long, requires_all = ["pkcs11_token_label", "pkcs11_pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    #[arg(long)]
+    pkcs11_token_label: Option<String>,
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// Vault address for Transit-held keys; with --vault-token-file (a sign-only token).
+    #[arg(long, requires = "vault_token_file")]
+    vault_addr: Option<String>,
+    #[arg(long)]
+    vault_token_file: Option<PathBuf>,
+    #[arg(long, default_value = "transit")]
+    vault_mount: String,
+    /// CA certificate (PEM) that Vault's TLS certificate must chain to.
+    #[arg(long)]
+    vault_ca_file: Option<PathBuf>,
     /// Tenant of the bootstrap admin token written on first start.
     #[arg(long, default_value = "default")]
     bootstrap_tenant: String,
@@ -68,6 +86,22 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.release_policy {
         config.release_policy =
             fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;
+    }
+    if let (Some(module), Some(label), Some(pin)) = (&a.pkcs11_module, &a.pkcs11_token_label, &a.pkcs11_pin_file) {
+        config.kms.pkcs11 = Some(fulcrum_kms::pkcs11::Pkcs11Config {
+            module: module.clone(),
+            token_label: label.clone(),
+            pin: fulcrum_kms::read_secret(pin)?,
+        });
+    }
+    if let (Some(addr), Some(token)) = (&a.vault_addr, &a.vault_token_file) {
+        let ca = a.vault_ca_file.as_ref().map(std::fs::read).transpose().context("reading --vault-ca-file")?;
+        config.kms.vault = Some(fulcrum_kms::vault::VaultConfig {
+            endpoint: fulcrum_kms::http::Endpoint::parse(addr, ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("--vault-addr: {e}"))?,
+            token: fulcrum_kms::read_secret(token)?,
+            mount: a.vault_mount.clone(),
+        });
     }
     if config.release_policy.is_development() {
         tracing::warn!(

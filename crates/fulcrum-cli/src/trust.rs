@@ -99,13 +99,189 @@ pub struct ProvenanceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
-    /// Generate a local PKCS#8 signing key (mode 0600) and print its public key.
+    /// Generate a local PKCS#8 signing key for CI (mode 0600) and print its public key.
     Generate {
         #[arg(long, default_value = "ecdsa-p256-sha256")]
         alg: String,
         #[arg(long)]
         out: PathBuf,
     },
+    /// Key-admin: create a new registry signing key in its KMS (with the key-admin's
+    /// credential) and publish it to the registry, which rotates onto it.
+    Rotate(KmsArgs),
+    /// Key-admin: create a key in a KMS and print its registration, without publishing it.
+    Create(KmsArgs),
+    /// Key-admin: retire a key (or mark it compromised).
+    Retire {
+        kid: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        compromised: bool,
+    },
+    /// Published keys with their windows and status.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Local,
+    Pkcs11,
+    Vault,
+}
+
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    #[arg(long, value_enum)]
+    backend: BackendArg,
+    #[arg(long, default_value = "ecdsa-p256-sha256")]
+    alg: String,
+    /// local: the registry's data dir (the key file goes under <data-dir>/keys/).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// pkcs11: module path, token label, a file holding the key-admin's PIN, and the new key's label.
+    #[arg(long)]
+    pkcs11_module: Option<PathBuf>,
+    #[arg(long)]
+    pkcs11_token_label: Option<String>,
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
+    #[arg(long)]
+    label: Option<String>,
+    /// vault: address, a file holding the key-admin's token, the transit mount, the key name.
+    #[arg(long)]
+    vault_addr: Option<String>,
+    #[arg(long)]
+    vault_token_file: Option<PathBuf>,
+    #[arg(long, default_value = "transit")]
+    vault_mount: String,
+    #[arg(long)]
+    vault_ca_file: Option<PathBuf>,
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn need<T: Clone>(v: &Option<T>, flag: &str) -> anyhow::Result<T> {
+    v.clone().with_context(|| format!("{flag} is required for this backend"))
+}
+
+/// Create the key in its KMS; returns the registration body for `POST /v1/keys`.
+fn create_key(a: &KmsArgs) -> anyhow::Result<serde_json::Value> {
+    let alg: Alg = a
+        .alg
+        .parse()
+        .map_err(|()| anyhow::anyhow!("--alg must be one of ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384"))?;
+    Ok(match a.backend {
+        BackendArg::Local => {
+            let dir = need(&a.data_dir, "--data-dir")?.join("keys");
+            std::fs::create_dir_all(&dir)?;
+            let tmp = dir.join(format!(".new-{}", std::process::id()));
+            let key = LocalKey::generate(&tmp, alg)?;
+            let name = format!("{}.pk8", &key.public_key().fingerprint()[..16]);
+            std::fs::rename(&tmp, dir.join(&name))?;
+            json!({"public_key": key.public_key().to_pem(), "backend": "local", "backend_ref": format!("keys/{name}")})
+        }
+        BackendArg::Pkcs11 => {
+            let cfg = fulcrum_kms::pkcs11::Pkcs11Config {
+                module: need(&a.pkcs11_module, "--pkcs11-module")?,
+                token_label: need(&a.pkcs11_token_label, "--pkcs11-token-label")?,
+                pin: fulcrum_kms::read_secret(&need(&a.pkcs11_pin_file, "--pkcs11-pin-file")?)?,
+            };
+            let label = need(&a.label, "--label")?;
+            let public = fulcrum_kms::pkcs11::admin::generate(&cfg, &label, alg)?;
+            json!({"public_key": public.to_pem(), "backend": "pkcs11", "backend_ref": label})
+        }
+        BackendArg::Vault => {
+            let ca = a.vault_ca_file.as_ref().map(std::fs::read).transpose()?;
+            let cfg = fulcrum_kms::vault::VaultConfig {
+                endpoint: fulcrum_kms::http::Endpoint::parse(&need(&a.vault_addr, "--vault-addr")?, ca.as_deref())
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                token: fulcrum_kms::read_secret(&need(&a.vault_token_file, "--vault-token-file")?)?,
+                mount: a.vault_mount.clone(),
+            };
+            let name = need(&a.name, "--name")?;
+            // Rotate an existing transit key (new version), or create it.
+            let (version, public) = match fulcrum_kms::vault::admin::read(&cfg, &name) {
+                Ok(_) => fulcrum_kms::vault::admin::rotate(&cfg, &name)?,
+                Err(_) => fulcrum_kms::vault::admin::create(&cfg, &name, alg)?,
+            };
+            json!({"public_key": public.to_pem(), "backend": "vault", "backend_ref": format!("{name}:v{version}"),
+                   "kid": fulcrum_kms::vault::kid(&a.vault_mount, &name, version)})
+        }
+    })
+}
+
+pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> {
+    let output = ctx.output;
+    match c {
+        KeysCmd::Generate { alg, out } => {
+            let alg: Alg = alg
+                .parse()
+                .map_err(|()| anyhow::anyhow!("--alg must be one of ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384"))?;
+            let key = LocalKey::generate(&out, alg)?;
+            let pem = key.public_key().to_pem();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"private_key": out, "alg": alg, "public_key_pem": pem, "fingerprint": key.public_key().fingerprint()})
+                ),
+                Output::Text => print!("{pem}"),
+            }
+        }
+        KeysCmd::Create(a) => {
+            let reg = tokio::task::spawn_blocking(move || create_key(&a)).await??;
+            println!("{}", serde_json::to_string_pretty(&reg)?);
+        }
+        KeysCmd::Rotate(a) => {
+            let client = ctx.client()?;
+            let reg = tokio::task::spawn_blocking(move || create_key(&a)).await??;
+            let ack = client.post("/v1/keys", &reg).await?;
+            match output {
+                Output::Json => println!("{ack}"),
+                Output::Text => println!(
+                    "rotated to {} (trust bundle v{})",
+                    ack["kid"].as_str().unwrap_or("?"),
+                    ack["trust_bundle_version"]
+                ),
+            }
+        }
+        KeysCmd::Retire { kid, reason, compromised } => {
+            let client = ctx.client()?;
+            let ack = client
+                .post(&format!("/v1/keys/{kid}/retire"), &json!({"reason": reason, "compromised": compromised}))
+                .await?;
+            match output {
+                Output::Json => println!("{ack}"),
+                Output::Text => println!(
+                    "{kid} {} (trust bundle v{})",
+                    if compromised { "marked compromised" } else { "retired" },
+                    ack["trust_bundle_version"]
+                ),
+            }
+        }
+        KeysCmd::List => {
+            let client = ctx.client()?;
+            let keys = client.get("/v1/keys").await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&keys)?),
+                Output::Text => {
+                    for k in keys.as_array().into_iter().flatten() {
+                        println!(
+                            "{}  {}  {}  {} -> {}  {} {}",
+                            k["kid"].as_str().unwrap_or(""),
+                            k["alg"].as_str().unwrap_or(""),
+                            k["status"].as_str().unwrap_or(""),
+                            k["valid_from"].as_str().unwrap_or(""),
+                            k["valid_until"].as_str().unwrap_or("open"),
+                            k["backend"].as_str().unwrap_or(""),
+                            k["backend_ref"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_key(path: &std::path::Path) -> anyhow::Result<LocalKey> {
@@ -231,23 +407,6 @@ pub fn attest(c: AttestCmd, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", json!({"provenance": a.out, "subject": digest.to_string()})),
         Output::Text => println!("provenance for {digest} -> {}", a.out.display()),
-    }
-    Ok(())
-}
-
-pub fn keys(c: KeysCmd, output: Output) -> anyhow::Result<()> {
-    let KeysCmd::Generate { alg, out } = c;
-    let alg: Alg = alg
-        .parse()
-        .map_err(|()| anyhow::anyhow!("--alg must be one of ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384"))?;
-    let key = LocalKey::generate(&out, alg)?;
-    let pem = key.public_key().to_pem();
-    match output {
-        Output::Json => println!(
-            "{}",
-            json!({"private_key": out, "alg": alg, "public_key_pem": pem, "fingerprint": key.public_key().fingerprint()})
-        ),
-        Output::Text => print!("{pem}"),
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ fn one_error_line(o: &Output) -> String {
 struct Server {
     child: std::process::Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -44,6 +44,7 @@ fn serve() -> Server {
         {"token": "t-ana", "subject": "ana", "role": "approver", "tenant": "acme"},
         {"token": "t-bo", "subject": "bo", "role": "security-officer", "tenant": "acme"},
         {"token": "t-agent", "subject": "agent", "role": "serving", "tenant": "acme", "env": "prod"},
+        {"token": "t-keys", "subject": "keys", "role": "key-admin", "tenant": "acme"},
     ]});
     std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
@@ -58,7 +59,7 @@ fn serve() -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("fulcrum: listening on ").unwrap().to_owned();
-    Server { child, url, _dir: dir }
+    Server { child, url, dir }
 }
 
 #[test]
@@ -164,4 +165,28 @@ fn demo_runs_both_flows() {
     let rollback =
         evs.iter().find(|e| e["data"]["event"] == "alias_updated" && e["data"]["inc_id"] == "INC-4711").unwrap();
     assert_eq!((rollback["data"]["from"].as_str(), rollback["data"]["to"].as_str()), (Some("v2.3.0"), Some("v2.2.0")));
+}
+
+#[test]
+fn key_admin_rotates_and_retires_from_the_cli() {
+    let s = serve();
+    let data = s.dir.path().join("data");
+    let env = [("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", "t-keys")];
+    let o = fulcrum(&["keys", "rotate", "--backend", "local", "--data-dir", data.to_str().unwrap()], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trust bundle v2"));
+    let o = fulcrum(&["--output", "json", "keys", "list"], &env);
+    let keys: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let old =
+        keys.as_array().unwrap().iter().find(|k| k["status"] == "retired").unwrap()["kid"].as_str().unwrap().to_owned();
+    let o = fulcrum(&["keys", "retire", &old, "--reason", "rotation drill"], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Only key-admins administer keys.
+    one_error_line(&fulcrum(
+        &["keys", "rotate", "--backend", "local", "--data-dir", data.to_str().unwrap()],
+        &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", "t-rm")],
+    ));
+    // The KMS backends need their settings.
+    let err = one_error_line(&fulcrum(&["keys", "create", "--backend", "vault"], &env));
+    assert!(err.contains("--vault-addr"), "{err}");
 }
