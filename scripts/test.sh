@@ -58,6 +58,27 @@ for bad in ring openssl-sys; do
   fi
 done
 
+step "fuzz (cargo-fuzz, --sanitizer none, a short run per parser of untrusted bytes)"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+SEEDS="$CACHE/fuzz-seeds"
+rm -rf "$SEEDS" && mkdir -p "$SEEDS/bundle" "$SEEDS/dsse" "$SEEDS/statement"
+VECTORS="$(cd .. && pwd)/shared/vectors/model-signing"
+if [ -d "$VECTORS" ]; then
+  cp "$VECTORS"/*.sig "$VECTORS"/negative/*.sig "$SEEDS/bundle/" 2>/dev/null || true
+fi
+(
+  cd fuzz
+  export CARGO_TARGET_DIR="$CACHE/fuzz-target"
+  cargo fuzz build --sanitizer none
+  for target in reference manifest dsse bundle statement; do
+    mkdir -p "$CACHE/fuzz-corpus/$target"
+    seeds=()
+    [ -d "$SEEDS/$target" ] && seeds=("$SEEDS/$target")
+    cargo fuzz run "$target" --sanitizer none "$CACHE/fuzz-corpus/$target" "${seeds[@]}" -- -max_total_time="$FUZZ_SECONDS" 2>&1 | grep -E "^Done|ERROR|panicked" || { echo "fuzz target $target failed" >&2; exit 1; }
+  done
+)
+
 step "tests (unit, property, API through the real server, CLI, crash)"
 if cargo nextest --version >/dev/null 2>&1; then
   # (no doctests exist; nextest would not run them)
