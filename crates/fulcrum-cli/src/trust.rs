@@ -65,6 +65,13 @@ pub enum VerifyCmd {
         /// Extra paths the signer may have excluded (besides git metadata and the signature).
         #[arg(long)]
         allow_ignore: Vec<String>,
+        /// Keep a MACed verified record here; an unchanged model then re-verifies from metadata
+        /// without reading its files (with --public-key).
+        #[arg(long, requires = "public_key")]
+        record: Option<PathBuf>,
+        /// The record's MAC key (created, mode 0600, if missing). Default: <record>.key
+        #[arg(long, requires = "record")]
+        record_key: Option<PathBuf>,
     },
 }
 
@@ -322,13 +329,32 @@ pub fn sign(c: SignCmd, output: Output) -> anyhow::Result<()> {
 }
 
 pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
-    let VerifyCmd::Model { dir, signature, public_key, certificate_chain, trust_bundle, allow_ignore } = c;
+    let VerifyCmd::Model {
+        dir,
+        signature,
+        public_key,
+        certificate_chain,
+        trust_bundle,
+        allow_ignore,
+        record,
+        record_key,
+    } = c;
     let bundle = std::fs::read(&signature).with_context(|| format!("reading {}", signature.display()))?;
     let opts = VerifyOptions { signature_path: Some(signature.clone()), allowed_ignores: allow_ignore };
+    let mut from_record = false;
     let result = if let Some(p) = public_key {
         let key = PublicKey::from_pem(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        model_signing::verify(&dir, &bundle, Trust::Key(&key), &opts)
+        match &record {
+            Some(r) => {
+                let k = record_key.clone().unwrap_or_else(|| r.with_extension("key"));
+                fulcrum_verify::cache::verify(&dir, &bundle, Trust::Key(&key), &opts, r, &k).map(|(v, o)| {
+                    from_record = o == fulcrum_verify::cache::Outcome::Hit;
+                    v
+                })
+            }
+            None => model_signing::verify(&dir, &bundle, Trust::Key(&key), &opts),
+        }
     } else if let Some(p) = trust_bundle {
         let tb: TrustBundle = serde_json::from_slice(&std::fs::read(&p)?)
             .with_context(|| format!("{} is not a trust bundle", p.display()))?;
@@ -362,7 +388,7 @@ pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!(
             "{}",
-            json!({"verified": true, "resources": v.resources.len(), "method": v.method_name(), "hash": v.alg.name(), "signer": v.signer.fingerprint(), "subject_sha256": hex::encode(v.subject_sha256)})
+            json!({"verified": true, "from_record": from_record, "resources": v.resources.len(), "method": v.method_name(), "hash": v.alg.name(), "signer": v.signer.fingerprint(), "subject_sha256": hex::encode(v.subject_sha256)})
         ),
         Output::Text => println!(
             "verified: {} resources ({} / {}), signer {}",

@@ -16,6 +16,8 @@
 //! - Signatures are checked over exact bytes before anything in them is trusted.
 //! - A model verifies only if the set of files on disk equals the signed set exactly.
 
+#[cfg(unix)]
+pub mod cache;
 pub mod dsse;
 pub mod intoto;
 pub mod model_signing;
