@@ -31,9 +31,9 @@ pub enum SignCmd {
     /// Sign a model directory (OpenSSF model-signing bundle; verifiable with `model_signing verify key`).
     Model {
         dir: PathBuf,
-        /// PKCS#8 private key (PEM or DER): ECDSA P-256/P-384 for model-signing interop, or Ed25519.
-        #[arg(long)]
-        key: PathBuf,
+        /// The signing key: ECDSA P-256/P-384 for model-signing interop, or Ed25519.
+        #[command(flatten)]
+        signer: SignerArgs,
         #[arg(long)]
         signature: PathBuf,
         #[arg(long, value_enum, default_value_t = MethodArg::Files)]
@@ -98,8 +98,8 @@ pub struct ProvenanceArgs {
     params: Vec<String>,
     #[arg(long)]
     invocation_id: Option<String>,
-    #[arg(long)]
-    key: PathBuf,
+    #[command(flatten)]
+    signer: SignerArgs,
     #[arg(long)]
     out: PathBuf,
 }
@@ -291,13 +291,76 @@ pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn load_key(path: &std::path::Path) -> anyhow::Result<LocalKey> {
-    LocalKey::from_file(path).with_context(|| format!("loading signing key {}", path.display()))
+/// Which key signs, on any backend: a key file, a PKCS#11 token key, or a Vault Transit key.
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// PKCS#8 private key file (PEM or DER).
+    #[arg(long, required_unless_present_any = ["pkcs11_key_label", "vault_key"])]
+    key: Option<PathBuf>,
+    /// PKCS#11: the key's label on the token (with --pkcs11-module, --pkcs11-token-label, --pkcs11-pin-file).
+    #[arg(long, requires_all = ["pkcs11_module", "pkcs11_token_label", "pkcs11_pin_file"])]
+    pkcs11_key_label: Option<String>,
+    #[arg(long)]
+    pkcs11_module: Option<PathBuf>,
+    #[arg(long)]
+    pkcs11_token_label: Option<String>,
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// Vault Transit: `name` or `name:vN` (with --vault-addr and --vault-token-file; the token needs
+    /// sign and read on the key).
+    #[arg(long, requires_all = ["vault_addr", "vault_token_file"])]
+    vault_key: Option<String>,
+    #[arg(long)]
+    vault_addr: Option<String>,
+    #[arg(long)]
+    vault_token_file: Option<PathBuf>,
+    #[arg(long, default_value = "transit")]
+    vault_mount: String,
+    #[arg(long)]
+    vault_ca_file: Option<PathBuf>,
+}
+
+impl SignerArgs {
+    fn open(&self) -> anyhow::Result<Box<dyn Signer>> {
+        if let Some(path) = &self.key {
+            return Ok(Box::new(
+                LocalKey::from_file(path).with_context(|| format!("loading signing key {}", path.display()))?,
+            ));
+        }
+        if let Some(label) = &self.pkcs11_key_label {
+            let cfg = fulcrum_kms::pkcs11::Pkcs11Config {
+                module: need(&self.pkcs11_module, "--pkcs11-module")?,
+                token_label: need(&self.pkcs11_token_label, "--pkcs11-token-label")?,
+                pin: fulcrum_kms::read_secret(&need(&self.pkcs11_pin_file, "--pkcs11-pin-file")?)?,
+            };
+            return Ok(Box::new(fulcrum_kms::pkcs11::Pkcs11Signer::open(&cfg, label)?));
+        }
+        let key = need(&self.vault_key, "--vault-key")?;
+        let ca = self.vault_ca_file.as_ref().map(std::fs::read).transpose()?;
+        let cfg = fulcrum_kms::vault::VaultConfig {
+            endpoint: fulcrum_kms::http::Endpoint::parse(&need(&self.vault_addr, "--vault-addr")?, ca.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?,
+            token: fulcrum_kms::read_secret(&need(&self.vault_token_file, "--vault-token-file")?)?,
+            mount: self.vault_mount.clone(),
+        };
+        let (name, version) = match fulcrum_kms::vault::parse_ref(&key) {
+            Ok((n, v)) => (n, Some(v)),
+            Err(_) => (key.clone(), None),
+        };
+        let (latest, public) = fulcrum_kms::vault::admin::read(&cfg, &name)?;
+        let version = version.unwrap_or(latest);
+        if version != latest {
+            anyhow::bail!(
+                "--vault-key {key}: only the latest version (v{latest}) can be read back to check the signature"
+            );
+        }
+        Ok(Box::new(fulcrum_kms::vault::VaultSigner::new(cfg, &name, version, public)))
+    }
 }
 
 pub fn sign(c: SignCmd, output: Output) -> anyhow::Result<()> {
-    let SignCmd::Model { dir, key, signature, method, shard_size, hash } = c;
-    let signer = load_key(&key)?;
+    let SignCmd::Model { dir, signer, signature, method, shard_size, hash } = c;
+    let signer = signer.open()?;
     let opts = SignOptions {
         method: match method {
             MethodArg::Files => Method::Files,
@@ -310,7 +373,8 @@ pub fn sign(c: SignCmd, output: Output) -> anyhow::Result<()> {
         },
         signature_path: Some(signature.clone()),
     };
-    let bundle = model_signing::sign(&dir, &signer, &opts).map_err(|f| anyhow::anyhow!("{f} ({})", f.code()))?;
+    let bundle =
+        model_signing::sign(&dir, signer.as_ref(), &opts).map_err(|f| anyhow::anyhow!("{f} ({})", f.code()))?;
     std::fs::write(&signature, &bundle).with_context(|| format!("writing {}", signature.display()))?;
     match output {
         Output::Json => println!(
@@ -403,7 +467,7 @@ pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
 
 pub fn attest(c: AttestCmd, output: Output) -> anyhow::Result<()> {
     let AttestCmd::Provenance(a) = c;
-    let signer = load_key(&a.key)?;
+    let signer = a.signer.open()?;
     let (name, digest) = match (&a.dir, &a.artifact_digest) {
         (Some(dir), _) => {
             let m = crate::upload::local_manifest(dir)?;
@@ -427,7 +491,7 @@ pub fn attest(c: AttestCmd, output: Output) -> anyhow::Result<()> {
         &a.build_type,
         params.into(),
         a.invocation_id.as_deref(),
-        &signer,
+        signer.as_ref(),
     )?;
     std::fs::write(&a.out, &env).with_context(|| format!("writing {}", a.out.display()))?;
     match output {
