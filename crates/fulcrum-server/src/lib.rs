@@ -18,6 +18,7 @@ pub mod clock;
 pub mod dto;
 pub mod keyring;
 pub mod metrics;
+pub mod policy;
 pub mod problem;
 pub mod release;
 mod routes;
@@ -90,6 +91,8 @@ pub enum OpenError {
     Store(#[from] fulcrum_store::StoreError),
     #[error("blob store: {0}")]
     Blobs(#[from] fulcrum_store::blobs::BlobError),
+    #[error("signing the policy snapshot: {0}")]
+    Sign(#[from] fulcrum_sign::SignError),
     #[error("resolve TTL must be between 10 s and 1 day")]
     Ttl,
 }
@@ -120,6 +123,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub policy_digest: Digest,
+    pub policies: policy::Policies,
     pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
     pub events_tx: watch::Sender<u64>,
@@ -143,17 +147,10 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The digest of the built-in governance rules (environment rule, four-eyes, stage ladder) that
-/// this build enforces. Resolve documents and events carry it as `policy_digest` until signed
-/// policy snapshots replace the built-in rules.
+/// The digest of the built-in policy snapshot this build enforces (see [`policy`]); resolve
+/// documents and events carry it as `policy_digest`.
 pub fn builtin_policy_digest() -> Digest {
-    let rules = serde_json::json!({
-        "mediaType": "application/vnd.fulcrum.builtin-policy.v1+json",
-        "env": {"dev": ["Candidate", "Staging", "Approved"], "staging": ["Staging", "Approved"], "prod": ["Approved"], "held": "deny"},
-        "promotion": {"ladder": ["Candidate", "Staging", "Approved"], "approved": "two distinct subjects, distinct roles, not the publisher"},
-        "alias": {"downgrade": "allow_downgrade + chg_id", "on_hold": "rollback to previous healthy Approved"},
-    });
-    Digest::of(&serde_json::to_vec(&rules).expect("serialises"))
+    Digest::of(&policy::builtin_snapshot())
 }
 
 pub struct Registry;
@@ -187,7 +184,8 @@ impl Registry {
         notes.created_key = created_key;
         notes.development_key = keys.current().is_development_key();
         notes.kid = keys.current().kid().to_owned();
-        let policy_digest = builtin_policy_digest();
+        let policies = policy::Policies::builtin(keys.current().as_ref())?;
+        let policy_digest = policies.current().digest;
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
         let catalog = Catalog::new(keys.clone(), policy_digest, ttl);
         catalog.load_models(&store.all_models().await?);
@@ -216,6 +214,7 @@ impl Registry {
             clock,
             metrics: Metrics::default(),
             policy_digest,
+            policies,
             write_gate: Mutex::new(()),
             events_tx,
             shutdown_rx,

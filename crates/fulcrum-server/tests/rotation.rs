@@ -153,3 +153,47 @@ async fn rotation_windows_and_compromise() {
     assert_eq!(b.version, 3);
     assert_eq!(resolve(&h).await.2, "local-k2");
 }
+
+/// The policy snapshot is signed by the active key, fetchable by the digest resolve documents
+/// carry, and re-signed when the key rotates.
+#[tokio::test]
+async fn policy_snapshot_is_signed_and_follows_rotation() {
+    let h = Harness::start().await;
+    with_production(&h, "risk").await;
+    let (doc, ..) = resolve(&h).await;
+    let check = |env: &serde_json::Value, bundle: &TrustBundle| -> String {
+        let env: fulcrum_verify::dsse::Envelope = serde_json::from_value(env.clone()).unwrap();
+        let kid = env.signatures[0].keyid.clone();
+        let key = bundle.keys.iter().find(|k| k.kid == kid).unwrap().key().unwrap();
+        let payload = env.verify(&key, fulcrum_server::policy::SNAPSHOT_MEDIA_TYPE).unwrap();
+        assert_eq!(
+            fulcrum_core::Digest::of(&payload).to_string(),
+            doc.policy_digest,
+            "the digest resolve carries is the snapshot's"
+        );
+        kid
+    };
+    let (b1, ..) = bundle(&h).await;
+    let current = h.get("agent", "/v1/policy/current", StatusCode::OK).await;
+    let kid1 = check(&current, &b1);
+    let by_digest = h.get("viewer", &format!("/v1/policy/snapshots/{}", doc.policy_digest), StatusCode::OK).await;
+    assert_eq!(by_digest, current);
+    h.get("viewer", &format!("/v1/policy/snapshots/sha256:{}", "0".repeat(64)), StatusCode::NOT_FOUND).await;
+    h.get("viewer", "/v1/policy/snapshots/nope", StatusCode::BAD_REQUEST).await;
+    h.get("keys", "/v1/policy/current", StatusCode::FORBIDDEN).await;
+    h.get("", "/v1/policy/current", StatusCode::UNAUTHORIZED).await;
+
+    let data = h.dir.path().join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    let k2 = LocalKey::generate(&data.join("keys/k2.pk8"), Alg::Ed25519).unwrap();
+    h.post(
+        "keys",
+        "/v1/keys",
+        json!({"public_key": k2.public_key().to_pem(), "backend": "local", "backend_ref": "keys/k2.pk8"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (b2, ..) = bundle(&h).await;
+    let kid2 = check(&h.get("agent", "/v1/policy/current", StatusCode::OK).await, &b2);
+    assert_ne!(kid1, kid2, "re-signed with the new key");
+}

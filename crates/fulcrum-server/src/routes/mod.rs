@@ -6,6 +6,7 @@ mod blobs;
 mod events;
 mod keys;
 mod models;
+mod policy;
 mod resolve;
 
 use std::sync::{Arc, OnceLock};
@@ -78,6 +79,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
+        .routes(routes!(policy::current))
+        .routes(routes!(policy::by_digest))
         .routes(routes!(health))
         .routes(routes!(ready))
 }
