@@ -10,7 +10,8 @@ use fulcrum_core::{Digest, FileEntry, Manifest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Every regular file under `dir`, as (relative path with `/`, absolute path). Symlinks are
-/// refused: an artifact is what is in the directory, not what it points at.
+/// refused: an artifact is what is in the directory, not what it points at. Git metadata is not
+/// part of a model (as in OpenSSF model-signing, so bundles and manifests list the same files).
 fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -19,6 +20,9 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
             let entry = entry?;
             let ft = entry.file_type()?;
             let path = entry.path();
+            if d == dir && fulcrum_verify::model_signing::GIT_PATHS.iter().any(|g| entry.file_name() == *g) {
+                continue;
+            }
             if ft.is_symlink() {
                 bail!("{} is a symlink; model directories must hold regular files only", path.display());
             } else if ft.is_dir() {

@@ -37,7 +37,10 @@ impl Drop for Server {
 }
 
 fn serve() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    serve_with(&[], tempfile::tempdir().unwrap())
+}
+
+fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
     let tokens = json!({"tokens": [
         {"token": "t-ci", "subject": "ci", "role": "publisher", "tenant": "acme"},
         {"token": "t-rm", "subject": "rm", "role": "release-manager", "tenant": "acme"},
@@ -52,6 +55,7 @@ fn serve() -> Server {
         .arg(dir.path().join("data"))
         .arg("--tokens-file")
         .arg(dir.path().join("tokens.json"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -189,4 +193,68 @@ fn key_admin_rotates_and_retires_from_the_cli() {
     // The KMS backends need their settings.
     let err = one_error_line(&fulcrum(&["keys", "create", "--backend", "vault"], &env));
     assert!(err.contains("--vault-addr"), "{err}");
+}
+
+/// The README's CI flow: a CI key, a signed model, provenance and an SBOM, registered against a
+/// registry whose release policy requires them.
+#[test]
+fn release_gate_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let pem = String::from_utf8(fulcrum(&["keys", "generate", "--out", &p("ci.pk8")], &[]).stdout).unwrap();
+    let policy = json!({"require": ["signature", "provenance", "sbom"], "signers": [{"public_key_pem": pem}],
+        "builders": [{"id": "https://ci.example/runner", "build_types": ["https://ci.example/train@v1"], "signer_public_keys_pem": [pem]}]});
+    std::fs::write(p("release-policy.json"), policy.to_string()).unwrap();
+    let s = serve_with(&["--release-policy", &p("release-policy.json")], dir);
+    let p = |n: &str| s.dir.path().join(n).to_str().unwrap().to_owned();
+    let m = s.dir.path().join("my-model");
+    std::fs::create_dir_all(m.join(".git")).unwrap();
+    std::fs::write(m.join(".git/HEAD"), "ref: main").unwrap();
+    std::fs::write(m.join("weights.bin"), vec![9u8; 70_000]).unwrap();
+    std::fs::write(p("sbom.cdx.json"), r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#).unwrap();
+    let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(fulcrum(&["sign", "model", m.to_str().unwrap(), "--key", &p("ci.pk8"), "--signature", &p("my-model.sig")], &[]));
+    ok(fulcrum(
+        &[
+            "attest",
+            "provenance",
+            "--dir",
+            m.to_str().unwrap(),
+            "--builder-id",
+            "https://ci.example/runner",
+            "--build-type",
+            "https://ci.example/train@v1",
+            "--key",
+            &p("ci.pk8"),
+            "--out",
+            &p("provenance.json"),
+        ],
+        &[],
+    ));
+    let env = [("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", "t-ci")];
+    ok(fulcrum(&["model", "create", "risk", "--domain", "risk"], &env));
+    let err = one_error_line(&fulcrum(&["version", "register", "risk", "v1", "--dir", m.to_str().unwrap()], &env));
+    assert!(err.contains("artifact_signature") && err.contains("provenance") && err.contains("sbom"), "{err}");
+    let o = fulcrum(
+        &[
+            "--output",
+            "json",
+            "version",
+            "register",
+            "risk",
+            "v1",
+            "--dir",
+            m.to_str().unwrap(),
+            "--signature",
+            &p("my-model.sig"),
+            "--attestation",
+            &p("provenance.json"),
+            "--sbom",
+            &p("sbom.cdx.json"),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["release"]["release_gate"]["mode"], "enforced");
 }
