@@ -37,6 +37,14 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         versions_per_model: usize,
     },
+    /// Decision latency of the default policy (access check and the Approved gate), from
+    /// `threads` threads at once.
+    Policy {
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -51,6 +59,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
         Cmd::Bare { listen, body } => bare(listen, body).await,
+        Cmd::Policy { threads, iterations } => {
+            policy_bench(threads, iterations);
+            Ok(())
+        }
     }
 }
 
@@ -147,4 +159,40 @@ async fn bare(listen: SocketAddr, body: PathBuf) -> anyhow::Result<()> {
     println!("bare listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+fn policy_bench(threads: usize, iterations: usize) {
+    let policy = fulcrum_policy::Policy::compile(&fulcrum_policy::Snapshot::default_set()).expect("default policy");
+    let access = serde_json::json!({"principal": {"subject": "rm", "role": "release-manager", "tenant": "acme", "domain": "*"},
+        "action": "promote", "resource": {"tenant": "acme", "domain": "risk"}});
+    let gate = serde_json::json!({"to": "Approved", "now_ns": 100, "version": {"publisher": "ci", "revalidate_by_ns": 200,
+        "model_card": {"owner": "risk", "intended_use": "scoring"},
+        "approvals": [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}],
+        "findings": [{"id": "CVE-1", "severity": "critical", "status": "open"}]},
+        "waivers": [{"id": "W-1", "finding": "CVE-1", "expires_ns": 500}]});
+    for (name, package, input) in [
+        ("access check (fulcrum.authz)", "fulcrum.authz", &access),
+        ("Approved gate (fulcrum.promotion)", "fulcrum.promotion", &gate),
+    ] {
+        let mut all: Vec<std::time::Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut v = Vec::with_capacity(iterations);
+                        for _ in 0..iterations {
+                            let t = std::time::Instant::now();
+                            let out = policy.decide(package, input);
+                            v.push(t.elapsed());
+                            assert!(out.allow, "{out:?}");
+                        }
+                        v
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        });
+        all.sort();
+        let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+        println!("| {name} | {threads} | {} | {:?} | {:?} | {:?} |", all.len(), pct(0.5), pct(0.99), pct(0.999));
+    }
 }
