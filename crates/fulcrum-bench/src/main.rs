@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
 async fn seed(dir: PathBuf, models: usize, per_model: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let store = Store::open(&dir.join("registry.db"), StoreOptions { durable: false, read_connections: 1 }).await?;
-    let policy = fulcrum_server::builtin_policy_digest();
+    let policy: Digest = fulcrum_policy::Snapshot::default_set().digest().parse()?;
     let now = time::OffsetDateTime::now_utc();
     let rm = Actor { subject: "rm".into(), role: Role::ReleaseManager };
     let ana = Actor { subject: "ana".into(), role: Role::Approver };

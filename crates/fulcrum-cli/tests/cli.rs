@@ -85,10 +85,30 @@ fn full_flow_through_the_cli() {
     std::fs::write(model_dir.path().join("weights.bin"), vec![7u8; 300_000]).unwrap();
     std::fs::write(model_dir.path().join("sub/config.json"), "{}").unwrap();
     let dir = model_dir.path().to_str().unwrap();
+    let card_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(card_file.path(), r#"{"owner": "risk-analytics", "intended_use": "credit scoring"}"#).unwrap();
+    let card = card_file.path().to_str().unwrap();
 
     ok(run("ci", &["--output", "json", "model", "create", "risk", "--domain", "risk", "--label", "team=credit"]));
-    let v =
-        ok(run("ci", &["--output", "json", "version", "register", "risk", "v1", "--dir", dir, "--chg-id", "CHG-1"]));
+    let v = ok(run(
+        "ci",
+        &[
+            "--output",
+            "json",
+            "version",
+            "register",
+            "risk",
+            "v1",
+            "--dir",
+            dir,
+            "--chg-id",
+            "CHG-1",
+            "--model-card",
+            card,
+            "--revalidate-by",
+            "2099-01-01T00:00:00Z",
+        ],
+    ));
     assert_eq!(v["stage"], "Candidate");
     let paths: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["sub/config.json", "weights.bin"]);

@@ -19,19 +19,22 @@ pub enum Role {
     ReleaseManager,
     SecurityOfficer,
     KeyAdmin,
+    /// Installs policy snapshots.
+    PolicyAdmin,
     Auditor,
     Serving,
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Viewer,
         Role::Publisher,
         Role::Approver,
         Role::ReleaseManager,
         Role::SecurityOfficer,
         Role::KeyAdmin,
+        Role::PolicyAdmin,
         Role::Auditor,
         Role::Serving,
         Role::Admin,
@@ -45,6 +48,7 @@ impl Role {
             Role::ReleaseManager => "release-manager",
             Role::SecurityOfficer => "security-officer",
             Role::KeyAdmin => "key-admin",
+            Role::PolicyAdmin => "policy-admin",
             Role::Auditor => "auditor",
             Role::Serving => "serving",
             Role::Admin => "admin",
@@ -106,10 +110,14 @@ pub enum Action {
     ReadKeys,
     /// Publish a new signing key (rotation) or retire one.
     AdministerKeys,
+    /// Install a policy snapshot.
+    AdministerPolicy,
+    /// Read decision logs.
+    ReadDecisions,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -127,6 +135,8 @@ impl Action {
         Action::ReadEvents,
         Action::ReadKeys,
         Action::AdministerKeys,
+        Action::AdministerPolicy,
+        Action::ReadDecisions,
     ];
 }
 
@@ -137,9 +147,10 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     use Action as A;
     use Role as R;
     match role {
-        R::Admin => !matches!(action, A::AdministerKeys),
+        R::Admin => !matches!(action, A::AdministerKeys | A::AdministerPolicy),
         R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
-        R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys),
+        R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys | A::ReadDecisions),
+        R::PolicyAdmin => matches!(action, A::Read | A::AdministerPolicy | A::ReadDecisions | A::ReadEvents),
         R::Publisher => matches!(
             action,
             A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents
@@ -158,10 +169,18 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::Resolve
                 | A::ReadEvents
                 | A::DownloadBlob
+                | A::ReadDecisions
         ),
         R::SecurityOfficer => matches!(
             action,
-            A::Read | A::Approve | A::Revoke | A::Quarantine | A::LiftQuarantine | A::ReadEvents | A::Resolve
+            A::Read
+                | A::Approve
+                | A::Revoke
+                | A::Quarantine
+                | A::LiftQuarantine
+                | A::ReadEvents
+                | A::Resolve
+                | A::ReadDecisions
         ),
         R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
         R::KeyAdmin => matches!(action, A::ReadKeys | A::AdministerKeys),

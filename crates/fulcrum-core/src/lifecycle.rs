@@ -177,6 +177,8 @@ pub enum Refusal {
     UnknownAlias,
     #[error("'{0}' is already a version label of this model; aliases and versions must not share names")]
     AliasShadowsVersion(String),
+    #[error("the policy denies it: {}", .0.join(", "))]
+    PolicyDenied(Vec<String>),
 }
 
 impl Refusal {
@@ -205,6 +207,7 @@ impl Refusal {
             Refusal::UnknownVersion => "unknown_version",
             Refusal::UnknownAlias => "unknown_alias",
             Refusal::AliasShadowsVersion(_) => "alias_shadows_version",
+            Refusal::PolicyDenied(_) => "policy_denied",
         }
     }
 }

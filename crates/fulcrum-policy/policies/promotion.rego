@@ -53,6 +53,11 @@ deny contains sprintf("waiver_expired:%s:%s", [expired_waiver(f), f.id]) if {
 	not waived(f)
 }
 
+deny contains "revalidate_by_missing" if {
+	input.to == "Approved"
+	not input.version.revalidate_by_ns
+}
+
 deny contains "revalidation_due" if {
 	input.to in {"Staging", "Approved"}
 	input.version.revalidate_by_ns <= input.now_ns

@@ -32,6 +32,8 @@ fn action_name(a: Action) -> &'static str {
         Action::ReadEvents => "read_events",
         Action::ReadKeys => "read_keys",
         Action::AdministerKeys => "administer_keys",
+        Action::AdministerPolicy => "administer_policy",
+        Action::ReadDecisions => "read_decisions",
     }
 }
 
@@ -140,6 +142,19 @@ fn promotion_gates_as_data() {
     );
     // Revalidation due; model card fields.
     assert_eq!(reasons(gate("Approved", |i| i["version"]["revalidate_by_ns"] = json!(NOW))), ["revalidation_due"]);
+    assert_eq!(
+        reasons(gate("Approved", |i| i["version"]
+            .as_object_mut()
+            .unwrap()
+            .remove("revalidate_by_ns")
+            .map(|_| ())
+            .unwrap())),
+        ["revalidate_by_missing"]
+    );
+    assert!(
+        gate("Staging", |i| i["version"].as_object_mut().unwrap().remove("revalidate_by_ns").map(|_| ()).unwrap())
+            .allow
+    );
     assert_eq!(
         reasons(gate("Approved", |i| i["version"]["model_card"] = json!({"owner": "x"}))),
         ["model_card_missing:intended_use"]

@@ -108,13 +108,13 @@ pub enum Miss {
 pub struct Catalog {
     inner: RwLock<Inner>,
     keys: Arc<KeyRing>,
-    policy_digest: Digest,
+    policy_digest: RwLock<Digest>,
     ttl: Duration,
 }
 
 impl Catalog {
     pub fn new(keys: Arc<KeyRing>, policy_digest: Digest, ttl: Duration) -> Self {
-        Self { inner: RwLock::default(), keys, policy_digest, ttl }
+        Self { inner: RwLock::default(), keys, policy_digest: RwLock::new(policy_digest), ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -330,7 +330,7 @@ impl Catalog {
             version: v.label.to_string(),
             stage: v.stage.as_str().into(),
             artifact_digest: v.artifact_digest.to_string(),
-            policy_digest: self.policy_digest.to_string(),
+            policy_digest: self.policy_digest.read().expect("catalog lock").to_string(),
             revoked: v.hold == Hold::Revoked,
             quarantined: v.hold == Hold::Quarantined,
             uris: Uris {
@@ -437,6 +437,12 @@ impl Catalog {
         for id in ids {
             self.refresh_model(id, now);
         }
+    }
+
+    /// A new policy is in force: documents carry its digest from now on.
+    pub fn set_policy_digest(&self, d: Digest, now: OffsetDateTime) {
+        *self.policy_digest.write().expect("catalog lock") = d;
+        self.resign_all(now);
     }
 
     /// Drop every cached document and re-sign the alias documents (after a key change).

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod dto;
+pub mod gates;
 pub mod keyring;
 pub mod metrics;
 pub mod policy;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use fulcrum_core::Digest;
 use fulcrum_store::blobs::BlobStore;
 use fulcrum_store::{Store, StoreOptions};
 use tokio::sync::{Mutex, watch};
@@ -91,8 +91,8 @@ pub enum OpenError {
     Store(#[from] fulcrum_store::StoreError),
     #[error("blob store: {0}")]
     Blobs(#[from] fulcrum_store::blobs::BlobError),
-    #[error("signing the policy snapshot: {0}")]
-    Sign(#[from] fulcrum_sign::SignError),
+    #[error("policy: {0}")]
+    Policy(String),
     #[error("resolve TTL must be between 10 s and 1 day")]
     Ttl,
 }
@@ -122,7 +122,6 @@ pub struct Inner {
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
-    pub policy_digest: Digest,
     pub policies: policy::Policies,
     pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
@@ -145,12 +144,6 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Inner {
         &self.0
     }
-}
-
-/// The digest of the built-in policy snapshot this build enforces (see [`policy`]); resolve
-/// documents and events carry it as `policy_digest`.
-pub fn builtin_policy_digest() -> Digest {
-    Digest::of(&policy::builtin_snapshot())
 }
 
 pub struct Registry;
@@ -184,7 +177,9 @@ impl Registry {
         notes.created_key = created_key;
         notes.development_key = keys.current().is_development_key();
         notes.kid = keys.current().kid().to_owned();
-        let policies = policy::Policies::builtin(keys.current().as_ref())?;
+        let policies = policy::Policies::load(&store, keys.current().as_ref(), clock.now())
+            .await
+            .map_err(|e| OpenError::Policy(e.to_string()))?;
         let policy_digest = policies.current().digest;
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
         let catalog = Catalog::new(keys.clone(), policy_digest, ttl);
@@ -213,7 +208,6 @@ impl Registry {
             catalog,
             clock,
             metrics: Metrics::default(),
-            policy_digest,
             policies,
             write_gate: Mutex::new(()),
             events_tx,

@@ -1,71 +1,132 @@
-//! Policy snapshots (SPEC §7). Until Rego policies arrive, the snapshot is the built-in rule set
-//! this build enforces (environment rule, stage ladder, four-eyes, alias rules), in a canonical
-//! JSON form; `policy_digest` is the SHA-256 of those bytes. The registry signs the snapshot as a
-//! DSSE envelope with its active key (re-signed when the key rotates), so an agent can fetch it by
-//! digest and check both the digest and the signature.
+//! The policy in force (SPEC §7): a Rego snapshot compiled by `fulcrum-policy`, stored
+//! immutably, signed by the registry as a DSSE envelope over its canonical bytes. Its digest is
+//! the `policy_digest` that resolve documents, events and decisions carry. A new snapshot is
+//! installed only after it compiles and passes its own tests, and emits `policy_changed`.
 
 use std::sync::{Arc, RwLock};
 
 use fulcrum_core::Digest;
+use fulcrum_policy::{Policy, PolicyError, Snapshot};
 use fulcrum_sign::Signer;
+use fulcrum_store::{SnapshotRecord, Store};
 use fulcrum_verify::dsse::Envelope;
+use time::OffsetDateTime;
 
-pub const SNAPSHOT_MEDIA_TYPE: &str = "application/vnd.fulcrum.policy-snapshot.v1+json";
+pub const SNAPSHOT_MEDIA_TYPE: &str = fulcrum_policy::SNAPSHOT_MEDIA_TYPE;
 
-/// The canonical bytes of the built-in snapshot.
-pub fn builtin_snapshot() -> Vec<u8> {
-    let doc = serde_json::json!({
-        "mediaType": SNAPSHOT_MEDIA_TYPE,
-        "name": "builtin",
-        "rules": {
-            "env": {"dev": ["Candidate", "Staging", "Approved"], "staging": ["Staging", "Approved"], "prod": ["Approved"], "held": "deny"},
-            "promotion": {"ladder": ["Candidate", "Staging", "Approved"], "approved": "two distinct subjects, distinct roles, not the publisher"},
-            "alias": {"downgrade": "allow_downgrade + chg_id", "on_hold": "rollback to previous healthy Approved"},
-        },
-    });
-    serde_json::to_vec(&doc).expect("serialises")
-}
-
+/// The compiled policy in force, with its digest and signed envelope.
 #[derive(Debug)]
-pub struct SignedSnapshot {
+pub struct Current {
+    pub policy: Policy,
     pub digest: Digest,
-    pub snapshot: Vec<u8>,
-    /// DSSE envelope (JSON) over the snapshot bytes.
     pub envelope: Vec<u8>,
 }
 
 #[derive(Debug)]
 pub struct Policies {
-    current: RwLock<Arc<SignedSnapshot>>,
+    current: RwLock<Arc<Current>>,
 }
 
-fn sign(snapshot: Vec<u8>, signer: &dyn Signer) -> Result<SignedSnapshot, fulcrum_sign::SignError> {
-    let env = Envelope::sign(SNAPSHOT_MEDIA_TYPE, &snapshot, signer, signer.kid())?;
-    Ok(SignedSnapshot {
-        digest: Digest::of(&snapshot),
-        envelope: serde_json::to_vec(&env).expect("serialises"),
-        snapshot,
-    })
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("signing the snapshot: {0}")]
+    Sign(#[from] fulcrum_sign::SignError),
+    #[error(transparent)]
+    Store(#[from] fulcrum_store::StoreError),
+}
+
+fn envelope(snapshot: &Snapshot, signer: &dyn Signer) -> Result<Vec<u8>, fulcrum_sign::SignError> {
+    let env = Envelope::sign(SNAPSHOT_MEDIA_TYPE, &snapshot.canonical_bytes(), signer, signer.kid())?;
+    Ok(serde_json::to_vec(&env).expect("envelopes serialise"))
+}
+
+fn digest_of(snapshot: &Snapshot) -> Digest {
+    snapshot.digest().parse().expect("snapshot digests are sha256")
 }
 
 impl Policies {
+    /// Load the snapshot in force; on a first start install the shipped default set.
+    ///
     /// # Errors
-    /// The signer failing.
-    pub fn builtin(signer: &dyn Signer) -> Result<Self, fulcrum_sign::SignError> {
-        Ok(Self { current: RwLock::new(Arc::new(sign(builtin_snapshot(), signer)?)) })
+    /// A stored snapshot that no longer compiles, signer or store failures.
+    pub async fn load(store: &Store, signer: &dyn Signer, now: OffsetDateTime) -> Result<Self, InstallError> {
+        let (snapshot, envelope_bytes) = match store.current_policy().await? {
+            Some(rec) => {
+                let s = Snapshot::from_canonical_bytes(&rec.body)?;
+                (s, rec.envelope)
+            }
+            None => {
+                let s = Snapshot::default_set();
+                let env = envelope(&s, signer)?;
+                let rec = SnapshotRecord {
+                    digest: s.digest(),
+                    body: s.canonical_bytes(),
+                    envelope: env.clone(),
+                    installed_by: "bootstrap".into(),
+                    installed_at: String::new(),
+                };
+                store.install_policy(&rec, None, false, now).await?;
+                (s, env)
+            }
+        };
+        let policy = Policy::compile(&snapshot)?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(Current { digest: digest_of(&snapshot), policy, envelope: envelope_bytes })),
+        })
     }
 
-    pub fn current(&self) -> Arc<SignedSnapshot> {
+    pub fn current(&self) -> Arc<Current> {
         self.current.read().expect("policy lock").clone()
     }
 
-    /// Re-sign the current snapshot with a new key.
+    /// Compile, test, sign and install a snapshot; emits `policy_changed`.
+    ///
+    /// # Errors
+    /// The engine's messages for snapshots that do not compile or pass their tests (nothing
+    /// changes), signer or store failures.
+    pub async fn install(
+        &self,
+        store: &Store,
+        snapshot: &Snapshot,
+        signer: &dyn Signer,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Current>, InstallError> {
+        let policy = Policy::compile(snapshot)?;
+        let env = envelope(snapshot, signer)?;
+        let previous = self.current().digest.to_string();
+        let rec = SnapshotRecord {
+            digest: snapshot.digest(),
+            body: snapshot.canonical_bytes(),
+            envelope: env.clone(),
+            installed_by: actor.into(),
+            installed_at: String::new(),
+        };
+        store.install_policy(&rec, Some(&previous), true, now).await?;
+        let cur = Arc::new(Current { digest: digest_of(snapshot), policy, envelope: env });
+        *self.current.write().expect("policy lock") = cur.clone();
+        Ok(cur)
+    }
+
+    /// Re-sign the snapshot in force with a new key (after a rotation).
     ///
     /// # Errors
     /// The signer failing.
     pub fn resign(&self, signer: &dyn Signer) -> Result<(), fulcrum_sign::SignError> {
-        let snap = self.current().snapshot.clone();
-        *self.current.write().expect("policy lock") = Arc::new(sign(snap, signer)?);
+        let cur = self.current();
+        let body = serde_json::from_slice::<Envelope>(&cur.envelope)
+            .ok()
+            .and_then(|e| fulcrum_verify::b64_decode(&e.payload).ok())
+            .unwrap_or_default();
+        let env = Envelope::sign(SNAPSHOT_MEDIA_TYPE, &body, signer, signer.kid())?;
+        let next = Current {
+            policy: cur.policy.clone(),
+            digest: cur.digest,
+            envelope: serde_json::to_vec(&env).expect("serialises"),
+        };
+        *self.current.write().expect("policy lock") = Arc::new(next);
         Ok(())
     }
 }

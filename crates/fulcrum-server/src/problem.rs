@@ -124,6 +124,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(msg) => Self::conflict("conflict", msg),
             StoreError::Refused(r) => r.into(),
+            StoreError::PolicyDenied { reasons, .. } => {
+                let errors =
+                    reasons.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
+                Self::conflict("policy_denied", format!("the policy denies it: {}", reasons.join(", ")))
+                    .with_errors(errors)
+            }
             e if e.is_transient() => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the registry is busy; retry"),
             other => Self::internal(&other),
         }

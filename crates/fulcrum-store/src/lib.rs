@@ -16,6 +16,7 @@
 
 pub mod blobs;
 pub mod keys;
+pub mod policy;
 mod records;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use keys::{BundleRecord, KeyRecord};
+pub use policy::{DecisionQuery, DecisionRow, SnapshotRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The policy gate refused the change; the denial decision is handed back to be logged.
+    #[error("the policy denies it: {}", .reasons.join(", "))]
+    PolicyDenied { reasons: Vec<String>, decision: Box<DecisionRow> },
 }
 
 impl StoreError {
@@ -402,6 +407,26 @@ impl Store {
         ctx: &GovernCtx,
         now: OffsetDateTime,
     ) -> Result<Governed> {
+        self.govern_gated(tenant, model, actor, cmd, ctx, None, now).await
+    }
+
+    /// [`Store::govern`] with a policy gate: the gate sees the state inside the transaction; an
+    /// allowed decision is written in the same transaction as the change it allowed, a denied one
+    /// is returned in `PolicyDenied` and nothing changes.
+    ///
+    /// # Errors
+    /// As [`Store::govern`], plus `PolicyDenied`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn govern_gated(
+        &self,
+        tenant: &str,
+        model: &str,
+        actor: &Actor,
+        cmd: Govern,
+        ctx: &GovernCtx,
+        gate: Option<Gate<'_>>,
+        now: OffsetDateTime,
+    ) -> Result<Governed> {
         let mut tx = self.write.begin().await?;
         let m = model_in_tx(&mut tx, tenant, model).await?;
         let mut state = load_state(&mut tx, m.id).await?;
@@ -439,7 +464,20 @@ impl Store {
                 Command::DeleteAlias { alias: alias.clone(), chg_id: ctx.chg_id.clone() }
             }
         };
-        let effects = state.apply(actor, command, now)?;
+        // The lifecycle's own rules refuse first (with their named reasons); the policy gate
+        // then decides on the state as it was before the command.
+        let before = gate.map(|_| state.clone());
+        let effects = state.apply(actor, command.clone(), now)?;
+        let gated = gate.zip(before.as_ref()).and_then(|(g, before)| g(before, &command));
+        if let Some(g) = &gated {
+            if !g.allow {
+                return Err(StoreError::PolicyDenied {
+                    reasons: g.reasons.clone(),
+                    decision: Box::new(g.decision.clone()),
+                });
+            }
+            policy::insert_decision(&mut tx, &g.decision).await?;
+        }
         let label = |id: VersionId| state.version(id).map(|v| v.label.to_string());
         for fx in &effects {
             persist_effect(&mut tx, m.id, fx, ctx, now).await?;
@@ -522,6 +560,18 @@ impl Store {
     pub async fn last_event_seq(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&self.read).await?.get(0))
     }
+}
+
+/// A policy gate run inside the governance transaction, on the state the command will change.
+/// `None` = no gate for this command.
+pub type Gate<'a> = &'a (dyn Fn(&ModelState, &Command) -> Option<GateResult> + Sync);
+
+/// A gate's decision and the record to log for it.
+#[derive(Debug, Clone)]
+pub struct GateResult {
+    pub allow: bool,
+    pub reasons: Vec<String>,
+    pub decision: DecisionRow,
 }
 
 /// A governance command, addressed by labels as the API receives them.

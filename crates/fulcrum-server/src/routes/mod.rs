@@ -80,6 +80,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
         .routes(routes!(policy::current))
+        .routes(routes!(policy::install))
+        .routes(routes!(policy::decisions))
         .routes(routes!(policy::by_digest))
         .routes(routes!(health))
         .routes(routes!(ready))

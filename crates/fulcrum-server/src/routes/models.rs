@@ -342,7 +342,7 @@ pub async fn register_version(
         "publisher": p.subject,
         "chg_id": body.chg_id,
         "registered_at": at.format(&Rfc3339).expect("formats"),
-        "policy_digest": state.policy_digest.to_string(),
+        "policy_digest": state.policies.current().digest.to_string(),
         "release_gate": facts,
     });
     let statement = intoto::Statement {
@@ -383,7 +383,7 @@ pub async fn register_version(
                 publisher: p.subject.clone(),
                 chg_id: body.chg_id,
             },
-            &state.policy_digest,
+            &state.policies.current().digest,
             at,
         )
         .await
@@ -530,6 +530,8 @@ pub async fn get_version(
 }
 
 /// Run one governance command through the write gate and keep the resolve cache current.
+/// Promotions also pass the policy's promotion gate, whose decision is logged: in the same
+/// transaction when it allows, on its own when it denies.
 async fn govern(
     state: &AppState,
     who: &Caller,
@@ -538,12 +540,31 @@ async fn govern(
     ctx: GovernCtx,
 ) -> ApiResult<fulcrum_store::Governed> {
     let model = parse_model_name(name)?;
-    visible_model(state, &who.0, &model).await?;
+    let m = visible_model(state, &who.0, &model).await?;
     let actor = Actor { subject: who.0.subject.clone(), role: who.0.role };
-    let ctx = GovernCtx { policy_digest: Some(state.policy_digest), ..ctx };
+    let policy = state.policies.current();
+    let ctx = GovernCtx { policy_digest: Some(policy.digest), ..ctx };
+    // What a version *is* never changes, so its card and revalidation date can be read first.
+    let facts = match &cmd {
+        Govern::Promote { version, .. } => state.store.get_version(m.id, version).await?.map(|v| v.release),
+        _ => None,
+    };
+    let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| {
+        crate::gates::promotion(state, &policy, &m, &actor, st, c, facts.as_ref(), &ctx)
+    };
     let gate = state.write_gate.lock().await;
     let at = now(state);
-    let out = state.store.govern(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, at).await?;
+    let out = match state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
+    {
+        Ok(out) => out,
+        Err(StoreError::PolicyDenied { reasons, decision }) => {
+            state.store.record_decision(&decision).await?;
+            let errors = reasons.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
+            return Err(ApiError::conflict("policy_denied", format!("the policy denies it: {}", reasons.join(", ")))
+                .with_errors(errors));
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.catalog.apply(out.model_id, &out.effects, at);
     drop(gate);
     state.notify_events();

@@ -49,8 +49,129 @@ pub async fn by_digest(State(state): State<AppState>, who: Caller, Path(digest):
     may_read(&who)?;
     let d: Digest =
         digest.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
-    if d != state.policies.current().digest {
-        return Err(ApiError::not_found("policy snapshot"));
+    if d == state.policies.current().digest {
+        return Ok(envelope(&state));
     }
-    Ok(envelope(&state))
+    // Earlier snapshots stay fetchable (decisions name them), signed as they were installed.
+    let rec =
+        state.store.policy_by_digest(&d.to_string()).await?.ok_or_else(|| ApiError::not_found("policy snapshot"))?;
+    let digest = HeaderValue::from_str(&rec.digest).expect("digest is a header value");
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::HeaderName::from_static("fulcrum-policy-digest"), digest),
+        ],
+        rec.envelope,
+    )
+        .into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallPolicy {
+    /// Rego modules: file name (`*.rego`) → source. Each module's `test_*` rules must pass.
+    pub modules: std::collections::BTreeMap<String, String>,
+    /// Data documents (a JSON object), under `data`.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Installed {
+    pub policy_digest: String,
+}
+
+/// Install a policy snapshot (policy-admin): it must parse, compile and pass its own tests, or it
+/// is refused with the engine's messages and nothing changes. Emits `policy_changed`; resolve
+/// documents carry the new digest from then on.
+#[utoipa::path(put, path = "/v1/policy", tag = "policy", request_body = InstallPolicy,
+    responses((status = 201, body = Installed), (status = 422, description = "does not compile or its tests fail", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn install(
+    State(state): State<AppState>,
+    who: Caller,
+    super::ApiJson(body): super::ApiJson<InstallPolicy>,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<Installed>)> {
+    who.require(Action::AdministerPolicy)?;
+    if body.modules.len() > 64 || body.modules.values().map(String::len).sum::<usize>() > 512 * 1024 {
+        return Err(ApiError::unprocessable("policy_invalid", "at most 64 modules and 512 KiB of Rego"));
+    }
+    let snapshot = fulcrum_policy::Snapshot::new(body.modules, body.data)
+        .map_err(|e| ApiError::unprocessable("policy_invalid", e.to_string()))?;
+    let gate = state.write_gate.lock().await;
+    let now = state.clock.now();
+    let signer = state.keys.current();
+    // Compiling runs on a blocking thread: a hostile policy must not stall the async workers.
+    let compiled = {
+        let s = snapshot.clone();
+        tokio::task::spawn_blocking(move || fulcrum_policy::Policy::compile(&s))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+    };
+    if let Err(e) = compiled {
+        return Err(ApiError::unprocessable("policy_invalid", e.to_string()));
+    }
+    let cur = state.policies.install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, now).await.map_err(
+        |e| match e {
+            crate::policy::InstallError::Policy(p) => ApiError::unprocessable("policy_invalid", p.to_string()),
+            crate::policy::InstallError::Store(s) => s.into(),
+            crate::policy::InstallError::Sign(s) => ApiError::internal(&s),
+        },
+    )?;
+    state.catalog.set_policy_digest(cur.digest, now);
+    drop(gate);
+    state.notify_events();
+    Ok((axum::http::StatusCode::CREATED, axum::Json(Installed { policy_digest: cur.digest.to_string() })))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub decision_id: Option<String>,
+    #[serde(default)]
+    pub after: i64,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DecisionsPage {
+    /// OPA decision-log records, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub decisions: Vec<serde_json::Value>,
+    pub next_after: i64,
+}
+
+/// Decision logs of the caller's tenant, by change, incident, model or version.
+#[utoipa::path(get, path = "/v1/decisions", tag = "policy", params(DecisionsQuery),
+    responses((status = 200, body = DecisionsPage), (status = "4XX", body = Problem)))]
+pub async fn decisions(
+    State(state): State<AppState>,
+    who: Caller,
+    super::ApiQuery(q): super::ApiQuery<DecisionsQuery>,
+) -> ApiResult<axum::Json<DecisionsPage>> {
+    who.require(Action::ReadDecisions)?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(_) => return Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 1000")),
+    };
+    let rows = state
+        .store
+        .decisions(&fulcrum_store::DecisionQuery {
+            tenant: who.0.tenant.clone(),
+            chg_id: q.chg_id,
+            inc_id: q.inc_id,
+            model: q.model,
+            version: q.version,
+            decision_id: q.decision_id,
+            after: q.after.max(0),
+            limit,
+        })
+        .await?;
+    let next_after = rows.last().map_or(q.after, |r| r.0);
+    let decisions = rows.into_iter().filter_map(|(_, r)| serde_json::from_str(&r).ok()).collect();
+    Ok(axum::Json(DecisionsPage { decisions, next_after }))
 }

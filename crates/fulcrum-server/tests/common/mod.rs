@@ -28,6 +28,7 @@ pub const PEOPLE: &[(&str, Role, &str, &str, Option<Env>)] = &[
     ("agent", Role::Serving, "acme", "*", Some(Env::Prod)),
     ("agent-dev", Role::Serving, "acme", "*", Some(Env::Dev)),
     ("keys", Role::KeyAdmin, "acme", "*", None),
+    ("policy", Role::PolicyAdmin, "acme", "*", None),
     ("auditor", Role::Auditor, "acme", "*", None),
     ("fraud-ci", Role::Publisher, "acme", "fraud", None),
     ("other-admin", Role::Admin, "globex", "*", None),
@@ -167,7 +168,9 @@ impl Harness {
             .post(
                 who,
                 &format!("/v1/models/{model}/versions"),
-                json!({"version": version, "files": m.files(), "chg_id": "CHG-1"}),
+                json!({"version": version, "files": m.files(), "chg_id": "CHG-1",
+                       "model_card": {"owner": "risk-analytics", "intended_use": "credit scoring"},
+                       "revalidate_by": "2099-01-01T00:00:00Z"}),
                 StatusCode::CREATED,
             )
             .await;

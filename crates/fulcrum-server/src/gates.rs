@@ -1,0 +1,102 @@
+//! Policy gates evaluated inside governance transactions, and their decision records (OPA
+//! decision-log shape, revision = the policy digest, correlated with `chg_id` / `inc_id`).
+
+use fulcrum_core::lifecycle::{ApprovalKind, Command, ModelState};
+use fulcrum_policy::DecisionRecord;
+use fulcrum_store::{DecisionRow, GateResult, GovernCtx, ModelRecord};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::AppState;
+use crate::policy::Current;
+
+fn ns(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos()
+}
+
+/// Build, evaluate and record one decision.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    state: &AppState,
+    policy: &Current,
+    package: &str,
+    input: Value,
+    tenant: &str,
+    model: Option<&str>,
+    version: Option<&str>,
+    ctx: &GovernCtx,
+) -> (fulcrum_policy::Outcome, DecisionRow) {
+    let outcome = policy.policy.decide(package, &input);
+    let now = state.clock.now();
+    let record = DecisionRecord {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        path: format!("{}/decision", package.replace('.', "/")),
+        input,
+        result: outcome.clone(),
+        bundles: json!({"fulcrum": {"revision": policy.digest.to_string()}}),
+        timestamp: now.format(&Rfc3339).expect("formats"),
+        labels: json!({"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}),
+        erased: vec![],
+        masked: vec![],
+        chg_id: ctx.chg_id.clone(),
+        inc_id: ctx.inc_id.clone(),
+    };
+    let row = DecisionRow {
+        decision_id: record.decision_id.clone(),
+        tenant: tenant.to_owned(),
+        model: model.map(str::to_owned),
+        version: version.map(str::to_owned),
+        path: record.path.clone(),
+        allow: outcome.allow,
+        revision: policy.digest.to_string(),
+        chg_id: ctx.chg_id.clone(),
+        inc_id: ctx.inc_id.clone(),
+        record: serde_json::to_string(&record).expect("records serialise"),
+    };
+    (outcome, row)
+}
+
+/// The promotion gate: the policy's `fulcrum.promotion` decision for a `Promote` command.
+#[allow(clippy::too_many_arguments)]
+pub fn promotion(
+    state: &AppState,
+    policy: &Current,
+    m: &ModelRecord,
+    actor: &fulcrum_core::lifecycle::Actor,
+    st: &ModelState,
+    cmd: &Command,
+    release: Option<&Value>,
+    ctx: &GovernCtx,
+) -> Option<GateResult> {
+    let Command::Promote { version, to } = cmd else { return None };
+    let v = st.version(*version)?;
+    let release = release.cloned().unwrap_or(Value::Null);
+    let revalidate_by_ns =
+        release["revalidate_by"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()).map(ns);
+    let approvals: Vec<Value> = v
+        .approvals
+        .iter()
+        .filter(|a| a.kind == ApprovalKind::Promotion)
+        .map(|a| json!({"subject": a.subject, "role": a.role.as_str()}))
+        .collect();
+    let mut version_in = json!({
+        "label": v.label.as_str(), "seq": v.seq, "stage": v.stage.as_str(), "publisher": v.publisher,
+        "approvals": approvals, "model_card": release["model_card"].clone(), "findings": [],
+    });
+    if let Some(r) = revalidate_by_ns {
+        version_in["revalidate_by_ns"] = json!(r);
+    }
+    let input = json!({
+        "to": to.as_str(),
+        "now_ns": ns(state.clock.now()),
+        "principal": {"subject": actor.subject, "role": actor.role.as_str()},
+        "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
+        "version": version_in,
+        "waivers": [],
+        "chg_id": ctx.chg_id,
+    });
+    let (outcome, decision) =
+        decide(state, policy, "fulcrum.promotion", input, &m.tenant, Some(&m.name), Some(v.label.as_str()), ctx);
+    Some(GateResult { allow: outcome.allow, reasons: outcome.deny, decision })
+}

@@ -1,0 +1,157 @@
+//! Policy as code through the API: the promotion gate decides with the policy in force and
+//! logs OPA-shaped decisions (queryable by change id); a policy-admin installs new snapshots,
+//! which must compile and pass their own tests, emit `policy_changed` and change the digest
+//! that resolve documents carry; old snapshots stay fetchable for replay.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::Harness;
+use fulcrum_core::resolve::ResolveDocument;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn register_bare(h: &Harness, version: &str) {
+    let d = h.upload_any("ci", version.as_bytes()).await;
+    h.post(
+        "ci",
+        "/v1/models/risk/versions",
+        json!({"version": version, "files": [{"path": "w", "size": version.len(), "digest": d.to_string()}]}),
+        StatusCode::CREATED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn promotion_gate_decisions_are_logged() {
+    let h = Harness::start().await;
+    h.create_model("ci", "risk").await;
+    register_bare(&h, "v1").await;
+    let v = "/v1/models/risk/versions/v1";
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": "CHG-1"}), StatusCode::OK).await;
+    h.post("ana", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    h.post("bo", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    // Four-eyes is met, but the version has no model card and no revalidation date.
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-2"}), StatusCode::CONFLICT)
+        .await;
+    assert_eq!(p["code"], "policy_denied");
+    let reasons: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["detail"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["model_card_missing:intended_use", "model_card_missing:owner", "revalidate_by_missing"]);
+    assert_eq!(h.get("viewer", v, StatusCode::OK).await["stage"], "Staging", "nothing changed");
+
+    // Both gate decisions (Staging allowed, Approved denied) are in the log, by change id.
+    let d = h.get("rm", "/v1/decisions?model=risk", StatusCode::OK).await;
+    let decisions = d["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(
+        (decisions[0]["result"]["allow"].as_bool(), decisions[0]["chg_id"].as_str()),
+        (Some(true), Some("CHG-1"))
+    );
+    let denied = &h.get("auditor", "/v1/decisions?chg_id=CHG-2", StatusCode::OK).await["decisions"][0];
+    assert_eq!(denied["result"]["allow"], false);
+    assert_eq!(denied["path"], "fulcrum/promotion/decision");
+    assert_eq!(denied["input"]["to"], "Approved");
+    let digest = denied["bundles"]["fulcrum"]["revision"].as_str().unwrap().to_owned();
+    // The snapshot the decision names is fetchable, so the decision can be replayed.
+    let snap = h.get("auditor", &format!("/v1/policy/snapshots/{digest}"), StatusCode::OK).await;
+    let payload = fulcrum_verify::b64_decode(snap["payload"].as_str().unwrap()).unwrap();
+    let snapshot = fulcrum_policy::Snapshot::from_canonical_bytes(&payload).unwrap();
+    assert_eq!(snapshot.digest(), digest);
+    let replay = fulcrum_policy::Policy::compile(&snapshot).unwrap().decide("fulcrum.promotion", &denied["input"]);
+    assert_eq!(serde_json::to_value(&replay).unwrap(), denied["result"]);
+    // Other tenants and roles without the right see nothing.
+    assert!(h.get("other-admin", "/v1/decisions", StatusCode::OK).await["decisions"].as_array().unwrap().is_empty());
+    h.get("ci", "/v1/decisions", StatusCode::FORBIDDEN).await;
+    h.get("rm", "/v1/decisions?limit=0", StatusCode::BAD_REQUEST).await;
+}
+
+fn default_modules() -> BTreeMap<String, String> {
+    fulcrum_policy::DEFAULT_MODULES.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect()
+}
+
+#[tokio::test]
+async fn policy_admin_installs_snapshots() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+    let before: ResolveDocument = h
+        .req("agent", Method::GET, "/v1/resolve?ref=risk@production&env=prod")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+
+    // Refused uploads change nothing and say why.
+    let broken = BTreeMap::from([("broken.rego".to_owned(), "package fulcrum.x\nallow if {\n".to_owned())]);
+    let p =
+        h.put("policy", "/v1/policy", json!({"modules": broken, "data": {}}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["detail"].as_str().unwrap().contains("broken.rego"), "{p}");
+    let failing = BTreeMap::from([("t.rego".to_owned(), "package fulcrum.t\ntest_no if false\n".to_owned())]);
+    let p =
+        h.put("policy", "/v1/policy", json!({"modules": failing, "data": {}}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["detail"].as_str().unwrap().contains("test_no"), "{p}");
+    h.put("policy", "/v1/policy", json!({"modules": {"../x.rego": ""}, "data": {}}), StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    h.put("admin", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::FORBIDDEN).await;
+    h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CONFLICT).await;
+    assert!(!h.event_kinds("viewer").await.contains(&"policy_changed".to_owned()));
+
+    // A stricter policy: a model card must also name a risk tier. Its own tests gate it: with the
+    // data changed but the module's test fixture not, the upload is refused.
+    data["fulcrum"]["required_card_fields"] = json!(["owner", "intended_use", "risk_tier"]);
+    let p = h
+        .put(
+            "policy",
+            "/v1/policy",
+            json!({"modules": default_modules(), "data": data}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert!(p["detail"].as_str().unwrap().contains("test_clean_release_passes"), "{p}");
+    let mut modules = default_modules();
+    let promotion = modules.get_mut("promotion.rego").unwrap();
+    *promotion = promotion.replace(
+        r#""model_card": {"owner": "risk", "intended_use": "scoring"}"#,
+        r#""model_card": {"owner": "risk", "intended_use": "scoring", "risk_tier": "high"}"#,
+    );
+    let ok = h.put("policy", "/v1/policy", json!({"modules": modules, "data": data}), StatusCode::CREATED).await;
+    let digest = ok["policy_digest"].as_str().unwrap().to_owned();
+    assert_ne!(digest, before.policy_digest);
+    assert_eq!(h.event_kinds("viewer").await.last().unwrap(), "policy_changed");
+    let after: ResolveDocument = h
+        .req("agent", Method::GET, "/v1/resolve?ref=risk@production&env=prod")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after.policy_digest, digest, "resolve documents carry the new digest");
+    // The old snapshot is still served (decisions made under it can be replayed).
+    h.get("viewer", &format!("/v1/policy/snapshots/{}", before.policy_digest), StatusCode::OK).await;
+
+    // The new gate applies: a version without risk_tier cannot reach Approved.
+    h.register("ci", "risk", "v2", &[("w", b"two")]).await;
+    let v = "/v1/models/risk/versions/v2";
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
+    h.post("ana", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    h.post("bo", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    assert_eq!(p["errors"][0]["detail"], "model_card_missing:risk_tier");
+    // And it survives a restart.
+    let dir = h.stop().await;
+    let h = Harness::start_in(dir).await;
+    let doc: ResolveDocument = h
+        .req("agent", Method::GET, "/v1/resolve?ref=risk@production&env=prod")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc.policy_digest, digest);
+}

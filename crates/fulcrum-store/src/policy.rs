@@ -1,0 +1,178 @@
+//! Policy snapshots and decision logs.
+
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::{Result, Store, StoreError, append_event, ts};
+use fulcrum_core::event::{EventKind, EventPayload};
+
+#[derive(Debug, Clone)]
+pub struct SnapshotRecord {
+    pub digest: String,
+    pub body: Vec<u8>,
+    pub envelope: Vec<u8>,
+    pub installed_by: String,
+    pub installed_at: String,
+}
+
+/// One decision to log, with what to index it by.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    pub decision_id: String,
+    pub tenant: String,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub path: String,
+    pub allow: bool,
+    pub revision: String,
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    /// The OPA-shaped record, JSON.
+    pub record: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub tenant: String,
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub decision_id: Option<String>,
+    pub after: i64,
+    pub limit: u32,
+}
+
+pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &DecisionRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    )
+    .bind(&d.decision_id)
+    .bind(&d.tenant)
+    .bind(&d.model)
+    .bind(&d.version)
+    .bind(&d.path)
+    .bind(i64::from(d.allow))
+    .bind(&d.revision)
+    .bind(&d.chg_id)
+    .bind(&d.inc_id)
+    .bind(&d.record)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> SnapshotRecord {
+    SnapshotRecord {
+        digest: r.get("digest"),
+        body: r.get("body"),
+        envelope: r.get("envelope"),
+        installed_by: r.get("installed_by"),
+        installed_at: r.get("installed_at"),
+    }
+}
+
+impl Store {
+    /// The snapshot in force (the newest installed).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn current_policy(&self) -> Result<Option<SnapshotRecord>> {
+        let row =
+            sqlx::query("SELECT * FROM policy_snapshots ORDER BY seq DESC LIMIT 1").fetch_optional(&self.read).await?;
+        Ok(row.as_ref().map(snapshot_from_row))
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn policy_by_digest(&self, digest: &str) -> Result<Option<SnapshotRecord>> {
+        let row = sqlx::query("SELECT * FROM policy_snapshots WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(snapshot_from_row))
+    }
+
+    /// Install a snapshot (making it the one in force) and emit `policy_changed`, in one
+    /// transaction. Installing the snapshot already in force is refused.
+    ///
+    /// # Errors
+    /// `Conflict` for a snapshot that is already installed.
+    pub async fn install_policy(
+        &self,
+        s: &SnapshotRecord,
+        previous: Option<&str>,
+        emit: bool,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if sqlx::query("SELECT 1 FROM policy_snapshots WHERE digest = ?")
+            .bind(&s.digest)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(format!("policy snapshot {} is already installed", s.digest)));
+        }
+        sqlx::query(
+            "INSERT INTO policy_snapshots (digest, body, envelope, installed_by, installed_at) VALUES (?,?,?,?,?)",
+        )
+        .bind(&s.digest)
+        .bind(&s.body)
+        .bind(&s.envelope)
+        .bind(&s.installed_by)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        if emit {
+            let mut ev = EventPayload::new(EventKind::PolicyChanged, now, "*", "*", "_registry");
+            ev.from = previous.map(str::to_owned);
+            ev.to = Some(s.digest.clone());
+            ev.policy_digest = Some(s.digest.clone());
+            ev.actor = Some(s.installed_by.clone());
+            append_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Log a decision on its own (a denial, whose change was not applied).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_decision(&self, d: &DecisionRow) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        insert_decision(&mut tx, d).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Decision records of a tenant, oldest first, filtered.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn decisions(&self, q: &DecisionQuery) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, record FROM decisions WHERE tenant = ? AND seq > ?
+               AND (? IS NULL OR chg_id = ?) AND (? IS NULL OR inc_id = ?) AND (? IS NULL OR model = ?)
+               AND (? IS NULL OR version = ?) AND (? IS NULL OR decision_id = ?)
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(&q.tenant)
+        .bind(q.after)
+        .bind(&q.chg_id)
+        .bind(&q.chg_id)
+        .bind(&q.inc_id)
+        .bind(&q.inc_id)
+        .bind(&q.model)
+        .bind(&q.model)
+        .bind(&q.version)
+        .bind(&q.version)
+        .bind(&q.decision_id)
+        .bind(&q.decision_id)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
