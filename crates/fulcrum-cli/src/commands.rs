@@ -532,3 +532,151 @@ pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// The snapshot in force: its digest and modules.
+    Show,
+    /// Compile a directory of `*.rego` (+ optional `data.json`) and run its `test_*` rules locally.
+    Test { dir: PathBuf },
+    /// Install a directory as the new snapshot (policy-admin); refused unless it compiles and
+    /// passes its tests.
+    Apply { dir: PathBuf },
+}
+
+fn read_policy_dir(dir: &std::path::Path) -> anyhow::Result<fulcrum_policy::Snapshot> {
+    let mut modules = std::collections::BTreeMap::new();
+    let mut data = json!({});
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.ends_with(".rego") {
+            modules.insert(name, std::fs::read_to_string(&path)?);
+        } else if name == "data.json" {
+            data = serde_json::from_slice(&std::fs::read(&path)?).context("data.json is not JSON")?;
+        }
+    }
+    Ok(fulcrum_policy::Snapshot::new(modules, data)?)
+}
+
+pub async fn policy(ctx: &Ctx, c: PolicyCmd) -> anyhow::Result<()> {
+    match c {
+        PolicyCmd::Test { dir } => {
+            let snap = read_policy_dir(&dir)?;
+            fulcrum_policy::Policy::compile(&snap)?;
+            ctx.print(&json!({"ok": true, "policy_digest": snap.digest(), "modules": snap.modules().keys().collect::<Vec<_>>()}), |v| {
+                format!("ok: compiles and its tests pass; digest {}", s(&v["policy_digest"]))
+            });
+        }
+        PolicyCmd::Apply { dir } => {
+            let snap = read_policy_dir(&dir)?;
+            let v = ctx.client()?.put("/v1/policy", &json!({"modules": snap.modules(), "data": snap.data()})).await?;
+            ctx.print(&v, |v| format!("installed policy {}", s(&v["policy_digest"])));
+        }
+        PolicyCmd::Show => {
+            let env = ctx.client()?.get("/v1/policy/current").await?;
+            let payload = env["payload"]
+                .as_str()
+                .and_then(|p| fulcrum_verify::b64_decode(p).ok())
+                .context("the answer is not a DSSE envelope")?;
+            let snap = fulcrum_policy::Snapshot::from_canonical_bytes(&payload)?;
+            ctx.print(&json!({"policy_digest": snap.digest(), "modules": snap.modules(), "data": snap.data()}), |v| {
+                let mods: Vec<String> =
+                    v["modules"].as_object().into_iter().flatten().map(|(k, _)| k.clone()).collect();
+                format!("policy {}\nmodules: {}", s(&v["policy_digest"]), mods.join(", "))
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionsArgs {
+    #[arg(long)]
+    chg_id: Option<String>,
+    #[arg(long)]
+    inc_id: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    version: Option<String>,
+    /// Explain one decision: which rules denied and why.
+    #[arg(long)]
+    explain: Option<String>,
+}
+
+pub async fn decisions(ctx: &Ctx, a: DecisionsArgs) -> anyhow::Result<()> {
+    let mut q = vec![];
+    for (k, v) in [
+        ("chg_id", &a.chg_id),
+        ("inc_id", &a.inc_id),
+        ("model", &a.model),
+        ("version", &a.version),
+        ("decision_id", &a.explain),
+    ] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", checked_id(v)?));
+        }
+    }
+    let v = ctx.client()?.get(&format!("/v1/decisions?{}", q.join("&"))).await?;
+    let items = v["decisions"].as_array().cloned().unwrap_or_default();
+    if a.explain.is_some() && items.is_empty() {
+        bail!("no decision {} in your tenant", a.explain.unwrap_or_default());
+    }
+    ctx.print(&v, |_| {
+        items
+            .iter()
+            .map(|d| {
+                let verdict = if d["result"]["allow"] == true { "ALLOW".to_owned() } else { "DENY".to_owned() };
+                let reasons: Vec<String> = d["result"]["deny"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| explain_reason(r.as_str().unwrap_or("")))
+                    .collect();
+                let mut line = format!(
+                    "{} {} {} {}@{} chg={} policy={}",
+                    s(&d["timestamp"]),
+                    s(&d["decision_id"]),
+                    verdict,
+                    s(&d["input"]["model"]["name"]),
+                    s(&d["input"]["version"]["label"]),
+                    s(&d["chg_id"]),
+                    s(&d["bundles"]["fulcrum"]["revision"])
+                );
+                for r in reasons {
+                    line.push_str(&format!("\n    - {r}"));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn checked_id(v: &str) -> anyhow::Result<String> {
+    if v.is_empty()
+        || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@' | b'+'))
+    {
+        bail!("{v:?} is not a valid identifier");
+    }
+    Ok(v.to_owned())
+}
+
+/// A deny reason in plain words, with what to do about it.
+fn explain_reason(code: &str) -> String {
+    let (what, arg) = code.split_once(':').unwrap_or((code, ""));
+    match what {
+        "four_eyes" => "four-eyes: Approved needs approvals from two different people in two different roles, neither the publisher".into(),
+        "open_cve" => format!("open critical/high finding {arg}: fix it, or have a waiver approved"),
+        "waiver_expired" => format!("waiver {arg} has expired: renew or mitigate (runbook: expired waiver)"),
+        "revalidation_due" => "the revalidate_by date has passed: revalidate the model and register a new version".into(),
+        "revalidate_by_missing" => "no revalidate_by date: register the version with one".into(),
+        "model_card_missing" => format!("the model card lacks the required field {arg:?}"),
+        "stage_not_allowed" => "this environment may not load a version at that stage".into(),
+        "revoked" | "quarantined" => format!("the version is {what}"),
+        "policy_undefined" | "policy_error" | "policy_timeout" | "policy_result_malformed" => format!("the policy gave no valid answer ({what}): denied by default"),
+        other => format!("{other}{}", if arg.is_empty() { String::new() } else { format!(": {arg}") }),
+    }
+}

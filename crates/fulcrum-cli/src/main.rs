@@ -68,6 +68,11 @@ enum Command {
     /// Produce attestations for a pipeline (SLSA provenance).
     #[command(subcommand)]
     Attest(trust::AttestCmd),
+    /// Policy snapshots: show the one in force, test a directory of Rego, apply it (policy-admin).
+    #[command(subcommand)]
+    Policy(commands::PolicyCmd),
+    /// Decision logs (by change, incident, model or version), or one decision explained.
+    Decisions(commands::DecisionsArgs),
     /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
     #[command(subcommand)]
     Keys(trust::KeysCmd),
@@ -127,6 +132,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(c) => commands::alias(&ctx, c).await,
         Command::Resolve(a) => commands::resolve(&ctx, a).await,
         Command::Events(c) => commands::events(&ctx, c).await,
+        Command::Policy(c) => commands::policy(&ctx, c).await,
+        Command::Decisions(a) => commands::decisions(&ctx, a).await,
         Command::Sign(c) => trust::sign(c, ctx.output),
         Command::Verify(c) => trust::verify(c, ctx.output),
         Command::Attest(c) => trust::attest(c, ctx.output),

@@ -155,6 +155,20 @@ fn full_flow_through_the_cli() {
             "alias_updated"
         ]
     );
+    // Decisions of the promotion gate, and the policy in force.
+    let d = ok(run("rm", &["--output", "json", "decisions", "--model", "risk"]));
+    let ds = d["decisions"].as_array().unwrap();
+    assert_eq!(ds.len(), 2, "Staging and Approved gate decisions");
+    let id = ds[1]["decision_id"].as_str().unwrap();
+    let text = run("rm", &["decisions", "--explain", id]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
+    let shown = ok(run("rm", &["--output", "json", "policy", "show"]));
+    assert!(shown["policy_digest"].as_str().unwrap().starts_with("sha256:"));
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulcrum-policy/policies");
+    let tested = ok(run("rm", &["--output", "json", "policy", "test", shipped]));
+    assert_eq!(tested["policy_digest"], shown["policy_digest"], "the shipped policy is the one in force");
+    let err = one_error_line(&run("rm", &["policy", "apply", shipped]));
+    assert!(err.contains("forbidden") || err.contains("may not"), "{err}");
     let tail = run("rm", &["events", "tail", "--after", "6", "--count", "2"]);
     let out = String::from_utf8_lossy(&tail.stdout);
     assert!(out.lines().count() == 2 && out.contains("revocation"), "{out}");
