@@ -605,6 +605,12 @@ pub struct DecisionsArgs {
     explain: Option<String>,
 }
 
+impl DecisionsArgs {
+    pub fn explain(id: String) -> Self {
+        Self { chg_id: None, inc_id: None, model: None, version: None, explain: Some(id) }
+    }
+}
+
 pub async fn decisions(ctx: &Ctx, a: DecisionsArgs) -> anyhow::Result<()> {
     let mut q = vec![];
     for (k, v) in [

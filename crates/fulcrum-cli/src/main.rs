@@ -73,6 +73,11 @@ enum Command {
     Policy(commands::PolicyCmd),
     /// Decision logs (by change, incident, model or version), or one decision explained.
     Decisions(commands::DecisionsArgs),
+    /// Explain a decision: which rules denied and why, in plain words.
+    Explain {
+        /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
+        decision_id: String,
+    },
     /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
     #[command(subcommand)]
     Keys(trust::KeysCmd),
@@ -134,6 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => commands::events(&ctx, c).await,
         Command::Policy(c) => commands::policy(&ctx, c).await,
         Command::Decisions(a) => commands::decisions(&ctx, a).await,
+        Command::Explain { decision_id } => {
+            commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
+        }
         Command::Sign(c) => trust::sign(c, ctx.output),
         Command::Verify(c) => trust::verify(c, ctx.output),
         Command::Attest(c) => trust::attest(c, ctx.output),

@@ -160,7 +160,7 @@ fn full_flow_through_the_cli() {
     let ds = d["decisions"].as_array().unwrap();
     assert_eq!(ds.len(), 2, "Staging and Approved gate decisions");
     let id = ds[1]["decision_id"].as_str().unwrap();
-    let text = run("rm", &["decisions", "--explain", id]);
+    let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
     let shown = ok(run("rm", &["--output", "json", "policy", "show"]));
     assert!(shown["policy_digest"].as_str().unwrap().starts_with("sha256:"));
