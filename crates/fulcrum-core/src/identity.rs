@@ -114,10 +114,14 @@ pub enum Action {
     AdministerPolicy,
     /// Read decision logs.
     ReadDecisions,
+    /// Attach scanner findings to a version.
+    RecordFindings,
+    /// Grant a waiver for a finding.
+    GrantWaiver,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 21] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -137,6 +141,8 @@ impl Action {
         Action::AdministerKeys,
         Action::AdministerPolicy,
         Action::ReadDecisions,
+        Action::RecordFindings,
+        Action::GrantWaiver,
     ];
 }
 
@@ -153,7 +159,13 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         R::PolicyAdmin => matches!(action, A::Read | A::AdministerPolicy | A::ReadDecisions | A::ReadEvents),
         R::Publisher => matches!(
             action,
-            A::Read | A::UploadBlob | A::DownloadBlob | A::CreateModel | A::RegisterVersion | A::ReadEvents
+            A::Read
+                | A::UploadBlob
+                | A::DownloadBlob
+                | A::CreateModel
+                | A::RegisterVersion
+                | A::ReadEvents
+                | A::RecordFindings
         ),
         R::Approver => matches!(action, A::Read | A::Approve | A::ReadEvents | A::Resolve),
         R::ReleaseManager => matches!(
@@ -170,6 +182,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::ReadEvents
                 | A::DownloadBlob
                 | A::ReadDecisions
+                | A::RecordFindings
         ),
         R::SecurityOfficer => matches!(
             action,
@@ -181,6 +194,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::ReadEvents
                 | A::Resolve
                 | A::ReadDecisions
+                | A::RecordFindings
+                | A::GrantWaiver
         ),
         R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
         R::KeyAdmin => matches!(action, A::ReadKeys | A::AdministerKeys),

@@ -10,6 +10,7 @@
 
 pub mod digest;
 pub mod event;
+pub mod findings;
 pub mod identity;
 pub mod lifecycle;
 pub mod manifest;

@@ -34,6 +34,8 @@ fn action_name(a: Action) -> &'static str {
         Action::AdministerKeys => "administer_keys",
         Action::AdministerPolicy => "administer_policy",
         Action::ReadDecisions => "read_decisions",
+        Action::RecordFindings => "record_findings",
+        Action::GrantWaiver => "grant_waiver",
     }
 }
 

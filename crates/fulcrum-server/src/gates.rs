@@ -57,6 +57,15 @@ pub fn decide(
     (outcome, row)
 }
 
+/// What the promotion gate reads besides the governance state: the version's immutable release
+/// record, its findings and the waivers that apply to it.
+#[derive(Debug, Clone)]
+pub struct PromotionFacts {
+    pub release: Value,
+    pub findings: Vec<fulcrum_core::findings::Finding>,
+    pub waivers: Vec<fulcrum_store::WaiverRecord>,
+}
+
 /// The promotion gate: the policy's `fulcrum.promotion` decision for a `Promote` command.
 #[allow(clippy::too_many_arguments)]
 pub fn promotion(
@@ -66,12 +75,31 @@ pub fn promotion(
     actor: &fulcrum_core::lifecycle::Actor,
     st: &ModelState,
     cmd: &Command,
-    release: Option<&Value>,
+    facts: Option<&PromotionFacts>,
     ctx: &GovernCtx,
 ) -> Option<GateResult> {
     let Command::Promote { version, to } = cmd else { return None };
     let v = st.version(*version)?;
-    let release = release.cloned().unwrap_or(Value::Null);
+    let release = facts.map_or(Value::Null, |f| f.release.clone());
+    let findings: Vec<Value> = facts
+        .map(|f| {
+            f.findings
+                .iter()
+                .map(|x| json!({"id": x.id, "severity": x.severity.as_str(), "status": x.status, "package": x.package}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let waivers: Vec<Value> = facts
+        .map(|f| {
+            f.waivers
+                .iter()
+                .filter_map(|w| {
+                    let expires = OffsetDateTime::parse(&w.expires_at, &Rfc3339).ok()?;
+                    Some(json!({"id": w.id, "finding": w.finding, "expires_ns": ns(expires), "approver": w.approver, "justification": w.justification}))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let revalidate_by_ns =
         release["revalidate_by"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()).map(ns);
     let approvals: Vec<Value> = v
@@ -82,7 +110,7 @@ pub fn promotion(
         .collect();
     let mut version_in = json!({
         "label": v.label.as_str(), "seq": v.seq, "stage": v.stage.as_str(), "publisher": v.publisher,
-        "approvals": approvals, "model_card": release["model_card"].clone(), "findings": [],
+        "approvals": approvals, "model_card": release["model_card"].clone(), "findings": findings,
     });
     if let Some(r) = revalidate_by_ns {
         version_in["revalidate_by_ns"] = json!(r);
@@ -93,7 +121,7 @@ pub fn promotion(
         "principal": {"subject": actor.subject, "role": actor.role.as_str()},
         "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
         "version": version_in,
-        "waivers": [],
+        "waivers": waivers,
         "chg_id": ctx.chg_id,
     });
     let (outcome, decision) =

@@ -155,3 +155,70 @@ async fn policy_admin_installs_snapshots() {
         .unwrap();
     assert_eq!(doc.policy_digest, digest);
 }
+
+/// Open critical/high findings block promotion unless an unexpired waiver covers them; an
+/// expired waiver blocks with a reason that names it (runbook "expired waiver").
+#[tokio::test]
+async fn findings_and_waivers_gate_promotion() {
+    let h = Harness::start().await;
+    h.create_model("ci", "risk").await;
+    h.register("ci", "risk", "v1", &[("w", b"one")]).await;
+    let v = "/v1/models/risk/versions/v1";
+    let grype = json!({"matches": [{"vulnerability": {"id": "CVE-2026-4242", "severity": "Critical"}, "artifact": {"name": "tokenizers"}},
+                                   {"vulnerability": {"id": "CVE-2026-0001", "severity": "Low"}, "artifact": {"name": "numpy"}}]});
+    let recorded =
+        h.post("ci", &format!("{v}/findings"), json!({"format": "grype", "report": grype}), StatusCode::CREATED).await;
+    assert_eq!(recorded.as_array().unwrap().len(), 2);
+    h.post(
+        "ci",
+        &format!("{v}/findings"),
+        json!({"format": "grype", "report": {"nope": 1}}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    h.post("viewer", &format!("{v}/findings"), json!({"format": "grype", "report": grype}), StatusCode::FORBIDDEN)
+        .await;
+
+    // Even Staging is blocked by an open critical finding.
+    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::CONFLICT).await;
+    assert_eq!(p["errors"][0]["detail"], "open_cve:CVE-2026-4242");
+
+    // A waiver that has expired blocks, and is named.
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    h.post(
+        "ci",
+        "/v1/models/risk/waivers",
+        json!({"id": "W-1", "finding": "CVE-2026-4242", "justification": "x", "expires_at": soon}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    h.post(
+        "bo",
+        "/v1/models/risk/waivers",
+        json!({"id": "W-0", "finding": "CVE-2026-4242", "justification": "x", "expires_at": "2001-01-01T00:00:00Z"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    h.post("bo", "/v1/models/risk/waivers", json!({"id": "W-1", "finding": "CVE-2026-4242", "version": "v1", "justification": "not reachable from the scoring path", "expires_at": soon}), StatusCode::CREATED).await;
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    h.post("ana", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    h.post("bo", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-9"}), StatusCode::CONFLICT)
+        .await;
+    assert_eq!(p["errors"][0]["detail"], "waiver_expired:W-1:CVE-2026-4242");
+    // Renewal is a new waiver; then the gate passes.
+    h.post("bo", "/v1/models/risk/waivers", json!({"id": "W-1", "finding": "CVE-2026-4242", "justification": "again", "expires_at": "2099-01-01T00:00:00Z"}), StatusCode::CONFLICT).await;
+    h.post("bo", "/v1/models/risk/waivers", json!({"id": "W-2", "finding": "CVE-2026-4242", "justification": "renewed after review", "expires_at": "2099-01-01T00:00:00Z"}), StatusCode::CREATED).await;
+    assert_eq!(
+        h.get("viewer", "/v1/models/risk/waivers?version=v1", StatusCode::OK).await.as_array().unwrap().len(),
+        2
+    );
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-10"}), StatusCode::OK).await;
+    let allowed = &h.get("rm", "/v1/decisions?chg_id=CHG-10", StatusCode::OK).await["decisions"][0];
+    assert_eq!(allowed["result"]["allow"], true);
+    assert_eq!(allowed["input"]["waivers"].as_array().unwrap().len(), 2, "the decision records what it saw");
+}

@@ -15,6 +15,7 @@
 //! - Versions, alias history and events are append-only (enforced again by SQL triggers).
 
 pub mod blobs;
+pub mod findings;
 pub mod keys;
 pub mod policy;
 mod records;
@@ -37,6 +38,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use findings::WaiverRecord;
 pub use keys::{BundleRecord, KeyRecord};
 pub use policy::{DecisionQuery, DecisionRow, SnapshotRecord};
 pub use records::*;

@@ -4,6 +4,7 @@
 
 mod blobs;
 mod events;
+mod findings;
 mod keys;
 mod models;
 mod policy;
@@ -79,6 +80,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
+        .routes(routes!(findings::report, findings::list))
+        .routes(routes!(findings::grant, findings::waivers))
         .routes(routes!(policy::current))
         .routes(routes!(policy::install))
         .routes(routes!(policy::decisions))

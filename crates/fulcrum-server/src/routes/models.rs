@@ -546,7 +546,14 @@ async fn govern(
     let ctx = GovernCtx { policy_digest: Some(policy.digest), ..ctx };
     // What a version *is* never changes, so its card and revalidation date can be read first.
     let facts = match &cmd {
-        Govern::Promote { version, .. } => state.store.get_version(m.id, version).await?.map(|v| v.release),
+        Govern::Promote { version, .. } => match state.store.get_version(m.id, version).await? {
+            Some(v) => Some(crate::gates::PromotionFacts {
+                release: v.release,
+                findings: state.store.findings(v.id).await?,
+                waivers: state.store.waivers(m.id, Some(v.id)).await?,
+            }),
+            None => None,
+        },
         _ => None,
     };
     let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| {

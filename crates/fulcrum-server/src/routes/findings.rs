@@ -1,0 +1,153 @@
+//! Vulnerability findings per version (imported from Grype, osv-scanner or Fulcrum's own JSON)
+//! and waivers (who accepted which finding, why, until when). The promotion gate reads both.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fulcrum_core::findings::{self, Finding};
+use fulcrum_core::identity::Action;
+use fulcrum_store::WaiverRecord;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use super::{ApiJson, ApiQuery, parse_model_name, visible_model};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiError, ApiResult, Problem};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsReport {
+    /// `grype`, `osv` (osv-scanner) or `fulcrum` (`{"findings": [{"id", "severity", "status"}]}`).
+    pub format: String,
+    /// The scanner's JSON report.
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FindingDto {
+    pub id: String,
+    pub severity: String,
+    pub status: String,
+    pub package: String,
+}
+
+fn dto(f: Finding) -> FindingDto {
+    FindingDto { id: f.id, severity: f.severity.as_str().into(), status: f.status, package: f.package }
+}
+
+/// Attach a scanner report's findings to a version (re-reporting a finding updates it).
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/findings", tag = "findings",
+    params(("name" = String, Path), ("version" = String, Path)), request_body = FindingsReport,
+    responses((status = 201, body = Vec<FindingDto>), (status = "4XX", body = Problem)))]
+pub async fn report(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<FindingsReport>,
+) -> ApiResult<(StatusCode, Json<Vec<FindingDto>>)> {
+    who.require(Action::RecordFindings)?;
+    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
+    let bytes = serde_json::to_vec(&body.report).expect("json");
+    let parsed = findings::parse(&body.format, &bytes)
+        .map_err(|e| ApiError::unprocessable("findings_invalid", e.to_string()))?;
+    state.store.record_findings(v.id, &parsed, &body.format, &who.0.subject, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(state.store.findings(v.id).await?.into_iter().map(dto).collect())))
+}
+
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/findings", tag = "findings",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = Vec<FindingDto>), (status = "4XX", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<FindingDto>>> {
+    who.require(Action::Read)?;
+    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
+    Ok(Json(state.store.findings(v.id).await?.into_iter().map(dto).collect()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantWaiver {
+    /// The waiver's id (e.g. `W-2026-017`).
+    pub id: String,
+    /// The finding (CVE/GHSA id) or rule it covers.
+    pub finding: String,
+    /// Limit it to one version; otherwise it covers every version of the model.
+    #[serde(default)]
+    pub version: Option<String>,
+    pub justification: String,
+    /// RFC 3339; must be in the future.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaiverQuery {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Grant a waiver (the approver is the caller). Waivers are immutable; a renewal is a new waiver.
+#[utoipa::path(post, path = "/v1/models/{name}/waivers", tag = "findings", params(("name" = String, Path)), request_body = GrantWaiver,
+    responses((status = 201, body = Object), (status = "4XX", body = Problem)))]
+pub async fn grant(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<GrantWaiver>,
+) -> ApiResult<(StatusCode, Json<WaiverRecord>)> {
+    who.require(Action::GrantWaiver)?;
+    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    super::check_id("waiver id", Some(&body.id))?;
+    findings::check_id(&body.finding).map_err(|e| ApiError::bad_request("bad_finding", e.to_string()))?;
+    if body.justification.trim().is_empty() || body.justification.len() > 4096 {
+        return Err(ApiError::unprocessable("invalid_body", "justification must be 1-4096 bytes"));
+    }
+    let now = state.clock.now();
+    match OffsetDateTime::parse(&body.expires_at, &Rfc3339) {
+        Ok(t) if t > now => {}
+        Ok(_) => return Err(ApiError::unprocessable("waiver_expired", "expires_at must be in the future")),
+        Err(_) => return Err(ApiError::unprocessable("invalid_body", "expires_at must be an RFC 3339 date-time")),
+    }
+    let version_id = match &body.version {
+        Some(v) => Some(state.store.get_version(m.id, v).await?.ok_or_else(|| ApiError::not_found("version"))?.id),
+        None => None,
+    };
+    let w = WaiverRecord {
+        id: body.id,
+        model: m.name.clone(),
+        version: body.version,
+        finding: body.finding,
+        justification: body.justification,
+        approver: who.0.subject.clone(),
+        expires_at: body.expires_at,
+        created_at: now.format(&Rfc3339).expect("formats"),
+    };
+    state.store.grant_waiver(&m.tenant, m.id, version_id, &w, now).await?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+#[utoipa::path(get, path = "/v1/models/{name}/waivers", tag = "findings", params(("name" = String, Path), WaiverQuery),
+    responses((status = 200, body = Vec<Object>), (status = "4XX", body = Problem)))]
+pub async fn waivers(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<WaiverQuery>,
+) -> ApiResult<Json<Vec<WaiverRecord>>> {
+    who.require(Action::Read)?;
+    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let version_id = match &q.version {
+        Some(v) => Some(state.store.get_version(m.id, v).await?.ok_or_else(|| ApiError::not_found("version"))?.id),
+        None => None,
+    };
+    Ok(Json(state.store.waivers(m.id, version_id).await?))
+}

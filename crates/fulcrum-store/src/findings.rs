@@ -1,0 +1,138 @@
+//! Findings and waivers.
+
+use fulcrum_core::findings::{Finding, Severity};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::{Result, Store, StoreError, ts};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WaiverRecord {
+    pub id: String,
+    pub model: String,
+    pub version: Option<String>,
+    pub finding: String,
+    pub justification: String,
+    pub approver: String,
+    pub expires_at: String,
+    pub created_at: String,
+}
+
+impl Store {
+    /// Record findings for a version (a finding already recorded is updated to the new report).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_findings(
+        &self,
+        version_id: i64,
+        findings: &[Finding],
+        source: &str,
+        who: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for f in findings {
+            sqlx::query(
+                "INSERT INTO findings (version_id, finding, severity, status, package, source, reported_by, reported_at) VALUES (?,?,?,?,?,?,?,?)
+                 ON CONFLICT (version_id, finding) DO UPDATE SET severity = excluded.severity, status = excluded.status,
+                   package = excluded.package, source = excluded.source, reported_by = excluded.reported_by, reported_at = excluded.reported_at",
+            )
+            .bind(version_id)
+            .bind(&f.id)
+            .bind(f.severity.as_str())
+            .bind(&f.status)
+            .bind(&f.package)
+            .bind(source)
+            .bind(who)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// Database failures.
+    pub async fn findings(&self, version_id: i64) -> Result<Vec<Finding>> {
+        let rows = sqlx::query(
+            "SELECT finding, severity, status, package FROM findings WHERE version_id = ? ORDER BY finding",
+        )
+        .bind(version_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Finding {
+                id: r.get(0),
+                severity: Severity::parse(r.get::<&str, _>(1)),
+                status: r.get(2),
+                package: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Grant a waiver.
+    ///
+    /// # Errors
+    /// `Conflict` for a waiver id already used.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn grant_waiver(
+        &self,
+        tenant: &str,
+        model_id: i64,
+        version_id: Option<i64>,
+        w: &WaiverRecord,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if sqlx::query("SELECT 1 FROM waivers WHERE id = ?").bind(&w.id).fetch_optional(&mut *tx).await?.is_some() {
+            return Err(StoreError::Conflict(format!("waiver {} already exists", w.id)));
+        }
+        sqlx::query("INSERT INTO waivers (id, tenant, model_id, version_id, finding, justification, approver, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
+            .bind(&w.id)
+            .bind(tenant)
+            .bind(model_id)
+            .bind(version_id)
+            .bind(&w.finding)
+            .bind(&w.justification)
+            .bind(&w.approver)
+            .bind(&w.expires_at)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Waivers that apply to a model (and, when given, one of its versions).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn waivers(&self, model_id: i64, version_id: Option<i64>) -> Result<Vec<WaiverRecord>> {
+        let rows = sqlx::query(
+            "SELECT w.*, m.name AS model_name, v.label AS version_label FROM waivers w JOIN models m ON m.id = w.model_id
+             LEFT JOIN versions v ON v.id = w.version_id
+             WHERE w.model_id = ? AND (w.version_id IS NULL OR ? IS NULL OR w.version_id = ?) ORDER BY w.created_at, w.id",
+        )
+        .bind(model_id)
+        .bind(version_id)
+        .bind(version_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WaiverRecord {
+                id: r.get("id"),
+                model: r.get("model_name"),
+                version: r.get("version_label"),
+                finding: r.get("finding"),
+                justification: r.get("justification"),
+                approver: r.get("approver"),
+                expires_at: r.get("expires_at"),
+                created_at: r.get("created_at"),
+            })
+            .collect())
+    }
+}
