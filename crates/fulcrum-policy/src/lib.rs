@@ -44,9 +44,10 @@ pub struct Snapshot {
 }
 
 /// The policy set Fulcrum ships: environment rule, promotion gates, role/attribute rules.
-pub const DEFAULT_MODULES: [(&str, &str); 3] = [
+pub const DEFAULT_MODULES: [(&str, &str); 4] = [
     ("authz.rego", include_str!("../policies/authz.rego")),
     ("env.rego", include_str!("../policies/env.rego")),
+    ("log.rego", include_str!("../policies/log.rego")),
     ("promotion.rego", include_str!("../policies/promotion.rego")),
 ];
 pub const DEFAULT_DATA: &str = include_str!("../policies/data.json");
@@ -217,6 +218,50 @@ impl Policy {
             }
             Err(_) => Outcome::denied("policy_result_malformed"),
         }
+    }
+}
+
+impl Policy {
+    /// Erase what the policy's masking rule (`data.fulcrum.system.log.mask`, JSON pointers into
+    /// `{"input": …}`) names from a decision input; returns the erased pointers. No masking rule
+    /// means nothing is erased; a failing one erases the whole input (fail closed).
+    pub fn mask(&self, input: &mut serde_json::Value) -> Vec<String> {
+        let mut e = self.engine.clone();
+        let Ok(wrapped) = regorus::Value::from_json_str(&serde_json::json!({"input": input}).to_string()) else {
+            *input = serde_json::Value::Null;
+            return vec!["/input".into()];
+        };
+        e.set_input(wrapped);
+        let pointers: Vec<String> = match e.eval_rule("data.fulcrum.system.log.mask".into()) {
+            Ok(v) if v == regorus::Value::Undefined => vec![],
+            Ok(v) => match v.to_json_str().ok().and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok()) {
+                Some(p) => p,
+                None => {
+                    *input = serde_json::Value::Null;
+                    return vec!["/input".into()];
+                }
+            },
+            Err(err) if err.to_string().contains("not a valid rule path") => vec![],
+            Err(_) => {
+                *input = serde_json::Value::Null;
+                return vec!["/input".into()];
+            }
+        };
+        let mut erased = Vec::new();
+        for p in pointers {
+            let Some(inner) = p.strip_prefix("/input") else { continue };
+            let (parent, key) = match inner.rsplit_once('/') {
+                Some((parent, key)) => (parent, key.replace("~1", "/").replace("~0", "~")),
+                None => continue,
+            };
+            if let Some(obj) = input.pointer_mut(parent).and_then(serde_json::Value::as_object_mut)
+                && obj.remove(&key).is_some()
+            {
+                erased.push(p);
+            }
+        }
+        erased.sort();
+        erased
     }
 }
 

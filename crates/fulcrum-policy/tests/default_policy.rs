@@ -295,3 +295,23 @@ fn replay_from_the_snapshot_bytes() {
     tampered.insert(1, b' ');
     assert!(Snapshot::from_canonical_bytes(&tampered).is_err());
 }
+
+/// The masking rule is policy: personal data named by it never reaches the decision log.
+#[test]
+fn masking_rule_erases_personal_data() {
+    let p = policy();
+    let mut input = json!({"to": "Approved", "principal": {"subject": "rm", "purpose": "credit_granting"},
+        "version": {"model_card": {"owner": "risk", "contact": "jane.doe@bank.example", "authors": ["Jane Doe"]}}});
+    let erased = p.mask(&mut input);
+    assert_eq!(
+        erased,
+        ["/input/principal/purpose", "/input/version/model_card/authors", "/input/version/model_card/contact"]
+    );
+    assert_eq!(input["version"]["model_card"], json!({"owner": "risk"}));
+    assert!(input["principal"].get("purpose").is_none());
+    // Without a masking rule nothing is erased.
+    let bare = Policy::compile(&Snapshot::new(BTreeMap::new(), json!({})).unwrap()).unwrap();
+    let mut same = json!({"a": 1});
+    assert!(bare.mask(&mut same).is_empty());
+    assert_eq!(same, json!({"a": 1}));
+}

@@ -28,16 +28,19 @@ pub fn decide(
     ctx: &GovernCtx,
 ) -> (fulcrum_policy::Outcome, DecisionRow) {
     let outcome = policy.policy.decide(package, &input);
+    // Decided on the full input; stored with what the policy's masking rule names erased.
+    let mut stored = input;
+    let erased = policy.policy.mask(&mut stored);
     let now = state.clock.now();
     let record = DecisionRecord {
         decision_id: uuid::Uuid::now_v7().to_string(),
         path: format!("{}/decision", package.replace('.', "/")),
-        input,
+        input: stored,
         result: outcome.clone(),
         bundles: json!({"fulcrum": {"revision": policy.digest.to_string()}}),
         timestamp: now.format(&Rfc3339).expect("formats"),
         labels: json!({"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}),
-        erased: vec![],
+        erased,
         masked: vec![],
         chg_id: ctx.chg_id.clone(),
         inc_id: ctx.inc_id.clone(),

@@ -222,3 +222,19 @@ async fn findings_and_waivers_gate_promotion() {
     assert_eq!(allowed["result"]["allow"], true);
     assert_eq!(allowed["input"]["waivers"].as_array().unwrap().len(), 2, "the decision records what it saw");
 }
+
+/// Decision inputs are stored with the policy's masking rule applied.
+#[tokio::test]
+async fn decision_logs_erase_personal_data() {
+    let h = Harness::start().await;
+    h.create_model("ci", "risk").await;
+    let d = h.upload_any("ci", b"weights").await;
+    h.post("ci", "/v1/models/risk/versions", json!({"version": "v1", "files": [{"path": "w", "size": 7, "digest": d.to_string()}],
+        "model_card": {"owner": "risk", "intended_use": "scoring", "contact": "jane.doe@bank.example"}, "revalidate_by": "2099-01-01T00:00:00Z"}), StatusCode::CREATED).await;
+    h.post("rm", "/v1/models/risk/versions/v1/promotions", json!({"to": "Staging", "chg_id": "CHG-5"}), StatusCode::OK)
+        .await;
+    let rec = &h.get("auditor", "/v1/decisions?chg_id=CHG-5", StatusCode::OK).await["decisions"][0];
+    assert_eq!(rec["erased"], json!(["/input/version/model_card/contact"]));
+    assert!(rec["input"]["version"]["model_card"].get("contact").is_none());
+    assert_eq!(rec["input"]["version"]["model_card"]["owner"], "risk");
+}
