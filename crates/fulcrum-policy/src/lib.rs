@@ -233,7 +233,7 @@ impl Policy {
         };
         e.set_input(wrapped);
         let pointers: Vec<String> = match e.eval_rule("data.fulcrum.system.log.mask".into()) {
-            Ok(v) if v == regorus::Value::Undefined => vec![],
+            Ok(regorus::Value::Undefined) => vec![],
             Ok(v) => match v.to_json_str().ok().and_then(|j| serde_json::from_str::<Vec<String>>(&j).ok()) {
                 Some(p) => p,
                 None => {
