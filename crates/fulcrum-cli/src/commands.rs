@@ -542,6 +542,37 @@ pub enum PolicyCmd {
     /// Install a directory as the new snapshot (policy-admin); refused unless it compiles and
     /// passes its tests.
     Apply { dir: PathBuf },
+    /// What a directory would change compared with the snapshot in force.
+    Diff { dir: PathBuf },
+}
+
+/// Lines of `a` not in `b` (order kept), for a compact module diff.
+fn missing_lines<'a>(a: &'a str, b: &str) -> Vec<&'a str> {
+    let other: std::collections::HashSet<&str> = b.lines().collect();
+    a.lines().filter(|l| !other.contains(l) && !l.trim().is_empty()).collect()
+}
+
+/// Leaves of a JSON value as pointer → value text.
+fn leaves(v: &Value, at: String, out: &mut std::collections::BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                leaves(x, format!("{at}/{k}"), out);
+            }
+        }
+        other => {
+            out.insert(if at.is_empty() { "/".into() } else { at }, other.to_string());
+        }
+    }
+}
+
+async fn current_snapshot(ctx: &Ctx) -> anyhow::Result<fulcrum_policy::Snapshot> {
+    let env = ctx.client()?.get("/v1/policy/current").await?;
+    let payload = env["payload"]
+        .as_str()
+        .and_then(|p| fulcrum_verify::b64_decode(p).ok())
+        .context("the answer is not a DSSE envelope")?;
+    Ok(fulcrum_policy::Snapshot::from_canonical_bytes(&payload)?)
 }
 
 fn read_policy_dir(dir: &std::path::Path) -> anyhow::Result<fulcrum_policy::Snapshot> {
@@ -573,13 +604,44 @@ pub async fn policy(ctx: &Ctx, c: PolicyCmd) -> anyhow::Result<()> {
             let v = ctx.client()?.put("/v1/policy", &json!({"modules": snap.modules(), "data": snap.data()})).await?;
             ctx.print(&v, |v| format!("installed policy {}", s(&v["policy_digest"])));
         }
+        PolicyCmd::Diff { dir } => {
+            let new = read_policy_dir(&dir)?;
+            let cur = current_snapshot(ctx).await?;
+            let mut lines = vec![format!("in force: {}\nproposed: {}", cur.digest(), new.digest())];
+            for (name, src) in new.modules() {
+                match cur.modules().get(name) {
+                    None => lines.push(format!("+ module {name}")),
+                    Some(old) if old != src => {
+                        lines.push(format!("~ module {name}"));
+                        lines.extend(missing_lines(old, src).into_iter().map(|l| format!("  - {l}")));
+                        lines.extend(missing_lines(src, old).into_iter().map(|l| format!("  + {l}")));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for name in cur.modules().keys().filter(|n| !new.modules().contains_key(*n)) {
+                lines.push(format!("- module {name}"));
+            }
+            let (mut a, mut b) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
+            leaves(cur.data(), String::new(), &mut a);
+            leaves(new.data(), String::new(), &mut b);
+            for (k, v) in &b {
+                match a.get(k) {
+                    None => lines.push(format!("+ data {k} = {v}")),
+                    Some(old) if old != v => lines.push(format!("~ data {k}: {old} -> {v}")),
+                    Some(_) => {}
+                }
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                lines.push(format!("- data {k}"));
+            }
+            if lines.len() == 1 {
+                lines.push("no changes".into());
+            }
+            println!("{}", lines.join("\n"));
+        }
         PolicyCmd::Show => {
-            let env = ctx.client()?.get("/v1/policy/current").await?;
-            let payload = env["payload"]
-                .as_str()
-                .and_then(|p| fulcrum_verify::b64_decode(p).ok())
-                .context("the answer is not a DSSE envelope")?;
-            let snap = fulcrum_policy::Snapshot::from_canonical_bytes(&payload)?;
+            let snap = current_snapshot(ctx).await?;
             ctx.print(&json!({"policy_digest": snap.digest(), "modules": snap.modules(), "data": snap.data()}), |v| {
                 let mods: Vec<String> =
                     v["modules"].as_object().into_iter().flatten().map(|(k, _)| k.clone()).collect();

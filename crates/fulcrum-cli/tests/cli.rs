@@ -167,6 +167,8 @@ fn full_flow_through_the_cli() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulcrum-policy/policies");
     let tested = ok(run("rm", &["--output", "json", "policy", "test", shipped]));
     assert_eq!(tested["policy_digest"], shown["policy_digest"], "the shipped policy is the one in force");
+    let diff = run("rm", &["policy", "diff", shipped]);
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("no changes"), "{}", String::from_utf8_lossy(&diff.stdout));
     let err = one_error_line(&run("rm", &["policy", "apply", shipped]));
     assert!(err.contains("forbidden") || err.contains("may not"), "{err}");
     let tail = run("rm", &["events", "tail", "--after", "6", "--count", "2"]);
