@@ -25,32 +25,20 @@ fn model(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn sign_and_attest_with_a_softhsm_key() {
-    let conf = std::path::PathBuf::from(
-        std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is not set: run `bash scripts/test.sh`"),
-    );
-    std::fs::create_dir_all(conf.parent().unwrap().join("tokens")).unwrap();
-    if !conf.exists() {
-        let d = conf.parent().unwrap().display().to_string();
-        std::fs::write(
-            &conf,
-            format!("directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"),
-        )
-        .unwrap();
-    }
-    let label = format!("ci-{}", std::process::id());
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", &label, "--so-pin", "87654321", "--pin", "2468"])
-        .output()
-        .expect("softhsm2-util");
-    assert!(out.status.success());
+    let cfg = fulcrum_kms::testing::softhsm_token("ci", "2468");
+    let label = cfg.token_label.clone();
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("pin"), "2468\n").unwrap();
-    let module = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
+    let module = cfg.module.to_str().unwrap().to_owned();
     let pin = t.path().join("pin");
-    let hsm = ["--pkcs11-module", module, "--pkcs11-token-label", &label, "--pkcs11-pin-file", pin.to_str().unwrap()];
+    let hsm = [
+        "--pkcs11-module",
+        module.as_str(),
+        "--pkcs11-token-label",
+        &label,
+        "--pkcs11-pin-file",
+        pin.to_str().unwrap(),
+    ];
     let created: Value = serde_json::from_str(&ok(fulcrum(
         &[&["keys", "create", "--backend", "pkcs11", "--label", "ci-signing"][..], &hsm].concat(),
     )))

@@ -180,5 +180,5 @@ pub mod admin {
     }
 }
 
-#[cfg(feature = "vault-fake")]
+#[cfg(feature = "test-support")]
 pub mod fake;

@@ -2,8 +2,6 @@
 //! key-admin side are sensitive and non-extractable; the registry's runtime signer signs with
 //! them through a read-only session and cannot create or export keys.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use cryptoki::mechanism::Mechanism;
@@ -13,37 +11,10 @@ use fulcrum_sign::{Alg, Signer};
 
 const PIN: &str = "4711-registry";
 
-fn module() -> PathBuf {
-    let candidates = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"];
-    candidates.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
-        panic!("SoftHSM2 is not installed (no libsofthsm2.so): run `bash scripts/test.sh`, which installs it")
-    })
-}
-
-/// One token per test process (C_Initialize runs once per process), labelled by the process id
-/// so parallel test processes never share one. `SOFTHSM2_CONF` names the configuration file
-/// (scripts/test.sh sets it; the file and token directory are made here if missing).
+/// One token per test process (C_Initialize runs once per process).
 fn token() -> Pkcs11Config {
     static TOKEN: OnceLock<Pkcs11Config> = OnceLock::new();
-    TOKEN
-        .get_or_init(|| {
-            let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").unwrap_or_else(|| {
-                panic!("SOFTHSM2_CONF is not set: run `bash scripts/test.sh`, which installs SoftHSM2 and sets it")
-            }));
-            let dir = conf.parent().unwrap().to_owned();
-            std::fs::create_dir_all(dir.join("tokens")).unwrap();
-            if !conf.exists() {
-                std::fs::write(&conf, format!("directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", dir.display())).unwrap();
-            }
-            let label = format!("fulcrum-{}", std::process::id());
-            let out = Command::new("softhsm2-util")
-                .args(["--init-token", "--free", "--label", &label, "--so-pin", "87654321", "--pin", PIN])
-                .output()
-                .expect("softhsm2-util is not installed: run `bash scripts/test.sh`");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            Pkcs11Config { module: module(), token_label: label, pin: PIN.into() }
-        })
-        .clone()
+    TOKEN.get_or_init(|| fulcrum_kms::testing::softhsm_token("fulcrum", PIN)).clone()
 }
 
 #[test]

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Harness, with_production};
 use fulcrum_kms::http::Endpoint;
-use fulcrum_kms::pkcs11::{Pkcs11Config, admin as hsm_admin};
+use fulcrum_kms::pkcs11::admin as hsm_admin;
 use fulcrum_kms::vault::fake::VaultFake;
 use fulcrum_kms::vault::{VaultConfig, admin as vault_admin};
 use fulcrum_server::keyring::KmsConfig;
@@ -67,30 +65,7 @@ async fn rotate_onto_vault_transit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_onto_a_softhsm_key() {
-    let conf = std::path::PathBuf::from(
-        std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is not set: run `bash scripts/test.sh`"),
-    );
-    std::fs::create_dir_all(conf.parent().unwrap().join("tokens")).unwrap();
-    if !conf.exists() {
-        let d = conf.parent().unwrap().display().to_string();
-        std::fs::write(
-            &conf,
-            format!("directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"),
-        )
-        .unwrap();
-    }
-    let label = format!("registry-{}", std::process::id());
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", &label, "--so-pin", "87654321", "--pin", "1234"])
-        .output()
-        .expect("softhsm2-util");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let module = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .expect("SoftHSM2 is not installed");
-    let cfg = Pkcs11Config { module, token_label: label, pin: "1234".into() };
+    let cfg = fulcrum_kms::testing::softhsm_token("registry", "1234");
     let kms = KmsConfig { pkcs11: Some(cfg.clone()), vault: None };
     let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
     with_production(&h, "risk").await;
