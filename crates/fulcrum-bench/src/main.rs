@@ -170,9 +170,10 @@ fn policy_bench(threads: usize, iterations: usize) {
         "approvals": [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}],
         "findings": [{"id": "CVE-1", "severity": "critical", "status": "open"}]},
         "waivers": [{"id": "W-1", "finding": "CVE-1", "expires_ns": 500}]});
-    for (name, package, input) in [
-        ("access check (fulcrum.authz)", "fulcrum.authz", &access),
-        ("Approved gate (fulcrum.promotion)", "fulcrum.promotion", &gate),
+    for (name, package, input, log) in [
+        ("access check (fulcrum.authz)", "fulcrum.authz", &access, false),
+        ("Approved gate (fulcrum.promotion)", "fulcrum.promotion", &gate, false),
+        ("Approved gate + masking + decision record, as logged", "fulcrum.promotion", &gate, true),
     ] {
         let mut all: Vec<std::time::Duration> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
@@ -182,6 +183,24 @@ fn policy_bench(threads: usize, iterations: usize) {
                         for _ in 0..iterations {
                             let t = std::time::Instant::now();
                             let out = policy.decide(package, input);
+                            if log {
+                                let mut stored = input.clone();
+                                let erased = policy.mask(&mut stored);
+                                let record = fulcrum_policy::DecisionRecord {
+                                    decision_id: String::new(),
+                                    path: format!("{package}/decision"),
+                                    input: stored,
+                                    result: out.clone(),
+                                    bundles: serde_json::json!({"fulcrum": {"revision": policy.digest()}}),
+                                    timestamp: String::new(),
+                                    labels: serde_json::json!({}),
+                                    erased,
+                                    masked: vec![],
+                                    chg_id: None,
+                                    inc_id: None,
+                                };
+                                std::hint::black_box(serde_json::to_string(&record).expect("serialises"));
+                            }
                             v.push(t.elapsed());
                             assert!(out.allow, "{out:?}");
                         }
