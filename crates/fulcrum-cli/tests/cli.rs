@@ -158,7 +158,12 @@ fn full_flow_through_the_cli() {
     // Decisions of the promotion gate, and the policy in force.
     let d = ok(run("rm", &["--output", "json", "decisions", "--model", "risk"]));
     let ds = d["decisions"].as_array().unwrap();
-    assert_eq!(ds.len(), 2, "Staging and Approved gate decisions");
+    let paths: Vec<&str> = ds.iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        ["fulcrum/promotion/decision", "fulcrum/promotion/decision", "fulcrum/env/decision"],
+        "Staging, Approved, alias"
+    );
     let id = ds[1]["decision_id"].as_str().unwrap();
     let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));

@@ -131,3 +131,33 @@ pub fn promotion(
         decide(state, policy, "fulcrum.promotion", input, &m.tenant, Some(&m.name), Some(v.label.as_str()), ctx);
     Some(GateResult { allow: outcome.allow, reasons: outcome.deny, decision })
 }
+
+/// The alias gate: the policy's environment rule (`fulcrum.env`) for the alias's environment and
+/// the target version, for a `SetAlias` command.
+pub fn alias(
+    state: &AppState,
+    policy: &Current,
+    m: &ModelRecord,
+    st: &ModelState,
+    cmd: &Command,
+    ctx: &GovernCtx,
+) -> Option<GateResult> {
+    let Command::SetAlias { alias, version, env, .. } = cmd else { return None };
+    let v = st.version(*version)?;
+    let alias_env = st
+        .aliases
+        .get(alias)
+        .map(|a| a.env)
+        .or(*env)
+        .unwrap_or_else(|| fulcrum_core::lifecycle::Env::for_alias(alias.as_str()));
+    let input = json!({
+        "env": alias_env.as_str(),
+        "alias": alias.as_str(),
+        "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
+        "version": {"label": v.label.as_str(), "seq": v.seq, "stage": v.stage.as_str(), "hold": v.hold.as_str()},
+        "chg_id": ctx.chg_id,
+    });
+    let (outcome, decision) =
+        decide(state, policy, "fulcrum.env", input, &m.tenant, Some(&m.name), Some(v.label.as_str()), ctx);
+    Some(GateResult { allow: outcome.allow, reasons: outcome.deny, decision })
+}

@@ -238,3 +238,42 @@ async fn decision_logs_erase_personal_data() {
     assert!(rec["input"]["version"]["model_card"].get("contact").is_none());
     assert_eq!(rec["input"]["version"]["model_card"]["owner"], "risk");
 }
+
+/// Alias moves pass the policy's environment rule, logged; a policy can be stricter than the
+/// built-in rule (here: a change freeze).
+#[tokio::test]
+async fn alias_moves_are_gated_and_logged() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+    let d = h.get("rm", "/v1/decisions?chg_id=CHG-9", StatusCode::OK).await;
+    let rec = &d["decisions"][0];
+    assert_eq!((rec["path"].as_str(), rec["result"]["allow"].as_bool()), (Some("fulcrum/env/decision"), Some(true)));
+    assert_eq!((rec["input"]["env"].as_str(), rec["input"]["alias"].as_str()), (Some("prod"), Some("production")));
+
+    let mut modules = default_modules();
+    modules.insert(
+        "freeze.rego".into(),
+        "package fulcrum.env\n\ndeny contains \"change_freeze\" if data.fulcrum.change_freeze\n".into(),
+    );
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["change_freeze"] = json!(true);
+    h.put("policy", "/v1/policy", json!({"modules": modules, "data": data}), StatusCode::CREATED).await;
+    h.register("ci", "risk", "v2", &[("w", b"two")]).await;
+    h.approve_fully("risk", "v2").await;
+    let p = h
+        .put(
+            "rm",
+            "/v1/models/risk/aliases/production",
+            json!({"version": "v2", "chg_id": "CHG-50"}),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert_eq!((p["code"].as_str(), p["errors"][0]["detail"].as_str()), (Some("policy_denied"), Some("change_freeze")));
+    assert_eq!(
+        h.get("viewer", "/v1/models/risk/aliases/production", StatusCode::OK).await["version"],
+        "v1",
+        "nothing moved"
+    );
+    let denied = &h.get("rm", "/v1/decisions?chg_id=CHG-50", StatusCode::OK).await["decisions"][0];
+    assert_eq!(denied["result"]["deny"], json!(["change_freeze"]));
+}

@@ -530,8 +530,8 @@ pub async fn get_version(
 }
 
 /// Run one governance command through the write gate and keep the resolve cache current.
-/// Promotions also pass the policy's promotion gate, whose decision is logged: in the same
-/// transaction when it allows, on its own when it denies.
+/// Promotions pass the policy's promotion gate and alias moves its environment rule; each
+/// decision is logged: in the same transaction when it allows, on its own when it denies.
 async fn govern(
     state: &AppState,
     who: &Caller,
@@ -556,8 +556,12 @@ async fn govern(
         },
         _ => None,
     };
-    let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| {
-        crate::gates::promotion(state, &policy, &m, &actor, st, c, facts.as_ref(), &ctx)
+    let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| match c {
+        fulcrum_core::lifecycle::Command::Promote { .. } => {
+            crate::gates::promotion(state, &policy, &m, &actor, st, c, facts.as_ref(), &ctx)
+        }
+        fulcrum_core::lifecycle::Command::SetAlias { .. } => crate::gates::alias(state, &policy, &m, st, c, &ctx),
+        _ => None,
     };
     let gate = state.write_gate.lock().await;
     let at = now(state);
