@@ -88,20 +88,11 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;
     }
     if let (Some(module), Some(label), Some(pin)) = (&a.pkcs11_module, &a.pkcs11_token_label, &a.pkcs11_pin_file) {
-        config.kms.pkcs11 = Some(fulcrum_kms::pkcs11::Pkcs11Config {
-            module: module.clone(),
-            token_label: label.clone(),
-            pin: fulcrum_kms::read_secret(pin)?,
-        });
+        config.kms.pkcs11 = Some(fulcrum_kms::pkcs11::Pkcs11Config::from_files(module, label, pin)?);
     }
     if let (Some(addr), Some(token)) = (&a.vault_addr, &a.vault_token_file) {
-        let ca = a.vault_ca_file.as_ref().map(std::fs::read).transpose().context("reading --vault-ca-file")?;
-        config.kms.vault = Some(fulcrum_kms::vault::VaultConfig {
-            endpoint: fulcrum_kms::http::Endpoint::parse(addr, ca.as_deref())
-                .map_err(|e| anyhow::anyhow!("--vault-addr: {e}"))?,
-            token: fulcrum_kms::read_secret(token)?,
-            mount: a.vault_mount.clone(),
-        });
+        config.kms.vault =
+            Some(fulcrum_kms::vault::VaultConfig::from_files(addr, token, &a.vault_mount, a.vault_ca_file.as_deref())?);
     }
     if config.release_policy.is_development() {
         tracing::warn!(

@@ -189,23 +189,22 @@ fn create_key(a: &KmsArgs) -> anyhow::Result<serde_json::Value> {
             json!({"public_key": key.public_key().to_pem(), "backend": "local", "backend_ref": format!("keys/{name}")})
         }
         BackendArg::Pkcs11 => {
-            let cfg = fulcrum_kms::pkcs11::Pkcs11Config {
-                module: need(&a.pkcs11_module, "--pkcs11-module")?,
-                token_label: need(&a.pkcs11_token_label, "--pkcs11-token-label")?,
-                pin: fulcrum_kms::read_secret(&need(&a.pkcs11_pin_file, "--pkcs11-pin-file")?)?,
-            };
+            let cfg = fulcrum_kms::pkcs11::Pkcs11Config::from_files(
+                &need(&a.pkcs11_module, "--pkcs11-module")?,
+                &need(&a.pkcs11_token_label, "--pkcs11-token-label")?,
+                &need(&a.pkcs11_pin_file, "--pkcs11-pin-file")?,
+            )?;
             let label = need(&a.label, "--label")?;
             let public = fulcrum_kms::pkcs11::admin::generate(&cfg, &label, alg)?;
             json!({"public_key": public.to_pem(), "backend": "pkcs11", "backend_ref": label})
         }
         BackendArg::Vault => {
-            let ca = a.vault_ca_file.as_ref().map(std::fs::read).transpose()?;
-            let cfg = fulcrum_kms::vault::VaultConfig {
-                endpoint: fulcrum_kms::http::Endpoint::parse(&need(&a.vault_addr, "--vault-addr")?, ca.as_deref())
-                    .map_err(|e| anyhow::anyhow!(e))?,
-                token: fulcrum_kms::read_secret(&need(&a.vault_token_file, "--vault-token-file")?)?,
-                mount: a.vault_mount.clone(),
-            };
+            let cfg = fulcrum_kms::vault::VaultConfig::from_files(
+                &need(&a.vault_addr, "--vault-addr")?,
+                &need(&a.vault_token_file, "--vault-token-file")?,
+                &a.vault_mount,
+                a.vault_ca_file.as_deref(),
+            )?;
             let name = need(&a.name, "--name")?;
             // Rotate an existing transit key (new version), or create it.
             let (version, public) = match fulcrum_kms::vault::admin::read(&cfg, &name) {
@@ -328,21 +327,20 @@ impl SignerArgs {
             ));
         }
         if let Some(label) = &self.pkcs11_key_label {
-            let cfg = fulcrum_kms::pkcs11::Pkcs11Config {
-                module: need(&self.pkcs11_module, "--pkcs11-module")?,
-                token_label: need(&self.pkcs11_token_label, "--pkcs11-token-label")?,
-                pin: fulcrum_kms::read_secret(&need(&self.pkcs11_pin_file, "--pkcs11-pin-file")?)?,
-            };
+            let cfg = fulcrum_kms::pkcs11::Pkcs11Config::from_files(
+                &need(&self.pkcs11_module, "--pkcs11-module")?,
+                &need(&self.pkcs11_token_label, "--pkcs11-token-label")?,
+                &need(&self.pkcs11_pin_file, "--pkcs11-pin-file")?,
+            )?;
             return Ok(Box::new(fulcrum_kms::pkcs11::Pkcs11Signer::open(&cfg, label)?));
         }
         let key = need(&self.vault_key, "--vault-key")?;
-        let ca = self.vault_ca_file.as_ref().map(std::fs::read).transpose()?;
-        let cfg = fulcrum_kms::vault::VaultConfig {
-            endpoint: fulcrum_kms::http::Endpoint::parse(&need(&self.vault_addr, "--vault-addr")?, ca.as_deref())
-                .map_err(|e| anyhow::anyhow!(e))?,
-            token: fulcrum_kms::read_secret(&need(&self.vault_token_file, "--vault-token-file")?)?,
-            mount: self.vault_mount.clone(),
-        };
+        let cfg = fulcrum_kms::vault::VaultConfig::from_files(
+            &need(&self.vault_addr, "--vault-addr")?,
+            &need(&self.vault_token_file, "--vault-token-file")?,
+            &self.vault_mount,
+            self.vault_ca_file.as_deref(),
+        )?;
         let (name, version) = match fulcrum_kms::vault::parse_ref(&key) {
             Ok((n, v)) => (n, Some(v)),
             Err(_) => (key.clone(), None),

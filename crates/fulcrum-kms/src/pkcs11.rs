@@ -34,6 +34,16 @@ impl std::fmt::Debug for Pkcs11Config {
     }
 }
 
+impl Pkcs11Config {
+    /// A configuration whose PIN is read from a file (never from the command line).
+    ///
+    /// # Errors
+    /// An unreadable or empty PIN file.
+    pub fn from_files(module: &Path, token_label: &str, pin_file: &Path) -> Result<Self, KmsError> {
+        Ok(Self { module: module.to_owned(), token_label: token_label.to_owned(), pin: crate::read_secret(pin_file)? })
+    }
+}
+
 fn err(what: &str, e: impl std::fmt::Display) -> KmsError {
     KmsError::Pkcs11(format!("{what}: {e}"))
 }

@@ -27,6 +27,30 @@ impl std::fmt::Debug for VaultConfig {
     }
 }
 
+impl VaultConfig {
+    /// A configuration whose token is read from a file and whose TLS CA (for `https://`) is
+    /// pinned from a PEM file.
+    ///
+    /// # Errors
+    /// Bad addresses, unreadable files.
+    pub fn from_files(
+        addr: &str,
+        token_file: &std::path::Path,
+        mount: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, KmsError> {
+        let ca = ca_file
+            .map(|p| {
+                std::fs::read(p)
+                    .map_err(|e| KmsError::Config(format!("cannot read Vault CA file {}: {e}", p.display())))
+            })
+            .transpose()?;
+        let endpoint =
+            Endpoint::parse(addr, ca.as_deref()).map_err(|e| KmsError::Config(format!("Vault address: {e}")))?;
+        Ok(Self { endpoint, token: crate::read_secret(token_file)?, mount: mount.to_owned() })
+    }
+}
+
 fn call(cfg: &VaultConfig, method: &str, path: &str, body: Option<&Value>) -> Result<Value, KmsError> {
     let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
     let (status, resp) = cfg

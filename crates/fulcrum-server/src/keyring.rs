@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use fulcrum_sign::{Alg, KeyStatus, LocalKey, PublicKey, PublishedKey, SignError, Signer, TrustBundle};
+use fulcrum_sign::{KeyStatus, LocalKey, PublicKey, PublishedKey, SignError, Signer, TrustBundle};
 use fulcrum_store::{BundleRecord, KeyRecord, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -284,10 +284,6 @@ impl KeyRing {
         let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), keys, v, now);
         let b = store.reissue_bundle(&sign, now).await.map_err(|e| e.to_string())?;
         self.install(&b, now)
-    }
-
-    pub fn alg(&self) -> Alg {
-        self.current().alg()
     }
 }
 

@@ -19,6 +19,8 @@ pub const SNAPSHOT_MEDIA_TYPE: &str = fulcrum_policy::SNAPSHOT_MEDIA_TYPE;
 pub struct Current {
     pub policy: Policy,
     pub digest: Digest,
+    /// Canonical snapshot bytes (what `digest` and the envelope cover).
+    pub snapshot: Vec<u8>,
     pub envelope: Vec<u8>,
 }
 
@@ -73,7 +75,12 @@ impl Policies {
         };
         let policy = Policy::compile(&snapshot)?;
         Ok(Self {
-            current: RwLock::new(Arc::new(Current { digest: digest_of(&snapshot), policy, envelope: envelope_bytes })),
+            current: RwLock::new(Arc::new(Current {
+                digest: digest_of(&snapshot),
+                snapshot: snapshot.canonical_bytes(),
+                policy,
+                envelope: envelope_bytes,
+            })),
         })
     }
 
@@ -105,7 +112,12 @@ impl Policies {
             installed_at: String::new(),
         };
         store.install_policy(&rec, Some(&previous), true, now).await?;
-        let cur = Arc::new(Current { digest: digest_of(snapshot), policy, envelope: env });
+        let cur = Arc::new(Current {
+            digest: digest_of(snapshot),
+            snapshot: snapshot.canonical_bytes(),
+            policy,
+            envelope: env,
+        });
         *self.current.write().expect("policy lock") = cur.clone();
         Ok(cur)
     }
@@ -116,14 +128,11 @@ impl Policies {
     /// The signer failing.
     pub fn resign(&self, signer: &dyn Signer) -> Result<(), fulcrum_sign::SignError> {
         let cur = self.current();
-        let body = serde_json::from_slice::<Envelope>(&cur.envelope)
-            .ok()
-            .and_then(|e| fulcrum_verify::b64_decode(&e.payload).ok())
-            .unwrap_or_default();
-        let env = Envelope::sign(SNAPSHOT_MEDIA_TYPE, &body, signer, signer.kid())?;
+        let env = Envelope::sign(SNAPSHOT_MEDIA_TYPE, &cur.snapshot, signer, signer.kid())?;
         let next = Current {
             policy: cur.policy.clone(),
             digest: cur.digest,
+            snapshot: cur.snapshot.clone(),
             envelope: serde_json::to_vec(&env).expect("serialises"),
         };
         *self.current.write().expect("policy lock") = Arc::new(next);

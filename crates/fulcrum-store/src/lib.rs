@@ -353,30 +353,31 @@ impl Store {
 
     // ------------------------------------------------------------------ aliases
 
+    /// Aliases with their latest history entry; `?1` a model id and `?2` an alias name, or NULL.
+    const ALIASES_SQL: &'static str = "SELECT a.model_id, a.name, a.env, a.version_id, v.label,
+        (SELECT MAX(position) FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name) AS position,
+        (SELECT chg_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS chg_id,
+        (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause
+     FROM aliases a LEFT JOIN versions v ON v.id = a.version_id
+     WHERE (?1 IS NULL OR a.model_id = ?1) AND (?2 IS NULL OR a.name = ?2)
+     ORDER BY a.model_id, a.name";
+
+    /// Every alias (for building the resolve cache at start-up).
+    ///
     /// # Errors
     /// Database failures.
     pub async fn all_aliases(&self) -> Result<Vec<AliasRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.model_id, a.name, a.env, a.version_id, v.label,
-                    (SELECT MAX(position) FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name) AS position,
-                    (SELECT chg_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS chg_id,
-                    (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause
-             FROM aliases a LEFT JOIN versions v ON v.id = a.version_id ORDER BY a.model_id, a.name",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(Self::ALIASES_SQL).bind(None::<i64>).bind(None::<String>).fetch_all(&self.read).await?;
         rows.iter().map(AliasRecord::from_row).collect()
     }
 
+    /// One alias of one model.
+    ///
     /// # Errors
     /// Database failures.
     pub async fn get_alias(&self, model_id: i64, alias: &str) -> Result<Option<AliasRecord>> {
-        Ok(self.all_aliases_of(model_id).await?.into_iter().find(|a| a.name == alias))
-    }
-
-    async fn all_aliases_of(&self, model_id: i64) -> Result<Vec<AliasRecord>> {
-        // Small per model; reuse the one query.
-        Ok(self.all_aliases().await?.into_iter().filter(|a| a.model_id == model_id).collect())
+        let row = sqlx::query(Self::ALIASES_SQL).bind(model_id).bind(alias).fetch_optional(&self.read).await?;
+        row.as_ref().map(AliasRecord::from_row).transpose()
     }
 
     /// # Errors
