@@ -662,6 +662,10 @@ pub struct DecisionsArgs {
     model: Option<String>,
     #[arg(long)]
     version: Option<String>,
+    /// Only decisions of one rule: `fulcrum/promotion/decision`, `fulcrum/env/decision` (gates)
+    /// or `fulcrum/authz/decision` (access).
+    #[arg(long)]
+    path: Option<String>,
     /// Explain one decision: which rules denied and why.
     #[arg(long)]
     explain: Option<String>,
@@ -669,7 +673,7 @@ pub struct DecisionsArgs {
 
 impl DecisionsArgs {
     pub fn explain(id: String) -> Self {
-        Self { chg_id: None, inc_id: None, model: None, version: None, explain: Some(id) }
+        Self { chg_id: None, inc_id: None, model: None, version: None, path: None, explain: Some(id) }
     }
 }
 
@@ -685,6 +689,12 @@ pub async fn decisions(ctx: &Ctx, a: DecisionsArgs) -> anyhow::Result<()> {
         if let Some(v) = v {
             q.push(format!("{k}={}", checked_id(v)?));
         }
+    }
+    if let Some(p) = &a.path {
+        if p.is_empty() || p.len() > 128 || !p.chars().all(|c| c.is_ascii_alphanumeric() || "_/".contains(c)) {
+            bail!("--path must be a rule path such as fulcrum/authz/decision");
+        }
+        q.push(format!("path={p}"));
     }
     let v = ctx.client()?.get(&format!("/v1/decisions?{}", q.join("&"))).await?;
     let items = v["decisions"].as_array().cloned().unwrap_or_default();
@@ -702,13 +712,20 @@ pub async fn decisions(ctx: &Ctx, a: DecisionsArgs) -> anyhow::Result<()> {
                     .flatten()
                     .map(|r| explain_reason(r.as_str().unwrap_or("")))
                     .collect();
+                let what = if d["path"] == "fulcrum/authz/decision" {
+                    format!("{} {} {}", s(&d["input"]["principal"]["subject"]), s(&d["input"]["action"]), {
+                        let r = &d["input"]["resource"];
+                        if r["model"].is_string() { s(&r["model"]) } else { format!("tenant {}", s(&r["tenant"])) }
+                    })
+                } else {
+                    format!("{}@{}", s(&d["input"]["model"]["name"]), s(&d["input"]["version"]["label"]))
+                };
                 let mut line = format!(
-                    "{} {} {} {}@{} chg={} policy={}",
+                    "{} {} {} {} chg={} policy={}",
                     s(&d["timestamp"]),
                     s(&d["decision_id"]),
                     verdict,
-                    s(&d["input"]["model"]["name"]),
-                    s(&d["input"]["version"]["label"]),
+                    what,
                     s(&d["chg_id"]),
                     s(&d["bundles"]["fulcrum"]["revision"])
                 );
@@ -744,6 +761,9 @@ fn explain_reason(code: &str) -> String {
         "model_card_missing" => format!("the model card lacks the required field {arg:?}"),
         "stage_not_allowed" => "this environment may not load a version at that stage".into(),
         "revoked" | "quarantined" => format!("the version is {what}"),
+        "role_forbids" => format!("the caller's role may not {arg}"),
+        "other_tenant" | "other_domain" => "the resource belongs to another tenant or domain".into(),
+        "change_freeze" => "the environment is frozen for this model".into(),
         "policy_undefined" | "policy_error" | "policy_timeout" | "policy_result_malformed" => format!("the policy gave no valid answer ({what}): denied by default"),
         other => format!("{other}{}", if arg.is_empty() { String::new() } else { format!(": {arg}") }),
     }

@@ -144,6 +144,33 @@ impl Action {
         Action::RecordFindings,
         Action::GrantWaiver,
     ];
+
+    /// The action's name in policy inputs (`snake_case`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::UploadBlob => "upload_blob",
+            Action::DownloadBlob => "download_blob",
+            Action::CreateModel => "create_model",
+            Action::RegisterVersion => "register_version",
+            Action::Approve => "approve",
+            Action::Promote => "promote",
+            Action::Revoke => "revoke",
+            Action::Quarantine => "quarantine",
+            Action::LiftQuarantine => "lift_quarantine",
+            Action::SetAlias => "set_alias",
+            Action::DeleteAlias => "delete_alias",
+            Action::Resolve => "resolve",
+            Action::ReportStartup => "report_startup",
+            Action::ReadEvents => "read_events",
+            Action::ReadKeys => "read_keys",
+            Action::AdministerKeys => "administer_keys",
+            Action::AdministerPolicy => "administer_policy",
+            Action::ReadDecisions => "read_decisions",
+            Action::RecordFindings => "record_findings",
+            Action::GrantWaiver => "grant_waiver",
+        }
+    }
 }
 
 /// The built-in role table. Closed by default: an action a role is not listed for is refused.

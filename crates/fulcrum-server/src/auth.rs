@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use fulcrum_core::identity::{Action, Principal, Role, role_allows};
+use fulcrum_core::identity::{Action, Principal, Role};
 use fulcrum_core::lifecycle::Env;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::AppState;
-use crate::problem::ApiError;
+use crate::access::Resource;
+use crate::problem::{ApiError, CheckFailure};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,16 +174,36 @@ impl Identities {
 pub struct Caller(pub Arc<Principal>);
 
 impl Caller {
-    /// RBAC check for an action; 403 with the role and action named.
+    /// The access decision for an action on the caller's own tenant, taken by the policy in
+    /// force and logged. 403 naming the policy's reasons; 404 for other tenants' resources.
     ///
     /// # Errors
-    /// 403 when the role does not allow the action.
-    pub fn require(&self, action: Action) -> Result<(), ApiError> {
-        if role_allows(self.0.role, action) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("role {} may not {:?}", self.0.role, action)))
+    /// When the policy does not allow it.
+    pub async fn require(&self, state: &AppState, action: Action) -> Result<(), ApiError> {
+        self.require_on(state, action, Resource::tenant(&self.0.tenant)).await
+    }
+
+    /// As [`Caller::require`] for a named resource.
+    ///
+    /// # Errors
+    /// When the policy does not allow it.
+    pub async fn require_on(&self, state: &AppState, action: Action, res: Resource<'_>) -> Result<(), ApiError> {
+        let policy = state.policies.current();
+        let out = state.access.check(&policy, state.clock.now(), &self.0, action, res).await;
+        if out.allow {
+            return Ok(());
         }
+        if out.deny.iter().any(|r| r == "other_tenant" || r == "other_domain") {
+            return Err(ApiError::not_found(res.model.map_or("resource", |_| "model")));
+        }
+        let errors = out.deny.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
+        Err(ApiError::forbidden(format!(
+            "the policy does not let role {} {}: {}",
+            self.0.role,
+            action.as_str(),
+            out.deny.join(", ")
+        ))
+        .with_errors(errors))
     }
 }
 

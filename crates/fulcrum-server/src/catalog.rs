@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::keyring::KeyRing;
+use crate::policy::Current;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use fulcrum_core::lifecycle::{Effect, Env, Hold, Stage, env_allows};
@@ -108,13 +109,15 @@ pub enum Miss {
 pub struct Catalog {
     inner: RwLock<Inner>,
     keys: Arc<KeyRing>,
-    policy_digest: RwLock<Digest>,
+    /// The policy in force: its digest goes into every document and its environment rule
+    /// (`fulcrum.env`) decides each document's permit/deny.
+    policy: RwLock<Arc<Current>>,
     ttl: Duration,
 }
 
 impl Catalog {
-    pub fn new(keys: Arc<KeyRing>, policy_digest: Digest, ttl: Duration) -> Self {
-        Self { inner: RwLock::default(), keys, policy_digest: RwLock::new(policy_digest), ttl }
+    pub fn new(keys: Arc<KeyRing>, policy: Arc<Current>, ttl: Duration) -> Self {
+        Self { inner: RwLock::default(), keys, policy: RwLock::new(policy), ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -323,14 +326,15 @@ impl Catalog {
             },
         };
         let v = m.versions.get(&vid).ok_or(Miss::Version)?;
-        let verdict = env_allows(env, v.stage, v.hold);
+        let policy = self.policy.read().expect("catalog lock").clone();
+        let verdict = env_verdict(&policy, m, v, env, alias.map(|(n, _)| n));
         let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
         Ok(ResolveDocument {
             name: m.name.to_string(),
             version: v.label.to_string(),
             stage: v.stage.as_str().into(),
             artifact_digest: v.artifact_digest.to_string(),
-            policy_digest: self.policy_digest.read().expect("catalog lock").to_string(),
+            policy_digest: policy.digest.to_string(),
             revoked: v.hold == Hold::Revoked,
             quarantined: v.hold == Hold::Quarantined,
             uris: Uris {
@@ -347,7 +351,7 @@ impl Catalog {
             alias_chg_id: alias.and_then(|(_, a)| a.chg_id.clone()),
             env: env.as_str().into(),
             decision: if verdict.is_ok() { Decision::Permit } else { Decision::Deny },
-            deny_reason: verdict.err().map(|r| r.code().to_owned()),
+            deny_reason: verdict.err(),
             issued_at: fmt(now),
             expires_at: fmt(now + self.ttl),
             kid: String::new(), // set by `sign` to the key that signs it
@@ -439,9 +443,10 @@ impl Catalog {
         }
     }
 
-    /// A new policy is in force: documents carry its digest from now on.
-    pub fn set_policy_digest(&self, d: Digest, now: OffsetDateTime) {
-        *self.policy_digest.write().expect("catalog lock") = d;
+    /// A new policy is in force: documents carry its digest and its environment rule's verdict
+    /// from now on.
+    pub fn set_policy(&self, policy: Arc<Current>, now: OffsetDateTime) {
+        *self.policy.write().expect("catalog lock") = policy;
         self.resign_all(now);
     }
 
@@ -464,5 +469,30 @@ impl Catalog {
         let models = inner.ids.len();
         let versions = inner.models.values().flat_map(|ms| ms.values()).map(|m| m.versions.len()).sum();
         (models, versions)
+    }
+}
+
+/// The download gate: the policy's environment rule for this version in this environment.
+/// `Err` carries the deny reasons, comma-joined (the first named is the primary one). The
+/// lifecycle's own rule is checked as well, so a policy can only ever be stricter.
+fn env_verdict(
+    policy: &Current,
+    m: &ModelEntry,
+    v: &VersionEntry,
+    env: Env,
+    alias: Option<&str>,
+) -> Result<(), String> {
+    let input = serde_json::json!({
+        "env": env.as_str(),
+        "alias": alias,
+        "model": {"name": &*m.name, "tenant": &*m.tenant, "domain": &*m.domain},
+        "version": {"label": &*v.label, "seq": v.seq, "stage": v.stage.as_str(), "hold": v.hold.as_str()},
+    });
+    let out = policy.policy.decide("fulcrum.env", &input);
+    let core = env_allows(env, v.stage, v.hold);
+    match (out.allow, core) {
+        (true, Ok(())) => Ok(()),
+        (_, Err(r)) if out.allow || out.deny.is_empty() => Err(r.code().to_owned()),
+        (_, _) => Err(out.deny.join(",")),
     }
 }

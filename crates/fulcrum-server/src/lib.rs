@@ -12,6 +12,7 @@
 //!   unless a pinned document is asked for the first time or has aged past half its lifetime.
 //! - No secret (token, key) is ever logged or echoed.
 
+pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod clock;
@@ -123,6 +124,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub policies: policy::Policies,
+    pub access: access::Access,
     pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
     pub events_tx: watch::Sender<u64>,
@@ -180,9 +182,8 @@ impl Registry {
         let policies = policy::Policies::load(&store, keys.current().as_ref(), clock.now())
             .await
             .map_err(|e| OpenError::Policy(e.to_string()))?;
-        let policy_digest = policies.current().digest;
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
-        let catalog = Catalog::new(keys.clone(), policy_digest, ttl);
+        let catalog = Catalog::new(keys.clone(), policies.current(), ttl);
         catalog.load_models(&store.all_models().await?);
         {
             use futures_util::TryStreamExt;
@@ -198,6 +199,7 @@ impl Registry {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
         let release_policy = Arc::new(config.release_policy.clone());
+        let access = access::Access::start(store.clone());
         let state = AppState(Arc::new(Inner {
             release_policy,
             config,
@@ -208,6 +210,7 @@ impl Registry {
             catalog,
             clock,
             metrics: Metrics::default(),
+            access,
             policies,
             write_gate: Mutex::new(()),
             events_tx,
@@ -276,6 +279,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let bg = spawn_background(&state);
     let st = state.clone();
+    let state_for_flush = state.clone();
     let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -283,6 +287,7 @@ pub async fn serve(
         })
         .await;
     bg.abort();
+    state_for_flush.access.flush().await;
     result
 }
 
@@ -301,6 +306,7 @@ pub async fn serve_tls(
     let handle = axum_server::Handle::new();
     let bg = spawn_background(&state);
     let (h, st) = (handle.clone(), state.clone());
+    let state_for_flush = state.clone();
     tokio::spawn(async move {
         shutdown.await;
         st.begin_shutdown();
@@ -311,5 +317,6 @@ pub async fn serve_tls(
         .serve(app(state).into_make_service_with_connect_info::<SocketAddr>())
         .await;
     bg.abort();
+    state_for_flush.access.flush().await;
     result
 }

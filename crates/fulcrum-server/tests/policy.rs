@@ -62,7 +62,13 @@ async fn promotion_gate_decisions_are_logged() {
     let replay = fulcrum_policy::Policy::compile(&snapshot).unwrap().decide("fulcrum.promotion", &denied["input"]);
     assert_eq!(serde_json::to_value(&replay).unwrap(), denied["result"]);
     // Other tenants and roles without the right see nothing.
-    assert!(h.get("other-admin", "/v1/decisions", StatusCode::OK).await["decisions"].as_array().unwrap().is_empty());
+    let path = "/v1/decisions?path=fulcrum/promotion/decision";
+    assert!(h.get("other-admin", path, StatusCode::OK).await["decisions"].as_array().unwrap().is_empty());
+    // …only the access decisions of their own calls.
+    let theirs = h.get("other-admin", "/v1/decisions", StatusCode::OK).await;
+    let theirs = theirs["decisions"].as_array().unwrap();
+    assert!(!theirs.is_empty());
+    assert!(theirs.iter().all(|d| d["path"] == "fulcrum/authz/decision" && d["input"]["principal"]["role"] == "admin"));
     h.get("ci", "/v1/decisions", StatusCode::FORBIDDEN).await;
     h.get("rm", "/v1/decisions?limit=0", StatusCode::BAD_REQUEST).await;
 }
@@ -276,4 +282,73 @@ async fn alias_moves_are_gated_and_logged() {
     );
     let denied = &h.get("rm", "/v1/decisions?chg_id=CHG-50", StatusCode::OK).await["decisions"][0];
     assert_eq!(denied["result"]["deny"], json!(["change_freeze"]));
+}
+
+async fn resolve_doc(h: &Harness, who: &str, path: &str) -> ResolveDocument {
+    h.req(who, Method::GET, path).send().await.unwrap().json().await.unwrap()
+}
+
+/// Every API call is an access decision taken by the policy in force (`fulcrum.authz`) and
+/// logged; a new snapshot's rules apply to the very next call; the download gate (the
+/// environment rule in resolve documents) is the policy's too, and a policy can only be
+/// stricter than the lifecycle.
+#[tokio::test]
+async fn access_and_download_decisions_follow_the_policy_in_force() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+
+    // A refused call names the policy's reason, machine-readably, and is logged as a denial.
+    let p = h
+        .post("viewer", "/v1/models/risk/versions/v1/promotions", json!({"to": "Staging"}), StatusCode::FORBIDDEN)
+        .await;
+    assert_eq!(p["errors"][0], json!({"check": "policy", "detail": "role_forbids:promote"}));
+    h.get("viewer", "/v1/models/risk", StatusCode::OK).await;
+    let access = h.get("auditor", "/v1/decisions?path=fulcrum/authz/decision&limit=1000", StatusCode::OK).await;
+    let access = access["decisions"].as_array().unwrap().clone();
+    let by_viewer: Vec<&Value> = access.iter().filter(|d| d["input"]["principal"]["role"] == "viewer").collect();
+    let denied = by_viewer.iter().find(|d| d["input"]["action"] == "promote").expect("the denial is logged");
+    assert_eq!(denied["result"], json!({"allow": false, "deny": ["role_forbids:promote"]}));
+    assert!(by_viewer.iter().any(|d| d["input"]["action"] == "read" && d["result"]["allow"] == true));
+    // The decision names the snapshot it was taken under, so it replays.
+    let digest = denied["bundles"]["fulcrum"]["revision"].as_str().unwrap();
+    let snap = h.get("auditor", &format!("/v1/policy/snapshots/{digest}"), StatusCode::OK).await;
+    let payload = fulcrum_verify::b64_decode(snap["payload"].as_str().unwrap()).unwrap();
+    let replay = fulcrum_policy::Policy::compile(&fulcrum_policy::Snapshot::from_canonical_bytes(&payload).unwrap())
+        .unwrap()
+        .decide("fulcrum.authz", &denied["input"]);
+    assert_eq!(serde_json::to_value(&replay).unwrap(), denied["result"]);
+    // Decisions about resolve are logged too, one per call.
+    let before = access.iter().filter(|d| d["input"]["action"] == "resolve").count();
+    let doc = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await;
+    assert_eq!(doc.decision, fulcrum_core::resolve::Decision::Permit);
+    let after = h.get("auditor", "/v1/decisions?path=fulcrum/authz/decision&limit=1000", StatusCode::OK).await;
+    let after = after["decisions"].as_array().unwrap().iter().filter(|d| d["input"]["action"] == "resolve").count();
+    assert_eq!(after, before + 1);
+
+    // A stricter snapshot: viewers lose resolve, and the production environment is frozen for
+    // `risk` (a change freeze), while its version stays Approved.
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    let viewer = data["fulcrum"]["roles"]["viewer"].as_array_mut().unwrap();
+    viewer.retain(|a| a != "resolve");
+    data["fulcrum"]["frozen"] = json!({"prod": ["risk"]});
+    let mut modules = default_modules();
+    let env = modules.get_mut("env.rego").unwrap();
+    *env = env.replace(
+        "allow if {\n\tinput.version.hold == \"none\"\n",
+        "frozen if input.model.name in object.get(data.fulcrum, [\"frozen\", input.env], [])\n\n\
+         deny contains \"change_freeze\" if frozen\n\n\
+         allow if {\n\tnot frozen\n\tinput.version.hold == \"none\"\n",
+    );
+    assert!(env.contains("change_freeze"), "the module edit applied");
+    let ok = h.put("policy", "/v1/policy", json!({"modules": modules, "data": data}), StatusCode::CREATED).await;
+    let p = h.get("viewer", "/v1/resolve?ref=risk@production&env=prod", StatusCode::FORBIDDEN).await;
+    assert_eq!(p["errors"][0]["detail"], "role_forbids:resolve");
+    let doc = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await;
+    assert_eq!(doc.policy_digest, ok["policy_digest"].as_str().unwrap());
+    assert_eq!(doc.stage, "Approved");
+    assert_eq!(doc.decision, fulcrum_core::resolve::Decision::Deny);
+    assert_eq!(doc.deny_reason.as_deref(), Some("change_freeze"));
+    // Staging is not frozen.
+    let doc = resolve_doc(&h, "rm", "/v1/resolve?ref=risk@production&env=staging").await;
+    assert_eq!(doc.decision, fulcrum_core::resolve::Decision::Permit);
 }

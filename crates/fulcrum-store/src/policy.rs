@@ -39,6 +39,8 @@ pub struct DecisionQuery {
     pub model: Option<String>,
     pub version: Option<String>,
     pub decision_id: Option<String>,
+    /// Rule path, e.g. `fulcrum/promotion/decision` (gates) or `fulcrum/authz/decision` (access).
+    pub path: Option<String>,
     pub after: i64,
     pub limit: u32,
 }
@@ -147,6 +149,20 @@ impl Store {
         Ok(())
     }
 
+    /// Log a batch of decisions (access decisions, written behind the requests they served) in
+    /// one transaction: all or none.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_decisions(&self, rows: &[DecisionRow]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for d in rows {
+            insert_decision(&mut tx, d).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Decision records of a tenant, oldest first, filtered.
     ///
     /// # Errors
@@ -155,7 +171,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT seq, record FROM decisions WHERE tenant = ? AND seq > ?
                AND (? IS NULL OR chg_id = ?) AND (? IS NULL OR inc_id = ?) AND (? IS NULL OR model = ?)
-               AND (? IS NULL OR version = ?) AND (? IS NULL OR decision_id = ?)
+               AND (? IS NULL OR version = ?) AND (? IS NULL OR decision_id = ?) AND (? IS NULL OR path = ?)
              ORDER BY seq LIMIT ?",
         )
         .bind(&q.tenant)
@@ -170,6 +186,8 @@ impl Store {
         .bind(&q.version)
         .bind(&q.decision_id)
         .bind(&q.decision_id)
+        .bind(&q.path)
+        .bind(&q.path)
         .bind(i64::from(q.limit))
         .fetch_all(&self.read)
         .await?;

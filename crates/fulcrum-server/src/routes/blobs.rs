@@ -75,7 +75,7 @@ pub async fn post_blob(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    who.require(Action::UploadBlob)?;
+    who.require(&state, Action::UploadBlob).await?;
     store_body(&state, &who, &headers, body, None).await
 }
 
@@ -91,7 +91,7 @@ pub async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    who.require(Action::UploadBlob)?;
+    who.require(&state, Action::UploadBlob).await?;
     let d = parse_digest(&digest)?;
     store_body(&state, &who, &headers, body, Some(d)).await
 }
@@ -135,7 +135,7 @@ async fn blob_response(
     headers: &HeaderMap,
     with_body: bool,
 ) -> ApiResult<Response> {
-    who.require(Action::DownloadBlob)?;
+    who.require(state, Action::DownloadBlob).await?;
     let d = parse_digest(digest)?;
     if !state.store.tenant_has_blob(&who.0.tenant, &d).await? {
         return Err(ApiError::not_found("blob"));

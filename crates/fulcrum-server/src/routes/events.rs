@@ -30,7 +30,7 @@ pub async fn list_events(
     who: Caller,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventsPage>> {
-    who.require(Action::ReadEvents)?;
+    who.require(&state, Action::ReadEvents).await?;
     let limit = match q.limit {
         None => 100,
         Some(n @ 1..=1000) => n,
@@ -72,7 +72,7 @@ pub async fn stream_events(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    who.require(Action::ReadEvents)?;
+    who.require(&state, Action::ReadEvents).await?;
     let resume =
         match headers.get("last-event-id") {
             Some(v) => {

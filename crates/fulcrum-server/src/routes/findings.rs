@@ -49,7 +49,7 @@ pub async fn report(
     Path((name, version)): Path<(String, String)>,
     ApiJson(body): ApiJson<FindingsReport>,
 ) -> ApiResult<(StatusCode, Json<Vec<FindingDto>>)> {
-    who.require(Action::RecordFindings)?;
+    who.require(&state, Action::RecordFindings).await?;
     let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
     let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     let bytes = serde_json::to_vec(&body.report).expect("json");
@@ -67,7 +67,7 @@ pub async fn list(
     who: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<FindingDto>>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
     let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     Ok(Json(state.store.findings(v.id).await?.into_iter().map(dto).collect()))
@@ -104,7 +104,7 @@ pub async fn grant(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<GrantWaiver>,
 ) -> ApiResult<(StatusCode, Json<WaiverRecord>)> {
-    who.require(Action::GrantWaiver)?;
+    who.require(&state, Action::GrantWaiver).await?;
     let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
     super::check_id("waiver id", Some(&body.id))?;
     findings::check_id(&body.finding).map_err(|e| ApiError::bad_request("bad_finding", e.to_string()))?;
@@ -143,7 +143,7 @@ pub async fn waivers(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<WaiverQuery>,
 ) -> ApiResult<Json<Vec<WaiverRecord>>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
     let version_id = match &q.version {
         Some(v) => Some(state.store.get_version(m.id, v).await?.ok_or_else(|| ApiError::not_found("version"))?.id),

@@ -91,7 +91,7 @@ fn rotate_err(e: RotateError) -> ApiError {
 /// Every published key with its window and status.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = Vec<KeyDto>), (status = "4XX", body = Problem)))]
 pub async fn list_keys(State(state): State<AppState>, who: Caller) -> ApiResult<Json<Vec<KeyDto>>> {
-    who.require(Action::ReadKeys)?;
+    who.require(&state, Action::ReadKeys).await?;
     Ok(Json(state.store.keys().await?.into_iter().map(dto).collect()))
 }
 
@@ -105,7 +105,7 @@ pub async fn register_key(
     who: Caller,
     ApiJson(body): ApiJson<RegisterKey>,
 ) -> ApiResult<(StatusCode, Json<BundleAck>)> {
-    who.require(Action::AdministerKeys)?;
+    who.require(&state, Action::AdministerKeys).await?;
     let key = PublicKey::from_pem(body.public_key.as_bytes())
         .or_else(|_| {
             fulcrum_verify::b64_decode(body.public_key.trim())
@@ -154,7 +154,7 @@ pub async fn retire_key(
     Path(kid): Path<String>,
     ApiJson(body): ApiJson<RetireKey>,
 ) -> ApiResult<Json<BundleAck>> {
-    who.require(Action::AdministerKeys)?;
+    who.require(&state, Action::AdministerKeys).await?;
     check_id("kid", Some(&kid))?;
     if body.reason.trim().is_empty() || body.reason.len() > 1024 {
         return Err(ApiError::unprocessable("invalid_body", "reason must be 1-1024 bytes"));

@@ -162,6 +162,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ("fulcrum_models", "Models registered.", models as u64),
         ("fulcrum_versions", "Versions registered.", versions as u64),
         ("fulcrum_event_log_position", "Position of the newest event.", last.max(0) as u64),
+        (
+            "fulcrum_access_decisions_logged",
+            "Access decisions stored in the decision log since start.",
+            state.access.written.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "fulcrum_access_decisions_dropped",
+            "Access decisions that could not be stored after retries (alert on any).",
+            state.access.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        ),
     ]);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body)
 }

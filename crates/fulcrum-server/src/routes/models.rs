@@ -96,7 +96,7 @@ pub async fn create_model(
     who: Caller,
     ApiJson(body): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<ModelDto>)> {
-    who.require(Action::CreateModel)?;
+    who.require(&state, Action::CreateModel).await?;
     let p = &who.0;
     let name = parse_model_name(&body.name)?;
     if body.tenant.as_deref().is_some_and(|t| t != p.tenant) {
@@ -146,7 +146,7 @@ pub async fn list_models(
     who: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ModelPage>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let n = limit(q.limit)?;
     let rows = state.store.list_models(&who.0.tenant, q.after.as_deref().unwrap_or(""), n).await?;
     let next = (rows.len() == n as usize).then(|| rows.last().map(|m| m.name.clone())).flatten();
@@ -161,7 +161,7 @@ pub async fn get_model(
     who: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ModelDto>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let name = parse_model_name(&name)?;
     Ok(Json(model_dto(visible_model(&state, &who.0, &name).await?)))
 }
@@ -209,7 +209,7 @@ pub async fn register_version(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RegisterVersion>,
 ) -> ApiResult<(StatusCode, Json<VersionDto>)> {
-    who.require(Action::RegisterVersion)?;
+    who.require(&state, Action::RegisterVersion).await?;
     let p = &who.0;
     let name = parse_model_name(&name)?;
     let model = visible_model(&state, p, &name).await?;
@@ -491,7 +491,7 @@ pub async fn list_versions(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<VersionPage>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let name = parse_model_name(&name)?;
     let m = visible_model(&state, &who.0, &name).await?;
     let n = limit(q.limit)?;
@@ -524,7 +524,7 @@ pub async fn get_version(
     who: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<VersionDto>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     let (m, v) = load_version(&state, &who, &name, &version).await?;
     Ok(Json(version_dto(&m.name, v)))
 }
@@ -605,7 +605,7 @@ pub async fn approve(
     Path((name, version)): Path<(String, String)>,
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> ApiResult<(StatusCode, Json<VersionDto>)> {
-    who.require(Action::Approve)?;
+    who.require(&state, Action::Approve).await?;
     if body.comment.len() > 2048 {
         return Err(ApiError::unprocessable("invalid_body", "comment must be at most 2048 bytes"));
     }
@@ -630,7 +630,7 @@ pub async fn promote(
     Path((name, version)): Path<(String, String)>,
     ApiJson(body): ApiJson<PromoteBody>,
 ) -> ApiResult<Json<VersionDto>> {
-    who.require(Action::Promote)?;
+    who.require(&state, Action::Promote).await?;
     let to: Stage = body
         .to
         .parse()
@@ -664,7 +664,7 @@ pub async fn revoke(
     Path((name, version)): Path<(String, String)>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
-    who.require(Action::Revoke)?;
+    who.require(&state, Action::Revoke).await?;
     govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
@@ -679,7 +679,7 @@ pub async fn quarantine(
     Path((name, version)): Path<(String, String)>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
-    who.require(Action::Quarantine)?;
+    who.require(&state, Action::Quarantine).await?;
     govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
@@ -703,7 +703,7 @@ pub async fn lift_quarantine(
     ApiQuery(q): ApiQuery<ChangeBody>,
     body: Bytes,
 ) -> ApiResult<Json<VersionDto>> {
-    who.require(Action::LiftQuarantine)?;
+    who.require(&state, Action::LiftQuarantine).await?;
     let b: ChangeBody = optional_body(&body)?;
     let chg_id = b.chg_id.or(q.chg_id);
     check_id("chg_id", chg_id.as_deref())?;
@@ -753,7 +753,7 @@ pub async fn set_alias(
     Path((name, alias)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetAliasBody>,
 ) -> ApiResult<Json<AliasDto>> {
-    who.require(Action::SetAlias)?;
+    who.require(&state, Action::SetAlias).await?;
     let a = parse_alias(&alias)?;
     check_id("chg_id", body.chg_id.as_deref())?;
     let env = body
@@ -781,7 +781,7 @@ pub async fn get_alias(
     who: Caller,
     Path((name, alias)): Path<(String, String)>,
 ) -> ApiResult<Json<AliasDto>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     parse_alias(&alias)?;
     alias_dto(&state, &who, &name, &alias).await
 }
@@ -797,7 +797,7 @@ pub async fn delete_alias(
     ApiQuery(q): ApiQuery<ChangeBody>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    who.require(Action::DeleteAlias)?;
+    who.require(&state, Action::DeleteAlias).await?;
     let a = parse_alias(&alias)?;
     let b: ChangeBody = optional_body(&body)?;
     let chg_id = b.chg_id.or(q.chg_id);
@@ -815,7 +815,7 @@ pub async fn alias_history(
     who: Caller,
     Path((name, alias)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<AliasHistoryDto>>> {
-    who.require(Action::Read)?;
+    who.require(&state, Action::Read).await?;
     parse_alias(&alias)?;
     let model = parse_model_name(&name)?;
     let m = visible_model(&state, &who.0, &model).await?;

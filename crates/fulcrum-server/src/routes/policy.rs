@@ -5,19 +5,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::Digest;
-use fulcrum_core::identity::{Action, role_allows};
+use fulcrum_core::identity::Action;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiError, ApiResult, Problem};
-
-fn may_read(who: &Caller) -> ApiResult<()> {
-    if role_allows(who.0.role, Action::Read) || role_allows(who.0.role, Action::Resolve) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!("role {} may not read policies", who.0.role)))
-    }
-}
 
 fn envelope(state: &AppState) -> Response {
     let snap = state.policies.current();
@@ -38,7 +30,7 @@ fn envelope(state: &AppState) -> Response {
 #[utoipa::path(get, path = "/v1/policy/current", tag = "policy",
     responses((status = 200, description = "signed policy snapshot (DSSE envelope)", content_type = "application/json"), (status = "4XX", body = Problem)))]
 pub async fn current(State(state): State<AppState>, who: Caller) -> ApiResult<Response> {
-    may_read(&who)?;
+    who.require(&state, Action::Read).await?;
     Ok(envelope(&state))
 }
 
@@ -46,7 +38,7 @@ pub async fn current(State(state): State<AppState>, who: Caller) -> ApiResult<Re
 #[utoipa::path(get, path = "/v1/policy/snapshots/{digest}", tag = "policy", params(("digest" = String, Path)),
     responses((status = 200, description = "signed policy snapshot (DSSE envelope)", content_type = "application/json"), (status = "4XX", body = Problem)))]
 pub async fn by_digest(State(state): State<AppState>, who: Caller, Path(digest): Path<String>) -> ApiResult<Response> {
-    may_read(&who)?;
+    who.require(&state, Action::Read).await?;
     let d: Digest =
         digest.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
     if d == state.policies.current().digest {
@@ -91,7 +83,7 @@ pub async fn install(
     who: Caller,
     super::ApiJson(body): super::ApiJson<InstallPolicy>,
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<Installed>)> {
-    who.require(Action::AdministerPolicy)?;
+    who.require(&state, Action::AdministerPolicy).await?;
     if body.modules.len() > 64 || body.modules.values().map(String::len).sum::<usize>() > 512 * 1024 {
         return Err(ApiError::unprocessable("policy_invalid", "at most 64 modules and 512 KiB of Rego"));
     }
@@ -117,7 +109,7 @@ pub async fn install(
             crate::policy::InstallError::Sign(s) => ApiError::internal(&s),
         },
     )?;
-    state.catalog.set_policy_digest(cur.digest, now);
+    state.catalog.set_policy(cur.clone(), now);
     drop(gate);
     state.notify_events();
     Ok((axum::http::StatusCode::CREATED, axum::Json(Installed { policy_digest: cur.digest.to_string() })))
@@ -131,6 +123,9 @@ pub struct DecisionsQuery {
     pub model: Option<String>,
     pub version: Option<String>,
     pub decision_id: Option<String>,
+    /// Rule path: `fulcrum/promotion/decision`, `fulcrum/env/decision` (gates) or
+    /// `fulcrum/authz/decision` (access).
+    pub path: Option<String>,
     #[serde(default)]
     pub after: i64,
     pub limit: Option<u32>,
@@ -152,12 +147,14 @@ pub async fn decisions(
     who: Caller,
     super::ApiQuery(q): super::ApiQuery<DecisionsQuery>,
 ) -> ApiResult<axum::Json<DecisionsPage>> {
-    who.require(Action::ReadDecisions)?;
+    who.require(&state, Action::ReadDecisions).await?;
     let limit = match q.limit {
         None => 100,
         Some(n @ 1..=1000) => n,
         Some(_) => return Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 1000")),
     };
+    // Access decisions are written behind the requests they served: read them all.
+    state.access.flush().await;
     let rows = state
         .store
         .decisions(&fulcrum_store::DecisionQuery {
@@ -167,6 +164,7 @@ pub async fn decisions(
             model: q.model,
             version: q.version,
             decision_id: q.decision_id,
+            path: q.path,
             after: q.after.max(0),
             limit,
         })

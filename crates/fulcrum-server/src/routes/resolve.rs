@@ -43,7 +43,7 @@ pub async fn resolve(
     who: Caller,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Response> {
-    who.require(Action::Resolve)?;
+    who.require(&state, Action::Resolve).await?;
     let p = &who.0;
     let r: Reference = q
         .reference
@@ -116,7 +116,7 @@ pub async fn startup_report(
     who: Caller,
     ApiJson(body): ApiJson<StartupReport>,
 ) -> ApiResult<(StatusCode, Json<EventAck>)> {
-    who.require(Action::ReportStartup)?;
+    who.require(&state, Action::ReportStartup).await?;
     let p = &who.0;
     let r: Reference = body
         .reference
