@@ -13,11 +13,14 @@
 //!   the generation and drops the model's documents before new ones are signed.
 //! - A served document has at least half of its lifetime left.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::keyring::KeyRing;
 use crate::policy::Current;
+
+/// Maps on the resolve hot path: foldhash (seeded per process) rather than SipHash. Keys are
+/// names registered by authenticated publishers, not attacker-chosen request bytes.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use fulcrum_core::lifecycle::{Effect, Env, Hold, Stage, env_allows};
@@ -169,11 +172,11 @@ impl Catalog {
                 tenant,
                 domain: m.domain.as_str().into(),
                 generation: 0,
-                versions: HashMap::new(),
-                by_label: HashMap::new(),
-                by_digest: HashMap::new(),
-                aliases: HashMap::new(),
-                docs: HashMap::new(),
+                versions: HashMap::default(),
+                by_label: HashMap::default(),
+                by_digest: HashMap::default(),
+                aliases: HashMap::default(),
+                docs: HashMap::default(),
             },
         );
     }

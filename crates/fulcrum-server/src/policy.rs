@@ -3,7 +3,9 @@
 //! the `policy_digest` that resolve documents, events and decisions carry. A new snapshot is
 //! installed only after it compiles and passes its own tests, and emits `policy_changed`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use fulcrum_core::Digest;
 use fulcrum_policy::{Policy, PolicyError, Snapshot};
@@ -26,7 +28,7 @@ pub struct Current {
 
 #[derive(Debug)]
 pub struct Policies {
-    current: RwLock<Arc<Current>>,
+    current: ArcSwap<Current>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,17 +77,17 @@ impl Policies {
         };
         let policy = Policy::compile(&snapshot)?;
         Ok(Self {
-            current: RwLock::new(Arc::new(Current {
+            current: ArcSwap::from_pointee(Current {
                 digest: digest_of(&snapshot),
                 snapshot: snapshot.canonical_bytes(),
                 policy,
                 envelope: envelope_bytes,
-            })),
+            }),
         })
     }
 
     pub fn current(&self) -> Arc<Current> {
-        self.current.read().expect("policy lock").clone()
+        self.current.load_full()
     }
 
     /// Compile, test, sign and install a snapshot; emits `policy_changed`.
@@ -118,7 +120,7 @@ impl Policies {
             policy,
             envelope: env,
         });
-        *self.current.write().expect("policy lock") = cur.clone();
+        self.current.store(cur.clone());
         Ok(cur)
     }
 
@@ -135,7 +137,7 @@ impl Policies {
             snapshot: cur.snapshot.clone(),
             envelope: serde_json::to_vec(&env).expect("serialises"),
         };
-        *self.current.write().expect("policy lock") = Arc::new(next);
+        self.current.store(Arc::new(next));
         Ok(())
     }
 }

@@ -62,10 +62,9 @@ async fn promotion_gate_decisions_are_logged() {
     let replay = fulcrum_policy::Policy::compile(&snapshot).unwrap().decide("fulcrum.promotion", &denied["input"]);
     assert_eq!(serde_json::to_value(&replay).unwrap(), denied["result"]);
     // Other tenants and roles without the right see nothing.
-    let path = "/v1/decisions?path=fulcrum/promotion/decision";
-    assert!(h.get("other-admin", path, StatusCode::OK).await["decisions"].as_array().unwrap().is_empty());
+    assert!(h.get("other-admin", "/v1/decisions", StatusCode::OK).await["decisions"].as_array().unwrap().is_empty());
     // …only the access decisions of their own calls.
-    let theirs = h.get("other-admin", "/v1/decisions", StatusCode::OK).await;
+    let theirs = h.get("other-admin", "/v1/decisions?path=fulcrum/authz/decision", StatusCode::OK).await;
     let theirs = theirs["decisions"].as_array().unwrap();
     assert!(!theirs.is_empty());
     assert!(theirs.iter().all(|d| d["path"] == "fulcrum/authz/decision" && d["input"]["principal"]["role"] == "admin"));
@@ -317,6 +316,26 @@ async fn access_and_download_decisions_follow_the_policy_in_force() {
         .unwrap()
         .decide("fulcrum.authz", &denied["input"]);
     assert_eq!(serde_json::to_value(&replay).unwrap(), denied["result"]);
+    // Looked up by id (as `fulcrum explain` does) without naming the kind.
+    let id = denied["decision_id"].as_str().unwrap();
+    let one = h.get("auditor", &format!("/v1/decisions?decision_id={id}"), StatusCode::OK).await;
+    assert_eq!(one["decisions"].as_array().unwrap().as_slice(), [(*denied).clone()]);
+    // Paged one at a time, the cursor walks every record once, in order.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = h
+            .get("auditor", &format!("/v1/decisions?path=fulcrum/authz/decision&limit=1&after={after}"), StatusCode::OK)
+            .await;
+        let items = page["decisions"].as_array().unwrap();
+        if items.is_empty() || seen.len() > access.len() {
+            break;
+        }
+        seen.push(items[0]["decision_id"].as_str().unwrap().to_owned());
+        after = page["next_after"].as_i64().unwrap();
+    }
+    let all: Vec<&str> = access.iter().map(|d| d["decision_id"].as_str().unwrap()).collect();
+    assert_eq!(seen[..all.len()], all[..]);
     // Decisions about resolve are logged too, one per call.
     let before = access.iter().filter(|d| d["input"]["action"] == "resolve").count();
     let doc = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await;

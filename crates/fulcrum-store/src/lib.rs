@@ -14,6 +14,7 @@
 //! - Nothing is half-applied: a refusal or error rolls back the whole transaction.
 //! - Versions, alias history and events are append-only (enforced again by SQL triggers).
 
+pub mod access;
 pub mod blobs;
 pub mod findings;
 pub mod keys;

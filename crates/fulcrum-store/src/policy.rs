@@ -39,7 +39,7 @@ pub struct DecisionQuery {
     pub model: Option<String>,
     pub version: Option<String>,
     pub decision_id: Option<String>,
-    /// Rule path, e.g. `fulcrum/promotion/decision` (gates) or `fulcrum/authz/decision` (access).
+    /// Rule path, e.g. `fulcrum/promotion/decision`. (Access decisions live in `access`.)
     pub path: Option<String>,
     pub after: i64,
     pub limit: u32,
@@ -145,20 +145,6 @@ impl Store {
     pub async fn record_decision(&self, d: &DecisionRow) -> Result<()> {
         let mut tx = self.write.begin().await?;
         insert_decision(&mut tx, d).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Log a batch of decisions (access decisions, written behind the requests they served) in
-    /// one transaction: all or none.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn record_decisions(&self, rows: &[DecisionRow]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        for d in rows {
-            insert_decision(&mut tx, d).await?;
-        }
         tx.commit().await?;
         Ok(())
     }

@@ -124,7 +124,8 @@ pub struct DecisionsQuery {
     pub version: Option<String>,
     pub decision_id: Option<String>,
     /// Rule path: `fulcrum/promotion/decision`, `fulcrum/env/decision` (gates) or
-    /// `fulcrum/authz/decision` (access).
+    /// `fulcrum/authz/decision` (access decisions, listed only when asked for; their cursor is
+    /// their own). Without it, gate decisions are listed.
     pub path: Option<String>,
     #[serde(default)]
     pub after: i64,
@@ -155,20 +156,44 @@ pub async fn decisions(
     };
     // Access decisions are written behind the requests they served: read them all.
     state.access.flush().await;
-    let rows = state
-        .store
-        .decisions(&fulcrum_store::DecisionQuery {
-            tenant: who.0.tenant.clone(),
-            chg_id: q.chg_id,
-            inc_id: q.inc_id,
-            model: q.model,
-            version: q.version,
-            decision_id: q.decision_id,
-            path: q.path,
-            after: q.after.max(0),
-            limit,
-        })
-        .await?;
+    let access = fulcrum_store::access::ACCESS_PATH;
+    let access_query = |decision_id| fulcrum_store::access::AccessQuery {
+        tenant: who.0.tenant.clone(),
+        model: q.model.clone(),
+        decision_id,
+        after: q.after.max(0),
+        limit,
+    };
+    let rows = if q.path.as_deref() == Some(access) {
+        let id = match q.decision_id.as_deref() {
+            Some(s) => Some(
+                uuid::Uuid::parse_str(s)
+                    .map_err(|_| ApiError::bad_request("bad_decision_id", "decision_id must be a UUID"))?,
+            ),
+            None => None,
+        };
+        state.store.access_decisions(&access_query(id)).await?
+    } else {
+        let gates = state
+            .store
+            .decisions(&fulcrum_store::DecisionQuery {
+                tenant: who.0.tenant.clone(),
+                chg_id: q.chg_id.clone(),
+                inc_id: q.inc_id.clone(),
+                model: q.model.clone(),
+                version: q.version.clone(),
+                decision_id: q.decision_id.clone(),
+                path: q.path.clone(),
+                after: q.after.max(0),
+                limit,
+            })
+            .await?;
+        // Looking one decision up by id: it may be an access decision.
+        match (gates.is_empty(), q.decision_id.as_deref().map(uuid::Uuid::parse_str)) {
+            (true, Some(Ok(id))) if q.path.is_none() => state.store.access_decisions(&access_query(Some(id))).await?,
+            _ => gates,
+        }
+    };
     let next_after = rows.last().map_or(q.after, |r| r.0);
     let decisions = rows.into_iter().filter_map(|(_, r)| serde_json::from_str(&r).ok()).collect();
     Ok(axum::Json(DecisionsPage { decisions, next_after }))
