@@ -167,6 +167,19 @@ fn full_flow_through_the_cli() {
     let id = ds[1]["decision_id"].as_str().unwrap();
     let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
+    // Access decisions: every call above was one, taken by the policy and logged.
+    let a = ok(run("rm", &["--output", "json", "decisions", "--path", "fulcrum/authz/decision"]));
+    let access = a["decisions"].as_array().unwrap();
+    assert!(access.iter().any(|d| d["input"]["action"] == "promote" && d["result"]["allow"] == true), "{a}");
+    let refused = run("agent", &["alias", "set", "risk", "production", "v1"]);
+    assert!(!refused.status.success());
+    let a = ok(run("rm", &["--output", "json", "decisions", "--path", "fulcrum/authz/decision"]));
+    let denial = a["decisions"].as_array().unwrap().iter().rev().find(|d| d["result"]["allow"] == false).cloned();
+    let denial = denial.expect("the refused call is a logged denial");
+    let text = run("rm", &["explain", denial["decision_id"].as_str().unwrap()]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("DENY") && out.contains("the caller's role may not set_alias"), "{out}");
+    one_error_line(&run("rm", &["decisions", "--path", "../x"]));
     let shown = ok(run("rm", &["--output", "json", "policy", "show"]));
     assert!(shown["policy_digest"].as_str().unwrap().starts_with("sha256:"));
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulcrum-policy/policies");

@@ -6,23 +6,25 @@
 //! - **Memoised outcomes.** A decision is a pure function of (policy snapshot, input), so the
 //!   outcome and the masked input are kept per input under the snapshot's digest and dropped
 //!   the moment another snapshot is in force.
-//! - **Write-behind, compact log.** Records go through a bounded queue to one writer task that
-//!   stores them in batches (one transaction each). A record names its masked input and result
-//!   by digest; each distinct pair is stored once (`decision_inputs`), and the OPA-shaped record
-//!   is assembled when read. A full queue makes callers wait: no access is
-//!   granted faster than it can be logged. [`Access::flush`] waits until everything queued so
-//!   far is stored (decision queries call it first, so they read their own writes).
+//! - **Write-behind, compact log.** Each worker thread appends its decisions to its own buffer
+//!   (no cache line shared with the other threads on the hot path); one writer task takes every
+//!   buffer every few milliseconds and stores it in one transaction. A record names its masked
+//!   input and result by digest; each distinct pair is stored once (`decision_inputs`) and is
+//!   queued before any decision that names it. A buffer past its bound makes its callers wait:
+//!   no access is granted faster than it can be logged. [`Access::flush`] waits until everything
+//!   buffered so far is stored (decision queries call it first, so they read their own writes).
 //!
 //! Gate decisions that allow a state change are not logged here: they are written in the same
 //! transaction as the change (see `gates`).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use foldhash::fast::RandomState as FastHash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use fulcrum_core::Digest;
 use fulcrum_core::identity::{Action, Principal};
@@ -31,16 +33,19 @@ use fulcrum_store::Store;
 use fulcrum_store::access::{AccessBatch, AccessEntry, DecisionInput};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::policy::Current;
 
 /// The rule every access decision evaluates.
 pub const AUTHZ_PACKAGE: &str = "fulcrum.authz";
-const QUEUE: usize = 65_536;
-const BATCH: usize = 8192;
+/// Decisions one thread may have waiting for the writer before its callers wait.
+const SHARD_CAP: usize = 65_536;
+/// How long the writer lets decisions gather before storing them (unless asked to flush).
 const LINGER: Duration = Duration::from_millis(25);
 const MEMO_CAP: usize = 16_384;
+/// A thread's private copy of memo entries (so no reference count is shared across threads).
+const LOCAL_MEMO_CAP: usize = 4096;
 
 /// What an action is taken on. Collection-level calls name only the tenant.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +62,7 @@ impl<'a> Resource<'a> {
 }
 
 /// The attributes an access decision is taken on, owned, to confirm a memo hit.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     subject: String,
     role: &'static str,
@@ -130,7 +135,7 @@ fn hash_of(state: &FastHash, who: &Principal, action: Action, res: Resource<'_>)
 }
 
 /// One evaluation, kept for the snapshot it was made under.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Memoised {
     key: Key,
     outcome: Outcome,
@@ -144,47 +149,89 @@ struct Memo {
     map: HashMap<u64, Arc<Memoised>>,
 }
 
-enum LogMsg {
-    Input(Box<DecisionInput>),
-    Decision { memo: Arc<Memoised>, id: [u8; 16], at_ns: i64 },
-    Flush(oneshot::Sender<()>),
+/// One decision waiting to be stored.
+#[derive(Debug)]
+struct Pending {
+    memo: Arc<Memoised>,
+    id: [u8; 16],
+    at_ns: i64,
 }
+
+/// One thread's buffer of decisions.
+#[derive(Debug, Default)]
+struct Shard {
+    buf: Mutex<Vec<Pending>>,
+}
+
+/// What the deciding threads and the writer share.
+#[derive(Debug, Default)]
+struct Log {
+    shards: Mutex<Vec<Arc<Shard>>>,
+    /// Inputs first used since the writer's last pass; always taken before the shards.
+    inputs: Mutex<Vec<DecisionInput>>,
+    flushes: Mutex<Vec<oneshot::Sender<()>>>,
+    wake: Notify,
+    closed: AtomicBool,
+    writer_alive: AtomicBool,
+}
+
+/// A thread's view of one `Access`: its buffer and its private memo copies.
+struct Local {
+    access: u64,
+    shard: Arc<Shard>,
+    digest: Option<Digest>,
+    memo: HashMap<u64, Arc<Memoised>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
+    static ID_COUNTER: Cell<u64> = const { Cell::new(0) };
+}
+
+static ACCESS_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The access decider and its decision-log writer.
 #[derive(Debug)]
 pub struct Access {
+    id: u64,
     memo: RwLock<Memo>,
     hasher: FastHash,
     ids: Ids,
-    tx: mpsc::Sender<LogMsg>,
+    log: Arc<Log>,
     /// Records the writer could not store after retries (also logged as errors).
     pub dropped: Arc<AtomicU64>,
     /// Records stored.
     pub written: Arc<AtomicU64>,
 }
 
-impl std::fmt::Debug for LogMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LogMsg::Input(i) => write!(f, "Input({})", i.digest),
-            LogMsg::Decision { id, .. } => write!(f, "Decision({})", uuid::Uuid::from_bytes(*id)),
-            LogMsg::Flush(_) => f.write_str("Flush"),
-        }
+impl Drop for Access {
+    fn drop(&mut self) {
+        self.log.closed.store(true, Ordering::Release);
+        self.log.wake.notify_one();
     }
 }
 
 impl Access {
     /// Start the decision-log writer on the current runtime.
     pub fn start(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let log = Arc::new(Log::default());
+        log.writer_alive.store(true, Ordering::Release);
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer(store, rx, dropped.clone(), written.clone()));
-        Self { memo: RwLock::default(), hasher: FastHash::default(), ids: Ids::new(), tx, dropped, written }
+        tokio::spawn(writer(store, log.clone(), dropped.clone(), written.clone()));
+        Self {
+            id: ACCESS_IDS.fetch_add(1, Ordering::Relaxed),
+            memo: RwLock::default(),
+            hasher: FastHash::default(),
+            ids: Ids::new(),
+            log,
+            dropped,
+            written,
+        }
     }
 
     /// Decide and log. Fails closed: whatever the policy does not allow is denied with its
-    /// reasons (an absent or failing policy names why).
+    /// reasons (an absent or failing policy names why), and so is anything that cannot be logged.
     pub async fn check(
         &self,
         policy: &Current,
@@ -193,30 +240,91 @@ impl Access {
         action: Action,
         res: Resource<'_>,
     ) -> Outcome {
-        let m = match self.lookup(policy, who, action, res) {
-            Some(hit) => hit,
-            None => match self.evaluate(policy, who, action, res).await {
-                Some(fresh) => fresh,
-                None => return unlogged(),
-            },
-        };
-        let at_ns = i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX);
-        let msg = LogMsg::Decision { memo: m.clone(), id: self.ids.next(now), at_ns };
-        // Fast path without a future; a full queue makes the caller wait for room.
-        match self.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                if self.tx.send(msg).await.is_err() {
-                    return unlogged();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return unlogged(),
+        if !self.log.writer_alive.load(Ordering::Acquire) {
+            return unlogged();
         }
-        m.outcome.clone()
+        let h = hash_of(&self.hasher, who, action, res);
+        let pending = |memo: Arc<Memoised>| Pending {
+            memo,
+            id: self.ids.next(now),
+            at_ns: i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        };
+        // Fast path: this thread's own copy of the memo entry and its own buffer.
+        let fast = self.with_local(|l| {
+            if l.digest != Some(policy.digest) {
+                return None;
+            }
+            let m = l.memo.get(&h).filter(|m| m.key.matches(who, action, res))?.clone();
+            let mut buf = l.shard.buf.lock().expect("shard lock");
+            if buf.len() >= SHARD_CAP {
+                return None;
+            }
+            let outcome = m.outcome.clone();
+            buf.push(pending(m));
+            Some(outcome)
+        });
+        if let Some(outcome) = fast {
+            return outcome;
+        }
+        // Slow path: the shared memo (or a fresh evaluation), then a private copy for next time.
+        let shared = match self.lookup(policy, h, who, action, res) {
+            Some(m) => m,
+            None => self.evaluate(policy, h, who, action, res),
+        };
+        let mine = Arc::new((*shared).clone());
+        loop {
+            let pushed = self.with_local(|l| {
+                if l.digest != Some(policy.digest) || l.memo.len() >= LOCAL_MEMO_CAP {
+                    l.memo.clear();
+                    l.digest = Some(policy.digest);
+                }
+                l.memo.insert(h, mine.clone());
+                let mut buf = l.shard.buf.lock().expect("shard lock");
+                if buf.len() >= SHARD_CAP {
+                    return false;
+                }
+                buf.push(pending(mine.clone()));
+                true
+            });
+            if pushed {
+                return mine.outcome.clone();
+            }
+            if !self.log.writer_alive.load(Ordering::Acquire) {
+                return unlogged();
+            }
+            // The writer is behind: wait for room rather than serve unlogged.
+            self.log.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
-    fn lookup(&self, policy: &Current, who: &Principal, action: Action, res: Resource<'_>) -> Option<Arc<Memoised>> {
-        let h = hash_of(&self.hasher, who, action, res);
+    fn with_local<R>(&self, f: impl FnOnce(&mut Local) -> R) -> R {
+        LOCAL.with(|cell| {
+            let mut locals = cell.borrow_mut();
+            let idx = match locals.iter().position(|l| l.access == self.id) {
+                Some(i) => i,
+                None => {
+                    let shard = Arc::new(Shard::default());
+                    self.log.shards.lock().expect("shards lock").push(shard.clone());
+                    if locals.len() >= 8 {
+                        locals.remove(0);
+                    }
+                    locals.push(Local { access: self.id, shard, digest: None, memo: HashMap::default() });
+                    locals.len() - 1
+                }
+            };
+            f(&mut locals[idx])
+        })
+    }
+
+    fn lookup(
+        &self,
+        policy: &Current,
+        h: u64,
+        who: &Principal,
+        action: Action,
+        res: Resource<'_>,
+    ) -> Option<Arc<Memoised>> {
         let memo = self.memo.read().expect("memo lock");
         if memo.digest != Some(policy.digest) {
             return None;
@@ -224,15 +332,9 @@ impl Access {
         memo.map.get(&h).filter(|m| m.key.matches(who, action, res)).cloned()
     }
 
-    /// Evaluate, store the (masked) input once, then memoise. The input is queued before the
-    /// memo entry is published, so every row that names it is queued after it.
-    async fn evaluate(
-        &self,
-        policy: &Current,
-        who: &Principal,
-        action: Action,
-        res: Resource<'_>,
-    ) -> Option<Arc<Memoised>> {
+    /// Evaluate, queue the (masked) input for storage, then memoise. The input is queued before
+    /// the memo entry is published, so every decision that names it is stored with or after it.
+    fn evaluate(&self, policy: &Current, h: u64, who: &Principal, action: Action, res: Resource<'_>) -> Arc<Memoised> {
         let key = Key::of(who, action, res);
         let input = key.input();
         let outcome = policy.policy.decide(AUTHZ_PACKAGE, &input);
@@ -252,43 +354,50 @@ impl Access {
                 json!({"erased": erased, "labels": {"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}})
                     .to_string(),
         };
-        self.tx.send(LogMsg::Input(Box::new(stored))).await.ok()?;
+        self.log.inputs.lock().expect("inputs lock").push(stored);
         let m = Arc::new(Memoised { key, outcome, input_ref });
         let mut memo = self.memo.write().expect("memo lock");
         if memo.digest != Some(policy.digest) || memo.map.len() >= MEMO_CAP {
             memo.map.clear();
             memo.digest = Some(policy.digest);
         }
-        memo.map.insert(hash_of(&self.hasher, who, action, res), m.clone());
-        Some(m)
+        memo.map.insert(h, m.clone());
+        m
     }
 
-    /// Wait until every record queued before this call is stored.
+    /// Wait until every decision made before this call is stored.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(LogMsg::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.log.flushes.lock().expect("flush lock").push(tx);
+        self.log.wake.notify_one();
+        let _ = rx.await;
     }
 }
 
 /// Decision ids: UUIDv7 naming the decision's own time (the store finds a decision by that
-/// millisecond), whose 74 other bits come from a per-process random key and a counter mixed by
-/// SplitMix64 — unique without asking the OS for randomness on every call.
+/// millisecond), whose 74 other bits come from a per-process random key and a per-thread
+/// counter mixed by SplitMix64 — unique without asking the OS for randomness on every call.
 #[derive(Debug)]
 struct Ids {
     key: u64,
-    counter: AtomicU64,
 }
 
 impl Ids {
     fn new() -> Self {
-        let key = RandomState::new().hash_one(std::process::id()) ^ uuid::Uuid::new_v4().as_u64_pair().0;
-        Self { key, counter: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().1) }
+        Self { key: RandomState::new().hash_one(std::process::id()) ^ uuid::Uuid::new_v4().as_u64_pair().0 }
     }
 
+    /// A per-thread counter (seeded at random once per thread) keeps ids unique without a
+    /// shared atomic on the hot path.
     fn next(&self, now: OffsetDateTime) -> [u8; 16] {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = ID_COUNTER.with(|c| {
+            let mut v = c.get();
+            if v == 0 {
+                v = uuid::Uuid::new_v4().as_u64_pair().1 | 1;
+            }
+            c.set(v.wrapping_add(1));
+            v
+        });
         let (a, b) = (splitmix(n ^ self.key), splitmix(n.wrapping_add(self.key)));
         let mut rand = [0u8; 10];
         rand[..8].copy_from_slice(&a.to_le_bytes());
@@ -310,42 +419,48 @@ fn unlogged() -> Outcome {
     Outcome { allow: false, deny: vec!["decision_log_unavailable".into()] }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<LogMsg>, dropped: Arc<AtomicU64>, written: Arc<AtomicU64>) {
-    let mut inputs: Vec<DecisionInput> = Vec::new();
-    let mut decisions: Vec<(Arc<Memoised>, [u8; 16], i64)> = Vec::with_capacity(BATCH);
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        // Linger briefly unless someone waits for a flush: fewer, larger transactions.
-        if !matches!(first, LogMsg::Flush(_)) {
-            tokio::time::sleep(LINGER).await;
+/// Every `LINGER` (or at once when asked to flush): take the waiting flushes, then the new
+/// inputs, then every thread's buffer — in that order, so each decision finds its input stored
+/// with it or before, and each flush covers everything buffered before it was asked.
+async fn writer(store: Store, log: Arc<Log>, dropped: Arc<AtomicU64>, written: Arc<AtomicU64>) {
+    struct Alive(Arc<Log>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.writer_alive.store(false, Ordering::Release);
         }
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                LogMsg::Input(i) => inputs.push(*i),
-                LogMsg::Decision { memo, id, at_ns } => decisions.push((memo, id, at_ns)),
-                LogMsg::Flush(w) => waiting.push(w),
-            }
-            if decisions.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
+    }
+    let _alive = Alive(log.clone());
+    loop {
+        let closing = log.closed.load(Ordering::Acquire);
+        if !closing && log.flushes.lock().expect("flush lock").is_empty() {
+            let _ = tokio::time::timeout(LINGER, log.wake.notified()).await;
+        }
+        let waiting = std::mem::take(&mut *log.flushes.lock().expect("flush lock"));
+        let inputs = std::mem::take(&mut *log.inputs.lock().expect("inputs lock"));
+        let shards: Vec<Arc<Shard>> = log.shards.lock().expect("shards lock").clone();
+        let mut decisions = Vec::new();
+        for s in &shards {
+            decisions.append(&mut s.buf.lock().expect("shard lock"));
         }
         if !decisions.is_empty() || !inputs.is_empty() {
             let batches = group(&decisions);
             store_batch(&store, &inputs, &batches, decisions.len() as u64, &dropped, &written).await;
-            inputs.clear();
-            decisions.clear();
         }
-        for w in waiting.drain(..) {
+        drop(decisions);
+        for w in waiting {
             let _ = w.send(());
+        }
+        if closing {
+            return;
         }
     }
 }
 
 /// One batch row per tenant, each with the digests its decisions refer to.
-fn group(decisions: &[(Arc<Memoised>, [u8; 16], i64)]) -> Vec<AccessBatch> {
+fn group(decisions: &[Pending]) -> Vec<AccessBatch> {
     let mut by_tenant: HashMap<&str, (AccessBatch, HashMap<&str, u16>)> = HashMap::new();
-    for (m, id, at_ns) in decisions {
+    for p in decisions {
+        let m = &p.memo;
         let (batch, index) = by_tenant.entry(m.key.tenant.as_str()).or_insert_with(|| {
             (AccessBatch { tenant: m.key.tenant.clone(), ..AccessBatch::default() }, HashMap::new())
         });
@@ -353,7 +468,7 @@ fn group(decisions: &[(Arc<Memoised>, [u8; 16], i64)]) -> Vec<AccessBatch> {
             batch.inputs.push(m.input_ref.clone());
             u16::try_from(batch.inputs.len() - 1).expect("a batch has fewer than 65536 inputs")
         });
-        batch.entries.push(AccessEntry { id: *id, at_ns: *at_ns, input, allow: m.outcome.allow });
+        batch.entries.push(AccessEntry { id: p.id, at_ns: p.at_ns, input, allow: m.outcome.allow });
     }
     by_tenant.into_values().map(|(b, _)| b).collect()
 }
