@@ -764,6 +764,8 @@ fn explain_reason(code: &str) -> String {
         "role_forbids" => format!("the caller's role may not {arg}"),
         "other_tenant" | "other_domain" => "the resource belongs to another tenant or domain".into(),
         "change_freeze" => "the environment is frozen for this model".into(),
+        "missing" => format!("the release policy requires {arg}, and none verified"),
+        "unknown_requirement" => format!("the policy requires {arg:?}, which is not a kind of release evidence"),
         "policy_undefined" | "policy_error" | "policy_timeout" | "policy_result_malformed" => format!("the policy gave no valid answer ({what}): denied by default"),
         other => format!("{other}{}", if arg.is_empty() { String::new() } else { format!(": {arg}") }),
     }

@@ -161,10 +161,15 @@ fn full_flow_through_the_cli() {
     let paths: Vec<&str> = ds.iter().map(|d| d["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
-        ["fulcrum/promotion/decision", "fulcrum/promotion/decision", "fulcrum/env/decision"],
-        "Staging, Approved, alias"
+        [
+            "fulcrum/release/decision",
+            "fulcrum/promotion/decision",
+            "fulcrum/promotion/decision",
+            "fulcrum/env/decision"
+        ],
+        "registration, Staging, Approved, alias"
     );
-    let id = ds[1]["decision_id"].as_str().unwrap();
+    let id = ds[2]["decision_id"].as_str().unwrap();
     let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
     // Access decisions: every call above was one, taken by the policy and logged.

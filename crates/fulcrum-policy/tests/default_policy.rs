@@ -172,11 +172,38 @@ fn environment_rule() {
     check("qa", "Approved", "none", Err("stage_not_allowed"));
 }
 
+/// The release gate's requirements as data: (required by the operator's file, evidence
+/// verified, domain) → expected reasons. The shipped data requires nothing beyond the file.
+#[test]
+fn release_gate_as_data() {
+    let p = policy();
+    let all = ["artifact_signature", "provenance", "sbom"];
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        (&[], &[], &[]),
+        (&all, &all, &[]),
+        (&all, &[], &["missing:artifact_signature", "missing:provenance", "missing:sbom"]),
+        (&all, &["artifact_signature", "sbom"], &["missing:provenance"]),
+        (&["sbom"], &["artifact_signature"], &["missing:sbom"]),
+        (&["attestation"], &all, &["unknown_requirement:attestation"]),
+    ];
+    for (required, verified, expect) in cases {
+        let evidence: serde_json::Map<String, Value> =
+            all.iter().map(|e| ((*e).to_owned(), json!(verified.contains(e)))).collect();
+        let out = p.decide(
+            "fulcrum.release",
+            &json!({"model": {"name": "risk", "tenant": "acme", "domain": "risk"}, "version": {"label": "v1"},
+                    "publisher": "ci", "required": required, "evidence": evidence}),
+        );
+        assert_eq!(out.deny, *expect, "{required:?} {verified:?}");
+        assert_eq!(out.allow, expect.is_empty());
+    }
+}
+
 /// Fail closed: the empty policy allows nothing, malformed input and unknown packages deny.
 #[test]
 fn empty_policy_denies_everything() {
     let empty = Policy::compile(&Snapshot::new(BTreeMap::new(), json!({})).unwrap()).unwrap();
-    for pkg in ["fulcrum.authz", "fulcrum.promotion", "fulcrum.env"] {
+    for pkg in ["fulcrum.authz", "fulcrum.promotion", "fulcrum.env", "fulcrum.release"] {
         assert_eq!(
             empty.decide(pkg, &json!({"action": "read"})),
             Outcome { allow: false, deny: vec!["policy_undefined".into()] }

@@ -42,7 +42,7 @@ async fn promotion_gate_decisions_are_logged() {
     assert_eq!(h.get("viewer", v, StatusCode::OK).await["stage"], "Staging", "nothing changed");
 
     // Both gate decisions (Staging allowed, Approved denied) are in the log, by change id.
-    let d = h.get("rm", "/v1/decisions?model=risk", StatusCode::OK).await;
+    let d = h.get("rm", "/v1/decisions?model=risk&path=fulcrum/promotion/decision", StatusCode::OK).await;
     let decisions = d["decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 2);
     assert_eq!(
@@ -354,7 +354,7 @@ async fn access_and_download_decisions_follow_the_policy_in_force() {
     let env = modules.get_mut("env.rego").unwrap();
     *env = env.replace(
         "allow if {\n\tinput.version.hold == \"none\"\n",
-        "frozen if input.model.name in object.get(data.fulcrum, [\"frozen\", input.env], [])\n\n\
+        "frozen if input.model.name in object.get(data.fulcrum.frozen, input.env, [])\n\n\
          deny contains \"change_freeze\" if frozen\n\n\
          allow if {\n\tnot frozen\n\tinput.version.hold == \"none\"\n",
     );
@@ -370,4 +370,42 @@ async fn access_and_download_decisions_follow_the_policy_in_force() {
     // Staging is not frozen.
     let doc = resolve_doc(&h, "rm", "/v1/resolve?ref=risk@production&env=staging").await;
     assert_eq!(doc.decision, fulcrum_core::resolve::Decision::Permit);
+}
+
+/// The release gate is policy too: what a version must bring is the release-policy file's
+/// requirements plus the policy's own per domain; an allowed registration is logged with it, a
+/// refused one alone, and nothing is stored.
+#[tokio::test]
+async fn release_gate_requirements_come_from_the_policy() {
+    let h = Harness::start().await;
+    h.create_model("ci", "risk").await;
+    h.register("ci", "risk", "v1", &[("w", b"one")]).await;
+    let allowed = h.get("auditor", "/v1/decisions?path=fulcrum/release/decision", StatusCode::OK).await;
+    let allowed = allowed["decisions"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0]["result"], json!({"allow": true, "deny": []}));
+    assert_eq!(allowed[0]["input"]["version"]["label"], "v1");
+    assert_eq!(allowed[0]["chg_id"], "CHG-1");
+
+    // This tenant's models (any domain) must now carry an SBOM.
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["release_required"] = json!({"*": ["sbom"]});
+    h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CREATED).await;
+    let d = h.upload("ci", b"two").await;
+    let p = h
+        .post(
+            "ci",
+            "/v1/models/risk/versions",
+            json!({"version": "v2", "files": [{"path": "w", "size": 3, "digest": d.to_string()}], "chg_id": "CHG-2"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(p["code"], "release_gate_failed");
+    assert_eq!(p["errors"][0]["check"], "sbom");
+    assert!(p["errors"][0]["detail"].as_str().unwrap().starts_with("missing:"), "{p}");
+    h.get("viewer", "/v1/models/risk/versions/v2", StatusCode::NOT_FOUND).await;
+    let all = h.get("auditor", "/v1/decisions?path=fulcrum/release/decision", StatusCode::OK).await;
+    let denied = &all["decisions"].as_array().unwrap()[1];
+    assert_eq!(denied["result"], json!({"allow": false, "deny": ["missing:sbom"]}));
+    assert_eq!(denied["chg_id"], "CHG-2");
 }

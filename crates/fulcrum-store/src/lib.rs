@@ -281,6 +281,9 @@ impl Store {
         ev.seq = Some(seq as u64);
         ev.actor = Some(v.publisher.clone());
         append_event(&mut tx, ev).await?;
+        if let Some(d) = &v.gate_decision {
+            policy::insert_decision(&mut tx, d).await?;
+        }
         for d in [artifact_digest, v.record_digest] {
             sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
                 .bind(tenant)
@@ -870,4 +873,6 @@ pub struct NewVersion {
     pub release: serde_json::Value,
     pub publisher: String,
     pub chg_id: Option<String>,
+    /// The release gate's decision that allowed it, written in the same transaction.
+    pub gate_decision: Option<DecisionRow>,
 }

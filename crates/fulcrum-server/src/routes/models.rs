@@ -314,8 +314,16 @@ pub async fn register_version(
         mode: if state.release_policy.is_development() { "development" } else { "enforced" },
         ..Default::default()
     };
+    let mut gate_decision = None;
     if let Some(m) = manifest.as_ref().filter(|_| failures.is_empty()) {
         release_gate(&state, m, &signatures, &attestations, &sbom, &mut facts, &mut failures).await?;
+        let ctx = GovernCtx { chg_id: body.chg_id.clone(), ..Default::default() };
+        let (allowed, row) = release_decision(&state, p, &model, &label, &facts, &mut failures, &ctx);
+        if allowed {
+            gate_decision = Some(row);
+        } else {
+            state.store.record_decision(&row).await?;
+        }
     }
     let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
         let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
@@ -382,6 +390,7 @@ pub async fn register_version(
                 release: record,
                 publisher: p.subject.clone(),
                 chg_id: body.chg_id,
+                gate_decision,
             },
             &state.policies.current().digest,
             at,
@@ -406,6 +415,74 @@ async fn read_doc(state: &AppState, d: &Digest) -> ApiResult<Result<Vec<u8>, Str
         Some(n) => Ok(Err(format!("{d} is {n} bytes; documents are limited to {MAX_DOC}"))),
         None => Ok(Err(format!("no uploaded blob {d}"))),
     }
+}
+
+/// The release gate's policy decision (`fulcrum.release`): which evidence is required — what the
+/// operator's release-policy file requires plus what the policy in force requires for the
+/// model's domain — given what verified. Missing pieces are added to `failures` (once: a piece
+/// that failed verification is already named). Returns whether it allows, and its record.
+fn release_decision(
+    state: &AppState,
+    p: &fulcrum_core::Principal,
+    model: &fulcrum_store::ModelRecord,
+    label: &VersionLabel,
+    facts: &GateFacts,
+    failures: &mut Vec<CheckFailure>,
+    ctx: &GovernCtx,
+) -> (bool, fulcrum_store::DecisionRow) {
+    let rp = &state.release_policy;
+    let required: Vec<&str> = [
+        (rp.require_signature, "artifact_signature"),
+        (rp.require_provenance, "provenance"),
+        (rp.require_sbom, "sbom"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    let input = serde_json::json!({
+        "model": {"name": model.name, "tenant": model.tenant, "domain": model.domain},
+        "version": {"label": label.as_str()},
+        "publisher": p.subject,
+        "required": required,
+        "evidence": {
+            "artifact_signature": facts.artifact_signature.is_some(),
+            "provenance": !facts.provenance.is_empty(),
+            "sbom": facts.sbom.is_some(),
+        },
+        "chg_id": ctx.chg_id,
+    });
+    let policy = state.policies.current();
+    let (outcome, row) = crate::gates::decide(
+        state,
+        &policy,
+        "fulcrum.release",
+        input,
+        &model.tenant,
+        Some(&model.name),
+        Some(label.as_str()),
+        ctx,
+    );
+    for r in &outcome.deny {
+        match r.strip_prefix("missing:") {
+            Some(check)
+                if failures.iter().any(|f| f.check == check || (check == "provenance" && f.check == "attestation")) => {
+            }
+            Some(check) => failures.push(CheckFailure {
+                check: check.into(),
+                detail: format!(
+                    "missing: the release policy requires {}",
+                    match check {
+                        "artifact_signature" => "a model-signing bundle",
+                        "provenance" => "SLSA provenance",
+                        "sbom" => "an SBOM (CycloneDX or SPDX JSON)",
+                        other => other,
+                    }
+                ),
+            }),
+            None => failures.push(CheckFailure { check: "policy".into(), detail: r.clone() }),
+        }
+    }
+    (outcome.allow, row)
 }
 
 /// Verify what CI submitted (artifact signatures, attestations, SBOM) against the release policy.
@@ -443,12 +520,6 @@ async fn release_gate(
             Err(e) => failures.push(e),
         }
     }
-    if policy.require_signature && signatures.is_empty() {
-        failures.push(CheckFailure {
-            check: "artifact_signature".into(),
-            detail: "missing: the release policy requires a model-signing bundle".into(),
-        });
-    }
     let artifact_hex = m.digest().hex();
     for d in attestations {
         match read_doc(state, d).await? {
@@ -459,12 +530,6 @@ async fn release_gate(
             Err(detail) => failures.push(CheckFailure { check: "attestation".into(), detail }),
         }
     }
-    if policy.require_provenance && attestations.is_empty() {
-        failures.push(CheckFailure {
-            check: "provenance".into(),
-            detail: "missing: the release policy requires SLSA provenance".into(),
-        });
-    }
     if let Some(d) = sbom.first() {
         match read_doc(state, d).await? {
             Ok(bytes) => match crate::release::check_sbom(&bytes) {
@@ -473,11 +538,6 @@ async fn release_gate(
             },
             Err(detail) => failures.push(CheckFailure { check: "sbom".into(), detail }),
         }
-    } else if policy.require_sbom {
-        failures.push(CheckFailure {
-            check: "sbom".into(),
-            detail: "missing: the release policy requires an SBOM (CycloneDX or SPDX JSON)".into(),
-        });
     }
     Ok(())
 }
