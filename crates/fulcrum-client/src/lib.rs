@@ -201,15 +201,25 @@ impl Client {
         Ok(bundle)
     }
 
+    /// The raw resolve answer: body bytes, `kid` and signature, for a caller that verifies them
+    /// itself (the serving agent, against its pinned bundle and marks). Nothing here is trusted.
+    ///
+    /// # Errors
+    /// Transport failures and problems.
+    pub async fn resolve_unverified(&self, reference: &str, env: &str) -> Result<(Vec<u8>, String, String)> {
+        let rb = self.request(Method::GET, "/v1/resolve").query(&[("ref", reference), ("env", env)]);
+        let resp = self.send(rb).await?;
+        let (kid, signature) = signature_headers(&resp)?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_vec();
+        Ok((body, kid, signature))
+    }
+
     /// Resolve a reference and verify the answer's signature against `bundle`.
     ///
     /// # Errors
     /// Transport failures, problems, and answers that do not verify.
     pub async fn resolve(&self, reference: &str, env: &str, bundle: &TrustBundle) -> Result<VerifiedResolve> {
-        let rb = self.request(Method::GET, "/v1/resolve").query(&[("ref", reference), ("env", env)]);
-        let resp = self.send(rb).await?;
-        let (kid, signature) = signature_headers(&resp)?;
-        let body = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_vec();
+        let (body, kid, signature) = self.resolve_unverified(reference, env).await?;
         bundle.verify(&kid, &body, &signature).map_err(|e| ClientError::Unverified(e.to_string()))?;
         let document: ResolveDocument = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Unverified(format!("signed body is not a resolve document: {e}")))?;
@@ -217,6 +227,69 @@ impl Client {
             return Err(ClientError::Unverified("document names another key than the one that signed it".into()));
         }
         Ok(VerifiedResolve { document, body, kid, signature })
+    }
+
+    /// Download a blob into `dest`, verified: at most `max` bytes are accepted (the size the
+    /// signed manifest names), the result must hash to `d`, and a partial `dest` left by an
+    /// interrupted run is resumed with a Range request. On any failure `dest` is removed when its
+    /// content can no longer be trusted.
+    ///
+    /// # Errors
+    /// Transport failures, problems, `Unverified` for oversized or wrong bytes.
+    pub async fn download_blob(&self, d: &Digest, dest: &Path, max: u64) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let have = tokio::fs::metadata(dest).await.map(|m| m.len()).unwrap_or(0);
+        let have = if have > max { 0 } else { have };
+        let mut rb = self.request(Method::GET, &format!("/v1/blobs/{d}"));
+        if have > 0 {
+            rb = rb.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = self.send(rb).await?;
+        let resumed = have > 0 && resp.status() == StatusCode::PARTIAL_CONTENT;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(dest)
+            .await?;
+        let mut written = if resumed { have } else { 0 };
+        let mut body = resp.bytes_stream();
+        let outcome = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                written += chunk.len() as u64;
+                if written > max {
+                    return Err(ClientError::Unverified(format!(
+                        "{d} is larger than the {max} bytes its manifest names"
+                    )));
+                }
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            file.sync_all().await?;
+            Ok(())
+        }
+        .await;
+        drop(file);
+        let check = match outcome {
+            Ok(()) => {
+                let path = dest.to_owned();
+                let (got, n) = tokio::task::spawn_blocking(move || hash_file(&path))
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))??;
+                if got != *d || n != written {
+                    Err(ClientError::Unverified(format!("downloaded bytes hash to {got}, not {d}")))
+                } else {
+                    Ok(n)
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if matches!(check, Err(ClientError::Unverified(_))) {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        check
     }
 
     /// Follow the event stream from position `after` (server-sent events).

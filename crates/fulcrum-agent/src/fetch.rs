@@ -1,0 +1,200 @@
+//! The agent's steps against a registry (SPEC §4): resolve and check, then fetch every byte by
+//! digest, verified, into a local cache, and place the files atomically. Each outcome is
+//! reported to the registry as `startup_permit` / `startup_deny`.
+
+use std::path::{Path, PathBuf};
+
+use fulcrum_client::{Client, ClientError};
+use fulcrum_core::manifest::Manifest;
+use fulcrum_core::resolve::ResolveDocument;
+use fulcrum_core::{Digest, Reference};
+use fulcrum_sign::TrustBundle;
+use futures_util::StreamExt;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use crate::check::{self, Ask, Deny, Signed};
+use crate::state::StateDir;
+
+/// A manifest is a small JSON document; anything bigger is refused.
+pub const MAX_MANIFEST: u64 = 16 << 20;
+/// Files fetched at once.
+const PARALLEL: usize = 4;
+
+/// Why an agent step stopped. Every variant has a machine-readable [`Stop::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    #[error("{0}")]
+    Deny(#[from] Deny),
+    #[error("the reference is not a registry reference: {0}")]
+    BadReference(String),
+    #[error("the registry answered: {detail} ({code})")]
+    Registry { code: String, detail: String },
+    #[error("the registry is unreachable: {0}")]
+    Unreachable(String),
+    #[error("{what} failed verification: {detail}")]
+    Tampered { what: String, detail: String },
+    #[error("local state: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Stop {
+    pub fn code(&self) -> String {
+        match self {
+            Stop::Deny(d) => d.code().into(),
+            Stop::BadReference(_) => "bad_reference".into(),
+            Stop::Registry { code, .. } => code.clone(),
+            Stop::Unreachable(_) => "registry_unreachable".into(),
+            Stop::Tampered { .. } => "artifact_tampered".into(),
+            Stop::Io(_) => "local_state".into(),
+        }
+    }
+}
+
+fn from_client(e: ClientError) -> Stop {
+    match e {
+        ClientError::Connect { source, .. } => Stop::Unreachable(source.to_string()),
+        ClientError::Problem { code, detail, .. } => Stop::Registry { code, detail },
+        ClientError::Unverified(d) => Stop::Deny(Deny::Malformed(d)),
+        other => Stop::Unreachable(other.to_string()),
+    }
+}
+
+/// An agent: a registry client, the pinned trust bundle and the local state.
+#[derive(Debug)]
+pub struct Agent {
+    pub client: Client,
+    pub bundle: TrustBundle,
+    pub state: StateDir,
+    pub max_skew: Duration,
+    /// Who reports (pod/replica name).
+    pub name: String,
+}
+
+/// A permitted, verified version.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    pub document: ResolveDocument,
+    pub manifest: Manifest,
+}
+
+impl Agent {
+    /// Resolve and check (signature against the pinned bundle, freshness, verdict, marks); the
+    /// marks move only on a permit.
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why.
+    pub async fn resolve(&self, reference: &str, env: &str) -> Result<ResolveDocument, Stop> {
+        let r: Reference =
+            reference.parse().map_err(|e: fulcrum_core::ReferenceError| Stop::BadReference(e.to_string()))?;
+        let (body, kid, signature) = self.client.resolve_unverified(&r.to_string(), env).await.map_err(from_client)?;
+        let marks = self.state.marks()?;
+        let (doc, next) = check::check(
+            &self.bundle,
+            &marks,
+            Signed { body: &body, kid: &kid, signature: &signature },
+            &Ask { reference: &r.to_string(), env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew },
+        )?;
+        self.state.save_marks(&next)?;
+        Ok(doc)
+    }
+
+    /// Download one blob into the cache (or find it there), verified.
+    async fn blob(&self, d: &Digest, size_max: u64) -> Result<PathBuf, Stop> {
+        let done = self.state.blob(d);
+        if done.exists() {
+            // The cache is trusted only as far as it re-hashes.
+            let path = done.clone();
+            let (got, _) = tokio::task::spawn_blocking(move || fulcrum_client::hash_file(&path))
+                .await
+                .map_err(|e| Stop::Io(std::io::Error::other(e)))??;
+            if got == *d {
+                return Ok(done);
+            }
+            std::fs::remove_file(&done)?;
+        }
+        let partial = self.state.partial(d);
+        match self.client.download_blob(d, &partial, size_max).await {
+            Ok(_) => {
+                std::fs::rename(&partial, &done)?;
+                Ok(done)
+            }
+            Err(ClientError::Unverified(detail)) => Err(Stop::Tampered { what: d.to_string(), detail }),
+            Err(e) => Err(from_client(e)),
+        }
+    }
+
+    /// The whole startup: resolve and check, fetch the manifest and every file by digest
+    /// (verified, cached), then place the files under `dest` atomically. Reports the outcome.
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why; `dest` is then untouched.
+    pub async fn fetch(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
+        let result = self.fetch_inner(reference, env, dest).await;
+        let report = match &result {
+            Ok(p) => json!({"ref": reference, "env": env, "decision": "permit", "version": p.document.version,
+                            "artifact_digest": p.document.artifact_digest, "policy_digest": p.document.policy_digest,
+                            "agent": self.name}),
+            Err(e) => json!({"ref": reference, "env": env, "decision": "deny", "reason": e.code(), "agent": self.name}),
+        };
+        // A report that cannot be delivered does not change the decision (the registry may be
+        // the thing that is down); it is said on stderr.
+        if let Err(e) = self.client.post("/v1/startup-reports", &report).await {
+            eprintln!("fulcrum-agent: could not report the startup decision: {e}");
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
+        let doc = self.resolve(reference, env).await?;
+        let artifact: Digest = doc
+            .artifact_digest
+            .parse()
+            .map_err(|_| Stop::Deny(Deny::Malformed("artifact_digest is not a digest".into())))?;
+        let manifest_path = self.blob(&artifact, MAX_MANIFEST).await?;
+        let manifest = Manifest::from_canonical_bytes(&std::fs::read(&manifest_path)?)
+            .map_err(|e| Stop::Tampered { what: "manifest".into(), detail: e.to_string() })?;
+        if manifest.digest() != artifact {
+            return Err(Stop::Tampered { what: "manifest".into(), detail: "digest mismatch".into() });
+        }
+        let files: Vec<_> = manifest.files().to_vec();
+        let fetched: Vec<Result<(String, PathBuf), Stop>> = futures_util::stream::iter(files)
+            .map(|f| async move { self.blob(&f.digest, f.size).await.map(|p| (f.path.clone(), p)) })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut placed = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            placed.push(f?);
+        }
+        place(dest, &placed)?;
+        Ok(Permit { document: doc, manifest })
+    }
+}
+
+/// Copy verified cache files into a fresh directory beside `dest`, fsync, then swap it in.
+fn place(dest: &Path, files: &[(String, PathBuf)]) -> std::io::Result<()> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let staging = parent.join(format!(".{name}.fulcrum-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    for (rel, src) in files {
+        // Manifest paths are validated relative paths (no `..`, no absolute paths).
+        let to = staging.join(rel);
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::copy(src, &to)?;
+        std::fs::File::open(&to)?.sync_all()?;
+    }
+    let old = parent.join(format!(".{name}.fulcrum-old-{}", std::process::id()));
+    if dest.exists() {
+        std::fs::rename(dest, &old)?;
+    }
+    std::fs::rename(&staging, dest)?;
+    std::fs::File::open(parent)?.sync_all()?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}

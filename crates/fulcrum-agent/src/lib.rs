@@ -1,0 +1,15 @@
+//! The serving agent (SPEC §4, §5): what every model server, batch job and gateway runs so that
+//! only an approved, signed, unchanged and unrevoked model is served.
+//!
+//! - [`check`]: the startup check, pure — signature, reference, freshness, the registry's
+//!   verdict, anti-rollback marks. Every attack in the agent's suite is a row of data against it.
+//!
+//! # Invariants
+//! - Nothing from a resolve answer is used before its signature over the exact bytes verifies
+//!   against the *pinned* bundle (never one fetched alongside it).
+//! - Deny on doubt, always with a machine-readable reason ([`check::Deny::code`]).
+//! - The agent never links the registry's storage, SQL or policy authoring.
+
+pub mod check;
+pub mod fetch;
+pub mod state;

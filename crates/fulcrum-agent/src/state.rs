@@ -1,0 +1,65 @@
+//! What the agent keeps on disk: the high-water marks (`marks.json`, replaced atomically) and
+//! a cache of verified blobs by digest (`blobs/sha256/<hex>`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use fulcrum_core::Digest;
+
+use crate::check::Marks;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        Ok(Self { root: root.to_owned() })
+    }
+
+    fn marks_path(&self) -> PathBuf {
+        self.root.join("marks.json")
+    }
+
+    /// The marks; none yet is the empty set. A marks file that does not parse is an error,
+    /// never a silent reset (that would reopen every rollback).
+    ///
+    /// # Errors
+    /// Unreadable or malformed marks.
+    pub fn marks(&self) -> std::io::Result<Marks> {
+        match std::fs::read(self.marks_path()) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", self.marks_path().display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Marks::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replace the marks: write a temporary file, fsync, rename, fsync the directory.
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn save_marks(&self, m: &Marks) -> std::io::Result<()> {
+        let tmp = self.root.join(format!(".marks.{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(m).expect("marks serialise"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.marks_path())?;
+        std::fs::File::open(&self.root)?.sync_all()
+    }
+
+    /// Where a verified blob lives in the cache.
+    pub fn blob(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(d.hex())
+    }
+
+    /// Where a blob being downloaded lives until it verifies.
+    pub fn partial(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs").join(format!("{}.partial", d.hex()))
+    }
+}

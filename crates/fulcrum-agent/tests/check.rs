@@ -1,0 +1,238 @@
+//! The startup check's attack table (TUF attacks and the seed's §6 list): each row is a signed
+//! answer the agent could receive, with what it must conclude. Every attack ends in a named deny.
+
+use fulcrum_agent::check::{Ask, Deny, Marks, RefMark, Signed, accept_bundle, check};
+use fulcrum_core::resolve::{Decision, ResolveDocument, Uris};
+use fulcrum_sign::{Alg, KeyStatus, LocalKey, PublishedKey, Signer, TrustBundle};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+const REF: &str = "fraud@production";
+const ENV: &str = "prod";
+
+fn t(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &Rfc3339).unwrap()
+}
+
+fn fmt(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap()
+}
+
+fn now() -> OffsetDateTime {
+    t("2026-11-28T12:00:00Z")
+}
+
+fn published(k: &LocalKey, from: &str, until: Option<&str>, status: KeyStatus) -> PublishedKey {
+    PublishedKey {
+        kid: k.kid().to_owned(),
+        alg: k.public_key().alg(),
+        public_key: fulcrum_sign::b64(k.public_key().spki_der()),
+        valid_from: from.into(),
+        valid_until: until.map(str::to_owned),
+        status,
+        development: false,
+    }
+}
+
+fn doc(k: &LocalKey, issued: OffsetDateTime, seq: u64, position: u64) -> ResolveDocument {
+    ResolveDocument {
+        name: "fraud".into(),
+        version: format!("v{seq}"),
+        stage: "Approved".into(),
+        artifact_digest: format!("sha256:{:064x}", seq),
+        policy_digest: format!("sha256:{:064x}", 7),
+        revoked: false,
+        quarantined: false,
+        uris: Uris { artifact: "/v1/blobs/x".into(), attestation: "/v1/blobs/y".into() },
+        model_card_ref: "MC-fraud".into(),
+        seq,
+        tenant: "acme".into(),
+        domain: "fraud".into(),
+        reference: REF.into(),
+        alias: Some("production".into()),
+        alias_position: Some(position),
+        alias_chg_id: Some("CHG-1".into()),
+        env: ENV.into(),
+        decision: Decision::Permit,
+        deny_reason: None,
+        issued_at: fmt(issued),
+        expires_at: fmt(issued + Duration::minutes(5)),
+        kid: k.kid().into(),
+    }
+}
+
+struct Answer {
+    body: Vec<u8>,
+    kid: String,
+    sig: String,
+}
+
+fn sign(k: &LocalKey, d: &ResolveDocument) -> Answer {
+    let body = serde_json::to_vec(d).unwrap();
+    let sig = fulcrum_sign::b64(&k.sign(&body).unwrap());
+    Answer { body, kid: k.kid().into(), sig }
+}
+
+fn run(bundle: &TrustBundle, marks: &Marks, a: &Answer, at: OffsetDateTime) -> Result<(ResolveDocument, Marks), Deny> {
+    check(
+        bundle,
+        marks,
+        Signed { body: &a.body, kid: &a.kid, signature: &a.sig },
+        &Ask { reference: REF, env: ENV, now: at, max_skew: Duration::seconds(30) },
+    )
+}
+
+struct World {
+    key: LocalKey,
+    retired: LocalKey,
+    compromised: LocalKey,
+    stranger: LocalKey,
+    bundle: TrustBundle,
+}
+
+fn world() -> World {
+    let key = LocalKey::ephemeral(Alg::Ed25519).unwrap();
+    let retired = LocalKey::ephemeral(Alg::EcdsaP256Sha256).unwrap();
+    let compromised = LocalKey::ephemeral(Alg::Ed25519).unwrap();
+    let stranger = LocalKey::ephemeral(Alg::Ed25519).unwrap();
+    let bundle = TrustBundle {
+        version: 3,
+        issued_at: "2026-11-28T00:00:00Z".into(),
+        expires_at: Some("2026-12-05T00:00:00Z".into()),
+        keys: vec![
+            published(&key, "2026-11-01T00:00:00Z", None, KeyStatus::Active),
+            published(&retired, "2026-10-01T00:00:00Z", Some("2026-11-01T00:00:00Z"), KeyStatus::Retired),
+            published(&compromised, "2026-10-01T00:00:00Z", None, KeyStatus::Compromised),
+        ],
+    };
+    World { key, retired, compromised, stranger, bundle }
+}
+
+#[test]
+fn a_fresh_permit_passes_and_moves_the_marks() {
+    let w = world();
+    let (d, marks) = run(&w.bundle, &Marks::default(), &sign(&w.key, &doc(&w.key, now(), 2, 4)), now()).unwrap();
+    assert_eq!(d.version, "v2");
+    assert_eq!(marks.bundle_version, 3);
+    assert_eq!(marks.refs[&format!("{REF}|{ENV}")].seq, 2);
+}
+
+/// Each attack, as data: (name, answer, marks held, local time) → the reason.
+#[test]
+fn attacks_end_in_a_named_deny() {
+    let w = world();
+    let good = doc(&w.key, now(), 2, 4);
+    let seen = Marks {
+        bundle_version: 3,
+        refs: [(
+            format!("{REF}|{ENV}"),
+            RefMark {
+                issued_at: fmt(now() - Duration::seconds(10)),
+                seq: 2,
+                alias_position: Some(4),
+                artifact_digest: good.artifact_digest.clone(),
+            },
+        )]
+        .into(),
+    };
+    let mut cases: Vec<(&str, Answer, Marks, OffsetDateTime, &str)> = Vec::new();
+
+    let mut tampered = sign(&w.key, &good);
+    let at = tampered.body.windows(2).position(|p| p == b"v2").unwrap();
+    tampered.body[at + 1] = b'3';
+    cases.push(("tampered byte", tampered, Marks::default(), now(), "bad_signature"));
+
+    let mut wrong_sig = sign(&w.key, &good);
+    wrong_sig.sig = sign(&w.stranger, &good).sig;
+    cases.push(("signature by another key under the right kid", wrong_sig, Marks::default(), now(), "bad_signature"));
+
+    let stranger_doc = doc(&w.stranger, now(), 2, 4);
+    cases.push(("unknown kid", sign(&w.stranger, &stranger_doc), Marks::default(), now(), "unknown_kid"));
+
+    let by_retired = doc(&w.retired, now(), 2, 4);
+    cases.push(("retired key", sign(&w.retired, &by_retired), Marks::default(), now(), "key_not_valid"));
+
+    let by_compromised = doc(&w.compromised, now(), 2, 4);
+    cases.push(("compromised key", sign(&w.compromised, &by_compromised), Marks::default(), now(), "key_compromised"));
+
+    let old = doc(&w.key, now() - Duration::minutes(2), 2, 4);
+    cases.push((
+        "replayed older answer (rollback)",
+        sign(&w.key, &old),
+        seen.clone(),
+        now() - Duration::minutes(2) + Duration::seconds(1),
+        "rollback_replay",
+    ));
+
+    let stale = doc(&w.key, now() - Duration::minutes(10), 2, 4);
+    cases.push(("expired answer (freeze)", sign(&w.key, &stale), Marks::default(), now(), "resolve_expired"));
+    cases.push((
+        "answer that expired while cached (clock ahead or freeze)",
+        sign(&w.key, &doc(&w.key, now(), 2, 4)),
+        Marks::default(),
+        now() + Duration::minutes(6),
+        "resolve_expired",
+    ));
+
+    let mut other_ref = good.clone();
+    other_ref.reference = "fraud@canary".into();
+    cases.push((
+        "answer for another reference (mix and match)",
+        sign(&w.key, &other_ref),
+        Marks::default(),
+        now(),
+        "mixed_metadata",
+    ));
+    let mut other_env = good.clone();
+    other_env.env = "dev".into();
+    cases.push(("answer for another env", sign(&w.key, &other_env), Marks::default(), now(), "mixed_metadata"));
+
+    let mut revoked = good.clone();
+    revoked.revoked = true;
+    revoked.decision = Decision::Deny;
+    revoked.deny_reason = Some("revoked".into());
+    cases.push(("revoked version", sign(&w.key, &revoked), Marks::default(), now(), "registry_deny"));
+
+    let lower = doc(&w.key, now(), 1, 4);
+    cases.push(("downgrade without a change", sign(&w.key, &lower), seen.clone(), now(), "downgrade_without_change"));
+
+    let skewed = doc(&w.key, now() + Duration::minutes(2), 2, 4);
+    cases.push(("clock skewed behind the registry", sign(&w.key, &skewed), Marks::default(), now(), "clock_skew"));
+
+    let mut expired_bundle = w.bundle.clone();
+    expired_bundle.expires_at = Some(fmt(now() - Duration::seconds(1)));
+    let r = run(&expired_bundle, &Marks::default(), &sign(&w.key, &good), now());
+    assert_eq!(r.unwrap_err().code(), "bundle_expired", "expired bundle (freeze)");
+
+    let mut malformed = sign(&w.key, &good);
+    malformed.body = b"{\"not\": \"a document\"}".to_vec();
+    malformed.sig = fulcrum_sign::b64(&w.key.sign(&malformed.body).unwrap());
+    cases.push(("signed garbage", malformed, Marks::default(), now(), "malformed_document"));
+
+    for (name, answer, marks, at, expect) in cases {
+        match run(&w.bundle, &marks, &answer, at) {
+            Ok((d, _)) => panic!("{name}: permitted {}", d.version),
+            Err(e) => assert_eq!(e.code(), expect, "{name}: {e}"),
+        }
+    }
+}
+
+/// A lower version is fine when the alias itself moved (a newer signed alias position: the
+/// rollback the registry authorised), and the marks follow it.
+#[test]
+fn an_authorised_rollback_passes() {
+    let w = world();
+    let (_, marks) = run(&w.bundle, &Marks::default(), &sign(&w.key, &doc(&w.key, now(), 2, 4)), now()).unwrap();
+    let later = now() + Duration::seconds(5);
+    let (d, marks) = run(&w.bundle, &marks, &sign(&w.key, &doc(&w.key, later, 1, 5)), later).unwrap();
+    assert_eq!(d.seq, 1);
+    assert_eq!(marks.refs[&format!("{REF}|{ENV}")].alias_position, Some(5));
+}
+
+#[test]
+fn older_bundles_are_refused() {
+    let w = world();
+    let marks = Marks { bundle_version: 4, ..Marks::default() };
+    assert_eq!(accept_bundle(&marks, &w.bundle, now()).unwrap_err().code(), "rollback_replay");
+    assert!(accept_bundle(&Marks::default(), &w.bundle, now()).is_ok());
+}

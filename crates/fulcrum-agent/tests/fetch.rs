@@ -1,0 +1,183 @@
+//! The agent against a real registry (in-process, loopback): fetch places exactly the permitted
+//! version's bytes; a revocation makes the next start fetch the rolled-back version (an
+//! authorised downgrade); tampered registry bytes, a revoked reference and an unpinned key each
+//! end in a named deny with the destination untouched; every decision is reported.
+
+use std::path::Path;
+
+use fulcrum_agent::fetch::Agent;
+use fulcrum_agent::state::StateDir;
+use fulcrum_client::Client;
+use fulcrum_core::Digest;
+use fulcrum_core::identity::Role;
+use fulcrum_core::lifecycle::Env;
+use fulcrum_server::auth::{TokenEntry, TokensFile};
+use fulcrum_server::{Config, Registry};
+use serde_json::{Value, json};
+
+const PEOPLE: &[(&str, Role, Option<Env>)] = &[
+    ("ci", Role::Publisher, None),
+    ("rm", Role::ReleaseManager, None),
+    ("ana", Role::Approver, None),
+    ("bo", Role::SecurityOfficer, None),
+    ("agent", Role::Serving, Some(Env::Prod)),
+];
+
+struct Reg {
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+async fn registry() -> Reg {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokensFile {
+        tokens: PEOPLE
+            .iter()
+            .map(|(who, role, env)| TokenEntry {
+                token: Some(format!("tok-{who}")),
+                token_sha256: None,
+                subject: (*who).into(),
+                role: *role,
+                tenant: "acme".into(),
+                domain: "*".into(),
+                env: *env,
+                purpose: None,
+            })
+            .collect(),
+    };
+    tokens.write_new(&dir.path().join("tokens.json")).unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.tokens_file = Some(dir.path().join("tokens.json"));
+    let (state, _) = Registry::open_default(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(fulcrum_server::serve(state, listener, std::future::pending()));
+    Reg { url, dir }
+}
+
+fn as_(r: &Reg, who: &str) -> Client {
+    Client::new(&r.url, Some(format!("tok-{who}"))).unwrap()
+}
+
+async fn register(r: &Reg, version: &str, files: &[(&str, &[u8])]) {
+    let ci = as_(r, "ci");
+    let mut entries = vec![];
+    for (path, bytes) in files {
+        let d = ci.upload_bytes(bytes.to_vec()).await.unwrap();
+        entries.push(json!({"path": path, "size": bytes.len(), "digest": d.to_string()}));
+    }
+    ci.post(
+        "/v1/models/fraud/versions",
+        &json!({"version": version, "files": entries, "model_card": {"owner": "fraud", "intended_use": "scoring"},
+                "revalidate_by": "2099-01-01T00:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    let v = format!("/v1/models/fraud/versions/{version}");
+    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
+    as_(r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(r, "rm")
+        .put("/v1/models/fraud/aliases/production", &json!({"version": version, "chg_id": "CHG-1"}))
+        .await
+        .unwrap();
+}
+
+async fn agent(r: &Reg, state: &Path) -> Agent {
+    let client = as_(r, "agent");
+    let bundle = client.trust_bundle().await.unwrap();
+    Agent {
+        client,
+        bundle,
+        state: StateDir::open(state).unwrap(),
+        max_skew: time::Duration::seconds(30),
+        name: "test-agent".into(),
+    }
+}
+
+fn read(dir: &Path, rel: &str) -> Vec<u8> {
+    std::fs::read(dir.join(rel)).unwrap()
+}
+
+async fn startup_reports(r: &Reg) -> Vec<Value> {
+    let events = as_(r, "rm").get("/v1/events?limit=1000").await.unwrap();
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().contains("startup"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn fetch_places_the_permitted_version_and_follows_a_rollback() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one"), ("config/model.json", b"{\"v\":1}")]).await;
+    register(&r, "v2", &[("weights.bin", b"weights-two"), ("config/model.json", b"{\"v\":2}")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    let a = agent(&r, state.path()).await;
+
+    let p = a.fetch("fraud@production", "prod", &dest).await.unwrap();
+    assert_eq!(p.document.version, "v2");
+    assert_eq!(read(&dest, "weights.bin"), b"weights-two");
+    assert_eq!(read(&dest, "config/model.json"), b"{\"v\":2}");
+
+    // Revocation: the alias rolls back to v1 (a signed alias move), so the next start places v1.
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/v2/revocation", &json!({"reason": "drift", "inc_id": "INC-7"}))
+        .await
+        .unwrap();
+    let p = a.fetch("fraud@production", "prod", &dest).await.unwrap();
+    assert_eq!(p.document.version, "v1");
+    assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+    // The revoked version, asked for by digest, is a deny with the registry's reason.
+    let pinned_v2 = format!("fraud@{}", {
+        let v = as_(&r, "rm").get("/v1/models/fraud/versions/v2").await.unwrap();
+        v["artifact_digest"].as_str().unwrap().to_owned()
+    });
+    let e = a.fetch(&pinned_v2, "prod", &out.path().join("other")).await.unwrap_err();
+    assert_eq!(e.code(), "registry_deny", "{e}");
+    assert!(!out.path().join("other").exists(), "nothing placed on a deny");
+
+    let reports = startup_reports(&r).await;
+    let kinds: Vec<&str> = reports.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| k.ends_with("startup_permit")).count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| k.ends_with("startup_deny")).count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn tampered_bytes_and_untrusted_keys_are_denied() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("previous.bin"), b"what was there").unwrap();
+
+    // A byte flipped in the registry's blob store: the download fails verification.
+    let d = Digest::of(b"weights-one");
+    let stored = r.dir.path().join("data/blobs/sha256").join(&d.hex()[..2]).join(&d.hex()[2..]);
+    assert!(stored.exists(), "the registry's blob layout is sha256/ab/cdef…");
+    std::fs::write(&stored, b"weights-0ne").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    let e = a.fetch("fraud@production", "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "artifact_tampered", "{e}");
+    assert_eq!(read(&dest, "previous.bin"), b"what was there", "destination untouched");
+
+    // A bundle that does not hold the registry's key: nothing verifies.
+    let mut a = agent(&r, state.path()).await;
+    a.bundle.keys.clear();
+    let e = a.fetch("fraud@production", "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "unknown_kid", "{e}");
+    // A path is not a registry reference.
+    let e = a.fetch("./models/fraud", "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "bad_reference");
+}
