@@ -14,7 +14,15 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::check::{self, Ask, Deny, Signed};
-use crate::state::StateDir;
+use crate::state::{SavedAnswer, StateDir};
+
+/// Where a decision's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Online,
+    /// Registry unreachable: the last permitted answer, re-verified.
+    Degraded,
+}
 
 /// A manifest is a small JSON document; anything bigger is refused.
 pub const MAX_MANIFEST: u64 = 16 << 20;
@@ -76,6 +84,7 @@ pub struct Agent {
 pub struct Permit {
     pub document: ResolveDocument,
     pub manifest: Manifest,
+    pub mode: Mode,
 }
 
 impl Agent {
@@ -85,18 +94,46 @@ impl Agent {
     /// # Errors
     /// A [`Stop`] naming why.
     pub async fn resolve(&self, reference: &str, env: &str) -> Result<ResolveDocument, Stop> {
+        self.resolve_with_mode(reference, env).await.map(|(d, _)| d)
+    }
+
+    /// As [`Agent::resolve`], saying whether the answer came from the registry or, in degraded
+    /// mode, from the last permitted answer kept on disk (registry unreachable): that answer is
+    /// checked again like a fresh one — signature, expiry, marks — so it only ever permits the
+    /// version last permitted, and only until it expires.
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why.
+    pub async fn resolve_with_mode(&self, reference: &str, env: &str) -> Result<(ResolveDocument, Mode), Stop> {
         let r: Reference =
             reference.parse().map_err(|e: fulcrum_core::ReferenceError| Stop::BadReference(e.to_string()))?;
-        let (body, kid, signature) = self.client.resolve_unverified(&r.to_string(), env).await.map_err(from_client)?;
+        let reference = r.to_string();
+        let (answer, mode) = match self.client.resolve_unverified(&reference, env).await {
+            Ok((body, kid, signature)) => {
+                (SavedAnswer { body: String::from_utf8_lossy(&body).into_owned(), kid, signature }, Mode::Online)
+            }
+            Err(ClientError::Connect { source, .. }) => match self.state.answer(&reference, env)? {
+                Some(saved) => (saved, Mode::Degraded),
+                None => {
+                    return Err(Stop::Unreachable(format!(
+                        "{source}; and no permitted answer is kept for {reference} in {env}"
+                    )));
+                }
+            },
+            Err(e) => return Err(from_client(e)),
+        };
         let marks = self.state.marks()?;
         let (doc, next) = check::check(
             &self.bundle,
             &marks,
-            Signed { body: &body, kid: &kid, signature: &signature },
-            &Ask { reference: &r.to_string(), env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew },
+            Signed { body: answer.body.as_bytes(), kid: &answer.kid, signature: &answer.signature },
+            &Ask { reference: &reference, env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew },
         )?;
-        self.state.save_marks(&next)?;
-        Ok(doc)
+        if mode == Mode::Online {
+            self.state.save_marks(&next)?;
+            self.state.save_answer(&reference, env, &answer)?;
+        }
+        Ok((doc, mode))
     }
 
     /// Download one blob into the cache (or find it there), verified.
@@ -146,7 +183,7 @@ impl Agent {
     }
 
     async fn fetch_inner(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
-        let doc = self.resolve(reference, env).await?;
+        let (doc, mode) = self.resolve_with_mode(reference, env).await?;
         let artifact: Digest = doc
             .artifact_digest
             .parse()
@@ -168,7 +205,7 @@ impl Agent {
             placed.push(f?);
         }
         place(dest, &placed)?;
-        Ok(Permit { document: doc, manifest })
+        Ok(Permit { document: doc, manifest, mode })
     }
 }
 

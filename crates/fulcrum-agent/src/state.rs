@@ -8,6 +8,14 @@ use fulcrum_core::Digest;
 
 use crate::check::Marks;
 
+/// A signed resolve answer as received: the body bytes, the key id and the signature.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SavedAnswer {
+    pub body: String,
+    pub kid: String,
+    pub signature: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
@@ -18,6 +26,7 @@ impl StateDir {
     /// The directory cannot be created.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("blobs").join("sha256"))?;
+        std::fs::create_dir_all(root.join("answers"))?;
         Ok(Self { root: root.to_owned() })
     }
 
@@ -51,6 +60,36 @@ impl StateDir {
         f.sync_all()?;
         std::fs::rename(&tmp, self.marks_path())?;
         std::fs::File::open(&self.root)?.sync_all()
+    }
+
+    fn answer_path(&self, reference: &str, env: &str) -> PathBuf {
+        self.root.join("answers").join(format!("{}.json", Digest::of(format!("{reference}|{env}").as_bytes()).hex()))
+    }
+
+    /// Keep the last permitted signed answer for a reference and env, exactly as received, for
+    /// degraded mode (registry unreachable).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn save_answer(&self, reference: &str, env: &str, a: &SavedAnswer) -> std::io::Result<()> {
+        let path = self.answer_path(reference, env);
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(a).expect("answers serialise"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The last permitted signed answer, if any. It is re-verified like a fresh one.
+    ///
+    /// # Errors
+    /// Unreadable files (a malformed one reads as none: it will not verify anyway).
+    pub fn answer(&self, reference: &str, env: &str) -> std::io::Result<Option<SavedAnswer>> {
+        match std::fs::read(self.answer_path(reference, env)) {
+            Ok(b) => Ok(serde_json::from_slice(&b).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Where a verified blob lives in the cache.

@@ -26,6 +26,16 @@ const PEOPLE: &[(&str, Role, Option<Env>)] = &[
 struct Reg {
     url: String,
     dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Reg {
+    /// Take the registry down (graceful stop; the port no longer answers).
+    async fn down(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
 }
 
 async fn registry() -> Reg {
@@ -52,8 +62,11 @@ async fn registry() -> Reg {
     let (state, _) = Registry::open_default(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fulcrum_server::serve(state, listener, std::future::pending()));
-    Reg { url, dir }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(fulcrum_server::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    Reg { url, dir, stop: Some(tx), task: Some(task) }
 }
 
 fn as_(r: &Reg, who: &str) -> Client {
@@ -180,4 +193,32 @@ async fn tampered_bytes_and_untrusted_keys_are_denied() {
     // A path is not a registry reference.
     let e = a.fetch("./models/fraud", "prod", &dest).await.unwrap_err();
     assert_eq!(e.code(), "bad_reference");
+}
+
+/// Registry unreachable: a start from the last permitted answer (re-verified, unexpired) and
+/// the verified cache, for exactly that version; without a kept answer, a deny.
+#[tokio::test]
+async fn registry_down_starts_only_from_the_last_permitted_answer() {
+    let mut r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    let fresh = tempfile::tempdir().unwrap();
+    let b = agent(&r, fresh.path()).await;
+    let p = a.fetch("fraud@production", "prod", &out.path().join("m1")).await.unwrap();
+    assert_eq!(p.mode, fulcrum_agent::fetch::Mode::Online);
+
+    r.down().await;
+    let p = a.fetch("fraud@production", "prod", &out.path().join("m2")).await.unwrap();
+    assert_eq!((p.mode, p.document.version.as_str()), (fulcrum_agent::fetch::Mode::Degraded, "v1"));
+    assert_eq!(read(&out.path().join("m2"), "weights.bin"), b"weights-one");
+    // Another reference was never permitted here: nothing to start from.
+    let e = a.fetch("fraud@canary", "prod", &out.path().join("m3")).await.unwrap_err();
+    assert_eq!(e.code(), "registry_unreachable");
+    // A fresh agent has no kept answer.
+    let e = b.fetch("fraud@production", "prod", &out.path().join("m4")).await.unwrap_err();
+    assert_eq!(e.code(), "registry_unreachable");
+    assert!(!out.path().join("m4").exists());
 }
