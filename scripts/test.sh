@@ -57,6 +57,12 @@ for bad in ring openssl-sys; do
     exit 1
   fi
 done
+# The serving agent stays small: no registry storage, SQL or policy authoring in its build.
+agent_deps=$(cargo tree -p fulcrum-agent --locked -e normal --prefix none 2>/dev/null | grep -E '^(fulcrum-store|fulcrum-server|fulcrum-policy|sqlx|regorus) ' || true)
+if [ -n "$agent_deps" ]; then
+  echo "dependency policy violated: fulcrum-agent links $agent_deps" >&2
+  exit 1
+fi
 
 step "fuzz (cargo-fuzz, --sanitizer none, a short run per parser of untrusted bytes)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz

@@ -222,3 +222,49 @@ async fn registry_down_starts_only_from_the_last_permitted_answer() {
     assert_eq!(e.code(), "registry_unreachable");
     assert!(!out.path().join("m4").exists());
 }
+
+/// The binary: `pin`, `resolve` printing the pinned reference, `fetch`; a deny exits 2 with one
+/// line naming the reason.
+#[tokio::test]
+async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("token"), "tok-agent\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_fulcrum-agent"));
+        c.arg("--registry")
+            .arg(&r.url)
+            .arg("--token-file")
+            .arg(work.path().join("token"))
+            .arg("--bundle")
+            .arg(work.path().join("bundle.json"))
+            .arg("--state")
+            .arg(work.path().join("state"))
+            .args(args);
+        c.output()
+    };
+    let pin = run(&["pin", work.path().join("bundle.json").to_str().unwrap()]).await.unwrap();
+    assert!(pin.status.success(), "{}", String::from_utf8_lossy(&pin.stderr));
+    let out = run(&["resolve", "--ref", "fraud@production", "--env", "prod"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pinned = String::from_utf8(out.stdout).unwrap();
+    let v = as_(&r, "rm").get("/v1/models/fraud/versions/v1").await.unwrap();
+    assert_eq!(pinned.trim(), format!("fraud@{}", v["artifact_digest"].as_str().unwrap()));
+    let dest = work.path().join("model");
+    let out =
+        run(&["fetch", "--ref", "fraud@production", "--env", "prod", "--dest", dest.to_str().unwrap()]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+    // The staging env may not load it from a prod identity: a deny, one line, exit 2.
+    let out = run(&["resolve", "--ref", "fraud@production", "--env", "staging"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("fulcrum-agent: deny "), "{err}");
+    // A path is not a registry reference: refused before anything is asked.
+    let out = run(&["resolve", "--ref", "/etc/passwd", "--env", "prod"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "a path is refused as a reference");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_reference"));
+}
