@@ -1,6 +1,8 @@
 //! The serving agent (SPEC §4, §5): what every model server, batch job and gateway runs so that
 //! only an approved, signed, unchanged and unrevoked model is served.
 //!
+//! - [`guard`]: the runtime guard — event stream (push) with polling fallback; quiesce, purge
+//!   and roll back on a revocation of the served version.
 //! - [`check`]: the startup check, pure — signature, reference, freshness, the registry's
 //!   verdict, anti-rollback marks. Every attack in the agent's suite is a row of data against it.
 //!
@@ -12,4 +14,5 @@
 
 pub mod check;
 pub mod fetch;
+pub mod guard;
 pub mod state;

@@ -58,6 +58,19 @@ enum Cmd {
         #[arg(long)]
         dest: PathBuf,
     },
+    /// Fetch and place like `fetch`, then keep guarding the served version: not ready at once on
+    /// its revocation or quarantine, purge, roll back through the full check. Serves `/readyz`
+    /// (200 or 503) and `/timeline` on LISTEN for the orchestrator.
+    Guard {
+        #[arg(long = "ref")]
+        reference: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        dest: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+    },
     /// Fetch the registry's trust bundle (checked against its own keys) and write it to FILE.
     /// Trust on first use: prefer delivering the bundle out of band.
     Pin { file: PathBuf },
@@ -154,6 +167,51 @@ async fn main() -> ExitCode {
             }
             Err(e) => deny(&e),
         },
+        Cmd::Guard { reference, env, dest, listen } => {
+            let guard = std::sync::Arc::new(fulcrum_agent::guard::Guard::new(agent, reference, env, dest.clone()));
+            let listener = match tokio::net::TcpListener::bind(listen).await {
+                Ok(l) => l,
+                Err(e) => return fail(format!("listen {listen}: {e}")),
+            };
+            eprintln!("fulcrum-agent: guarding {reference} in {env}; readiness on http://{}/readyz", listen);
+            let g = guard.clone();
+            let app = axum::Router::new()
+                .route(
+                    "/readyz",
+                    axum::routing::get(move || {
+                        let g = g.clone();
+                        async move {
+                            let body =
+                                serde_json::json!({"ready": g.is_ready(), "loaded": g.loaded().map(|d| d.version)});
+                            let status = if g.is_ready() {
+                                axum::http::StatusCode::OK
+                            } else {
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE
+                            };
+                            (status, axum::Json(body))
+                        }
+                    }),
+                )
+                .route(
+                    "/timeline",
+                    axum::routing::get({
+                        let g = guard.clone();
+                        move || {
+                            let g = g.clone();
+                            async move { axum::Json(g.timeline()) }
+                        }
+                    }),
+                );
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            guard
+                .run(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+            ExitCode::SUCCESS
+        }
         Cmd::Pin { .. } => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,219 @@
+//! The runtime guard (SPEC §4 step 5, seed §5.2): keeps the loaded version honest while it
+//! serves. It follows the registry's event stream (push) and, when the stream is down, polls
+//! the resolve answer. On a revocation or quarantine of the loaded version it **quiesces** at
+//! once (not ready), **purges** the placed files and their cached blobs, then **reloads** the
+//! alias's new target through the full startup check (the rollback). Alias moves, policy
+//! changes and key rotations make it re-resolve and re-check. Every step is kept with its time
+//! so the T0→T+N timeline can be drawn.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fulcrum_core::Digest;
+use fulcrum_core::resolve::ResolveDocument;
+use futures_util::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::fetch::{Agent, Stop};
+
+/// One step of the guard's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `permit`, `deny`, `quiesce`, `purge`, `reload`, `stream_down`, `poll`.
+    pub step: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub struct Guard {
+    pub agent: Agent,
+    pub reference: String,
+    pub env: String,
+    pub dest: PathBuf,
+    /// How often to re-resolve while the event stream is down.
+    pub poll: Duration,
+    ready: AtomicBool,
+    loaded: Mutex<Option<(ResolveDocument, Vec<Digest>)>>,
+    timeline: Mutex<Vec<Step>>,
+}
+
+impl Guard {
+    pub fn new(agent: Agent, reference: &str, env: &str, dest: PathBuf) -> Self {
+        Self {
+            agent,
+            reference: reference.to_owned(),
+            env: env.to_owned(),
+            dest,
+            poll: Duration::from_secs(2),
+            ready: AtomicBool::new(false),
+            loaded: Mutex::new(None),
+            timeline: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Serving may go on: a version passed the full check and has not been revoked since.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The version being served, if any.
+    pub fn loaded(&self) -> Option<ResolveDocument> {
+        self.loaded.lock().expect("guard lock").as_ref().map(|(d, _)| d.clone())
+    }
+
+    pub fn timeline(&self) -> Vec<Step> {
+        self.timeline.lock().expect("guard lock").clone()
+    }
+
+    fn note(&self, step: &'static str, detail: impl Into<String>) {
+        self.timeline.lock().expect("guard lock").push(Step {
+            at: OffsetDateTime::now_utc(),
+            step,
+            detail: detail.into(),
+        });
+    }
+
+    fn quiesce(&self, why: &str) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.note("quiesce", why);
+    }
+
+    /// Remove the placed files and the cached blobs of the loaded version.
+    fn purge(&self) {
+        let taken = self.loaded.lock().expect("guard lock").take();
+        let _ = std::fs::remove_dir_all(&self.dest);
+        let mut n = 0;
+        if let Some((doc, blobs)) = taken {
+            for d in blobs {
+                if std::fs::remove_file(self.agent.state.blob(&d)).is_ok() {
+                    n += 1;
+                }
+            }
+            self.note("purge", format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version));
+        }
+    }
+
+    /// Resolve, check, fetch and place; ready on a permit, not ready on a deny.
+    ///
+    /// # Errors
+    /// The deny.
+    pub async fn load(&self) -> Result<ResolveDocument, Stop> {
+        match self.agent.fetch(&self.reference, &self.env, &self.dest).await {
+            Ok(p) => {
+                let mut blobs: Vec<Digest> = p.manifest.files().iter().map(|f| f.digest).collect();
+                if let Ok(d) = p.document.artifact_digest.parse() {
+                    blobs.push(d);
+                }
+                self.note(
+                    "permit",
+                    format!("{}@{} ({})", p.document.name, p.document.version, p.document.artifact_digest),
+                );
+                *self.loaded.lock().expect("guard lock") = Some((p.document.clone(), blobs));
+                self.ready.store(true, Ordering::SeqCst);
+                Ok(p.document)
+            }
+            Err(e) => {
+                self.ready.store(false, Ordering::SeqCst);
+                self.note("deny", format!("{}: {e}", e.code()));
+                Err(e)
+            }
+        }
+    }
+
+    /// React to one registry event (the CloudEvent JSON of an SSE message).
+    pub async fn on_event(&self, cloud_event: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(cloud_event) else { return };
+        let d = &v["data"];
+        let Some(loaded) = self.loaded() else {
+            // Nothing is served: any change may make a start possible.
+            let _ = self.load().await;
+            return;
+        };
+        let ours = d["model"].as_str() == Some(loaded.name.as_str());
+        let this_version = ours && d["version"].as_str() == Some(loaded.version.as_str());
+        match d["event"].as_str().unwrap_or("") {
+            "revocation" | "quarantined" if this_version => {
+                self.quiesce(&format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version));
+                self.purge();
+                self.note("reload", "the alias's new target, through the full check");
+                let _ = self.load().await;
+            }
+            "alias_updated" if ours && loaded.alias.is_some() && d["alias"].as_str() == loaded.alias.as_deref() => {
+                self.note("reload", format!("alias {} moved", loaded.alias.as_deref().unwrap_or("")));
+                let _ = self.load().await;
+            }
+            "policy_changed" | "key_rotated" | "key_retired" => {
+                self.note("reload", format!("{} : re-check", d["event"].as_str().unwrap_or("")));
+                let _ = self.load().await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Poll once (stream down): a changed or denied answer is handled like the event would be.
+    async fn poll_once(&self) {
+        let Some(loaded) = self.loaded() else {
+            let _ = self.load().await;
+            return;
+        };
+        match self.agent.resolve(&self.reference, &self.env).await {
+            Ok(doc) if doc.artifact_digest == loaded.artifact_digest => {}
+            Ok(_) => {
+                self.note("poll", "the answer changed");
+                let _ = self.load().await;
+            }
+            Err(Stop::Deny(crate::check::Deny::Registry(r))) => {
+                self.quiesce(&format!("poll: registry denies it ({r})"));
+                self.purge();
+                let _ = self.load().await;
+            }
+            // Unreachable or other trouble: keep serving what passed, until its answer expires.
+            Err(_) => {}
+        }
+    }
+
+    /// Follow the registry until `stop` resolves: subscribe first (so nothing between the
+    /// start and the subscription is missed), start, then react to each event; poll while the
+    /// stream is down.
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut after: Option<i64> = None;
+        loop {
+            let stream = self.agent.client.event_stream(after).await;
+            if self.loaded().is_none() {
+                let _ = self.load().await;
+            }
+            match stream {
+                Ok(s) => {
+                    tokio::pin!(s);
+                    loop {
+                        tokio::select! {
+                            () = &mut stop => return,
+                            ev = s.next() => match ev {
+                                Some(Ok(ev)) => {
+                                    if let Some(id) = ev.id.as_deref().and_then(|i| i.parse().ok()) {
+                                        after = Some(id);
+                                    }
+                                    self.on_event(&ev.data).await;
+                                }
+                                _ => break,
+                            },
+                        }
+                    }
+                    self.note("stream_down", "the event stream ended; polling until it is back");
+                }
+                Err(e) => self.note("stream_down", e.to_string()),
+            }
+            self.poll_once().await;
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+}

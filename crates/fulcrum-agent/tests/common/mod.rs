@@ -1,0 +1,112 @@
+//! A real registry in-process on loopback, people to drive it, and an agent for it.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use fulcrum_agent::fetch::Agent;
+use fulcrum_agent::state::StateDir;
+use fulcrum_client::Client;
+use fulcrum_core::identity::Role;
+use fulcrum_core::lifecycle::Env;
+use fulcrum_server::auth::{TokenEntry, TokensFile};
+use fulcrum_server::{Config, Registry};
+use serde_json::json;
+
+const PEOPLE: &[(&str, Role, Option<Env>)] = &[
+    ("ci", Role::Publisher, None),
+    ("rm", Role::ReleaseManager, None),
+    ("ana", Role::Approver, None),
+    ("bo", Role::SecurityOfficer, None),
+    ("agent", Role::Serving, Some(Env::Prod)),
+];
+
+pub struct Reg {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Reg {
+    /// Take the registry down (graceful stop; the port no longer answers).
+    pub async fn down(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+pub async fn registry() -> Reg {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokensFile {
+        tokens: PEOPLE
+            .iter()
+            .map(|(who, role, env)| TokenEntry {
+                token: Some(format!("tok-{who}")),
+                token_sha256: None,
+                subject: (*who).into(),
+                role: *role,
+                tenant: "acme".into(),
+                domain: "*".into(),
+                env: *env,
+                purpose: None,
+            })
+            .collect(),
+    };
+    tokens.write_new(&dir.path().join("tokens.json")).unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.tokens_file = Some(dir.path().join("tokens.json"));
+    let (state, _) = Registry::open_default(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(fulcrum_server::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    Reg { url, dir, stop: Some(tx), task: Some(task) }
+}
+
+pub fn as_(r: &Reg, who: &str) -> Client {
+    Client::new(&r.url, Some(format!("tok-{who}"))).unwrap()
+}
+
+pub async fn register(r: &Reg, version: &str, files: &[(&str, &[u8])]) {
+    let ci = as_(r, "ci");
+    let mut entries = vec![];
+    for (path, bytes) in files {
+        let d = ci.upload_bytes(bytes.to_vec()).await.unwrap();
+        entries.push(json!({"path": path, "size": bytes.len(), "digest": d.to_string()}));
+    }
+    ci.post(
+        "/v1/models/fraud/versions",
+        &json!({"version": version, "files": entries, "model_card": {"owner": "fraud", "intended_use": "scoring"},
+                "revalidate_by": "2099-01-01T00:00:00Z"}),
+    )
+    .await
+    .unwrap();
+    let v = format!("/v1/models/fraud/versions/{version}");
+    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
+    as_(r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(r, "rm")
+        .put("/v1/models/fraud/aliases/production", &json!({"version": version, "chg_id": "CHG-1"}))
+        .await
+        .unwrap();
+}
+
+pub async fn agent(r: &Reg, state: &Path) -> Agent {
+    let client = as_(r, "agent");
+    let bundle = client.trust_bundle().await.unwrap();
+    Agent {
+        client,
+        bundle,
+        state: StateDir::open(state).unwrap(),
+        max_skew: time::Duration::seconds(30),
+        name: "test-agent".into(),
+    }
+}
+
+pub fn read(dir: &Path, rel: &str) -> Vec<u8> {
+    std::fs::read(dir.join(rel)).unwrap()
+}

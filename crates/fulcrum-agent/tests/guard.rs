@@ -1,0 +1,130 @@
+//! The guard against a real registry: a revocation of the served version quiesces it, purges
+//! its files and cached blobs, and reloads the rolled-back version through the full check; the
+//! timeline records each step in order.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{agent, as_, read, register, registry};
+use fulcrum_agent::guard::Guard;
+use serde_json::json;
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_quiesces_purges_and_rolls_back() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    register(&r, "v2", &[("weights.bin", b"weights-two")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    let guard = Arc::new(Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", dest.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let g = guard.clone();
+    let task = tokio::spawn(async move {
+        g.run(async {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+    until("the first permit", || guard.is_ready()).await;
+    assert_eq!(guard.loaded().unwrap().version, "v2");
+    assert_eq!(read(&dest, "weights.bin"), b"weights-two");
+    let v2_blob = state.path().join("blobs/sha256").join(fulcrum_core::Digest::of(b"weights-two").hex());
+    assert!(v2_blob.exists());
+
+    // T0: the revocation call. The guard must go not-ready, purge, then serve v1.
+    let t0 = Instant::now();
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/v2/revocation", &json!({"reason": "drift", "inc_id": "INC-7"}))
+        .await
+        .unwrap();
+    until("the rollback to v1", || guard.loaded().is_some_and(|d| d.version == "v1") && guard.is_ready()).await;
+    let took = t0.elapsed();
+    assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+    assert!(!v2_blob.exists(), "the revoked version's cached blob is purged");
+    let steps: Vec<&'static str> = guard.timeline().iter().map(|s| s.step).collect();
+    let after_first = &steps[steps.iter().position(|s| *s == "quiesce").expect("a quiesce step")..];
+    assert_eq!(&after_first[..4], ["quiesce", "purge", "reload", "permit"], "{steps:?}");
+    eprintln!("revocation → rolled back in {took:?}; timeline {steps:?}");
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}
+
+/// The `guard` command: `/readyz` answers 200 with the served version, then the rolled-back one
+/// after a revocation; `/timeline` shows the quiesce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_command_serves_readiness_and_its_timeline() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    register(&r, "v2", &[("weights.bin", b"weights-two")]).await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("token"), "tok-agent").unwrap();
+    let bundle = as_(&r, "agent").trust_bundle().await.unwrap();
+    std::fs::write(work.path().join("bundle.json"), serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fulcrum-agent"))
+        .args(["--registry", &r.url, "--token-file"])
+        .arg(work.path().join("token"))
+        .arg("--bundle")
+        .arg(work.path().join("bundle.json"))
+        .arg("--state")
+        .arg(work.path().join("state"))
+        .args([
+            "guard",
+            "--ref",
+            "fraud@production",
+            "--env",
+            "prod",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dest",
+        ])
+        .arg(work.path().join("model"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ready = |http: reqwest::Client| async move {
+        let resp = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.ok()?;
+        Some((status, v["loaded"].as_str().map(str::to_owned)))
+    };
+    let start = Instant::now();
+    loop {
+        if ready(http.clone()).await == Some((200, Some("v2".into()))) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the guard never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/v2/revocation", &json!({"reason": "drift", "inc_id": "INC-8"}))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if ready(http.clone()).await == Some((200, Some("v1".into()))) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the guard never rolled back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let timeline: serde_json::Value =
+        http.get(format!("http://127.0.0.1:{port}/timeline")).send().await.unwrap().json().await.unwrap();
+    let steps: Vec<&str> = timeline.as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"quiesce") && steps.contains(&"purge"), "{steps:?}");
+    child.kill().await.unwrap();
+}
