@@ -24,7 +24,7 @@ use crate::fetch::{Agent, Stop};
 pub struct Step {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// `permit`, `deny`, `quiesce`, `purge`, `reload`, `stream_down`, `poll`.
+    /// `permit`, `deny`, `quiesce`, `purge`, `reload`, `recheck`, `recheck_failed`, `stream_down`.
     pub step: &'static str,
     pub detail: String,
 }
@@ -144,37 +144,48 @@ impl Guard {
                 let _ = self.load().await;
             }
             "alias_updated" if ours && loaded.alias.is_some() && d["alias"].as_str() == loaded.alias.as_deref() => {
-                self.note("reload", format!("alias {} moved", loaded.alias.as_deref().unwrap_or("")));
-                let _ = self.load().await;
+                self.recheck(&format!("alias {} moved", loaded.alias.as_deref().unwrap_or(""))).await;
             }
             "policy_changed" | "key_rotated" | "key_retired" => {
-                self.note("reload", format!("{} : re-check", d["event"].as_str().unwrap_or("")));
-                let _ = self.load().await;
+                self.recheck(d["event"].as_str().unwrap_or("")).await;
             }
             _ => {}
         }
     }
 
-    /// Poll once (stream down): a changed or denied answer is handled like the event would be.
-    async fn poll_once(&self) {
+    /// Re-resolve and re-check the served reference. The registry denying the served version
+    /// stops it (quiesce, purge, reload); a new target is loaded through the full check; any
+    /// other trouble (unreachable, trust material the pinned bundle does not cover yet) is noted
+    /// and the version that passed keeps serving — a stale bundle must not take every server
+    /// down — until its own answer expires.
+    async fn recheck(&self, why: &str) {
         let Some(loaded) = self.loaded() else {
             let _ = self.load().await;
             return;
         };
         match self.agent.resolve(&self.reference, &self.env).await {
-            Ok(doc) if doc.artifact_digest == loaded.artifact_digest => {}
-            Ok(_) => {
-                self.note("poll", "the answer changed");
+            Ok(doc) if doc.artifact_digest == loaded.artifact_digest => {
+                self.note("recheck", format!("{why}: unchanged"))
+            }
+            Ok(doc) => {
+                self.note("reload", format!("{why}: now {}", doc.version));
                 let _ = self.load().await;
             }
             Err(Stop::Deny(crate::check::Deny::Registry(r))) => {
-                self.quiesce(&format!("poll: registry denies it ({r})"));
+                self.quiesce(&format!("{why}: the registry denies {}@{} ({r})", loaded.name, loaded.version));
                 self.purge();
+                self.note("reload", "the alias's new target, through the full check");
                 let _ = self.load().await;
             }
-            // Unreachable or other trouble: keep serving what passed, until its answer expires.
-            Err(_) => {}
+            Err(e) => {
+                self.note("recheck_failed", format!("{why}: {}: {e}; still serving {}", e.code(), loaded.version))
+            }
         }
+    }
+
+    /// Poll once (stream down): handled like a re-check.
+    async fn poll_once(&self) {
+        self.recheck("poll").await;
     }
 
     /// Follow the registry until `stop` resolves: subscribe first (so nothing between the

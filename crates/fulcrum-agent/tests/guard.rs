@@ -128,3 +128,23 @@ async fn the_guard_command_serves_readiness_and_its_timeline() {
     assert!(steps.contains(&"quiesce") && steps.contains(&"purge"), "{steps:?}");
     child.kill().await.unwrap();
 }
+
+/// The registry unreachable during a re-check says nothing against the served version: the last
+/// permitted answer still verifies (degraded mode), so it keeps serving; the server is not
+/// taken down by an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_recheck_keeps_serving() {
+    let mut r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let guard = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", out.path().join("model"));
+    guard.load().await.unwrap();
+    r.down().await;
+    guard.on_event(r#"{"data": {"event": "policy_changed", "model": "*"}}"#).await;
+    assert!(guard.is_ready());
+    assert_eq!(guard.loaded().unwrap().version, "v1");
+    let last = guard.timeline().last().cloned().unwrap();
+    assert_eq!((last.step, last.detail.as_str()), ("recheck", "policy_changed: unchanged"), "{last:?}");
+}

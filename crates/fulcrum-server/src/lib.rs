@@ -242,6 +242,27 @@ impl AppState {
     }
 }
 
+/// Run code that may block on a signing backend (PKCS#11, Vault over HTTP). On the
+/// multi-threaded runtime the worker first hands its queued tasks to another thread
+/// (`block_in_place`), so nothing waiting behind it starves — requests, event streams, or an
+/// in-process Transit endpoint. On a current-thread runtime it simply runs.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// As [`blocking`], for a future whose polling may block on a signing backend.
+pub async fn blocking_on<F: Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => fut.await,
+    }
+}
+
 /// The router, for in-process use and tests.
 pub fn app(state: AppState) -> Router {
     routes::router(state)
@@ -257,7 +278,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
             tokio::select! {
                 () = tokio::time::sleep(period) => {
                     let now = state.clock.now();
-                    state.catalog.refresh_all(now);
+                    blocking(|| state.catalog.refresh_all(now));
                     if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
                         tracing::error!(error = %e, "re-issuing the trust bundle failed");
                     }
