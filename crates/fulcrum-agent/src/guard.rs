@@ -29,6 +29,10 @@ pub struct Step {
     pub detail: String,
 }
 
+/// The event types a guard acts on (everything else is not sent to it).
+const WATCHED: [&str; 6] =
+    ["revocation", "quarantined", "alias_updated", "policy_changed", "key_rotated", "key_retired"];
+
 #[derive(Debug)]
 pub struct Guard {
     pub agent: Agent,
@@ -37,6 +41,10 @@ pub struct Guard {
     pub dest: PathBuf,
     /// How often to re-resolve while the event stream is down.
     pub poll: Duration,
+    /// Longest random wait between quiescing and reloading: a thousand replicas must not all
+    /// hit the registry in the same millisecond (serving has already stopped; only the
+    /// rollback waits).
+    pub reload_jitter: Duration,
     ready: AtomicBool,
     loaded: Mutex<Option<(ResolveDocument, Vec<Digest>)>>,
     timeline: Mutex<Vec<Step>>,
@@ -50,6 +58,7 @@ impl Guard {
             env: env.to_owned(),
             dest,
             poll: Duration::from_secs(2),
+            reload_jitter: Duration::from_millis(500),
             ready: AtomicBool::new(false),
             loaded: Mutex::new(None),
             timeline: Mutex::new(Vec::new()),
@@ -76,6 +85,15 @@ impl Guard {
             step,
             detail: detail.into(),
         });
+    }
+
+    fn jitter(&self) -> Duration {
+        use std::hash::{BuildHasher, RandomState};
+        let max = u64::try_from(self.reload_jitter.as_micros()).unwrap_or(u64::MAX);
+        if max == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(RandomState::new().hash_one(&self.agent.name) % max)
     }
 
     fn quiesce(&self, why: &str) {
@@ -140,6 +158,7 @@ impl Guard {
             "revocation" | "quarantined" if this_version => {
                 self.quiesce(&format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version));
                 self.purge();
+                tokio::time::sleep(self.jitter()).await;
                 self.note("reload", "the alias's new target, through the full check");
                 let _ = self.load().await;
             }
@@ -195,7 +214,8 @@ impl Guard {
         tokio::pin!(stop);
         let mut after: Option<i64> = None;
         loop {
-            let stream = self.agent.client.event_stream(after).await;
+            let model = self.reference.split('@').next().unwrap_or_default();
+            let stream = self.agent.client.event_stream_filtered(after, Some(model), Some(&WATCHED)).await;
             if self.loaded().is_none() {
                 let _ = self.load().await;
             }

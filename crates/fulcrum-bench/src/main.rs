@@ -5,6 +5,10 @@
 //!   `production` alias.
 //! - `bare`: an axum server whose one handler returns fixed bytes with the same headers as a
 //!   resolve answer: the ceiling the resolve handler is compared against.
+//! - `policy`: decision latency of the default policy, and of the access check as served.
+//! - `guards`: revocation → quiesced for 1, 100 and 1,000 guards in one process.
+
+mod guards;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +49,12 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
+    /// Revocation → quiesced for many guards at once (in-process registry and guards).
+    Guards {
+        /// Guard counts to measure, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        counts: Vec<usize>,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -59,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
         Cmd::Bare { listen, body } => bare(listen, body).await,
+        Cmd::Guards { counts } => guards::run(&counts).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await

@@ -297,8 +297,28 @@ impl Client {
     /// # Errors
     /// Transport failures and problems when opening the stream.
     pub async fn event_stream(&self, after: Option<i64>) -> Result<impl Stream<Item = Result<sse::SseEvent>> + use<>> {
+        self.event_stream_filtered(after, None, None).await
+    }
+
+    /// As [`Client::event_stream`], only one model's events (and registry-wide ones) and only
+    /// the given types.
+    ///
+    /// # Errors
+    /// Transport failures and problems when opening the stream.
+    pub async fn event_stream_filtered(
+        &self,
+        after: Option<i64>,
+        model: Option<&str>,
+        types: Option<&[&str]>,
+    ) -> Result<impl Stream<Item = Result<sse::SseEvent>> + use<>> {
         let mut rb =
             self.request(Method::GET, "/v1/events/stream").header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(m) = model {
+            rb = rb.query(&[("model", m)]);
+        }
+        if let Some(t) = types {
+            rb = rb.query(&[("types", t.join(","))]);
+        }
         if let Some(a) = after {
             rb = rb.header("Last-Event-ID", a.to_string());
         }

@@ -258,6 +258,21 @@ pub struct EventsQuery {
     /// 1–1000, default 100.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only this model's events (registry-wide events are always included).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Only these event types, comma-separated (e.g. `revocation,quarantined,alias_updated`).
+    #[serde(default)]
+    pub types: Option<String>,
+}
+
+impl EventsQuery {
+    /// Does an event (its model, tenant and type) pass the filters?
+    pub fn wants(&self, tenant: &str, model: &str, kind: &str) -> bool {
+        let model_ok = tenant == "*" || self.model.as_deref().is_none_or(|m| m == model);
+        let kind_ok = self.types.as_deref().is_none_or(|t| t.split(',').any(|k| k.trim() == kind));
+        model_ok && kind_ok
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

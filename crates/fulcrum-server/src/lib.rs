@@ -17,6 +17,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod dto;
+pub mod fanout;
 pub mod gates;
 pub mod keyring;
 pub mod metrics;
@@ -128,6 +129,8 @@ pub struct Inner {
     pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
     pub events_tx: watch::Sender<u64>,
+    /// Every committed event, broadcast once to all event streams.
+    pub events_fanout: tokio::sync::broadcast::Sender<Arc<fanout::Fanned>>,
     pub shutdown_rx: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     pub started_at: time::OffsetDateTime,
@@ -195,7 +198,8 @@ impl Registry {
         catalog.load_aliases(store.all_aliases().await?);
         catalog.refresh_all(clock.now());
 
-        let (events_tx, _) = watch::channel(0);
+        let (events_tx, commits) = watch::channel(0);
+        let events_fanout = fanout::start(store.clone(), commits, store.last_event_seq().await?);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
         let release_policy = Arc::new(config.release_policy.clone());
@@ -214,6 +218,7 @@ impl Registry {
             policies,
             write_gate: Mutex::new(()),
             events_tx,
+            events_fanout,
             shutdown_rx,
             shutdown_tx,
             started_at,

@@ -1,5 +1,6 @@
 //! The event log over HTTP: pages (`?after=`) and a server-sent event stream that resumes from
-//! `Last-Event-ID` (SPEC §8). Both read the outbox table, so they show exactly what committed.
+//! `Last-Event-ID` (SPEC §8). Both show exactly what committed: pages and a stream's catch-up
+//! read the outbox table; a caught-up stream follows the one-reader broadcast (`fanout`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,6 +21,11 @@ use crate::problem::{ApiError, ApiResult, Problem};
 
 fn visible(p: &Principal, ev: &serde_json::Value) -> bool {
     ev["data"]["domain"].as_str().is_some_and(|d| p.may_use_domain(d))
+}
+
+fn wanted(q: &EventsQuery, ev: &serde_json::Value) -> bool {
+    let s = |k: &str| ev["data"][k].as_str().unwrap_or("");
+    q.wants(s("tenant"), s("model"), s("event"))
 }
 
 /// Events of the caller's tenant after a position, oldest first.
@@ -47,7 +53,7 @@ pub async fn list_events(
     let mut events = Vec::with_capacity(rows.len());
     for r in rows {
         let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| ApiError::internal(&e))?;
-        if visible(&who.0, &v) {
+        if visible(&who.0, &v) && wanted(&q, &v) {
             events.push(v);
         }
     }
@@ -58,7 +64,11 @@ struct Tail {
     state: AppState,
     who: Caller,
     last: i64,
-    wake: tokio::sync::watch::Receiver<u64>,
+    /// Subscribed before the first catch-up read, so nothing committed in between is missed.
+    fanout: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::fanout::Fanned>>,
+    /// Read from SQL until nothing is left, then follow the broadcast.
+    catch_up: bool,
+    query: EventsQuery,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -82,35 +92,49 @@ pub async fn stream_events(
             }
             None => None,
         };
+    if q.model.as_deref().is_some_and(|m| m.len() > 128) || q.types.as_deref().is_some_and(|t| t.len() > 1024) {
+        return Err(ApiError::bad_request("bad_filter", "model or types filter too long"));
+    }
     let last = match resume.or(q.after) {
         Some(n) => n,
         // A fresh subscriber starts at the head: only new events.
         None => state.store.last_event_seq().await?,
     };
-    let tail = Tail { wake: state.events_tx.subscribe(), shutdown: state.shutdown_rx.clone(), state, who, last };
+    let tail = Tail {
+        fanout: state.events_fanout.subscribe(),
+        catch_up: true,
+        query: q,
+        shutdown: state.shutdown_rx.clone(),
+        state,
+        who,
+        last,
+    };
     let s = stream::unfold(tail, |mut t| async move {
         loop {
             if *t.shutdown.borrow() {
                 return None;
             }
-            let rows = match t.state.store.events_after(Some(&t.who.0.tenant), t.last, 200).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event stream read failed; closing stream");
-                    return None;
-                }
-            };
-            if let Some(last) = rows.last() {
+            if t.catch_up {
+                let rows = match t.state.store.events_after(Some(&t.who.0.tenant), t.last, 200).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream read failed; closing stream");
+                        return None;
+                    }
+                };
+                let Some(last) = rows.last() else {
+                    t.catch_up = false;
+                    continue;
+                };
                 t.last = last.seq;
                 let events: Vec<Result<Event, Infallible>> = rows
                     .into_iter()
-                    .filter(|r| serde_json::from_str::<serde_json::Value>(&r.body).is_ok_and(|v| visible(&t.who.0, &v)))
-                    .map(|r| {
-                        let kind = serde_json::from_str::<serde_json::Value>(&r.body)
-                            .ok()
-                            .and_then(|v| v["data"]["event"].as_str().map(str::to_owned))
-                            .unwrap_or_else(|| "event".into());
-                        Ok(Event::default().id(r.seq.to_string()).event(kind).data(r.body))
+                    .filter_map(|r| {
+                        let v = serde_json::from_str::<serde_json::Value>(&r.body).ok()?;
+                        (visible(&t.who.0, &v) && wanted(&t.query, &v)).then(|| {
+                            let kind = v["data"]["event"].as_str().unwrap_or("event").to_owned();
+                            Ok(Event::default().id(r.seq.to_string()).event(kind).data(r.body))
+                        })
                     })
                     .collect();
                 if !events.is_empty() {
@@ -119,9 +143,24 @@ pub async fn stream_events(
                 continue;
             }
             tokio::select! {
-                _ = t.wake.changed() => {}
+                got = t.fanout.recv() => match got {
+                    Ok(ev) => {
+                        if ev.seq <= t.last {
+                            continue;
+                        }
+                        t.last = ev.seq;
+                        let ours = ev.tenant == t.who.0.tenant || ev.tenant == "*";
+                        if ours && t.who.0.may_use_domain(&ev.domain) && t.query.wants(&ev.tenant, &ev.model, &ev.kind) {
+                            let e = Event::default().id(ev.seq.to_string()).event(ev.kind.clone()).data(ev.body.clone());
+                            return Some((stream::iter(vec![Ok(e)]), t));
+                        }
+                    }
+                    // Fell behind the broadcast: read what was missed from SQL.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => t.catch_up = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
                 _ = t.shutdown.changed() => {}
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
         }
     })

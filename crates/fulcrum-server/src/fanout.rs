@@ -1,0 +1,64 @@
+//! Event fan-out: one reader follows the outbox after each commit and broadcasts every new
+//! event, in order, to all open event streams — one SQL read per commit, not one per stream.
+//! A stream that falls behind the broadcast (lagged) or has just opened catches up from SQL and
+//! drops what it has already sent by position, so it never skips or repeats.
+
+use std::sync::Arc;
+
+use fulcrum_store::Store;
+use tokio::sync::{broadcast, watch};
+
+/// Events buffered for slow streams before they must catch up from SQL.
+const CAPACITY: usize = 4096;
+
+/// One committed event, parsed once for every stream.
+#[derive(Debug)]
+pub struct Fanned {
+    pub seq: i64,
+    /// `*` for registry-wide events.
+    pub tenant: String,
+    pub domain: String,
+    pub model: String,
+    pub kind: String,
+    /// The CloudEvent as stored.
+    pub body: String,
+}
+
+/// Start the reader at position `last`; it wakes whenever `commits` changes.
+pub fn start(store: Store, mut commits: watch::Receiver<u64>, mut last: i64) -> broadcast::Sender<Arc<Fanned>> {
+    let (tx, _) = broadcast::channel(CAPACITY);
+    let out = tx.clone();
+    tokio::spawn(async move {
+        while commits.changed().await.is_ok() {
+            loop {
+                let rows = match store.events_after(None, last, 500).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // Streams catch up from SQL on their own; the next commit retries.
+                        tracing::warn!(error = %e, "event fan-out read failed");
+                        break;
+                    }
+                };
+                if rows.is_empty() {
+                    break;
+                }
+                for r in rows {
+                    last = r.seq;
+                    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                    let s = |k: &str| v["data"][k].as_str().unwrap_or("").to_owned();
+                    let f = Fanned {
+                        seq: r.seq,
+                        tenant: s("tenant"),
+                        domain: s("domain"),
+                        model: s("model"),
+                        kind: s("event"),
+                        body: r.body,
+                    };
+                    // No receivers is fine: nobody is streaming.
+                    let _ = tx.send(Arc::new(f));
+                }
+            }
+        }
+    });
+    out
+}
