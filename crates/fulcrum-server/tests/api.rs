@@ -600,6 +600,14 @@ async fn events_pages_stream_resume_and_startup_reports() {
     h.get("viewer", "/v1/events?after=-1", StatusCode::BAD_REQUEST).await;
     assert!(h.events("other-admin").await.is_empty(), "other tenants see none of these events");
     h.get("keys", "/v1/events", StatusCode::FORBIDDEN).await;
+    // Filters: one model, some types.
+    h.create_model("ci", "other").await;
+    let only = h.get("viewer", "/v1/events?model=risk&types=promotion,alias_updated", S200).await;
+    let kinds: Vec<&str> =
+        only["events"].as_array().unwrap().iter().map(|e| e["data"]["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["promotion", "promotion", "alias_updated"]);
+    let other = h.get("viewer", "/v1/events?model=other", S200).await;
+    assert!(other["events"].as_array().unwrap().iter().all(|e| e["data"]["model"] == "other"));
 
     // Startup reports.
     let ack = h
