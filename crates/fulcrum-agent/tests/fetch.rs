@@ -163,3 +163,23 @@ async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
     assert_eq!(out.status.code(), Some(2), "a path is refused as a reference");
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad_reference"));
 }
+
+/// Endless data: a registry (or anything in between) serving more bytes than the signed
+/// manifest names is cut off at that size and denied; nothing is placed or cached.
+#[tokio::test]
+async fn oversized_blob_is_cut_off() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let d = Digest::of(b"weights-one");
+    let stored = r.dir.path().join("data/blobs/sha256").join(&d.hex()[..2]).join(&d.hex()[2..]);
+    std::fs::write(&stored, vec![b'x'; 4 << 20]).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    let e = a.fetch("fraud@production", "prod", &out.path().join("model")).await.unwrap_err();
+    assert_eq!(e.code(), "artifact_tampered", "{e}");
+    assert!(e.to_string().contains("larger than the 11 bytes"), "{e}");
+    assert!(!out.path().join("model").exists());
+    assert!(!a.state.blob(&d).exists() && !a.state.partial(&d).exists(), "nothing cached");
+}
