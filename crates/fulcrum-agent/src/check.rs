@@ -43,6 +43,8 @@ pub enum Deny {
     Replayed { seen: String, got: String },
     #[error("{alias} went from seq {seen} to {got} without a newer signed alias change")]
     Downgrade { alias: String, seen: u64, got: u64 },
+    #[error("the policy snapshot {0}")]
+    PolicyUnverified(String),
 }
 
 impl Deny {
@@ -61,6 +63,7 @@ impl Deny {
             Deny::ClockSkew(_) => "clock_skew",
             Deny::Replayed { .. } => "rollback_replay",
             Deny::Downgrade { .. } => "downgrade_without_change",
+            Deny::PolicyUnverified(_) => "policy_unverified",
         }
     }
 }

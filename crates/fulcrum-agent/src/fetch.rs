@@ -182,8 +182,26 @@ impl Agent {
         result
     }
 
+    /// The policy snapshot the answer names, verified (kept in the blob cache by its digest).
+    async fn policy_snapshot(&self, digest: &str) -> Result<(), Stop> {
+        let d: Digest =
+            digest.parse().map_err(|_| Stop::Deny(Deny::PolicyUnverified(format!("{digest}: not a digest"))))?;
+        let cached = self.state.blob(&d);
+        if std::fs::read(&cached).is_ok_and(|b| Digest::of(&b) == d) {
+            return Ok(());
+        }
+        let envelope = self.client.get(&format!("/v1/policy/snapshots/{d}")).await.map_err(from_client)?;
+        let bytes = serde_json::to_vec(&envelope).expect("values serialise");
+        let snapshot = crate::policy::verify_snapshot(&self.bundle, &bytes, digest)?;
+        let partial = self.state.partial(&d);
+        std::fs::write(&partial, &snapshot)?;
+        std::fs::rename(&partial, &cached)?;
+        Ok(())
+    }
+
     async fn fetch_inner(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
+        self.policy_snapshot(&doc.policy_digest).await?;
         let artifact: Digest = doc
             .artifact_digest
             .parse()

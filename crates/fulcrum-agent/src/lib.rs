@@ -15,4 +15,5 @@
 pub mod check;
 pub mod fetch;
 pub mod guard;
+pub mod policy;
 pub mod state;

@@ -236,3 +236,35 @@ fn older_bundles_are_refused() {
     assert_eq!(accept_bundle(&marks, &w.bundle, now()).unwrap_err().code(), "rollback_replay");
     assert!(accept_bundle(&Marks::default(), &w.bundle, now()).is_ok());
 }
+
+/// The policy snapshot a document names: only a snapshot signed by a pinned key and hashing to
+/// exactly that digest passes.
+#[test]
+fn policy_snapshots_must_be_signed_and_match_the_digest() {
+    use fulcrum_agent::policy::{SNAPSHOT_MEDIA_TYPE, verify_snapshot};
+    let w = world();
+    let envelope = |k: &LocalKey, payload: &[u8], ty: &str| {
+        let mut pae = format!("DSSEv1 {} {} {} ", ty.len(), ty, payload.len()).into_bytes();
+        pae.extend_from_slice(payload);
+        serde_json::to_vec(&serde_json::json!({"payload": fulcrum_sign::b64(payload), "payloadType": ty,
+            "signatures": [{"keyid": k.kid(), "sig": fulcrum_sign::b64(&k.sign(&pae).unwrap())}]}))
+        .unwrap()
+    };
+    let snap = br#"{"modules":{},"data":{}}"#;
+    let digest = fulcrum_core::Digest::of(snap).to_string();
+    assert_eq!(verify_snapshot(&w.bundle, &envelope(&w.key, snap, SNAPSHOT_MEDIA_TYPE), &digest).unwrap(), snap);
+    let other = fulcrum_core::Digest::of(b"another snapshot").to_string();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("another snapshot's digest (mix and match)", envelope(&w.key, snap, SNAPSHOT_MEDIA_TYPE), &other),
+        ("signed by a stranger", envelope(&w.stranger, snap, SNAPSHOT_MEDIA_TYPE), &digest),
+        ("signed by a compromised key", envelope(&w.compromised, snap, SNAPSHOT_MEDIA_TYPE), &digest),
+        ("another payload type", envelope(&w.key, snap, "application/json"), &digest),
+        ("not an envelope", b"{}".to_vec(), &digest),
+    ];
+    for (name, env, d) in cases {
+        let e = verify_snapshot(&w.bundle, &env, d).unwrap_err();
+        assert_eq!(e.code(), "policy_unverified", "{name}");
+    }
+    // The agent's copy of the media type is the policy engine's.
+    assert_eq!(SNAPSHOT_MEDIA_TYPE, fulcrum_policy::SNAPSHOT_MEDIA_TYPE);
+}

@@ -33,6 +33,9 @@ async fn fetch_places_the_permitted_version_and_follows_a_rollback() {
 
     let p = a.fetch("fraud@production", "prod", &dest).await.unwrap();
     assert_eq!(p.document.version, "v2");
+    // The policy snapshot the answer names was verified and kept.
+    let policy: Digest = p.document.policy_digest.parse().unwrap();
+    assert_eq!(Digest::of(&std::fs::read(a.state.blob(&policy)).unwrap()), policy);
     assert_eq!(read(&dest, "weights.bin"), b"weights-two");
     assert_eq!(read(&dest, "config/model.json"), b"{\"v\":2}");
 
