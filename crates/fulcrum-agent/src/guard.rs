@@ -24,7 +24,7 @@ use crate::fetch::{Agent, Stop};
 pub struct Step {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// `permit`, `deny`, `quiesce`, `purge`, `reload`, `recheck`, `recheck_failed`, `stream_down`.
+    /// `permit`, `deny`, `quiesce`, `hook`, `purge`, `reload`, `recheck`, `recheck_failed`, `stream_down`.
     pub step: &'static str,
     pub detail: String,
 }
@@ -45,6 +45,10 @@ pub struct Guard {
     /// hit the registry in the same millisecond (serving has already stopped; only the
     /// rollback waits).
     pub reload_jitter: Duration,
+    /// A command told about each change: `HOOK quiesce <name> <version> <dest>` when serving must
+    /// stop, `HOOK loaded <name> <version> <dest>` when a version passed and is placed. For
+    /// model servers without a repository API (or to drive one from a script).
+    pub hook: Option<PathBuf>,
     ready: AtomicBool,
     loaded: Mutex<Option<(ResolveDocument, Vec<Digest>)>>,
     timeline: Mutex<Vec<Step>>,
@@ -59,6 +63,7 @@ impl Guard {
             dest,
             poll: Duration::from_secs(2),
             reload_jitter: Duration::from_millis(500),
+            hook: None,
             ready: AtomicBool::new(false),
             loaded: Mutex::new(None),
             timeline: Mutex::new(Vec::new()),
@@ -101,6 +106,25 @@ impl Guard {
         self.note("quiesce", why);
     }
 
+    /// Run the hook (bounded to 10 s) and note how it went.
+    async fn tell(&self, what: &'static str, doc: &ResolveDocument) {
+        let Some(hook) = &self.hook else { return };
+        let run = tokio::process::Command::new(hook)
+            .arg(what)
+            .arg(&doc.name)
+            .arg(&doc.version)
+            .arg(&self.dest)
+            .kill_on_drop(true)
+            .status();
+        let detail = match tokio::time::timeout(Duration::from_secs(10), run).await {
+            Ok(Ok(st)) if st.success() => format!("{what} {}@{}: ok", doc.name, doc.version),
+            Ok(Ok(st)) => format!("{what} {}@{}: hook exited {st}", doc.name, doc.version),
+            Ok(Err(e)) => format!("{what}: hook did not run: {e}"),
+            Err(_) => format!("{what}: hook timed out after 10 s"),
+        };
+        self.note("hook", detail);
+    }
+
     /// Remove the placed files and the cached blobs of the loaded version.
     fn purge(&self) {
         let taken = self.loaded.lock().expect("guard lock").take();
@@ -132,6 +156,7 @@ impl Guard {
                     format!("{}@{} ({})", p.document.name, p.document.version, p.document.artifact_digest),
                 );
                 *self.loaded.lock().expect("guard lock") = Some((p.document.clone(), blobs));
+                self.tell("loaded", &p.document).await;
                 self.ready.store(true, Ordering::SeqCst);
                 Ok(p.document)
             }
@@ -157,6 +182,7 @@ impl Guard {
         match d["event"].as_str().unwrap_or("") {
             "revocation" | "quarantined" if this_version => {
                 self.quiesce(&format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version));
+                self.tell("quiesce", &loaded).await;
                 self.purge();
                 tokio::time::sleep(self.jitter()).await;
                 self.note("reload", "the alias's new target, through the full check");
@@ -192,6 +218,7 @@ impl Guard {
             }
             Err(Stop::Deny(crate::check::Deny::Registry(r))) => {
                 self.quiesce(&format!("{why}: the registry denies {}@{} ({r})", loaded.name, loaded.version));
+                self.tell("quiesce", &loaded).await;
                 self.purge();
                 self.note("reload", "the alias's new target, through the full check");
                 let _ = self.load().await;

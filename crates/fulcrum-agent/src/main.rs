@@ -70,6 +70,9 @@ enum Cmd {
         dest: PathBuf,
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: std::net::SocketAddr,
+        /// Command told about each change: `HOOK quiesce|loaded <name> <version> <dest>`.
+        #[arg(long)]
+        hook: Option<PathBuf>,
     },
     /// Fetch the registry's trust bundle (checked against its own keys) and write it to FILE.
     /// Trust on first use: prefer delivering the bundle out of band.
@@ -167,8 +170,10 @@ async fn main() -> ExitCode {
             }
             Err(e) => deny(&e),
         },
-        Cmd::Guard { reference, env, dest, listen } => {
-            let guard = std::sync::Arc::new(fulcrum_agent::guard::Guard::new(agent, reference, env, dest.clone()));
+        Cmd::Guard { reference, env, dest, listen, hook } => {
+            let mut guard = fulcrum_agent::guard::Guard::new(agent, reference, env, dest.clone());
+            guard.hook.clone_from(hook);
+            let guard = std::sync::Arc::new(guard);
             let listener = match tokio::net::TcpListener::bind(listen).await {
                 Ok(l) => l,
                 Err(e) => return fail(format!("listen {listen}: {e}")),

@@ -148,3 +148,50 @@ async fn a_failed_recheck_keeps_serving() {
     let last = guard.timeline().last().cloned().unwrap();
     assert_eq!((last.step, last.detail.as_str()), ("recheck", "policy_changed: unchanged"), "{last:?}");
 }
+
+/// The hook is told `loaded` with the version placed, then `quiesce` for the revoked one before
+/// its files go, then `loaded` for the rollback — in that order.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_hears_each_change_in_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    register(&r, "v2", &[("weights.bin", b"weights-two")]).await;
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("hook.log");
+    let hook = work.path().join("hook.sh");
+    // The hook also records whether the files were still there when it was told to stop.
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf '%s %s %s\\n' \"$1\" \"$3\" \"$(cat \"$4/weights.bin\" 2>/dev/null)\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut g =
+        Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", work.path().join("model"));
+    g.hook = Some(hook);
+    let guard = Arc::new(g);
+    let g2 = guard.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        g2.run(async {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+    until("the first permit", || guard.is_ready()).await;
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/v2/revocation", &json!({"reason": "drift", "inc_id": "INC-9"}))
+        .await
+        .unwrap();
+    until("the rollback", || guard.loaded().is_some_and(|d| d.version == "v1") && guard.is_ready()).await;
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(lines[..3], ["loaded v2 weights-two", "quiesce v2 weights-two", "loaded v1 weights-one"], "{lines:?}");
+}
