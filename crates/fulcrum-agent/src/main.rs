@@ -49,14 +49,19 @@ enum Cmd {
         #[arg(long)]
         env: String,
     },
-    /// Resolve, verify and place a model's files under DEST (init-container style).
+    /// Resolve, verify and place a model's files under DEST (init-container style). Also runs
+    /// as a KServe storage initializer: `fetch fulcrum://NAME@ALIAS[?env=ENV] DEST`.
     Fetch {
         #[arg(long = "ref")]
-        reference: String,
+        reference: Option<String>,
+        #[arg(long, env = "FULCRUM_ENV")]
+        env: Option<String>,
         #[arg(long)]
-        env: String,
-        #[arg(long)]
-        dest: PathBuf,
+        dest: Option<PathBuf>,
+        /// `fulcrum://NAME@ALIAS[?env=ENV]` (the storage-initializer form).
+        source: Option<String>,
+        /// Where to place the files (the storage-initializer form).
+        target: Option<PathBuf>,
     },
     /// Fetch and place like `fetch`, then keep guarding the served version: not ready at once on
     /// its revocation or quarantine, purge, roll back through the full check. Serves `/readyz`
@@ -146,30 +151,13 @@ async fn main() -> ExitCode {
             }
             Err(e) => deny(&e),
         },
-        Cmd::Fetch { reference, env, dest } => match agent.fetch(reference, env, dest).await {
-            Ok(p) => {
-                if cli.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"decision": "permit", "version": p.document.version,
-                        "artifact_digest": p.document.artifact_digest, "files": p.manifest.files().len(),
-                        "bytes": p.manifest.total_size(), "dest": dest})
-                    );
-                } else {
-                    println!(
-                        "permit {}@{} ({}): {} files, {} bytes in {}",
-                        p.document.name,
-                        p.document.version,
-                        p.document.artifact_digest,
-                        p.manifest.files().len(),
-                        p.manifest.total_size(),
-                        dest.display()
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => deny(&e),
-        },
+        Cmd::Fetch { reference, env, dest, source, target } => {
+            let (reference, env, dest) = match fetch_args(reference, env, dest, source, target) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            fetch(&agent, &reference, &env, &dest, cli.json).await
+        }
         Cmd::Guard { reference, env, dest, listen, hook } => {
             let mut guard = fulcrum_agent::guard::Guard::new(agent, reference, env, dest.clone());
             guard.hook.clone_from(hook);
@@ -218,5 +206,67 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Pin { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The two ways to name what to fetch: flags, or KServe's `SOURCE DEST`.
+fn fetch_args(
+    reference: &Option<String>,
+    env: &Option<String>,
+    dest: &Option<PathBuf>,
+    source: &Option<String>,
+    target: &Option<PathBuf>,
+) -> Result<(String, String, PathBuf), String> {
+    let (reference, query_env) = match (reference, source) {
+        (Some(r), None) => (r.clone(), None),
+        (None, Some(src)) => {
+            let rest = src.strip_prefix("fulcrum://").ok_or("the source must be fulcrum://NAME@ALIAS[?env=ENV]")?;
+            match rest.split_once('?') {
+                Some((r, q)) => {
+                    let env = q
+                        .strip_prefix("env=")
+                        .filter(|e| !e.contains('&'))
+                        .ok_or("the only query the source takes is ?env=ENV")?;
+                    (r.to_owned(), Some(env.to_owned()))
+                }
+                None => (rest.to_owned(), None),
+            }
+        }
+        (Some(_), Some(_)) => return Err("give either --ref or a fulcrum:// source, not both".into()),
+        (None, None) => return Err("what to fetch: --ref NAME@ALIAS or fulcrum://NAME@ALIAS".into()),
+    };
+    let env = query_env.or_else(|| env.clone()).ok_or("the environment: --env, FULCRUM_ENV or ?env= in the source")?;
+    let dest = match (dest, target) {
+        (Some(d), None) | (None, Some(d)) => d.clone(),
+        (Some(_), Some(_)) => return Err("give either --dest or a positional destination, not both".into()),
+        (None, None) => return Err("where to place the files: --dest DIR".into()),
+    };
+    Ok((reference, env, dest))
+}
+
+async fn fetch(agent: &Agent, reference: &str, env: &str, dest: &std::path::Path, json: bool) -> ExitCode {
+    match agent.fetch(reference, env, dest).await {
+        Ok(p) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"decision": "permit", "version": p.document.version,
+                        "artifact_digest": p.document.artifact_digest, "files": p.manifest.files().len(),
+                        "bytes": p.manifest.total_size(), "dest": dest})
+                );
+            } else {
+                println!(
+                    "permit {}@{} ({}): {} files, {} bytes in {}",
+                    p.document.name,
+                    p.document.version,
+                    p.document.artifact_digest,
+                    p.manifest.files().len(),
+                    p.manifest.total_size(),
+                    dest.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => deny(&e),
     }
 }

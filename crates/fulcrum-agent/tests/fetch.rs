@@ -132,6 +132,7 @@ async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
     std::fs::write(work.path().join("token"), "tok-agent\n").unwrap();
     let run = |args: &[&str]| {
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_fulcrum-agent"));
+        c.env_remove("FULCRUM_ENV");
         c.arg("--registry")
             .arg(&r.url)
             .arg("--token-file")
@@ -155,6 +156,17 @@ async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
         run(&["fetch", "--ref", "fraud@production", "--env", "prod", "--dest", dest.to_str().unwrap()]).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+    // As a KServe storage initializer: `fetch SOURCE DEST`.
+    let kserve = work.path().join("mnt-models");
+    let out = run(&["fetch", "fulcrum://fraud@production?env=prod", kserve.to_str().unwrap()]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&kserve, "weights.bin"), b"weights-one");
+    // Without an environment anywhere: a usage error, exit 1, one line.
+    let out = run(&["fetch", "fulcrum://fraud@production", kserve.to_str().unwrap()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    let out = run(&["fetch", "s3://bucket/model", kserve.to_str().unwrap()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "only fulcrum:// sources");
     // The staging env may not load it from a prod identity: a deny, one line, exit 2.
     let out = run(&["resolve", "--ref", "fraud@production", "--env", "staging"]).await.unwrap();
     assert_eq!(out.status.code(), Some(2));
