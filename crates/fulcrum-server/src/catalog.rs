@@ -16,7 +16,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::keyring::KeyRing;
-use crate::policy::Current;
+use crate::policy::{Current, Policies};
 
 /// Maps on the resolve hot path: foldhash (seeded per process) rather than SipHash. Keys are
 /// names registered by authenticated publishers, not attacker-chosen request bytes.
@@ -114,13 +114,13 @@ pub struct Catalog {
     keys: Arc<KeyRing>,
     /// The policy in force: its digest goes into every document and its environment rule
     /// (`fulcrum.env`) decides each document's permit/deny.
-    policy: RwLock<Arc<Current>>,
+    policies: Arc<Policies>,
     ttl: Duration,
 }
 
 impl Catalog {
-    pub fn new(keys: Arc<KeyRing>, policy: Arc<Current>, ttl: Duration) -> Self {
-        Self { inner: RwLock::default(), keys, policy: RwLock::new(policy), ttl }
+    pub fn new(keys: Arc<KeyRing>, policies: Arc<Policies>, ttl: Duration) -> Self {
+        Self { inner: RwLock::default(), keys, policies, ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -329,7 +329,7 @@ impl Catalog {
             },
         };
         let v = m.versions.get(&vid).ok_or(Miss::Version)?;
-        let policy = self.policy.read().expect("catalog lock").clone();
+        let policy = self.policies.current();
         let verdict = env_verdict(&policy, m, v, env, alias.map(|(n, _)| n));
         let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
         Ok(ResolveDocument {
@@ -448,8 +448,7 @@ impl Catalog {
 
     /// A new policy is in force: documents carry its digest and its environment rule's verdict
     /// from now on.
-    pub fn set_policy(&self, policy: Arc<Current>, now: OffsetDateTime) {
-        *self.policy.write().expect("catalog lock") = policy;
+    pub fn policy_changed(&self, now: OffsetDateTime) {
         self.resign_all(now);
     }
 

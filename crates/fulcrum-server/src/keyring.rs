@@ -28,7 +28,16 @@ pub const BUNDLE_TTL: time::Duration = time::Duration::days(7);
 pub struct Published {
     kid: String,
     development: bool,
+    /// Signing goes over the network or to an HSM (anything but a local key file): it may block,
+    /// so it runs through [`crate::blocking`] and never starves the runtime's queued tasks.
+    remote: bool,
     inner: Arc<dyn Signer>,
+}
+
+impl Published {
+    fn sign_with(inner: &dyn Signer, remote: bool, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        if remote { crate::blocking(|| inner.sign(msg)) } else { inner.sign(msg) }
+    }
 }
 
 impl Signer for Published {
@@ -39,7 +48,7 @@ impl Signer for Published {
         self.inner.public_key()
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.inner.sign(msg)
+        Self::sign_with(self.inner.as_ref(), self.remote, msg)
     }
     fn is_development_key(&self) -> bool {
         self.development
@@ -209,11 +218,13 @@ impl KeyRing {
         let inner = backends.open(rec)?;
         let published = published(rec)?.key().map_err(|e| format!("key {}: {e}", rec.kid))?;
         let probe = format!("fulcrum key probe {}", rec.kid);
-        let sig = inner.sign(probe.as_bytes()).map_err(|e| format!("key {} cannot sign: {e}", rec.kid))?;
+        let remote = rec.backend != "local";
+        let sig = Published::sign_with(inner.as_ref(), remote, probe.as_bytes())
+            .map_err(|e| format!("key {} cannot sign: {e}", rec.kid))?;
         published
             .verify(probe.as_bytes(), &sig)
             .map_err(|_| format!("key {} signs with another key than the one published", rec.kid))?;
-        Ok(Arc::new(Published { kid: rec.kid.clone(), development: rec.development, inner }))
+        Ok(Arc::new(Published { kid: rec.kid.clone(), development: rec.development, remote, inner }))
     }
 
     pub fn current(&self) -> Arc<dyn Signer> {

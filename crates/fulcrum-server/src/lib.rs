@@ -124,7 +124,7 @@ pub struct Inner {
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
-    pub policies: policy::Policies,
+    pub policies: Arc<policy::Policies>,
     pub access: access::Access,
     pub release_policy: Arc<release::ReleasePolicy>,
     pub write_gate: Mutex<()>,
@@ -185,8 +185,9 @@ impl Registry {
         let policies = policy::Policies::load(&store, keys.current().as_ref(), clock.now())
             .await
             .map_err(|e| OpenError::Policy(e.to_string()))?;
+        let policies = Arc::new(policies);
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
-        let catalog = Catalog::new(keys.clone(), policies.current(), ttl);
+        let catalog = Catalog::new(keys.clone(), policies.clone(), ttl);
         catalog.load_models(&store.all_models().await?);
         {
             use futures_util::TryStreamExt;
@@ -258,16 +259,6 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// As [`blocking`], for a future whose polling may block on a signing backend.
-pub async fn blocking_on<F: Future>(fut: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| h.block_on(fut))
-        }
-        _ => fut.await,
-    }
-}
-
 /// The router, for in-process use and tests.
 pub fn app(state: AppState) -> Router {
     routes::router(state)
@@ -283,7 +274,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
             tokio::select! {
                 () = tokio::time::sleep(period) => {
                     let now = state.clock.now();
-                    blocking(|| state.catalog.refresh_all(now));
+                    state.catalog.refresh_all(now);
                     if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
                         tracing::error!(error = %e, "re-issuing the trust bundle failed");
                     }

@@ -135,13 +135,10 @@ pub async fn register_key(
     };
     let gate = state.write_gate.lock().await;
     let now = state.clock.now();
-    let version =
-        crate::blocking_on(state.keys.rotate(&state.store, rec, &who.0.subject, now)).await.map_err(rotate_err)?;
+    let version = state.keys.rotate(&state.store, rec, &who.0.subject, now).await.map_err(rotate_err)?;
     // Everything handed out from now on carries the new kid.
-    crate::blocking(|| {
-        state.catalog.resign_all(now);
-        resign_policy(&state);
-    });
+    state.catalog.resign_all(now);
+    resign_policy(&state);
     drop(gate);
     state.notify_events();
     Ok((StatusCode::CREATED, Json(BundleAck { kid, trust_bundle_version: version })))
@@ -164,15 +161,14 @@ pub async fn retire_key(
     }
     let gate = state.write_gate.lock().await;
     let now = state.clock.now();
-    let version =
-        crate::blocking_on(state.keys.retire(&state.store, &kid, body.compromised, &body.reason, &who.0.subject, now))
-            .await
-            .map_err(rotate_err)?;
+    let version = state
+        .keys
+        .retire(&state.store, &kid, body.compromised, &body.reason, &who.0.subject, now)
+        .await
+        .map_err(rotate_err)?;
     // Nothing cached may still carry a signature a verifier would now refuse.
-    crate::blocking(|| {
-        state.catalog.resign_all(now);
-        resign_policy(&state);
-    });
+    state.catalog.resign_all(now);
+    resign_policy(&state);
     drop(gate);
     state.notify_events();
     Ok(Json(BundleAck { kid, trust_bundle_version: version }))

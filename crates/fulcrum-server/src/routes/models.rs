@@ -366,15 +366,14 @@ pub async fn register_version(
     let payload = serde_json::to_vec(&statement).expect("statements serialise");
     let signer = state.keys.current();
     let envelope =
-        crate::blocking(|| dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, &payload, signer.as_ref(), signer.kid()))
-            .map_err(|e| {
-                tracing::error!(error = %e, "signing a release attestation failed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "signer_unavailable",
-                    "the signing service did not answer; nothing was stored",
-                )
-            })?;
+        dsse::Envelope::sign(dsse::INTOTO_PAYLOAD_TYPE, &payload, signer.as_ref(), signer.kid()).map_err(|e| {
+            tracing::error!(error = %e, "signing a release attestation failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signer_unavailable",
+                "the signing service did not answer; nothing was stored",
+            )
+        })?;
     let record_bytes = serde_json::to_vec(&envelope).expect("envelopes serialise");
     let _gate = state.write_gate.lock().await;
     state.blobs.put_bytes(&manifest.canonical_bytes()).await?;
@@ -401,7 +400,7 @@ pub async fn register_version(
             StoreError::Conflict(msg) => ApiError::conflict("conflict", msg),
             other => other.into(),
         })?;
-    crate::blocking(|| state.catalog.add_version(&VersionBrief::from(&v), at));
+    state.catalog.add_version(&VersionBrief::from(&v), at);
     drop(_gate);
     state.notify_events();
     Ok((StatusCode::CREATED, Json(version_dto(name.as_str(), v))))
@@ -637,7 +636,7 @@ async fn govern(
         }
         Err(e) => return Err(e.into()),
     };
-    crate::blocking(|| state.catalog.apply(out.model_id, &out.effects, at));
+    state.catalog.apply(out.model_id, &out.effects, at);
     drop(gate);
     state.notify_events();
     Ok(out)

@@ -102,14 +102,14 @@ pub async fn install(
     if let Err(e) = compiled {
         return Err(ApiError::unprocessable("policy_invalid", e.to_string()));
     }
-    let cur = crate::blocking_on(state.policies.install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, now))
-        .await
-        .map_err(|e| match e {
+    let cur = state.policies.install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, now).await.map_err(
+        |e| match e {
             crate::policy::InstallError::Policy(p) => ApiError::unprocessable("policy_invalid", p.to_string()),
             crate::policy::InstallError::Store(s) => s.into(),
             crate::policy::InstallError::Sign(s) => ApiError::internal(&s),
-        })?;
-    crate::blocking(|| state.catalog.set_policy(cur.clone(), now));
+        },
+    )?;
+    state.catalog.policy_changed(now);
     drop(gate);
     state.notify_events();
     Ok((axum::http::StatusCode::CREATED, axum::Json(Installed { policy_digest: cur.digest.to_string() })))

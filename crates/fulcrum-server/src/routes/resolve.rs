@@ -75,7 +75,7 @@ pub async fn resolve(
         Some(doc) => doc,
         None => {
             state.metrics.resolve_cache_miss.fetch_add(1, Ordering::Relaxed);
-            crate::blocking(|| state.catalog.build(&p.tenant, &r, &selector, env, now)).map_err(|m| match m {
+            state.catalog.build(&p.tenant, &r, &selector, env, now).map_err(|m| match m {
                 Miss::Model => ApiError::not_found("model"),
                 Miss::Version => ApiError::not_found("version"),
                 Miss::Signer => ApiError::new(
