@@ -45,6 +45,8 @@ pub enum Deny {
     Downgrade { alias: String, seen: u64, got: u64 },
     #[error("the policy snapshot {0}")]
     PolicyUnverified(String),
+    #[error("the release record {0}")]
+    ReleaseUnverified(String),
 }
 
 impl Deny {
@@ -64,6 +66,7 @@ impl Deny {
             Deny::Replayed { .. } => "rollback_replay",
             Deny::Downgrade { .. } => "downgrade_without_change",
             Deny::PolicyUnverified(_) => "policy_unverified",
+            Deny::ReleaseUnverified(_) => "release_unverified",
         }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::check::{self, Ask, Deny, Signed};
+use crate::release::Guardrails;
 use crate::state::{SavedAnswer, StateDir};
 
 /// Where a decision's answer came from.
@@ -44,6 +45,8 @@ pub enum Stop {
     Tampered { what: String, detail: String },
     #[error("local state: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    ModelServer(String),
 }
 
 impl Stop {
@@ -55,6 +58,7 @@ impl Stop {
             Stop::Unreachable(_) => "registry_unreachable".into(),
             Stop::Tampered { .. } => "artifact_tampered".into(),
             Stop::Io(_) => "local_state".into(),
+            Stop::ModelServer(_) => "model_server_refused".into(),
         }
     }
 }
@@ -85,6 +89,10 @@ pub struct Permit {
     pub document: ResolveDocument,
     pub manifest: Manifest,
     pub mode: Mode,
+    /// What the gateway enforces, from the verified release record's model card.
+    pub guardrails: Guardrails,
+    /// Where the files were placed.
+    pub dir: PathBuf,
 }
 
 impl Agent {
@@ -167,6 +175,20 @@ impl Agent {
     /// # Errors
     /// A [`Stop`] naming why; `dest` is then untouched.
     pub async fn fetch(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
+        self.fetch_into(reference, env, |_| dest.to_owned()).await
+    }
+
+    /// As [`Agent::fetch`], placing the files where `dest` says for the permitted version (for
+    /// a model repository laid out `<repo>/<name>/<version>/`).
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why; nothing is placed then.
+    pub async fn fetch_into(
+        &self,
+        reference: &str,
+        env: &str,
+        dest: impl Fn(&ResolveDocument) -> PathBuf,
+    ) -> Result<Permit, Stop> {
         let result = self.fetch_inner(reference, env, dest).await;
         let report = match &result {
             Ok(p) => json!({"ref": reference, "env": env, "decision": "permit", "version": p.document.version,
@@ -199,9 +221,27 @@ impl Agent {
         Ok(())
     }
 
-    async fn fetch_inner(&self, reference: &str, env: &str, dest: &Path) -> Result<Permit, Stop> {
+    /// The release record the answer points at, verified; its model card's guardrails.
+    async fn release_record(&self, doc: &ResolveDocument) -> Result<Guardrails, Stop> {
+        let d: Digest = doc
+            .uris
+            .attestation
+            .strip_prefix("/v1/blobs/")
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| Stop::Deny(Deny::ReleaseUnverified(format!("{}: not a blob by digest", doc.uris.attestation))))?;
+        let path = self.blob(&d, crate::release::MAX_RECORD).await?;
+        Ok(crate::release::verify_record(&self.bundle, &std::fs::read(path)?, doc)?)
+    }
+
+    async fn fetch_inner(
+        &self,
+        reference: &str,
+        env: &str,
+        dest: impl Fn(&ResolveDocument) -> PathBuf,
+    ) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
         self.policy_snapshot(&doc.policy_digest).await?;
+        let guardrails = self.release_record(&doc).await?;
         let artifact: Digest = doc
             .artifact_digest
             .parse()
@@ -222,8 +262,20 @@ impl Agent {
         for f in fetched {
             placed.push(f?);
         }
-        place(dest, &placed)?;
-        Ok(Permit { document: doc, manifest, mode })
+        if mode == Mode::Online {
+            // A download takes time: the version may have been revoked meanwhile. Ask again
+            // before anything is placed; a deny now is a deny.
+            let again = self.resolve(reference, env).await?;
+            if again.artifact_digest != doc.artifact_digest {
+                return Err(Stop::Deny(Deny::Registry(format!(
+                    "{reference} moved to {} during the download",
+                    again.version
+                ))));
+            }
+        }
+        let dir = dest(&doc);
+        place(&dir, &placed)?;
+        Ok(Permit { document: doc, manifest, mode, guardrails, dir })
     }
 }
 
@@ -232,7 +284,9 @@ fn place(dest: &Path, files: &[(String, PathBuf)]) -> std::io::Result<()> {
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let staging = parent.join(format!(".{name}.fulcrum-{}", std::process::id()));
+    static PLACES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PLACES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = parent.join(format!(".{name}.fulcrum-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
     for (rel, src) in files {
@@ -244,7 +298,7 @@ fn place(dest: &Path, files: &[(String, PathBuf)]) -> std::io::Result<()> {
         std::fs::copy(src, &to)?;
         std::fs::File::open(&to)?.sync_all()?;
     }
-    let old = parent.join(format!(".{name}.fulcrum-old-{}", std::process::id()));
+    let old = parent.join(format!(".{name}.fulcrum-old-{}-{n}", std::process::id()));
     if dest.exists() {
         std::fs::rename(dest, &old)?;
     }

@@ -7,8 +7,8 @@
 //! so the T0→T+N timeline can be drawn.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fulcrum_core::Digest;
@@ -18,6 +18,38 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::fetch::{Agent, Stop};
+use crate::oip::Oip;
+use crate::release::Guardrails;
+use crate::report::Reporter;
+
+/// Where a guard places the version it serves.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// Always this directory (init-container style; the model server reads it at start).
+    Dir(PathBuf),
+    /// A model repository: `<repo>/<name>/<version>/`, versions side by side, as the Open
+    /// Inference Protocol repository extension expects.
+    Repository(PathBuf),
+}
+
+impl Layout {
+    fn dir_for(&self, doc: &ResolveDocument) -> PathBuf {
+        match self {
+            Layout::Dir(d) => d.clone(),
+            Layout::Repository(r) => r.join(&doc.name).join(&doc.version),
+        }
+    }
+}
+
+/// The version a guard serves: its verified answer, where its files are, its cached blobs and
+/// the guardrails its release record sets.
+#[derive(Debug)]
+pub struct Serving {
+    pub document: ResolveDocument,
+    pub guardrails: Guardrails,
+    pub dir: PathBuf,
+    blobs: Vec<Digest>,
+}
 
 /// One step of the guard's timeline.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +70,7 @@ pub struct Guard {
     pub agent: Agent,
     pub reference: String,
     pub env: String,
-    pub dest: PathBuf,
+    pub layout: Layout,
     /// How often to re-resolve while the event stream is down.
     pub poll: Duration,
     /// Longest random wait between quiescing and reloading: a thousand replicas must not all
@@ -49,21 +81,28 @@ pub struct Guard {
     /// stop, `HOOK loaded <name> <version> <dest>` when a version passed and is placed. For
     /// model servers without a repository API (or to drive one from a script).
     pub hook: Option<PathBuf>,
+    /// A model server told through the Open Inference Protocol repository API (with
+    /// [`Layout::Repository`]): `load` once a version is placed, `load`/`unload` once one is purged.
+    pub oip: Option<Oip>,
+    /// Where each step is reported (the registry), besides the local timeline.
+    pub reporter: Option<Arc<Reporter>>,
     ready: AtomicBool,
-    loaded: Mutex<Option<(ResolveDocument, Vec<Digest>)>>,
+    loaded: Mutex<Option<Arc<Serving>>>,
     timeline: Mutex<Vec<Step>>,
 }
 
 impl Guard {
-    pub fn new(agent: Agent, reference: &str, env: &str, dest: PathBuf) -> Self {
+    pub fn new(agent: Agent, reference: &str, env: &str, layout: Layout) -> Self {
         Self {
             agent,
             reference: reference.to_owned(),
             env: env.to_owned(),
-            dest,
+            layout,
             poll: Duration::from_secs(2),
             reload_jitter: Duration::from_millis(500),
             hook: None,
+            oip: None,
+            reporter: None,
             ready: AtomicBool::new(false),
             loaded: Mutex::new(None),
             timeline: Mutex::new(Vec::new()),
@@ -77,7 +116,17 @@ impl Guard {
 
     /// The version being served, if any.
     pub fn loaded(&self) -> Option<ResolveDocument> {
-        self.loaded.lock().expect("guard lock").as_ref().map(|(d, _)| d.clone())
+        self.loaded.lock().expect("guard lock").as_ref().map(|s| s.document.clone())
+    }
+
+    /// The version being served while serving may go on; `None` from the quiesce point on.
+    pub fn serving(&self) -> Option<Arc<Serving>> {
+        if !self.is_ready() {
+            return None;
+        }
+        let s = self.loaded.lock().expect("guard lock").clone();
+        // Re-read after taking the copy: a quiesce between the two reads must win.
+        s.filter(|_| self.is_ready())
     }
 
     pub fn timeline(&self) -> Vec<Step> {
@@ -85,11 +134,18 @@ impl Guard {
     }
 
     fn note(&self, step: &'static str, detail: impl Into<String>) {
-        self.timeline.lock().expect("guard lock").push(Step {
-            at: OffsetDateTime::now_utc(),
-            step,
-            detail: detail.into(),
-        });
+        let at = OffsetDateTime::now_utc();
+        let detail: String = detail.into();
+        if let Some(r) = &self.reporter {
+            let version = self.loaded().map(|d| d.version);
+            r.send(serde_json::json!({
+                "ref": self.reference, "env": self.env, "kind": "step", "step": step,
+                "observed_at": at.format(&time::format_description::well_known::Rfc3339).expect("formats"),
+                "detail": detail.chars().filter(|c| !c.is_control()).take(512).collect::<String>(),
+                "version": version, "agent": self.agent.name,
+            }));
+        }
+        self.timeline.lock().expect("guard lock").push(Step { at, step, detail });
     }
 
     fn jitter(&self) -> Duration {
@@ -113,7 +169,7 @@ impl Guard {
             .arg(what)
             .arg(&doc.name)
             .arg(&doc.version)
-            .arg(&self.dest)
+            .arg(self.layout.dir_for(doc))
             .kill_on_drop(true)
             .status();
         let detail = match tokio::time::timeout(Duration::from_secs(10), run).await {
@@ -125,18 +181,32 @@ impl Guard {
         self.note("hook", detail);
     }
 
-    /// Remove the placed files and the cached blobs of the loaded version.
-    fn purge(&self) {
-        let taken = self.loaded.lock().expect("guard lock").take();
-        let _ = std::fs::remove_dir_all(&self.dest);
+    /// Remove the placed files and the cached blobs of the loaded version, then tell the model
+    /// server: `load` drops versions no longer on disk; with none left, `unload`.
+    async fn purge(&self) {
+        let Some(s) = self.loaded.lock().expect("guard lock").take() else { return };
+        let _ = std::fs::remove_dir_all(&s.dir);
         let mut n = 0;
-        if let Some((doc, blobs)) = taken {
-            for d in blobs {
-                if std::fs::remove_file(self.agent.state.blob(&d)).is_ok() {
-                    n += 1;
-                }
+        for d in &s.blobs {
+            if std::fs::remove_file(self.agent.state.blob(d)).is_ok() {
+                n += 1;
             }
-            self.note("purge", format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version));
+        }
+        let doc = &s.document;
+        self.note("purge", format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version));
+        if let (Some(oip), Layout::Repository(repo)) = (&self.oip, &self.layout) {
+            let others = std::fs::read_dir(repo.join(&doc.name))
+                .map(|d| d.filter_map(Result::ok).any(|e| !e.file_name().to_string_lossy().starts_with('.')))
+                .unwrap_or(false);
+            let (what, r) = if others {
+                ("load", oip.load(&doc.name).await)
+            } else {
+                ("unload", oip.unload(&doc.name).await)
+            };
+            match r {
+                Ok(()) => self.note("unload", format!("{}@{}: model server {what} ok", doc.name, doc.version)),
+                Err(e) => self.note("unload_failed", e.to_string()),
+            }
         }
     }
 
@@ -145,7 +215,7 @@ impl Guard {
     /// # Errors
     /// The deny.
     pub async fn load(&self) -> Result<ResolveDocument, Stop> {
-        match self.agent.fetch(&self.reference, &self.env, &self.dest).await {
+        match self.agent.fetch_into(&self.reference, &self.env, |d| self.layout.dir_for(d)).await {
             Ok(p) => {
                 let mut blobs: Vec<Digest> = p.manifest.files().iter().map(|f| f.digest).collect();
                 if let Ok(d) = p.document.artifact_digest.parse() {
@@ -155,9 +225,35 @@ impl Guard {
                     "permit",
                     format!("{}@{} ({})", p.document.name, p.document.version, p.document.artifact_digest),
                 );
-                *self.loaded.lock().expect("guard lock") = Some((p.document.clone(), blobs));
+                if let Some(oip) = &self.oip {
+                    if let Err(e) = oip.load(&p.document.name).await {
+                        // The server cannot hold it: nothing is served, the files go.
+                        self.ready.store(false, Ordering::SeqCst);
+                        let _ = std::fs::remove_dir_all(&p.dir);
+                        self.note("load_failed", e.to_string());
+                        return Err(Stop::ModelServer(e.to_string()));
+                    }
+                    self.note("load", format!("{}@{}: model server load ok", p.document.name, p.document.version));
+                }
+                let before = self.loaded.lock().expect("guard lock").replace(Arc::new(Serving {
+                    document: p.document.clone(),
+                    guardrails: p.guardrails,
+                    dir: p.dir.clone(),
+                    blobs,
+                }));
                 self.tell("loaded", &p.document).await;
                 self.ready.store(true, Ordering::SeqCst);
+                // Make before break: an earlier version (the alias moved) leaves once the new
+                // one serves; it was not revoked, so its cached blobs stay.
+                if let Some(old) = before.filter(|o| o.dir != p.dir) {
+                    let _ = std::fs::remove_dir_all(&old.dir);
+                    if let Some(oip) = &self.oip
+                        && let Err(e) = oip.load(&p.document.name).await
+                    {
+                        self.note("unload_failed", e.to_string());
+                    }
+                    self.note("retire", format!("{}@{} replaced", old.document.name, old.document.version));
+                }
                 Ok(p.document)
             }
             Err(e) => {
@@ -183,7 +279,7 @@ impl Guard {
             "revocation" | "quarantined" if this_version => {
                 self.quiesce(&format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version));
                 self.tell("quiesce", &loaded).await;
-                self.purge();
+                self.purge().await;
                 tokio::time::sleep(self.jitter()).await;
                 self.note("reload", "the alias's new target, through the full check");
                 let _ = self.load().await;
@@ -219,7 +315,7 @@ impl Guard {
             Err(Stop::Deny(crate::check::Deny::Registry(r))) => {
                 self.quiesce(&format!("{why}: the registry denies {}@{} ({r})", loaded.name, loaded.version));
                 self.tell("quiesce", &loaded).await;
-                self.purge();
+                self.purge().await;
                 self.note("reload", "the alias's new target, through the full check");
                 let _ = self.load().await;
             }
@@ -249,9 +345,18 @@ impl Guard {
             match stream {
                 Ok(s) => {
                     tokio::pin!(s);
+                    let mut retry = tokio::time::interval(self.poll);
+                    retry.tick().await;
                     loop {
                         tokio::select! {
                             () = &mut stop => return,
+                            _ = retry.tick() => {
+                                // Nothing served (denied, or the model server refused it):
+                                // try again now and then, not only on an event.
+                                if self.loaded().is_none() {
+                                    let _ = self.load().await;
+                                }
+                            }
                             ev = s.next() => match ev {
                                 Some(Ok(ev)) => {
                                     if let Some(id) = ev.id.as_deref().and_then(|i| i.parse().ok()) {
@@ -266,6 +371,9 @@ impl Guard {
                     self.note("stream_down", "the event stream ended; polling until it is back");
                 }
                 Err(e) => self.note("stream_down", e.to_string()),
+            }
+            if self.loaded().is_none() {
+                let _ = self.load().await;
             }
             self.poll_once().await;
             tokio::select! {

@@ -14,6 +14,10 @@
 
 pub mod check;
 pub mod fetch;
+pub mod gateway;
 pub mod guard;
+pub mod oip;
 pub mod policy;
+pub mod release;
+pub mod report;
 pub mod state;

@@ -7,7 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use fulcrum_agent::fetch::{Agent, Stop};
+use fulcrum_agent::gateway::{Gateway, Protocol, Route};
+use fulcrum_agent::guard::{Guard, Layout};
+use fulcrum_agent::oip::Oip;
+use fulcrum_agent::report::Reporter;
 use fulcrum_agent::state::StateDir;
 use fulcrum_client::Client;
 use fulcrum_sign::TrustBundle;
@@ -65,19 +71,50 @@ enum Cmd {
     },
     /// Fetch and place like `fetch`, then keep guarding the served version: not ready at once on
     /// its revocation or quarantine, purge, roll back through the full check. Serves `/readyz`
-    /// (200 or 503) and `/timeline` on LISTEN for the orchestrator.
+    /// (200 or 503), `/timeline` and `/metrics` on LISTEN for the orchestrator.
     Guard {
         #[arg(long = "ref")]
         reference: String,
         #[arg(long)]
         env: String,
-        #[arg(long)]
-        dest: PathBuf,
+        #[command(flatten)]
+        place: Placement,
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: std::net::SocketAddr,
-        /// Command told about each change: `HOOK quiesce|loaded <name> <version> <dest>`.
+    },
+    /// Guard one or more aliases of a model and serve it through an enforcing reverse proxy:
+    /// only a permitted version answers, requests are pinned to it (Open Inference Protocol),
+    /// the model card's guardrails apply, traffic splits by route weight, and a quiesced version
+    /// answers 503 at once. Per-version figures go to the registry.
+    Gateway {
+        /// The model; each route is one of its aliases.
         #[arg(long)]
-        hook: Option<PathBuf>,
+        model: String,
+        #[arg(long)]
+        env: String,
+        /// `ALIAS=WEIGHT`, repeatable: e.g. `--route production=90 --route canary=10`.
+        #[arg(long = "route", default_value = "production=100")]
+        routes: Vec<String>,
+        #[command(flatten)]
+        place: Placement,
+        /// The model server behind the gateway.
+        #[arg(long)]
+        upstream: String,
+        /// `oip` (KServe V2: requests pinned to the served version) or `http` (one route, paths unchanged).
+        #[arg(long, default_value = "oip")]
+        protocol: String,
+        /// Where callers are served.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// `/readyz`, `/timeline`, `/metrics`.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: std::net::SocketAddr,
+        /// Header with the caller's declared purpose (set by the authenticating ingress).
+        #[arg(long, default_value = "x-fulcrum-purpose")]
+        purpose_header: String,
+        /// Seconds between per-version reports to the registry.
+        #[arg(long, default_value_t = 30)]
+        report_every: u64,
     },
     /// Fetch the registry's trust bundle (checked against its own keys) and write it to FILE.
     /// Trust on first use: prefer delivering the bundle out of band.
@@ -158,46 +195,18 @@ async fn main() -> ExitCode {
             };
             fetch(&agent, &reference, &env, &dest, cli.json).await
         }
-        Cmd::Guard { reference, env, dest, listen, hook } => {
-            let mut guard = fulcrum_agent::guard::Guard::new(agent, reference, env, dest.clone());
-            guard.hook.clone_from(hook);
-            let guard = std::sync::Arc::new(guard);
-            let listener = match tokio::net::TcpListener::bind(listen).await {
-                Ok(l) => l,
-                Err(e) => return fail(format!("listen {listen}: {e}")),
+        Cmd::Guard { reference, env, place, listen } => {
+            let reporter = Arc::new(Reporter::start(agent.client.clone()));
+            let mut guard = match place.guard(agent, reference, env) {
+                Ok(g) => g,
+                Err(e) => return fail(e),
             };
-            eprintln!("fulcrum-agent: guarding {reference} in {env}; readiness on http://{}/readyz", listen);
-            let g = guard.clone();
-            let app = axum::Router::new()
-                .route(
-                    "/readyz",
-                    axum::routing::get(move || {
-                        let g = g.clone();
-                        async move {
-                            let body =
-                                serde_json::json!({"ready": g.is_ready(), "loaded": g.loaded().map(|d| d.version)});
-                            let status = if g.is_ready() {
-                                axum::http::StatusCode::OK
-                            } else {
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE
-                            };
-                            (status, axum::Json(body))
-                        }
-                    }),
-                )
-                .route(
-                    "/timeline",
-                    axum::routing::get({
-                        let g = guard.clone();
-                        move || {
-                            let g = g.clone();
-                            async move { axum::Json(g.timeline()) }
-                        }
-                    }),
-                );
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
+            guard.reporter = Some(reporter);
+            let guard = Arc::new(guard);
+            if let Err(e) = admin(*listen, vec![guard.clone()], None).await {
+                return fail(e);
+            }
+            eprintln!("fulcrum-agent: guarding {reference} in {env}; readiness on http://{listen}/readyz");
             guard
                 .run(async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -205,8 +214,141 @@ async fn main() -> ExitCode {
                 .await;
             ExitCode::SUCCESS
         }
+        Cmd::Gateway { model, env, routes, place, upstream, protocol, listen, admin: admin_at, purpose_header, report_every } => {
+            let protocol = match protocol.as_str() {
+                "oip" => Protocol::Oip,
+                "http" => Protocol::Http,
+                other => return fail(format!("protocol {other}: oip or http")),
+            };
+            let reporter = Arc::new(Reporter::start(agent.client.clone()));
+            let mut built = Vec::new();
+            for r in routes {
+                let Some((alias, weight)) = r.split_once('=').and_then(|(a, w)| Some((a, w.parse::<u32>().ok()?))) else {
+                    return fail(format!("route {r}: ALIAS=WEIGHT"));
+                };
+                // Each route keeps its own marks and cache: two guards never write one file.
+                let state = match StateDir::open(&cli.state.join(alias)) {
+                    Ok(s) => s,
+                    Err(e) => return fail(format!("state dir: {e}")),
+                };
+                let a = Agent { client: agent.client.clone(), bundle: agent.bundle.clone(), state, max_skew: agent.max_skew, name: format!("{}-{alias}", agent.name) };
+                let mut g = match place.guard(a, &format!("{model}@{alias}"), env) {
+                    Ok(g) => g,
+                    Err(e) => return fail(e),
+                };
+                g.reporter = Some(reporter.clone());
+                built.push(Route { alias: alias.to_owned(), weight, guard: Arc::new(g) });
+            }
+            let guards: Vec<Arc<Guard>> = built.iter().map(|r| r.guard.clone()).collect();
+            let mut gw = match Gateway::new(built, upstream, protocol) {
+                Ok(g) => g,
+                Err(e) => return fail(e),
+            };
+            match axum::http::HeaderName::from_bytes(purpose_header.to_ascii_lowercase().as_bytes()) {
+                Ok(h) => gw.purpose_header = h,
+                Err(_) => return fail(format!("{purpose_header}: not a header name")),
+            }
+            let gw = Arc::new(gw);
+            if let Err(e) = admin(*admin_at, guards.clone(), Some(gw.clone())).await {
+                return fail(e);
+            }
+            let listener = match tokio::net::TcpListener::bind(listen).await {
+                Ok(l) => l,
+                Err(e) => return fail(format!("listen {listen}: {e}")),
+            };
+            tokio::spawn(gw.clone().report(reporter, std::time::Duration::from_secs((*report_every).max(1))));
+            let proxy = gw.clone();
+            tokio::spawn(async move {
+                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                    let gw = proxy.clone();
+                    async move { gw.handle(req).await }
+                });
+                let _ = axum::serve(listener, app).await;
+            });
+            eprintln!("fulcrum-agent: gateway for {model} in {env} on http://{listen} → {upstream}; admin on http://{admin_at}");
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let runs = guards.iter().map(|g| g.run(std::future::pending::<()>()));
+            tokio::select! {
+                () = stop => {}
+                _ = futures_util::future::join_all(runs) => {}
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Pin { .. } => unreachable!("handled above"),
     }
+}
+
+/// Where a guard places the served version and whom it tells.
+#[derive(clap::Args, Clone)]
+struct Placement {
+    /// Place into this one directory (the model server reads it).
+    #[arg(long, conflicts_with = "repo")]
+    dest: Option<PathBuf>,
+    /// Place into a model repository, `<repo>/<name>/<version>/` (Open Inference Protocol layout).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// The model server's base URL: told `load`/`unload` through its repository API (needs --repo).
+    #[arg(long, requires = "repo")]
+    oip: Option<String>,
+    /// Command told about each change: `HOOK quiesce|loaded <name> <version> <dir>`.
+    #[arg(long)]
+    hook: Option<PathBuf>,
+}
+
+impl Placement {
+    fn guard(&self, agent: Agent, reference: &str, env: &str) -> Result<Guard, String> {
+        let layout = match (&self.dest, &self.repo) {
+            (Some(d), None) => Layout::Dir(d.clone()),
+            (None, Some(r)) => Layout::Repository(r.clone()),
+            _ => return Err("where to place the model: --dest DIR or --repo DIR".into()),
+        };
+        let mut g = Guard::new(agent, reference, env, layout);
+        g.hook.clone_from(&self.hook);
+        g.oip = self.oip.as_deref().map(Oip::new).transpose()?;
+        Ok(g)
+    }
+}
+
+/// Serve the orchestrator's view of the guards: readiness, timelines, metrics.
+async fn admin(listen: std::net::SocketAddr, guards: Vec<Arc<Guard>>, gateway: Option<Arc<Gateway>>) -> Result<(), String> {
+    use axum::http::StatusCode;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen {listen}: {e}"))?;
+    let (g1, g2) = (guards.clone(), guards);
+    let app = axum::Router::new()
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let g = g1.clone();
+                async move {
+                    let ready = g.iter().any(|g| g.is_ready());
+                    let body = serde_json::json!({"ready": ready, "loaded": g.iter().map(|g| serde_json::json!({
+                        "ref": g.reference, "ready": g.is_ready(), "version": g.loaded().map(|d| d.version)})).collect::<Vec<_>>()});
+                    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(body))
+                }
+            }),
+        )
+        .route(
+            "/timeline",
+            axum::routing::get(move || {
+                let g = g2.clone();
+                async move {
+                    axum::Json(g.iter().map(|g| serde_json::json!({"ref": g.reference, "steps": g.timeline()})).collect::<Vec<_>>())
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let gw = gateway.clone();
+                async move { gw.map(|g| g.metrics()).unwrap_or_default() }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
 }
 
 /// The two ways to name what to fetch: flags, or KServe's `SOURCE DEST`.

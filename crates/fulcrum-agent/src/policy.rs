@@ -35,6 +35,28 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Open a DSSE envelope of `payload_type` signed by a key of the pinned bundle that is not
+/// compromised; returns the payload. What the payload says is the caller's to check.
+///
+/// # Errors
+/// What did not hold, in words.
+pub fn open_envelope(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) -> Result<Vec<u8>, &'static str> {
+    let env: Envelope = serde_json::from_slice(envelope).map_err(|_| "not a DSSE envelope")?;
+    if env.payload_type != payload_type {
+        return Err("another payload type");
+    }
+    let payload = base64::engine::general_purpose::STANDARD.decode(&env.payload).map_err(|_| "payload encoding")?;
+    let signed = pae(&env.payload_type, &payload);
+    let trusted = env.signatures.iter().any(|s| {
+        bundle.keys.iter().any(|k| k.kid == s.keyid && k.status != KeyStatus::Compromised)
+            && bundle.verify(&s.keyid, &signed, &s.sig).is_ok()
+    });
+    if !trusted {
+        return Err("no signature by a key of the pinned bundle");
+    }
+    Ok(payload)
+}
+
 /// Verify a snapshot envelope against the pinned bundle and the digest the answer names;
 /// returns the snapshot's canonical bytes.
 ///
@@ -43,20 +65,7 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 pub fn verify_snapshot(bundle: &TrustBundle, envelope: &[u8], digest: &str) -> Result<Vec<u8>, Deny> {
     let bad = |why: &str| Deny::PolicyUnverified(format!("{digest}: {why}"));
     let want: Digest = digest.parse().map_err(|_| bad("not a digest"))?;
-    let env: Envelope = serde_json::from_slice(envelope).map_err(|_| bad("not a DSSE envelope"))?;
-    if env.payload_type != SNAPSHOT_MEDIA_TYPE {
-        return Err(bad("not a policy snapshot"));
-    }
-    let payload =
-        base64::engine::general_purpose::STANDARD.decode(&env.payload).map_err(|_| bad("payload encoding"))?;
-    let signed = pae(&env.payload_type, &payload);
-    let trusted = env.signatures.iter().any(|s| {
-        bundle.keys.iter().any(|k| k.kid == s.keyid && k.status != KeyStatus::Compromised)
-            && bundle.verify(&s.keyid, &signed, &s.sig).is_ok()
-    });
-    if !trusted {
-        return Err(bad("no signature by a key of the pinned bundle"));
-    }
+    let payload = open_envelope(bundle, envelope, SNAPSHOT_MEDIA_TYPE).map_err(bad)?;
     if Digest::of(&payload) != want {
         return Err(bad("the signed snapshot has another digest"));
     }

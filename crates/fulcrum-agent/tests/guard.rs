@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{agent, as_, read, register, registry};
-use fulcrum_agent::guard::Guard;
+use fulcrum_agent::guard::{Guard, Layout};
 use serde_json::json;
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -28,7 +28,7 @@ async fn revocation_quiesces_purges_and_rolls_back() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("model");
-    let guard = Arc::new(Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", dest.clone()));
+    let guard = Arc::new(Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone())));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let g = guard.clone();
     let task = tokio::spawn(async move {
@@ -139,7 +139,7 @@ async fn a_failed_recheck_keeps_serving() {
     register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let guard = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", out.path().join("model"));
+    let guard = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(out.path().join("model")));
     guard.load().await.unwrap();
     r.down().await;
     guard.on_event(r#"{"data": {"event": "policy_changed", "model": "*"}}"#).await;
@@ -173,7 +173,7 @@ async fn the_hook_hears_each_change_in_order() {
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut g =
-        Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", work.path().join("model"));
+        Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", Layout::Dir(work.path().join("model")));
     g.hook = Some(hook);
     let guard = Arc::new(g);
     let g2 = guard.clone();

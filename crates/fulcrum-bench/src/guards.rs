@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fulcrum_agent::fetch::Agent;
-use fulcrum_agent::guard::Guard;
+use fulcrum_agent::guard::{Guard, Layout};
 use fulcrum_agent::state::StateDir;
 use fulcrum_client::Client;
 use fulcrum_core::identity::Role;
@@ -97,7 +97,7 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
                 max_skew: time::Duration::seconds(30),
                 name: format!("guard-{i}"),
             };
-            let g = Arc::new(Guard::new(agent, &reference, "prod", dir.path().join(format!("models/{n}/{i}"))));
+            let g = Arc::new(Guard::new(agent, &reference, "prod", Layout::Dir(dir.path().join(format!("models/{n}/{i}")))));
             let (g2, mut stop) = (g.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 g2.run(async move {

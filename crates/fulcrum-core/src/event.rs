@@ -26,10 +26,14 @@ pub enum EventKind {
     Approval,
     KeyRotated,
     KeyRetired,
+    /// A serving agent's runtime step (quiesce, purge, reload, …), for the T0→T+N timeline.
+    AgentStep,
+    /// A serving gateway's per-version traffic figures over a window.
+    ServingStats,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -42,6 +46,8 @@ impl EventKind {
         EventKind::Approval,
         EventKind::KeyRotated,
         EventKind::KeyRetired,
+        EventKind::AgentStep,
+        EventKind::ServingStats,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +63,8 @@ impl EventKind {
             EventKind::Approval => "approval",
             EventKind::KeyRotated => "key_rotated",
             EventKind::KeyRetired => "key_retired",
+            EventKind::AgentStep => "agent_step",
+            EventKind::ServingStats => "serving_stats",
         }
     }
     pub fn cloudevent_type(self) -> String {
@@ -105,6 +113,32 @@ pub struct EventPayload {
     /// Who caused it (subject), for the audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// `agent_step`: the step's own clock time at the agent (RFC 3339), which orders a timeline
+    /// even when reports arrive late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<String>,
+    /// `agent_step`: what happened, in words (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// `serving_stats`: the figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ServingStats>,
+}
+
+/// Per-version traffic through a gateway over one reporting window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServingStats {
+    pub window_s: u32,
+    pub requests: u64,
+    /// Upstream failures and 5xx answers.
+    pub errors: u64,
+    /// Requests the gateway refused itself (guardrails, quiesced).
+    pub refused: u64,
+    /// Latency through the gateway, microseconds.
+    pub p50_us: u64,
+    pub p99_us: u64,
 }
 
 impl EventPayload {
@@ -128,6 +162,9 @@ impl EventPayload {
             alias: None,
             seq: None,
             actor: None,
+            observed_at: None,
+            detail: None,
+            stats: None,
         }
     }
 }

@@ -243,6 +243,34 @@ pub struct StartupReport {
     pub agent: Option<String>,
 }
 
+/// A serving agent's runtime report: one guard step, or a gateway's per-version figures.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReport {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub env: String,
+    /// `step` (with `step`, `observed_at`) or `stats` (with `stats`).
+    pub kind: String,
+    /// `quiesce`, `unload`, `purge`, `reload`, `load`, `permit`, `deny`, `recheck_failed`, … (an identifier).
+    #[serde(default)]
+    pub step: Option<String>,
+    /// The agent's clock at the step (RFC 3339).
+    #[serde(default)]
+    pub observed_at: Option<String>,
+    /// What happened, in words (at most 512 characters).
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub artifact_digest: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub stats: Option<fulcrum_core::event::ServingStats>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventAck {
     pub event: String,

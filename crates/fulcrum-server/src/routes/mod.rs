@@ -76,6 +76,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(models::set_alias, models::get_alias, models::delete_alias))
         .routes(routes!(models::alias_history))
         .routes(routes!(resolve::startup_report))
+        .routes(routes!(resolve::agent_report))
         .routes(routes!(resolve::trust_bundle))
         .routes(routes!(events::list_events))
         .routes(routes!(keys::list_keys, keys::register_key))

@@ -17,7 +17,7 @@ use super::{ApiJson, ApiQuery, check_id, visible_model};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::Miss;
-use crate::dto::{EventAck, ResolveQuery, StartupReport};
+use crate::dto::{AgentReport, EventAck, ResolveQuery, StartupReport};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Header carrying the base64 signature over the exact response body.
@@ -165,6 +165,77 @@ pub async fn startup_report(
         EventKind::StartupPermit => state.metrics.startup_permit.fetch_add(1, Ordering::Relaxed),
         _ => state.metrics.startup_deny.fetch_add(1, Ordering::Relaxed),
     };
+    state.notify_events();
+    Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
+}
+
+/// Record a serving agent's runtime step (`agent_step`) or a gateway's per-version figures
+/// (`serving_stats`), so the revocation timeline T0→T+N and the per-version dashboards can be
+/// drawn from the event log.
+#[utoipa::path(post, path = "/v1/agent-reports", tag = "handshake", request_body = AgentReport,
+    responses((status = 201, body = EventAck), (status = "4XX", body = Problem)))]
+pub async fn agent_report(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(body): ApiJson<AgentReport>,
+) -> ApiResult<(StatusCode, Json<EventAck>)> {
+    who.require(&state, Action::ReportStartup).await?;
+    let p = &who.0;
+    let r: Reference = body
+        .reference
+        .parse()
+        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
+    let env = parse_env(&body.env)?;
+    if p.env.is_some_and(|own| own != env) {
+        return Err(ApiError::forbidden("this identity cannot report for another env"));
+    }
+    let kind = match (body.kind.as_str(), &body.step, &body.stats) {
+        ("step", Some(_), None) => EventKind::AgentStep,
+        ("stats", None, Some(_)) => EventKind::ServingStats,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "bad_report",
+                "kind must be step (with step, no stats) or stats (with stats, no step)",
+            ));
+        }
+    };
+    check_id("step", body.step.as_deref())?;
+    check_id("agent", body.agent.as_deref())?;
+    if let Some(at) = &body.observed_at {
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| ApiError::bad_request("bad_time", "observed_at must be an RFC 3339 date-time"))?;
+    }
+    if body.detail.as_ref().is_some_and(|d| d.chars().count() > 512 || d.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request("bad_detail", "detail: at most 512 printable characters"));
+    }
+    if let Some(v) = &body.version {
+        fulcrum_core::VersionLabel::parse(v).map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
+    }
+    if let Some(d) = &body.artifact_digest {
+        d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
+    }
+    if body.stats.is_some_and(|s| s.window_s == 0 || s.errors > s.requests || s.p50_us > s.p99_us) {
+        return Err(ApiError::unprocessable("bad_stats", "stats: window_s > 0, errors ≤ requests, p50 ≤ p99"));
+    }
+    let m = visible_model(&state, p, &r.model).await?;
+    let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
+    ev.version = body.version;
+    ev.artifact_digest = body.artifact_digest;
+    ev.env = Some(env.as_str().into());
+    ev.reason = body.step;
+    ev.observed_at = body.observed_at;
+    ev.detail = body.detail;
+    ev.stats = body.stats;
+    if let Selector::Word(w) = &r.selector
+        && fulcrum_core::AliasName::parse(w).is_ok()
+    {
+        ev.alias = Some(w.clone());
+    }
+    ev.actor = Some(match body.agent {
+        Some(a) => format!("{}/{a}", p.subject),
+        None => p.subject.clone(),
+    });
+    let stored = state.store.record_event(ev).await?;
     state.notify_events();
     Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
 }
