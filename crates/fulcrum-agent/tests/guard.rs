@@ -100,7 +100,7 @@ async fn the_guard_command_serves_readiness_and_its_timeline() {
         let resp = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
         let status = resp.status().as_u16();
         let v: serde_json::Value = resp.json().await.ok()?;
-        Some((status, v["loaded"].as_str().map(str::to_owned)))
+        Some((status, v["loaded"][0]["version"].as_str().map(str::to_owned)))
     };
     let start = Instant::now();
     loop {
@@ -124,8 +124,32 @@ async fn the_guard_command_serves_readiness_and_its_timeline() {
     }
     let timeline: serde_json::Value =
         http.get(format!("http://127.0.0.1:{port}/timeline")).send().await.unwrap().json().await.unwrap();
-    let steps: Vec<&str> = timeline.as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let steps: Vec<&str> =
+        timeline[0]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert!(steps.contains(&"quiesce") && steps.contains(&"purge"), "{steps:?}");
+    // Each step also reached the registry, with the agent's own time, so the timeline can be
+    // drawn there: permit v2 → quiesce → purge → reload → permit v1.
+    let start = Instant::now();
+    let reported = loop {
+        let page = as_(&r, "rm").get("/v1/events?types=agent_step&model=fraud").await.unwrap();
+        let got: Vec<(String, String)> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let d = &e["data"];
+                (d["reason"].as_str().unwrap_or("").to_owned(), d["observed_at"].as_str().unwrap_or("").to_owned())
+            })
+            .collect();
+        if got.iter().filter(|(s, _)| s == "permit").count() >= 2 || start.elapsed() > Duration::from_secs(10) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let order: Vec<&str> = reported.iter().map(|(s, _)| s.as_str()).collect();
+    let at = |step: &str| order.iter().position(|s| *s == step).unwrap_or_else(|| panic!("{step} not reported: {order:?}"));
+    assert!(at("permit") < at("quiesce") && at("quiesce") < at("purge") && at("purge") < at("reload"), "{order:?}");
+    assert!(reported.iter().all(|(_, t)| !t.is_empty()), "every step carries the agent's time: {reported:?}");
     child.kill().await.unwrap();
 }
 
