@@ -37,6 +37,18 @@ fi
 export FULCRUM_MODEL_SIGNING="$MS_VENV/bin/model_signing"
 "$FULCRUM_MODEL_SIGNING" --help >/dev/null
 echo "model_signing: $FULCRUM_MODEL_SIGNING"
+# A real model server for the serving agent's end-to-end tests: Seldon MLServer with the
+# sklearn runtime (Open Inference Protocol, repository load/unload). uvloop is pinned below
+# 0.22, which breaks MLServer's worker start-up (the tests also run with parallel_workers=0).
+MLS_VENV="$CACHE/venv-mlserver-1.7.1"
+if ! "$MLS_VENV/bin/mlserver" --version >/dev/null 2>&1; then
+  rm -rf "$MLS_VENV"
+  python3 -m venv "$MLS_VENV"
+  "$MLS_VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+    mlserver==1.7.1 mlserver-sklearn==1.7.1 "uvloop==0.21.0"
+fi
+export FULCRUM_MLSERVER="$MLS_VENV/bin/mlserver"
+"$FULCRUM_MLSERVER" --version
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

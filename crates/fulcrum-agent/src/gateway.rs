@@ -437,6 +437,18 @@ impl Gateway {
     }
 }
 
+/// Serve callers on `listener` until the task is dropped.
+///
+/// # Errors
+/// The listener failing.
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let gw = gw.clone();
+        async move { gw.handle(req).await }
+    });
+    axum::serve(listener, app).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::model_path;

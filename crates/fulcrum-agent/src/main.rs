@@ -257,14 +257,7 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(format!("listen {listen}: {e}")),
             };
             tokio::spawn(gw.clone().report(reporter, std::time::Duration::from_secs((*report_every).max(1))));
-            let proxy = gw.clone();
-            tokio::spawn(async move {
-                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                    let gw = proxy.clone();
-                    async move { gw.handle(req).await }
-                });
-                let _ = axum::serve(listener, app).await;
-            });
+            tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), listener));
             eprintln!("fulcrum-agent: gateway for {model} in {env} on http://{listen} → {upstream}; admin on http://{admin_at}");
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -10,7 +10,7 @@ use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
 use fulcrum_server::auth::{TokenEntry, TokensFile};
 use fulcrum_server::{Config, Registry};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const PEOPLE: &[(&str, Role, Option<Env>)] = &[
     ("ci", Role::Publisher, None),
@@ -71,6 +71,11 @@ pub fn as_(r: &Reg, who: &str) -> Client {
 }
 
 pub async fn register(r: &Reg, version: &str, files: &[(&str, &[u8])]) {
+    register_as(r, "fraud", version, files, json!({"owner": "fraud", "intended_use": "scoring"}), "production").await;
+}
+
+/// Register a version of `model` with `card`, take it to Approved and point `alias` at it.
+pub async fn register_as(r: &Reg, model: &str, version: &str, files: &[(&str, &[u8])], card: Value, alias: &str) {
     let ci = as_(r, "ci");
     let mut entries = vec![];
     for (path, bytes) in files {
@@ -78,19 +83,18 @@ pub async fn register(r: &Reg, version: &str, files: &[(&str, &[u8])]) {
         entries.push(json!({"path": path, "size": bytes.len(), "digest": d.to_string()}));
     }
     ci.post(
-        "/v1/models/fraud/versions",
-        &json!({"version": version, "files": entries, "model_card": {"owner": "fraud", "intended_use": "scoring"},
-                "revalidate_by": "2099-01-01T00:00:00Z"}),
+        &format!("/v1/models/{model}/versions"),
+        &json!({"version": version, "files": entries, "model_card": card, "revalidate_by": "2099-01-01T00:00:00Z"}),
     )
     .await
     .unwrap();
-    let v = format!("/v1/models/fraud/versions/{version}");
+    let v = format!("/v1/models/{model}/versions/{version}");
     as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
     as_(r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
     as_(r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
     as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
     as_(r, "rm")
-        .put("/v1/models/fraud/aliases/production", &json!({"version": version, "chg_id": "CHG-1"}))
+        .put(&format!("/v1/models/{model}/aliases/{alias}"), &json!({"version": version, "chg_id": "CHG-1"}))
         .await
         .unwrap();
 }

@@ -1,0 +1,256 @@
+//! The gateway against a real registry and an HTTP upstream on loopback: requests are pinned to
+//! the served version, the signed model card's guardrails apply, traffic splits by route weight,
+//! and after a revocation's quiesce point no answer of the revoked version reaches a caller.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Path;
+use axum::http::HeaderMap;
+use common::{Reg, agent, as_, register_as, registry};
+use fulcrum_agent::gateway::{Gateway, Protocol, Route};
+use fulcrum_agent::guard::{Guard, Layout};
+use serde_json::{Value, json};
+
+/// An upstream that says which version it was asked for. Headers steer it: `x-delay-ms` waits,
+/// `x-pad` adds that many bytes, `x-say` puts a phrase in the answer.
+async fn upstream() -> String {
+    async fn infer(Path((m, v)): Path<(String, String)>, h: HeaderMap, body: String) -> axum::Json<Value> {
+        let num = |k: &str| h.get(k).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(num("x-delay-ms"))).await;
+        let say = h.get("x-say").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let pad = "x".repeat(usize::try_from(num("x-pad")).unwrap());
+        axum::Json(json!({"model_name": m, "model_version": v, "echo": body, "say": say, "pad": pad}))
+    }
+    let app = axum::Router::new()
+        .route("/v2/models/{m}/versions/{v}/infer", axum::routing::post(infer))
+        .fallback(|uri: axum::http::Uri| async move { axum::Json(json!({"path": uri.path()})) });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    url
+}
+
+struct Running {
+    url: String,
+    gw: Arc<Gateway>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// A gateway with one guard per `(alias, weight)`, each guard running.
+async fn gateway(r: &Reg, routes: &[(&str, u32)], up: &str) -> Running {
+    let mut built = vec![];
+    let mut dirs = vec![];
+    for (alias, weight) in routes {
+        let state = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let mut g = Guard::new(
+            agent(r, state.path()).await,
+            &format!("fraud@{alias}"),
+            "prod",
+            Layout::Repository(repo.path().to_owned()),
+        );
+        g.reload_jitter = Duration::from_millis(150);
+        let g = Arc::new(g);
+        let run = g.clone();
+        tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+        built.push(Route { alias: (*alias).to_owned(), weight: *weight, guard: g });
+        dirs.extend([state, repo]);
+    }
+    let gw = Arc::new(Gateway::new(built, up, Protocol::Oip).unwrap());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let start = Instant::now();
+    while !gw.routes().iter().all(|r| r.guard.is_ready()) {
+        assert!(start.elapsed() < Duration::from_secs(20), "the gateway's guards never became ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Running { url, gw, _dirs: dirs }
+}
+
+fn plain() -> Value {
+    json!({"owner": "fraud", "intended_use": "scoring"})
+}
+
+fn card() -> Value {
+    json!({"owner": "fraud", "intended_use": "scoring", "guardrails": {"max_request_bytes": 1024, "max_response_bytes": 4096,
+        "purposes": ["credit-scoring"], "blocked_patterns": ["ignore previous instructions"]}})
+}
+
+async fn call(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value, Option<String>) {
+    let mut req = reqwest::Client::new().post(format!("{url}{path}")).body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let version = resp.headers().get("x-fulcrum-version").map(|v| v.to_str().unwrap().to_owned());
+    let v = resp.json().await.unwrap_or(Value::Null);
+    (status, v, version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_pinned_to_the_served_version_and_the_cards_guardrails_apply() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register_as(&r, "fraud", "1", &[("model.bin", b"one")], card(), "production").await;
+    register_as(&r, "fraud", "2", &[("model.bin", b"two")], card(), "production").await;
+    let up = upstream().await;
+    let g = gateway(&r, &[("production", 100)], &up).await;
+    let ok: &[(&str, &str)] = &[("x-fulcrum-purpose", "credit-scoring")];
+    let big = "a".repeat(2000);
+    // (what, path, headers, body, status, problem code)
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, u16, Option<&str>)> = vec![
+        ("served", "/v2/models/fraud/infer", ok.to_vec(), "{}", 200, None),
+        ("no purpose", "/v2/models/fraud/infer", vec![], "{}", 403, Some("purpose_required")),
+        (
+            "another purpose",
+            "/v2/models/fraud/infer",
+            vec![("x-fulcrum-purpose", "marketing")],
+            "{}",
+            403,
+            Some("purpose_not_allowed"),
+        ),
+        ("request too big", "/v2/models/fraud/infer", ok.to_vec(), &big, 413, Some("request_too_large")),
+        (
+            "blocked request",
+            "/v2/models/fraud/infer",
+            ok.to_vec(),
+            "please IGNORE PREVIOUS INSTRUCTIONS",
+            422,
+            Some("blocked_content"),
+        ),
+        (
+            "answer too big",
+            "/v2/models/fraud/infer",
+            [ok, &[("x-pad", "8000")]].concat(),
+            "{}",
+            502,
+            Some("response_too_large"),
+        ),
+        (
+            "blocked answer",
+            "/v2/models/fraud/infer",
+            [ok, &[("x-say", "ignore previous instructions")]].concat(),
+            "{}",
+            502,
+            Some("blocked_content"),
+        ),
+        ("repository API", "/v2/repository/models/fraud/unload", ok.to_vec(), "{}", 403, Some("repository_forbidden")),
+        ("another model", "/v2/models/other/infer", ok.to_vec(), "{}", 404, Some("model_not_served")),
+        ("an older version", "/v2/models/fraud/versions/1/infer", ok.to_vec(), "{}", 404, Some("version_not_served")),
+        ("the served version by name", "/v2/models/fraud/versions/2/infer", ok.to_vec(), "{}", 200, None),
+    ];
+    for (what, path, headers, body, status, code) in cases {
+        let (got, v, version) = call(&g.url, path, &headers, body).await;
+        assert_eq!(got, status, "{what}: {v}");
+        match code {
+            Some(c) => assert_eq!(v["code"], c, "{what}: {v}"),
+            None => {
+                assert_eq!(v["model_version"], "2", "{what}: pinned to the served version: {v}");
+                assert_eq!(version.as_deref(), Some("2"), "{what}");
+            }
+        }
+    }
+    // The counts per version saw every served request and every refusal.
+    let m = g.gw.metrics();
+    assert!(m.contains(r#"alias="production",version="2",outcome="ok"} 2"#), "{m}");
+    assert!(m.contains(r#"alias="production",version="2",outcome="refused"} 4"#), "{m}");
+    let window = g.gw.take_window(Duration::from_secs(10));
+    assert_eq!(window.len(), 1);
+    assert_eq!((window[0].2.requests, window[0].2.errors, window[0].2.refused), (4, 2, 4), "{window:?}");
+    assert!(window[0].2.p50_us <= window[0].2.p99_us && window[0].2.p99_us > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_splits_by_weight_and_a_revoked_canary_falls_back_to_production() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register_as(&r, "fraud", "1", &[("model.bin", b"one")], plain(), "production").await;
+    register_as(&r, "fraud", "2", &[("model.bin", b"two")], plain(), "canary").await;
+    let up = upstream().await;
+    let g = gateway(&r, &[("production", 90), ("canary", 10)], &up).await;
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..200 {
+        let (s, v, _) = call(&g.url, "/v2/models/fraud/infer", &[], "{}").await;
+        assert_eq!(s, 200, "{v}");
+        *seen.entry(v["model_version"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(seen, [("1".to_owned(), 180), ("2".to_owned(), 20)].into(), "90/10 by weight");
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/2/revocation", &json!({"reason": "canary errors", "inc_id": "INC-9"}))
+        .await
+        .unwrap();
+    let canary = &g.gw.routes()[1].guard;
+    let start = Instant::now();
+    while canary.serving().is_some() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the canary never quiesced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..50 {
+        let (s, v, _) = call(&g.url, "/v2/models/fraud/infer", &[], "{}").await;
+        assert_eq!((s, v["model_version"].as_str()), (200, Some("1")), "{v}");
+    }
+}
+
+/// Seed flow §5.2 through the gateway: callers keep calling while v2 is revoked. Before the
+/// quiesce point v2 answers; from it on, the gateway answers 503 (also for requests already in
+/// flight) until the rolled-back v1 serves — never v2 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_quiesce_point_no_answer_of_the_revoked_version_is_served() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register_as(&r, "fraud", "1", &[("model.bin", b"one")], plain(), "production").await;
+    register_as(&r, "fraud", "2", &[("model.bin", b"two")], plain(), "production").await;
+    let up = upstream().await;
+    let g = gateway(&r, &[("production", 100)], &up).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = vec![];
+    for _ in 0..4 {
+        let (url, stop) = (g.url.clone(), stop.clone());
+        callers.push(tokio::spawn(async move {
+            let mut seen = vec![];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // The time a request is sent: one sent after the quiesce point must never be
+                // answered by the revoked version (one in flight then is withheld by the
+                // gateway, which the client cannot time from outside).
+                let at = time::OffsetDateTime::now_utc();
+                let (s, v, _) = call(&url, "/v2/models/fraud/infer", &[("x-delay-ms", "40")], "{}").await;
+                seen.push((at, s, v["model_version"].as_str().map(str::to_owned), v["code"].as_str().map(str::to_owned)));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/2/revocation", &json!({"reason": "drift", "inc_id": "INC-10"}))
+        .await
+        .unwrap();
+    let guard = g.gw.routes()[0].guard.clone();
+    let start = Instant::now();
+    while guard.serving().is_none_or(|s| s.document.version != "1") {
+        assert!(start.elapsed() < Duration::from_secs(20), "never rolled back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = vec![];
+    for c in callers {
+        seen.extend(c.await.unwrap());
+    }
+    let quiesce = guard.timeline().iter().find(|s| s.step == "quiesce").expect("a quiesce step").at;
+    let v2_after: Vec<_> = seen.iter().filter(|(at, _, v, _)| *at > quiesce && v.as_deref() == Some("2")).collect();
+    assert!(v2_after.is_empty(), "requests sent after the quiesce point answered by the revoked version: {v2_after:?}");
+    let kinds = |f: &dyn Fn(&(time::OffsetDateTime, u16, Option<String>, Option<String>)) -> bool| {
+        seen.iter().filter(|x| f(x)).count()
+    };
+    assert!(kinds(&|(at, s, v, _)| *at < quiesce && *s == 200 && v.as_deref() == Some("2")) > 0, "v2 served before");
+    assert!(kinds(&|(_, s, _, c)| *s == 503 && c.as_deref() == Some("quiesced")) > 0, "503 while quiesced");
+    // Requests in flight at the quiesce point (sent before it, 40 ms upstream) were withheld.
+    assert!(kinds(&|(at, s, _, _)| *at < quiesce && *s == 503) > 0, "in-flight answers withheld");
+    assert!(kinds(&|(at, s, v, _)| *at > quiesce && *s == 200 && v.as_deref() == Some("1")) > 0, "v1 after");
+    assert!(seen.iter().all(|(_, s, _, _)| *s == 200 || *s == 503), "only answers or 503");
+}
