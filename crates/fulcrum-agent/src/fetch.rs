@@ -223,12 +223,10 @@ impl Agent {
 
     /// The release record the answer points at, verified; its model card's guardrails.
     async fn release_record(&self, doc: &ResolveDocument) -> Result<Guardrails, Stop> {
-        let d: Digest = doc
-            .uris
-            .attestation
-            .strip_prefix("/v1/blobs/")
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| Stop::Deny(Deny::ReleaseUnverified(format!("{}: not a blob by digest", doc.uris.attestation))))?;
+        let d: Digest =
+            doc.uris.attestation.strip_prefix("/v1/blobs/").and_then(|d| d.parse().ok()).ok_or_else(|| {
+                Stop::Deny(Deny::ReleaseUnverified(format!("{}: not a blob by digest", doc.uris.attestation)))
+            })?;
         let path = self.blob(&d, crate::release::MAX_RECORD).await?;
         Ok(crate::release::verify_record(&self.bundle, &std::fs::read(path)?, doc)?)
     }

@@ -184,7 +184,11 @@ impl Gateway {
                 None => format!("{}: not loaded yet", r.alias),
             })
             .collect();
-        problem(StatusCode::SERVICE_UNAVAILABLE, "quiesced", format!("no permitted version serves ({})", why.join("; ")))
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quiesced",
+            format!("no permitted version serves ({})", why.join("; ")),
+        )
     }
 
     fn count(&self, alias: &str, version: &str, outcome: &'static str, micros: Option<u32>) {
@@ -206,8 +210,12 @@ impl Gateway {
                 }
             }
         }
-        *self.totals.lock().expect("gateway lock").entry((alias.to_owned(), version.to_owned(), outcome)).or_default() +=
-            1;
+        *self
+            .totals
+            .lock()
+            .expect("gateway lock")
+            .entry((alias.to_owned(), version.to_owned(), outcome))
+            .or_default() += 1;
     }
 
     /// Serve one request.
@@ -232,7 +240,11 @@ impl Gateway {
                         (version.map(str::to_owned), format!("/{tail}").trim_end_matches('/').to_owned())
                     }
                     Some((name, ..)) => {
-                        return problem(StatusCode::NOT_FOUND, "model_not_served", format!("{name} is not served here"));
+                        return problem(
+                            StatusCode::NOT_FOUND,
+                            "model_not_served",
+                            format!("{name} is not served here"),
+                        );
                     }
                     None if path == "/v2" || path == "/v2/health/live" => (None, String::new()),
                     None => return problem(StatusCode::NOT_FOUND, "not_found", format!("{path} is not served here")),
@@ -240,10 +252,9 @@ impl Gateway {
             }
         };
         let picked = match &explicit {
-            Some(v) => self
-                .routes
-                .iter()
-                .find_map(|r| r.guard.serving().filter(|s| s.document.version == *v).map(|s| (r, s))),
+            Some(v) => {
+                self.routes.iter().find_map(|r| r.guard.serving().filter(|s| s.document.version == *v).map(|s| (r, s)))
+            }
             None => self.pick(),
         };
         let Some((route, serving)) = picked else {
@@ -350,7 +361,11 @@ impl Gateway {
             }
             Err(_) => {
                 self.count(&route.alias, &version, "error", Some(micros));
-                return problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the model server did not answer in time");
+                return problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the model server did not answer in time",
+                );
             }
         };
         // The quiesce point: an answer computed by a version that stopped serving while the

@@ -198,11 +198,8 @@ impl Guard {
             let others = std::fs::read_dir(repo.join(&doc.name))
                 .map(|d| d.filter_map(Result::ok).any(|e| !e.file_name().to_string_lossy().starts_with('.')))
                 .unwrap_or(false);
-            let (what, r) = if others {
-                ("load", oip.load(&doc.name).await)
-            } else {
-                ("unload", oip.unload(&doc.name).await)
-            };
+            let (what, r) =
+                if others { ("load", oip.load(&doc.name).await) } else { ("unload", oip.unload(&doc.name).await) };
             match r {
                 Ok(()) => self.note("unload", format!("{}@{}: model server {what} ok", doc.name, doc.version)),
                 Err(e) => self.note("unload_failed", e.to_string()),

@@ -214,7 +214,18 @@ async fn main() -> ExitCode {
                 .await;
             ExitCode::SUCCESS
         }
-        Cmd::Gateway { model, env, routes, place, upstream, protocol, listen, admin: admin_at, purpose_header, report_every } => {
+        Cmd::Gateway {
+            model,
+            env,
+            routes,
+            place,
+            upstream,
+            protocol,
+            listen,
+            admin: admin_at,
+            purpose_header,
+            report_every,
+        } => {
             let protocol = match protocol.as_str() {
                 "oip" => Protocol::Oip,
                 "http" => Protocol::Http,
@@ -223,7 +234,8 @@ async fn main() -> ExitCode {
             let reporter = Arc::new(Reporter::start(agent.client.clone()));
             let mut built = Vec::new();
             for r in routes {
-                let Some((alias, weight)) = r.split_once('=').and_then(|(a, w)| Some((a, w.parse::<u32>().ok()?))) else {
+                let Some((alias, weight)) = r.split_once('=').and_then(|(a, w)| Some((a, w.parse::<u32>().ok()?)))
+                else {
                     return fail(format!("route {r}: ALIAS=WEIGHT"));
                 };
                 // Each route keeps its own marks and cache: two guards never write one file.
@@ -231,7 +243,13 @@ async fn main() -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return fail(format!("state dir: {e}")),
                 };
-                let a = Agent { client: agent.client.clone(), bundle: agent.bundle.clone(), state, max_skew: agent.max_skew, name: format!("{}-{alias}", agent.name) };
+                let a = Agent {
+                    client: agent.client.clone(),
+                    bundle: agent.bundle.clone(),
+                    state,
+                    max_skew: agent.max_skew,
+                    name: format!("{}-{alias}", agent.name),
+                };
                 let mut g = match place.guard(a, &format!("{model}@{alias}"), env) {
                     Ok(g) => g,
                     Err(e) => return fail(e),
@@ -258,7 +276,9 @@ async fn main() -> ExitCode {
             };
             tokio::spawn(gw.clone().report(reporter, std::time::Duration::from_secs((*report_every).max(1))));
             tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), listener));
-            eprintln!("fulcrum-agent: gateway for {model} in {env} on http://{listen} → {upstream}; admin on http://{admin_at}");
+            eprintln!(
+                "fulcrum-agent: gateway for {model} in {env} on http://{listen} → {upstream}; admin on http://{admin_at}"
+            );
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
@@ -305,7 +325,11 @@ impl Placement {
 }
 
 /// Serve the orchestrator's view of the guards: readiness, timelines, metrics.
-async fn admin(listen: std::net::SocketAddr, guards: Vec<Arc<Guard>>, gateway: Option<Arc<Gateway>>) -> Result<(), String> {
+async fn admin(
+    listen: std::net::SocketAddr,
+    guards: Vec<Arc<Guard>>,
+    gateway: Option<Arc<Gateway>>,
+) -> Result<(), String> {
     use axum::http::StatusCode;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen {listen}: {e}"))?;
     let (g1, g2) = (guards.clone(), guards);

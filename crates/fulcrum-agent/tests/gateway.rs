@@ -71,6 +71,11 @@ async fn gateway(r: &Reg, routes: &[(&str, u32)], up: &str) -> Running {
     Running { url, gw, _dirs: dirs }
 }
 
+/// (what, path, headers, body, status, problem code)
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, u16, Option<&'a str>);
+/// (sent at, status, model version, problem code)
+type Seen = (time::OffsetDateTime, u16, Option<String>, Option<String>);
+
 fn plain() -> Value {
     json!({"owner": "fraud", "intended_use": "scoring"})
 }
@@ -103,7 +108,7 @@ async fn requests_are_pinned_to_the_served_version_and_the_cards_guardrails_appl
     let ok: &[(&str, &str)] = &[("x-fulcrum-purpose", "credit-scoring")];
     let big = "a".repeat(2000);
     // (what, path, headers, body, status, problem code)
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("served", "/v2/models/fraud/infer", ok.to_vec(), "{}", 200, None),
         ("no purpose", "/v2/models/fraud/infer", vec![], "{}", 403, Some("purpose_required")),
         (
@@ -219,7 +224,12 @@ async fn after_the_quiesce_point_no_answer_of_the_revoked_version_is_served() {
                 // gateway, which the client cannot time from outside).
                 let at = time::OffsetDateTime::now_utc();
                 let (s, v, _) = call(&url, "/v2/models/fraud/infer", &[("x-delay-ms", "40")], "{}").await;
-                seen.push((at, s, v["model_version"].as_str().map(str::to_owned), v["code"].as_str().map(str::to_owned)));
+                seen.push((
+                    at,
+                    s,
+                    v["model_version"].as_str().map(str::to_owned),
+                    v["code"].as_str().map(str::to_owned),
+                ));
             }
             seen
         }));
@@ -244,9 +254,7 @@ async fn after_the_quiesce_point_no_answer_of_the_revoked_version_is_served() {
     let quiesce = guard.timeline().iter().find(|s| s.step == "quiesce").expect("a quiesce step").at;
     let v2_after: Vec<_> = seen.iter().filter(|(at, _, v, _)| *at > quiesce && v.as_deref() == Some("2")).collect();
     assert!(v2_after.is_empty(), "requests sent after the quiesce point answered by the revoked version: {v2_after:?}");
-    let kinds = |f: &dyn Fn(&(time::OffsetDateTime, u16, Option<String>, Option<String>)) -> bool| {
-        seen.iter().filter(|x| f(x)).count()
-    };
+    let kinds = |f: &dyn Fn(&Seen) -> bool| seen.iter().filter(|x| f(x)).count();
     assert!(kinds(&|(at, s, v, _)| *at < quiesce && *s == 200 && v.as_deref() == Some("2")) > 0, "v2 served before");
     assert!(kinds(&|(_, s, _, c)| *s == 503 && c.as_deref() == Some("quiesced")) > 0, "503 while quiesced");
     // Requests in flight at the quiesce point (sent before it, 40 ms upstream) were withheld.

@@ -28,7 +28,8 @@ async fn revocation_quiesces_purges_and_rolls_back() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("model");
-    let guard = Arc::new(Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone())));
+    let guard =
+        Arc::new(Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone())));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let g = guard.clone();
     let task = tokio::spawn(async move {
@@ -147,7 +148,8 @@ async fn the_guard_command_serves_readiness_and_its_timeline() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let order: Vec<&str> = reported.iter().map(|(s, _)| s.as_str()).collect();
-    let at = |step: &str| order.iter().position(|s| *s == step).unwrap_or_else(|| panic!("{step} not reported: {order:?}"));
+    let at =
+        |step: &str| order.iter().position(|s| *s == step).unwrap_or_else(|| panic!("{step} not reported: {order:?}"));
     assert!(at("permit") < at("quiesce") && at("quiesce") < at("purge") && at("purge") < at("reload"), "{order:?}");
     assert!(reported.iter().all(|(_, t)| !t.is_empty()), "every step carries the agent's time: {reported:?}");
     child.kill().await.unwrap();
@@ -163,7 +165,8 @@ async fn a_failed_recheck_keeps_serving() {
     register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let guard = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(out.path().join("model")));
+    let guard =
+        Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(out.path().join("model")));
     guard.load().await.unwrap();
     r.down().await;
     guard.on_event(r#"{"data": {"event": "policy_changed", "model": "*"}}"#).await;
@@ -196,8 +199,12 @@ async fn the_hook_hears_each_change_in_order() {
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut g =
-        Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", Layout::Dir(work.path().join("model")));
+    let mut g = Guard::new(
+        agent(&r, &work.path().join("state")).await,
+        "fraud@production",
+        "prod",
+        Layout::Dir(work.path().join("model")),
+    );
     g.hook = Some(hook);
     let guard = Arc::new(g);
     let g2 = guard.clone();

@@ -97,7 +97,12 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
                 max_skew: time::Duration::seconds(30),
                 name: format!("guard-{i}"),
             };
-            let g = Arc::new(Guard::new(agent, &reference, "prod", Layout::Dir(dir.path().join(format!("models/{n}/{i}")))));
+            let g = Arc::new(Guard::new(
+                agent,
+                &reference,
+                "prod",
+                Layout::Dir(dir.path().join(format!("models/{n}/{i}"))),
+            ));
             let (g2, mut stop) = (g.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 g2.run(async move {
