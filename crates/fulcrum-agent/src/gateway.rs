@@ -56,11 +56,16 @@ struct Window {
     latencies: Vec<u32>,
 }
 
+/// One version's figures behind a route: the open window and the totals since start.
+#[derive(Debug, Default)]
+struct Counts {
+    window: Window,
+    /// ok, error, refused since start.
+    totals: [u64; 3],
+}
+
 /// Latency samples kept per version and window.
 const SAMPLES: usize = 100_000;
-
-/// Cumulative counts per (alias, version, outcome), for `/metrics`.
-type Totals = BTreeMap<(String, String, &'static str), u64>;
 
 #[derive(Debug)]
 pub struct Gateway {
@@ -75,8 +80,18 @@ pub struct Gateway {
     client: Client<HttpConnector, Full<Bytes>>,
     counter: AtomicU64,
     total_weight: u64,
-    windows: Mutex<BTreeMap<(String, String), Window>>,
-    totals: Mutex<Totals>,
+    /// Per route (same order as `routes`): version → figures. Looked up by `&str`, so a request
+    /// allocates nothing here.
+    counts: Vec<Mutex<BTreeMap<String, Counts>>>,
+    /// Requests refused because no route served.
+    unserved: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok = 0,
+    Error = 1,
+    Refused = 2,
 }
 
 /// Why the gateway answered itself.
@@ -131,6 +146,7 @@ impl Gateway {
         if routes.iter().any(|r| r.guard.reference.split('@').next() != Some(model.as_str())) {
             return Err("every route must guard the same model".into());
         }
+        let counts = routes.iter().map(|_| Mutex::new(BTreeMap::new())).collect();
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(http);
@@ -144,8 +160,8 @@ impl Gateway {
             client,
             counter: AtomicU64::new(0),
             total_weight,
-            windows: Mutex::new(BTreeMap::new()),
-            totals: Mutex::new(BTreeMap::new()),
+            counts,
+            unserved: AtomicU64::new(0),
         })
     }
 
@@ -191,31 +207,28 @@ impl Gateway {
         )
     }
 
-    fn count(&self, alias: &str, version: &str, outcome: &'static str, micros: Option<u32>) {
-        {
-            let mut w = self.windows.lock().expect("gateway lock");
-            let w = w.entry((alias.to_owned(), version.to_owned())).or_default();
-            match outcome {
-                "refused" => w.refused += 1,
-                _ => {
-                    w.requests += 1;
-                    if outcome == "error" {
-                        w.errors += 1;
-                    }
-                    if let Some(us) = micros
-                        && w.latencies.len() < SAMPLES
-                    {
-                        w.latencies.push(us);
-                    }
-                }
-            }
+    fn count(&self, route: &Route, version: &str, outcome: Outcome, micros: Option<u32>) {
+        let i = self.routes.iter().position(|r| std::ptr::eq(r, route)).expect("a route of this gateway");
+        let mut m = self.counts[i].lock().expect("gateway lock");
+        if !m.contains_key(version) {
+            m.insert(version.to_owned(), Counts::default());
         }
-        *self
-            .totals
-            .lock()
-            .expect("gateway lock")
-            .entry((alias.to_owned(), version.to_owned(), outcome))
-            .or_default() += 1;
+        let c = m.get_mut(version).expect("inserted above");
+        c.totals[outcome as usize] += 1;
+        let w = &mut c.window;
+        if outcome == Outcome::Refused {
+            w.refused += 1;
+            return;
+        }
+        w.requests += 1;
+        if outcome == Outcome::Error {
+            w.errors += 1;
+        }
+        if let Some(us) = micros
+            && w.latencies.len() < SAMPLES
+        {
+            w.latencies.push(us);
+        }
     }
 
     /// Serve one request.
@@ -261,12 +274,12 @@ impl Gateway {
             if let Some(v) = explicit {
                 return problem(StatusCode::NOT_FOUND, "version_not_served", format!("version {v} is not served"));
             }
-            self.count("-", "-", "refused", None);
+            self.unserved.fetch_add(1, Ordering::Relaxed);
             return self.quiesced();
         };
         let version = serving.document.version.clone();
         let refuse = |status, code, detail: String| {
-            self.count(&route.alias, &version, "refused", None);
+            self.count(route, &version, Outcome::Refused, None);
             problem(status, code, detail)
         };
         let g = &serving.guardrails;
@@ -348,7 +361,7 @@ impl Gateway {
         let (rp, rb) = match answer {
             Ok(Ok(a)) => a,
             Ok(Err(e)) if e == "too_large" => {
-                self.count(&route.alias, &version, "error", Some(micros));
+                self.count(route, &version, Outcome::Error, Some(micros));
                 return problem(
                     StatusCode::BAD_GATEWAY,
                     "response_too_large",
@@ -356,11 +369,11 @@ impl Gateway {
                 );
             }
             Ok(Err(e)) => {
-                self.count(&route.alias, &version, "error", Some(micros));
+                self.count(route, &version, Outcome::Error, Some(micros));
                 return problem(StatusCode::BAD_GATEWAY, "upstream_unavailable", format!("the model server: {e}"));
             }
             Err(_) => {
-                self.count(&route.alias, &version, "error", Some(micros));
+                self.count(route, &version, Outcome::Error, Some(micros));
                 return problem(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
@@ -371,18 +384,19 @@ impl Gateway {
         // The quiesce point: an answer computed by a version that stopped serving while the
         // request was in flight is withheld.
         if route.guard.serving().is_none_or(|s| s.document.artifact_digest != serving.document.artifact_digest) {
-            self.count(&route.alias, &version, "refused", None);
+            self.count(route, &version, Outcome::Refused, None);
             return self.quiesced();
         }
         if let Some(p) = g.blocked(&rb) {
-            self.count(&route.alias, &version, "error", Some(micros));
+            self.count(route, &version, Outcome::Error, Some(micros));
             return problem(
                 StatusCode::BAD_GATEWAY,
                 "blocked_content",
                 format!("the answer contains a blocked pattern ({p:?}); withheld"),
             );
         }
-        self.count(&route.alias, &version, if rp.status.is_server_error() { "error" } else { "ok" }, Some(micros));
+        let outcome = if rp.status.is_server_error() { Outcome::Error } else { Outcome::Ok };
+        self.count(route, &version, outcome, Some(micros));
         let mut resp = Response::builder().status(rp.status);
         for (n, v) in forwardable(&rp.headers) {
             resp = resp.header(n, v);
@@ -395,24 +409,38 @@ impl Gateway {
 
     /// Prometheus text: cumulative requests per alias, version and outcome.
     pub fn metrics(&self) -> String {
+        use std::fmt::Write as _;
         let mut out = String::from(
             "# HELP fulcrum_gateway_requests_total Requests through the gateway.\n# TYPE fulcrum_gateway_requests_total counter\n",
         );
-        for ((alias, version, outcome), n) in self.totals.lock().expect("gateway lock").iter() {
-            out.push_str(&format!(
-                "fulcrum_gateway_requests_total{{alias=\"{alias}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}\n"
-            ));
+        for (route, counts) in self.routes.iter().zip(&self.counts) {
+            for (version, c) in counts.lock().expect("gateway lock").iter() {
+                for (outcome, n) in ["ok", "error", "refused"].iter().zip(c.totals) {
+                    let _ = writeln!(
+                        out,
+                        "fulcrum_gateway_requests_total{{alias=\"{}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}",
+                        route.alias
+                    );
+                }
+            }
         }
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_gateway_unserved_total Requests answered 503 because no version served.\n# TYPE fulcrum_gateway_unserved_total counter\nfulcrum_gateway_unserved_total {}",
+            self.unserved.load(Ordering::Relaxed)
+        );
         out
     }
 
     /// Close the current window: per (alias, version) figures, as reported.
     pub fn take_window(&self, window: Duration) -> Vec<(String, String, fulcrum_core::event::ServingStats)> {
-        let taken = std::mem::take(&mut *self.windows.lock().expect("gateway lock"));
-        taken
-            .into_iter()
-            .filter(|((alias, _), _)| alias != "-")
-            .map(|((alias, version), mut w)| {
+        let mut out = vec![];
+        for (route, counts) in self.routes.iter().zip(&self.counts) {
+            for (version, c) in counts.lock().expect("gateway lock").iter_mut() {
+                let mut w = std::mem::take(&mut c.window);
+                if w.requests == 0 && w.refused == 0 {
+                    continue;
+                }
                 w.latencies.sort_unstable();
                 let at = |q: f64| -> u64 {
                     if w.latencies.is_empty() {
@@ -430,9 +458,10 @@ impl Gateway {
                     p50_us: at(0.50),
                     p99_us: at(0.99),
                 };
-                (alias, version, stats)
-            })
-            .collect()
+                out.push((route.alias.clone(), version.clone(), stats));
+            }
+        }
+        out
     }
 
     /// Every `window`, send each version's figures to the registry.

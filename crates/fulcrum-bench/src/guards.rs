@@ -9,75 +9,14 @@ use anyhow::Context;
 use fulcrum_agent::fetch::Agent;
 use fulcrum_agent::guard::{Guard, Layout};
 use fulcrum_agent::state::StateDir;
-use fulcrum_client::Client;
-use fulcrum_core::identity::Role;
-use fulcrum_core::lifecycle::Env;
-use fulcrum_server::auth::{TokenEntry, TokensFile};
-use fulcrum_server::{Config, Registry};
 use serde_json::json;
 use time::OffsetDateTime;
 
-const PEOPLE: &[(&str, Role, Option<Env>)] = &[
-    ("ci", Role::Publisher, None),
-    ("rm", Role::ReleaseManager, None),
-    ("ana", Role::Approver, None),
-    ("bo", Role::SecurityOfficer, None),
-    ("agent", Role::Serving, Some(Env::Prod)),
-];
-
-fn who(url: &str, w: &str) -> anyhow::Result<Client> {
-    Ok(Client::new(url, Some(format!("tok-{w}")))?)
-}
-
-async fn release(url: &str, model: &str, version: &str) -> anyhow::Result<()> {
-    let ci = who(url, "ci")?;
-    let bytes = format!("{model}-{version}").into_bytes();
-    let n = bytes.len();
-    let d = ci.upload_bytes(bytes).await?;
-    ci.post(
-        &format!("/v1/models/{model}/versions"),
-        &json!({"version": version, "files": [{"path": "weights.bin", "size": n, "digest": d.to_string()}],
-                "model_card": {"owner": "bench", "intended_use": "bench"}, "revalidate_by": "2099-01-01T00:00:00Z"}),
-    )
-    .await?;
-    let v = format!("/v1/models/{model}/versions/{version}");
-    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await?;
-    who(url, "ana")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(url, "bo")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await?;
-    who(url, "rm")?
-        .put(&format!("/v1/models/{model}/aliases/production"), &json!({"version": version, "chg_id": "CHG-B"}))
-        .await?;
-    Ok(())
-}
+use crate::lab::{Lab, release, who};
 
 pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir()?;
-    let tokens = TokensFile {
-        tokens: PEOPLE
-            .iter()
-            .map(|(w, role, env)| TokenEntry {
-                token: Some(format!("tok-{w}")),
-                token_sha256: None,
-                subject: (*w).into(),
-                role: *role,
-                tenant: "bench".into(),
-                domain: "*".into(),
-                env: *env,
-                purpose: None,
-            })
-            .collect(),
-    };
-    tokens.write_new(&dir.path().join("tokens.json"))?;
-    let mut config = Config::new(dir.path().join("data"));
-    config.tokens_file = Some(dir.path().join("tokens.json"));
-    let (state, _) = Registry::open_default(config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(fulcrum_server::serve(state, listener, std::future::pending()));
-    let bundle = who(&url, "agent")?.trust_bundle().await?;
-
+    let lab = Lab::start().await?;
+    let (dir, url, bundle) = (&lab.dir, lab.url.clone(), lab.bundle.clone());
     println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
     println!("|---|---|---|---|---|---|");
     for &n in counts {

@@ -7,8 +7,11 @@
 //!   resolve answer: the ceiling the resolve handler is compared against.
 //! - `policy`: decision latency of the default policy, and of the access check as served.
 //! - `guards`: revocation → quiesced for 1, 100 and 1,000 guards in one process.
+//! - `gateway`: the gateway's added latency over direct calls to the upstream.
 
+mod gateway;
 mod guards;
+mod lab;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +58,21 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         counts: Vec<usize>,
     },
+    /// The gateway's added latency: interleaved rounds direct vs through the gateway.
+    Gateway {
+        /// Connection counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        conns: Vec<usize>,
+        /// Fixed loads (requests/s over all connections) measured besides the closed loop.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        rates: Vec<f64>,
+        /// Rounds per path, interleaved.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -70,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
         Cmd::Bare { listen, body } => bare(listen, body).await,
         Cmd::Guards { counts } => guards::run(&counts).await,
+        Cmd::Gateway { conns, rates, rounds, secs } => gateway::run(&conns, &rates, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await
