@@ -133,11 +133,17 @@ impl Guard {
         self.timeline.lock().expect("guard lock").clone()
     }
 
+    /// Keep a step about the served version (if any).
     fn note(&self, step: &'static str, detail: impl Into<String>) {
+        let version = self.loaded().map(|d| d.version);
+        self.note_for(step, version.as_deref(), detail);
+    }
+
+    /// Keep a step about `version`, and report it.
+    fn note_for(&self, step: &'static str, version: Option<&str>, detail: impl Into<String>) {
         let at = OffsetDateTime::now_utc();
         let detail: String = detail.into();
         if let Some(r) = &self.reporter {
-            let version = self.loaded().map(|d| d.version);
             r.send(serde_json::json!({
                 "ref": self.reference, "env": self.env, "kind": "step", "step": step,
                 "observed_at": at.format(&time::format_description::well_known::Rfc3339).expect("formats"),
@@ -193,7 +199,11 @@ impl Guard {
             }
         }
         let doc = &s.document;
-        self.note("purge", format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version));
+        self.note_for(
+            "purge",
+            Some(&doc.version),
+            format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version),
+        );
         if let (Some(oip), Layout::Repository(repo)) = (&self.oip, &self.layout) {
             let others = std::fs::read_dir(repo.join(&doc.name))
                 .map(|d| d.filter_map(Result::ok).any(|e| !e.file_name().to_string_lossy().starts_with('.')))
@@ -201,8 +211,12 @@ impl Guard {
             let (what, r) =
                 if others { ("load", oip.load(&doc.name).await) } else { ("unload", oip.unload(&doc.name).await) };
             match r {
-                Ok(()) => self.note("unload", format!("{}@{}: model server {what} ok", doc.name, doc.version)),
-                Err(e) => self.note("unload_failed", e.to_string()),
+                Ok(()) => self.note_for(
+                    "unload",
+                    Some(&doc.version),
+                    format!("{}@{}: model server {what} ok", doc.name, doc.version),
+                ),
+                Err(e) => self.note_for("unload_failed", Some(&doc.version), e.to_string()),
             }
         }
     }
@@ -218,8 +232,9 @@ impl Guard {
                 if let Ok(d) = p.document.artifact_digest.parse() {
                     blobs.push(d);
                 }
-                self.note(
+                self.note_for(
                     "permit",
+                    Some(&p.document.version),
                     format!("{}@{} ({})", p.document.name, p.document.version, p.document.artifact_digest),
                 );
                 if let Some(oip) = &self.oip {
@@ -227,10 +242,14 @@ impl Guard {
                         // The server cannot hold it: nothing is served, the files go.
                         self.ready.store(false, Ordering::SeqCst);
                         let _ = std::fs::remove_dir_all(&p.dir);
-                        self.note("load_failed", e.to_string());
+                        self.note_for("load_failed", Some(&p.document.version), e.to_string());
                         return Err(Stop::ModelServer(e.to_string()));
                     }
-                    self.note("load", format!("{}@{}: model server load ok", p.document.name, p.document.version));
+                    self.note_for(
+                        "load",
+                        Some(&p.document.version),
+                        format!("{}@{}: model server load ok", p.document.name, p.document.version),
+                    );
                 }
                 let before = self.loaded.lock().expect("guard lock").replace(Arc::new(Serving {
                     document: p.document.clone(),
@@ -249,7 +268,11 @@ impl Guard {
                     {
                         self.note("unload_failed", e.to_string());
                     }
-                    self.note("retire", format!("{}@{} replaced", old.document.name, old.document.version));
+                    self.note_for(
+                        "retire",
+                        Some(&old.document.version),
+                        format!("{}@{} replaced", old.document.name, old.document.version),
+                    );
                 }
                 Ok(p.document)
             }
@@ -306,7 +329,7 @@ impl Guard {
                 self.note("recheck", format!("{why}: unchanged"))
             }
             Ok(doc) => {
-                self.note("reload", format!("{why}: now {}", doc.version));
+                self.note_for("reload", Some(&doc.version), format!("{why}: now {}", doc.version));
                 let _ = self.load().await;
             }
             Err(Stop::Deny(crate::check::Deny::Registry(r))) => {

@@ -496,6 +496,19 @@ pub fn event_line(e: &Value) -> String {
     if !d["from"].is_null() || !d["to"].is_null() {
         parts.push(format!("{} -> {}", s(&d["from"]), s(&d["to"])));
     }
+    if s(&d["event"]) == "agent_step" {
+        // A replica's step: what, by whom, on its own clock.
+        return format!(
+            "#{} {} agent_step {}  {}@{}  {}  at={}",
+            s(&e["sequence"]),
+            s(&d["ts"]),
+            s(&d["reason"]),
+            s(&d["model"]),
+            s(&d["version"]),
+            s(&d["actor"]),
+            s(&d["observed_at"])
+        );
+    }
     for k in ["alias", "env", "chg_id", "inc_id", "reason", "actor"] {
         if !d[k].is_null() {
             parts.push(format!("{k}={}", s(&d[k])));

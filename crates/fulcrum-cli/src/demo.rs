@@ -1,15 +1,21 @@
 //! `fulcrum demo`: both end-to-end flows of the seed (§5.1 Promotion→Deploy, §5.2
 //! Revocation→Rollback) against a real registry on a temporary data dir, with one identity per
-//! role, then the event timeline T0→T+N.
+//! role and a real serving agent (a guard, as a replica's sidecar runs it: verify, fetch, place,
+//! deploy on the alias move, quiesce/purge/roll back on the revocation), then the event timeline
+//! T0→T+N with the agent's reported steps.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use clap::Args;
+use fulcrum_agent::fetch::Agent;
+use fulcrum_agent::guard::{Guard, Layout};
+use fulcrum_agent::report::Reporter;
+use fulcrum_agent::state::StateDir;
 use fulcrum_client::Client;
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
-use fulcrum_core::resolve::Decision;
 use fulcrum_server::auth::{TokenEntry, TokensFile, random_token};
 use fulcrum_server::{Config, Registry};
 use serde_json::{Value, json};
@@ -64,34 +70,14 @@ async fn release(p: &People, work: &Path, version: &str, chg: &str) -> anyhow::R
     Ok(())
 }
 
-/// What a serving agent does at startup: verify the signed answer, decide, report.
-async fn agent_start(
-    agent: &Client,
-    bundle: &fulcrum_sign::TrustBundle,
-    reference: &str,
-) -> anyhow::Result<(String, Decision)> {
-    let r = agent.resolve(reference, "prod", bundle).await?;
-    let d = &r.document;
-    let (decision, reason) = if d.revoked {
-        (Decision::Deny, Some("revoked"))
-    } else if d.quarantined {
-        (Decision::Deny, Some("quarantined"))
-    } else if d.decision == Decision::Deny {
-        (Decision::Deny, d.deny_reason.as_deref())
-    } else {
-        (Decision::Permit, None)
-    };
-    agent
-        .post(
-            "/v1/startup-reports",
-            &json!({
-                "ref": reference, "env": "prod", "version": d.version, "artifact_digest": d.artifact_digest,
-                "policy_digest": d.policy_digest, "agent": "scoring-replica-1",
-                "decision": if decision == Decision::Permit { "permit" } else { "deny" }, "reason": reason,
-            }),
-        )
-        .await?;
-    Ok((d.version.clone(), decision))
+/// Wait until `f` holds (checked every 5 ms), or fail after 30 s naming `what`.
+async fn until(what: &str, mut f: impl FnMut() -> bool) -> anyhow::Result<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while !f() {
+        ensure!(start.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(start.elapsed())
 }
 
 pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
@@ -154,13 +140,46 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     p.release
         .put(&format!("/v1/models/{MODEL}/aliases/production"), &json!({"version": "v2.2.0", "chg_id": "CHG-10233"}))
         .await?;
+    // The serving agent: a guard on production, as a replica's sidecar runs it. It pins the
+    // trust bundle, verifies, fetches and places the files, reports each step to the registry.
+    let bundle = p.agent.trust_bundle().await?;
+    let agent = Agent {
+        client: p.agent.clone(),
+        bundle: bundle.clone(),
+        state: StateDir::open(&tmp.path().join("agent"))?,
+        max_skew: time::Duration::seconds(30),
+        name: "scoring-replica-1".into(),
+    };
+    let served = tmp.path().join("serving/risk-default");
+    let mut guard = Guard::new(agent, &format!("{MODEL}@production"), "prod", Layout::Dir(served.clone()));
+    guard.reporter = Some(Arc::new(Reporter::start(p.agent.clone())));
+    guard.reload_jitter = std::time::Duration::from_millis(100);
+    let guard = Arc::new(guard);
+    let g = guard.clone();
+    let (guard_stop, guard_stopped) = tokio::sync::oneshot::channel::<()>();
+    let guard_task = tokio::spawn(async move {
+        g.run(async {
+            let _ = guard_stopped.await;
+        })
+        .await;
+    });
+    let serves = |v: &'static str| {
+        let g = guard.clone();
+        move || g.is_ready() && g.loaded().is_some_and(|d| d.version == v)
+    };
+    until("the agent to serve v2.2.0", serves("v2.2.0")).await?;
+    if output == Output::Text {
+        eprintln!("agent: serving v2.2.0 from {}", served.display());
+    }
+
     release(&p, &work, "v2.3.0", "CHG-10234").await?;
     p.release
         .put(&format!("/v1/models/{MODEL}/aliases/production"), &json!({"version": "v2.3.0", "chg_id": "CHG-10234"}))
         .await?;
-    let bundle = p.agent.trust_bundle().await?;
-    let (v, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@production")).await?;
-    ensure!(v == "v2.3.0" && d == Decision::Permit, "expected production to serve v2.3.0, got {v} {d:?}");
+    let took = until("the agent to deploy v2.3.0", serves("v2.3.0")).await?;
+    if output == Output::Text {
+        eprintln!("agent: deployed v2.3.0 {} ms after the alias moved", took.as_millis());
+    }
 
     // §5.2 Revocation → Rollback
     p.security
@@ -169,10 +188,30 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
             &json!({"reason": "critical CVE in tokenizer dependency", "inc_id": "INC-4711"}),
         )
         .await?;
-    let (_, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@v2.3.0")).await?;
-    ensure!(d == Decision::Deny, "a revoked version must be denied");
-    let (v, d) = agent_start(&p.agent, &bundle, &format!("{MODEL}@production")).await?;
-    ensure!(v == "v2.2.0" && d == Decision::Permit, "expected production to roll back to v2.2.0, got {v} {d:?}");
+    let quiesced = until("the agent to quiesce", || !guard.is_ready()).await;
+    let took = until("the agent to roll back to v2.2.0", serves("v2.2.0")).await?;
+    if output == Output::Text {
+        if let Ok(q) = quiesced {
+            eprintln!("agent: quiesced {} ms after the revocation call returned", q.as_millis());
+        }
+        eprintln!("agent: serving v2.2.0 again (purged v2.3.0, full check) {} ms after quiescing", took.as_millis());
+    }
+    // A fresh replica asked for the revoked version by name is refused.
+    let fresh = Agent {
+        client: p.agent.clone(),
+        bundle,
+        state: StateDir::open(&tmp.path().join("agent-2"))?,
+        max_skew: time::Duration::seconds(30),
+        name: "scoring-replica-2".into(),
+    };
+    match fresh.fetch(&format!("{MODEL}@v2.3.0"), "prod", &tmp.path().join("serving/pinned")).await {
+        Err(e) => ensure!(e.code() == "registry_deny", "a revoked version must be denied, got {e}"),
+        Ok(_) => anyhow::bail!("a revoked version must be denied"),
+    }
+    let _ = guard_stop.send(());
+    guard_task.await?;
+    // Reports are sent in the background: give the last ones a moment to land.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let events = p.release.get("/v1/events?after=0&limit=1000").await?;
     let _ = stop_tx.send(());

@@ -224,7 +224,23 @@ fn demo_runs_both_flows() {
     let evs = v["events"].as_array().unwrap();
     let find = |kind: &str| evs.iter().filter(|e| e["data"]["event"] == kind).count();
     assert_eq!((find("release_published"), find("promotion"), find("revocation")), (2, 4, 1));
-    assert_eq!((find("startup_permit"), find("startup_deny")), (2, 1));
+    // The agent: permit v2.2.0, deploy v2.3.0, roll back to v2.2.0; a fresh replica refused v2.3.0.
+    assert_eq!((find("startup_permit"), find("startup_deny")), (3, 1));
+    let steps: Vec<(String, String)> = evs
+        .iter()
+        .filter(|e| e["data"]["event"] == "agent_step")
+        .map(|e| {
+            (e["data"]["reason"].as_str().unwrap().to_owned(), e["data"]["version"].as_str().unwrap_or("-").to_owned())
+        })
+        .collect();
+    let at = |step: &str, v: &str| steps.iter().position(|(s, x)| s == step && x == v);
+    let revoked = evs.iter().position(|e| e["data"]["event"] == "revocation").unwrap();
+    let quiesce =
+        evs.iter().position(|e| e["data"]["event"] == "agent_step" && e["data"]["reason"] == "quiesce").unwrap();
+    assert!(quiesce > revoked, "the quiesce follows the revocation");
+    assert!(at("quiesce", "v2.3.0") < at("purge", "v2.3.0"), "{steps:?}");
+    assert!(at("purge", "v2.3.0").is_some() && at("permit", "v2.3.0") < at("quiesce", "v2.3.0"), "{steps:?}");
+    assert_eq!(steps.iter().filter(|(s, v)| s == "permit" && v == "v2.2.0").count(), 2, "{steps:?}");
     let rollback =
         evs.iter().find(|e| e["data"]["event"] == "alias_updated" && e["data"]["inc_id"] == "INC-4711").unwrap();
     assert_eq!((rollback["data"]["from"].as_str(), rollback["data"]["to"].as_str()), (Some("v2.3.0"), Some("v2.2.0")));
