@@ -36,6 +36,11 @@ impl Reg {
 }
 
 pub async fn registry() -> Reg {
+    registry_with_clock(std::sync::Arc::new(fulcrum_server::clock::SystemClock)).await
+}
+
+/// A registry whose time is `clock` (e.g. one running ahead, for clock-skew attacks).
+pub async fn registry_with_clock(clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>) -> Reg {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let tokens = TokensFile {
@@ -56,7 +61,7 @@ pub async fn registry() -> Reg {
     tokens.write_new(&dir.path().join("tokens.json")).unwrap();
     let mut config = Config::new(dir.path().join("data"));
     config.tokens_file = Some(dir.path().join("tokens.json"));
-    let (state, _) = Registry::open_default(config).await.unwrap();
+    let (state, _) = Registry::open(config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

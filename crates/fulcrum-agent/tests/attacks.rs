@@ -1,0 +1,126 @@
+//! The attack suite against a live registry, for the attacks that need one (the pure check's
+//! table in `check.rs` covers the rest): extra and missing files, a version revoked while it
+//! downloads, and a clock that disagrees with the registry's signed time. Each ends in a deny
+//! with its machine-readable reason and nothing placed.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{agent, as_, read, register, registry, registry_with_clock};
+use fulcrum_core::Digest;
+use serde_json::json;
+use time::OffsetDateTime;
+
+fn stored(r: &common::Reg, d: &Digest) -> std::path::PathBuf {
+    r.dir.path().join("data/blobs/sha256").join(&d.hex()[..2]).join(&d.hex()[2..])
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    v.sort();
+    v
+}
+
+/// An extra file in the destination does not survive a start (the directory is replaced, not
+/// merged); an extra file added to the stored manifest, or a file missing from the registry,
+/// is a deny and the destination keeps what it had.
+#[tokio::test]
+async fn extra_and_missing_files_are_denied_and_nothing_is_merged() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one"), ("config.json", b"{}")]).await;
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("backdoor.py"), b"import os").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    let p = a.fetch("fraud@production", "prod", &dest).await.unwrap();
+    assert_eq!(listing(&dest), ["config.json", "weights.bin"], "exactly the signed files");
+
+    // The stored manifest with one more file: its bytes no longer hash to the signed digest.
+    let artifact: Digest = p.document.artifact_digest.parse().unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(stored(&r, &artifact)).unwrap()).unwrap();
+    m["files"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"path": "extra.py", "size": 3, "digest": Digest::of(b"bad").to_string()}));
+    std::fs::write(stored(&r, &artifact), serde_json::to_vec(&m).unwrap()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let b = agent(&r, fresh.path()).await;
+    let other = out.path().join("other");
+    let e = b.fetch("fraud@production", "prod", &other).await.unwrap_err();
+    assert_eq!(e.code(), "artifact_tampered", "{e}");
+    assert!(!other.exists());
+
+    // A file the manifest names is gone from the registry.
+    let r2 = registry().await;
+    as_(&r2, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r2, "v1", &[("weights.bin", b"weights-one"), ("config.json", b"{}")]).await;
+    std::fs::remove_file(stored(&r2, &Digest::of(b"{}"))).unwrap();
+    let s2 = tempfile::tempdir().unwrap();
+    let c = agent(&r2, s2.path()).await;
+    let e = c.fetch("fraud@production", "prod", &dest).await.unwrap_err();
+    assert!(!e.code().is_empty() && e.code() != "permit", "{e}");
+    assert_eq!(listing(&dest), ["config.json", "weights.bin"], "the destination keeps what it had");
+    assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+}
+
+/// A version revoked while its bytes download is not placed: the agent asks again before it
+/// places anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_revoked_during_its_download_is_not_placed() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let big: Vec<u8> = (0..96u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let big_digest = Digest::of(&big);
+    register(&r, "v2", &[("weights.bin", &big)]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    let a = Arc::new(agent(&r, state.path()).await);
+    let partial = a.state.partial(&big_digest);
+    let (a2, d2) = (a.clone(), dest.clone());
+    let fetch = tokio::spawn(async move { a2.fetch("fraud@production", "prod", &d2).await });
+    let start = Instant::now();
+    while !partial.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the download never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    as_(&r, "rm")
+        .post("/v1/models/fraud/versions/v2/revocation", &json!({"reason": "compromised", "inc_id": "INC-12"}))
+        .await
+        .unwrap();
+    let e = fetch.await.unwrap().unwrap_err();
+    assert_eq!(e.code(), "registry_deny", "{e}");
+    assert!(!dest.exists(), "nothing placed");
+}
+
+/// The registry's signed time ten minutes ahead of this machine's clock: beyond the tolerance,
+/// a deny (`clock_skew`); within it, a permit.
+#[tokio::test]
+async fn a_clock_beyond_the_tolerance_is_a_deny() {
+    #[derive(Debug)]
+    struct Ahead;
+    impl fulcrum_server::clock::Clock for Ahead {
+        fn now(&self) -> OffsetDateTime {
+            OffsetDateTime::now_utc() + time::Duration::minutes(10)
+        }
+    }
+    let r = registry_with_clock(Arc::new(Ahead)).await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let out = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    let e = a.fetch("fraud@production", "prod", &out.path().join("model")).await.unwrap_err();
+    assert_eq!(e.code(), "clock_skew", "{e}");
+    assert!(!out.path().join("model").exists());
+    let mut tolerant = agent(&r, state.path()).await;
+    tolerant.max_skew = time::Duration::minutes(15);
+    tolerant.fetch("fraud@production", "prod", &out.path().join("model")).await.unwrap();
+}
