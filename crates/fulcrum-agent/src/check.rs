@@ -47,6 +47,8 @@ pub enum Deny {
     PolicyUnverified(String),
     #[error("the release record {0}")]
     ReleaseUnverified(String),
+    #[error("the trust-bundle chain is broken: {0}")]
+    BundleChain(String),
 }
 
 impl Deny {
@@ -67,6 +69,7 @@ impl Deny {
             Deny::Downgrade { .. } => "downgrade_without_change",
             Deny::PolicyUnverified(_) => "policy_unverified",
             Deny::ReleaseUnverified(_) => "release_unverified",
+            Deny::BundleChain(_) => "bundle_chain_broken",
         }
     }
 }

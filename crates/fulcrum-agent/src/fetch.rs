@@ -130,18 +130,56 @@ impl Agent {
             },
             Err(e) => return Err(from_client(e)),
         };
-        let marks = self.state.marks()?;
-        let (doc, next) = check::check(
-            &self.bundle,
-            &marks,
-            Signed { body: answer.body.as_bytes(), kid: &answer.kid, signature: &answer.signature },
-            &Ask { reference: &reference, env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew },
-        )?;
+        let ask = Ask { reference: &reference, env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew };
+        let signed = Signed { body: answer.body.as_bytes(), kid: &answer.kid, signature: &answer.signature };
+        let checked = check::check(&self.trusted()?, &self.state.marks()?, signed, &ask);
+        let (doc, next) = match checked {
+            // Signed by a key the agent does not know yet: the registry may have rotated. Follow
+            // the bundle chain from what is trusted (each link vouched for by a trusted key),
+            // then check once more against the newest bundle.
+            Err(Deny::UnknownKey(_)) if mode == Mode::Online && self.follow_chain().await? => {
+                check::check(&self.trusted()?, &self.state.marks()?, signed, &ask)?
+            }
+            other => other?,
+        };
         if mode == Mode::Online {
             self.state.save_marks(&next)?;
             self.state.save_answer(&reference, env, &answer)?;
         }
         Ok((doc, mode))
+    }
+
+    /// The bundle to verify against: the pinned one, or a newer one adopted through a verified
+    /// chain from it.
+    ///
+    /// # Errors
+    /// An unreadable adopted bundle.
+    pub fn trusted(&self) -> Result<TrustBundle, Stop> {
+        Ok(match self.state.adopted_bundle()? {
+            Some(b) if b.version > self.bundle.version => b,
+            _ => self.bundle.clone(),
+        })
+    }
+
+    /// Fetch the chain of bundles after the trusted one and adopt the newest if every link
+    /// holds. `true` when a newer bundle was adopted.
+    ///
+    /// # Errors
+    /// A broken chain (`bundle_chain_broken`), an unreachable registry.
+    pub async fn follow_chain(&self) -> Result<bool, Stop> {
+        let trusted = self.trusted()?;
+        let v =
+            self.client.get(&format!("/v1/trust-bundle/chain?after={}", trusted.version)).await.map_err(from_client)?;
+        let links: Vec<crate::chain::Link> = serde_json::from_value(v["links"].clone())
+            .map_err(|e| Stop::Deny(Deny::BundleChain(format!("the chain does not parse: {e}"))))?;
+        match crate::chain::follow(&trusted, &links, OffsetDateTime::now_utc())? {
+            Some(newest) => {
+                check::accept_bundle(&self.state.marks()?, &newest, OffsetDateTime::now_utc())?;
+                self.state.save_adopted_bundle(&newest)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Download one blob into the cache (or find it there), verified.
@@ -214,7 +252,7 @@ impl Agent {
         }
         let envelope = self.client.get(&format!("/v1/policy/snapshots/{d}")).await.map_err(from_client)?;
         let bytes = serde_json::to_vec(&envelope).expect("values serialise");
-        let snapshot = crate::policy::verify_snapshot(&self.bundle, &bytes, digest)?;
+        let snapshot = crate::policy::verify_snapshot(&self.trusted()?, &bytes, digest)?;
         let partial = self.state.partial(&d);
         std::fs::write(&partial, &snapshot)?;
         std::fs::rename(&partial, &cached)?;
@@ -228,7 +266,7 @@ impl Agent {
                 Stop::Deny(Deny::ReleaseUnverified(format!("{}: not a blob by digest", doc.uris.attestation)))
             })?;
         let path = self.blob(&d, crate::release::MAX_RECORD).await?;
-        Ok(crate::release::verify_record(&self.bundle, &std::fs::read(path)?, doc)?)
+        Ok(crate::release::verify_record(&self.trusted()?, &std::fs::read(path)?, doc)?)
     }
 
     async fn fetch_inner(

@@ -92,6 +92,34 @@ impl StateDir {
         }
     }
 
+    /// The newest trust bundle adopted through a verified chain, if any.
+    ///
+    /// # Errors
+    /// Unreadable or malformed file (a malformed one is an error, never a silent fallback).
+    pub fn adopted_bundle(&self) -> std::io::Result<Option<fulcrum_sign::TrustBundle>> {
+        let path = self.root.join("bundle.json");
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keep a bundle adopted through a verified chain (atomic replace).
+    ///
+    /// # Errors
+    /// I/O failures.
+    pub fn save_adopted_bundle(&self, b: &fulcrum_sign::TrustBundle) -> std::io::Result<()> {
+        let tmp = self.root.join(format!(".bundle.{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(b).expect("bundles serialise"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.root.join("bundle.json"))?;
+        std::fs::File::open(&self.root)?.sync_all()
+    }
+
     /// Where a verified blob lives in the cache.
     pub fn blob(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs").join("sha256").join(d.hex())

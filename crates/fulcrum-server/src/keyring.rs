@@ -123,16 +123,18 @@ pub fn published(rec: &KeyRecord) -> Result<PublishedKey, String> {
     })
 }
 
-/// Build and sign bundle `version` over `keys` with `signer`.
+/// Build and sign bundle `version` over `keys` with `signer`; each of `endorsers` (the key being
+/// rotated out) signs the same body, so agents pinned to the previous bundle can follow.
 ///
 /// # Errors
-/// Malformed records or the signer failing.
+/// Malformed records or a signer failing.
 pub fn sign_bundle(
     signer: &dyn Signer,
+    endorsers: &[&dyn Signer],
     keys: &[KeyRecord],
     version: u64,
     now: OffsetDateTime,
-) -> Result<(String, String, String), String> {
+) -> Result<BundleRecord, String> {
     let bundle = TrustBundle {
         version,
         issued_at: now.format(&Rfc3339).expect("formats"),
@@ -141,7 +143,18 @@ pub fn sign_bundle(
     };
     let body = serde_json::to_string(&bundle).expect("bundles serialise");
     let sig = signer.sign(body.as_bytes()).map_err(|e| e.to_string())?;
-    Ok((body, signer.kid().to_owned(), fulcrum_sign::b64(&sig)))
+    let mut endorsements = vec![];
+    for e in endorsers {
+        let s = e.sign(body.as_bytes()).map_err(|err| format!("endorsing with {}: {err}", e.kid()))?;
+        endorsements.push(serde_json::json!({"kid": e.kid(), "sig": fulcrum_sign::b64(&s)}));
+    }
+    Ok(BundleRecord {
+        version,
+        body,
+        kid: signer.kid().to_owned(),
+        signature: fulcrum_sign::b64(&sig),
+        endorsements: serde_json::Value::Array(endorsements).to_string(),
+    })
 }
 
 fn blob(b: &BundleRecord) -> Result<SignedBlob, String> {
@@ -196,7 +209,7 @@ impl KeyRing {
                 created = Some(path);
             }
             let rec = record_for(&key, "local", "signing-key.pk8");
-            let sign = |keys: &[KeyRecord], v: u64| sign_bundle(&key, keys, v, now);
+            let sign = |keys: &[KeyRecord], v: u64| sign_bundle(&key, &[], keys, v, now);
             store.rotate_key(rec, "bootstrap", &sign, now).await.map_err(|e| e.to_string())?;
         }
         let keys = store.keys().await.map_err(|e| e.to_string())?;
@@ -257,7 +270,9 @@ impl KeyRing {
         now: OffsetDateTime,
     ) -> Result<u64, RotateError> {
         let signer = Self::open_checked(self.backends.as_ref(), &rec).map_err(RotateError::Unusable)?;
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), keys, v, now);
+        // The key rotated out vouches for the new bundle (the chain link agents follow).
+        let previous = self.current();
+        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[previous.as_ref()], keys, v, now);
         let b = store.rotate_key(rec, actor, &sign, now).await.map_err(RotateError::Store)?;
         *self.active.write().expect("keyring lock") = signer;
         self.install(&b, now).map_err(RotateError::Unusable)?;
@@ -276,7 +291,7 @@ impl KeyRing {
         now: OffsetDateTime,
     ) -> Result<u64, RotateError> {
         let signer = self.current();
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), keys, v, now);
+        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[], keys, v, now);
         let b = store.retire_key(kid, compromised, reason, actor, &sign, now).await.map_err(RotateError::Store)?;
         self.install(&b, now).map_err(RotateError::Unusable)?;
         Ok(b.version)
@@ -292,7 +307,7 @@ impl KeyRing {
             return Ok(());
         }
         let signer = self.current();
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), keys, v, now);
+        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[], keys, v, now);
         let b = store.reissue_bundle(&sign, now).await.map_err(|e| e.to_string())?;
         self.install(&b, now)
     }

@@ -27,11 +27,14 @@ pub struct BundleRecord {
     pub body: String,
     pub kid: String,
     pub signature: String,
+    /// Signatures over the same body by keys of the previous bundle (a JSON list of
+    /// `{"kid", "sig"}`): the link an agent pinned to that bundle follows.
+    pub endorsements: String,
 }
 
-/// The issuer of a new bundle: given the key set and the version, returns (body, kid, signature).
-pub type BundleSigner<'a> =
-    &'a (dyn Fn(&[KeyRecord], u64) -> std::result::Result<(String, String, String), String> + Sync);
+/// The issuer of a new bundle: given the key set and the version, returns the signed bundle
+/// (its `version` is the one given).
+pub type BundleSigner<'a> = &'a (dyn Fn(&[KeyRecord], u64) -> std::result::Result<BundleRecord, String> + Sync);
 
 fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
     KeyRecord {
@@ -61,16 +64,29 @@ async fn issue_bundle(
     let keys = all_keys(tx).await?;
     let version: i64 =
         sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM trust_bundles").fetch_one(&mut *tx).await?.get(0);
-    let (body, kid, signature) = sign(&keys, version as u64).map_err(StoreError::Conflict)?;
-    sqlx::query("INSERT INTO trust_bundles (version, body, kid, signature, issued_at) VALUES (?,?,?,?,?)")
-        .bind(version)
-        .bind(&body)
-        .bind(&kid)
-        .bind(&signature)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
-    Ok(BundleRecord { version: version as u64, body, kid, signature })
+    let b = sign(&keys, version as u64).map_err(StoreError::Conflict)?;
+    sqlx::query(
+        "INSERT INTO trust_bundles (version, body, kid, signature, issued_at, endorsements) VALUES (?,?,?,?,?,?)",
+    )
+    .bind(version)
+    .bind(&b.body)
+    .bind(&b.kid)
+    .bind(&b.signature)
+    .bind(ts(now))
+    .bind(&b.endorsements)
+    .execute(&mut *tx)
+    .await?;
+    Ok(BundleRecord { version: version as u64, ..b })
+}
+
+fn bundle_from_row(r: &sqlx::sqlite::SqliteRow) -> BundleRecord {
+    BundleRecord {
+        version: r.get::<i64, _>(0) as u64,
+        body: r.get(1),
+        kid: r.get(2),
+        signature: r.get(3),
+        endorsements: r.get(4),
+    }
 }
 
 fn registry_event(kind: EventKind, now: OffsetDateTime, reason: String, actor: &str) -> EventPayload {
@@ -91,15 +107,28 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn latest_bundle(&self) -> Result<Option<BundleRecord>> {
-        let row = sqlx::query("SELECT version, body, kid, signature FROM trust_bundles ORDER BY version DESC LIMIT 1")
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(|r| BundleRecord {
-            version: r.get::<i64, _>(0) as u64,
-            body: r.get(1),
-            kid: r.get(2),
-            signature: r.get(3),
-        }))
+        let row = sqlx::query(
+            "SELECT version, body, kid, signature, endorsements FROM trust_bundles ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(bundle_from_row))
+    }
+
+    /// The bundles issued after `version`, oldest first, at most `limit`: the chain an agent
+    /// pinned to `version` follows.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn bundles_after(&self, version: u64, limit: u32) -> Result<Vec<BundleRecord>> {
+        let rows = sqlx::query(
+            "SELECT version, body, kid, signature, endorsements FROM trust_bundles WHERE version > ? ORDER BY version LIMIT ?",
+        )
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(bundle_from_row).collect())
     }
 
     /// Make `new` the active key: the previous active key is retired with its window closed now,

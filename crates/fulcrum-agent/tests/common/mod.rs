@@ -18,6 +18,7 @@ const PEOPLE: &[(&str, Role, Option<Env>)] = &[
     ("ana", Role::Approver, None),
     ("bo", Role::SecurityOfficer, None),
     ("agent", Role::Serving, Some(Env::Prod)),
+    ("keys", Role::KeyAdmin, None),
 ];
 
 pub struct Reg {
@@ -118,4 +119,22 @@ pub async fn agent(r: &Reg, state: &Path) -> Agent {
 
 pub fn read(dir: &Path, rel: &str) -> Vec<u8> {
     std::fs::read(dir.join(rel)).unwrap()
+}
+
+/// A key-admin rotates the registry onto a new local key (written under its data dir); returns
+/// the new trust bundle version.
+pub async fn rotate_key(r: &Reg) -> u64 {
+    let dir = r.dir.path().join("data/keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("k{}.pk8", std::fs::read_dir(&dir).unwrap().count());
+    use fulcrum_sign::Signer as _;
+    let key = fulcrum_sign::LocalKey::generate(&dir.join(&name), fulcrum_sign::Alg::Ed25519).unwrap();
+    let ack = as_(r, "keys")
+        .post(
+            "/v1/keys",
+            &json!({"public_key": key.public_key().to_pem(), "backend": "local", "backend_ref": format!("keys/{name}")}),
+        )
+        .await
+        .unwrap();
+    ack["trust_bundle_version"].as_u64().unwrap_or_else(|| panic!("{ack}"))
 }

@@ -78,6 +78,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolve::startup_report))
         .routes(routes!(resolve::agent_report))
         .routes(routes!(resolve::trust_bundle))
+        .routes(routes!(resolve::trust_bundle_chain))
         .routes(routes!(events::list_events))
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))

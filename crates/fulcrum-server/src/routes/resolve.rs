@@ -257,3 +257,33 @@ pub async fn trust_bundle(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ChainQuery {
+    /// The bundle version the caller trusts; links to every later one are returned.
+    pub after: u64,
+}
+
+/// The chain from a bundle an agent trusts to the current one (TUF-style): each later bundle
+/// with its own signature and the endorsements of the key(s) it rotated out. Oldest first, at
+/// most 100 per answer. Agents verify every link against what they already trust.
+#[utoipa::path(get, path = "/v1/trust-bundle/chain", tag = "handshake", security(()), params(ChainQuery),
+    responses((status = 200, description = "links", content_type = "application/json"), (status = "4XX", body = Problem)))]
+pub async fn trust_bundle_chain(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ChainQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let links = state.store.bundles_after(q.after, 100).await?;
+    let links: Vec<serde_json::Value> = links
+        .into_iter()
+        .map(|b| {
+            serde_json::json!({
+                "version": b.version, "body": b.body, "kid": b.kid, "signature": b.signature,
+                "endorsements": serde_json::from_str::<serde_json::Value>(&b.endorsements)
+                    .unwrap_or_else(|_| serde_json::json!([])),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "links": links })))
+}
