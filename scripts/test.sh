@@ -69,8 +69,9 @@ for bad in ring openssl-sys; do
     exit 1
   fi
 done
-# The serving agent stays small: no registry storage, SQL or policy authoring in its build.
-agent_deps=$(cargo tree -p fulcrum-agent --locked -e normal --prefix none 2>/dev/null | grep -E '^(fulcrum-store|fulcrum-server|fulcrum-policy|sqlx|regorus) ' || true)
+# The serving agent stays small: no registry storage, SQL or server (policy administration
+# lives there) in its build. It does link the policy engine, to evaluate signed snapshots.
+agent_deps=$(cargo tree -p fulcrum-agent --locked -e normal --prefix none 2>/dev/null | grep -E '^(fulcrum-store|fulcrum-server|fulcrum-kms|fulcrum-cli|sqlx) ' || true)
 if [ -n "$agent_deps" ]; then
   echo "dependency policy violated: fulcrum-agent links $agent_deps" >&2
   exit 1

@@ -49,6 +49,8 @@ pub enum Deny {
     ReleaseUnverified(String),
     #[error("the trust-bundle chain is broken: {0}")]
     BundleChain(String),
+    #[error("the policy in force does not allow it here: {0}")]
+    PolicyDenies(String),
 }
 
 impl Deny {
@@ -70,6 +72,7 @@ impl Deny {
             Deny::PolicyUnverified(_) => "policy_unverified",
             Deny::ReleaseUnverified(_) => "release_unverified",
             Deny::BundleChain(_) => "bundle_chain_broken",
+            Deny::PolicyDenies(_) => "policy_deny",
         }
     }
 }

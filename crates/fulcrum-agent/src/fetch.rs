@@ -242,21 +242,29 @@ impl Agent {
         result
     }
 
-    /// The policy snapshot the answer names, verified (kept in the blob cache by its digest).
-    async fn policy_snapshot(&self, digest: &str) -> Result<(), Stop> {
+    /// The policy snapshot the answer names, verified (kept in the blob cache by its digest),
+    /// then evaluated for the answer: the environment rule must allow it.
+    ///
+    /// # Errors
+    /// `policy_unverified`, `policy_deny`, or the registry unreachable.
+    pub async fn check_policy(&self, doc: &ResolveDocument) -> Result<(), Stop> {
+        let digest = &doc.policy_digest;
         let d: Digest =
             digest.parse().map_err(|_| Stop::Deny(Deny::PolicyUnverified(format!("{digest}: not a digest"))))?;
         let cached = self.state.blob(&d);
-        if std::fs::read(&cached).is_ok_and(|b| Digest::of(&b) == d) {
-            return Ok(());
-        }
-        let envelope = self.client.get(&format!("/v1/policy/snapshots/{d}")).await.map_err(from_client)?;
-        let bytes = serde_json::to_vec(&envelope).expect("values serialise");
-        let snapshot = crate::policy::verify_snapshot(&self.trusted()?, &bytes, digest)?;
-        let partial = self.state.partial(&d);
-        std::fs::write(&partial, &snapshot)?;
-        std::fs::rename(&partial, &cached)?;
-        Ok(())
+        let snapshot = match std::fs::read(&cached) {
+            Ok(b) if Digest::of(&b) == d => b,
+            _ => {
+                let envelope = self.client.get(&format!("/v1/policy/snapshots/{d}")).await.map_err(from_client)?;
+                let bytes = serde_json::to_vec(&envelope).expect("values serialise");
+                let snapshot = crate::policy::verify_snapshot(&self.trusted()?, &bytes, digest)?;
+                let partial = self.state.partial(&d);
+                std::fs::write(&partial, &snapshot)?;
+                std::fs::rename(&partial, &cached)?;
+                snapshot
+            }
+        };
+        Ok(crate::policy::evaluate(&snapshot, doc)?)
     }
 
     /// The release record the answer points at, verified; its model card's guardrails.
@@ -276,7 +284,7 @@ impl Agent {
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
-        self.policy_snapshot(&doc.policy_digest).await?;
+        self.check_policy(&doc).await?;
         let guardrails = self.release_record(&doc).await?;
         let artifact: Digest = doc
             .artifact_digest

@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::check::Deny;
 use crate::fetch::{Agent, Stop};
 use crate::oip::Oip;
 use crate::release::Guardrails;
@@ -324,16 +325,36 @@ impl Guard {
             let _ = self.load().await;
             return;
         };
-        match self.agent.resolve(&self.reference, &self.env).await {
+        let answer = match self.agent.resolve(&self.reference, &self.env).await {
+            // Same version, another policy in force: verify the new snapshot and evaluate it.
+            Ok(doc) if doc.artifact_digest == loaded.artifact_digest && doc.policy_digest != loaded.policy_digest => {
+                self.agent.check_policy(&doc).await.map(|()| doc)
+            }
+            other => other,
+        };
+        match answer {
             Ok(doc) if doc.artifact_digest == loaded.artifact_digest => {
-                self.note("recheck", format!("{why}: unchanged"))
+                let detail = if doc.policy_digest == loaded.policy_digest {
+                    format!("{why}: unchanged")
+                } else {
+                    format!("{why}: policy {} verified and allows it", doc.policy_digest)
+                };
+                self.refresh(doc);
+                self.note("recheck", detail);
             }
             Ok(doc) => {
                 self.note_for("reload", Some(&doc.version), format!("{why}: now {}", doc.version));
                 let _ = self.load().await;
             }
-            Err(Stop::Deny(crate::check::Deny::Registry(r))) => {
-                self.quiesce(&format!("{why}: the registry denies {}@{} ({r})", loaded.name, loaded.version));
+            // The registry, or the policy in force evaluated here, no longer allows it; or a
+            // snapshot that does not verify: deny on doubt.
+            Err(Stop::Deny(d @ (Deny::Registry(_) | Deny::PolicyDenies(_) | Deny::PolicyUnverified(_)))) => {
+                self.quiesce(&format!(
+                    "{why}: {}@{} no longer allowed ({}: {d})",
+                    loaded.name,
+                    loaded.version,
+                    d.code()
+                ));
                 self.tell("quiesce", &loaded).await;
                 self.purge().await;
                 self.note("reload", "the alias's new target, through the full check");
@@ -342,6 +363,19 @@ impl Guard {
             Err(e) => {
                 self.note("recheck_failed", format!("{why}: {}: {e}; still serving {}", e.code(), loaded.version))
             }
+        }
+    }
+
+    /// Keep the newest verified answer for the served version (same artifact).
+    fn refresh(&self, doc: ResolveDocument) {
+        let mut l = self.loaded.lock().expect("guard lock");
+        if let Some(s) = l.as_ref().filter(|s| s.document.artifact_digest == doc.artifact_digest) {
+            *l = Some(Arc::new(Serving {
+                document: doc,
+                guardrails: s.guardrails.clone(),
+                dir: s.dir.clone(),
+                blobs: s.blobs.clone(),
+            }));
         }
     }
 

@@ -45,6 +45,9 @@ fn link(b: &TrustBundle, signer: &LocalKey, endorsers: &[&LocalKey]) -> Link {
     }
 }
 
+/// (what, chain, adopted version or the deny code)
+type Row = (&'static str, Vec<Link>, Result<Option<u64>, &'static str>);
+
 #[test]
 fn chained_bundles_are_adopted_only_through_trusted_links() {
     let a = LocalKey::ephemeral(Alg::Ed25519).unwrap();
@@ -81,8 +84,7 @@ fn chained_bundles_are_adopted_only_through_trusted_links() {
     let mut v2_backdated = v2.clone();
     v2_backdated.issued_at = "2026-10-01T00:00:00Z".into();
 
-    // (what, chain, adopted version or the deny code)
-    let rows: Vec<(&str, Vec<Link>, Result<Option<u64>, &str>)> = vec![
+    let rows: Vec<Row> = vec![
         ("nothing new", vec![], Ok(None)),
         ("one rotation, endorsed by the old key", vec![link(&v2, &b, &[&a])], Ok(Some(2))),
         ("two rotations, each endorsed", vec![link(&v2, &b, &[&a]), link(&v3, &c, &[&b])], Ok(Some(3))),

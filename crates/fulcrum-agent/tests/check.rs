@@ -268,3 +268,59 @@ fn policy_snapshots_must_be_signed_and_match_the_digest() {
     // The agent's copy of the media type is the policy engine's.
     assert_eq!(SNAPSHOT_MEDIA_TYPE, fulcrum_policy::SNAPSHOT_MEDIA_TYPE);
 }
+
+/// The policy in force is evaluated by the agent itself (its environment rule, with the input
+/// the registry uses): an answer that says permit for a version the policy does not allow is
+/// refused, and a snapshot is only ever evaluated for the digest the answer names.
+#[test]
+fn the_policy_in_force_is_evaluated_here() {
+    use fulcrum_agent::policy::evaluate;
+    use fulcrum_policy::Snapshot;
+    let w = world();
+    let shipped = Snapshot::default_set();
+    let freeze = Snapshot::new(
+        [(
+            "freeze.rego".to_owned(),
+            r#"package fulcrum.env
+default allow := false
+allow if input.env != "prod"
+deny contains "change_freeze" if input.env == "prod"
+decision := {"allow": allow, "deny": deny}
+"#
+            .to_owned(),
+        )]
+        .into(),
+        serde_json::json!({}),
+    )
+    .unwrap();
+    let with = |s: &Snapshot, stage: &str, revoked: bool| {
+        let mut d = doc(&w.key, now(), 3, 3);
+        d.policy_digest = s.digest();
+        d.stage = stage.into();
+        d.revoked = revoked;
+        (s.canonical_bytes(), d)
+    };
+    // (what, snapshot, stage, revoked, expected: Ok or the code and reasons)
+    let rows: Vec<(&str, &Snapshot, &str, bool, Result<(), (&str, &str)>)> = vec![
+        ("shipped policy, Approved in prod", &shipped, "Approved", false, Ok(())),
+        ("shipped policy, Staging in prod", &shipped, "Staging", false, Err(("policy_deny", "stage_not_allowed"))),
+        ("shipped policy, revoked", &shipped, "Approved", true, Err(("policy_deny", "revoked"))),
+        ("a change freeze in force", &freeze, "Approved", false, Err(("policy_deny", "change_freeze"))),
+    ];
+    for (what, s, stage, revoked, want) in rows {
+        let (bytes, d) = with(s, stage, revoked);
+        let got = evaluate(&bytes, &d);
+        match want {
+            Ok(()) => assert!(got.is_ok(), "{what}: {got:?}"),
+            Err((code, reason)) => {
+                let e = got.unwrap_err();
+                assert_eq!(e.code(), code, "{what}");
+                assert!(e.to_string().contains(reason), "{what}: {e}");
+            }
+        }
+    }
+    // The bytes of one snapshot under another's digest are never evaluated.
+    let (_, mut d) = with(&shipped, "Approved", false);
+    d.policy_digest = freeze.digest();
+    assert_eq!(evaluate(&shipped.canonical_bytes(), &d).unwrap_err().code(), "policy_unverified");
+}
