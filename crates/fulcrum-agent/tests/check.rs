@@ -301,7 +301,8 @@ decision := {"allow": allow, "deny": deny}
         (s.canonical_bytes(), d)
     };
     // (what, snapshot, stage, revoked, expected: Ok or the code and reasons)
-    let rows: Vec<(&str, &Snapshot, &str, bool, Result<(), (&str, &str)>)> = vec![
+    type Row<'a> = (&'a str, &'a Snapshot, &'a str, bool, Result<(), (&'a str, &'a str)>);
+    let rows: Vec<Row> = vec![
         ("shipped policy, Approved in prod", &shipped, "Approved", false, Ok(())),
         ("shipped policy, Staging in prod", &shipped, "Staging", false, Err(("policy_deny", "stage_not_allowed"))),
         ("shipped policy, revoked", &shipped, "Approved", true, Err(("policy_deny", "revoked"))),
