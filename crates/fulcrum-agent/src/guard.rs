@@ -76,7 +76,10 @@ pub struct Guard {
     pub poll: Duration,
     /// Longest random wait between quiescing and reloading: a thousand replicas must not all
     /// hit the registry in the same millisecond (serving has already stopped; only the
-    /// rollback waits).
+    /// rollback waits). Default 1.5 s: with 500 ms, a thousand reloads (each a resolve, the
+    /// policy snapshot, the release record, the files, a second resolve and a report) arrived
+    /// while the registry was still telling the fleet to quiesce, and the last quiesce came
+    /// 1.4 s after the revocation instead of 0.5 s (`fulcrum-bench guards`, BENCHMARKS.md).
     pub reload_jitter: Duration,
     /// A command told about each change: `HOOK quiesce <name> <version> <dest>` when serving must
     /// stop, `HOOK loaded <name> <version> <dest>` when a version passed and is placed. For
@@ -100,7 +103,7 @@ impl Guard {
             env: env.to_owned(),
             layout,
             poll: Duration::from_secs(2),
-            reload_jitter: Duration::from_millis(500),
+            reload_jitter: Duration::from_millis(1500),
             hook: None,
             oip: None,
             reporter: None,

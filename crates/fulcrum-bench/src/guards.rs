@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::lab::{Lab, release, who};
 
-pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
+pub async fn run(counts: &[usize], jitter_ms: Option<u64>) -> anyhow::Result<()> {
     let lab = Lab::start().await?;
     let (dir, url, bundle) = (&lab.dir, lab.url.clone(), lab.bundle.clone());
     println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
@@ -36,12 +36,11 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
                 max_skew: time::Duration::seconds(30),
                 name: format!("guard-{i}"),
             };
-            let g = Arc::new(Guard::new(
-                agent,
-                &reference,
-                "prod",
-                Layout::Dir(dir.path().join(format!("models/{n}/{i}"))),
-            ));
+            let mut g = Guard::new(agent, &reference, "prod", Layout::Dir(dir.path().join(format!("models/{n}/{i}"))));
+            if let Some(ms) = jitter_ms {
+                g.reload_jitter = Duration::from_millis(ms);
+            }
+            let g = Arc::new(g);
             let (g2, mut stop) = (g.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 g2.run(async move {

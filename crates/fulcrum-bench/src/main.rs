@@ -57,6 +57,10 @@ enum Cmd {
         /// Guard counts to measure, one run each.
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         counts: Vec<usize>,
+        /// Longest random wait between a guard's quiesce and its reload, milliseconds (default:
+        /// the guard's own default).
+        #[arg(long)]
+        jitter_ms: Option<u64>,
     },
     /// The gateway's added latency: interleaved rounds direct vs through the gateway.
     Gateway {
@@ -87,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
         Cmd::Bare { listen, body } => bare(listen, body).await,
-        Cmd::Guards { counts } => guards::run(&counts).await,
+        Cmd::Guards { counts, jitter_ms } => guards::run(&counts, jitter_ms).await,
         Cmd::Gateway { conns, rates, rounds, secs } => gateway::run(&conns, &rates, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
