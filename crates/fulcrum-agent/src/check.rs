@@ -41,7 +41,7 @@ pub enum Deny {
     ClockSkew(i64),
     #[error("the resolve answer (issued {got}) is older than one already seen (issued {seen})")]
     Replayed { seen: String, got: String },
-    #[error("{alias} went from seq {seen} to {got} without a newer signed alias change")]
+    #[error("{alias} went from seq {seen} to {got} without a newer signed alias change naming its change or incident")]
     Downgrade { alias: String, seen: u64, got: u64 },
     #[error("the policy snapshot {0}")]
     PolicyUnverified(String),
@@ -190,10 +190,13 @@ pub fn check(
             return Err(Deny::Replayed { seen: seen.issued_at.clone(), got: doc.issued_at.clone() });
         }
         // A lower version for an alias is fine only when the alias itself moved (a newer signed
-        // position: the registry's record of the change that authorised it).
+        // position) and the signed answer names the record that authorised the move: the change
+        // id of an operator's downgrade, or the incident of an automatic rollback.
         if doc.seq < seen.seq {
             let moved = matches!((doc.alias_position, seen.alias_position), (Some(now), Some(then)) if now > then);
-            if !moved {
+            let authorised = doc.alias_chg_id.as_deref().is_some_and(|c| !c.is_empty())
+                || doc.alias_inc_id.as_deref().is_some_and(|i| !i.is_empty());
+            if !(moved && authorised) {
                 return Err(Deny::Downgrade { alias: ask.reference.to_owned(), seen: seen.seq, got: doc.seq });
             }
         }

@@ -52,6 +52,8 @@ fn doc(k: &LocalKey, issued: OffsetDateTime, seq: u64, position: u64) -> Resolve
         alias: Some("production".into()),
         alias_position: Some(position),
         alias_chg_id: Some("CHG-1".into()),
+        alias_inc_id: None,
+        alias_cause: Some("set".into()),
         env: ENV.into(),
         decision: Decision::Permit,
         deny_reason: None,
@@ -195,6 +197,17 @@ fn attacks_end_in_a_named_deny() {
 
     let lower = doc(&w.key, now(), 1, 4);
     cases.push(("downgrade without a change", sign(&w.key, &lower), seen.clone(), now(), "downgrade_without_change"));
+    // The alias moved (newer position) but the answer names no change or incident for it.
+    let mut unnamed = doc(&w.key, now(), 1, 5);
+    unnamed.alias_chg_id = None;
+    unnamed.alias_cause = Some("downgrade".into());
+    cases.push((
+        "downgrade naming no change record",
+        sign(&w.key, &unnamed),
+        seen.clone(),
+        now(),
+        "downgrade_without_change",
+    ));
 
     let skewed = doc(&w.key, now() + Duration::minutes(2), 2, 4);
     cases.push(("clock skewed behind the registry", sign(&w.key, &skewed), Marks::default(), now(), "clock_skew"));
@@ -217,16 +230,24 @@ fn attacks_end_in_a_named_deny() {
     }
 }
 
-/// A lower version is fine when the alias itself moved (a newer signed alias position: the
-/// rollback the registry authorised), and the marks follow it.
+/// A lower version is fine when the alias itself moved (a newer signed alias position) and the
+/// answer names what authorised it — an operator's downgrade with its change id, or an
+/// automatic rollback with its incident — and the marks follow it.
 #[test]
 fn an_authorised_rollback_passes() {
     let w = world();
     let (_, marks) = run(&w.bundle, &Marks::default(), &sign(&w.key, &doc(&w.key, now(), 2, 4)), now()).unwrap();
     let later = now() + Duration::seconds(5);
-    let (d, marks) = run(&w.bundle, &marks, &sign(&w.key, &doc(&w.key, later, 1, 5)), later).unwrap();
+    let mut downgrade = doc(&w.key, later, 1, 5);
+    downgrade.alias_cause = Some("downgrade".into());
+    let (d, next) = run(&w.bundle, &marks, &sign(&w.key, &downgrade), later).unwrap();
     assert_eq!(d.seq, 1);
-    assert_eq!(marks.refs[&format!("{REF}|{ENV}")].alias_position, Some(5));
+    assert_eq!(next.refs[&format!("{REF}|{ENV}")].alias_position, Some(5));
+    let mut rollback = doc(&w.key, later, 1, 5);
+    rollback.alias_chg_id = None;
+    rollback.alias_inc_id = Some("INC-4711".into());
+    rollback.alias_cause = Some("rollback".into());
+    assert!(run(&w.bundle, &marks, &sign(&w.key, &rollback), later).is_ok());
 }
 
 #[test]

@@ -46,6 +46,12 @@ pub struct ResolveDocument {
     pub alias_position: Option<u64>,
     /// The change id that authorised the alias's current target, when there is one.
     pub alias_chg_id: Option<String>,
+    /// The incident id of an automatic rollback that moved the alias, when there is one.
+    #[serde(default)]
+    pub alias_inc_id: Option<String>,
+    /// Why the alias points where it does: `set`, `downgrade`, `rollback`, … (its latest entry).
+    #[serde(default)]
+    pub alias_cause: Option<String>,
     pub env: String,
     /// The registry's own answer for `env`; agents still check for themselves.
     pub decision: Decision,

@@ -46,6 +46,8 @@ struct AliasEntry {
     target: Option<i64>,
     position: u64,
     chg_id: Option<String>,
+    inc_id: Option<String>,
+    cause: fulcrum_core::lifecycle::AliasCause,
     live: bool,
 }
 
@@ -153,6 +155,8 @@ impl Catalog {
                         target: a.version_id,
                         position: a.position,
                         chg_id: a.chg_id.clone(),
+                        inc_id: a.inc_id.clone(),
+                        cause: a.cause,
                         live: !a.is_deleted(),
                     },
                 );
@@ -247,6 +251,8 @@ impl Catalog {
                                 target: *to,
                                 position: entry.position,
                                 chg_id: entry.chg_id.clone(),
+                                inc_id: entry.inc_id.clone(),
+                                cause: entry.cause,
                                 live: entry.cause != fulcrum_core::lifecycle::AliasCause::Deleted,
                             },
                         );
@@ -352,6 +358,8 @@ impl Catalog {
             alias: alias.map(|(n, _)| n.to_owned()),
             alias_position: alias.map(|(_, a)| a.position),
             alias_chg_id: alias.and_then(|(_, a)| a.chg_id.clone()),
+            alias_inc_id: alias.and_then(|(_, a)| a.inc_id.clone()),
+            alias_cause: alias.map(|(_, a)| a.cause.as_str().to_owned()),
             env: env.as_str().into(),
             decision: if verdict.is_ok() { Decision::Permit } else { Decision::Deny },
             deny_reason: verdict.err(),

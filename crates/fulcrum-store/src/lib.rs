@@ -361,7 +361,8 @@ impl Store {
     const ALIASES_SQL: &'static str = "SELECT a.model_id, a.name, a.env, a.version_id, v.label,
         (SELECT MAX(position) FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name) AS position,
         (SELECT chg_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS chg_id,
-        (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause
+        (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause,
+        (SELECT inc_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS inc_id
      FROM aliases a LEFT JOIN versions v ON v.id = a.version_id
      WHERE (?1 IS NULL OR a.model_id = ?1) AND (?2 IS NULL OR a.name = ?2)
      ORDER BY a.model_id, a.name";

@@ -175,6 +175,7 @@ pub struct AliasRecord {
     pub version: Option<String>,
     pub position: u64,
     pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
     pub cause: AliasCause,
 }
 
@@ -188,6 +189,7 @@ impl AliasRecord {
             version: r.get("label"),
             position: r.get::<Option<i64>, _>("position").unwrap_or(0) as u64,
             chg_id: r.get("chg_id"),
+            inc_id: r.get("inc_id"),
             cause: AliasCause::from_str(r.get::<Option<&str>, _>("cause").unwrap_or("set"))
                 .map_err(|()| corrupt("cause"))?,
         })
