@@ -115,6 +115,14 @@ fn forwardable(h: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue
     h.iter().filter(|(n, _)| !HOP.contains(&n.as_str()) && *n != header::CONTENT_LENGTH)
 }
 
+/// No `.`/`..` segments, no empty segments inside, no percent-encoded dot, slash or backslash.
+fn plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !path.contains('\\')
+        && !["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+        && !path.trim_end_matches('/').split('/').skip(1).any(|s| s.is_empty() || s == "." || s == "..")
+}
+
 /// An OIP model path: `/v2/models/{name}[/versions/{v}][/rest]`.
 fn model_path(path: &str) -> Option<(&str, Option<&str>, &str)> {
     let rest = path.strip_prefix("/v2/models/")?;
@@ -235,6 +243,11 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Body>) -> Response {
         let started = Instant::now();
         let path = req.uri().path().to_owned();
+        if !plain_path(&path) {
+            // Dot segments or encoded separators could be resolved by the upstream into another
+            // model, version or its repository API after the gateway pinned the request.
+            return problem(StatusCode::BAD_REQUEST, "bad_path", "dot segments and encoded separators are refused");
+        }
         let (explicit, tail) = match self.protocol {
             Protocol::Http => (None, String::new()),
             Protocol::Oip => {
@@ -495,7 +508,24 @@ pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::
 
 #[cfg(test)]
 mod tests {
-    use super::model_path;
+    use super::{model_path, plain_path};
+
+    #[test]
+    fn paths_with_dot_segments_or_encoded_separators_are_not_plain() {
+        for bad in [
+            "/v2/models/fraud/../../v2/repository/models/fraud/unload",
+            "/v2/models/fraud/./infer",
+            "/v2/models//infer",
+            "/v2/models/fraud/%2e%2e/x",
+            "/v2/models/fraud%2Finfer",
+            "/v2/models/fraud\\infer",
+        ] {
+            assert!(!plain_path(bad), "{bad}");
+        }
+        for good in ["/", "/v2", "/v2/models/fraud/infer", "/v2/models/fraud/versions/2/infer/", "/v2/health/ready"] {
+            assert!(plain_path(good), "{good}");
+        }
+    }
 
     #[test]
     fn model_paths_split_into_name_version_and_rest() {
@@ -504,5 +534,25 @@ mod tests {
         assert_eq!(model_path("/v2/models/risk"), Some(("risk", None, "")));
         assert_eq!(model_path("/v2/models/risk/versions/3"), Some(("risk", Some("3"), "")));
         assert_eq!(model_path("/v2/health/ready"), None);
+    }
+
+    proptest::proptest! {
+        /// Any path a caller sends: never a panic, and what is parsed is exactly what was sent
+        /// (so the rewrite to the pinned version cannot smuggle another model or version).
+        #[test]
+        fn parsing_a_model_path_loses_nothing(path in "(/v2/models/)?[a-z0-9/._-]{0,40}") {
+            if let Some((name, version, tail)) = model_path(&path) {
+                let mut back = format!("/v2/models/{name}");
+                if let Some(v) = version {
+                    back.push_str(&format!("/versions/{v}"));
+                }
+                if !tail.is_empty() || path.ends_with('/') {
+                    back.push('/');
+                    back.push_str(tail);
+                }
+                proptest::prop_assert_eq!(back.trim_end_matches('/'), path.trim_end_matches('/'));
+                proptest::prop_assert!(!name.contains('/'));
+            }
+        }
     }
 }

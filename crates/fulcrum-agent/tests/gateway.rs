@@ -97,6 +97,18 @@ async fn call(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u
     (status, v, version)
 }
 
+/// POST `path` exactly as written (no client-side normalisation); the status and the body.
+async fn raw_post(url: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    let req = format!("POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_pinned_to_the_served_version_and_the_cards_guardrails_apply() {
     let r = registry().await;
@@ -159,6 +171,16 @@ async fn requests_are_pinned_to_the_served_version_and_the_cards_guardrails_appl
                 assert_eq!(version.as_deref(), Some("2"), "{what}");
             }
         }
+    }
+    // Paths an HTTP client library would normalise, sent raw: refused before anything else.
+    for raw in [
+        "/v2/models/fraud/versions/2/../../../repository/models/fraud/unload",
+        "/v2/models/fraud/%2e%2e/other/infer",
+        "/v2/models/fraud%2Fversions%2F1/infer",
+    ] {
+        let (status, body) = raw_post(&g.url, raw).await;
+        assert_eq!(status, 400, "{raw}: {body}");
+        assert!(body.contains("bad_path"), "{raw}: {body}");
     }
     // The counts per version saw every served request and every refusal.
     let m = g.gw.metrics();
