@@ -3,6 +3,8 @@
 //! reported to the registry as `startup_permit` / `startup_deny`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fulcrum_client::{Client, ClientError};
 use fulcrum_core::manifest::Manifest;
@@ -81,6 +83,15 @@ pub struct Agent {
     pub max_skew: Duration,
     /// Who reports (pod/replica name).
     pub name: String,
+    /// Bytes fetched so far and expected, while a fetch runs (for a progress line).
+    pub progress: Arc<Progress>,
+}
+
+/// Download progress of the current fetch.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
 }
 
 /// A permitted, verified version.
@@ -96,6 +107,10 @@ pub struct Permit {
 }
 
 impl Agent {
+    pub fn new(client: Client, bundle: TrustBundle, state: StateDir, max_skew: Duration, name: String) -> Self {
+        Self { client, bundle, state, max_skew, name, progress: Arc::default() }
+    }
+
     /// Resolve and check (signature against the pinned bundle, freshness, verdict, marks); the
     /// marks move only on a permit.
     ///
@@ -197,7 +212,11 @@ impl Agent {
             std::fs::remove_file(&done)?;
         }
         let partial = self.state.partial(d);
-        match self.client.download_blob(d, &partial, size_max).await {
+        let progress = self.progress.clone();
+        let counted = move |n: u64| {
+            progress.done.fetch_add(n, Ordering::Relaxed);
+        };
+        match self.client.download_blob_counted(d, &partial, size_max, &counted).await {
             Ok(_) => {
                 std::fs::rename(&partial, &done)?;
                 Ok(done)
@@ -297,6 +316,8 @@ impl Agent {
             return Err(Stop::Tampered { what: "manifest".into(), detail: "digest mismatch".into() });
         }
         let files: Vec<_> = manifest.files().to_vec();
+        self.progress.done.store(0, Ordering::Relaxed);
+        self.progress.total.store(manifest.total_size(), Ordering::Relaxed);
         let fetched: Vec<Result<(String, PathBuf), Stop>> = futures_util::stream::iter(files)
             .map(|f| async move { self.blob(&f.digest, f.size).await.map(|p| (f.path.clone(), p)) })
             .buffer_unordered(PARALLEL)

@@ -172,8 +172,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(format!("state dir {}: {e}", cli.state.display())),
     };
-    let agent =
-        Agent { client, bundle, state, max_skew: time::Duration::seconds(cli.max_skew), name: cli.name.clone() };
+    let agent = Agent::new(client, bundle, state, time::Duration::seconds(cli.max_skew), cli.name.clone());
     match &cli.cmd {
         Cmd::Resolve { reference, env } => match agent.resolve(reference, env).await {
             Ok(d) => {
@@ -243,13 +242,8 @@ async fn main() -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return fail(format!("state dir: {e}")),
                 };
-                let a = Agent {
-                    client: agent.client.clone(),
-                    bundle: agent.bundle.clone(),
-                    state,
-                    max_skew: agent.max_skew,
-                    name: format!("{}-{alias}", agent.name),
-                };
+                let name = format!("{}-{alias}", agent.name);
+                let a = Agent::new(agent.client.clone(), agent.bundle.clone(), state, agent.max_skew, name);
                 let mut g = match place.guard(a, &format!("{model}@{alias}"), env) {
                     Ok(g) => g,
                     Err(e) => return fail(e),
@@ -404,7 +398,29 @@ fn fetch_args(
 }
 
 async fn fetch(agent: &Agent, reference: &str, env: &str, dest: &std::path::Path, json: bool) -> ExitCode {
-    match agent.fetch(reference, env, dest).await {
+    use std::io::IsTerminal as _;
+    use std::sync::atomic::Ordering;
+    // On a terminal, one progress line while the bytes arrive (never in logs or pipes).
+    let printer = std::io::stderr().is_terminal().then(|| {
+        let p = agent.progress.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let (done, total) = (p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed));
+                if total > 0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+                    eprint!("\rfetching {:.1} / {:.1} MiB", mib(done.min(total)), mib(total));
+                }
+            }
+        })
+    });
+    let outcome = agent.fetch(reference, env, dest).await;
+    if let Some(p) = printer {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+    match outcome {
         Ok(p) => {
             if json {
                 println!(

@@ -7,6 +7,8 @@ mod common;
 
 use common::{Reg, agent, as_, read, register, registry};
 use fulcrum_core::Digest;
+use std::sync::atomic::Ordering::Relaxed;
+
 use serde_json::{Value, json};
 
 async fn startup_reports(r: &Reg) -> Vec<Value> {
@@ -38,6 +40,9 @@ async fn fetch_places_the_permitted_version_and_follows_a_rollback() {
     assert_eq!(Digest::of(&std::fs::read(a.state.blob(&policy)).unwrap()), policy);
     assert_eq!(read(&dest, "weights.bin"), b"weights-two");
     assert_eq!(read(&dest, "config/model.json"), b"{\"v\":2}");
+    // Progress counted every byte of the files once (what a terminal shows while fetching).
+    let (done, total) = (a.progress.done.load(Relaxed), a.progress.total.load(Relaxed));
+    assert_eq!((done, total), (p.manifest.total_size(), p.manifest.total_size()));
 
     // Revocation: the alias rolls back to v1 (a signed alias move), so the next start places v1.
     as_(&r, "rm")

@@ -103,13 +103,13 @@ pub async fn run(conns: &[usize], rates: &[f64], rounds: usize, secs: f64) -> an
     who(&lab.url, "ci")?.post("/v1/models", &json!({"name": "bench", "domain": "bench"})).await?;
     release(&lab.url, "bench", "v1").await?;
     let up = upstream().await?;
-    let agent = Agent {
-        client: who(&lab.url, "agent")?,
-        bundle: lab.bundle.clone(),
-        state: StateDir::open(&lab.dir.path().join("agent"))?,
-        max_skew: time::Duration::seconds(30),
-        name: "gateway-bench".into(),
-    };
+    let agent = Agent::new(
+        who(&lab.url, "agent")?,
+        lab.bundle.clone(),
+        StateDir::open(&lab.dir.path().join("agent"))?,
+        time::Duration::seconds(30),
+        "gateway-bench".into(),
+    );
     let guard =
         Arc::new(Guard::new(agent, "bench@production", "prod", Layout::Repository(lab.dir.path().join("repo"))));
     let g = guard.clone();

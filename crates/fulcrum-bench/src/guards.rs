@@ -29,13 +29,13 @@ pub async fn run(counts: &[usize], jitter_ms: Option<u64>) -> anyhow::Result<()>
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for i in 0..n {
             let state = StateDir::open(&dir.path().join(format!("agents/{n}/{i}")))?;
-            let agent = Agent {
-                client: who(&url, "agent")?,
-                bundle: bundle.clone(),
+            let agent = Agent::new(
+                who(&url, "agent")?,
+                bundle.clone(),
                 state,
-                max_skew: time::Duration::seconds(30),
-                name: format!("guard-{i}"),
-            };
+                time::Duration::seconds(30),
+                format!("guard-{i}"),
+            );
             let mut g = Guard::new(agent, &reference, "prod", Layout::Dir(dir.path().join(format!("models/{n}/{i}"))));
             if let Some(ms) = jitter_ms {
                 g.reload_jitter = Duration::from_millis(ms);

@@ -143,13 +143,13 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     // The serving agent: a guard on production, as a replica's sidecar runs it. It pins the
     // trust bundle, verifies, fetches and places the files, reports each step to the registry.
     let bundle = p.agent.trust_bundle().await?;
-    let agent = Agent {
-        client: p.agent.clone(),
-        bundle: bundle.clone(),
-        state: StateDir::open(&tmp.path().join("agent"))?,
-        max_skew: time::Duration::seconds(30),
-        name: "scoring-replica-1".into(),
-    };
+    let agent = Agent::new(
+        p.agent.clone(),
+        bundle.clone(),
+        StateDir::open(&tmp.path().join("agent"))?,
+        time::Duration::seconds(30),
+        "scoring-replica-1".into(),
+    );
     let served = tmp.path().join("serving/risk-default");
     let mut guard = Guard::new(agent, &format!("{MODEL}@production"), "prod", Layout::Dir(served.clone()));
     guard.reporter = Some(Arc::new(Reporter::start(p.agent.clone())));
@@ -197,13 +197,13 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
         eprintln!("agent: serving v2.2.0 again (purged v2.3.0, full check) {} ms after quiescing", took.as_millis());
     }
     // A fresh replica asked for the revoked version by name is refused.
-    let fresh = Agent {
-        client: p.agent.clone(),
+    let fresh = Agent::new(
+        p.agent.clone(),
         bundle,
-        state: StateDir::open(&tmp.path().join("agent-2"))?,
-        max_skew: time::Duration::seconds(30),
-        name: "scoring-replica-2".into(),
-    };
+        StateDir::open(&tmp.path().join("agent-2"))?,
+        time::Duration::seconds(30),
+        "scoring-replica-2".into(),
+    );
     match fresh.fetch(&format!("{MODEL}@v2.3.0"), "prod", &tmp.path().join("serving/pinned")).await {
         Err(e) => ensure!(e.code() == "registry_deny", "a revoked version must be denied, got {e}"),
         Ok(_) => anyhow::bail!("a revoked version must be denied"),

@@ -237,6 +237,20 @@ impl Client {
     /// # Errors
     /// Transport failures, problems, `Unverified` for oversized or wrong bytes.
     pub async fn download_blob(&self, d: &Digest, dest: &Path, max: u64) -> Result<u64> {
+        self.download_blob_counted(d, dest, max, &|_| {}).await
+    }
+
+    /// As [`Client::download_blob`], telling `counted` the size of every chunk received.
+    ///
+    /// # Errors
+    /// As [`Client::download_blob`].
+    pub async fn download_blob_counted(
+        &self,
+        d: &Digest,
+        dest: &Path,
+        max: u64,
+        counted: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
         let have = tokio::fs::metadata(dest).await.map(|m| m.len()).unwrap_or(0);
         let have = if have > max { 0 } else { have };
@@ -259,6 +273,7 @@ impl Client {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ClientError::Protocol(e.to_string()))?;
                 written += chunk.len() as u64;
+                counted(chunk.len() as u64);
                 if written > max {
                     return Err(ClientError::Unverified(format!(
                         "{d} is larger than the {max} bytes its manifest names"

@@ -108,13 +108,7 @@ pub async fn register_as(r: &Reg, model: &str, version: &str, files: &[(&str, &[
 pub async fn agent(r: &Reg, state: &Path) -> Agent {
     let client = as_(r, "agent");
     let bundle = client.trust_bundle().await.unwrap();
-    Agent {
-        client,
-        bundle,
-        state: StateDir::open(state).unwrap(),
-        max_skew: time::Duration::seconds(30),
-        name: "test-agent".into(),
-    }
+    Agent::new(client, bundle, StateDir::open(state).unwrap(), time::Duration::seconds(30), "test-agent".into())
 }
 
 pub fn read(dir: &Path, rel: &str) -> Vec<u8> {
