@@ -73,7 +73,11 @@ pub struct Gateway {
     model: String,
     upstream: Uri,
     protocol: Protocol,
-    /// Header carrying the caller's declared purpose (set by the authenticating ingress).
+    /// Callers' tokens, when the gateway checks them itself: the purpose then comes from the
+    /// verified token (and the purpose header is ignored).
+    pub callers: Option<crate::caller::CallerAuth>,
+    /// Without `callers`: the header carrying the caller's declared purpose, which the
+    /// authenticating ingress in front must set (and strip from callers).
     pub purpose_header: HeaderName,
     /// Longest wait for the upstream's whole answer.
     pub timeout: Duration,
@@ -163,6 +167,7 @@ impl Gateway {
             model,
             upstream,
             protocol,
+            callers: None,
             purpose_header: HeaderName::from_static("x-fulcrum-purpose"),
             timeout: Duration::from_secs(60),
             client,
@@ -296,23 +301,32 @@ impl Gateway {
             problem(status, code, detail)
         };
         let g = &serving.guardrails;
+        let declared: Vec<String> = match &self.callers {
+            Some(auth) => match auth.check(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+                Ok(c) => c.purposes,
+                Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+            },
+            None => req
+                .headers()
+                .get(&self.purpose_header)
+                .and_then(|v| v.to_str().ok())
+                .map(|p| vec![p.to_owned()])
+                .unwrap_or_default(),
+        };
         if !g.purposes.is_empty() {
-            match req.headers().get(&self.purpose_header).and_then(|v| v.to_str().ok()) {
-                None => {
-                    return refuse(
-                        StatusCode::FORBIDDEN,
-                        "purpose_required",
-                        format!("{} needs a declared purpose ({})", self.model, self.purpose_header),
-                    );
-                }
-                Some(p) if !g.purposes.iter().any(|a| a == p) => {
-                    return refuse(
-                        StatusCode::FORBIDDEN,
-                        "purpose_not_allowed",
-                        format!("purpose {p} is not one the model card allows"),
-                    );
-                }
-                Some(_) => {}
+            if declared.is_empty() {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "purpose_required",
+                    format!("{} needs a declared purpose", self.model),
+                );
+            }
+            if !declared.iter().any(|p| g.purposes.contains(p)) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "purpose_not_allowed",
+                    format!("purpose {} is not one the model card allows", declared.join(",")),
+                );
             }
         }
         let (parts, body) = req.into_parts();
@@ -356,6 +370,10 @@ impl Gateway {
         };
         let mut up = Request::builder().method(parts.method).uri(uri);
         for (n, v) in forwardable(&parts.headers) {
+            // A token the gateway checked is not passed on to the model server.
+            if self.callers.is_some() && n == header::AUTHORIZATION {
+                continue;
+            }
             up = up.header(n, v);
         }
         let up = up.body(Full::new(body)).expect("a request from valid parts");

@@ -12,6 +12,7 @@
 //! - Deny on doubt, always with a machine-readable reason ([`check::Deny::code`]).
 //! - The agent never links the registry's storage, SQL or policy authoring.
 
+pub mod caller;
 pub mod chain;
 pub mod check;
 pub mod fetch;

@@ -46,6 +46,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Resolve a reference for an environment and print the pinned `name@sha256:…`.
@@ -109,9 +111,23 @@ enum Cmd {
         /// `/readyz`, `/timeline`, `/metrics`.
         #[arg(long, default_value = "127.0.0.1:9464")]
         admin: std::net::SocketAddr,
-        /// Header with the caller's declared purpose (set by the authenticating ingress).
+        /// Header with the caller's declared purpose (set by the authenticating ingress); not
+        /// used when the gateway checks callers' tokens itself (--caller-jwks).
         #[arg(long, default_value = "x-fulcrum-purpose")]
         purpose_header: String,
+        /// The IdP's JWKS (file): callers must send a bearer token it verifies; the purpose
+        /// comes from the token's `purpose` claim.
+        #[arg(long, requires_all = ["caller_issuer", "caller_audience"])]
+        caller_jwks: Option<PathBuf>,
+        /// Required `iss` of callers' tokens.
+        #[arg(long)]
+        caller_issuer: Option<String>,
+        /// Required `aud` of callers' tokens.
+        #[arg(long)]
+        caller_audience: Option<String>,
+        /// Longest accepted token lifetime (`exp - iat`), seconds.
+        #[arg(long, default_value_t = 3600)]
+        caller_max_lifetime: u64,
         /// Seconds between per-version reports to the registry.
         #[arg(long, default_value_t = 30)]
         report_every: u64,
@@ -224,6 +240,10 @@ async fn main() -> ExitCode {
             admin: admin_at,
             purpose_header,
             report_every,
+            caller_jwks,
+            caller_issuer,
+            caller_audience,
+            caller_max_lifetime,
         } => {
             let protocol = match protocol.as_str() {
                 "oip" => Protocol::Oip,
@@ -259,6 +279,18 @@ async fn main() -> ExitCode {
             match axum::http::HeaderName::from_bytes(purpose_header.to_ascii_lowercase().as_bytes()) {
                 Ok(h) => gw.purpose_header = h,
                 Err(_) => return fail(format!("{purpose_header}: not a header name")),
+            }
+            if let (Some(jwks), Some(iss), Some(aud)) = (caller_jwks, caller_issuer, caller_audience) {
+                let auth = std::fs::read(jwks)
+                    .map_err(|e| format!("{}: {e}", jwks.display()))
+                    .and_then(|b| fulcrum_agent::caller::CallerAuth::from_jwks(&b, iss, aud));
+                match auth {
+                    Ok(mut a) => {
+                        a.max_lifetime = *caller_max_lifetime;
+                        gw.callers = Some(a);
+                    }
+                    Err(e) => return fail(e),
+                }
             }
             let gw = Arc::new(gw);
             if let Err(e) = admin(*admin_at, guards.clone(), Some(gw.clone())).await {
