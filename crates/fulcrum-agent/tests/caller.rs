@@ -28,12 +28,7 @@ fn idp(kid: &str) -> Idp {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
         "x": b64(&raw[1..33]), "y": b64(&raw[33..65])}]});
-    Idp {
-        kid: kid.into(),
-        key: EncodingKey::from_ec_der(&kp.serialize_der()),
-        jwks,
-        public_pem: kp.public_key_pem(),
-    }
+    Idp { kid: kid.into(), key: EncodingKey::from_ec_der(&kp.serialize_der()), jwks, public_pem: kp.public_key_pem() }
 }
 
 fn now() -> i64 {
@@ -75,7 +70,8 @@ fn callers_tokens_are_accepted_or_refused_as_they_should_be() {
     let hs256 = {
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("k1".into());
-        encode(&h, &claims(json!("credit-scoring")), &EncodingKey::from_secret(i.public_pem.as_bytes()).unwrap()).unwrap()
+        encode(&h, &claims(json!("credit-scoring")), &EncodingKey::from_secret(i.public_pem.as_bytes()).unwrap())
+            .unwrap()
     };
     let mut unknown_kid = Header::new(Algorithm::ES256);
     unknown_kid.kid = Some("k9".into());

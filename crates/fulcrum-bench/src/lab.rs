@@ -4,8 +4,7 @@
 use fulcrum_client::Client;
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
-use fulcrum_server::auth::{TokenEntry, TokensFile};
-use fulcrum_server::{Config, Registry};
+use fulcrum_server::loopback::{Person, Setup};
 use fulcrum_sign::TrustBundle;
 use serde_json::json;
 
@@ -48,37 +47,30 @@ pub struct Lab {
     pub url: String,
     /// The registry's trust bundle, as an agent would pin it.
     pub bundle: TrustBundle,
+    _server: fulcrum_server::loopback::Running,
 }
 
 impl Lab {
     /// # Errors
     /// The registry failing to start.
     pub async fn start() -> anyhow::Result<Self> {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir()?;
-        let tokens = TokensFile {
-            tokens: PEOPLE
-                .iter()
-                .map(|(w, role, env)| TokenEntry {
-                    token: Some(format!("tok-{w}")),
-                    token_sha256: None,
-                    subject: (*w).into(),
-                    role: *role,
-                    tenant: "bench".into(),
-                    domain: "*".into(),
-                    env: *env,
-                    purpose: None,
-                })
-                .collect(),
+        let people: Vec<Person> = PEOPLE
+            .iter()
+            .map(|(w, role, env)| Person { subject: (*w).into(), token: format!("tok-{w}"), role: *role, env: *env })
+            .collect();
+        let setup = Setup {
+            data_dir: &dir.path().join("data"),
+            tokens_file: &dir.path().join("tokens.json"),
+            tenant: "bench",
+            domain: "*",
+            people: &people,
         };
-        tokens.write_new(&dir.path().join("tokens.json"))?;
-        let mut config = Config::new(dir.path().join("data"));
-        config.tokens_file = Some(dir.path().join("tokens.json"));
-        let (state, _) = Registry::open_default(config).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(fulcrum_server::serve(state, listener, std::future::pending()));
+        let server = fulcrum_server::loopback::start(&setup, std::sync::Arc::new(fulcrum_server::clock::SystemClock))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let url = server.url.clone();
         let bundle = who(&url, "agent")?.trust_bundle().await?;
-        Ok(Self { dir, url, bundle })
+        Ok(Self { dir, url, bundle, _server: server })
     }
 }

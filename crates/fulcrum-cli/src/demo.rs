@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use clap::Args;
 use fulcrum_agent::fetch::Agent;
 use fulcrum_agent::guard::{Guard, Layout};
@@ -16,8 +16,8 @@ use fulcrum_agent::state::StateDir;
 use fulcrum_client::Client;
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
-use fulcrum_server::auth::{TokenEntry, TokensFile, random_token};
-use fulcrum_server::{Config, Registry};
+use fulcrum_server::auth::random_token;
+use fulcrum_server::loopback::{Person, Setup};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -100,33 +100,27 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
         ("scoring-agent", Role::Serving, Some(Env::Prod)),
     ];
     let tokens: Vec<String> = people.iter().map(|_| random_token()).collect();
-    let file = TokensFile {
-        tokens: people
-            .iter()
-            .zip(&tokens)
-            .map(|((subject, role, env), t)| TokenEntry {
-                token: Some(t.clone()),
-                token_sha256: None,
-                subject: (*subject).into(),
-                role: *role,
-                tenant: "banking".into(),
-                domain: "risk".into(),
-                env: *env,
-                purpose: None,
-            })
-            .collect(),
+    let persons: Vec<Person> = people
+        .iter()
+        .zip(&tokens)
+        .map(|((subject, role, env), t)| Person {
+            subject: (*subject).into(),
+            token: t.clone(),
+            role: *role,
+            env: *env,
+        })
+        .collect();
+    let setup = Setup {
+        data_dir: &dir,
+        tokens_file: &tmp.path().join("tokens.json"),
+        tenant: "banking",
+        domain: "risk",
+        people: &persons,
     };
-    let tokens_path = tmp.path().join("tokens.json");
-    file.write_new(&tokens_path)?;
-    let mut config = Config::new(&dir);
-    config.tokens_file = Some(tokens_path);
-    let (state, _notes) = Registry::open_default(config).await.context("starting the demo registry")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fulcrum_server::serve(state, listener, async {
-        let _ = stop_rx.await;
-    }));
+    let mut server = fulcrum_server::loopback::start(&setup, Arc::new(fulcrum_server::clock::SystemClock))
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the demo registry: {e}"))?;
+    let url = server.url.clone();
     let client = |i: usize| Client::new(&url, Some(tokens[i].clone()));
     let p =
         People { ci: client(0)?, approver: client(1)?, security: client(2)?, release: client(3)?, agent: client(4)? };
@@ -214,8 +208,7 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let events = p.release.get("/v1/events?after=0&limit=1000").await?;
-    let _ = stop_tx.send(());
-    server.await??;
+    server.stop().await?;
     print_timeline(&events, output);
     Ok(())
 }

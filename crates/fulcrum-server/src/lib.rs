@@ -20,6 +20,7 @@ pub mod dto;
 pub mod fanout;
 pub mod gates;
 pub mod keyring;
+pub mod loopback;
 pub mod metrics;
 pub mod policy;
 pub mod problem;

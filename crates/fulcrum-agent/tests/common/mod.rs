@@ -8,8 +8,7 @@ use fulcrum_agent::state::StateDir;
 use fulcrum_client::Client;
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
-use fulcrum_server::auth::{TokenEntry, TokensFile};
-use fulcrum_server::{Config, Registry};
+use fulcrum_server::loopback::{Person, Setup};
 use serde_json::{Value, json};
 
 const PEOPLE: &[(&str, Role, Option<Env>)] = &[
@@ -24,16 +23,22 @@ const PEOPLE: &[(&str, Role, Option<Env>)] = &[
 pub struct Reg {
     pub url: String,
     pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: fulcrum_server::loopback::Running,
 }
 
 impl Reg {
     /// Take the registry down (graceful stop; the port no longer answers).
     pub async fn down(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
+        self.server.stop().await.unwrap();
     }
+}
+
+/// The test identities: token `tok-<who>`, tenant `acme`.
+pub fn people() -> Vec<Person> {
+    PEOPLE
+        .iter()
+        .map(|(who, role, env)| Person { subject: (*who).into(), token: format!("tok-{who}"), role: *role, env: *env })
+        .collect()
 }
 
 pub async fn registry() -> Reg {
@@ -42,34 +47,17 @@ pub async fn registry() -> Reg {
 
 /// A registry whose time is `clock` (e.g. one running ahead, for clock-skew attacks).
 pub async fn registry_with_clock(clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>) -> Reg {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let tokens = TokensFile {
-        tokens: PEOPLE
-            .iter()
-            .map(|(who, role, env)| TokenEntry {
-                token: Some(format!("tok-{who}")),
-                token_sha256: None,
-                subject: (*who).into(),
-                role: *role,
-                tenant: "acme".into(),
-                domain: "*".into(),
-                env: *env,
-                purpose: None,
-            })
-            .collect(),
+    let people = people();
+    let setup = Setup {
+        data_dir: &dir.path().join("data"),
+        tokens_file: &dir.path().join("tokens.json"),
+        tenant: "acme",
+        domain: "*",
+        people: &people,
     };
-    tokens.write_new(&dir.path().join("tokens.json")).unwrap();
-    let mut config = Config::new(dir.path().join("data"));
-    config.tokens_file = Some(dir.path().join("tokens.json"));
-    let (state, _) = Registry::open(config, clock).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(fulcrum_server::serve(state, listener, async {
-        let _ = rx.await;
-    }));
-    Reg { url, dir, stop: Some(tx), task: Some(task) }
+    let server = fulcrum_server::loopback::start(&setup, clock).await.unwrap();
+    Reg { url: server.url.clone(), dir, server }
 }
 
 pub fn as_(r: &Reg, who: &str) -> Client {

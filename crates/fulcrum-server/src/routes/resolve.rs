@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::event::{EventKind, EventPayload};
-use fulcrum_core::identity::Action;
+use fulcrum_core::identity::{Action, Principal};
 use fulcrum_core::lifecycle::Env;
 use fulcrum_core::reference::Selector;
 use fulcrum_core::resolve::{Decision, RESOLVE_MEDIA_TYPE};
@@ -108,6 +108,32 @@ pub async fn resolve(
         .into_response())
 }
 
+/// What an agent reports on: the reference and env, parsed; an identity bound to one env reports
+/// for that env only.
+fn report_target(p: &Principal, reference: &str, env: &str) -> ApiResult<(Reference, Env)> {
+    let r: Reference = reference
+        .parse()
+        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
+    let env = parse_env(env)?;
+    if p.env.is_some_and(|own| own != env) {
+        return Err(ApiError::forbidden("this identity cannot report for another env"));
+    }
+    Ok((r, env))
+}
+
+/// The alias a report concerns (when it names one) and who reports (identity/replica).
+fn stamp(ev: &mut EventPayload, r: &Reference, p: &Principal, agent: Option<String>) {
+    if let Selector::Word(w) = &r.selector
+        && fulcrum_core::AliasName::parse(w).is_ok()
+    {
+        ev.alias = Some(w.clone());
+    }
+    ev.actor = Some(match agent {
+        Some(a) => format!("{}/{a}", p.subject),
+        None => p.subject.clone(),
+    });
+}
+
 /// Record an agent's startup decision as `startup_permit` / `startup_deny`.
 #[utoipa::path(post, path = "/v1/startup-reports", tag = "handshake", request_body = StartupReport,
     responses((status = 201, body = EventAck), (status = "4XX", body = Problem)))]
@@ -118,14 +144,7 @@ pub async fn startup_report(
 ) -> ApiResult<(StatusCode, Json<EventAck>)> {
     who.require(&state, Action::ReportStartup).await?;
     let p = &who.0;
-    let r: Reference = body
-        .reference
-        .parse()
-        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
-    let env = parse_env(&body.env)?;
-    if p.env.is_some_and(|own| own != env) {
-        return Err(ApiError::forbidden("this identity cannot report for another env"));
-    }
+    let (r, env) = report_target(p, &body.reference, &body.env)?;
     let kind = match body.decision.as_str() {
         "permit" => EventKind::StartupPermit,
         "deny" => EventKind::StartupDeny,
@@ -151,15 +170,7 @@ pub async fn startup_report(
     ev.policy_digest = body.policy_digest;
     ev.env = Some(env.as_str().into());
     ev.reason = body.reason;
-    if let Selector::Word(w) = &r.selector
-        && fulcrum_core::AliasName::parse(w).is_ok()
-    {
-        ev.alias = Some(w.clone());
-    }
-    ev.actor = Some(match body.agent {
-        Some(a) => format!("{}/{a}", p.subject),
-        None => p.subject.clone(),
-    });
+    stamp(&mut ev, &r, p, body.agent);
     let stored = state.store.record_event(ev).await?;
     match kind {
         EventKind::StartupPermit => state.metrics.startup_permit.fetch_add(1, Ordering::Relaxed),
@@ -181,14 +192,7 @@ pub async fn agent_report(
 ) -> ApiResult<(StatusCode, Json<EventAck>)> {
     who.require(&state, Action::ReportStartup).await?;
     let p = &who.0;
-    let r: Reference = body
-        .reference
-        .parse()
-        .map_err(|e: fulcrum_core::ReferenceError| ApiError::bad_request("bad_reference", e.to_string()))?;
-    let env = parse_env(&body.env)?;
-    if p.env.is_some_and(|own| own != env) {
-        return Err(ApiError::forbidden("this identity cannot report for another env"));
-    }
+    let (r, env) = report_target(p, &body.reference, &body.env)?;
     let kind = match (body.kind.as_str(), &body.step, &body.stats) {
         ("step", Some(_), None) => EventKind::AgentStep,
         ("stats", None, Some(_)) => EventKind::ServingStats,
@@ -226,15 +230,7 @@ pub async fn agent_report(
     ev.observed_at = body.observed_at;
     ev.detail = body.detail;
     ev.stats = body.stats;
-    if let Selector::Word(w) = &r.selector
-        && fulcrum_core::AliasName::parse(w).is_ok()
-    {
-        ev.alias = Some(w.clone());
-    }
-    ev.actor = Some(match body.agent {
-        Some(a) => format!("{}/{a}", p.subject),
-        None => p.subject.clone(),
-    });
+    stamp(&mut ev, &r, p, body.agent);
     let stored = state.store.record_event(ev).await?;
     state.notify_events();
     Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
