@@ -25,10 +25,17 @@ use crate::lab::{Lab, release, who};
 const BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[0.5,-1.0,0.25,2.0]}]}"#;
 const ANSWER: &str = r#"{"model_name":"bench","model_version":"v1","id":"0","parameters":{},"outputs":[{"name":"predict","shape":[1,1],"datatype":"INT64","parameters":{"content_type":"np"},"data":[1]}]}"#;
 
-async fn upstream() -> anyhow::Result<String> {
+/// The upstream; `compute` is how long each answer takes (a model's inference time; zero: the
+/// gateway's own cost alone).
+async fn upstream(compute: Duration) -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/v2/models/{m}/versions/{v}/infer",
-        axum::routing::post(|_b: Bytes| async { ([("content-type", "application/json")], ANSWER) }),
+        axum::routing::post(move |_b: Bytes| async move {
+            if !compute.is_zero() {
+                tokio::time::sleep(compute).await;
+            }
+            ([("content-type", "application/json")], ANSWER)
+        }),
     );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", l.local_addr()?);
@@ -98,11 +105,11 @@ fn pct(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-pub async fn run(conns: &[usize], rates: &[f64], rounds: usize, secs: f64) -> anyhow::Result<()> {
+pub async fn run(conns: &[usize], rates: &[f64], rounds: usize, secs: f64, compute_ms: u64) -> anyhow::Result<()> {
     let lab = Lab::start().await?;
     who(&lab.url, "ci")?.post("/v1/models", &json!({"name": "bench", "domain": "bench"})).await?;
     release(&lab.url, "bench", "v1").await?;
-    let up = upstream().await?;
+    let up = upstream(Duration::from_millis(compute_ms)).await?;
     let agent = Agent::new(
         who(&lab.url, "agent")?,
         lab.bundle.clone(),

@@ -76,6 +76,9 @@ enum Cmd {
         /// Seconds per round.
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Milliseconds each upstream answer takes (a model's inference time).
+        #[arg(long, default_value_t = 0)]
+        compute_ms: u64,
     },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
@@ -92,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
         Cmd::Bare { listen, body } => bare(listen, body).await,
         Cmd::Guards { counts, jitter_ms } => guards::run(&counts, jitter_ms).await,
-        Cmd::Gateway { conns, rates, rounds, secs } => gateway::run(&conns, &rates, rounds, secs).await,
+        Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
+            gateway::run(&conns, &rates, rounds, secs, compute_ms).await
+        }
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await
