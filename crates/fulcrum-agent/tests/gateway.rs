@@ -200,6 +200,9 @@ async fn traffic_splits_by_weight_and_a_revoked_canary_falls_back_to_production(
     register_as(&r, "fraud", "2", &[("model.bin", b"two")], plain(), "canary").await;
     let up = upstream().await;
     let g = gateway(&r, &[("production", 90), ("canary", 10)], &up).await;
+    // Per-version figures go to the registry every second.
+    let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
+    tokio::spawn(g.gw.clone().report(reporter, Duration::from_secs(1)));
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
     for _ in 0..200 {
         let (s, v, _) = call(&g.url, "/v2/models/fraud/infer", &[], "{}").await;
@@ -207,6 +210,24 @@ async fn traffic_splits_by_weight_and_a_revoked_canary_falls_back_to_production(
         *seen.entry(v["model_version"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     assert_eq!(seen, [("1".to_owned(), 180), ("2".to_owned(), 20)].into(), "90/10 by weight");
+    // The registry has each version's figures: 180 + 20 requests over the windows, by alias.
+    let start = Instant::now();
+    loop {
+        let page = as_(&r, "rm").get("/v1/events?types=serving_stats&model=fraud&limit=1000").await.unwrap();
+        let mut totals = std::collections::BTreeMap::<(String, String), u64>::new();
+        for e in page["events"].as_array().unwrap() {
+            let d = &e["data"];
+            let key = (d["alias"].as_str().unwrap().to_owned(), d["version"].as_str().unwrap().to_owned());
+            *totals.entry(key).or_default() += d["stats"]["requests"].as_u64().unwrap();
+            assert!(d["stats"]["p50_us"].as_u64() <= d["stats"]["p99_us"].as_u64());
+        }
+        let want = [(("canary".to_owned(), "2".to_owned()), 20), (("production".to_owned(), "1".to_owned()), 180)];
+        if totals == want.into() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "serving figures never reached the registry: {totals:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     as_(&r, "rm")
         .post("/v1/models/fraud/versions/2/revocation", &json!({"reason": "canary errors", "inc_id": "INC-9"}))
         .await
