@@ -226,3 +226,47 @@ async fn the_hook_hears_each_change_in_order() {
     let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
     assert_eq!(lines[..3], ["loaded v2 weights-two", "quiesce v2 weights-two", "loaded v1 weights-one"], "{lines:?}");
 }
+
+/// `policy_changed`: a new policy that no longer allows the served version (a change freeze on
+/// prod) stops it — quiesce, purge, and no reload while the freeze holds; the next policy lifts
+/// it and the guard serves again. The snapshot each answer names is verified and evaluated by
+/// the agent itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    let mut g = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone()));
+    g.reload_jitter = Duration::from_millis(50);
+    g.poll = Duration::from_millis(300);
+    let guard = Arc::new(g);
+    let run = guard.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+    until("the first permit", || guard.is_ready()).await;
+
+    let modules: std::collections::BTreeMap<String, String> =
+        fulcrum_policy::DEFAULT_MODULES.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect();
+    let mut frozen = modules.clone();
+    frozen.insert(
+        "freeze.rego".into(),
+        "package fulcrum.env\n\ndeny contains \"change_freeze\" if data.fulcrum.change_freeze\n".into(),
+    );
+    let mut data: serde_json::Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["change_freeze"] = json!(true);
+    as_(&r, "policy").put("/v1/policy", &json!({"modules": frozen, "data": data})).await.unwrap();
+    until("the quiesce", || !guard.is_ready()).await;
+    until("the purge", || !dest.exists()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!guard.is_ready() && guard.loaded().is_none(), "nothing serves while the freeze holds");
+    let steps = guard.timeline();
+    let q = steps.iter().find(|s| s.step == "quiesce").unwrap();
+    assert!(q.detail.contains("change_freeze"), "{q:?}");
+
+    data["fulcrum"]["change_freeze"] = json!(false);
+    as_(&r, "policy").put("/v1/policy", &json!({"modules": frozen, "data": data})).await.unwrap();
+    until("serving again after the freeze", || guard.is_ready()).await;
+    assert_eq!(read(&dest, "weights.bin"), b"weights-one");
+}

@@ -18,6 +18,7 @@ const PEOPLE: &[(&str, Role, Option<Env>)] = &[
     ("bo", Role::SecurityOfficer, None),
     ("agent", Role::Serving, Some(Env::Prod)),
     ("keys", Role::KeyAdmin, None),
+    ("policy", Role::PolicyAdmin, None),
 ];
 
 pub struct Reg {
