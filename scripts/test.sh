@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 # Builds are reused across clones (CI clones into a fresh folder each run).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fulcrum/target}"
 export CARGO_TERM_COLOR=never
+# The shared build cache grows with every clone (each path gives new test binaries): drop linked
+# executables and incremental state not touched for a day; libraries stay, so nothing recompiles.
+if [ -d "$CARGO_TARGET_DIR/debug" ]; then
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -mtime +1 -delete 2>/dev/null || true
+  find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -mtime +1 -exec rm -rf {} + 2>/dev/null || true
+fi
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
