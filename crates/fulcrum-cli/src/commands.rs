@@ -151,6 +151,10 @@ pub enum VersionCmd {
         /// RFC 3339 date-time by which the version must be revalidated.
         #[arg(long)]
         revalidate_by: Option<String>,
+        /// A dataset snapshot the version was trained or validated on, `URI=sha256:…`
+        /// (repeatable): the data catalog answers "which versions used it".
+        #[arg(long = "dataset")]
+        datasets: Vec<String>,
     },
     Get {
         model: String,
@@ -251,7 +255,18 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             attestations,
             signatures,
             revalidate_by,
+            datasets,
         } => {
+            let datasets: Vec<Value> = datasets
+                .iter()
+                .map(|d| {
+                    let (uri, digest) = d
+                        .rsplit_once('=')
+                        .filter(|(u, g)| !u.is_empty() && g.starts_with("sha256:"))
+                        .ok_or_else(|| anyhow::anyhow!("--dataset {d}: expected URI=sha256:<hex>"))?;
+                    Ok(json!({"uri": uri, "digest": digest}))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let card: Option<Value> = match model_card {
                 Some(p) => Some(
                     serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?)
@@ -275,6 +290,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             let body = json!({
                 "version": version, "files": manifest.files(), "chg_id": chg_id, "model_card": card,
                 "sbom": sbom, "attestations": att, "signatures": sig, "revalidate_by": revalidate_by,
+                "dataset_snapshots": datasets,
             });
             let v = client
                 .post(&format!("/v1/models/{}/versions", checked(&model)?), &body)
@@ -782,4 +798,47 @@ fn explain_reason(code: &str) -> String {
         "policy_undefined" | "policy_error" | "policy_timeout" | "policy_result_malformed" => format!("the policy gave no valid answer ({what}): denied by default"),
         other => format!("{other}{}", if arg.is_empty() { String::new() } else { format!(": {arg}") }),
     }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DatasetCmd {
+    /// Every version of your tenant registered with the snapshot DIGEST (`sha256:…`).
+    UsedBy { digest: String },
+}
+
+pub async fn dataset(ctx: &Ctx, c: DatasetCmd) -> anyhow::Result<()> {
+    let DatasetCmd::UsedBy { digest } = c;
+    let d: fulcrum_core::Digest = digest.parse().map_err(|e| anyhow::anyhow!("{digest}: {e}"))?;
+    let client = ctx.client()?;
+    let mut items = vec![];
+    let mut after = String::new();
+    loop {
+        let page = client.get(&format!("/v1/datasets/{d}/versions?limit=500&after={after}")).await?;
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(n) => after = n.to_owned(),
+            None => break,
+        }
+    }
+    let all = serde_json::json!({"digest": d.to_string(), "items": items});
+    ctx.print(&all, |v| {
+        let rows: Vec<String> = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                format!(
+                    "{}@{}  {}  hold={}  {}  {}",
+                    s(&i["model"]),
+                    s(&i["version"]),
+                    s(&i["stage"]),
+                    s(&i["hold"]),
+                    s(&i["registered_at"]),
+                    i["uris"].as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        if rows.is_empty() { format!("no version of your tenant used {d}") } else { rows.join("\n") }
+    });
+    Ok(())
 }

@@ -73,6 +73,9 @@ enum Command {
     Policy(commands::PolicyCmd),
     /// Decision logs (by change, incident, model or version), or one decision explained.
     Decisions(commands::DecisionsArgs),
+    /// The data catalog: which versions used a dataset snapshot.
+    #[command(subcommand)]
+    Dataset(commands::DatasetCmd),
     /// Explain a decision: which rules denied and why, in plain words.
     Explain {
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
@@ -139,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => commands::events(&ctx, c).await,
         Command::Policy(c) => commands::policy(&ctx, c).await,
         Command::Decisions(a) => commands::decisions(&ctx, a).await,
+        Command::Dataset(c) => commands::dataset(&ctx, c).await,
         Command::Explain { decision_id } => {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }

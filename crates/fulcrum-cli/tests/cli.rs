@@ -107,9 +107,18 @@ fn full_flow_through_the_cli() {
             card,
             "--revalidate-by",
             "2099-01-01T00:00:00Z",
+            "--dataset",
+            &format!("s3://lake/loans/2026-10-01={}", fulcrum_core::Digest::of(b"loans")),
         ],
     ));
     assert_eq!(v["stage"], "Candidate");
+    // The data catalog: which versions used that snapshot (and a malformed one: one line).
+    let used =
+        ok(run("rm", &["--output", "json", "dataset", "used-by", &fulcrum_core::Digest::of(b"loans").to_string()]));
+    let items = used["items"].as_array().unwrap();
+    assert_eq!((items.len(), items[0]["version"].as_str()), (1, Some("v1")), "{used}");
+    assert_eq!(items[0]["uris"][0], "s3://lake/loans/2026-10-01");
+    one_error_line(&run("rm", &["dataset", "used-by", "loans.parquet"]));
     let paths: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["sub/config.json", "weights.bin"]);
     // Registering again is refused with one line naming the conflict.

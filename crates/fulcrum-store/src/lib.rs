@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod blobs;
+pub mod datasets;
 pub mod findings;
 pub mod keys;
 pub mod policy;
@@ -283,6 +284,17 @@ impl Store {
         append_event(&mut tx, ev).await?;
         if let Some(d) = &v.gate_decision {
             policy::insert_decision(&mut tx, d).await?;
+        }
+        for ds in v.release["dataset_snapshots"].as_array().into_iter().flatten() {
+            if let (Some(digest), Some(uri)) = (ds["digest"].as_str(), ds["uri"].as_str()) {
+                sqlx::query("INSERT OR IGNORE INTO dataset_uses (tenant, digest, uri, version_id) VALUES (?,?,?,?)")
+                    .bind(tenant)
+                    .bind(digest)
+                    .bind(uri)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         for d in [artifact_digest, v.record_digest] {
             sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")

@@ -3,6 +3,7 @@
 //! and the shared extractors.
 
 mod blobs;
+mod datasets;
 mod events;
 mod findings;
 mod keys;
@@ -83,6 +84,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
         .routes(routes!(findings::report, findings::list))
+        .routes(routes!(datasets::used_by))
         .routes(routes!(findings::grant, findings::waivers))
         .routes(routes!(policy::current))
         .routes(routes!(policy::install))
@@ -182,6 +184,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 pub(crate) fn parse_model_name(s: &str) -> ApiResult<ModelName> {
     ModelName::parse(s).map_err(|e| ApiError::bad_request("bad_name", e.to_string()))
+}
+
+/// A page size: 1–500, default 100.
+pub(crate) fn limit(l: Option<u32>) -> ApiResult<u32> {
+    match l {
+        None => Ok(100),
+        Some(n @ 1..=500) => Ok(n),
+        Some(_) => Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 500")),
+    }
 }
 
 pub(crate) fn check_id(what: &'static str, v: Option<&str>) -> ApiResult<()> {

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ApiJson, ApiQuery, check_id, parse_model_name, visible_model};
+use super::{ApiJson, ApiQuery, check_id, limit, parse_model_name, visible_model};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dto::*;
@@ -71,14 +71,6 @@ fn version_dto(model: &str, v: VersionRecord) -> VersionDto {
                 created_at: a.created_at,
             })
             .collect(),
-    }
-}
-
-fn limit(l: Option<u32>) -> ApiResult<u32> {
-    match l {
-        None => Ok(100),
-        Some(n @ 1..=500) => Ok(n),
-        Some(_) => Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 500")),
     }
 }
 

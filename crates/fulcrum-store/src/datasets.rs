@@ -1,0 +1,58 @@
+//! The data catalog: which versions used a dataset snapshot (URI + digest), per tenant. Rows are
+//! written with the version (one transaction) and never change.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// One version that used a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetUse {
+    /// Position for paging (the row's version id).
+    pub version_id: i64,
+    pub model: String,
+    pub domain: String,
+    pub version: String,
+    pub stage: String,
+    pub hold: String,
+    pub artifact_digest: String,
+    /// The URI(s) the version named the snapshot by.
+    pub uris: Vec<String>,
+    pub registered_at: String,
+}
+
+impl Store {
+    /// Versions of `tenant` that used the snapshot `digest`, in registration order, after the
+    /// version id `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn dataset_uses(&self, tenant: &str, digest: &str, after: i64, limit: u32) -> Result<Vec<DatasetUse>> {
+        let rows = sqlx::query(
+            "SELECT u.version_id, json_group_array(u.uri), m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+             FROM dataset_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
+             WHERE u.tenant = ? AND u.digest = ? AND u.version_id > ?
+             GROUP BY u.version_id ORDER BY u.version_id LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(digest)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DatasetUse {
+                version_id: r.get(0),
+                uris: serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default(),
+                model: r.get(2),
+                domain: r.get(3),
+                version: r.get(4),
+                stage: r.get(5),
+                hold: r.get(6),
+                artifact_digest: r.get(7),
+                registered_at: r.get(8),
+            })
+            .collect())
+    }
+}
