@@ -309,10 +309,45 @@ pub async fn serve(
     result
 }
 
-/// Serve HTTPS with a PEM certificate chain and key until `shutdown` resolves.
+/// What identifies the current content of the certificate and key files.
+fn tls_fingerprint(cert: &Path, key: &Path) -> Option<(fulcrum_core::Digest, fulcrum_core::Digest)> {
+    use fulcrum_core::Digest;
+    Some((Digest::of(&std::fs::read(cert).ok()?), Digest::of(&std::fs::read(key).ok()?)))
+}
+
+/// Re-read the certificate and key whenever their content changes.
+async fn reload_tls(tls: axum_server::tls_rustls::RustlsConfig, cert: PathBuf, key: PathBuf) {
+    let mut seen = tls_fingerprint(&cert, &key);
+    loop {
+        tokio::time::sleep(TLS_RELOAD_POLL).await;
+        let now = tls_fingerprint(&cert, &key);
+        if now.is_none() || now == seen {
+            continue;
+        }
+        match tls.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => {
+                tracing::info!(cert = %cert.display(), "TLS certificate and key reloaded");
+                seen = now;
+            }
+            // Half-written or mismatched files: keep serving with the pair in use; try again on
+            // the next change.
+            Err(e) => {
+                tracing::warn!(cert = %cert.display(), kind = ?e.kind(), "TLS certificate or key did not load; keeping the current pair");
+                seen = now;
+            }
+        }
+    }
+}
+
+/// How often the TLS certificate and key files are checked for a change.
+const TLS_RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Serve HTTPS with a PEM certificate chain and key until `shutdown` resolves. The files are
+/// re-read when they change (a renewed certificate, a rotated key) without a restart; a pair
+/// that does not load leaves the one in use serving (and is said in the log, without content).
 ///
 /// # Errors
-/// Bad certificate/key files or listener failures.
+/// Bad certificate/key files at start, or listener failures.
 pub async fn serve_tls(
     state: AppState,
     addr: SocketAddr,
@@ -321,6 +356,7 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let watcher = tokio::spawn(reload_tls(tls.clone(), cert.to_owned(), key.to_owned()));
     let handle = axum_server::Handle::new();
     let bg = spawn_background(&state);
     let (h, st) = (handle.clone(), state.clone());
@@ -334,6 +370,7 @@ pub async fn serve_tls(
         .handle(handle)
         .serve(app(state).into_make_service_with_connect_info::<SocketAddr>())
         .await;
+    watcher.abort();
     bg.abort();
     state_for_flush.access.flush().await;
     result
