@@ -22,7 +22,8 @@ use crate::KmsError;
 pub struct Pkcs11Config {
     pub module: PathBuf,
     pub token_label: String,
-    pub pin: String,
+    /// Re-read from its file when it changes (used at the next login).
+    pub pin: crate::Secret,
 }
 
 impl std::fmt::Debug for Pkcs11Config {
@@ -40,7 +41,11 @@ impl Pkcs11Config {
     /// # Errors
     /// An unreadable or empty PIN file.
     pub fn from_files(module: &Path, token_label: &str, pin_file: &Path) -> Result<Self, KmsError> {
-        Ok(Self { module: module.to_owned(), token_label: token_label.to_owned(), pin: crate::read_secret(pin_file)? })
+        Ok(Self {
+            module: module.to_owned(),
+            token_label: token_label.to_owned(),
+            pin: crate::Secret::from_file(pin_file)?,
+        })
     }
 }
 
@@ -148,7 +153,7 @@ impl Pkcs11Signer {
         let ctx = context(&cfg.module)?;
         let s = slot(&ctx, &cfg.token_label)?;
         let session = ctx.open_ro_session(s).map_err(|e| err("opening a session", e))?;
-        login(&session, &cfg.pin)?;
+        login(&session, &cfg.pin.get())?;
         let key = find_one(&session, ObjectClass::PRIVATE_KEY, key_label)?;
         let public = public_key(&session, key_label)?;
         Ok(Self { session: Mutex::new(session), key, kid: fulcrum_sign::kid_for("pkcs11", &public), public })
@@ -205,7 +210,7 @@ pub mod admin {
         let ctx = context(&cfg.module)?;
         let s = slot(&ctx, &cfg.token_label)?;
         let session = ctx.open_rw_session(s).map_err(|e| err("opening a session", e))?;
-        login(&session, &cfg.pin)?;
+        login(&session, &cfg.pin.get())?;
         if !session
             .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
             .map_err(|e| err("C_FindObjects", e))?

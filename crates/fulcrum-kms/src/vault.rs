@@ -14,7 +14,8 @@ use crate::http::Endpoint;
 #[derive(Clone)]
 pub struct VaultConfig {
     pub endpoint: Endpoint,
-    pub token: String,
+    /// Re-read from its file when it changes (a rotated token is used without a restart).
+    pub token: crate::Secret,
     pub mount: String,
 }
 
@@ -47,7 +48,7 @@ impl VaultConfig {
             .transpose()?;
         let endpoint =
             Endpoint::parse(addr, ca.as_deref()).map_err(|e| KmsError::Config(format!("Vault address: {e}")))?;
-        Ok(Self { endpoint, token: crate::read_secret(token_file)?, mount: mount.to_owned() })
+        Ok(Self { endpoint, token: crate::Secret::from_file(token_file)?, mount: mount.to_owned() })
     }
 }
 
@@ -55,7 +56,7 @@ fn call(cfg: &VaultConfig, method: &str, path: &str, body: Option<&Value>) -> Re
     let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
     let (status, resp) = cfg
         .endpoint
-        .request(method, &format!("/v1/{}/{path}", cfg.mount), &[("X-Vault-Token", &cfg.token)], bytes.as_deref())
+        .request(method, &format!("/v1/{}/{path}", cfg.mount), &[("X-Vault-Token", &cfg.token.get())], bytes.as_deref())
         .map_err(KmsError::Vault)?;
     let v: Value = if resp.is_empty() { Value::Null } else { serde_json::from_slice(&resp).unwrap_or(Value::Null) };
     if !(200..300).contains(&status) {

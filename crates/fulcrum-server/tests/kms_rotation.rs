@@ -38,8 +38,8 @@ async fn rotate_onto_vault_transit() {
     let fake = VaultFake::start().await;
     let endpoint = Endpoint::parse(&format!("http://{}", fake.addr), None).unwrap();
     let registry_cfg =
-        VaultConfig { endpoint: endpoint.clone(), token: fake.sign_token.clone(), mount: "transit".into() };
-    let admin_cfg = VaultConfig { endpoint, token: fake.admin_token.clone(), mount: "transit".into() };
+        VaultConfig { endpoint: endpoint.clone(), token: fake.sign_token.clone().into(), mount: "transit".into() };
+    let admin_cfg = VaultConfig { endpoint, token: fake.admin_token.clone().into(), mount: "transit".into() };
     let kms = KmsConfig { vault: Some(registry_cfg), pkcs11: None };
     let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
     with_production(&h, "risk").await;
@@ -93,5 +93,50 @@ async fn rotate_onto_a_softhsm_key() {
     let dir = h.stop().await;
     let kms = KmsConfig { pkcs11: Some(cfg), vault: None };
     let h = Harness::start_with(dir, |c| c.kms = kms).await;
+    assert_eq!(signed_resolve_kid(&h).await, kid);
+}
+
+/// Secrets from files: the registry's Vault token is re-read when its file changes. After the
+/// token is rotated in Vault, signing fails until the file holds the new one, then works again
+/// — no restart, and nothing half-applied in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_vault_token_is_read_from_its_file() {
+    let fake = VaultFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, format!("{}\n", fake.sign_token)).unwrap();
+    let addr = format!("http://{}", fake.addr);
+    let registry_cfg = VaultConfig::from_files(&addr, &token_file, "transit", None).unwrap();
+    let admin_cfg = VaultConfig {
+        endpoint: Endpoint::parse(&addr, None).unwrap(),
+        token: fake.admin_token.clone().into(),
+        mount: "transit".into(),
+    };
+    let kms = KmsConfig { vault: Some(registry_cfg), pkcs11: None };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
+    with_production(&h, "risk").await;
+    let (version, public) = tokio::task::spawn_blocking(move || {
+        vault_admin::create(&admin_cfg, "registry-signing", Alg::EcdsaP256Sha256).unwrap()
+    })
+    .await
+    .unwrap();
+    let kid = format!("vault:transit/registry-signing:v{version}");
+    h.post("keys", "/v1/keys", json!({"public_key": public.to_pem(), "backend": "vault", "backend_ref": format!("registry-signing:v{version}"), "kid": kid}), StatusCode::CREATED)
+        .await;
+    h.register("ci", "risk", "v2", &[("w", b"two")]).await;
+
+    // The token is rotated in Vault: the old one is refused, so signing (and the registration
+    // that needs it) fails with a 503 and stores nothing.
+    let new_token = fake.rotate_sign_token();
+    let d = h.upload("ci", b"three").await;
+    let body = json!({"version": "v3", "files": [{"path": "w", "size": 5, "digest": d.to_string()}],
+        "model_card": {"owner": "o", "intended_use": "u"}, "revalidate_by": "2099-01-01T00:00:00Z"});
+    let p = h.post("ci", "/v1/models/risk/versions", body.clone(), StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(p["code"], "signer_unavailable");
+    assert!(!p.to_string().contains(&new_token) && !p.to_string().contains(&fake.sign_token), "no secret echoed");
+    h.get("viewer", "/v1/models/risk/versions/v3", StatusCode::NOT_FOUND).await;
+    // The file is rewritten (as Vault Agent does): the next signature uses the new token.
+    std::fs::write(&token_file, format!("{new_token}\n")).unwrap();
+    h.post("ci", "/v1/models/risk/versions", body, StatusCode::CREATED).await;
     assert_eq!(signed_resolve_kid(&h).await, kid);
 }

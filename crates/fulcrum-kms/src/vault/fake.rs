@@ -32,13 +32,14 @@ struct Key {
 #[derive(Clone, Default)]
 struct Fake {
     keys: Arc<Mutex<HashMap<String, Key>>>,
-    tokens: Arc<HashMap<String, Policy>>,
+    tokens: Arc<std::sync::RwLock<HashMap<String, Policy>>>,
 }
 
 pub struct VaultFake {
     pub addr: std::net::SocketAddr,
     pub admin_token: String,
     pub sign_token: String,
+    tokens: Arc<std::sync::RwLock<HashMap<String, Policy>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +48,9 @@ fn errors(status: StatusCode, msg: &str) -> Response {
 }
 
 fn policy(f: &Fake, h: &HeaderMap) -> Option<Policy> {
-    h.get("x-vault-token").and_then(|v| v.to_str().ok()).and_then(|t| f.tokens.get(t).copied())
+    h.get("x-vault-token")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| f.tokens.read().expect("tokens lock").get(t).copied())
 }
 
 fn deny() -> Response {
@@ -192,8 +195,11 @@ impl VaultFake {
     pub async fn start() -> Self {
         let admin_token = format!("hvs.admin-{}", std::process::id());
         let sign_token = format!("hvs.sign-{}", std::process::id());
-        let tokens = HashMap::from([(admin_token.clone(), Policy::Admin), (sign_token.clone(), Policy::SignOnly)]);
-        let fake = Fake { keys: Arc::default(), tokens: Arc::new(tokens) };
+        let tokens = Arc::new(std::sync::RwLock::new(HashMap::from([
+            (admin_token.clone(), Policy::Admin),
+            (sign_token.clone(), Policy::SignOnly),
+        ])));
+        let fake = Fake { keys: Arc::default(), tokens: tokens.clone() };
         let app = axum::Router::new()
             .route("/v1/transit/keys/{name}", post(create).get(read))
             .route("/v1/transit/keys/{name}/rotate", post(rotate))
@@ -206,6 +212,17 @@ impl VaultFake {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, admin_token, sign_token, _task: task }
+        Self { addr, admin_token, sign_token, tokens, _task: task }
+    }
+
+    /// Revoke every sign-only token and issue a new one (what a token rotation does); returns it.
+    pub fn rotate_sign_token(&self) -> String {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let new = format!("hvs.sign-{}-{n}", std::process::id());
+        let mut t = self.tokens.write().expect("tokens lock");
+        t.retain(|_, p| *p != Policy::SignOnly);
+        t.insert(new.clone(), Policy::SignOnly);
+        new
     }
 }
