@@ -134,8 +134,9 @@ fn public_key(session: &Session, label: &str) -> Result<PublicKey, KmsError> {
 /// the key-admin created. It cannot create objects (the session is read-only) and cannot read
 /// the private key (sensitive, non-extractable).
 pub struct Pkcs11Signer {
-    session: Mutex<Session>,
-    key: ObjectHandle,
+    session: Mutex<(Session, ObjectHandle)>,
+    cfg: Pkcs11Config,
+    key_label: String,
     public: PublicKey,
     kid: String,
 }
@@ -150,22 +151,46 @@ impl Pkcs11Signer {
     /// # Errors
     /// Module, token, login or key lookup failures.
     pub fn open(cfg: &Pkcs11Config, key_label: &str) -> Result<Self, KmsError> {
+        let (session, key) = Self::login_session(cfg, key_label)?;
+        let public = public_key(&session, key_label)?;
+        Ok(Self {
+            session: Mutex::new((session, key)),
+            cfg: cfg.clone(),
+            key_label: key_label.to_owned(),
+            kid: fulcrum_sign::kid_for("pkcs11", &public),
+            public,
+        })
+    }
+
+    /// A read-only session logged in with the PIN as it is now (re-read from its file).
+    fn login_session(cfg: &Pkcs11Config, key_label: &str) -> Result<(Session, ObjectHandle), KmsError> {
         let ctx = context(&cfg.module)?;
         let s = slot(&ctx, &cfg.token_label)?;
         let session = ctx.open_ro_session(s).map_err(|e| err("opening a session", e))?;
         login(&session, &cfg.pin.get())?;
         let key = find_one(&session, ObjectClass::PRIVATE_KEY, key_label)?;
-        let public = public_key(&session, key_label)?;
-        Ok(Self { session: Mutex::new(session), key, kid: fulcrum_sign::kid_for("pkcs11", &public), public })
+        Ok((session, key))
     }
 
     /// The runtime session, for tests proving what it may not do.
-    pub fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+    pub fn session(&self) -> std::sync::MutexGuard<'_, (Session, ObjectHandle)> {
         self.session.lock().expect("pkcs11 session")
     }
 
     pub fn key_handle(&self) -> ObjectHandle {
-        self.key
+        self.session().1
+    }
+
+    fn sign_in(&self, session: &Session, key: ObjectHandle, msg: &[u8]) -> Result<Vec<u8>, cryptoki::error::Error> {
+        match self.public.alg() {
+            Alg::Ed25519 => session.sign(&Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)), key, msg),
+            Alg::EcdsaP256Sha256 => {
+                Ok(ecdsa_raw_to_der(&session.sign(&Mechanism::Ecdsa, key, &sha2::Sha256::digest(msg))?))
+            }
+            Alg::EcdsaP384Sha384 => {
+                Ok(ecdsa_raw_to_der(&session.sign(&Mechanism::Ecdsa, key, &sha2::Sha384::digest(msg))?))
+            }
+        }
     }
 }
 
@@ -177,20 +202,20 @@ impl Signer for Pkcs11Signer {
         &self.public
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
-        let session = self.session.lock().map_err(|_| SignError::Backend("PKCS#11 session poisoned".into()))?;
-        let backend = |e: cryptoki::error::Error| SignError::Backend(format!("PKCS#11 C_Sign: {e}"));
-        match self.public.alg() {
-            Alg::Ed25519 => session
-                .sign(&Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)), self.key, msg)
-                .map_err(backend),
-            Alg::EcdsaP256Sha256 => {
-                let raw = session.sign(&Mechanism::Ecdsa, self.key, &sha2::Sha256::digest(msg)).map_err(backend)?;
-                Ok(ecdsa_raw_to_der(&raw))
-            }
-            Alg::EcdsaP384Sha384 => {
-                let raw = session.sign(&Mechanism::Ecdsa, self.key, &sha2::Sha384::digest(msg)).map_err(backend)?;
-                Ok(ecdsa_raw_to_der(&raw))
-            }
+        let mut guard = self.session.lock().map_err(|_| SignError::Backend("PKCS#11 session poisoned".into()))?;
+        let (session, key) = &*guard;
+        match self.sign_in(session, *key, msg) {
+            Ok(sig) => Ok(sig),
+            // The session may be gone (token reset, HSM failover, sessions closed): open a new
+            // one, logged in with the PIN as its file says now, and try once more.
+            Err(first) => match Self::login_session(&self.cfg, &self.key_label) {
+                Ok((s, k)) => {
+                    *guard = (s, k);
+                    let (session, key) = &*guard;
+                    self.sign_in(session, *key, msg).map_err(|e| SignError::Backend(format!("PKCS#11 C_Sign: {e}")))
+                }
+                Err(reopen) => Err(SignError::Backend(format!("PKCS#11 C_Sign: {first}; reopening: {reopen}"))),
+            },
         }
     }
     fn is_development_key(&self) -> bool {
@@ -244,5 +269,32 @@ pub mod admin {
         session.generate_key_pair(&mech, &public, &private).map_err(|e| err("C_GenerateKeyPair", e))?;
         let _ = KeyType::EC;
         public_key(&session, label)
+    }
+}
+
+/// Test support: what an HSM operator does outside the registry.
+#[cfg(feature = "test-support")]
+pub mod operator {
+    use super::*;
+
+    /// Change the token's user PIN, then log this process out of the token (what a token reset
+    /// or an HSM failover does to a running registry's session).
+    ///
+    /// # Errors
+    /// Token or login failures.
+    pub fn change_user_pin(cfg: &Pkcs11Config, old: &str, new: &str) -> Result<(), KmsError> {
+        use cryptoki::error::{Error, RvError};
+        let ctx = context(&cfg.module)?;
+        let s = slot(&ctx, &cfg.token_label)?;
+        let session = ctx.open_rw_session(s).map_err(|e| err("opening a session", e))?;
+        // Login state is shared by the process's sessions: the registry's may already hold it.
+        match session.login(UserType::User, Some(&AuthPin::from(old.to_owned()))) {
+            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(err("login", e)),
+        }
+        session
+            .set_pin(&AuthPin::from(old.to_owned()), &AuthPin::from(new.to_owned()))
+            .map_err(|e| err("C_SetPIN", e))?;
+        session.logout().map_err(|e| err("C_Logout", e))
     }
 }

@@ -41,11 +41,13 @@ fn runtime_credential_cannot_create_or_export() {
     let cfg = token();
     admin::generate(&cfg, "k-sod", Alg::EcdsaP256Sha256).unwrap();
     let signer = Pkcs11Signer::open(&cfg, "k-sod").unwrap();
-    let session = signer.session();
+    let key = signer.key_handle();
+    let guard = signer.session();
+    let session = &guard.0;
     // Export: the private key is sensitive and was never extractable; its value is not readable.
     let attrs = session
         .get_attributes(
-            signer.key_handle(),
+            key,
             &[
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
@@ -58,7 +60,7 @@ fn runtime_credential_cannot_create_or_export() {
     assert!(attrs.contains(&Attribute::Extractable(false)));
     assert!(attrs.contains(&Attribute::NeverExtractable(true)));
     assert!(!attrs.iter().any(|a| matches!(a, Attribute::Value(_))), "the key value must not be readable");
-    assert!(session.update_attributes(signer.key_handle(), &[Attribute::Extractable(true)]).is_err());
+    assert!(session.update_attributes(key, &[Attribute::Extractable(true)]).is_err());
     // Create / rotate: the registry's session is read-only, so no token key can be made.
     let made = session.generate_key_pair(
         &Mechanism::EccKeyPairGen,
@@ -80,4 +82,26 @@ fn wrong_pin_is_refused_without_echoing_it() {
     assert!(e.contains("login refused") && !e.contains("31337"), "{e}");
     let e = Pkcs11Signer::open(&token(), "no-such-key").unwrap_err().to_string();
     assert!(e.contains("no-such-key"), "{e}");
+}
+
+/// Secrets from files: the PIN is re-read from its file when the signer has to log in again.
+/// The operator changes the token's PIN and the sessions are lost (token reset, failover): the
+/// next signature fails while the file holds the old PIN — without echoing either — and works
+/// once the file is rewritten, with no restart.
+#[test]
+fn a_changed_pin_is_read_from_its_file_at_the_next_login() {
+    let base = fulcrum_kms::testing::softhsm_token("pinrot", "1111-old");
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "1111-old\n").unwrap();
+    let cfg = Pkcs11Config::from_files(&base.module, &base.token_label, &pin_file).unwrap();
+    let public = admin::generate(&cfg, "k-pin", Alg::Ed25519).unwrap();
+    let signer = Pkcs11Signer::open(&cfg, "k-pin").unwrap();
+    public.verify(b"one", &signer.sign(b"one").unwrap()).unwrap();
+
+    fulcrum_kms::pkcs11::operator::change_user_pin(&cfg, "1111-old", "2222-new").unwrap();
+    let e = signer.sign(b"two").unwrap_err().to_string();
+    assert!(!e.contains("1111-old") && !e.contains("2222-new"), "no PIN in errors: {e}");
+    std::fs::write(&pin_file, "2222-new\n").unwrap();
+    public.verify(b"three", &signer.sign(b"three").unwrap()).unwrap();
 }
