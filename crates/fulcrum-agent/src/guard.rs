@@ -50,6 +50,8 @@ pub struct Serving {
     pub guardrails: Guardrails,
     pub dir: PathBuf,
     blobs: Vec<Digest>,
+    /// The signed manifest's files, to re-check what is on disk.
+    files: Vec<fulcrum_core::FileEntry>,
 }
 
 /// One step of the guard's timeline.
@@ -74,6 +76,10 @@ pub struct Guard {
     pub layout: Layout,
     /// How often to re-resolve while the event stream is down.
     pub poll: Duration,
+    /// How often the placed files are hashed again against the signed manifest while serving
+    /// (a file changed on disk stops the version and reloads it through the full check);
+    /// `None` never.
+    pub verify_every: Option<Duration>,
     /// Longest random wait between quiescing and reloading: a thousand replicas must not all
     /// hit the registry in the same millisecond (serving has already stopped; only the
     /// rollback waits). Default 1.5 s: with 500 ms, a thousand reloads (each a resolve, the
@@ -103,6 +109,7 @@ impl Guard {
             env: env.to_owned(),
             layout,
             poll: Duration::from_secs(2),
+            verify_every: Some(Duration::from_secs(600)),
             reload_jitter: Duration::from_millis(1500),
             hook: None,
             oip: None,
@@ -260,6 +267,7 @@ impl Guard {
                     guardrails: p.guardrails,
                     dir: p.dir.clone(),
                     blobs,
+                    files: p.manifest.files().to_vec(),
                 }));
                 self.tell("loaded", &p.document).await;
                 self.ready.store(true, Ordering::SeqCst);
@@ -378,7 +386,46 @@ impl Guard {
                 guardrails: s.guardrails.clone(),
                 dir: s.dir.clone(),
                 blobs: s.blobs.clone(),
+                files: s.files.clone(),
             }));
+        }
+    }
+
+    /// Hash every placed file again against the signed manifest. A file changed, missing, or an
+    /// extra one on disk: the version stops (quiesce, purge) and is placed again through the
+    /// full check. Returns whether the files were intact.
+    pub async fn verify_placed(&self) -> bool {
+        let Some(s) = self.loaded.lock().expect("guard lock").clone() else { return true };
+        let check = {
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), String> {
+                for f in &s.files {
+                    match fulcrum_client::hash_file(&s.dir.join(&f.path)) {
+                        Ok((d, n)) if d == f.digest && n == f.size => {}
+                        Ok(_) => return Err(format!("{} changed on disk", f.path)),
+                        Err(e) => return Err(format!("{}: {e}", f.path)),
+                    }
+                }
+                let on_disk = count_files(&s.dir);
+                if on_disk != s.files.len() {
+                    return Err(format!("{on_disk} files on disk, the manifest names {}", s.files.len()));
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        match check {
+            Ok(()) => true,
+            Err(why) => {
+                let doc = &s.document;
+                self.quiesce(&format!("{}@{}: {why}", doc.name, doc.version));
+                self.tell("quiesce", doc).await;
+                self.purge().await;
+                self.note("reload", "placed again from verified bytes, through the full check");
+                let _ = self.load().await;
+                false
+            }
         }
     }
 
@@ -393,6 +440,7 @@ impl Guard {
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut after: Option<i64> = None;
+        let mut verified = std::time::Instant::now();
         loop {
             let model = self.reference.split('@').next().unwrap_or_default();
             let stream = self.agent.client.event_stream_filtered(after, Some(model), Some(&WATCHED)).await;
@@ -412,6 +460,10 @@ impl Guard {
                                 // try again now and then, not only on an event.
                                 if self.loaded().is_none() {
                                     let _ = self.load().await;
+                                }
+                                if self.verify_every.is_some_and(|e| verified.elapsed() >= e) {
+                                    self.verify_placed().await;
+                                    verified = std::time::Instant::now();
                                 }
                             }
                             ev = s.next() => match ev {
@@ -433,10 +485,27 @@ impl Guard {
                 let _ = self.load().await;
             }
             self.poll_once().await;
+            if self.verify_every.is_some_and(|e| verified.elapsed() >= e) {
+                self.verify_placed().await;
+                verified = std::time::Instant::now();
+            }
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(self.poll) => {}
             }
         }
     }
+}
+
+/// Regular files under `dir`, at any depth.
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 1, // a link or anything else is not what was placed
+        })
+        .sum()
 }

@@ -270,3 +270,34 @@ async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
     until("serving again after the freeze", || guard.is_ready()).await;
     assert_eq!(read(&dest, "weights.bin"), b"weights-one");
 }
+
+/// A placed file changed on disk while serving (or one added beside them): the guard's periodic
+/// check against the signed manifest stops the version and places it again from verified bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_on_disk_while_serving_are_caught_and_replaced() {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("model");
+    let mut g = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone()));
+    g.poll = Duration::from_millis(100);
+    g.verify_every = Some(Duration::from_millis(200));
+    g.reload_jitter = Duration::ZERO;
+    let guard = Arc::new(g);
+    let run = guard.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+    until("the first permit", || guard.is_ready()).await;
+    assert!(guard.verify_placed().await, "untouched files pass");
+
+    std::fs::write(dest.join("weights.bin"), b"weights-0ne").unwrap();
+    until("the tampered file caught", || guard.timeline().iter().any(|s| s.step == "quiesce")).await;
+    until("placed again", || guard.is_ready() && read(&dest, "weights.bin") == b"weights-one").await;
+    let q = guard.timeline().into_iter().find(|s| s.step == "quiesce").unwrap();
+    assert!(q.detail.contains("weights.bin changed on disk"), "{q:?}");
+
+    std::fs::write(dest.join("backdoor.py"), b"import os").unwrap();
+    until("the extra file caught", || guard.timeline().iter().filter(|s| s.step == "quiesce").count() == 2).await;
+    until("placed again without it", || guard.is_ready() && !dest.join("backdoor.py").exists()).await;
+}
