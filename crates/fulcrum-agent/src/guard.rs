@@ -309,12 +309,8 @@ impl Guard {
         let this_version = ours && d["version"].as_str() == Some(loaded.version.as_str());
         match d["event"].as_str().unwrap_or("") {
             "revocation" | "quarantined" if this_version => {
-                self.quiesce(&format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version));
-                self.tell("quiesce", &loaded).await;
-                self.purge().await;
-                tokio::time::sleep(self.jitter()).await;
-                self.note("reload", "the alias's new target, through the full check");
-                let _ = self.load().await;
+                let why = format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version);
+                self.stop_and_reload(&loaded, &why, "the alias's new target, through the full check").await;
             }
             "alias_updated" if ours && loaded.alias.is_some() && d["alias"].as_str() == loaded.alias.as_deref() => {
                 self.recheck(&format!("alias {} moved", loaded.alias.as_deref().unwrap_or(""))).await;
@@ -360,21 +356,25 @@ impl Guard {
             // The registry, or the policy in force evaluated here, no longer allows it; or a
             // snapshot that does not verify: deny on doubt.
             Err(Stop::Deny(d @ (Deny::Registry(_) | Deny::PolicyDenies(_) | Deny::PolicyUnverified(_)))) => {
-                self.quiesce(&format!(
-                    "{why}: {}@{} no longer allowed ({}: {d})",
-                    loaded.name,
-                    loaded.version,
-                    d.code()
-                ));
-                self.tell("quiesce", &loaded).await;
-                self.purge().await;
-                self.note("reload", "the alias's new target, through the full check");
-                let _ = self.load().await;
+                let why = format!("{why}: {}@{} no longer allowed ({}: {d})", loaded.name, loaded.version, d.code());
+                self.stop_and_reload(&loaded, &why, "the alias's new target, through the full check").await;
             }
             Err(e) => {
                 self.note("recheck_failed", format!("{why}: {}: {e}; still serving {}", e.code(), loaded.version))
             }
         }
+    }
+
+    /// The one way a served version stops: not ready at once, the hook told, files and cached
+    /// blobs purged (and the model server told), then — after the jitter, so a fleet does not
+    /// reload in the same millisecond — the reference loaded again through the full check.
+    async fn stop_and_reload(&self, served: &ResolveDocument, why: &str, reload: &str) {
+        self.quiesce(why);
+        self.tell("quiesce", served).await;
+        self.purge().await;
+        tokio::time::sleep(self.jitter()).await;
+        self.note("reload", reload);
+        let _ = self.load().await;
     }
 
     /// Keep the newest verified answer for the served version (same artifact).
@@ -419,11 +419,8 @@ impl Guard {
             Ok(()) => true,
             Err(why) => {
                 let doc = &s.document;
-                self.quiesce(&format!("{}@{}: {why}", doc.name, doc.version));
-                self.tell("quiesce", doc).await;
-                self.purge().await;
-                self.note("reload", "placed again from verified bytes, through the full check");
-                let _ = self.load().await;
+                let why = format!("{}@{}: {why}", doc.name, doc.version);
+                self.stop_and_reload(doc, &why, "placed again from verified bytes, through the full check").await;
                 false
             }
         }
