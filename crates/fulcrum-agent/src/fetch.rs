@@ -85,6 +85,9 @@ pub struct Agent {
     pub name: String,
     /// Bytes fetched so far and expected, while a fetch runs (for a progress line).
     pub progress: Arc<Progress>,
+    /// The bundle adopted through a verified chain, as kept in the state dir: read from disk
+    /// once (outer `None`: not read yet), then kept here when a newer one is adopted.
+    adopted: std::sync::Mutex<Option<Option<TrustBundle>>>,
 }
 
 /// Download progress of the current fetch.
@@ -108,7 +111,7 @@ pub struct Permit {
 
 impl Agent {
     pub fn new(client: Client, bundle: TrustBundle, state: StateDir, max_skew: Duration, name: String) -> Self {
-        Self { client, bundle, state, max_skew, name, progress: Arc::default() }
+        Self { client, bundle, state, max_skew, name, progress: Arc::default(), adopted: std::sync::Mutex::new(None) }
     }
 
     /// Resolve and check (signature against the pinned bundle, freshness, verdict, marks); the
@@ -170,8 +173,12 @@ impl Agent {
     /// # Errors
     /// An unreadable adopted bundle.
     pub fn trusted(&self) -> Result<TrustBundle, Stop> {
-        Ok(match self.state.adopted_bundle()? {
-            Some(b) if b.version > self.bundle.version => b,
+        let mut adopted = self.adopted.lock().expect("agent lock");
+        if adopted.is_none() {
+            *adopted = Some(self.state.adopted_bundle()?);
+        }
+        Ok(match adopted.as_ref().and_then(Option::as_ref) {
+            Some(b) if b.version > self.bundle.version => b.clone(),
             _ => self.bundle.clone(),
         })
     }
@@ -191,6 +198,7 @@ impl Agent {
             Some(newest) => {
                 check::accept_bundle(&self.state.marks()?, &newest, OffsetDateTime::now_utc())?;
                 self.state.save_adopted_bundle(&newest)?;
+                *self.adopted.lock().expect("agent lock") = Some(Some(newest));
                 Ok(true)
             }
             None => Ok(false),
