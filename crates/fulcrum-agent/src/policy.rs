@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::check::Deny;
 
 /// The payload type of a registry-signed policy snapshot.
-pub const SNAPSHOT_MEDIA_TYPE: &str = "application/vnd.fulcrum.policy-snapshot.v2+json";
+pub use fulcrum_policy::SNAPSHOT_MEDIA_TYPE;
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -33,13 +33,6 @@ struct Sig {
     sig: String,
 }
 
-/// DSSE pre-authentication encoding.
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Open a DSSE envelope of `payload_type` signed by a key of the pinned bundle that is not
 /// compromised; returns the payload. What the payload says is the caller's to check.
 ///
@@ -51,7 +44,7 @@ pub fn open_envelope(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) 
         return Err("another payload type");
     }
     let payload = base64::engine::general_purpose::STANDARD.decode(&env.payload).map_err(|_| "payload encoding")?;
-    let signed = pae(&env.payload_type, &payload);
+    let signed = fulcrum_sign::dsse_pae(&env.payload_type, &payload);
     let trusted = env.signatures.iter().any(|s| {
         bundle.keys.iter().any(|k| k.kid == s.keyid && k.status != KeyStatus::Compromised)
             && bundle.verify(&s.keyid, &signed, &s.sig).is_ok()

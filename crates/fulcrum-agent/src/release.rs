@@ -15,8 +15,7 @@ use crate::check::Deny;
 use crate::policy::open_envelope;
 
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-/// The predicate type of a registry release record.
-pub const RELEASE_PREDICATE: &str = "urn:fulcrum:attestation:release:v1";
+pub use fulcrum_core::resolve::RELEASE_PREDICATE;
 /// Largest release record read.
 pub const MAX_RECORD: u64 = 4 << 20;
 

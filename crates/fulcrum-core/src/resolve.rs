@@ -62,5 +62,9 @@ pub struct ResolveDocument {
     pub kid: String,
 }
 
+/// The in-toto predicate type of the registry's release record, the DSSE envelope a resolve
+/// answer's `uris.attestation` points at.
+pub const RELEASE_PREDICATE: &str = "urn:fulcrum:attestation:release:v1";
+
 /// The media type of a signed resolve answer's body.
 pub const RESOLVE_MEDIA_TYPE: &str = "application/vnd.fulcrum.resolve.v1+json";

@@ -173,4 +173,4 @@ pub fn check_sbom(bytes: &[u8]) -> Result<serde_json::Value, CheckFailure> {
 }
 
 /// The registry's release attestation predicate type.
-pub const RELEASE_PREDICATE: &str = "urn:fulcrum:attestation:release:v1";
+pub use fulcrum_core::resolve::RELEASE_PREDICATE;

@@ -185,6 +185,15 @@ impl TrustBundle {
     }
 }
 
+/// DSSE v1 pre-authentication encoding: what a DSSE signature covers,
+/// `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body` — never the bare payload.
+pub fn dsse_pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
+    out.extend_from_slice(format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }

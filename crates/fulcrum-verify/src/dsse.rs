@@ -8,13 +8,8 @@ use crate::{Failure, b64_decode};
 
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
-/// Pre-authentication encoding.
-pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 32);
-    out.extend_from_slice(format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).as_bytes());
-    out.extend_from_slice(payload);
-    out
-}
+/// Pre-authentication encoding (one implementation, in `fulcrum-sign`, shared with the agent).
+pub use fulcrum_sign::dsse_pae as pae;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
