@@ -1,6 +1,9 @@
 //! Trust-bundle chaining as data: an agent pinned to v1 (key A) meets the registry after
 //! rotations (A → B → C). Each row is a chain it could be served, with what it must conclude.
 
+mod common;
+
+use common::published;
 use fulcrum_agent::chain::{Endorsement, Link, follow};
 use fulcrum_agent::check::Deny;
 use fulcrum_sign::{Alg, KeyStatus, LocalKey, PublishedKey, Signer, TrustBundle};
@@ -13,18 +16,6 @@ fn t(s: &str) -> OffsetDateTime {
 
 fn now() -> OffsetDateTime {
     t("2026-11-28T12:00:00Z")
-}
-
-fn key(k: &LocalKey, from: &str, until: Option<&str>, status: KeyStatus) -> PublishedKey {
-    PublishedKey {
-        kid: k.kid().to_owned(),
-        alg: k.public_key().alg(),
-        public_key: fulcrum_sign::b64(k.public_key().spki_der()),
-        valid_from: from.into(),
-        valid_until: until.map(str::to_owned),
-        status,
-        development: false,
-    }
 }
 
 fn bundle(version: u64, issued: &str, keys: Vec<PublishedKey>) -> TrustBundle {
@@ -56,16 +47,16 @@ fn chained_bundles_are_adopted_only_through_trusted_links() {
     let evil = LocalKey::ephemeral(Alg::Ed25519).unwrap();
     let (t1, t2, t3) = ("2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z");
     let active = KeyStatus::Active;
-    let pinned = bundle(1, t1, vec![key(&a, t1, None, active)]);
+    let pinned = bundle(1, t1, vec![published(&a, t1, None, active)]);
     // v2: B rotated in, A retired at t2, endorsed by A. v3: C rotated in, endorsed by B.
-    let v2 = bundle(2, t2, vec![key(&a, t1, Some(t2), KeyStatus::Retired), key(&b, t2, None, active)]);
+    let v2 = bundle(2, t2, vec![published(&a, t1, Some(t2), KeyStatus::Retired), published(&b, t2, None, active)]);
     let v3 = bundle(
         3,
         t3,
         vec![
-            key(&a, t1, Some(t2), KeyStatus::Retired),
-            key(&b, t2, Some(t3), KeyStatus::Retired),
-            key(&c, t3, None, active),
+            published(&a, t1, Some(t2), KeyStatus::Retired),
+            published(&b, t2, Some(t3), KeyStatus::Retired),
+            published(&c, t3, None, active),
         ],
     );
     // v3 that also marks A compromised (A vouched for v2).
@@ -73,12 +64,13 @@ fn chained_bundles_are_adopted_only_through_trusted_links() {
         3,
         t3,
         vec![
-            key(&a, t1, Some(t2), KeyStatus::Compromised),
-            key(&b, t2, Some(t3), KeyStatus::Retired),
-            key(&c, t3, None, active),
+            published(&a, t1, Some(t2), KeyStatus::Compromised),
+            published(&b, t2, Some(t3), KeyStatus::Retired),
+            published(&c, t3, None, active),
         ],
     );
-    let v2_evil = bundle(2, t2, vec![key(&a, t1, Some(t2), KeyStatus::Retired), key(&evil, t2, None, active)]);
+    let v2_evil =
+        bundle(2, t2, vec![published(&a, t1, Some(t2), KeyStatus::Retired), published(&evil, t2, None, active)]);
     let mut v2_expired = v2.clone();
     v2_expired.expires_at = Some("2026-11-11T00:00:00Z".into());
     let mut v2_backdated = v2.clone();

@@ -1,9 +1,12 @@
 //! The startup check's attack table (TUF attacks and the seed's §6 list): each row is a signed
 //! answer the agent could receive, with what it must conclude. Every attack ends in a named deny.
 
+mod common;
+
+use common::published;
 use fulcrum_agent::check::{Ask, Deny, Marks, RefMark, Signed, accept_bundle, check};
 use fulcrum_core::resolve::{Decision, ResolveDocument, Uris};
-use fulcrum_sign::{Alg, KeyStatus, LocalKey, PublishedKey, Signer, TrustBundle};
+use fulcrum_sign::{Alg, KeyStatus, LocalKey, Signer, TrustBundle};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -20,18 +23,6 @@ fn fmt(t: OffsetDateTime) -> String {
 
 fn now() -> OffsetDateTime {
     t("2026-11-28T12:00:00Z")
-}
-
-fn published(k: &LocalKey, from: &str, until: Option<&str>, status: KeyStatus) -> PublishedKey {
-    PublishedKey {
-        kid: k.kid().to_owned(),
-        alg: k.public_key().alg(),
-        public_key: fulcrum_sign::b64(k.public_key().spki_der()),
-        valid_from: from.into(),
-        valid_until: until.map(str::to_owned),
-        status,
-        development: false,
-    }
 }
 
 fn doc(k: &LocalKey, issued: OffsetDateTime, seq: u64, position: u64) -> ResolveDocument {

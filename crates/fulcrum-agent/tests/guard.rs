@@ -7,17 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{agent, as_, read, register, registry};
+use common::{agent, as_, fraud_v1, read, register, registry, serving_guard, until};
 use fulcrum_agent::guard::{Guard, Layout};
 use serde_json::json;
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_quiesces_purges_and_rolls_back() {
@@ -233,19 +225,14 @@ async fn the_hook_hears_each_change_in_order() {
 /// the agent itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
-    let r = registry().await;
-    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
-    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
-    let state = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
+    let r = fraud_v1().await;
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let dest = out.path().join("model");
-    let mut g = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone()));
-    g.reload_jitter = Duration::from_millis(50);
-    g.poll = Duration::from_millis(300);
-    let guard = Arc::new(g);
-    let run = guard.clone();
-    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-    until("the first permit", || guard.is_ready()).await;
+    let guard = serving_guard(&r, state.path(), dest.clone(), |g| {
+        g.reload_jitter = Duration::from_millis(50);
+        g.poll = Duration::from_millis(300);
+    })
+    .await;
 
     let modules: std::collections::BTreeMap<String, String> =
         fulcrum_policy::DEFAULT_MODULES.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect();
@@ -275,20 +262,15 @@ async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
 /// check against the signed manifest stops the version and places it again from verified bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_changed_on_disk_while_serving_are_caught_and_replaced() {
-    let r = registry().await;
-    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
-    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
-    let state = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
+    let r = fraud_v1().await;
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let dest = out.path().join("model");
-    let mut g = Guard::new(agent(&r, state.path()).await, "fraud@production", "prod", Layout::Dir(dest.clone()));
-    g.poll = Duration::from_millis(100);
-    g.verify_every = Some(Duration::from_millis(200));
-    g.reload_jitter = Duration::ZERO;
-    let guard = Arc::new(g);
-    let run = guard.clone();
-    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-    until("the first permit", || guard.is_ready()).await;
+    let guard = serving_guard(&r, state.path(), dest.clone(), |g| {
+        g.poll = Duration::from_millis(100);
+        g.verify_every = Some(Duration::from_millis(200));
+        g.reload_jitter = Duration::ZERO;
+    })
+    .await;
     assert!(guard.verify_placed().await, "untouched files pass");
 
     std::fs::write(dest.join("weights.bin"), b"weights-0ne").unwrap();

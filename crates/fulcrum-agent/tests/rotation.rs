@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use common::{agent, as_, register, registry, rotate_key};
-use fulcrum_agent::guard::{Guard, Layout};
+use common::{agent, as_, fraud_v1, register, registry, rotate_key, serving_guard, until};
 use fulcrum_sign::Signer as _;
 use serde_json::json;
 
@@ -51,30 +47,11 @@ async fn an_agent_pinned_before_a_rotation_follows_the_chain() {
 /// follows the chain and the version keeps serving, never quiesced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_keeps_serving_across_a_rotation() {
-    let r = registry().await;
-    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
-    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
-    let state = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let guard = Arc::new(Guard::new(
-        agent(&r, state.path()).await,
-        "fraud@production",
-        "prod",
-        Layout::Dir(out.path().join("m")),
-    ));
-    let g = guard.clone();
-    tokio::spawn(async move { g.run(std::future::pending::<()>()).await });
-    let start = Instant::now();
-    while !guard.is_ready() {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let r = fraud_v1().await;
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let guard = serving_guard(&r, state.path(), out.path().join("m"), |_| {}).await;
     rotate_key(&r).await;
-    let start = Instant::now();
-    while guard.agent.trusted().unwrap().version < 2 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the guard never adopted bundle v2: {:?}", guard.timeline());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("the guard adopting bundle v2", || guard.agent.trusted().unwrap().version >= 2).await;
     assert!(guard.is_ready());
     let steps: Vec<&str> = guard.timeline().iter().map(|s| s.step).collect();
     assert!(!steps.contains(&"quiesce") && !steps.contains(&"recheck_failed"), "{steps:?}");

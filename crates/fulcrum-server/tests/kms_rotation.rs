@@ -10,7 +10,7 @@ use fulcrum_kms::pkcs11::admin as hsm_admin;
 use fulcrum_kms::vault::fake::VaultFake;
 use fulcrum_kms::vault::{VaultConfig, admin as vault_admin};
 use fulcrum_server::keyring::KmsConfig;
-use fulcrum_sign::{Alg, TrustBundle};
+use fulcrum_sign::{Alg, PublicKey, TrustBundle};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -33,22 +33,31 @@ async fn signed_resolve_kid(h: &Harness) -> String {
     kid
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotate_onto_vault_transit() {
-    let fake = VaultFake::start().await;
-    let endpoint = Endpoint::parse(&format!("http://{}", fake.addr), None).unwrap();
-    let registry_cfg =
-        VaultConfig { endpoint: endpoint.clone(), token: fake.sign_token.clone().into(), mount: "transit".into() };
-    let admin_cfg = VaultConfig { endpoint, token: fake.admin_token.clone().into(), mount: "transit".into() };
+/// A registry holding `registry_cfg` (a sign-only Vault credential) with `risk` in production,
+/// and a Transit key the key-admin created with the admin token: its version and public key.
+async fn registry_with_a_vault_key(fake: &VaultFake, registry_cfg: VaultConfig) -> (Harness, u32, PublicKey) {
+    let admin_cfg = VaultConfig {
+        endpoint: Endpoint::parse(&format!("http://{}", fake.addr), None).unwrap(),
+        token: fake.admin_token.clone().into(),
+        mount: "transit".into(),
+    };
     let kms = KmsConfig { vault: Some(registry_cfg), pkcs11: None };
     let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
     with_production(&h, "risk").await;
-
     let (version, public) = tokio::task::spawn_blocking(move || {
         vault_admin::create(&admin_cfg, "registry-signing", Alg::EcdsaP256Sha256).unwrap()
     })
     .await
     .unwrap();
+    (h, version, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_onto_vault_transit() {
+    let fake = VaultFake::start().await;
+    let endpoint = Endpoint::parse(&format!("http://{}", fake.addr), None).unwrap();
+    let registry_cfg = VaultConfig { endpoint, token: fake.sign_token.clone().into(), mount: "transit".into() };
+    let (h, version, public) = registry_with_a_vault_key(&fake, registry_cfg).await;
     let kid = format!("vault:transit/registry-signing:v{version}");
     // A reference to a version that does not exist cannot be published.
     let p = h
@@ -105,21 +114,8 @@ async fn a_rotated_vault_token_is_read_from_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("vault-token");
     std::fs::write(&token_file, format!("{}\n", fake.sign_token)).unwrap();
-    let addr = format!("http://{}", fake.addr);
-    let registry_cfg = VaultConfig::from_files(&addr, &token_file, "transit", None).unwrap();
-    let admin_cfg = VaultConfig {
-        endpoint: Endpoint::parse(&addr, None).unwrap(),
-        token: fake.admin_token.clone().into(),
-        mount: "transit".into(),
-    };
-    let kms = KmsConfig { vault: Some(registry_cfg), pkcs11: None };
-    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.kms = kms).await;
-    with_production(&h, "risk").await;
-    let (version, public) = tokio::task::spawn_blocking(move || {
-        vault_admin::create(&admin_cfg, "registry-signing", Alg::EcdsaP256Sha256).unwrap()
-    })
-    .await
-    .unwrap();
+    let registry_cfg = VaultConfig::from_files(&format!("http://{}", fake.addr), &token_file, "transit", None).unwrap();
+    let (h, version, public) = registry_with_a_vault_key(&fake, registry_cfg).await;
     let kid = format!("vault:transit/registry-signing:v{version}");
     h.post("keys", "/v1/keys", json!({"public_key": public.to_pem(), "backend": "vault", "backend_ref": format!("registry-signing:v{version}"), "kid": kid}), StatusCode::CREATED)
         .await;

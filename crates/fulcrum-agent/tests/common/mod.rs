@@ -121,3 +121,58 @@ pub async fn rotate_key(r: &Reg) -> u64 {
         .unwrap();
     ack["trust_bundle_version"].as_u64().unwrap_or_else(|| panic!("{ack}"))
 }
+
+/// A registry with model `fraud` whose `production` alias serves `v1` (`weights.bin` =
+/// `weights-one`).
+pub async fn fraud_v1() -> Reg {
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    register(&r, "v1", &[("weights.bin", b"weights-one")]).await;
+    r
+}
+
+/// A guard on `fraud@production` placing into `dest`, adjusted by `tune`, running until the test
+/// ends, and ready (its first permit).
+pub async fn serving_guard(
+    r: &Reg,
+    state: &Path,
+    dest: std::path::PathBuf,
+    tune: impl FnOnce(&mut fulcrum_agent::guard::Guard),
+) -> std::sync::Arc<fulcrum_agent::guard::Guard> {
+    use fulcrum_agent::guard::{Guard, Layout};
+    let mut g = Guard::new(agent(r, state).await, "fraud@production", "prod", Layout::Dir(dest));
+    tune(&mut g);
+    let guard = std::sync::Arc::new(g);
+    let run = guard.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+    until("the first permit", || guard.is_ready()).await;
+    guard
+}
+
+/// Wait (5 ms steps, at most 20 s) until `f` holds.
+pub async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// How a pinned bundle names `k`: valid from `from` until `until`, with `status`.
+pub fn published(
+    k: &fulcrum_sign::LocalKey,
+    from: &str,
+    until: Option<&str>,
+    status: fulcrum_sign::KeyStatus,
+) -> fulcrum_sign::PublishedKey {
+    use fulcrum_sign::Signer as _;
+    fulcrum_sign::PublishedKey {
+        kid: k.kid().to_owned(),
+        alg: k.public_key().alg(),
+        public_key: fulcrum_sign::b64(k.public_key().spki_der()),
+        valid_from: from.into(),
+        valid_until: until.map(str::to_owned),
+        status,
+        development: false,
+    }
+}
