@@ -208,7 +208,7 @@ impl Gateway {
         let why: Vec<String> = self
             .routes
             .iter()
-            .map(|r| match r.guard.timeline().iter().rev().find(|s| s.step == "quiesce" || s.step == "deny") {
+            .map(|r| match r.guard.last_step(&["quiesce", "deny"]) {
                 Some(s) => format!("{}: {}", r.alias, s.detail),
                 None => format!("{}: not loaded yet", r.alias),
             })

@@ -54,6 +54,9 @@ pub struct Serving {
     files: Vec<fulcrum_core::FileEntry>,
 }
 
+/// Steps kept locally: a guard re-checking every poll for months must not grow without bound.
+pub const TIMELINE: usize = 1024;
+
 /// One step of the guard's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -98,7 +101,8 @@ pub struct Guard {
     pub reporter: Option<Arc<Reporter>>,
     ready: AtomicBool,
     loaded: Mutex<Option<Arc<Serving>>>,
-    timeline: Mutex<Vec<Step>>,
+    /// The latest [`TIMELINE`] steps (the registry has them all).
+    timeline: Mutex<std::collections::VecDeque<Step>>,
 }
 
 impl Guard {
@@ -116,7 +120,7 @@ impl Guard {
             reporter: None,
             ready: AtomicBool::new(false),
             loaded: Mutex::new(None),
-            timeline: Mutex::new(Vec::new()),
+            timeline: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -141,7 +145,12 @@ impl Guard {
     }
 
     pub fn timeline(&self) -> Vec<Step> {
-        self.timeline.lock().expect("guard lock").clone()
+        self.timeline.lock().expect("guard lock").iter().cloned().collect()
+    }
+
+    /// The latest step that is one of `steps`, without copying the timeline.
+    pub fn last_step(&self, steps: &[&str]) -> Option<Step> {
+        self.timeline.lock().expect("guard lock").iter().rev().find(|s| steps.contains(&s.step)).cloned()
     }
 
     /// Keep a step about the served version (if any).
@@ -162,7 +171,11 @@ impl Guard {
                 "version": version, "agent": self.agent.name,
             }));
         }
-        self.timeline.lock().expect("guard lock").push(Step { at, step, detail });
+        let mut t = self.timeline.lock().expect("guard lock");
+        if t.len() == TIMELINE {
+            t.pop_front();
+        }
+        t.push_back(Step { at, step, detail });
     }
 
     fn jitter(&self) -> Duration {
@@ -505,4 +518,31 @@ fn count_files(dir: &std::path::Path) -> usize {
             _ => 1, // a link or anything else is not what was placed
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_timeline_keeps_the_latest_steps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Agent::new(
+            fulcrum_client::Client::new("http://127.0.0.1:9", None).unwrap(),
+            fulcrum_sign::TrustBundle { version: 1, issued_at: String::new(), expires_at: None, keys: vec![] },
+            crate::state::StateDir::open(dir.path()).unwrap(),
+            time::Duration::seconds(30),
+            "t".into(),
+        );
+        let g = Guard::new(agent, "fraud@production", "prod", Layout::Dir(dir.path().join("m")));
+        g.note("quiesce", "first");
+        for i in 0..TIMELINE + 10 {
+            g.note("recheck", format!("poll {i}"));
+        }
+        let t = g.timeline();
+        assert_eq!(t.len(), TIMELINE);
+        assert_eq!(t.last().unwrap().detail, format!("poll {}", TIMELINE + 9));
+        assert!(g.last_step(&["quiesce"]).is_none(), "the oldest steps went first");
+        assert_eq!(g.last_step(&["recheck"]).unwrap().detail, format!("poll {}", TIMELINE + 9));
+    }
 }
