@@ -55,6 +55,21 @@ if ! "$MLS_VENV/bin/mlserver" --version >/dev/null 2>&1; then
 fi
 export FULCRUM_MLSERVER="$MLS_VENV/bin/mlserver"
 "$FULCRUM_MLSERVER" --version
+# A real OpenID Provider (npm oidc-provider, pinned with its lock file) for the identity tests;
+# the tests run tests/idp/test-idp.mjs with these modules.
+if ! command -v node >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+IDP_DIR="$CACHE/idp-9.13.3"
+if ! cmp -s tests/idp/package-lock.json "$IDP_DIR/package-lock.json" || [ ! -d "$IDP_DIR/node_modules/oidc-provider" ]; then
+  rm -rf "$IDP_DIR" && mkdir -p "$IDP_DIR"
+  cp tests/idp/package.json tests/idp/package-lock.json "$IDP_DIR/"
+  (cd "$IDP_DIR" && npm ci --no-audit --no-fund --silent)
+fi
+export FULCRUM_TEST_IDP_MODULES="$IDP_DIR/node_modules"
+echo "test IdP: node $(node --version), oidc-provider $(node -p "require('$IDP_DIR/node_modules/oidc-provider/package.json').version")"
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

@@ -286,7 +286,7 @@ async fn main() -> ExitCode {
                     .and_then(|b| fulcrum_agent::caller::CallerAuth::from_jwks(&b, iss, aud));
                 match auth {
                     Ok(mut a) => {
-                        a.max_lifetime = *caller_max_lifetime;
+                        a.rules.max_lifetime_s = *caller_max_lifetime;
                         gw.callers = Some(a);
                     }
                     Err(e) => return fail(e),

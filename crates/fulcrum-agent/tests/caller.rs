@@ -48,7 +48,7 @@ fn token(i: &Idp, typ: Option<&str>, c: &Value) -> String {
 
 fn auth(i: &Idp) -> CallerAuth {
     let mut a = CallerAuth::from_jwks(i.jwks.to_string().as_bytes(), ISS, AUD).unwrap();
-    a.max_lifetime = 3600;
+    a.rules.max_lifetime_s = 3600;
     a
 }
 

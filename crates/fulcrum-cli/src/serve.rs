@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// <data-dir>/tokens.json is used, and created with a bootstrap admin token if missing.
     #[arg(long)]
     tokens_file: Option<PathBuf>,
+    /// Trusted OIDC issuers (JSON: `{"issuers": [{"issuer", "audience", …}]}`); their JWT access
+    /// tokens are accepted beside the tokens file. See docs/identity.md.
+    #[arg(long)]
+    oidc_config: Option<PathBuf>,
     /// PEM certificate chain for HTTPS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -83,6 +87,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let Some(p) = &a.oidc_config {
+        config.oidc = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?.issuers;
+    }
     if let Some(p) = &a.release_policy {
         config.release_policy =
             fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;

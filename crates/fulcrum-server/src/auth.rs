@@ -169,9 +169,39 @@ impl Identities {
     }
 }
 
-/// The authenticated caller. Extracting it fails with 401 problem+json.
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authn {
+    /// A bearer token from the tokens file.
+    pub local_token: bool,
+    /// The issuer of a verified JWT.
+    pub issuer: Option<String>,
+    /// The identity (SAN URI or DNS name) of a verified client certificate.
+    pub certificate: Option<String>,
+}
+
+impl Authn {
+    pub fn label(&self) -> String {
+        let token = if self.issuer.is_some() {
+            Some("oidc")
+        } else if self.local_token {
+            Some("token")
+        } else {
+            None
+        };
+        match (&self.certificate, token) {
+            (Some(_), Some(t)) => format!("certificate+{t}"),
+            (Some(_), None) => "certificate".into(),
+            (None, Some(t)) => t.into(),
+            (None, None) => "none".into(),
+        }
+    }
+}
+
+/// The authenticated caller and how it authenticated. Extracting it fails with 401
+/// problem+json.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<Principal>);
+pub struct Caller(pub Arc<Principal>, pub Authn);
 
 impl Caller {
     /// The access decision for an action on the caller's own tenant, taken by the policy in
@@ -212,11 +242,20 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(ApiError::unauthorized)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .ok_or_else(ApiError::unauthorized)?;
-        state.identities.lookup(token.trim()).map(Caller).ok_or_else(ApiError::unauthorized)
+        let token = fulcrum_oidc::verify::bearer(header.to_str().ok()).map_err(|_| ApiError::unauthorized())?;
+        // A JWT goes to the trusted issuers; anything else is a local token.
+        if !state.oidc.is_empty() && fulcrum_oidc::verify::looks_like_jwt(token) {
+            let now = u64::try_from(state.clock.now().unix_timestamp()).unwrap_or(0);
+            return match state.oidc.verify_principal(token, now).await {
+                Ok((issuer, p)) => Ok(Caller(Arc::new(p), Authn { issuer: Some(issuer), ..Authn::default() })),
+                Err(e) => {
+                    tracing::info!(code = e.code(), "bearer token refused");
+                    state.metrics.token_refused(e.code());
+                    Err(ApiError::bad_token(&e))
+                }
+            };
+        }
+        let p = state.identities.lookup(token).ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller(p, Authn { local_token: true, ..Authn::default() }))
     }
 }

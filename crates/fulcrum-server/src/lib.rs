@@ -64,6 +64,8 @@ pub struct Config {
     pub release_policy: release::ReleasePolicy,
     /// KMS backends the registry's keys may live in (sign-only credentials).
     pub kms: keyring::KmsConfig,
+    /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
+    pub oidc: Vec<fulcrum_oidc::IssuerConfig>,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             release_policy: release::ReleasePolicy::default(),
             kms: keyring::KmsConfig::default(),
+            oidc: vec![],
         }
     }
 }
@@ -98,6 +101,8 @@ pub enum OpenError {
     Policy(String),
     #[error("resolve TTL must be between 10 s and 1 day")]
     Ttl,
+    #[error("OIDC: {0}")]
+    Oidc(String),
 }
 
 /// What happened at start-up that an operator must be told.
@@ -122,6 +127,7 @@ pub struct Inner {
     pub blobs: BlobStore,
     pub keys: Arc<keyring::KeyRing>,
     pub identities: Identities,
+    pub oidc: fulcrum_oidc::Issuers,
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -173,6 +179,12 @@ impl Registry {
             notes.created_tokens = Some((tokens_path.clone(), token));
         }
         let identities = Identities::from_file(&TokensFile::load(&tokens_path)?)?;
+        let oidc = fulcrum_oidc::Issuers::new(config.oidc.clone()).map_err(OpenError::Oidc)?;
+        // An IdP down at start-up does not stop the registry: its tokens are refused until its
+        // keys can be fetched.
+        for (issuer, error) in oidc.prefetch().await {
+            tracing::warn!(%issuer, %error, "cannot fetch the issuer's keys yet; its tokens are refused until then");
+        }
 
         let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
@@ -213,6 +225,7 @@ impl Registry {
             blobs,
             keys,
             identities,
+            oidc,
             catalog,
             clock,
             metrics: Metrics::default(),

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub resolve_cache_miss: AtomicU64,
     pub startup_permit: AtomicU64,
     pub startup_deny: AtomicU64,
+    /// Refused bearer tokens by reason code.
+    token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn method_index(m: &axum::http::Method) -> usize {
@@ -58,6 +60,10 @@ fn method_index(m: &axum::http::Method) -> usize {
 }
 
 impl Metrics {
+    pub fn token_refused(&self, code: &'static str) {
+        *self.token_refusals.lock().expect("metrics lock").entry(code).or_default() += 1;
+    }
+
     pub fn observe(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
         let stats = {
             let routes = self.routes.read().expect("metrics lock");
@@ -148,6 +154,12 @@ impl Metrics {
             "decision",
             &[("permit", &self.startup_permit), ("deny", &self.startup_deny)],
         );
+        let refusals: Vec<(&str, u64)> =
+            self.token_refusals.lock().expect("metrics lock").iter().map(|(k, v)| (*k, *v)).collect();
+        out.push_str("# HELP fulcrum_auth_tokens_refused_total Bearer tokens refused, by reason.\n# TYPE fulcrum_auth_tokens_refused_total counter\n");
+        for (reason, n) in refusals {
+            let _ = writeln!(out, "fulcrum_auth_tokens_refused_total{{reason=\"{reason}\"}} {n}");
+        }
         let _ = writeln!(
             out,
             "# HELP fulcrum_resolve_cache_misses_total Resolve answers that had to be signed on request.\n# TYPE fulcrum_resolve_cache_misses_total counter\nfulcrum_resolve_cache_misses_total {}",

@@ -67,6 +67,12 @@ impl ApiError {
         e.extra_headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         e
     }
+    /// A refused token: 401 with the reason's code (`token_expired`, `token_audience`, …).
+    pub fn bad_token(e: &fulcrum_oidc::TokenError) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+        e.extra_headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\"")));
+        e
+    }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, detail)
     }

@@ -6,6 +6,7 @@ mod blobs;
 mod datasets;
 mod events;
 mod findings;
+mod identity;
 mod keys;
 mod models;
 mod policy;
@@ -90,6 +91,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::install))
         .routes(routes!(policy::decisions))
         .routes(routes!(policy::by_digest))
+        .routes(routes!(identity::me))
         .routes(routes!(health))
         .routes(routes!(ready))
 }
@@ -177,6 +179,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             state.access.dropped.load(std::sync::atomic::Ordering::Relaxed),
         ),
     ]);
+    let mut body = body;
+    let fetches = state.oidc.fetch_counts();
+    if !fetches.is_empty() {
+        body.push_str("# HELP fulcrum_oidc_jwks_fetches_total Fetches of an issuer's keys (start-up, age, unknown kid).\n# TYPE fulcrum_oidc_jwks_fetches_total counter\n");
+        for (issuer, n) in fetches {
+            body.push_str(&format!("fulcrum_oidc_jwks_fetches_total{{issuer=\"{issuer}\"}} {n}\n"));
+        }
+    }
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body)
 }
 

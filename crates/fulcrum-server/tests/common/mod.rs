@@ -35,6 +35,22 @@ pub const PEOPLE: &[(&str, Role, &str, &str, Option<Env>)] = &[
     ("other-ci", Role::Publisher, "globex", "*", None),
 ];
 
+/// System time moved by a settable number of seconds.
+#[derive(Debug, Default)]
+pub struct ShiftedClock(pub std::sync::atomic::AtomicI64);
+
+impl ShiftedClock {
+    pub fn shift(&self, secs: i64) {
+        self.0.store(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl fulcrum_server::clock::Clock for ShiftedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 pub fn token(who: &str) -> String {
     format!("test-token-{who}")
 }
@@ -51,6 +67,15 @@ impl Harness {
 
     /// Start with a config adjusted by `tune` (e.g. a release policy).
     pub async fn start_with(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config)) -> Self {
+        Self::start_clocked(dir, std::sync::Arc::new(fulcrum_server::clock::SystemClock), tune).await
+    }
+
+    /// As [`Harness::start_with`], with the registry reading time from `clock`.
+    pub async fn start_clocked(
+        dir: tempfile::TempDir,
+        clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tokens_path = dir.path().join("tokens.json");
         if !tokens_path.exists() {
@@ -75,7 +100,7 @@ impl Harness {
         config.tokens_file = Some(tokens_path);
         config.max_blob_bytes = 8 << 20;
         tune(&mut config);
-        let (state, _) = Registry::open_default(config).await.unwrap();
+        let (state, _) = Registry::open(config, clock).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
