@@ -27,6 +27,15 @@ struct Cli {
     /// File holding this agent's bearer token (re-read on every start; never logged).
     #[arg(long, env = "FULCRUM_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) the registry's certificate must chain to; only these are trusted.
+    #[arg(long, env = "FULCRUM_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// This agent's client certificate (PEM) for a registry that requires mutual TLS: its SAN is
+    /// the workload identity the registry maps to a role. With --client-key.
+    #[arg(long, env = "FULCRUM_CLIENT_CERT", global = true, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, env = "FULCRUM_CLIENT_KEY", global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// The pinned trust bundle (JSON), delivered out of band: resolve answers must verify against it.
     #[arg(long, env = "FULCRUM_TRUST_BUNDLE", global = true)]
     bundle: Option<PathBuf>,
@@ -158,7 +167,12 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
-    let client = match Client::new(&cli.registry, token) {
+    let tls = fulcrum_client::ClientTls {
+        ca: cli.ca_file.clone(),
+        cert: cli.client_cert.clone(),
+        key: cli.client_key.clone(),
+    };
+    let client = match Client::with_tls(&cli.registry, token, &tls) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -13,15 +13,16 @@ use crate::Output;
 pub struct Ctx {
     pub registry: String,
     pub token: Option<String>,
+    pub tls: fulcrum_client::ClientTls,
     pub output: Output,
 }
 
 impl Ctx {
     pub fn client(&self) -> anyhow::Result<Client> {
-        if self.token.is_none() {
-            bail!("no token: set FULCRUM_TOKEN or FULCRUM_TOKEN_FILE, or pass --token-file");
+        if self.token.is_none() && self.tls.cert.is_none() {
+            bail!("no token: set FULCRUM_TOKEN or FULCRUM_TOKEN_FILE, pass --token-file, or a client certificate");
         }
-        Ok(Client::new(&self.registry, self.token.clone())?)
+        Ok(Client::with_tls(&self.registry, self.token.clone(), &self.tls)?)
     }
 
     fn print(&self, v: &Value, text: impl FnOnce(&Value) -> String) {
@@ -839,6 +840,27 @@ pub async fn dataset(ctx: &Ctx, c: DatasetCmd) -> anyhow::Result<()> {
             })
             .collect();
         if rows.is_empty() { format!("no version of your tenant used {d}") } else { rows.join("\n") }
+    });
+    Ok(())
+}
+
+pub async fn whoami(ctx: &Ctx) -> anyhow::Result<()> {
+    let v = ctx.client()?.get("/v1/me").await?;
+    ctx.print(&v, |v| {
+        let mut out = format!(
+            "{} ({} of tenant {}, domain {}) authenticated by {}",
+            s(&v["subject"]),
+            s(&v["role"]),
+            s(&v["tenant"]),
+            s(&v["domain"]),
+            s(&v["authenticated_by"])
+        );
+        for k in ["env", "purpose", "issuer", "certificate"] {
+            if !v[k].is_null() {
+                out.push_str(&format!("\n  {k}: {}", s(&v[k])));
+            }
+        }
+        out
     });
     Ok(())
 }

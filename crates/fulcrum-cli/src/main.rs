@@ -25,6 +25,15 @@ struct Cli {
     /// Read the bearer token from a file.
     #[arg(long, global = true, env = "FULCRUM_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// CA certificate(s) (PEM) the registry's certificate must chain to; only these are trusted.
+    #[arg(long, global = true, env = "FULCRUM_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for registries that require mutual TLS; with --client-key.
+    #[arg(long, global = true, env = "FULCRUM_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long, global = true, env = "FULCRUM_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -81,6 +90,8 @@ enum Command {
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
         decision_id: String,
     },
+    /// Who the registry says you are (subject, role, tenant, how you authenticated).
+    Whoami,
     /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
     #[command(subcommand)]
     Keys(trust::KeysCmd),
@@ -131,7 +142,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
-    let ctx = commands::Ctx { registry: cli.registry, token, output: cli.output };
+    let tls = fulcrum_client::ClientTls { ca: cli.ca_file, cert: cli.client_cert, key: cli.client_key };
+    let ctx = commands::Ctx { registry: cli.registry, token, tls, output: cli.output };
     match cli.command {
         Command::Serve(a) => serve::run(a).await,
         Command::Demo(a) => demo::run(a, cli.output).await,
@@ -146,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain { decision_id } => {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }
+        Command::Whoami => commands::whoami(&ctx).await,
         Command::Sign(c) => trust::sign(c, ctx.output),
         Command::Verify(c) => trust::verify(c, ctx.output),
         Command::Attest(c) => trust::attest(c, ctx.output),

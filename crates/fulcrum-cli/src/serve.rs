@@ -30,6 +30,21 @@ pub struct ServeArgs {
     /// PEM private key for HTTPS.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that issue client certificates: clients are asked for one, and
+    /// one that is presented must chain to these (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// CRL (PEM) of the client CA; repeatable. Revoked client certificates fail the handshake.
+    /// Re-read when it changes.
+    #[arg(long, requires = "client_ca")]
+    client_crl: Vec<PathBuf>,
+    /// Refuse connections without a client certificate.
+    #[arg(long, requires = "client_ca")]
+    require_client_cert: bool,
+    /// Which client certificates (by SAN) speak for which workloads, and which roles need a
+    /// certificate and a token (JSON). See docs/identity.md.
+    #[arg(long, requires = "client_ca")]
+    client_identities: Option<PathBuf>,
     /// Lifetime of signed resolve documents, in seconds.
     #[arg(long, default_value_t = 300)]
     resolve_ttl_secs: u64,
@@ -87,6 +102,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let Some(p) = &a.client_identities {
+        config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;
+    }
     if let Some(p) = &a.oidc_config {
         config.oidc = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?.issuers;
     }
@@ -127,7 +145,15 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
             tracing::info!(addr = %a.listen, "fulcrum registry listening (HTTPS)");
-            fulcrum_server::serve_tls(state, a.listen, cert, key, shutdown_signal()).await.context("server failed")?;
+            let mut files = fulcrum_server::TlsFiles::new(cert, key);
+            if let Some(ca) = &a.client_ca {
+                files.client_auth = Some(fulcrum_server::tls::ClientAuthFiles {
+                    ca: ca.clone(),
+                    crls: a.client_crl.clone(),
+                    required: a.require_client_cert,
+                });
+            }
+            fulcrum_server::serve_tls(state, a.listen, &files, shutdown_signal()).await.context("server failed")?;
         }
         _ => {
             let listener = tokio::net::TcpListener::bind(a.listen)

@@ -53,14 +53,62 @@ pub struct VerifiedResolve {
     pub signature: String,
 }
 
+/// How the client speaks TLS to the registry.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM CA certificate(s) the registry's certificate must chain to — only these (pinned),
+    /// not the system's roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM client certificate chain and key, for registries that ask for one (mutual TLS).
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl ClientTls {
+    fn apply(&self, mut b: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| ClientError::Protocol(format!("{}: {e}", p.display())));
+        if let Some(ca) = &self.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| ClientError::Protocol(format!("{}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(ClientError::Protocol(format!("{}: holds no certificate", ca.display())));
+            }
+            b = b.tls_certs_only(certs);
+        }
+        match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c)?;
+                pem.push(b'\n');
+                pem.extend(read(k)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| ClientError::Protocol(format!("{} / {}: {e}", c.display(), k.display())))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClientError::Protocol(
+                    "a client certificate needs its key, and a key its certificate".into(),
+                ));
+            }
+        }
+        Ok(b)
+    }
+}
+
 impl Client {
     /// # Errors
     /// If the HTTP client cannot be built.
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClientError::Protocol(format!("building HTTP client: {e}")))?;
+        Self::with_tls(base, token, &ClientTls::default())
+    }
+
+    /// A client with a pinned CA and/or a client certificate.
+    ///
+    /// # Errors
+    /// Unreadable or invalid certificate/key files.
+    pub fn with_tls(base: &str, token: Option<String>, tls: &ClientTls) -> Result<Self> {
+        let b = tls.apply(reqwest::Client::builder().connect_timeout(Duration::from_secs(10)))?;
+        let http = b.build().map_err(|e| ClientError::Protocol(format!("building HTTP client: {e}")))?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token })
     }
 

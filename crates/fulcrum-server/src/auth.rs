@@ -169,6 +169,133 @@ impl Identities {
     }
 }
 
+/// Workload identities by client certificate: which certificates (by SAN) speak for which
+/// principal, and which roles must present both a certificate and a token.
+///
+/// The file is JSON: `{"identities": [{"match": "uri:spiffe://acme/serving/prod/*", "role":
+/// "serving", "tenant": "acme", "domain": "*", "env": "prod"}], "certificate_and_token_for":
+/// ["admin", "key_admin"]}`. A pattern is `uri:` or `dns:` and a SAN: exact, or a URI prefix
+/// ending in `*`, or a DNS suffix starting with `*.`. The first match wins; the principal's
+/// subject is the certificate's SAN.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdentities {
+    pub identities: Vec<CertIdentity>,
+    /// Roles that must present a verified, mapped client certificate and a token.
+    #[serde(default)]
+    pub certificate_and_token_for: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertIdentity {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub role: Role,
+    pub tenant: String,
+    #[serde(default = "any_domain")]
+    pub domain: String,
+    #[serde(default)]
+    pub env: Option<Env>,
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+/// A subject alternative name of a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Uri(String),
+    Dns(String),
+}
+
+impl CertIdentity {
+    fn matches(&self, san: &San) -> bool {
+        let (kind, value) = match san {
+            San::Uri(v) => ("uri:", v.as_str()),
+            San::Dns(v) => ("dns:", v.as_str()),
+        };
+        let Some(p) = self.pattern.strip_prefix(kind) else { return false };
+        if kind == "uri:"
+            && let Some(prefix) = p.strip_suffix('*')
+        {
+            return value.starts_with(prefix) && value.len() > prefix.len();
+        }
+        if kind == "dns:"
+            && let Some(suffix) = p.strip_prefix("*.")
+        {
+            return value.len() > suffix.len() + 1
+                && value.to_ascii_lowercase().ends_with(&format!(".{}", suffix.to_ascii_lowercase()));
+        }
+        if kind == "dns:" { value.eq_ignore_ascii_case(p) } else { value == p }
+    }
+}
+
+impl ClientIdentities {
+    /// # Errors
+    /// Unreadable or invalid files (bad JSON, unknown role, bad patterns or identifiers).
+    pub fn load(path: &Path) -> Result<Self, TokensError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| TokensError::Io(name.clone(), e))?;
+        let file: ClientIdentities =
+            serde_json::from_slice(&bytes).map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+        for i in &file.identities {
+            let ok = i.pattern.strip_prefix("uri:").or_else(|| i.pattern.strip_prefix("dns:")).is_some_and(|p| {
+                let core = p.trim_end_matches('*').trim_start_matches("*.");
+                !core.is_empty() && !core.contains('*')
+            });
+            if !ok {
+                return Err(TokensError::Invalid(name, format!("bad match pattern {:?}", i.pattern)));
+            }
+            fulcrum_core::names::check_identifier("tenant", &i.tenant)
+                .map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+            if i.domain != "*" {
+                fulcrum_core::names::check_identifier("domain", &i.domain)
+                    .map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+            }
+        }
+        Ok(file)
+    }
+
+    /// The SANs of a DER certificate (URIs first, then DNS names).
+    pub fn sans(der: &[u8]) -> Vec<San> {
+        use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+        let Ok((_, cert)) = X509Certificate::from_der(der) else { return vec![] };
+        let Ok(Some(ext)) = cert.subject_alternative_name() else { return vec![] };
+        let mut uris = vec![];
+        let mut dns = vec![];
+        for n in &ext.value.general_names {
+            match n {
+                GeneralName::URI(u) => uris.push(San::Uri((*u).to_owned())),
+                GeneralName::DNSName(d) => dns.push(San::Dns((*d).to_owned())),
+                _ => {}
+            }
+        }
+        uris.extend(dns);
+        uris
+    }
+
+    /// The principal a verified client certificate speaks for, if any identity matches.
+    pub fn principal(&self, der: &[u8]) -> Option<(String, Principal)> {
+        for san in Self::sans(der) {
+            let Some(id) = self.identities.iter().find(|i| i.matches(&san)) else { continue };
+            let (San::Uri(subject) | San::Dns(subject)) = san;
+            if fulcrum_core::names::check_identifier("subject", &subject).is_err() {
+                continue;
+            }
+            let p = Principal {
+                subject: subject.clone(),
+                role: id.role,
+                tenant: id.tenant.clone(),
+                domain: id.domain.clone(),
+                env: id.env,
+                purpose: id.purpose.clone(),
+            };
+            return Some((subject, p));
+        }
+        None
+    }
+}
+
 /// How a caller proved who it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authn {
@@ -237,25 +364,74 @@ impl Caller {
     }
 }
 
+/// The principal of a bearer token: a JWT goes to the trusted issuers, anything else is a local
+/// token.
+async fn token_principal(state: &AppState, token: &str) -> Result<(Arc<Principal>, Authn), ApiError> {
+    if !state.oidc.is_empty() && fulcrum_oidc::verify::looks_like_jwt(token) {
+        let now = u64::try_from(state.clock.now().unix_timestamp()).unwrap_or(0);
+        return match state.oidc.verify_principal(token, now).await {
+            Ok((issuer, p)) => Ok((Arc::new(p), Authn { issuer: Some(issuer), ..Authn::default() })),
+            Err(e) => {
+                tracing::info!(code = e.code(), "bearer token refused");
+                state.metrics.token_refused(e.code());
+                Err(ApiError::bad_token(&e))
+            }
+        };
+    }
+    let p = state.identities.lookup(token).ok_or_else(ApiError::unauthorized)?;
+    Ok((p, Authn { local_token: true, ..Authn::default() }))
+}
+
+fn refused(state: &AppState, code: &'static str, detail: &str) -> ApiError {
+    tracing::info!(code, "caller refused");
+    state.metrics.token_refused(code);
+    let mut e = ApiError::new(axum::http::StatusCode::UNAUTHORIZED, code, detail);
+    e.extra_headers.push((axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer")));
+    e
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(ApiError::unauthorized)?;
-        let token = fulcrum_oidc::verify::bearer(header.to_str().ok()).map_err(|_| ApiError::unauthorized())?;
-        // A JWT goes to the trusted issuers; anything else is a local token.
-        if !state.oidc.is_empty() && fulcrum_oidc::verify::looks_like_jwt(token) {
-            let now = u64::try_from(state.clock.now().unix_timestamp()).unwrap_or(0);
-            return match state.oidc.verify_principal(token, now).await {
-                Ok((issuer, p)) => Ok(Caller(Arc::new(p), Authn { issuer: Some(issuer), ..Authn::default() })),
-                Err(e) => {
-                    tracing::info!(code = e.code(), "bearer token refused");
-                    state.metrics.token_refused(e.code());
-                    Err(ApiError::bad_token(&e))
+        // A client certificate reaching here was verified at the handshake (chain to a client
+        // CA, validity, clientAuth usage, CRLs); what remains is whom it speaks for.
+        let cert = parts
+            .extensions
+            .get::<Arc<axum_server::tls::TlsInfo>>()
+            .and_then(|i| i.peer_certificates.first())
+            .map(|der| state.config.client_identities.principal(der));
+        let both = &state.config.client_identities.certificate_and_token_for;
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION);
+        let Some(header) = header else {
+            return match cert {
+                Some(Some((_, p))) if both.contains(&p.role) => {
+                    Err(refused(state, "token_required", &format!("role {} must also present a token", p.role)))
                 }
+                Some(Some((san, p))) => Ok(Caller(Arc::new(p), Authn { certificate: Some(san), ..Authn::default() })),
+                Some(None) => {
+                    Err(refused(state, "certificate_unmapped", "the client certificate names no known workload"))
+                }
+                None => Err(ApiError::unauthorized()),
             };
+        };
+        let token = fulcrum_oidc::verify::bearer(header.to_str().ok()).map_err(|_| ApiError::unauthorized())?;
+        let (p, mut authn) = token_principal(state, token).await?;
+        match cert {
+            // A certificate beside a token must speak for the same tenant.
+            Some(Some((_, c))) if c.tenant != p.tenant => {
+                return Err(refused(state, "certificate_mismatch", "the client certificate belongs to another tenant"));
+            }
+            Some(Some((san, _))) => authn.certificate = Some(san),
+            _ => {}
         }
-        let p = state.identities.lookup(token).ok_or_else(ApiError::unauthorized)?;
-        Ok(Caller(p, Authn { local_token: true, ..Authn::default() }))
+        if both.contains(&p.role) && authn.certificate.is_none() {
+            return Err(refused(
+                state,
+                "certificate_required",
+                &format!("role {} must present a client certificate of its tenant as well", p.role),
+            ));
+        }
+        Ok(Caller(p, authn))
     }
 }

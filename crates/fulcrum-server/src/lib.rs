@@ -26,9 +26,10 @@ pub mod policy;
 pub mod problem;
 pub mod release;
 mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 
 pub use routes::openapi;
+pub use tls::{TlsFiles, serve_tls};
 
 /// Registry configuration; validated fully by [`Registry::open`] before binding.
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub struct Config {
     pub release_policy: release::ReleasePolicy,
     /// KMS backends the registry's keys may live in (sign-only credentials).
     pub kms: keyring::KmsConfig,
+    /// Which client certificates speak for which workloads, and which roles need both.
+    pub client_identities: auth::ClientIdentities,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
     pub oidc: Vec<fulcrum_oidc::IssuerConfig>,
 }
@@ -81,6 +85,7 @@ impl Config {
             release_policy: release::ReleasePolicy::default(),
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
+            client_identities: auth::ClientIdentities::default(),
         }
     }
 }
@@ -317,73 +322,6 @@ pub async fn serve(
             st.begin_shutdown();
         })
         .await;
-    bg.abort();
-    state_for_flush.access.flush().await;
-    result
-}
-
-/// What identifies the current content of the certificate and key files.
-fn tls_fingerprint(cert: &Path, key: &Path) -> Option<(fulcrum_core::Digest, fulcrum_core::Digest)> {
-    use fulcrum_core::Digest;
-    Some((Digest::of(&std::fs::read(cert).ok()?), Digest::of(&std::fs::read(key).ok()?)))
-}
-
-/// Re-read the certificate and key whenever their content changes.
-async fn reload_tls(tls: axum_server::tls_rustls::RustlsConfig, cert: PathBuf, key: PathBuf) {
-    let mut seen = tls_fingerprint(&cert, &key);
-    loop {
-        tokio::time::sleep(TLS_RELOAD_POLL).await;
-        let now = tls_fingerprint(&cert, &key);
-        if now.is_none() || now == seen {
-            continue;
-        }
-        match tls.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => {
-                tracing::info!(cert = %cert.display(), "TLS certificate and key reloaded");
-                seen = now;
-            }
-            // Half-written or mismatched files: keep serving with the pair in use; try again on
-            // the next change.
-            Err(e) => {
-                tracing::warn!(cert = %cert.display(), kind = ?e.kind(), "TLS certificate or key did not load; keeping the current pair");
-                seen = now;
-            }
-        }
-    }
-}
-
-/// How often the TLS certificate and key files are checked for a change.
-const TLS_RELOAD_POLL: Duration = Duration::from_secs(1);
-
-/// Serve HTTPS with a PEM certificate chain and key until `shutdown` resolves. The files are
-/// re-read when they change (a renewed certificate, a rotated key) without a restart; a pair
-/// that does not load leaves the one in use serving (and is said in the log, without content).
-///
-/// # Errors
-/// Bad certificate/key files at start, or listener failures.
-pub async fn serve_tls(
-    state: AppState,
-    addr: SocketAddr,
-    cert: &Path,
-    key: &Path,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-    let watcher = tokio::spawn(reload_tls(tls.clone(), cert.to_owned(), key.to_owned()));
-    let handle = axum_server::Handle::new();
-    let bg = spawn_background(&state);
-    let (h, st) = (handle.clone(), state.clone());
-    let state_for_flush = state.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        st.begin_shutdown();
-        h.graceful_shutdown(Some(Duration::from_secs(30)));
-    });
-    let result = axum_server::bind_rustls(addr, tls)
-        .handle(handle)
-        .serve(app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .await;
-    watcher.abort();
     bg.abort();
     state_for_flush.access.flush().await;
     result

@@ -27,7 +27,7 @@ async fn serves_https_with_a_pem_certificate() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let server = tokio::spawn(async move {
-        fulcrum_server::serve_tls(state, addr, &c, &k, async {
+        fulcrum_server::serve_tls(state, addr, &fulcrum_server::TlsFiles::new(&c, &k), async {
             let _ = rx.await;
         })
         .await
@@ -85,7 +85,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (c2, k2) = (c.clone(), k.clone());
     let server = tokio::spawn(async move {
-        fulcrum_server::serve_tls(state, addr, &c2, &k2, async {
+        fulcrum_server::serve_tls(state, addr, &fulcrum_server::TlsFiles::new(&c2, &k2), async {
             let _ = rx.await;
         })
         .await

@@ -76,6 +76,30 @@ impl Harness {
         clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
         tune: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::start_full(dir, clock, None, tune).await
+    }
+
+    /// Serve HTTPS (and mutual TLS, if `tls` asks for client certificates) at
+    /// `https://localhost:<port>`; `http` is a plain client (tests build their own TLS clients).
+    pub async fn start_tls(
+        dir: tempfile::TempDir,
+        tls: fulcrum_server::TlsFiles,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(dir, std::sync::Arc::new(fulcrum_server::clock::SystemClock), Some(tls), tune).await
+    }
+
+    /// The port the registry listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
+        tls: Option<fulcrum_server::TlsFiles>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tokens_path = dir.path().join("tokens.json");
         if !tokens_path.exists() {
@@ -101,12 +125,29 @@ impl Harness {
         config.max_blob_bytes = 8 << 20;
         tune(&mut config);
         let (state, _) = Registry::open(config, clock).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(fulcrum_server::serve(state, listener, async {
+        let stop = async {
             let _ = rx.await;
-        }));
+        };
+        let (url, task) = match tls {
+            None => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                (url, tokio::spawn(fulcrum_server::serve(state, listener, stop)))
+            }
+            Some(files) => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+                let task = tokio::spawn(async move { fulcrum_server::serve_tls(state, addr, &files, stop).await });
+                for _ in 0..100 {
+                    if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                (format!("https://localhost:{port}"), task)
+            }
+        };
         Self { url, dir, http: reqwest::Client::new(), stop: Some(tx), task: Some(task) }
     }
 
