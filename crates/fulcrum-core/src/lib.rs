@@ -9,6 +9,7 @@
 //! - Every refusal is a typed, named reason (`Refusal`), never a string.
 
 pub mod digest;
+pub mod dlp;
 pub mod event;
 pub mod findings;
 pub mod identity;

@@ -1,5 +1,5 @@
 # Promotion gates (SPEC §7, seed §4.3, §8 "expired waiver"). Time comes in as input (now_ns).
-# input: {"to": "Approved", "now_ns": …, "version": {"publisher", "revalidate_by_ns", "model_card": {…},
+# input: {"to": "Approved", "now_ns": …, "version": {"publisher", "revalidate_by_ns", "model_card": {…}, "labels": […],
 #         "approvals": [{"subject", "role"}], "findings": [{"id", "severity", "status"}]},
 #         "waivers": [{"id", "finding", "expires_ns", "approver", "justification"}]}
 package fulcrum.promotion
@@ -20,6 +20,22 @@ four_eyes if {
 deny contains "four_eyes" if {
 	input.to == "Approved"
 	not four_eyes
+}
+
+# DLP: a version with a sensitive label needs extra approvals from distinct people.
+sensitive if {
+	some label in input.version.labels
+	label in data.fulcrum.dlp.sensitive_labels
+}
+
+needed := 2 + data.fulcrum.dlp.extra_approvals if sensitive
+
+else := 2
+
+deny contains sprintf("sensitive_needs_approvals:%d", [needed]) if {
+	input.to == "Approved"
+	sensitive
+	count({a.subject | some a in qualifying}) < needed
 }
 
 blocking_severities := {"critical", "high"}
@@ -89,4 +105,11 @@ test_expired_waiver_is_named if {
 	inp := object.union(base, {"version": object.union(base.version, {"findings": [{"id": "CVE-1", "severity": "critical", "status": "open"}]}),
 		"waivers": [{"id": "W-7", "finding": "CVE-1", "expires_ns": 50}]})
 	"waiver_expired:W-7:CVE-1" in deny with input as inp
+}
+
+test_sensitive_version_needs_a_third_approver if {
+	sensitive_in := object.union(base, {"version": object.union(base.version, {"labels": ["pii:restricted"]})})
+	"sensitive_needs_approvals:3" in deny with input as sensitive_in
+	three := [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}, {"subject": "rm", "role": "release-manager"}]
+	decision.allow with input as object.union(sensitive_in, {"version": object.union(sensitive_in.version, {"approvals": three})})
 }

@@ -47,17 +47,28 @@ const MEMO_CAP: usize = 16_384;
 /// A thread's private copy of memo entries (so no reference count is shared across threads).
 const LOCAL_MEMO_CAP: usize = 4096;
 
-/// What an action is taken on. Collection-level calls name only the tenant.
+/// What an action is taken on. Collection-level calls name only the tenant; calls on a model
+/// add its domain and labels, calls on a version its stage and (DLP) the purposes its model
+/// card allows.
 #[derive(Debug, Clone, Copy)]
 pub struct Resource<'a> {
     pub tenant: &'a str,
     pub domain: Option<&'a str>,
     pub model: Option<&'a str>,
+    /// The model's labels (`key:value`) and the version's model-card labels.
+    pub labels: &'a [String],
+    /// The purposes the version's model card allows it to be used for.
+    pub purposes: &'a [String],
+    pub stage: Option<&'a str>,
 }
 
 impl<'a> Resource<'a> {
     pub fn tenant(tenant: &'a str) -> Self {
-        Self { tenant, domain: None, model: None }
+        Self { tenant, domain: None, model: None, labels: &[], purposes: &[], stage: None }
+    }
+
+    pub fn model(tenant: &'a str, domain: &'a str, model: &'a str) -> Self {
+        Self { domain: Some(domain), model: Some(model), ..Self::tenant(tenant) }
     }
 }
 
@@ -74,6 +85,9 @@ struct Key {
     res_tenant: String,
     res_domain: Option<String>,
     res_model: Option<String>,
+    res_labels: Vec<String>,
+    res_purposes: Vec<String>,
+    res_stage: Option<String>,
 }
 
 impl Key {
@@ -89,6 +103,9 @@ impl Key {
             res_tenant: res.tenant.to_owned(),
             res_domain: res.domain.map(str::to_owned),
             res_model: res.model.map(str::to_owned),
+            res_labels: res.labels.to_vec(),
+            res_purposes: res.purposes.to_vec(),
+            res_stage: res.stage.map(str::to_owned),
         }
     }
 
@@ -103,6 +120,9 @@ impl Key {
             && self.res_tenant == res.tenant
             && self.res_domain.as_deref() == res.domain
             && self.res_model.as_deref() == res.model
+            && self.res_labels == res.labels
+            && self.res_purposes == res.purposes
+            && self.res_stage.as_deref() == res.stage
     }
 
     /// The policy input. Absent attributes are left out, not null: Rego's `not x` holds only
@@ -122,6 +142,11 @@ impl Key {
         }
         if let Some(m) = &self.res_model {
             resource["model"] = json!(m);
+            resource["labels"] = json!(self.res_labels);
+            resource["allowed_purposes"] = json!(self.res_purposes);
+        }
+        if let Some(s) = &self.res_stage {
+            resource["stage"] = json!(s);
         }
         json!({"principal": principal, "action": self.action.as_str(), "resource": resource})
     }
@@ -130,7 +155,7 @@ impl Key {
 fn hash_of(state: &FastHash, who: &Principal, action: Action, res: Resource<'_>) -> u64 {
     let mut h = state.build_hasher();
     (&who.subject, who.role.as_str(), &who.tenant, &who.domain, who.env.map(|e| e.as_str()), &who.purpose).hash(&mut h);
-    (action.as_str(), res.tenant, res.domain, res.model).hash(&mut h);
+    (action.as_str(), res.tenant, res.domain, res.model, res.labels, res.purposes, res.stage).hash(&mut h);
     h.finish()
 }
 

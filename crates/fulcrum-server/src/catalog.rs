@@ -31,8 +31,18 @@ use fulcrum_store::{AliasRecord, ModelRecord, VersionBrief};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+/// What access rules read of the version a document names: its model's domain, its labels
+/// (model's and card's) and the purposes its card allows (DLP).
+#[derive(Debug, Clone, Default)]
+pub struct DlpAttrs {
+    pub domain: Arc<str>,
+    pub labels: Arc<[String]>,
+    pub purposes: Arc<[String]>,
+}
+
 #[derive(Debug, Clone)]
 struct VersionEntry {
+    dlp: DlpAttrs,
     label: Arc<str>,
     seq: u64,
     artifact_digest: Digest,
@@ -60,6 +70,8 @@ pub struct SignedDoc {
     pub etag: HeaderValue,
     issued_at: OffsetDateTime,
     pub decision: Decision,
+    /// The DLP attributes of the version the document names (checked on every resolve).
+    pub dlp: DlpAttrs,
 }
 
 #[derive(Debug)]
@@ -68,6 +80,7 @@ struct ModelEntry {
     name: Arc<str>,
     tenant: Arc<str>,
     domain: Arc<str>,
+    labels: std::collections::BTreeMap<String, String>,
     generation: u64,
     versions: HashMap<i64, VersionEntry>,
     by_label: HashMap<Arc<str>, i64>,
@@ -175,6 +188,7 @@ impl Catalog {
                 name,
                 tenant,
                 domain: m.domain.as_str().into(),
+                labels: m.labels.clone(),
                 generation: 0,
                 versions: HashMap::default(),
                 by_label: HashMap::default(),
@@ -194,9 +208,13 @@ impl Catalog {
         if newest {
             m.by_digest.insert(v.artifact_digest, v.id);
         }
+        let labels = fulcrum_core::dlp::version_labels(&m.labels, &v.card_labels);
+        let dlp =
+            DlpAttrs { domain: m.domain.clone(), labels: labels.into(), purposes: v.card_purposes.clone().into() };
         m.versions.insert(
             v.id,
             VersionEntry {
+                dlp,
                 label,
                 seq: v.seq,
                 artifact_digest: v.artifact_digest,
@@ -326,7 +344,7 @@ impl Catalog {
         selector_text: &str,
         env: Env,
         now: OffsetDateTime,
-    ) -> Result<ResolveDocument, Miss> {
+    ) -> Result<(ResolveDocument, DlpAttrs), Miss> {
         let (vid, alias) = match sel {
             Selector::Digest(d) => (*m.by_digest.get(d).ok_or(Miss::Version)?, None),
             Selector::Word(w) => match m.aliases.get(w.as_str()).filter(|a| a.live) {
@@ -338,7 +356,7 @@ impl Catalog {
         let policy = self.policies.current();
         let verdict = env_verdict(&policy, m, v, env, alias.map(|(n, _)| n));
         let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
-        Ok(ResolveDocument {
+        let doc = ResolveDocument {
             name: m.name.to_string(),
             version: v.label.to_string(),
             stage: v.stage.as_str().into(),
@@ -366,10 +384,15 @@ impl Catalog {
             issued_at: fmt(now),
             expires_at: fmt(now + self.ttl),
             kid: String::new(), // set by `sign` to the key that signs it
-        })
+        };
+        Ok((doc, v.dlp.clone()))
     }
 
-    fn sign(&self, doc: &ResolveDocument, now: OffsetDateTime) -> Result<SignedDoc, fulcrum_sign::SignError> {
+    fn sign(
+        &self,
+        (doc, dlp): &(ResolveDocument, DlpAttrs),
+        now: OffsetDateTime,
+    ) -> Result<SignedDoc, fulcrum_sign::SignError> {
         let signer = self.keys.current();
         let doc = ResolveDocument { kid: signer.kid().to_owned(), ..doc.clone() };
         let body = serde_json::to_vec(&doc).expect("documents serialise");
@@ -382,6 +405,7 @@ impl Catalog {
             body: Bytes::from(body),
             issued_at: now,
             decision: doc.decision,
+            dlp: dlp.clone(),
         })
     }
 

@@ -67,6 +67,8 @@ pub struct PromotionFacts {
     pub release: Value,
     pub findings: Vec<fulcrum_core::findings::Finding>,
     pub waivers: Vec<fulcrum_store::WaiverRecord>,
+    /// The version's labels (model's and card's), for the DLP approval rule.
+    pub labels: Vec<String>,
 }
 
 /// The promotion gate: the policy's `fulcrum.promotion` decision for a `Promote` command.
@@ -114,6 +116,7 @@ pub fn promotion(
     let mut version_in = json!({
         "label": v.label.as_str(), "seq": v.seq, "stage": v.stage.as_str(), "publisher": v.publisher,
         "approvals": approvals, "model_card": release["model_card"].clone(), "findings": findings,
+        "labels": facts.map(|f| f.labels.clone()).unwrap_or_default(),
     });
     if let Some(r) = revalidate_by_ns {
         version_in["revalidate_by_ns"] = json!(r);

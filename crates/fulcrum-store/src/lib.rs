@@ -296,6 +296,14 @@ impl Store {
                     .await?;
             }
         }
+        for f in v.manifest.files() {
+            sqlx::query("INSERT OR IGNORE INTO blob_uses (tenant, digest, version_id) VALUES (?,?,?)")
+                .bind(tenant)
+                .bind(f.digest.to_string())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for d in [artifact_digest, v.record_digest] {
             sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
                 .bind(tenant)
@@ -361,7 +369,7 @@ impl Store {
     pub fn versions_brief(&self) -> impl futures_util::Stream<Item = Result<VersionBrief>> + '_ {
         use futures_util::StreamExt;
         sqlx::query(
-            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold FROM versions ORDER BY id",
+            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, json_extract(release, '$.model_card') AS card FROM versions ORDER BY id",
         )
         .fetch(&self.read)
         .map(|row| VersionBrief::from_row(&row?))
@@ -533,6 +541,45 @@ impl Store {
             .fetch_optional(&self.read)
             .await?
             .is_some())
+    }
+
+    /// The versions of `tenant` whose manifest holds the file blob `digest`, with what the
+    /// download gate's access rules read: model name, domain and labels, the version's stage
+    /// and model card.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn blob_uses(&self, tenant: &str, digest: &Digest) -> Result<Vec<BlobUse>> {
+        let rows = sqlx::query(
+            "SELECT m.name, m.domain, m.labels, v.stage, json_extract(v.release, '$.model_card') AS card
+             FROM blob_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
+             WHERE u.tenant = ? AND u.digest = ? ORDER BY v.id",
+        )
+        .bind(tenant)
+        .bind(digest.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_str(r.get("labels")).map_err(|_| records::corrupt("labels"))?;
+                let card: Option<String> = r.get("card");
+                let card: serde_json::Value = card
+                    .map(|c| serde_json::from_str(&c))
+                    .transpose()
+                    .map_err(|_| records::corrupt("model_card"))?
+                    .unwrap_or_default();
+                let card_labels = fulcrum_core::dlp::card_labels(&card).unwrap_or_default();
+                let purposes = fulcrum_core::dlp::card_purposes(&card, &card_labels);
+                Ok(BlobUse {
+                    model: r.get("name"),
+                    domain: r.get("domain"),
+                    stage: r.get("stage"),
+                    labels: fulcrum_core::dlp::version_labels(&labels, &card_labels),
+                    purposes,
+                })
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------------- events

@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::{Result, StoreError};
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
@@ -123,6 +123,18 @@ impl VersionRecord {
     }
 }
 
+/// A version holding a blob, as the download gate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUse {
+    pub model: String,
+    pub domain: String,
+    pub stage: String,
+    /// The model's labels (`key:value`) and the version's card labels.
+    pub labels: Vec<String>,
+    /// The purposes the version's card allows.
+    pub purposes: Vec<String>,
+}
+
 /// What the resolve cache needs of a version.
 #[derive(Debug, Clone)]
 pub struct VersionBrief {
@@ -134,11 +146,28 @@ pub struct VersionBrief {
     pub record_digest: Digest,
     pub stage: Stage,
     pub hold: Hold,
+    /// The model card's labels (DLP).
+    pub card_labels: Vec<String>,
+    /// The purposes the model card allows (DLP).
+    pub card_purposes: Vec<String>,
+}
+
+/// (labels, purposes) of a model card; a card stored before labels were checked counts as
+/// carrying none it could not name.
+fn card_dlp(card: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let labels = fulcrum_core::dlp::card_labels(card).unwrap_or_default();
+    let purposes = fulcrum_core::dlp::card_purposes(card, &labels);
+    (labels, purposes)
 }
 
 impl VersionBrief {
     pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+        let card: Option<String> = r.get("card");
+        let card = card.map(|c| serde_json::from_str(&c)).transpose().map_err(|_| corrupt("model_card"))?;
+        let (card_labels, card_purposes) = card.as_ref().map(card_dlp).unwrap_or_default();
         Ok(Self {
+            card_labels,
+            card_purposes,
             id: r.get("id"),
             model_id: r.get("model_id"),
             label: r.get("label"),
@@ -153,7 +182,10 @@ impl VersionBrief {
 
 impl From<&VersionRecord> for VersionBrief {
     fn from(v: &VersionRecord) -> Self {
+        let (card_labels, card_purposes) = card_dlp(&v.release["model_card"]);
         Self {
+            card_labels,
+            card_purposes,
             id: v.id,
             model_id: v.model_id,
             label: v.label.clone(),

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::AppState;
+use crate::access::Resource;
 use crate::auth::Caller;
 use crate::dto::BlobDto;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -128,6 +129,34 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Range {
     Range::Part { start, end }
 }
 
+/// A file of registered versions leaves under their access rules (labels, stage, DLP purpose):
+/// it is served when one version holding it that the caller may see allows the download, so a
+/// file found only in sensitive versions leaves only for a purpose one of their cards allows.
+/// Every version asked is a logged decision. Blobs no version holds (fresh uploads) pass with
+/// the tenant-level rule alone.
+async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<()> {
+    let uses = state.store.blob_uses(&who.0.tenant, d).await?;
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let mut refusal = None;
+    for u in uses.iter().filter(|u| who.0.may_use_domain(&u.domain)) {
+        let res = Resource {
+            labels: &u.labels,
+            purposes: &u.purposes,
+            stage: Some(&u.stage),
+            ..Resource::model(&who.0.tenant, &u.domain, &u.model)
+        };
+        match who.require_on(state, Action::DownloadBlob, res).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    Err(refusal.unwrap_or_else(|| ApiError::not_found("blob")))
+}
+
 async fn blob_response(
     state: &AppState,
     who: &Caller,
@@ -140,6 +169,7 @@ async fn blob_response(
     if !state.store.tenant_has_blob(&who.0.tenant, &d).await? {
         return Err(ApiError::not_found("blob"));
     }
+    download_gate(state, who, &d).await?;
     let size = state.blobs.stat(&d).await?.ok_or_else(|| ApiError::not_found("blob"))?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", d.hex())).expect("hex is a header value");
     let (status, start, len, content_range) = match parse_range(headers.get(header::RANGE), size) {

@@ -50,7 +50,7 @@ pub async fn report(
     ApiJson(body): ApiJson<FindingsReport>,
 ) -> ApiResult<(StatusCode, Json<Vec<FindingDto>>)> {
     who.require(&state, Action::RecordFindings).await?;
-    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let m = visible_model(&state, &who, Action::RecordFindings, &parse_model_name(&name)?).await?;
     let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     let bytes = serde_json::to_vec(&body.report).expect("json");
     let parsed = findings::parse(&body.format, &bytes)
@@ -68,7 +68,7 @@ pub async fn list(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<FindingDto>>> {
     who.require(&state, Action::Read).await?;
-    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let m = visible_model(&state, &who, Action::Read, &parse_model_name(&name)?).await?;
     let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     Ok(Json(state.store.findings(v.id).await?.into_iter().map(dto).collect()))
 }
@@ -105,7 +105,7 @@ pub async fn grant(
     ApiJson(body): ApiJson<GrantWaiver>,
 ) -> ApiResult<(StatusCode, Json<WaiverRecord>)> {
     who.require(&state, Action::GrantWaiver).await?;
-    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let m = visible_model(&state, &who, Action::GrantWaiver, &parse_model_name(&name)?).await?;
     super::check_id("waiver id", Some(&body.id))?;
     findings::check_id(&body.finding).map_err(|e| ApiError::bad_request("bad_finding", e.to_string()))?;
     if body.justification.trim().is_empty() || body.justification.len() > 4096 {
@@ -144,7 +144,7 @@ pub async fn waivers(
     ApiQuery(q): ApiQuery<WaiverQuery>,
 ) -> ApiResult<Json<Vec<WaiverRecord>>> {
     who.require(&state, Action::Read).await?;
-    let m = visible_model(&state, &who.0, &parse_model_name(&name)?).await?;
+    let m = visible_model(&state, &who, Action::Read, &parse_model_name(&name)?).await?;
     let version_id = match &q.version {
         Some(v) => Some(state.store.get_version(m.id, v).await?.ok_or_else(|| ApiError::not_found("version"))?.id),
         None => None,

@@ -214,7 +214,7 @@ pub(crate) fn check_id(what: &'static str, v: Option<&str>) -> ApiResult<()> {
 
 /// Load a model the caller may see: same tenant and an allowed domain. Anything else is 404,
 /// so other tenants' models are invisible rather than forbidden.
-pub(crate) async fn visible_model(
+pub(crate) async fn find_model(
     state: &AppState,
     who: &Principal,
     name: &ModelName,
@@ -223,5 +223,21 @@ pub(crate) async fn visible_model(
     if !who.may_use_domain(&m.domain) {
         return Err(ApiError::not_found("model"));
     }
+    Ok(m)
+}
+
+/// [`find_model`], then the policy's resource-level rule for `action` on it (its tenant,
+/// domain, name and labels), logged.
+pub(crate) async fn visible_model(
+    state: &AppState,
+    who: &crate::auth::Caller,
+    action: fulcrum_core::identity::Action,
+    name: &ModelName,
+) -> ApiResult<fulcrum_store::ModelRecord> {
+    let m = find_model(state, &who.0, name).await?;
+    let labels = fulcrum_core::dlp::version_labels(&m.labels, &[]);
+    let res =
+        crate::access::Resource { labels: &labels, ..crate::access::Resource::model(&m.tenant, &m.domain, &m.name) };
+    who.require_on(state, action, res).await?;
     Ok(m)
 }

@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ApiJson, ApiQuery, check_id, limit, parse_model_name, visible_model};
+use super::{ApiJson, ApiQuery, check_id, find_model, limit, parse_model_name, visible_model};
 use crate::AppState;
+use crate::access::Resource;
 use crate::auth::Caller;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, CheckFailure, Problem};
@@ -155,7 +156,7 @@ pub async fn get_model(
 ) -> ApiResult<Json<ModelDto>> {
     who.require(&state, Action::Read).await?;
     let name = parse_model_name(&name)?;
-    Ok(Json(model_dto(visible_model(&state, &who.0, &name).await?)))
+    Ok(Json(model_dto(visible_model(&state, &who, Action::Read, &name).await?)))
 }
 
 // ---------------------------------------------------------------------------- versions
@@ -204,7 +205,7 @@ pub async fn register_version(
     who.require(&state, Action::RegisterVersion).await?;
     let p = &who.0;
     let name = parse_model_name(&name)?;
-    let model = visible_model(&state, p, &name).await?;
+    let model = visible_model(&state, &who, Action::RegisterVersion, &name).await?;
     let label = VersionLabel::parse(&body.version).map_err(|e| ApiError::bad_request("bad_version", e.to_string()))?;
     check_id("chg_id", body.chg_id.as_deref())?;
     if body.attestations.len() > 64 || body.signatures.len() > 64 || body.dataset_snapshots.len() > 256 {
@@ -272,6 +273,11 @@ pub async fn register_version(
                 failures.push(CheckFailure { check: what.into(), detail: format!("no uploaded blob {d}") });
             }
         }
+    }
+    if let Some(card) = &body.model_card
+        && let Err(e) = fulcrum_core::dlp::card_labels(&serde_json::Value::Object(card.clone()))
+    {
+        failures.push(CheckFailure { check: "model_card_labels_invalid".into(), detail: e });
     }
     let datasets: Vec<serde_json::Value> = body
         .dataset_snapshots
@@ -545,7 +551,7 @@ pub async fn list_versions(
 ) -> ApiResult<Json<VersionPage>> {
     who.require(&state, Action::Read).await?;
     let name = parse_model_name(&name)?;
-    let m = visible_model(&state, &who.0, &name).await?;
+    let m = visible_model(&state, &who, Action::Read, &name).await?;
     let n = limit(q.limit)?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
@@ -563,7 +569,7 @@ async fn load_version(
     version: &str,
 ) -> ApiResult<(fulcrum_store::ModelRecord, VersionRecord)> {
     let name = parse_model_name(name)?;
-    let m = visible_model(state, &who.0, &name).await?;
+    let m = visible_model(state, who, Action::Read, &name).await?;
     let v = state.store.get_version(m.id, version).await?.ok_or_else(|| ApiError::not_found("version"))?;
     Ok((m, v))
 }
@@ -592,20 +598,43 @@ async fn govern(
     ctx: GovernCtx,
 ) -> ApiResult<fulcrum_store::Governed> {
     let model = parse_model_name(name)?;
-    let m = visible_model(state, &who.0, &model).await?;
+    let m = find_model(state, &who.0, &model).await?;
     let actor = Actor { subject: who.0.subject.clone(), role: who.0.role };
     let policy = state.policies.current();
     let ctx = GovernCtx { policy_digest: Some(policy.digest), ..ctx };
     // What a version *is* never changes, so its card and revalidation date can be read first.
-    let facts = match &cmd {
-        Govern::Promote { version, .. } => match state.store.get_version(m.id, version).await? {
-            Some(v) => Some(crate::gates::PromotionFacts {
-                release: v.release,
-                findings: state.store.findings(v.id).await?,
-                waivers: state.store.waivers(m.id, Some(v.id)).await?,
-            }),
-            None => None,
-        },
+    let (action, version) = match &cmd {
+        Govern::Approve { version } => (Action::Approve, Some(version)),
+        Govern::Promote { version, .. } => (Action::Promote, Some(version)),
+        Govern::Quarantine { version } => (Action::Quarantine, Some(version)),
+        Govern::LiftQuarantine { version } => (Action::LiftQuarantine, Some(version)),
+        Govern::Revoke { version } => (Action::Revoke, Some(version)),
+        Govern::SetAlias { version, .. } => (Action::SetAlias, Some(version)),
+        Govern::DeleteAlias { .. } => (Action::DeleteAlias, None),
+    };
+    let v = match version {
+        Some(label) => state.store.get_version(m.id, label).await?,
+        None => None,
+    };
+    // The resource-level rule: the model's domain and labels, the version's stage and card.
+    let card_labels = v.as_ref().map(|v| fulcrum_core::dlp::card_labels(&v.release["model_card"]).unwrap_or_default());
+    let labels = fulcrum_core::dlp::version_labels(&m.labels, card_labels.as_deref().unwrap_or_default());
+    let purposes =
+        v.as_ref().map(|v| fulcrum_core::dlp::card_purposes(&v.release["model_card"], &labels)).unwrap_or_default();
+    let res = Resource {
+        labels: &labels,
+        purposes: &purposes,
+        stage: v.as_ref().map(|v| v.stage.as_str()),
+        ..Resource::model(&m.tenant, &m.domain, &m.name)
+    };
+    who.require_on(state, action, res).await?;
+    let facts = match (&cmd, v) {
+        (Govern::Promote { .. }, Some(v)) => Some(crate::gates::PromotionFacts {
+            findings: state.store.findings(v.id).await?,
+            waivers: state.store.waivers(m.id, Some(v.id)).await?,
+            release: v.release,
+            labels,
+        }),
         _ => None,
     };
     let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| match c {
@@ -778,7 +807,7 @@ fn parse_alias(s: &str) -> ApiResult<AliasName> {
 
 async fn alias_dto(state: &AppState, who: &Caller, name: &str, alias: &str) -> ApiResult<Json<AliasDto>> {
     let model = parse_model_name(name)?;
-    let m = visible_model(state, &who.0, &model).await?;
+    let m = visible_model(state, who, Action::Read, &model).await?;
     let a = state
         .store
         .get_alias(m.id, alias)
@@ -870,7 +899,7 @@ pub async fn alias_history(
     who.require(&state, Action::Read).await?;
     parse_alias(&alias)?;
     let model = parse_model_name(&name)?;
-    let m = visible_model(&state, &who.0, &model).await?;
+    let m = visible_model(&state, &who, Action::Read, &model).await?;
     let rows = state.store.alias_history(m.id, &alias).await?;
     if rows.is_empty() {
         return Err(ApiError::not_found("alias"));

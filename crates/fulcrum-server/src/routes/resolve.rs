@@ -15,6 +15,7 @@ use fulcrum_core::{Digest, Reference};
 
 use super::{ApiJson, ApiQuery, check_id, visible_model};
 use crate::AppState;
+use crate::access::Resource;
 use crate::auth::Caller;
 use crate::catalog::Miss;
 use crate::dto::{AgentReport, EventAck, ResolveQuery, StartupReport};
@@ -43,7 +44,9 @@ pub async fn resolve(
     who: Caller,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> ApiResult<Response> {
-    who.require(&state, Action::Resolve).await?;
+    // The access decision is taken on the version named (its labels, DLP purpose). Answers that
+    // name none, and documents that must be signed first, are decided on the tenant before
+    // (so a role that may not resolve learns nothing and costs no signature).
     let p = &who.0;
     let r: Reference = q
         .reference
@@ -67,13 +70,17 @@ pub async fn resolve(
         Selector::Digest(d) => std::borrow::Cow::Owned(d.to_string()),
     };
     let now = state.clock.now();
-    let cached = state
-        .catalog
-        .cached(&p.tenant, |d| p.may_use_domain(d), &r, &selector, env, now)
-        .map_err(|_| ApiError::not_found("model"))?;
+    let cached = match state.catalog.cached(&p.tenant, |d| p.may_use_domain(d), &r, &selector, env, now) {
+        Ok(c) => c,
+        Err(_) => {
+            who.require(&state, Action::Resolve).await?;
+            return Err(ApiError::not_found("model"));
+        }
+    };
     let doc = match cached {
         Some(doc) => doc,
         None => {
+            who.require(&state, Action::Resolve).await?;
             state.metrics.resolve_cache_miss.fetch_add(1, Ordering::Relaxed);
             state.catalog.build(&p.tenant, &r, &selector, env, now).map_err(|m| match m {
                 Miss::Model => ApiError::not_found("model"),
@@ -91,6 +98,13 @@ pub async fn resolve(
             })?
         }
     };
+    // The resource-level rule (labels, DLP purpose) for the version the document names.
+    let res = Resource {
+        labels: &doc.dlp.labels,
+        purposes: &doc.dlp.purposes,
+        ..Resource::model(&p.tenant, &doc.dlp.domain, r.model.as_str())
+    };
+    who.require_on(&state, Action::Resolve, res).await?;
     match doc.decision {
         Decision::Permit => state.metrics.resolve_permit.fetch_add(1, Ordering::Relaxed),
         Decision::Deny => state.metrics.resolve_deny.fetch_add(1, Ordering::Relaxed),
@@ -163,7 +177,7 @@ pub async fn startup_report(
     for d in [&body.artifact_digest, &body.policy_digest].into_iter().flatten() {
         d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
     }
-    let m = visible_model(&state, p, &r.model).await?;
+    let m = visible_model(&state, &who, Action::ReportStartup, &r.model).await?;
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
     ev.version = body.version;
     ev.artifact_digest = body.artifact_digest;
@@ -221,7 +235,7 @@ pub async fn agent_report(
     if body.stats.is_some_and(|s| s.window_s == 0 || s.errors > s.requests || s.p50_us > s.p99_us) {
         return Err(ApiError::unprocessable("bad_stats", "stats: window_s > 0, errors ≤ requests, p50 ≤ p99"));
     }
-    let m = visible_model(&state, p, &r.model).await?;
+    let m = visible_model(&state, &who, Action::ReportStartup, &r.model).await?;
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
     ev.version = body.version;
     ev.artifact_digest = body.artifact_digest;
