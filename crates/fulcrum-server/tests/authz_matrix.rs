@@ -29,12 +29,15 @@ key-admin         .    .      .        .      .        .       .       .        
 policy-admin      Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           .         .          Y            Y              .        .      .
 ";
 
+/// A request: method, path, JSON body (a string = raw bytes to upload).
+type Request = (Method, String, Option<Value>);
+
 /// An action's request. `model` is `None` for collection-level actions (no other tenant's
 /// resource can be named there).
 struct Act {
     name: &'static str,
     on_model: bool,
-    req: fn(&Ctx, &str, &str) -> (Method, String, Option<Value>),
+    req: fn(&Ctx, &str, &str) -> Request,
 }
 
 /// What the requests need: each model's file digest.
@@ -221,7 +224,7 @@ async fn registry() -> (Harness, Ctx) {
     (h, ctx)
 }
 
-async fn seen(h: &Harness, who: &str, (method, path, body): (Method, String, Option<Value>)) -> (Seen, Value) {
+async fn seen(h: &Harness, who: &str, (method, path, body): Request) -> (Seen, Value) {
     let mut rb = h.req(who, method, &path);
     match body {
         Some(Value::String(s)) => rb = rb.body(format!("bytes of {s}")),
