@@ -6,6 +6,7 @@
 //! single-flight and rate-limited (`jwks_min_refresh_s`), so a flood of tokens with made-up kids
 //! costs the IdP at most one request per interval. A failed refresh keeps the keys in hand.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use fulcrum_core::identity::{Principal, Role};
 use fulcrum_core::lifecycle::Env;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::verify::{self, KeySet, MAX_LEEWAY_S, Rules, TokenError, Verified};
 
@@ -233,7 +235,22 @@ struct Issuer {
 pub struct Issuers {
     issuers: Vec<Issuer>,
     http: reqwest::Client,
+    /// Tokens verified already, by SHA-256: a token is checked once, then only its times.
+    verified: RwLock<HashMap<[u8; 32], Arc<Accepted>>>,
 }
+
+/// A token that verified, with what is re-checked on every use.
+#[derive(Debug)]
+struct Accepted {
+    issuer: usize,
+    principal: Principal,
+    issued_at: u64,
+    expires_at: u64,
+    not_before: Option<u64>,
+}
+
+/// Most verified tokens remembered; past it the ones expired are dropped, then all.
+const VERIFIED_CAP: usize = 16_384;
 
 #[derive(Deserialize)]
 struct Discovery {
@@ -269,7 +286,7 @@ impl Issuers {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { issuers, http })
+        Ok(Self { issuers, http, verified: RwLock::default() })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -302,9 +319,45 @@ impl Issuers {
     ///
     /// # Errors
     /// Why the token is refused.
+    ///
+    /// A token that verified before is not verified again: its signature and claims cannot have
+    /// changed, so only its times are checked against `now`. The memory is dropped whenever an
+    /// issuer's keys change (a key withdrawn by the IdP stops its tokens at the next fetch).
     pub async fn verify_principal(&self, token: &str, now: u64) -> Result<(String, Principal), TokenError> {
-        let (issuer, verified) = self.verify(token, now).await?;
-        Ok((issuer.issuer.clone(), issuer.principal(&verified)?))
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hit = self.verified.read().expect("verified lock").get(&key).cloned();
+        if let Some(a) = hit {
+            let issuer = &self.issuers[a.issuer];
+            let leeway = issuer.rules.leeway_s.min(MAX_LEEWAY_S);
+            if a.expires_at.saturating_add(leeway) <= now {
+                return Err(TokenError::Expired);
+            }
+            if a.issued_at > now.saturating_add(leeway) || a.not_before.is_some_and(|n| n > now.saturating_add(leeway)) {
+                return Err(TokenError::NotYetValid);
+            }
+            return Ok((issuer.config.issuer.clone(), a.principal.clone()));
+        }
+        let (config, verified) = self.verify(token, now).await?;
+        let principal = config.principal(&verified)?;
+        let index = self.issuers.iter().position(|i| i.config.issuer == config.issuer).expect("an issuer of ours");
+        let not_before = verified.claims.get("nbf").and_then(serde_json::Value::as_f64).map(|n| n as u64);
+        let accepted = Arc::new(Accepted {
+            issuer: index,
+            principal: principal.clone(),
+            issued_at: verified.issued_at,
+            expires_at: verified.expires_at,
+            not_before,
+        });
+        let mut memo = self.verified.write().expect("verified lock");
+        if memo.len() >= VERIFIED_CAP {
+            let leeway = MAX_LEEWAY_S;
+            memo.retain(|_, a| a.expires_at.saturating_add(leeway) > now);
+            if memo.len() >= VERIFIED_CAP {
+                memo.clear();
+            }
+        }
+        memo.insert(key, accepted);
+        Ok((config.issuer.clone(), principal))
     }
 
     /// Verify `token` at `now` (Unix seconds).
@@ -359,6 +412,10 @@ impl Issuers {
         c.attempted = Some(now);
         let keys = result?;
         tracing::info!(issuer = %issuer.config.issuer, keys = keys.len(), skipped = keys.skipped.len(), "issuer keys fetched");
+        if keys.kids() != c.keys.kids() {
+            // Keys were withdrawn or added: tokens are verified afresh against what is published.
+            self.verified.write().expect("verified lock").clear();
+        }
         c.keys = Arc::new(keys);
         c.fetched = Some(now);
         Ok(())

@@ -174,6 +174,13 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The key ids, sorted.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
