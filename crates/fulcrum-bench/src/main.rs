@@ -8,9 +8,12 @@
 //! - `policy`: decision latency of the default policy, and of the access check as served.
 //! - `guards`: revocation → quiesced for 1, 100 and 1,000 guards in one process.
 //! - `gateway`: the gateway's added latency over direct calls to the upstream.
+//! - `identity`: resolve throughput with OIDC tokens and with mutual TLS, against tokens-file
+//!   callers over HTTP and HTTPS.
 
 mod gateway;
 mod guards;
+mod identity;
 mod lab;
 
 use std::net::SocketAddr;
@@ -80,6 +83,20 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         compute_ms: u64,
     },
+    /// Resolve throughput by authentication: tokens file, OIDC JWT, TLS + token, mutual TLS.
+    Identity {
+        /// Models released (each with `production`).
+        #[arg(long, default_value_t = 100)]
+        models: usize,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        /// Rounds per variant, interleaved.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -98,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }
+        Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await

@@ -332,7 +332,8 @@ impl Issuers {
             if a.expires_at.saturating_add(leeway) <= now {
                 return Err(TokenError::Expired);
             }
-            if a.issued_at > now.saturating_add(leeway) || a.not_before.is_some_and(|n| n > now.saturating_add(leeway)) {
+            if a.issued_at > now.saturating_add(leeway) || a.not_before.is_some_and(|n| n > now.saturating_add(leeway))
+            {
                 return Err(TokenError::NotYetValid);
             }
             return Ok((issuer.config.issuer.clone(), a.principal.clone()));

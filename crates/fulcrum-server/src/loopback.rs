@@ -26,8 +26,10 @@ pub struct Person {
 #[derive(Debug)]
 pub struct Running {
     pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// `https://localhost:<port>` when started with TLS files (the same registry over HTTPS).
+    pub tls_url: Option<String>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
@@ -37,12 +39,12 @@ impl Running {
     /// The server's own failure while it ran.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        match self.task.take() {
-            Some(t) => t.await.map_err(std::io::Error::other)?,
-            None => Ok(()),
+        for t in std::mem::take(&mut self.tasks) {
+            t.await.map_err(std::io::Error::other)??;
         }
+        Ok(())
     }
 }
 
@@ -63,6 +65,20 @@ pub struct Setup<'a> {
 /// # Errors
 /// The registry failing to open, or the port failing to bind.
 pub async fn start(setup: &Setup<'_>, clock: Arc<dyn Clock>) -> Result<Running, String> {
+    start_with(setup, clock, |_| {}, None).await
+}
+
+/// As [`start`], with the configuration adjusted by `tune` (identity providers, client
+/// certificate identities…) and, given TLS files, the same registry served over HTTPS too.
+///
+/// # Errors
+/// The registry failing to open, the TLS files failing to load, or a port failing to bind.
+pub async fn start_with(
+    setup: &Setup<'_>,
+    clock: Arc<dyn Clock>,
+    tune: impl FnOnce(&mut Config),
+    tls: Option<crate::TlsFiles>,
+) -> Result<Running, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tokens = TokensFile {
         tokens: setup
@@ -83,12 +99,32 @@ pub async fn start(setup: &Setup<'_>, clock: Arc<dyn Clock>) -> Result<Running, 
     tokens.write_new(setup.tokens_file).map_err(|e| e.to_string())?;
     let mut config = Config::new(setup.data_dir);
     config.tokens_file = Some(setup.tokens_file.to_owned());
+    tune(&mut config);
     let (state, _) = Registry::open(config, clock).await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(crate::serve(state, listener, async {
-        let _ = rx.await;
-    }));
-    Ok(Running { url, stop: Some(tx), task: Some(task) })
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = vec![];
+    let mut tls_url = None;
+    if let Some(files) = tls {
+        // Fail here, not in the task, when the files do not load.
+        files.server_config().map_err(|e| e.to_string())?;
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let (st, stop) = (state.clone(), stopped(rx.clone()));
+        tasks.push(tokio::spawn(async move { crate::serve_tls(st, addr, &files, stop).await }));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tls_url = Some(format!("https://localhost:{port}"));
+    }
+    tasks.push(tokio::spawn(crate::serve(state, listener, stopped(rx))));
+    Ok(Running { url, tls_url, stop: Some(tx), tasks })
 }
