@@ -5,6 +5,7 @@
 
 mod commands;
 mod demo;
+mod login;
 mod serve;
 mod trust;
 mod upload;
@@ -25,6 +26,10 @@ struct Cli {
     /// Read the bearer token from a file.
     #[arg(long, global = true, env = "FULCRUM_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Where `fulcrum login` keeps the access token (default: ~/.config/fulcrum/credentials.json).
+    /// Used when no --token or --token-file is given; refreshed before it expires.
+    #[arg(long, global = true, env = "FULCRUM_CREDENTIALS")]
+    credentials: Option<std::path::PathBuf>,
     /// CA certificate(s) (PEM) the registry's certificate must chain to; only these are trusted.
     #[arg(long, global = true, env = "FULCRUM_CA_FILE")]
     ca_file: Option<std::path::PathBuf>,
@@ -92,6 +97,11 @@ enum Command {
     },
     /// Who the registry says you are (subject, role, tenant, how you authenticated).
     Whoami,
+    /// Obtain an access token from the company IdP (client credentials) and keep it for the
+    /// next commands, which refresh it before it expires.
+    Login(login::LoginArgs),
+    /// Forget the token kept by `fulcrum login`.
+    Logout,
     /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
     #[command(subcommand)]
     Keys(trust::KeysCmd),
@@ -132,6 +142,17 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let credentials = cli.credentials.clone().or_else(login::default_path);
+    let local = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Demo(_)
+            | Command::Sign(_)
+            | Command::Verify(_)
+            | Command::Attest(_)
+            | Command::Login(_)
+            | Command::Logout
+    );
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
@@ -140,7 +161,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .trim()
                 .to_owned(),
         ),
-        (None, None) => None,
+        (None, None) => match &credentials {
+            Some(path) if !local => login::current_token(path).await?,
+            _ => None,
+        },
     };
     let tls = fulcrum_client::ClientTls { ca: cli.ca_file, cert: cli.client_cert, key: cli.client_key };
     let ctx = commands::Ctx { registry: cli.registry, token, tls, output: cli.output };
@@ -159,6 +183,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }
         Command::Whoami => commands::whoami(&ctx).await,
+        Command::Login(a) => {
+            let path = credentials.ok_or_else(|| anyhow::anyhow!("no place for credentials: pass --credentials"))?;
+            let token = login::login(a, &path).await?;
+            eprintln!("fulcrum: logged in; token kept in {} (mode 0600)", path.display());
+            commands::whoami(&commands::Ctx { token: Some(token), ..ctx }).await
+        }
+        Command::Logout => match credentials {
+            Some(path) if path.exists() => {
+                std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", path.display()))?;
+                eprintln!("fulcrum: removed {}", path.display());
+                Ok(())
+            }
+            _ => Ok(()),
+        },
         Command::Sign(c) => trust::sign(c, ctx.output),
         Command::Verify(c) => trust::verify(c, ctx.output),
         Command::Attest(c) => trust::attest(c, ctx.output),

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 fn fulcrum(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fulcrum"));
     c.args(args).env_remove("FULCRUM_TOKEN").env_remove("FULCRUM_URL").env("FULCRUM_LOG", "error");
+    // Never the credentials of whoever runs the tests.
+    c.env("FULCRUM_CREDENTIALS", "/nonexistent/fulcrum-test-credentials.json");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -341,4 +343,67 @@ fn release_gate_through_the_cli() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["release"]["release_gate"]["mode"], "enforced");
+}
+
+/// `fulcrum login` against a real IdP (client credentials), then commands that refresh the
+/// short-lived token on their own; the secret stays in its file; a rotated-away secret fails
+/// with one clear line.
+#[test]
+fn login_with_client_credentials_refreshes_before_expiry() {
+    use fulcrum_oidc::test_idp::TestIdp;
+    let client = json!([{"client_id": "ci", "client_secret": "ci-secret-0123456789", "tenant_id": "acme",
+                         "domain": "*", "role": "publisher", "access_token_ttl": 30}]);
+    let Some(idp) = TestIdp::start("ES256", "urn:fulcrum", client) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let oidc = dir.path().join("oidc.json");
+    std::fs::write(&oidc, json!({"issuers": [{"issuer": idp.issuer, "audience": "urn:fulcrum"}]}).to_string()).unwrap();
+    let s = serve_with(&["--oidc-config", oidc.to_str().unwrap()], dir);
+    let secret = s.dir.path().join("client-secret");
+    std::fs::write(&secret, "ci-secret-0123456789\n").unwrap();
+    let creds = s.dir.path().join("creds/credentials.json");
+    let env = [("FULCRUM_URL", s.url.as_str()), ("FULCRUM_CREDENTIALS", creds.to_str().unwrap())];
+    let o = fulcrum(
+        &[
+            "login",
+            "--issuer",
+            &idp.issuer,
+            "--client-id",
+            "ci",
+            "--client-secret-file",
+            secret.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let me: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((me["subject"].as_str(), me["role"].as_str()), (Some("ci"), Some("publisher")));
+    assert_eq!(me["authenticated_by"], "oidc");
+    let kept = std::fs::read_to_string(&creds).unwrap();
+    assert!(!kept.contains("ci-secret"), "the secret is never kept: {kept}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = |f: &std::path::Path| -> String {
+        serde_json::from_str::<Value>(&std::fs::read_to_string(f).unwrap()).unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .into()
+    };
+    let first = token(&creds);
+    // A 30 s token has less than a minute left: the next command gets a new one by itself.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = fulcrum(&["model", "create", "fraud", "--domain", "fraud", "--output", "json"], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(token(&creds), first, "refreshed");
+    // The secret rotated away: the refresh fails with the IdP's reason, on one line, no secret.
+    std::fs::write(&secret, "an-old-secret").unwrap();
+    let err = one_error_line(&fulcrum(&["whoami"], &env));
+    assert!(err.contains("invalid_client") && err.contains("fulcrum login"), "{err}");
+    assert!(!err.contains("secret-0123"), "{err}");
+    // Logging out forgets the token.
+    assert!(fulcrum(&["logout"], &env).status.success());
+    assert!(!creds.exists());
+    let err = one_error_line(&fulcrum(&["whoami"], &env));
+    assert!(err.contains("no token"), "{err}");
 }
