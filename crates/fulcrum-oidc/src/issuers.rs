@@ -223,6 +223,8 @@ struct Cache {
 
 #[derive(Debug)]
 struct Issuer {
+    /// `config.issuer`, shared with every principal's authentication record.
+    name: Arc<str>,
     config: IssuerConfig,
     rules: Rules,
     cache: RwLock<Cache>,
@@ -243,7 +245,7 @@ pub struct Issuers {
 #[derive(Debug)]
 struct Accepted {
     issuer: usize,
-    principal: Principal,
+    principal: Arc<Principal>,
     issued_at: u64,
     expires_at: u64,
     not_before: Option<u64>,
@@ -273,6 +275,7 @@ impl Issuers {
                 return Err(format!("issuer {} is listed twice", config.issuer));
             }
             issuers.push(Issuer {
+                name: config.issuer.as_str().into(),
                 config,
                 rules,
                 cache: RwLock::default(),
@@ -323,7 +326,7 @@ impl Issuers {
     /// A token that verified before is not verified again: its signature and claims cannot have
     /// changed, so only its times are checked against `now`. The memory is dropped whenever an
     /// issuer's keys change (a key withdrawn by the IdP stops its tokens at the next fetch).
-    pub async fn verify_principal(&self, token: &str, now: u64) -> Result<(String, Principal), TokenError> {
+    pub async fn verify_principal(&self, token: &str, now: u64) -> Result<(Arc<str>, Arc<Principal>), TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let hit = self.verified.read().expect("verified lock").get(&key).cloned();
         if let Some(a) = hit {
@@ -336,10 +339,10 @@ impl Issuers {
             {
                 return Err(TokenError::NotYetValid);
             }
-            return Ok((issuer.config.issuer.clone(), a.principal.clone()));
+            return Ok((issuer.name.clone(), a.principal.clone()));
         }
         let (config, verified) = self.verify(token, now).await?;
-        let principal = config.principal(&verified)?;
+        let principal = Arc::new(config.principal(&verified)?);
         let index = self.issuers.iter().position(|i| i.config.issuer == config.issuer).expect("an issuer of ours");
         let not_before = verified.claims.get("nbf").and_then(serde_json::Value::as_f64).map(|n| n as u64);
         let accepted = Arc::new(Accepted {
@@ -358,7 +361,7 @@ impl Issuers {
             }
         }
         memo.insert(key, accepted);
-        Ok((config.issuer.clone(), principal))
+        Ok((self.issuers[index].name.clone(), principal))
     }
 
     /// Verify `token` at `now` (Unix seconds).

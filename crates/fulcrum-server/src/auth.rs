@@ -296,15 +296,42 @@ impl ClientIdentities {
     }
 }
 
+/// Certificates seen → whom they speak for, so a connection's certificate is parsed once rather
+/// than on every request (bounded; forgotten wholesale when full).
+#[derive(Debug, Default)]
+pub struct CertMemo(std::sync::RwLock<HashMap<Vec<u8>, Option<Workload>>>);
+
+/// A certificate's identity (its SAN) and the principal it speaks for.
+pub type Workload = (Arc<str>, Arc<Principal>);
+
+/// Most certificates remembered.
+const CERT_MEMO_CAP: usize = 4096;
+
+impl CertMemo {
+    /// The principal of a verified client certificate under `ids`.
+    pub fn principal(&self, ids: &ClientIdentities, der: &[u8]) -> Option<Workload> {
+        if let Some(hit) = self.0.read().expect("cert memo lock").get(der) {
+            return hit.clone();
+        }
+        let found = ids.principal(der).map(|(san, p)| (Arc::<str>::from(san), Arc::new(p)));
+        let mut memo = self.0.write().expect("cert memo lock");
+        if memo.len() >= CERT_MEMO_CAP {
+            memo.clear();
+        }
+        memo.insert(der.to_vec(), found.clone());
+        found
+    }
+}
+
 /// How a caller proved who it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authn {
     /// A bearer token from the tokens file.
     pub local_token: bool,
     /// The issuer of a verified JWT.
-    pub issuer: Option<String>,
+    pub issuer: Option<Arc<str>>,
     /// The identity (SAN URI or DNS name) of a verified client certificate.
-    pub certificate: Option<String>,
+    pub certificate: Option<Arc<str>>,
 }
 
 impl Authn {
@@ -370,7 +397,7 @@ async fn token_principal(state: &AppState, token: &str) -> Result<(Arc<Principal
     if !state.oidc.is_empty() && fulcrum_oidc::verify::looks_like_jwt(token) {
         let now = u64::try_from(state.clock.now().unix_timestamp()).unwrap_or(0);
         return match state.oidc.verify_principal(token, now).await {
-            Ok((issuer, p)) => Ok((Arc::new(p), Authn { issuer: Some(issuer), ..Authn::default() })),
+            Ok((issuer, p)) => Ok((p, Authn { issuer: Some(issuer), ..Authn::default() })),
             Err(e) => {
                 tracing::info!(code = e.code(), "bearer token refused");
                 state.metrics.token_refused(e.code());
@@ -400,7 +427,7 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<Arc<axum_server::tls::TlsInfo>>()
             .and_then(|i| i.peer_certificates.first())
-            .map(|der| state.config.client_identities.principal(der));
+            .map(|der| state.cert_principals.principal(&state.config.client_identities, der));
         let both = &state.config.client_identities.certificate_and_token_for;
         let header = parts.headers.get(axum::http::header::AUTHORIZATION);
         let Some(header) = header else {
@@ -408,7 +435,7 @@ impl FromRequestParts<AppState> for Caller {
                 Some(Some((_, p))) if both.contains(&p.role) => {
                     Err(refused(state, "token_required", &format!("role {} must also present a token", p.role)))
                 }
-                Some(Some((san, p))) => Ok(Caller(Arc::new(p), Authn { certificate: Some(san), ..Authn::default() })),
+                Some(Some((san, p))) => Ok(Caller(p, Authn { certificate: Some(san), ..Authn::default() })),
                 Some(None) => {
                     Err(refused(state, "certificate_unmapped", "the client certificate names no known workload"))
                 }

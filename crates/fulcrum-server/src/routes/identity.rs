@@ -39,7 +39,7 @@ pub async fn me(who: Caller) -> Json<MeDto> {
         env: p.env.map(|e| e.as_str().to_owned()),
         purpose: p.purpose.clone(),
         authenticated_by: who.1.label(),
-        issuer: who.1.issuer.clone(),
-        certificate: who.1.certificate.clone(),
+        issuer: who.1.issuer.as_deref().map(str::to_owned),
+        certificate: who.1.certificate.as_deref().map(str::to_owned),
     })
 }
