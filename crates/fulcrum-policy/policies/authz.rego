@@ -3,7 +3,7 @@
 # DLP: a model or version carrying a sensitive label (data.fulcrum.dlp.sensitive_labels) is
 # resolved and downloaded only for a purpose its model card allows.
 # input: {"principal": {"subject", "role", "tenant", "domain", "env", "purpose"}, "action": "promote",
-#         "resource": {"tenant", "domain", "model", "labels", "allowed_purposes", "stage"}}
+#         "resource": {"tenant", "domain", "model", "labels", "allowed_purposes", "stage", "env"}}
 package fulcrum.authz
 
 default allow := false

@@ -60,11 +60,13 @@ pub struct Resource<'a> {
     /// The purposes the version's model card allows it to be used for.
     pub purposes: &'a [String],
     pub stage: Option<&'a str>,
+    /// The environment acted for (resolve, alias moves).
+    pub env: Option<&'a str>,
 }
 
 impl<'a> Resource<'a> {
     pub fn tenant(tenant: &'a str) -> Self {
-        Self { tenant, domain: None, model: None, labels: &[], purposes: &[], stage: None }
+        Self { tenant, domain: None, model: None, labels: &[], purposes: &[], stage: None, env: None }
     }
 
     pub fn model(tenant: &'a str, domain: &'a str, model: &'a str) -> Self {
@@ -88,6 +90,7 @@ struct Key {
     res_labels: Vec<String>,
     res_purposes: Vec<String>,
     res_stage: Option<String>,
+    res_env: Option<String>,
 }
 
 impl Key {
@@ -106,6 +109,7 @@ impl Key {
             res_labels: res.labels.to_vec(),
             res_purposes: res.purposes.to_vec(),
             res_stage: res.stage.map(str::to_owned),
+            res_env: res.env.map(str::to_owned),
         }
     }
 
@@ -123,6 +127,7 @@ impl Key {
             && self.res_labels == res.labels
             && self.res_purposes == res.purposes
             && self.res_stage.as_deref() == res.stage
+            && self.res_env.as_deref() == res.env
     }
 
     /// The policy input. Absent attributes are left out, not null: Rego's `not x` holds only
@@ -148,6 +153,9 @@ impl Key {
         if let Some(s) = &self.res_stage {
             resource["stage"] = json!(s);
         }
+        if let Some(e) = &self.res_env {
+            resource["env"] = json!(e);
+        }
         json!({"principal": principal, "action": self.action.as_str(), "resource": resource})
     }
 }
@@ -155,7 +163,7 @@ impl Key {
 fn hash_of(state: &FastHash, who: &Principal, action: Action, res: Resource<'_>) -> u64 {
     let mut h = state.build_hasher();
     (&who.subject, who.role.as_str(), &who.tenant, &who.domain, who.env.map(|e| e.as_str()), &who.purpose).hash(&mut h);
-    (action.as_str(), res.tenant, res.domain, res.model, res.labels, res.purposes, res.stage).hash(&mut h);
+    (action.as_str(), res.tenant, res.domain, res.model, res.labels, res.purposes, res.stage, res.env).hash(&mut h);
     h.finish()
 }
 

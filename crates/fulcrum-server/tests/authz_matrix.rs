@@ -377,3 +377,31 @@ async fn separation_of_duties() {
     h.post("rm", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
     h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::OK).await;
 }
+
+/// The resource's attributes reach the access rules, so a policy can use them: here one that
+/// lets only a release-manager touch `prod` aliases and stops anyone quarantining a version that
+/// is still a Candidate, installed by the policy-admin and in force at the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_attributes_reach_the_access_rules() {
+    let (h, _) = registry().await;
+    let mut modules: std::collections::BTreeMap<String, String> =
+        fulcrum_policy::DEFAULT_MODULES.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect();
+    let authz = modules.get_mut("authz.rego").unwrap();
+    // A deny reason alone refuses: only `allow` with no reason lets a call through.
+    authz.push_str(
+        "\ndeny contains \"prod_alias_needs_release_manager\" if {\n\tinput.action == \"set_alias\"\n\tinput.resource.env == \"prod\"\n\tinput.principal.role != \"release-manager\"\n}\n\n\
+         deny contains \"candidate_not_quarantinable\" if {\n\tinput.action == \"quarantine\"\n\tinput.resource.stage == \"Candidate\"\n}\n",
+    );
+    let data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    h.put("policy", "/v1/policy", json!({"modules": modules, "data": data}), StatusCode::CREATED).await;
+
+    let alias = |env: &str| json!({"version": "v1", "env": env});
+    let p = h.put("m-acme-admin", "/v1/models/scoring/aliases/canary", alias("prod"), StatusCode::FORBIDDEN).await;
+    assert_eq!(p["errors"][0]["detail"], "prod_alias_needs_release_manager", "{p}");
+    // The same admin for a dev alias passes the access rule (the lifecycle decides the rest).
+    h.put("m-acme-admin", "/v1/models/scoring/aliases/canary", alias("dev"), StatusCode::OK).await;
+    let p = h.post("bo", &v1("scoring", "quarantine"), json!({"reason": "look", "inc_id": "INC-7"}), StatusCode::FORBIDDEN).await;
+    assert_eq!(p["errors"][0]["detail"], "candidate_not_quarantinable", "{p}");
+    h.post("rm", &v1("scoring", "promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
+    h.post("bo", &v1("scoring", "quarantine"), json!({"reason": "look", "inc_id": "INC-7"}), StatusCode::OK).await;
+}

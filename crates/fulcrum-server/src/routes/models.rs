@@ -621,10 +621,15 @@ async fn govern(
     let labels = fulcrum_core::dlp::version_labels(&m.labels, card_labels.as_deref().unwrap_or_default());
     let purposes =
         v.as_ref().map(|v| fulcrum_core::dlp::card_purposes(&v.release["model_card"], &labels)).unwrap_or_default();
+    let env = match &cmd {
+        Govern::SetAlias { env, .. } => env.map(Env::as_str),
+        _ => None,
+    };
     let res = Resource {
         labels: &labels,
         purposes: &purposes,
         stage: v.as_ref().map(|v| v.stage.as_str()),
+        env,
         ..Resource::model(&m.tenant, &m.domain, &m.name)
     };
     who.require_on(state, action, res).await?;

@@ -102,6 +102,7 @@ pub async fn resolve(
     let res = Resource {
         labels: &doc.dlp.labels,
         purposes: &doc.dlp.purposes,
+        env: Some(env.as_str()),
         ..Resource::model(&p.tenant, &doc.dlp.domain, r.model.as_str())
     };
     who.require_on(&state, Action::Resolve, res).await?;
