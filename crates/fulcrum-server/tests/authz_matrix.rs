@@ -400,7 +400,9 @@ async fn resource_attributes_reach_the_access_rules() {
     assert_eq!(p["errors"][0]["detail"], "prod_alias_needs_release_manager", "{p}");
     // The same admin for a dev alias passes the access rule (the lifecycle decides the rest).
     h.put("m-acme-admin", "/v1/models/scoring/aliases/canary", alias("dev"), StatusCode::OK).await;
-    let p = h.post("bo", &v1("scoring", "quarantine"), json!({"reason": "look", "inc_id": "INC-7"}), StatusCode::FORBIDDEN).await;
+    let p = h
+        .post("bo", &v1("scoring", "quarantine"), json!({"reason": "look", "inc_id": "INC-7"}), StatusCode::FORBIDDEN)
+        .await;
     assert_eq!(p["errors"][0]["detail"], "candidate_not_quarantinable", "{p}");
     h.post("rm", &v1("scoring", "promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
     h.post("bo", &v1("scoring", "quarantine"), json!({"reason": "look", "inc_id": "INC-7"}), StatusCode::OK).await;
