@@ -9,8 +9,14 @@
 //   IDP_AUDIENCE   the `aud` of every access token (default urn:fulcrum)
 //   IDP_REG_TOKEN  initial access token for dynamic client registration (POST /reg)
 //   IDP_CLIENTS    JSON array of client metadata registered at start
+//   IDP_USERS      JSON object: account id → its claims (tenant_id, domain, env, role, purpose)
 // Per-client metadata: tenant_id, domain, env, role, purpose (strings, copied into the token)
 // and access_token_ttl (seconds, default 300).
+//
+// People log in with the device flow (RFC 8628): a public client asks /device/auth, the person
+// approves the user code, the client polls /token and gets an access token carrying the
+// person's claims (and a refresh token with offline_access). The person's step at the IdP (a
+// browser, a login form) is replaced here by POST /test/device/approve {"user_code", "account"}.
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
@@ -38,6 +44,7 @@ if (keyFile && fs.existsSync(keyFile)) {
 const claimNames = ['tenant_id', 'domain', 'env', 'role', 'purpose'];
 const properties = [...claimNames, 'access_token_ttl'];
 const clients = JSON.parse(process.env.IDP_CLIENTS || '[]');
+const users = JSON.parse(process.env.IDP_USERS || '{}');
 
 const port = Number(process.env.IDP_PORT || 0);
 const server = (await import('node:http')).createServer();
@@ -59,9 +66,14 @@ const provider = new Provider(issuer, {
       }
     },
   },
+  async findAccount(ctx, id) {
+    if (!users[id]) return undefined;
+    return { accountId: id, async claims() { return { sub: id }; } };
+  },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    deviceFlow: { enabled: true },
     registration: { enabled: true, initialAccessToken: process.env.IDP_REG_TOKEN || 'test-registration-token' },
     resourceIndicators: {
       enabled: true,
@@ -78,12 +90,45 @@ const provider = new Provider(issuer, {
   },
   ttl: { ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL || 300 },
   async extraTokenClaims(ctx, token) {
+    if (token.accountId && users[token.accountId]) {
+      const u = users[token.accountId];
+      return Object.fromEntries(claimNames.filter((c) => u[c] !== undefined).map((c) => [c, u[c]]));
+    }
     const client = ctx.oidc.client;
     if (!client) return undefined;
     const m = client.metadata();
     return Object.fromEntries(claimNames.filter((c) => m[c] !== undefined).map((c) => [c, m[c]]));
   },
 });
-server.on('request', provider.callback());
+// The person's approval of a user code (what the IdP's pages would do after login and consent).
+async function approve(req, res) {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  const { user_code: userCode, account } = JSON.parse(body || '{}');
+  const code = await provider.DeviceCode.findByUserCode(String(userCode).replace(/[^A-Za-z0-9]/g, '').toUpperCase());
+  if (!code || !users[account]) {
+    res.writeHead(404).end('{"error":"unknown user code or account"}');
+    return;
+  }
+  const grant = new provider.Grant({ accountId: account, clientId: code.clientId });
+  const scope = code.scope || code.params?.scope || 'openid';
+  grant.addOIDCScope(scope);
+  code.scope = scope;
+  code.resource = audience;
+  grant.addResourceScope(audience, 'registry:read registry:write');
+  code.grantId = await grant.save();
+  code.accountId = account;
+  code.authTime = Math.floor(Date.now() / 1000);
+  await code.save();
+  res.writeHead(204).end();
+}
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.method === 'POST' && req.url === '/test/device/approve') {
+    approve(req, res).catch((e) => res.writeHead(500).end(String(e)));
+  } else {
+    callback(req, res);
+  }
+});
 console.log(`ISSUER=${issuer}`);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

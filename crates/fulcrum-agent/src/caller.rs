@@ -4,10 +4,13 @@
 //!
 //! The check itself is the registry's ([`fulcrum_oidc::verify`]): the algorithm comes from the
 //! key, asymmetric algorithms only, `iss`/`aud`/`exp`/`iat` required, `nbf` honoured, bounded
-//! leeway, a maximum lifetime, `typ` `JWT` or `at+jwt`.
+//! leeway, a maximum lifetime, `typ` `JWT` or `at+jwt`. The keys are either a JWKS file given to
+//! the gateway, or the IdP's own, found by discovery and refreshed on an unknown `kid` (an IdP
+//! rotating its key is followed without a restart).
 
 pub use fulcrum_oidc::TokenError;
 use fulcrum_oidc::verify::{self, KeySet, Rules};
+use fulcrum_oidc::{IssuerConfig, Issuers};
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +23,19 @@ pub struct Caller {
 /// How callers' tokens are checked.
 #[derive(Debug)]
 pub struct CallerAuth {
-    keys: KeySet,
-    /// Issuer, audience, algorithms, maximum lifetime and leeway.
+    keys: Keys,
+    /// Issuer, audience, algorithms, maximum lifetime and leeway (with a JWKS file).
     pub rules: Rules,
     /// The claim naming the caller's purpose.
     pub purpose_claim: String,
+}
+
+#[derive(Debug)]
+enum Keys {
+    /// A JWKS file.
+    File(KeySet),
+    /// The IdP's published keys (discovery, cached, refreshed on an unknown kid).
+    Discovered(Issuers),
 }
 
 impl CallerAuth {
@@ -40,17 +51,35 @@ impl CallerAuth {
         if keys.is_empty() {
             return Err("the JWKS holds no key".into());
         }
-        Ok(Self { keys, rules: Rules::new(issuer, audience), purpose_claim: "purpose".into() })
+        Ok(Self { keys: Keys::File(keys), rules: Rules::new(issuer, audience), purpose_claim: "purpose".into() })
+    }
+
+    /// From the IdP itself: its discovery document names its keys, fetched now and again when a
+    /// token names a `kid` not seen yet (rate-limited). An IdP unreachable now is not fatal:
+    /// tokens are refused (`token_issuer_unavailable`) until its keys can be fetched.
+    ///
+    /// # Errors
+    /// A configuration that is not acceptable (e.g. a non-https issuer off loopback).
+    pub async fn discover(config: IssuerConfig) -> Result<Self, String> {
+        let rules = config.rules()?;
+        let issuers = Issuers::new(vec![config])?;
+        for (issuer, e) in issuers.prefetch().await {
+            eprintln!("fulcrum-agent: cannot fetch the keys of {issuer} yet: {e}");
+        }
+        Ok(Self { keys: Keys::Discovered(issuers), rules, purpose_claim: "purpose".into() })
     }
 
     /// Check an `Authorization` header value now.
     ///
     /// # Errors
     /// Why the token is refused.
-    pub fn check(&self, authorization: Option<&str>) -> Result<Caller, TokenError> {
+    pub async fn check(&self, authorization: Option<&str>) -> Result<Caller, TokenError> {
         let token = verify::bearer(authorization)?;
         let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-        let t = verify::check(token, &self.keys, &self.rules, now)?;
+        let t = match &self.keys {
+            Keys::File(keys) => verify::check(token, keys, &self.rules, now)?,
+            Keys::Discovered(issuers) => issuers.verify(token, now).await?.1,
+        };
         let purposes = match t.claims.get(&self.purpose_claim) {
             None | Some(serde_json::Value::Null) => vec![],
             Some(serde_json::Value::String(s)) => vec![s.clone()],

@@ -302,10 +302,12 @@ impl Gateway {
         };
         let g = &serving.guardrails;
         let declared: Vec<String> = match &self.callers {
-            Some(auth) => match auth.check(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
-                Ok(c) => c.purposes,
-                Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
-            },
+            Some(auth) => {
+                match auth.check(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).await {
+                    Ok(c) => c.purposes,
+                    Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+                }
+            }
             None => req
                 .headers()
                 .get(&self.purpose_header)

@@ -121,15 +121,15 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:9464")]
         admin: std::net::SocketAddr,
         /// Header with the caller's declared purpose (set by the authenticating ingress); not
-        /// used when the gateway checks callers' tokens itself (--caller-jwks).
+        /// used when the gateway checks callers' tokens itself (--caller-issuer).
         #[arg(long, default_value = "x-fulcrum-purpose")]
         purpose_header: String,
-        /// The IdP's JWKS (file): callers must send a bearer token it verifies; the purpose
-        /// comes from the token's `purpose` claim.
+        /// The IdP's JWKS as a file, instead of the keys its discovery document names.
         #[arg(long, requires_all = ["caller_issuer", "caller_audience"])]
         caller_jwks: Option<PathBuf>,
-        /// Required `iss` of callers' tokens.
-        #[arg(long)]
+        /// The IdP whose tokens callers must send (`iss`); its keys are found by discovery and
+        /// followed when it rotates them. The purpose comes from the token's `purpose` claim.
+        #[arg(long, requires = "caller_audience")]
         caller_issuer: Option<String>,
         /// Required `aud` of callers' tokens.
         #[arg(long)]
@@ -294,15 +294,24 @@ async fn main() -> ExitCode {
                 Ok(h) => gw.purpose_header = h,
                 Err(_) => return fail(format!("{purpose_header}: not a header name")),
             }
-            if let (Some(jwks), Some(iss), Some(aud)) = (caller_jwks, caller_issuer, caller_audience) {
-                let auth = std::fs::read(jwks)
-                    .map_err(|e| format!("{}: {e}", jwks.display()))
-                    .and_then(|b| fulcrum_agent::caller::CallerAuth::from_jwks(&b, iss, aud));
-                match auth {
-                    Ok(mut a) => {
-                        a.rules.max_lifetime_s = *caller_max_lifetime;
-                        gw.callers = Some(a);
+            if let (Some(iss), Some(aud)) = (caller_issuer, caller_audience) {
+                use fulcrum_agent::caller::CallerAuth;
+                let auth = match caller_jwks {
+                    Some(jwks) => std::fs::read(jwks)
+                        .map_err(|e| format!("{}: {e}", jwks.display()))
+                        .and_then(|b| CallerAuth::from_jwks(&b, iss, aud))
+                        .map(|mut a| {
+                            a.rules.max_lifetime_s = *caller_max_lifetime;
+                            a
+                        }),
+                    None => {
+                        let mut c = fulcrum_oidc::IssuerConfig::new(iss, aud);
+                        c.max_token_lifetime_s = *caller_max_lifetime;
+                        CallerAuth::discover(c).await
                     }
+                };
+                match auth {
+                    Ok(a) => gw.callers = Some(a),
                     Err(e) => return fail(e),
                 }
             }

@@ -55,8 +55,8 @@ fn auth(i: &Idp) -> CallerAuth {
 /// (what, the token sent, the purposes it grants or the refusal codes acceptable)
 type Row = (&'static str, Option<String>, Result<Vec<&'static str>, &'static [&'static str]>);
 
-#[test]
-fn callers_tokens_are_accepted_or_refused_as_they_should_be() {
+#[tokio::test]
+async fn callers_tokens_are_accepted_or_refused_as_they_should_be() {
     let i = idp("k1");
     let other = idp("k1"); // same kid, another key: a forgery
     let a = auth(&i);
@@ -105,7 +105,7 @@ fn callers_tokens_are_accepted_or_refused_as_they_should_be() {
     ];
     for (what, tok, want) in rows {
         let header = tok.map(|t| format!("Bearer {t}"));
-        let got = a.check(header.as_deref());
+        let got = a.check(header.as_deref()).await;
         match want {
             Ok(purposes) => assert_eq!(got.expect(what).purposes, purposes, "{what}"),
             Err(codes) => {
@@ -116,8 +116,15 @@ fn callers_tokens_are_accepted_or_refused_as_they_should_be() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_takes_the_purpose_from_a_verified_token_only() {
+/// A registry serving `fraud` v1 (its card allows `credit-scoring`), a guard, an upstream that
+/// says whether it saw a token, and a gateway checking callers with `callers`.
+struct Serving {
+    url: String,
+    _registry: common::Reg,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn gateway(callers: fulcrum_agent::caller::CallerAuth) -> Serving {
     use common::{agent, as_, register_as, registry};
     use fulcrum_agent::gateway::{Gateway, Protocol, Route};
     use fulcrum_agent::guard::{Guard, Layout};
@@ -144,11 +151,10 @@ async fn the_gateway_takes_the_purpose_from_a_verified_token_only() {
     ));
     let run = g.clone();
     tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-    let i = idp("k1");
     let mut gw =
         Gateway::new(vec![Route { alias: "production".into(), weight: 1, guard: g.clone() }], &up, Protocol::Oip)
             .unwrap();
-    gw.callers = Some(auth(&i));
+    gw.callers = Some(callers);
     let gw = Arc::new(gw);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -158,30 +164,60 @@ async fn the_gateway_takes_the_purpose_from_a_verified_token_only() {
         assert!(start.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let http = reqwest::Client::new();
-    let call = |bearer: Option<String>, purpose_header: Option<&'static str>| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let mut req = http.post(format!("{url}/v2/models/fraud/infer")).body("{}");
-            if let Some(t) = bearer {
-                req = req.bearer_auth(t);
-            }
-            if let Some(p) = purpose_header {
-                req = req.header("x-fulcrum-purpose", p);
-            }
-            let resp = req.send().await.unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        }
-    };
-    let (s, v) = call(Some(token(&i, Some("at+jwt"), &claims(json!("credit-scoring")))), None).await;
+    Serving { url, _registry: r, _dirs: dirs }
+}
+
+/// Call the gateway's inference route: (status, body).
+async fn call(url: &str, bearer: Option<String>, purpose_header: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(format!("{url}/v2/models/fraud/infer")).body("{}");
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(p) = purpose_header {
+        req = req.header("x-fulcrum-purpose", p);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_takes_the_purpose_from_a_verified_token_only() {
+    let i = idp("k1");
+    let g = gateway(auth(&i)).await;
+    let url = &g.url;
+    let (s, v) = call(url, Some(token(&i, Some("at+jwt"), &claims(json!("credit-scoring")))), None).await;
     assert_eq!((s, v["saw_token"].as_bool()), (200, Some(false)), "{v}");
     // A purpose header does not stand in for a token once the gateway checks tokens.
-    let (s, v) = call(None, Some("credit-scoring")).await;
+    let (s, v) = call(url, None, Some("credit-scoring")).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("token_missing")), "{v}");
-    let (s, v) = call(Some(token(&i, None, &claims(json!("marketing")))), Some("credit-scoring")).await;
+    let (s, v) = call(url, Some(token(&i, None, &claims(json!("marketing")))), Some("credit-scoring")).await;
     assert_eq!((s, v["code"].as_str()), (403, Some("purpose_not_allowed")), "{v}");
     let mut expired = claims(json!("credit-scoring"));
     expired["exp"] = json!(now() - 600);
-    let (s, v) = call(Some(token(&i, None, &expired)), None).await;
+    let (s, v) = call(url, Some(token(&i, None, &expired)), None).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("token_expired")), "{v}");
+}
+
+/// The gateway finds the company IdP's keys by discovery (a real OpenID Provider) and follows
+/// its key rotation without a restart; the purpose comes from the IdP's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_follows_the_idps_published_keys() {
+    use fulcrum_oidc::test_idp::TestIdp;
+    let clients = json!([
+        {"client_id": "scoring", "client_secret": "scoring-secret", "purpose": "credit-scoring"},
+        {"client_id": "ads", "client_secret": "ads-secret", "purpose": "marketing"},
+    ]);
+    let Some(mut idp) = TestIdp::start("ES256", "urn:fulcrum-gateway", clients) else { return };
+    let mut config = fulcrum_oidc::IssuerConfig::new(&idp.issuer, "urn:fulcrum-gateway");
+    config.jwks_min_refresh_s = 1;
+    let g = gateway(fulcrum_agent::caller::CallerAuth::discover(config).await.unwrap()).await;
+    let url = &g.url;
+    let (s, v) = call(url, Some(idp.token("scoring", "scoring-secret").await), None).await;
+    assert_eq!((s, v["saw_token"].as_bool()), (200, Some(false)), "{v}");
+    let (s, v) = call(url, Some(idp.token("ads", "ads-secret").await), None).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("purpose_not_allowed")), "{v}");
+    idp.rotate_key();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, v) = call(url, Some(idp.token("scoring", "scoring-secret").await), None).await;
+    assert_eq!(s, 200, "a token under the IdP's new key: {v}");
 }

@@ -1,10 +1,12 @@
 //! `fulcrum login`: access tokens from the company IdP for the command line.
 //!
 //! Pipelines log in with the client-credentials grant: the client secret stays in its file
-//! (written by a secret manager, re-read at every refresh) and only the short-lived access token
-//! and where to get the next one are kept in the credentials file (mode 0600). Every command
-//! that talks to the registry refreshes the token when it has less than a minute left — with the
-//! refresh token if the IdP gave one, otherwise by asking again with the client's secret.
+//! (written by a secret manager, re-read at every refresh). People log in with the device flow
+//! (RFC 8628), when the IdP offers it: the CLI shows a code to approve in a browser, at the IdP,
+//! and polls for the token. Only the short-lived access token, the refresh token if any, and where
+//! to get the next ones are kept in the credentials file (mode 0600). Every command that talks
+//! to the registry refreshes the token when it has less than a minute left — with the refresh
+//! token if the IdP gave one, otherwise by asking again with the client's secret.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +27,11 @@ pub struct LoginArgs {
     client_id: String,
     /// File holding the client secret (client credentials, for pipelines). Re-read at every
     /// refresh, so a rotated secret is picked up.
+    #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+    client_secret_file: Option<PathBuf>,
+    /// Log a person in with the device flow: approve the code shown, in a browser, at the IdP.
     #[arg(long)]
-    client_secret_file: PathBuf,
+    device: bool,
     /// The audience to ask for (an RFC 8707 resource indicator), if the IdP needs one.
     #[arg(long)]
     resource: Option<String>,
@@ -41,7 +46,9 @@ pub struct Credentials {
     pub issuer: String,
     pub token_endpoint: String,
     pub client_id: String,
-    pub client_secret_file: PathBuf,
+    /// `None` for a public client (the device flow).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub resource: Option<String>,
     #[serde(default)]
@@ -84,39 +91,54 @@ fn read_secret(path: &Path) -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// Ask the token endpoint; the IdP's refusal is named (`invalid_client`, …), never the secret.
-async fn token_request(
-    c: &Credentials,
-    form: &[(&str, &str)],
-    secret: &str,
-) -> anyhow::Result<(String, i64, Option<String>)> {
-    let resp = http()?
-        .post(&c.token_endpoint)
-        .basic_auth(&c.client_id, Some(secret))
-        .form(form)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the IdP at {}", c.token_endpoint))?;
+/// A token endpoint's answer: access token, its expiry (Unix s), the refresh token if any.
+type Tokens = (String, i64, Option<String>);
+
+/// Why the IdP refused: its error code (`invalid_client`, `authorization_pending`, …) and text.
+#[derive(Debug, thiserror::Error)]
+#[error("the IdP refused the token request: {code}{description}")]
+struct Refused {
+    code: String,
+    description: String,
+}
+
+/// Ask the token endpoint, as a confidential client (`secret`) or a public one. The IdP's
+/// refusal is named, never the secret.
+async fn token_request(c: &Credentials, form: &[(&str, &str)], secret: Option<&str>) -> anyhow::Result<Tokens> {
+    let mut form = form.to_vec();
+    let mut rb = http()?.post(&c.token_endpoint);
+    match secret {
+        Some(s) => rb = rb.basic_auth(&c.client_id, Some(s)),
+        None => form.push(("client_id", &c.client_id)),
+    }
+    let resp = rb.form(&form).send().await.with_context(|| format!("cannot reach the IdP at {}", c.token_endpoint))?;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let err = body["error"].as_str().unwrap_or("no error code");
-        let desc = body["error_description"].as_str().map(|d| format!(" ({d})")).unwrap_or_default();
-        bail!("the IdP refused the token request: {err}{desc}");
+        let code = body["error"].as_str().unwrap_or("no error code").to_owned();
+        let description = body["error_description"].as_str().map(|d| format!(" ({d})")).unwrap_or_default();
+        return Err(Refused { code, description }.into());
     }
     let token = body["access_token"].as_str().context("the IdP's answer has no access_token")?.to_owned();
     let expires_in = body["expires_in"].as_i64().unwrap_or(300);
     Ok((token, now() + expires_in, body["refresh_token"].as_str().map(str::to_owned)))
 }
 
-/// Get a fresh access token for `c` (refresh token first, else client credentials).
-async fn obtain(c: &Credentials) -> anyhow::Result<(String, i64, Option<String>)> {
-    let secret = read_secret(&c.client_secret_file)?;
-    if let Some(rt) = &c.refresh_token
-        && let Ok(t) = token_request(c, &[("grant_type", "refresh_token"), ("refresh_token", rt)], &secret).await
-    {
-        return Ok(t);
+/// Get a fresh access token for `c`: with the refresh token if there is one, else by client
+/// credentials.
+async fn obtain(c: &Credentials) -> anyhow::Result<Tokens> {
+    let secret = c.client_secret_file.as_deref().map(read_secret).transpose()?;
+    if let Some(rt) = &c.refresh_token {
+        let refreshed =
+            token_request(c, &[("grant_type", "refresh_token"), ("refresh_token", rt)], secret.as_deref()).await;
+        match (refreshed, &secret) {
+            (Ok(t), _) => return Ok(t),
+            // A public client has nothing else to try.
+            (Err(e), None) => return Err(e),
+            (Err(_), Some(_)) => {}
+        }
     }
+    let Some(secret) = secret else { bail!("no refresh token and no client secret") };
     let mut form = vec![("grant_type", "client_credentials")];
     if let Some(r) = &c.resource {
         form.push(("resource", r));
@@ -124,7 +146,49 @@ async fn obtain(c: &Credentials) -> anyhow::Result<(String, i64, Option<String>)
     if let Some(s) = &c.scope {
         form.push(("scope", s));
     }
-    token_request(c, &form, &secret).await
+    token_request(c, &form, Some(&secret)).await
+}
+
+/// RFC 8628: ask for a user code, show it, poll until the person approved it at the IdP.
+async fn device_flow(c: &Credentials, device_endpoint: &str) -> anyhow::Result<Tokens> {
+    let scope = c.scope.clone().unwrap_or_else(|| "openid offline_access".into());
+    let mut form = vec![("client_id", c.client_id.as_str()), ("scope", scope.as_str())];
+    if let Some(r) = &c.resource {
+        form.push(("resource", r));
+    }
+    let resp = http()?
+        .post(device_endpoint)
+        .form(&form)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the IdP at {device_endpoint}"))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("the IdP refused the device authorization: {}", body["error"].as_str().unwrap_or("no error code"));
+    }
+    let device_code = body["device_code"].as_str().context("no device_code in the IdP's answer")?;
+    let user_code = body["user_code"].as_str().context("no user_code in the IdP's answer")?;
+    let uri = body["verification_uri_complete"].as_str().or(body["verification_uri"].as_str()).unwrap_or("the IdP");
+    let mut interval = body["interval"].as_u64().unwrap_or(5).max(1);
+    let deadline = now() + body["expires_in"].as_i64().unwrap_or(600);
+    eprintln!("fulcrum: to log in, open {uri} and approve the code {user_code} (waiting…)");
+    let grant = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code)];
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        match token_request(c, &grant, None).await {
+            Ok(t) => return Ok(t),
+            Err(e) => match e.downcast_ref::<Refused>().map(|r| r.code.as_str()) {
+                Some("authorization_pending") if now() < deadline => {}
+                Some("slow_down") if now() < deadline => interval += 5,
+                Some("authorization_pending" | "slow_down" | "expired_token") => {
+                    bail!("the code {user_code} was not approved in time")
+                }
+                Some("access_denied") => bail!("the login was denied at the IdP"),
+                _ => return Err(e),
+            },
+        }
+    }
 }
 
 fn save(path: &Path, c: &Credentials) -> anyhow::Result<()> {
@@ -169,14 +233,21 @@ pub async fn login(a: LoginArgs, path: &Path) -> anyhow::Result<String> {
         issuer,
         token_endpoint: token_endpoint.to_owned(),
         client_id: a.client_id,
-        client_secret_file: std::path::absolute(&a.client_secret_file)?,
+        client_secret_file: a.client_secret_file.as_deref().map(std::path::absolute).transpose()?,
         resource: a.resource,
         scope: a.scope,
         access_token: String::new(),
         expires_at: 0,
         refresh_token: None,
     };
-    let (token, expires_at, refresh) = obtain(&c).await?;
+    let (token, expires_at, refresh) = if a.device {
+        let endpoint = doc["device_authorization_endpoint"]
+            .as_str()
+            .context("the IdP does not offer the device flow (no device_authorization_endpoint)")?;
+        device_flow(&c, endpoint).await?
+    } else {
+        obtain(&c).await?
+    };
     (c.access_token, c.expires_at, c.refresh_token) = (token.clone(), expires_at, refresh);
     save(path, &c)?;
     Ok(token)

@@ -407,3 +407,55 @@ fn login_with_client_credentials_refreshes_before_expiry() {
     let err = one_error_line(&fulcrum(&["whoami"], &env));
     assert!(err.contains("no token"), "{err}");
 }
+
+/// People log in with the device flow: the CLI shows a code, the person approves it at the IdP,
+/// the CLI gets a token with the person's claims and a refresh token, and later commands refresh
+/// with it (no secret anywhere: a public client).
+#[test]
+fn people_log_in_with_the_device_flow_and_refresh() {
+    use fulcrum_oidc::test_idp::TestIdp;
+    let client = json!([{"client_id": "fulcrum-cli", "token_endpoint_auth_method": "none",
+        "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+        "response_types": [], "redirect_uris": [], "access_token_ttl": 30}]);
+    let users = json!({"maria": {"tenant_id": "acme", "domain": "*", "role": "approver"}});
+    let Some(idp) = TestIdp::start_with_users("ES256", "urn:fulcrum", client, &users) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let oidc = dir.path().join("oidc.json");
+    std::fs::write(&oidc, json!({"issuers": [{"issuer": idp.issuer, "audience": "urn:fulcrum"}]}).to_string()).unwrap();
+    let s = serve_with(&["--oidc-config", oidc.to_str().unwrap()], dir);
+    let creds = s.dir.path().join("credentials.json");
+    let env = [("FULCRUM_URL", s.url.as_str()), ("FULCRUM_CREDENTIALS", creds.to_str().unwrap())];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["login", "--device", "--issuer", &idp.issuer, "--client-id", "fulcrum-cli", "--output", "json"])
+        .envs(env)
+        .env("FULCRUM_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut line).unwrap();
+    let code = line
+        .split("approve the code ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{line}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(idp.approve_device(code, "maria"));
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "login failed: {rest}");
+    let me: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((me["subject"].as_str(), me["role"].as_str()), (Some("maria"), Some("approver")));
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    assert!(kept["refresh_token"].is_string() && kept["client_secret_file"].is_null(), "{kept}");
+    // The 30 s token is refreshed with the refresh token by the next command.
+    let o = fulcrum(&["whoami", "--output", "json"], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    assert_ne!(again["access_token"], kept["access_token"], "refreshed");
+    let me: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(me["subject"], "maria");
+}

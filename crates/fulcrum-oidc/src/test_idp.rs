@@ -60,10 +60,19 @@ impl TestIdp {
     /// # Panics
     /// When Node or the launcher fails.
     pub fn start(alg: &str, audience: &str, clients: Value) -> Option<Self> {
+        Self::start_with_users(alg, audience, clients, &json!({}))
+    }
+
+    /// As [`TestIdp::start`], with people (account id → claims) who log in with the device flow.
+    ///
+    /// # Panics
+    /// When Node or the launcher fails.
+    pub fn start_with_users(alg: &str, audience: &str, clients: Value, users: &Value) -> Option<Self> {
         let modules = modules()?;
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::copy(launcher(), dir.path().join("test-idp.mjs")).expect("copy the launcher");
         std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("link node_modules");
+        std::fs::write(dir.path().join("users.json"), users.to_string()).expect("write users");
         let (child, issuer) = spawn(dir.path(), 0, alg, audience, &clients);
         let port = issuer.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in the issuer");
         Some(Self { issuer, audience: audience.into(), alg: alg.into(), dir, port, clients, child })
@@ -139,6 +148,23 @@ impl TestIdp {
     }
 }
 
+impl TestIdp {
+    /// The person `account` approves the device-flow `user_code` (what they would do in a
+    /// browser at the IdP after logging in).
+    ///
+    /// # Panics
+    /// When the IdP does not know the code or the account.
+    pub async fn approve_device(&self, user_code: &str, account: &str) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/test/device/approve", self.issuer))
+            .body(json!({"user_code": user_code, "account": account}).to_string())
+            .send()
+            .await
+            .expect("approval request");
+        assert_eq!(resp.status(), 204, "approval refused: {}", resp.text().await.unwrap_or_default());
+    }
+}
+
 impl Drop for TestIdp {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -157,12 +183,16 @@ fn spawn(dir: &Path, port: u16, alg: &str, audience: &str, clients: &Value) -> (
         .env("IDP_AUDIENCE", audience)
         .env("IDP_REG_TOKEN", REG_TOKEN)
         .env("IDP_CLIENTS", clients.to_string())
+        .env("IDP_USERS", std::fs::read_to_string(dir.join("users.json")).unwrap_or_else(|_| "{}".into()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("IdP prints its issuer");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    out.read_line(&mut line).expect("IdP prints its issuer");
     let issuer = line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("IdP said {line:?}")).to_owned();
+    // Keep reading what it prints later: a closed pipe would kill it at its next line.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (child, issuer)
 }
