@@ -20,7 +20,6 @@ use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::Env;
 use fulcrum_oidc::test_idp::TestIdp;
 use fulcrum_server::auth::{CertIdentity, ClientIdentities};
-use fulcrum_server::loopback::{Person, Setup};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -29,15 +28,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 
-use crate::lab::{release, who};
-
-const PEOPLE: &[(&str, Role, Option<Env>)] = &[
-    ("ci", Role::Publisher, None),
-    ("rm", Role::ReleaseManager, None),
-    ("ana", Role::Approver, None),
-    ("bo", Role::SecurityOfficer, None),
-    ("agent", Role::Serving, Some(Env::Prod)),
-];
+use crate::lab::{Lab, release, who};
 
 /// How a connection reaches the registry and who it says it is.
 #[derive(Clone)]
@@ -156,25 +147,11 @@ pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyho
     let idp = TestIdp::start("ES256", "urn:fulcrum", client)
         .ok_or_else(|| anyhow::anyhow!("the test IdP is not installed (scripts/test.sh installs it)"))?;
     let pki = pki()?;
-    let dir = tempfile::tempdir()?;
-    let people: Vec<Person> = PEOPLE
-        .iter()
-        .map(|(w, role, env)| Person { subject: (*w).into(), token: format!("tok-{w}"), role: *role, env: *env })
-        .collect();
-    let setup = Setup {
-        data_dir: &dir.path().join("data"),
-        tokens_file: &dir.path().join("tokens.json"),
-        tenant: "bench",
-        domain: "*",
-        people: &people,
-    };
     let mut files = fulcrum_server::TlsFiles::new(&pki.dir.path().join("cert.pem"), &pki.dir.path().join("key.pem"));
     files.client_auth =
         Some(fulcrum_server::tls::ClientAuthFiles { ca: pki.dir.path().join("ca.pem"), crls: vec![], required: false });
     let issuer = fulcrum_oidc::IssuerConfig::new(&idp.issuer, "urn:fulcrum");
-    let server = fulcrum_server::loopback::start_with(
-        &setup,
-        Arc::new(fulcrum_server::clock::SystemClock),
+    let lab = Lab::start_with(
         |c| {
             c.oidc = vec![issuer];
             c.client_identities = ClientIdentities {
@@ -191,9 +168,8 @@ pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyho
         },
         Some(files),
     )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    let url = server.url.clone();
+    .await?;
+    let url = lab.url.clone();
     eprintln!("releasing {models} models…");
     for i in 0..models {
         let m = format!("model-{i:03}");
@@ -202,7 +178,7 @@ pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyho
     }
     let jwt = idp.token("agent", "agent-secret").await;
     let plain = url.trim_start_matches("http://").to_owned();
-    let tls = server.tls_url.clone().expect("served over TLS").replace("https://localhost", "127.0.0.1");
+    let tls = lab.tls_url.clone().expect("served over TLS").replace("https://localhost", "127.0.0.1");
     let variants = [
         Variant { name: "token", addr: plain.clone(), tls: None, bearer: Some("tok-agent".into()) },
         Variant { name: "oidc", addr: plain, tls: None, bearer: Some(jwt) },

@@ -47,6 +47,8 @@ pub struct Lab {
     pub url: String,
     /// The registry's trust bundle, as an agent would pin it.
     pub bundle: TrustBundle,
+    /// The same registry over HTTPS, when started with TLS files.
+    pub tls_url: Option<String>,
     _server: fulcrum_server::loopback::Running,
 }
 
@@ -54,6 +56,17 @@ impl Lab {
     /// # Errors
     /// The registry failing to start.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}, None).await
+    }
+
+    /// A registry whose configuration `tune` adjusts, also served over HTTPS given TLS files.
+    ///
+    /// # Errors
+    /// The registry failing to start.
+    pub async fn start_with(
+        tune: impl FnOnce(&mut fulcrum_server::Config),
+        tls: Option<fulcrum_server::TlsFiles>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let people: Vec<Person> = PEOPLE
             .iter()
@@ -66,11 +79,11 @@ impl Lab {
             domain: "*",
             people: &people,
         };
-        let server = fulcrum_server::loopback::start(&setup, std::sync::Arc::new(fulcrum_server::clock::SystemClock))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let clock = std::sync::Arc::new(fulcrum_server::clock::SystemClock);
+        let server =
+            fulcrum_server::loopback::start_with(&setup, clock, tune, tls).await.map_err(anyhow::Error::msg)?;
         let url = server.url.clone();
         let bundle = who(&url, "agent")?.trust_bundle().await?;
-        Ok(Self { dir, url, bundle, _server: server })
+        Ok(Self { dir, url, bundle, tls_url: server.tls_url.clone(), _server: server })
     }
 }

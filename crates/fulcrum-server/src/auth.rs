@@ -57,6 +57,14 @@ pub enum TokensError {
     Invalid(String, String),
 }
 
+/// A JSON identities file, named for errors.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(String, T), TokensError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| TokensError::Io(name.clone(), e))?;
+    let file = serde_json::from_slice(&bytes).map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+    Ok((name, file))
+}
+
 /// Random URL-safe token with 256 bits of entropy.
 pub fn random_token() -> String {
     let a = uuid::Uuid::new_v4().simple().to_string();
@@ -68,10 +76,7 @@ impl TokensFile {
     /// # Errors
     /// Unreadable or invalid files (bad JSON, unknown role, duplicate token, bad identifiers).
     pub fn load(path: &Path) -> Result<Self, TokensError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| TokensError::Io(name.clone(), e))?;
-        let file: TokensFile =
-            serde_json::from_slice(&bytes).map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+        let (name, file): (_, TokensFile) = read_json(path)?;
         for t in &file.tokens {
             if t.token.is_some() == t.token_sha256.is_some() {
                 return Err(TokensError::Invalid(
@@ -234,10 +239,7 @@ impl ClientIdentities {
     /// # Errors
     /// Unreadable or invalid files (bad JSON, unknown role, bad patterns or identifiers).
     pub fn load(path: &Path) -> Result<Self, TokensError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| TokensError::Io(name.clone(), e))?;
-        let file: ClientIdentities =
-            serde_json::from_slice(&bytes).map_err(|e| TokensError::Invalid(name.clone(), e.to_string()))?;
+        let (name, file): (_, ClientIdentities) = read_json(path)?;
         for i in &file.identities {
             let ok = i.pattern.strip_prefix("uri:").or_else(|| i.pattern.strip_prefix("dns:")).is_some_and(|p| {
                 let core = p.trim_end_matches('*').trim_start_matches("*.");
