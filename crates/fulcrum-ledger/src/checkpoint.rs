@@ -34,6 +34,9 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
+/// A signature line: the key name and `key id ‖ signature`.
+pub type NoteSignature = (String, Vec<u8>);
+
 /// Why a note is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
@@ -112,7 +115,7 @@ impl Checkpoint {
     ///
     /// # Errors
     /// Anything that is not a well-formed checkpoint note.
-    pub fn parse(note: &str) -> Result<(Self, Vec<(String, Vec<u8>)>), NoteError> {
+    pub fn parse(note: &str) -> Result<(Self, Vec<NoteSignature>), NoteError> {
         use NoteError::Malformed as M;
         if note.len() > MAX_NOTE_BYTES {
             return Err(M("too long"));
