@@ -12,6 +12,7 @@
 //! - Proofs are bounded (64 hashes) before any work is done on them.
 //! - No I/O: storage reads nodes by [`merkle::Node`] and hands them in.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod merkle;
 

@@ -378,6 +378,20 @@ mod tests {
     }
 
     #[test]
+    fn the_frontier_matches_the_definition_at_every_size() {
+        let mut f = Frontier::default();
+        let mut leaves = vec![];
+        assert_eq!(f.root(), empty_root());
+        for i in 0..300u64 {
+            let l = leaf_hash(&i.to_le_bytes());
+            f.push(l);
+            leaves.push(l);
+            assert_eq!(f.root(), mth(&leaves), "size {}", i + 1);
+        }
+        assert_eq!(f.size(), 300);
+    }
+
+    #[test]
     fn a_leaf_is_not_a_node() {
         let a = leaf_hash(b"a");
         let b = leaf_hash(b"b");
@@ -401,5 +415,38 @@ mod tests {
                 proptest::prop_assert!(a < b && *b <= n);
             }
         }
+    }
+}
+
+/// A tree built leaf by leaf in O(log n) memory: the roots of its full subtrees, largest first.
+#[derive(Debug, Clone, Default)]
+pub struct Frontier {
+    size: u64,
+    /// (level, hash), levels strictly decreasing.
+    stack: Vec<(u8, Hash)>,
+}
+
+impl Frontier {
+    pub fn push(&mut self, leaf: Hash) {
+        let mut cur = (0u8, leaf);
+        while let Some(&(level, left)) = self.stack.last() {
+            if level != cur.0 {
+                break;
+            }
+            self.stack.pop();
+            cur = (level + 1, node_hash(&left, &cur.1));
+        }
+        self.stack.push(cur);
+        self.size += 1;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let Some((last, rest)) = self.stack.split_last() else { return empty_root() };
+        rest.iter().rev().fold(last.1, |acc, (_, h)| node_hash(h, &acc))
     }
 }

@@ -118,17 +118,22 @@ impl Store {
             for part in b.entries.chunks(MAX_BATCH) {
                 let first = part.iter().map(|e| e.at_ns).min().unwrap_or(0);
                 let last = part.iter().map(|e| e.at_ns).max().unwrap_or(0);
-                sqlx::query(
-                    "INSERT INTO access_batches (tenant, first_ns, last_ns, count, inputs, entries) VALUES (?,?,?,?,?,?)",
+                let inputs = serde_json::to_string(&b.inputs).expect("strings serialise");
+                let packed = pack(part);
+                let seq: i64 = sqlx::query(
+                    "INSERT INTO access_batches (tenant, first_ns, last_ns, count, inputs, entries) VALUES (?,?,?,?,?,?) RETURNING seq",
                 )
                 .bind(&b.tenant)
                 .bind(first)
                 .bind(last)
                 .bind(part.len() as i64)
-                .bind(serde_json::to_string(&b.inputs).expect("strings serialise"))
-                .bind(pack(part))
-                .execute(&mut *tx)
-                .await?;
+                .bind(&inputs)
+                .bind(&packed)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+                let leaf = crate::ledger::access_leaf(&b.tenant, first, last, part.len() as i64, &inputs, &packed);
+                crate::ledger::append(&mut tx, crate::ledger::LeafKind::Access, seq, &b.tenant, &leaf).await?;
             }
         }
         tx.commit().await?;

@@ -19,6 +19,7 @@ pub mod blobs;
 pub mod datasets;
 pub mod findings;
 pub mod keys;
+pub mod ledger;
 pub mod policy;
 mod records;
 
@@ -124,7 +125,12 @@ impl Store {
             .max_connections(opts.read_connections.max(1))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { write, read })
+        let store = Self { write, read };
+        let added = store.backfill_ledger().await?;
+        if added > 0 {
+            tracing::info!(leaves = added, "records stored before the audit ledger existed were added to it");
+        }
+        Ok(store)
     }
 
     pub async fn close(&self) {
@@ -920,6 +926,7 @@ pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) ->
         .bind(&body)
         .execute(&mut *tx)
         .await?;
+    ledger::append(tx, ledger::LeafKind::Event, seq, &tenant, body.as_bytes()).await?;
     Ok(StoredEvent { seq, body })
 }
 

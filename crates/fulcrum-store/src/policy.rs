@@ -46,8 +46,8 @@ pub struct DecisionQuery {
 }
 
 pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &DecisionRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    let seq: i64 = sqlx::query(
+        "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING seq",
     )
     .bind(&d.decision_id)
     .bind(&d.tenant)
@@ -59,8 +59,10 @@ pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &Decisio
     .bind(&d.chg_id)
     .bind(&d.inc_id)
     .bind(&d.record)
-    .execute(&mut *tx)
-    .await?;
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    crate::ledger::append(tx, crate::ledger::LeafKind::Decision, seq, &d.tenant, d.record.as_bytes()).await?;
     Ok(())
 }
 
