@@ -3,6 +3,7 @@
 //! Every failure prints one clear line on stderr and exits non-zero; `--output json` prints the
 //! registry's JSON answers unchanged for scripts.
 
+mod audit;
 mod commands;
 mod demo;
 mod login;
@@ -95,6 +96,9 @@ enum Command {
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
         decision_id: String,
     },
+    /// The audit ledger: verify it end to end (as a witness), prove one entry's inclusion.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Who the registry says you are (subject, role, tenant, how you authenticated).
     Whoami,
     /// Obtain an access token from the company IdP (client credentials) and keep it for the
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }
         Command::Whoami => commands::whoami(&ctx).await,
+        Command::Audit(c) => audit::run(&ctx, c).await,
         Command::Login(a) => {
             let path = credentials.ok_or_else(|| anyhow::anyhow!("no place for credentials: pass --credentials"))?;
             let token = login::login(a, &path).await?;

@@ -1,72 +1,13 @@
 //! The command line against a real `fulcrum serve`: JSON output, one-line errors with a
 //! non-zero exit, directory upload + registration, signed resolve, and the demo.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
+use common::{fulcrum, one_error_line, serve, serve_with};
 use serde_json::{Value, json};
-
-fn fulcrum(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fulcrum"));
-    c.args(args).env_remove("FULCRUM_TOKEN").env_remove("FULCRUM_URL").env("FULCRUM_LOG", "error");
-    // Never the credentials of whoever runs the tests.
-    c.env("FULCRUM_CREDENTIALS", "/nonexistent/fulcrum-test-credentials.json");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn one_error_line(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure; stdout: {}", String::from_utf8_lossy(&o.stdout));
-    let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
-    assert_eq!(err.lines().count(), 1, "exactly one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err}");
-    err
-}
-
-struct Server {
-    child: std::process::Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Server {
-    serve_with(&[], tempfile::tempdir().unwrap())
-}
-
-fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
-    let tokens = json!({"tokens": [
-        {"token": "t-ci", "subject": "ci", "role": "publisher", "tenant": "acme"},
-        {"token": "t-rm", "subject": "rm", "role": "release-manager", "tenant": "acme"},
-        {"token": "t-ana", "subject": "ana", "role": "approver", "tenant": "acme"},
-        {"token": "t-bo", "subject": "bo", "role": "security-officer", "tenant": "acme"},
-        {"token": "t-agent", "subject": "agent", "role": "serving", "tenant": "acme", "env": "prod"},
-        {"token": "t-keys", "subject": "keys", "role": "key-admin", "tenant": "acme"},
-    ]});
-    std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tokens-file")
-        .arg(dir.path().join("tokens.json"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("fulcrum: listening on ").unwrap().to_owned();
-    Server { child, url, dir }
-}
 
 #[test]
 fn full_flow_through_the_cli() {

@@ -20,6 +20,7 @@ pub mod dto;
 pub mod fanout;
 pub mod gates;
 pub mod keyring;
+pub mod ledger;
 pub mod loopback;
 pub mod metrics;
 pub mod policy;
@@ -68,6 +69,8 @@ pub struct Config {
     pub kms: keyring::KmsConfig,
     /// Which client certificates speak for which workloads, and which roles need both.
     pub client_identities: auth::ClientIdentities,
+    /// The audit ledger's origin (its checkpoints' first line and key name).
+    pub ledger_origin: String,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
     pub oidc: Vec<fulcrum_oidc::IssuerConfig>,
 }
@@ -85,6 +88,7 @@ impl Config {
             release_policy: release::ReleasePolicy::default(),
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
+            ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             client_identities: auth::ClientIdentities::default(),
         }
     }
@@ -134,6 +138,7 @@ pub struct Inner {
     pub identities: Identities,
     pub oidc: fulcrum_oidc::Issuers,
     pub cert_principals: auth::CertMemo,
+    pub ledger: ledger::Ledger,
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -233,6 +238,7 @@ impl Registry {
             identities,
             oidc,
             cert_principals: auth::CertMemo::default(),
+            ledger: ledger::Ledger::default(),
             catalog,
             clock,
             metrics: Metrics::default(),
@@ -298,6 +304,9 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                     state.catalog.refresh_all(now);
                     if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
                         tracing::error!(error = %e, "re-issuing the trust bundle failed");
+                    }
+                    if let Err(e) = state.ledger.checkpoint(&state, time::Duration::ZERO).await {
+                        tracing::error!(error = %e, "signing an audit checkpoint failed");
                     }
                 }
                 _ = shutdown.changed() => return,

@@ -8,6 +8,7 @@ mod events;
 mod findings;
 mod identity;
 mod keys;
+mod ledger;
 mod models;
 mod policy;
 mod resolve;
@@ -92,6 +93,10 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::decisions))
         .routes(routes!(policy::by_digest))
         .routes(routes!(identity::me))
+        .routes(routes!(ledger::checkpoint))
+        .routes(routes!(ledger::entries))
+        .routes(routes!(ledger::inclusion))
+        .routes(routes!(ledger::consistency))
         .routes(routes!(health))
         .routes(routes!(ready))
 }

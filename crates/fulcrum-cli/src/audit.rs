@@ -1,0 +1,215 @@
+//! `fulcrum audit`: check the registry's audit ledger without trusting its database.
+//!
+//! `verify` fetches the newest signed checkpoint (verified with the registry key from the trust
+//! bundle — pinned with `--bundle`, or fetched and self-checked), every entry up to it, recomputes
+//! each record's leaf and the tree, and holds them against the checkpoint and against what this
+//! auditor verified before: its state directory keeps the last checkpoint and every leaf hash, like
+//! a witness. The first bad entry is named. `proof` checks one entry's inclusion proof.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::Subcommand;
+use fulcrum_client::Client;
+use fulcrum_ledger::Hash;
+use fulcrum_ledger::audit::{self, Leaf, Witness};
+use fulcrum_ledger::checkpoint::Checkpoint;
+use fulcrum_ledger::merkle;
+use fulcrum_sign::TrustBundle;
+use serde_json::{Value, json};
+
+use crate::commands::Ctx;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Verify the whole ledger: every entry's record, the tree, the signed checkpoint, and
+    /// consistency with what this auditor verified before (kept in --state).
+    Verify {
+        /// Where this auditor keeps the last verified checkpoint and leaf hashes.
+        #[arg(long, default_value = ".fulcrum-audit")]
+        state: PathBuf,
+        /// The registry's trust bundle, pinned (otherwise fetched and checked against itself).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Print and verify the inclusion proof of one entry in the newest checkpoint.
+    Proof {
+        index: u64,
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+}
+
+fn hash(s: &Value) -> anyhow::Result<Hash> {
+    let b = B64.decode(s.as_str().context("a hash is missing")?).context("a hash is not base64")?;
+    b.try_into().map_err(|_| anyhow::anyhow!("a hash is not 32 bytes"))
+}
+
+async fn bundle(client: &Client, pinned: Option<&Path>) -> anyhow::Result<TrustBundle> {
+    match pinned {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is not a trust bundle", p.display()))
+        }
+        None => Ok(client.trust_bundle().await?),
+    }
+}
+
+/// The newest checkpoint, its note verified with the registry key it names.
+async fn checkpoint(client: &Client, pinned: Option<&Path>) -> anyhow::Result<(Checkpoint, String)> {
+    let v = client.get("/v1/ledger/checkpoint").await?;
+    let (note, kid, origin) = (
+        v["note"].as_str().context("no note")?,
+        v["kid"].as_str().context("no kid")?,
+        v["origin"].as_str().context("no origin")?,
+    );
+    let b = bundle(client, pinned).await?;
+    let key = b
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .with_context(|| format!("the checkpoint was signed by {kid}, not a key of the trust bundle"))?
+        .key()?;
+    let cp = Checkpoint::verify(note, origin, &key).context("the checkpoint's signature does not verify")?;
+    Ok((cp, note.to_owned()))
+}
+
+/// The auditor's state: the last verified checkpoint's note and every leaf hash up to it.
+fn load_witness(dir: &Path) -> anyhow::Result<Witness> {
+    let note = match std::fs::read_to_string(dir.join("checkpoint.note")) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Witness::default()),
+        Err(e) => return Err(e).context("cannot read the auditor's state"),
+    };
+    let (cp, _) = Checkpoint::parse(&note).map_err(|e| anyhow::anyhow!("the auditor's state is damaged: {e}"))?;
+    let bytes = std::fs::read(dir.join("leaves.bin")).context("the auditor's state has no leaves.bin")?;
+    if bytes.len() as u64 != cp.size * 32 {
+        bail!("the auditor's state is damaged: leaves.bin does not hold {} hashes", cp.size);
+    }
+    let leaves = bytes.chunks(32).map(|c| c.try_into().expect("32 bytes")).collect();
+    Ok(Witness { size: cp.size, root: cp.root, leaves })
+}
+
+fn save_witness(dir: &Path, note: &str, w: &Witness) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let leaves: Vec<u8> = w.leaves.iter().flatten().copied().collect();
+    std::fs::write(dir.join("leaves.bin.tmp"), leaves)?;
+    std::fs::write(dir.join("checkpoint.note.tmp"), note)?;
+    std::fs::rename(dir.join("leaves.bin.tmp"), dir.join("leaves.bin"))?;
+    std::fs::rename(dir.join("checkpoint.note.tmp"), dir.join("checkpoint.note"))?;
+    Ok(())
+}
+
+async fn leaves(client: &Client, size: u64) -> anyhow::Result<(Vec<Leaf>, Vec<String>)> {
+    let mut out = Vec::with_capacity(size as usize);
+    let mut kinds = Vec::with_capacity(size as usize);
+    let mut start = 0;
+    while start < size {
+        let end = (start + 1000).min(size);
+        let page = client.get(&format!("/v1/ledger/entries?start={start}&end={end}")).await?;
+        let entries = page["entries"].as_array().context("no entries")?;
+        for e in entries {
+            let data = e["data"].as_str().map(|s| s.as_bytes().to_vec());
+            let missing = e["missing"].as_bool().unwrap_or(false);
+            out.push(Leaf {
+                index: e["index"].as_u64().context("an entry has no index")?,
+                stored: hash(&e["leaf_hash"])?,
+                visible: data.is_some() || missing,
+                data,
+            });
+            kinds.push(e["kind"].as_str().unwrap_or("?").to_owned());
+        }
+        if entries.len() < (end - start) as usize {
+            break; // fewer listed than signed: the check names where they stop
+        }
+        start = end;
+    }
+    Ok((out, kinds))
+}
+
+pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    match cmd {
+        AuditCmd::Verify { state, bundle } => {
+            let (cp, note) = checkpoint(&client, bundle.as_deref()).await?;
+            let witness = load_witness(&state)?;
+            let (ls, kinds) = leaves(&client, cp.size).await?;
+            let new = audit::verify(&cp, &ls, &witness).map_err(|p| {
+                let kind = p.index().and_then(|i| kinds.get(i as usize)).map(|k| format!(" ({k})")).unwrap_or_default();
+                anyhow::anyhow!("audit failed: {p}{kind}")
+            })?;
+            // The registry's own consistency proof must agree with what was recomputed.
+            if witness.size > 0 {
+                let p = client
+                    .get(&format!("/v1/ledger/proofs/consistency?first={}&second={}", witness.size, cp.size))
+                    .await?;
+                let proof = p["hashes"]
+                    .as_array()
+                    .context("no hashes")?
+                    .iter()
+                    .map(hash)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                merkle::verify_consistency(witness.size, cp.size, &witness.root, &cp.root, &proof)
+                    .context("audit failed: the registry's consistency proof does not hold")?;
+            }
+            save_witness(&state, &note, &new)?;
+            let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+            let v = json!({"verified": true, "size": cp.size, "root": B64.encode(cp.root),
+                "previously_verified": witness.size, "events": count("event"), "decisions": count("decision"),
+                "access_batches": count("access"), "state": state.display().to_string()});
+            ctx_print(ctx, &v, || {
+                format!(
+                    "ledger verified: {} entries ({} events, {} decisions, {} access batches), root {}; extends the {} entries verified before",
+                    cp.size,
+                    v["events"],
+                    v["decisions"],
+                    v["access_batches"],
+                    v["root"].as_str().unwrap_or(""),
+                    witness.size
+                )
+            });
+            Ok(())
+        }
+        AuditCmd::Proof { index, bundle } => {
+            let (cp, _) = checkpoint(&client, bundle.as_deref()).await?;
+            if index >= cp.size {
+                bail!("entry {index} is not in the newest checkpoint ({} entries)", cp.size);
+            }
+            let p = client.get(&format!("/v1/ledger/proofs/inclusion?index={index}&tree_size={}", cp.size)).await?;
+            let proof =
+                p["hashes"].as_array().context("no hashes")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
+            let e = client.get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1)).await?;
+            let entry = &e["entries"][0];
+            let leaf = match entry["data"].as_str() {
+                // A record of the caller's tenant: its bytes are hashed here, not taken on trust.
+                Some(d) => merkle::leaf_hash(d.as_bytes()),
+                None => hash(&entry["leaf_hash"])?,
+            };
+            if hash(&p["leaf_hash"])? != leaf {
+                bail!("entry {index}: its record does not hash to the leaf the proof is for");
+            }
+            merkle::verify_inclusion(index, cp.size, &leaf, &proof, &cp.root)
+                .with_context(|| format!("entry {index}: the inclusion proof does not hold"))?;
+            let v = json!({"index": index, "tree_size": cp.size, "root": B64.encode(cp.root), "leaf_hash": B64.encode(leaf),
+                "kind": entry["kind"], "proof": p["hashes"], "verified": true});
+            ctx_print(ctx, &v, || {
+                format!(
+                    "entry {index} ({}) is in the signed tree of {} entries (proof of {} hashes verified)",
+                    entry["kind"].as_str().unwrap_or("?"),
+                    cp.size,
+                    proof.len()
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+fn ctx_print(ctx: &Ctx, v: &Value, text: impl FnOnce() -> String) {
+    match ctx.output {
+        crate::Output::Json => println!("{}", serde_json::to_string_pretty(v).expect("json prints")),
+        crate::Output::Text => println!("{}", text()),
+    }
+}

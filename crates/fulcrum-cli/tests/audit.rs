@@ -1,0 +1,193 @@
+//! `fulcrum audit` against a real registry whose database is then tampered with directly (its
+//! append-only triggers dropped, rows edited, removed, swapped, truncated, the whole database
+//! rolled back to a backup): every tampering is detected and the first bad entry is named.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Server, fulcrum, one_error_line, serve_with};
+use serde_json::Value;
+use sqlx::ConnectOptions as _;
+
+fn run_as(s: &Server, who: &str, args: &[&str]) -> std::process::Output {
+    let token = format!("t-{who}");
+    fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
+}
+
+fn ok(o: &std::process::Output) -> Value {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+/// Activity that writes events and gate decisions (and access batches).
+fn activity(s: &Server, model: &str) {
+    ok(&run_as(s, "ci", &["model", "create", model, "--domain", "risk"]));
+    for v in ["v1", "v2"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("weights.bin"), format!("weights of {model} {v}")).unwrap();
+        let card = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(card.path(), r#"{"owner": "risk", "intended_use": "scoring"}"#).unwrap();
+        let d = dir.path().to_str().unwrap();
+        ok(&run_as(
+            s,
+            "ci",
+            &[
+                "version",
+                "register",
+                model,
+                v,
+                "--dir",
+                d,
+                "--model-card",
+                card.path().to_str().unwrap(),
+                "--chg-id",
+                "CHG-1",
+            ],
+        ));
+        ok(&run_as(s, "rm", &["version", "promote", model, v, "--to", "Staging"]));
+    }
+}
+
+fn verify(s: &Server, state: &Path) -> std::process::Output {
+    run_as(s, "auditor", &["audit", "verify", "--state", state.to_str().unwrap(), "--output", "json"])
+}
+
+/// Copy a registry's data directory (the server stopped) for one tampering.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+async fn tamper(data: &Path, sql: &str) {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("registry.db"));
+    let mut conn = opts.connect().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+}
+
+/// The ledger index of the leaf standing for event `seq`.
+async fn leaf_of_event(data: &Path, seq: i64) -> i64 {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("registry.db")).read_only(true);
+    let mut conn = opts.connect().await.unwrap();
+    sqlx::query_scalar("SELECT idx FROM ledger_leaves WHERE kind = 'event' AND ref = ?")
+        .bind(seq)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+const DROP_GUARDS: &str = "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; \
+    DROP TRIGGER ledger_leaves_no_update; DROP TRIGGER ledger_leaves_no_delete; \
+    DROP TRIGGER ledger_nodes_no_update; DROP TRIGGER ledger_nodes_no_delete; \
+    DROP TRIGGER ledger_checkpoints_no_update; DROP TRIGGER ledger_checkpoints_no_delete;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tampering_is_detected_and_the_first_bad_entry_named() {
+    let base = tempfile::tempdir().unwrap();
+    let witness = tempfile::tempdir().unwrap();
+    let mut s = serve_with(&[], base);
+    activity(&s, "fraud");
+    let first = ok(&verify(&s, witness.path()));
+    assert_eq!(first["verified"], true);
+    let size = first["size"].as_u64().unwrap();
+    assert!(
+        size >= 5 && first["events"].as_u64().unwrap() >= 4 && first["decisions"].as_u64().unwrap() >= 1,
+        "{first}"
+    );
+    // One entry's inclusion proof, checked against the signed checkpoint.
+    let proof = ok(&run_as(&s, "auditor", &["audit", "proof", "1", "--output", "json"]));
+    assert_eq!(proof["verified"], true);
+
+    // A backup now; more activity, verified again (the auditor's witness grows).
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&s.dir.path().join("data"), &backup.path().join("data"));
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    drop(s);
+    let s = serve_with(&[], dir);
+    activity(&s, "credit");
+    // Checkpoints are signed at most once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = ok(&verify(&s, witness.path()));
+    assert!(second["size"].as_u64().unwrap() > size);
+    assert_eq!(second["previously_verified"].as_u64(), Some(size));
+    let mut s = s;
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let data = s.dir.path().join("data");
+
+    // (what, SQL against a copy of the database, what `audit verify` must say)
+    let e2 = leaf_of_event(&data, 2).await;
+    let e3 = leaf_of_event(&data, 3).await;
+    let e4 = leaf_of_event(&data, 4).await;
+    let e1 = leaf_of_event(&data, 1).await;
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "an event edited",
+            format!("{DROP_GUARDS} UPDATE events SET body = replace(body, '\"risk\"', '\"forged\"') WHERE seq = 2;"),
+            format!("entry {e2}: the record was edited"),
+        ),
+        (
+            "an event removed",
+            format!("{DROP_GUARDS} DELETE FROM events WHERE seq = 3;"),
+            format!("entry {e3}: the record is gone"),
+        ),
+        (
+            "two events swapped",
+            format!(
+                "{DROP_GUARDS} UPDATE events SET body = (SELECT body FROM events WHERE seq = 4) || '' WHERE seq = 2; \
+                 UPDATE events SET body = (SELECT body FROM events WHERE seq = 1) WHERE seq = 4;"
+            ),
+            format!("entry {}: the record was edited", e2.min(e4)),
+        ),
+        (
+            "the events table truncated",
+            format!("{DROP_GUARDS} DELETE FROM events;"),
+            format!("entry {e1}: the record is gone"),
+        ),
+        (
+            "the ledger truncated with the record tables",
+            format!(
+                "{DROP_GUARDS} DELETE FROM ledger_leaves WHERE idx >= {size}; DELETE FROM ledger_nodes WHERE idx >= 0 AND level = 0 AND idx >= {size};"
+            ),
+            format!("entry {size}:"),
+        ),
+        (
+            "a record and its leaf both rewritten",
+            format!(
+                "{DROP_GUARDS} UPDATE events SET body = 'forged' WHERE seq = 2; \
+                 UPDATE ledger_nodes SET hash = x'00' || substr(hash, 2) WHERE level = 0 AND idx = {e2};"
+            ),
+            format!("entry {e2}:"),
+        ),
+    ];
+    for (what, sql, want) in cases {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&data, &copy.path().join("data"));
+        tamper(&copy.path().join("data"), &sql).await;
+        let w = tempfile::tempdir().unwrap();
+        copy_dir(witness.path(), w.path());
+        let s = serve_with(&[], copy);
+        let err = one_error_line(&verify(&s, w.path()));
+        assert!(err.contains(&want), "{what}: {err}");
+    }
+
+    // The database rolled back to the backup: the registry now signs fewer entries than this
+    // auditor verified.
+    let restored = tempfile::tempdir().unwrap();
+    copy_dir(&backup.path().join("data"), &restored.path().join("data"));
+    let w = tempfile::tempdir().unwrap();
+    copy_dir(witness.path(), w.path());
+    let s = serve_with(&[], restored);
+    let err = one_error_line(&verify(&s, w.path()));
+    assert!(err.contains("rolled back") && err.contains(&format!("this auditor saw {}", second["size"])), "{err}");
+}

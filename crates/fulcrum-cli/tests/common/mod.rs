@@ -1,0 +1,71 @@
+//! The `fulcrum` binary against a real `fulcrum serve`: running commands, starting servers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
+
+pub fn fulcrum(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fulcrum"));
+    c.args(args).env_remove("FULCRUM_TOKEN").env_remove("FULCRUM_URL").env("FULCRUM_LOG", "error");
+    // Never the credentials of whoever runs the tests.
+    c.env("FULCRUM_CREDENTIALS", "/nonexistent/fulcrum-test-credentials.json");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+pub fn one_error_line(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure; stdout: {}", String::from_utf8_lossy(&o.stdout));
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "exactly one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve() -> Server {
+    serve_with(&[], tempfile::tempdir().unwrap())
+}
+
+pub fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
+    let tokens = json!({"tokens": [
+        {"token": "t-ci", "subject": "ci", "role": "publisher", "tenant": "acme"},
+        {"token": "t-rm", "subject": "rm", "role": "release-manager", "tenant": "acme"},
+        {"token": "t-ana", "subject": "ana", "role": "approver", "tenant": "acme"},
+        {"token": "t-bo", "subject": "bo", "role": "security-officer", "tenant": "acme"},
+        {"token": "t-agent", "subject": "agent", "role": "serving", "tenant": "acme", "env": "prod"},
+        {"token": "t-keys", "subject": "keys", "role": "key-admin", "tenant": "acme"},
+        {"token": "t-auditor", "subject": "auditor", "role": "auditor", "tenant": "acme"},
+    ]});
+    std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tokens-file")
+        .arg(dir.path().join("tokens.json"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("fulcrum: listening on ").unwrap().to_owned();
+    Server { child, url, dir }
+}

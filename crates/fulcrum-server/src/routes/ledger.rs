@@ -1,0 +1,174 @@
+//! The audit ledger over HTTP (SPEC §10): the newest signed checkpoint, the entries (each
+//! record's bytes as stored, for the caller's tenant), and inclusion and consistency proofs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use fulcrum_core::identity::Action;
+use fulcrum_ledger::merkle;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiQuery;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Most entries in one page.
+const MAX_ENTRIES: u64 = 1000;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointDto {
+    pub origin: String,
+    pub size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    /// The C2SP signed note.
+    pub note: String,
+    /// The registry key that signed it (in the trust bundle).
+    pub kid: String,
+    pub signed_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryDto {
+    pub index: u64,
+    /// `event`, `decision` or `access`.
+    pub kind: String,
+    /// Base64 leaf hash stored in the tree.
+    pub leaf_hash: String,
+    /// The record's bytes as stored (UTF-8), for the caller's tenant; `null` for other tenants'
+    /// records (only their leaf hash is shown) and for records that are gone (`missing`).
+    pub data: Option<String>,
+    /// True when the record is of the caller's tenant but no longer stored.
+    pub missing: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntriesPage {
+    pub entries: Vec<EntryDto>,
+    /// The tree's size now.
+    pub size: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesQuery {
+    pub start: u64,
+    /// Exclusive; at most `start + 1000`.
+    pub end: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofDto {
+    /// Base64 hashes, in RFC 9162 order.
+    pub hashes: Vec<String>,
+    /// The leaf hash (inclusion proofs).
+    pub leaf_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    pub index: u64,
+    pub tree_size: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    pub first: u64,
+    pub second: u64,
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "audit ledger");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", "the audit ledger cannot answer now")
+}
+
+/// The newest signed checkpoint (signed now if the tree grew since the last, at most once a
+/// second).
+#[utoipa::path(get, path = "/v1/ledger/checkpoint", tag = "audit",
+    responses((status = 200, body = CheckpointDto), (status = "4XX", body = Problem)))]
+pub async fn checkpoint(State(state): State<AppState>, who: Caller) -> ApiResult<Json<CheckpointDto>> {
+    who.require(&state, Action::ReadEvents).await?;
+    let c = state.ledger.checkpoint(&state, time::Duration::SECOND).await.map_err(|e| unavailable(&e))?;
+    Ok(Json(CheckpointDto {
+        origin: state.config.ledger_origin.clone(),
+        size: c.size,
+        root: B64.encode(c.root),
+        note: c.note,
+        kid: c.kid,
+        signed_at: c.signed_at,
+    }))
+}
+
+/// Entries `[start, end)`: each leaf's stored hash, and its record's bytes for the caller's tenant.
+#[utoipa::path(get, path = "/v1/ledger/entries", tag = "audit", params(EntriesQuery),
+    responses((status = 200, body = EntriesPage), (status = "4XX", body = Problem)))]
+pub async fn entries(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
+) -> ApiResult<Json<EntriesPage>> {
+    who.require(&state, Action::ReadDecisions).await?;
+    if q.end < q.start || q.end - q.start > MAX_ENTRIES {
+        return Err(ApiError::bad_request("bad_range", "need start ≤ end ≤ start + 1000"));
+    }
+    let size = state.store.ledger_size().await?;
+    let rows = state.store.ledger_entries(q.start, q.end.min(size)).await?;
+    let entries = rows
+        .into_iter()
+        .map(|e| {
+            let mine = e.tenant == who.0.tenant;
+            EntryDto {
+                index: e.index,
+                kind: e.kind.as_str().into(),
+                leaf_hash: B64.encode(e.leaf_hash),
+                missing: mine && e.data.is_none(),
+                data: e.data.filter(|_| mine).map(|d| String::from_utf8_lossy(&d).into_owned()),
+            }
+        })
+        .collect();
+    Ok(Json(EntriesPage { entries, size }))
+}
+
+/// RFC 9162 inclusion proof of entry `index` in the tree of `tree_size` entries.
+#[utoipa::path(get, path = "/v1/ledger/proofs/inclusion", tag = "audit", params(InclusionQuery),
+    responses((status = 200, body = ProofDto), (status = "4XX", body = Problem)))]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> ApiResult<Json<ProofDto>> {
+    who.require(&state, Action::ReadEvents).await?;
+    let size = state.store.ledger_size().await?;
+    if q.index >= q.tree_size || q.tree_size > size {
+        return Err(ApiError::bad_request("bad_range", format!("need index < tree_size ≤ {size}")));
+    }
+    let mut ranges = merkle::inclusion_path(q.index, q.tree_size);
+    ranges.push((q.index, q.index + 1));
+    let mut hashes = state.store.ledger_ranges(&ranges).await.map_err(|e| unavailable(&e))?;
+    let leaf = hashes.pop().expect("the leaf's range");
+    Ok(Json(ProofDto { hashes: hashes.iter().map(|h| B64.encode(h)).collect(), leaf_hash: Some(B64.encode(leaf)) }))
+}
+
+/// RFC 9162 consistency proof between the trees of `first` and `second` entries.
+#[utoipa::path(get, path = "/v1/ledger/proofs/consistency", tag = "audit", params(ConsistencyQuery),
+    responses((status = 200, body = ProofDto), (status = "4XX", body = Problem)))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> ApiResult<Json<ProofDto>> {
+    who.require(&state, Action::ReadEvents).await?;
+    let size = state.store.ledger_size().await?;
+    if q.first > q.second || q.second > size {
+        return Err(ApiError::bad_request("bad_range", format!("need first ≤ second ≤ {size}")));
+    }
+    let hashes =
+        state.store.ledger_ranges(&merkle::consistency_path(q.first, q.second)).await.map_err(|e| unavailable(&e))?;
+    Ok(Json(ProofDto { hashes: hashes.iter().map(|h| B64.encode(h)).collect(), leaf_hash: None }))
+}
