@@ -8,6 +8,7 @@
 //! - `policy`: decision latency of the default policy, and of the access check as served.
 //! - `guards`: revocation → quiesced for 1, 100 and 1,000 guards in one process.
 //! - `gateway`: the gateway's added latency over direct calls to the upstream.
+//! - `ledger`: the audit ledger's durable append rate and proof generation time.
 //! - `identity`: resolve throughput with OIDC tokens and with mutual TLS, against tokens-file
 //!   callers over HTTP and HTTPS.
 
@@ -15,6 +16,7 @@ mod gateway;
 mod guards;
 mod identity;
 mod lab;
+mod ledger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +99,18 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
     },
+    /// The audit ledger: durable append rate, proof generation at large sizes.
+    Ledger {
+        /// Tree sizes to seed and prove in.
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        sizes: Vec<u64>,
+        /// Random proofs per size.
+        #[arg(long, default_value_t = 2000)]
+        proofs: usize,
+        /// Seconds per append-rate run.
+        #[arg(long, default_value_t = 5.0)]
+        append_secs: f64,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -115,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }
+        Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);

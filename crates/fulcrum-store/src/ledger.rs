@@ -301,3 +301,80 @@ impl Store {
         Ok(added)
     }
 }
+
+impl Store {
+    /// Benchmarks only: append `count` leaves (hashes of their index, standing for no record)
+    /// in large batches, computing the tree's nodes in memory. Not for a registry's data.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn seed_ledger_for_bench(&self, count: u64) -> Result<()> {
+        let start = self.ledger_size().await?;
+        if start != 0 {
+            return Err(StoreError::Conflict("the ledger is not empty".into()));
+        }
+        // The roots of the full subtrees built so far, largest first, as (level, index, hash).
+        let mut stack: Vec<(u8, u64, Hash)> = Vec::new();
+        let mut i = 0u64;
+        while i < count {
+            let end = (i + 20_000).min(count);
+            let mut leaves: Vec<u64> = Vec::with_capacity((end - i) as usize);
+            let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(2 * (end - i) as usize);
+            for n in i..end {
+                let mut cur = (0u8, n, merkle::leaf_hash(&n.to_be_bytes()));
+                nodes.push(cur);
+                while let Some(&(level, _, left)) = stack.last() {
+                    if level != cur.0 {
+                        break;
+                    }
+                    stack.pop();
+                    cur = (level + 1, cur.1 >> 1, merkle::node_hash(&left, &cur.2));
+                    nodes.push(cur);
+                }
+                stack.push(cur);
+                leaves.push(n);
+            }
+            let mut tx = self.write.begin().await?;
+            for chunk in leaves.chunks(300) {
+                let sql = format!(
+                    "INSERT INTO ledger_leaves (idx, kind, ref, tenant) VALUES {}",
+                    vec!["(?, 'event', ?, 'bench')"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for n in chunk {
+                    q = q.bind(*n as i64).bind(*n as i64);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for chunk in nodes.chunks(300) {
+                let sql = format!(
+                    "INSERT INTO ledger_nodes (level, idx, hash) VALUES {}",
+                    vec!["(?,?,?)"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (level, idx, h) in chunk {
+                    q = q.bind(i64::from(*level)).bind(*idx as i64).bind(h.to_vec());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            i = end;
+        }
+        Ok(())
+    }
+
+    /// Append several events in one transaction (one commit for all: what a busy registry's
+    /// group commit does); their leaves follow in order.
+    ///
+    /// # Errors
+    /// Database failures (nothing is stored then).
+    pub async fn record_events(&self, evs: Vec<fulcrum_core::event::EventPayload>) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        let n = evs.len() as u64;
+        for ev in evs {
+            crate::append_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}
