@@ -291,8 +291,25 @@ pub fn app(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Run the background tasks (resolve document refresh) until shutdown.
+/// How often the audit ledger's tree is built over new leaves and a checkpoint signed.
+const LEDGER_EVERY: Duration = Duration::from_secs(1);
+
+/// Run the background tasks (resolve document refresh, audit checkpoints) until shutdown.
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let ledger = state.clone();
+    tokio::spawn(async move {
+        let mut shutdown = ledger.shutdown_rx.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(LEDGER_EVERY) => {
+                    if let Err(e) = ledger.ledger.checkpoint(&ledger, time::Duration::ZERO).await {
+                        tracing::error!(error = %e, "signing an audit checkpoint failed");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
     let state = state.clone();
     tokio::spawn(async move {
         let period = (state.catalog.ttl() / 4i32).unsigned_abs();
@@ -305,9 +322,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
                         tracing::error!(error = %e, "re-issuing the trust bundle failed");
                     }
-                    if let Err(e) = state.ledger.checkpoint(&state, time::Duration::ZERO).await {
-                        tracing::error!(error = %e, "signing an audit checkpoint failed");
-                    }
+
                 }
                 _ = shutdown.changed() => return,
             }

@@ -1,5 +1,7 @@
-//! The audit ledger's storage: leaves appended in the transaction of the record they stand for,
-//! the tree's full-subtree hashes, signed checkpoints, and the reads proofs and audits need.
+//! The audit ledger's storage: leaves appended in the transaction of the record they stand for
+//! (one `INSERT`: the leaf and its hash), the tree's full-subtree hashes built from the leaves in
+//! order by one builder ([`Store::ledger_build`], before a checkpoint is signed or a proof is
+//! made), signed checkpoints, and the reads proofs and audits need.
 //!
 //! A leaf's bytes are the record as stored — an event's CloudEvent body, a gate decision's
 //! record, an access batch's canonical form ([`access_leaf`]) — read back from the record's own
@@ -53,42 +55,66 @@ fn hash_of(row: &sqlx::sqlite::SqliteRow) -> Result<Hash> {
     b.try_into().map_err(|_| StoreError::Corrupt("ledger node hash".into()))
 }
 
-/// Append a leaf for a record stored in this transaction; returns its index.
+/// Append a leaf for a record stored in this transaction.
 pub(crate) async fn append(
     tx: &mut SqliteConnection,
     kind: LeafKind,
     reference: i64,
     tenant: &str,
     data: &[u8],
-) -> Result<u64> {
-    let n: i64 = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves").fetch_one(&mut *tx).await?.get(0);
-    let n = n as u64;
-    let mut siblings = HashMap::new();
-    for s in merkle::append_siblings(n) {
-        let row = sqlx::query("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?")
-            .bind(i64::from(s.level))
-            .bind(s.index as i64)
-            .fetch_one(&mut *tx)
-            .await?;
-        siblings.insert(s, hash_of(&row)?);
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash)
+         SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ? FROM ledger_leaves",
+    )
+    .bind(kind.as_str())
+    .bind(reference)
+    .bind(tenant)
+    .bind(merkle::leaf_hash(data).as_slice())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The hashes of `nodes` (level 0 from the leaves, above from the built subtrees), in one query
+/// per table.
+async fn fetch_nodes(conn: &mut SqliteConnection, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
+    let mut out = HashMap::with_capacity(nodes.len());
+    for chunk in nodes.chunks(400) {
+        let (leaves, upper): (Vec<&Node>, Vec<&Node>) = chunk.iter().partition(|n| n.level == 0);
+        if !leaves.is_empty() {
+            let sql = format!(
+                "SELECT 0 AS level, idx, hash FROM ledger_leaves WHERE idx IN ({})",
+                vec!["?"; leaves.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in &leaves {
+                q = q.bind(n.index as i64);
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                out.insert(Node { level: 0, index: r.get::<i64, _>("idx") as u64 }, hash_of(&r)?);
+            }
+        }
+        if !upper.is_empty() {
+            let sql = format!(
+                "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {})",
+                vec!["(?,?)"; upper.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in &upper {
+                q = q.bind(i64::from(n.level)).bind(n.index as i64);
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                let level =
+                    u8::try_from(r.get::<i64, _>("level")).map_err(|_| StoreError::Corrupt("node level".into()))?;
+                out.insert(Node { level, index: r.get::<i64, _>("idx") as u64 }, hash_of(&r)?);
+            }
+        }
     }
-    let written = merkle::append(n, merkle::leaf_hash(data), &|nd| siblings[&nd]);
-    sqlx::query("INSERT INTO ledger_leaves (idx, kind, ref, tenant) VALUES (?,?,?,?)")
-        .bind(n as i64)
-        .bind(kind.as_str())
-        .bind(reference)
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
-    for (node, h) in written {
-        sqlx::query("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?,?,?)")
-            .bind(i64::from(node.level))
-            .bind(node.index as i64)
-            .bind(h.as_slice())
-            .execute(&mut *tx)
-            .await?;
+    if let Some(n) = nodes.iter().find(|n| !out.contains_key(n)) {
+        return Err(StoreError::Corrupt(format!("ledger node {}/{} is missing", n.level, n.index)));
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// One leaf as the audit API shows it.
@@ -126,23 +152,77 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// The stored hashes of `nodes` (all must exist).
+    /// The stored hashes of `nodes` (all must exist: built up to where they reach).
     ///
     /// # Errors
-    /// Database failures, or a node missing (a tree that was tampered with).
+    /// Database failures, or a node missing (a tree that was tampered with, or not built yet).
     pub async fn ledger_nodes(&self, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
-        let mut out = HashMap::with_capacity(nodes.len());
         let mut conn = self.read.acquire().await?;
-        for n in nodes {
-            let row = sqlx::query("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?")
-                .bind(i64::from(n.level))
-                .bind(n.index as i64)
-                .fetch_optional(&mut *conn)
+        fetch_nodes(&mut conn, nodes).await
+    }
+
+    /// Build the subtree hashes over the leaves up to `upto` (or all there are); returns how
+    /// many leaves they cover. One builder at a time; each batch commits with its progress.
+    ///
+    /// # Errors
+    /// Database failures, or stored hashes that do not form a tree.
+    pub async fn ledger_build(&self, upto: u64) -> Result<u64> {
+        let _one = self.ledger_build.lock().await;
+        loop {
+            let mut tx = self.write.begin().await?;
+            let built =
+                sqlx::query("SELECT built FROM ledger_state").fetch_one(&mut *tx).await?.get::<i64, _>(0) as u64;
+            let size = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
+                .fetch_one(&mut *tx)
                 .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("ledger node {}/{} is missing", n.level, n.index)))?;
-            out.insert(*n, hash_of(&row)?);
+                .get::<i64, _>(0) as u64;
+            let target = upto.min(size);
+            if built >= target {
+                return Ok(built);
+            }
+            let end = target.min(built + 50_000);
+            // The roots of the full subtrees over [0, built), largest first: the builder's stack.
+            let frontier = merkle::pieces((0, built));
+            let have = fetch_nodes(&mut tx, &frontier).await?;
+            let mut stack: Vec<(u8, u64, Hash)> = frontier.iter().map(|n| (n.level, n.index, have[n])).collect();
+            let leaves = sqlx::query("SELECT idx, hash FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx")
+                .bind(built as i64)
+                .bind(end as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(leaves.len());
+            for (expect, r) in (built..end).zip(&leaves) {
+                if r.get::<i64, _>("idx") as u64 != expect {
+                    return Err(StoreError::Corrupt(format!("ledger leaf {expect} is missing")));
+                }
+                let mut cur = (0u8, expect, hash_of(r)?);
+                while let Some(&(level, _, left)) = stack.last() {
+                    if level != cur.0 {
+                        break;
+                    }
+                    stack.pop();
+                    cur = (level + 1, cur.1 >> 1, merkle::node_hash(&left, &cur.2));
+                    nodes.push(cur);
+                }
+                stack.push(cur);
+            }
+            if (leaves.len() as u64) < end - built {
+                return Err(StoreError::Corrupt(format!("ledger leaf {} is missing", built + leaves.len() as u64)));
+            }
+            for chunk in nodes.chunks(300) {
+                let sql = format!(
+                    "INSERT INTO ledger_nodes (level, idx, hash) VALUES {}",
+                    vec!["(?,?,?)"; chunk.len()].join(",")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (level, idx, h) in chunk {
+                    q = q.bind(i64::from(*level)).bind(*idx as i64).bind(h.to_vec());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE ledger_state SET built = ?").bind(end as i64).execute(&mut *tx).await?;
+            tx.commit().await?;
         }
-        Ok(out)
     }
 
     /// The root of the tree's first `size` leaves.
@@ -153,6 +233,7 @@ impl Store {
         if size == 0 {
             return Ok(merkle::empty_root());
         }
+        self.ledger_build(size).await?;
         let nodes = self.ledger_nodes(&merkle::pieces((0, size))).await?;
         Ok(merkle::root(size, &|n| nodes[&n]))
     }
@@ -162,6 +243,9 @@ impl Store {
     /// # Errors
     /// As [`Store::ledger_nodes`].
     pub async fn ledger_ranges(&self, ranges: &[merkle::Range]) -> Result<Vec<Hash>> {
+        if let Some(end) = ranges.iter().map(|r| r.1).max() {
+            self.ledger_build(end).await?;
+        }
         let nodes = self.ledger_nodes(&merkle::nodes_for(ranges)).await?;
         Ok(ranges.iter().map(|r| merkle::range_hash(*r, &|n| nodes[&n])).collect())
     }
@@ -172,11 +256,10 @@ impl Store {
     /// Database failures.
     pub async fn ledger_entries(&self, start: u64, end: u64) -> Result<Vec<LedgerEntry>> {
         let rows = sqlx::query(
-            "SELECT l.idx, l.kind, l.ref, l.tenant, n.hash,
+            "SELECT l.idx, l.kind, l.ref, l.tenant, l.hash,
                     e.body AS event, d.record AS decision,
                     a.tenant AS a_tenant, a.first_ns, a.last_ns, a.count, a.inputs, a.entries
              FROM ledger_leaves l
-             JOIN ledger_nodes n ON n.level = 0 AND n.idx = l.idx
              LEFT JOIN events e ON l.kind = 'event' AND e.seq = l.ref
              LEFT JOIN decisions d ON l.kind = 'decision' AND d.seq = l.ref
              LEFT JOIN access_batches a ON l.kind = 'access' AND a.seq = l.ref
@@ -304,62 +387,34 @@ impl Store {
 
 impl Store {
     /// Benchmarks only: append `count` leaves (hashes of their index, standing for no record)
-    /// in large batches, computing the tree's nodes in memory. Not for a registry's data.
+    /// in large batches, then build the tree. Not for a registry's data.
     ///
     /// # Errors
     /// Database failures.
     pub async fn seed_ledger_for_bench(&self, count: u64) -> Result<()> {
-        let start = self.ledger_size().await?;
-        if start != 0 {
+        if self.ledger_size().await? != 0 {
             return Err(StoreError::Conflict("the ledger is not empty".into()));
         }
-        // The roots of the full subtrees built so far, largest first, as (level, index, hash).
-        let mut stack: Vec<(u8, u64, Hash)> = Vec::new();
         let mut i = 0u64;
         while i < count {
-            let end = (i + 20_000).min(count);
-            let mut leaves: Vec<u64> = Vec::with_capacity((end - i) as usize);
-            let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(2 * (end - i) as usize);
-            for n in i..end {
-                let mut cur = (0u8, n, merkle::leaf_hash(&n.to_be_bytes()));
-                nodes.push(cur);
-                while let Some(&(level, _, left)) = stack.last() {
-                    if level != cur.0 {
-                        break;
-                    }
-                    stack.pop();
-                    cur = (level + 1, cur.1 >> 1, merkle::node_hash(&left, &cur.2));
-                    nodes.push(cur);
-                }
-                stack.push(cur);
-                leaves.push(n);
-            }
+            let end = (i + 50_000).min(count);
             let mut tx = self.write.begin().await?;
-            for chunk in leaves.chunks(300) {
+            let all: Vec<u64> = (i..end).collect();
+            for chunk in all.chunks(200) {
                 let sql = format!(
-                    "INSERT INTO ledger_leaves (idx, kind, ref, tenant) VALUES {}",
-                    vec!["(?, 'event', ?, 'bench')"; chunk.len()].join(",")
+                    "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash) VALUES {}",
+                    vec!["(?, 'event', ?, 'bench', ?)"; chunk.len()].join(",")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for n in chunk {
-                    q = q.bind(*n as i64).bind(*n as i64);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for chunk in nodes.chunks(300) {
-                let sql = format!(
-                    "INSERT INTO ledger_nodes (level, idx, hash) VALUES {}",
-                    vec!["(?,?,?)"; chunk.len()].join(",")
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (level, idx, h) in chunk {
-                    q = q.bind(i64::from(*level)).bind(*idx as i64).bind(h.to_vec());
+                    q = q.bind(*n as i64).bind(*n as i64).bind(merkle::leaf_hash(&n.to_be_bytes()).to_vec());
                 }
                 q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             i = end;
         }
+        self.ledger_build(count).await?;
         Ok(())
     }
 
@@ -376,5 +431,53 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fulcrum_core::event::{EventKind, EventPayload};
+    use fulcrum_ledger::merkle::Frontier;
+
+    fn ev(i: u64) -> EventPayload {
+        let mut e = EventPayload::new(EventKind::AgentStep, time::OffsetDateTime::UNIX_EPOCH, "t", "d", "m");
+        e.detail = Some(i.to_string());
+        e
+    }
+
+    /// Leaves appended with their records, the tree built in uneven steps (and again, idempotently):
+    /// every root and proof agrees with the leaves recomputed from the records.
+    #[tokio::test]
+    async fn the_built_tree_matches_the_records_at_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db"), crate::StoreOptions::default()).await.unwrap();
+        assert_eq!(store.ledger_root(0).await.unwrap(), merkle::empty_root());
+        let mut f = Frontier::default();
+        let mut roots = vec![merkle::empty_root()];
+        for batch in [1u64, 2, 5, 13, 40, 3] {
+            store.record_events((0..batch).map(ev).collect()).await.unwrap();
+            let size = store.ledger_size().await.unwrap();
+            let entries = store.ledger_entries(f.size(), size).await.unwrap();
+            for e in &entries {
+                let data = e.data.as_ref().unwrap();
+                assert_eq!(merkle::leaf_hash(data), e.leaf_hash, "entry {}", e.index);
+                f.push(e.leaf_hash);
+                roots.push(f.root());
+            }
+            assert!(store.ledger_build(size / 2).await.unwrap() >= size / 2);
+            assert_eq!(store.ledger_root(size).await.unwrap(), f.root(), "size {size}");
+        }
+        let size = store.ledger_size().await.unwrap();
+        assert_eq!(store.ledger_build(size).await.unwrap(), size);
+        for m in [0, 1, 7, size - 1] {
+            let proof = store.ledger_ranges(&merkle::inclusion_path(m, size)).await.unwrap();
+            let leaf = store.ledger_entries(m, m + 1).await.unwrap()[0].leaf_hash;
+            merkle::verify_inclusion(m, size, &leaf, &proof, &roots[size as usize]).unwrap();
+        }
+        for first in [1, 4, 33, size] {
+            let proof = store.ledger_ranges(&merkle::consistency_path(first, size)).await.unwrap();
+            merkle::verify_consistency(first, size, &roots[first as usize], &roots[size as usize], &proof).unwrap();
+        }
     }
 }

@@ -91,6 +91,8 @@ impl Default for StoreOptions {
 pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
+    /// One builder of the ledger's subtree hashes at a time.
+    ledger_build: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(crate) fn ts(t: OffsetDateTime) -> String {
@@ -125,7 +127,7 @@ impl Store {
             .max_connections(opts.read_connections.max(1))
             .connect_with(base.read_only(true))
             .await?;
-        let store = Self { write, read };
+        let store = Self { write, read, ledger_build: std::sync::Arc::default() };
         let added = store.backfill_ledger().await?;
         if added > 0 {
             tracing::info!(leaves = added, "records stored before the audit ledger existed were added to it");
