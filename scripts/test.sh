@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 # Builds are reused across clones (CI clones into a fresh folder each run).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fulcrum/target}"
 export CARGO_TERM_COLOR=never
+# Every clone has a new path, so incremental state is never reused across runs: it only fills the
+# disk (tens of GB). Dependencies are not incremental either way.
+export CARGO_INCREMENTAL=0
 # The shared build cache grows with every clone (each path gives new test binaries): drop linked
 # executables and incremental state not touched for a day; libraries stay, so nothing recompiles.
 if [ -d "$CARGO_TARGET_DIR/debug" ]; then
