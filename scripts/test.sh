@@ -121,7 +121,7 @@ fi
   cd fuzz
   export CARGO_TARGET_DIR="$CACHE/fuzz-target"
   cargo fuzz build --sanitizer none
-  for target in reference manifest dsse bundle statement findings agent; do
+  for target in reference manifest dsse bundle statement findings agent ledger; do
     mkdir -p "$CACHE/fuzz-corpus/$target"
     seeds=()
     [ -d "$SEEDS/$target" ] && seeds=("$SEEDS/$target")
