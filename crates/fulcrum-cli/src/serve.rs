@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// certificate and a token (JSON). See docs/identity.md.
     #[arg(long, requires = "client_ca")]
     client_identities: Option<PathBuf>,
+    /// NATS server to relay every committed event to (JetStream stream FULCRUM, subjects
+    /// `fulcrum.<tenant>.<model>.<event>`, `Nats-Msg-Id` = event id).
+    #[arg(long)]
+    nats_url: Option<String>,
     /// Lifetime of signed resolve documents, in seconds.
     #[arg(long, default_value_t = 300)]
     resolve_ttl_secs: u64,
@@ -102,6 +106,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let Some(url) = &a.nats_url {
+        config.nats = Some(fulcrum_server::relay::NatsConfig::new(url));
+    }
     if let Some(p) = &a.client_identities {
         config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;
     }

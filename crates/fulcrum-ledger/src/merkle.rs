@@ -377,6 +377,39 @@ mod tests {
         assert!(matches!(verify_inclusion(0, 8, &r(1), &[[0; 32]; 65], &r(8)), Err(ProofError::TooLong)));
     }
 
+    /// The Certificate Transparency reference vectors for RFC 6962 (eight leaves, the roots of
+    /// each prefix), as every CT implementation checks them.
+    #[test]
+    fn known_vectors() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        };
+        let inputs =
+            ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+        let roots = [
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+            "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+        ];
+        let mut nodes = HashMap::new();
+        let mut f = Frontier::default();
+        assert_eq!(root(0, &|nd| nodes[&nd]).to_vec(), hex(roots[0]));
+        for (i, input) in inputs.iter().enumerate() {
+            let leaf = leaf_hash(&hex(input));
+            nodes.extend(append(i as u64, leaf, &|nd| nodes[&nd]));
+            f.push(leaf);
+            let n = i as u64 + 1;
+            assert_eq!(root(n, &|nd| nodes[&nd]).to_vec(), hex(roots[i + 1]), "size {n}");
+            assert_eq!(f.root().to_vec(), hex(roots[i + 1]), "frontier, size {n}");
+        }
+    }
+
     #[test]
     fn the_frontier_matches_the_definition_at_every_size() {
         let mut f = Frontier::default();

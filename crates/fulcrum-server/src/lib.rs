@@ -25,6 +25,7 @@ pub mod loopback;
 pub mod metrics;
 pub mod policy;
 pub mod problem;
+pub mod relay;
 pub mod release;
 mod routes;
 pub mod tls;
@@ -69,6 +70,8 @@ pub struct Config {
     pub kms: keyring::KmsConfig,
     /// Which client certificates speak for which workloads, and which roles need both.
     pub client_identities: auth::ClientIdentities,
+    /// Relay every committed event to NATS JetStream.
+    pub nats: Option<relay::NatsConfig>,
     /// The audit ledger's origin (its checkpoints' first line and key name).
     pub ledger_origin: String,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
@@ -89,6 +92,7 @@ impl Config {
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
+            nats: None,
             client_identities: auth::ClientIdentities::default(),
         }
     }
@@ -296,6 +300,9 @@ const LEDGER_EVERY: Duration = Duration::from_secs(1);
 
 /// Run the background tasks (resolve document refresh, audit checkpoints) until shutdown.
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    if let Some(cfg) = state.config.nats.clone() {
+        relay::spawn(state.clone(), cfg);
+    }
     let ledger = state.clone();
     tokio::spawn(async move {
         let mut shutdown = ledger.shutdown_rx.clone();

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub resolve_cache_miss: AtomicU64,
     pub startup_permit: AtomicU64,
     pub startup_deny: AtomicU64,
+    /// Outbox position of the last event NATS JetStream acknowledged.
+    pub relay_position: AtomicU64,
+    /// Times the NATS relay lost its connection or a publish failed.
+    pub relay_failures: AtomicU64,
     /// Refused bearer tokens by reason code.
     token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -153,6 +157,12 @@ impl Metrics {
             "Startup decisions reported by agents.",
             "decision",
             &[("permit", &self.startup_permit), ("deny", &self.startup_deny)],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_relay_position Outbox position of the last event NATS acknowledged.\n# TYPE fulcrum_relay_position gauge\nfulcrum_relay_position {}\n# HELP fulcrum_relay_failures_total NATS relay interruptions.\n# TYPE fulcrum_relay_failures_total counter\nfulcrum_relay_failures_total {}",
+            self.relay_position.load(Ordering::Relaxed),
+            self.relay_failures.load(Ordering::Relaxed)
         );
         let refusals: Vec<(&str, u64)> =
             self.token_refusals.lock().expect("metrics lock").iter().map(|(k, v)| (*k, *v)).collect();

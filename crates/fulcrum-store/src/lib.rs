@@ -603,6 +603,34 @@ impl Store {
         Ok(stored)
     }
 
+    /// Where `sink` is in the outbox: the last event position it had acknowledged (0: none).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn sink_position(&self, sink: &str) -> Result<i64> {
+        Ok(sqlx::query("SELECT seq FROM sink_positions WHERE sink = ?")
+            .bind(sink)
+            .fetch_optional(&self.read)
+            .await?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    /// Move `sink` forward to `seq` (never back).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_sink_position(&self, sink: &str, seq: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sink_positions (sink, seq) VALUES (?, ?)
+             ON CONFLICT (sink) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )
+        .bind(sink)
+        .bind(seq)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Events after position `after`, oldest first; `tenant = None` reads every tenant.
     ///
     /// # Errors

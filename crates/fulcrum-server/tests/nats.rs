@@ -1,0 +1,243 @@
+//! The event relay against a real NATS JetStream server (`nats-server` 2.15 from PyPI, started per
+//! test): every committed event arrives, in outbox order, with `Nats-Msg-Id` = its id — across a
+//! NATS restart in the middle of a burst and a cut network. A consumer that dedupes on the event
+//! id sees each event once.
+//!
+//! `nats-server` is installed by `scripts/test.sh` (`FULCRUM_NATS_SERVER`); under `CI=true` its
+//! absence fails the suite.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn nats_server() -> Option<PathBuf> {
+    let p = std::env::var_os("FULCRUM_NATS_SERVER").map(PathBuf::from).or_else(|| {
+        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-nats-2.15.1/bin/nats-server"))
+    })?;
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "nats-server is missing ({}): run scripts/test.sh",
+        p.display()
+    );
+    eprintln!("SKIPPED LOCALLY: nats-server not installed at {} (scripts/test.sh installs it)", p.display());
+    None
+}
+
+/// A JetStream server on a fixed loopback port with its own store dir; restartable.
+struct Nats {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Nats {
+    fn start() -> Option<Self> {
+        let bin = nats_server()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut n = Self { bin, dir: tempfile::tempdir().unwrap(), port, child: None };
+        n.up();
+        Some(n)
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9, then start again on the same port and store.
+    fn crash_and_restart(&mut self) {
+        self.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        self.up();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy that can cut the line: while cut, it closes every connection and accepts none.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+async fn proxy(to: u16) -> Proxy {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = l.accept().await else { return };
+            if c.load(Ordering::SeqCst) {
+                continue; // dropped: refused while cut
+            }
+            let c = c.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else { return };
+                let (mut ri, mut wi) = inbound.split();
+                let (mut ro, mut wo) = outbound.split();
+                let watch = async {
+                    while !c.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                    _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    () = watch => {}
+                }
+            });
+        }
+    });
+    Proxy { addr, cut }
+}
+
+/// Events for `n` agent steps on model `m` (each report is one committed event).
+async fn burst(h: &Harness, model: &str, n: usize) {
+    for i in 0..n {
+        let body = json!({"ref": format!("{model}@production"), "env": "prod", "kind": "step", "step": "permit",
+                          "observed_at": "2026-11-29T00:00:00Z", "detail": format!("step {i}")});
+        h.post("agent", "/v1/agent-reports", body, StatusCode::CREATED).await;
+    }
+}
+
+/// Every message in the stream, in stream order.
+async fn consume(url: &str, expect: usize) -> Vec<(String, Value)> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("FULCRUM").await.unwrap();
+    let consumer =
+        stream.create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default()).await.unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expect && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), messages.next()).await {
+            Ok(Some(Ok(m))) => {
+                let id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                out.push((id, serde_json::from_slice(&m.payload).unwrap()));
+            }
+            Ok(Some(Err(e))) => panic!("consumer: {e}"),
+            Ok(None) | Err(_) => {}
+        }
+    }
+    out
+}
+
+/// Every committed event, oldest first, as the registry's outbox holds them.
+async fn committed(h: &Harness) -> Vec<Value> {
+    h.get("admin", "/v1/events?after=0&limit=1000", StatusCode::OK).await["events"].as_array().unwrap().clone()
+}
+
+/// What a consumer that dedupes on the event id sees: each event once, in outbox order.
+fn check(received: &[(String, Value)], committed: &[Value]) {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&Value> = received.iter().filter(|(id, _)| seen.insert(id.clone())).map(|(_, v)| v).collect();
+    for (id, v) in received {
+        assert_eq!(id, v["id"].as_str().unwrap(), "Nats-Msg-Id is the event id");
+    }
+    let ids = |vs: &[&Value]| vs.iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let want: Vec<&Value> = committed.iter().collect();
+    assert_eq!(ids(&unique), ids(&want), "every committed event, once, in outbox order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_jetstream_once_in_order_across_a_nats_crash_and_a_cut_network() {
+    let Some(mut nats) = Nats::start() else { return };
+    let line = proxy(nats.port).await;
+    let url = format!("nats://{}", line.addr);
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| {
+        let mut cfg = fulcrum_server::relay::NatsConfig::new(&url);
+        cfg.duplicate_window = Duration::from_secs(120);
+        c.nats = Some(cfg);
+    })
+    .await;
+    common::with_production(&h, "fraud").await;
+    h.create_model("ci", "credit").await;
+    h.register("ci", "credit", "v1", &[("weights.bin", b"credit weights")]).await;
+    h.approve_fully("credit", "v1").await;
+    let alias = json!({"version": "v1", "chg_id": "CHG-9"});
+    h.put("rm", "/v1/models/credit/aliases/production", alias, StatusCode::OK).await;
+
+    // A burst with NATS crashing (kill -9) in the middle of it.
+    let bursts = async {
+        burst(&h, "fraud", 40).await;
+        burst(&h, "credit", 40).await;
+    };
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::task::block_in_place(|| nats.crash_and_restart());
+    };
+    tokio::join!(bursts, crash);
+
+    // A burst while the network to NATS is cut for two seconds: the events commit, and wait.
+    line.cut.store(true, Ordering::SeqCst);
+    burst(&h, "fraud", 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held: u64 = committed(&h).await.last().unwrap()["sequence"].as_str().unwrap().parse().unwrap();
+    assert!(relay_position(&h).await < held, "nothing passes while the line is cut");
+    line.cut.store(false, Ordering::SeqCst);
+    burst(&h, "credit", 10).await;
+
+    let all = committed(&h).await;
+    assert!(all.len() >= 120, "{} events", all.len());
+    // Wait for the relay to catch up, then read the stream.
+    let last: Option<u64> = all.last().unwrap()["sequence"].as_str().and_then(|s| s.parse().ok());
+    let start = Instant::now();
+    while Some(relay_position(&h).await) < last {
+        assert!(start.elapsed() < Duration::from_secs(30), "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = consume(&nats.url(), all.len()).await;
+    check(&received, &all);
+}
+
+async fn relay_position(h: &Harness) -> u64 {
+    let m = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
+    m.lines().find_map(|l| l.strip_prefix("fulcrum_relay_position ")).unwrap().parse().unwrap()
+}
