@@ -28,6 +28,7 @@ pub mod problem;
 pub mod relay;
 pub mod release;
 mod routes;
+pub mod testing;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -9,90 +9,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Harness;
+use fulcrum_server::testing::Nats;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn nats_server() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_NATS_SERVER").map(PathBuf::from).or_else(|| {
-        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-nats-2.15.1/bin/nats-server"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "nats-server is missing ({}): run scripts/test.sh",
-        p.display()
-    );
-    eprintln!("SKIPPED LOCALLY: nats-server not installed at {} (scripts/test.sh installs it)", p.display());
-    None
-}
-
-/// A JetStream server on a fixed loopback port with its own store dir; restartable.
-struct Nats {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Nats {
-    fn start() -> Option<Self> {
-        let bin = nats_server()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut n = Self { bin, dir: tempfile::tempdir().unwrap(), port, child: None };
-        n.up();
-        Some(n)
-    }
-
-    fn up(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// kill -9, then start again on the same port and store.
-    fn crash_and_restart(&mut self) {
-        self.kill();
-        std::thread::sleep(Duration::from_millis(300));
-        self.up();
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A TCP proxy that can cut the line: while cut, it closes every connection and accepts none.
 struct Proxy {
