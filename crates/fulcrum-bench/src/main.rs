@@ -8,10 +8,12 @@
 //! - `policy`: decision latency of the default policy, and of the access check as served.
 //! - `guards`: revocation → quiesced for 1, 100 and 1,000 guards in one process.
 //! - `gateway`: the gateway's added latency over direct calls to the upstream.
+//! - `events`: end-to-end event latency to a NATS JetStream subscriber.
 //! - `ledger`: the audit ledger's durable append rate and proof generation time.
 //! - `identity`: resolve throughput with OIDC tokens and with mutual TLS, against tokens-file
 //!   callers over HTTP and HTTPS.
 
+mod events;
 mod gateway;
 mod guards;
 mod identity;
@@ -99,6 +101,14 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
     },
+    /// End-to-end event latency: agent report → committed → NATS JetStream → subscriber.
+    Events {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Reporters at once in the second run.
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+    },
     /// The audit ledger: durable append rate, proof generation at large sizes.
     Ledger {
         /// Tree sizes to seed and prove in.
@@ -129,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }
+        Cmd::Events { count, conns } => events::run(count, conns).await,
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {
