@@ -157,6 +157,8 @@ pub struct Inner {
     pub shutdown_rx: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     pub started_at: time::OffsetDateTime,
+    /// The relay and the checkpoint signer run once per registry, however many listeners serve it.
+    singletons_started: std::sync::atomic::AtomicBool,
 }
 
 /// Bytes signed once and served many times.
@@ -255,6 +257,7 @@ impl Registry {
             shutdown_rx,
             shutdown_tx,
             started_at,
+            singletons_started: std::sync::atomic::AtomicBool::new(false),
         }));
         Ok((state, notes))
     }
@@ -299,8 +302,9 @@ pub fn app(state: AppState) -> Router {
 /// How often the audit ledger's tree is built over new leaves and a checkpoint signed.
 const LEDGER_EVERY: Duration = Duration::from_secs(1);
 
-/// Run the background tasks (resolve document refresh, audit checkpoints) until shutdown.
-pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+/// The tasks a registry runs once, whatever number of listeners serve it: the event relay and
+/// the audit checkpoint signer. They end at shutdown.
+fn spawn_singletons(state: &AppState) {
     if let Some(cfg) = state.config.nats.clone() {
         relay::spawn(state.clone(), cfg);
     }
@@ -318,6 +322,14 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     });
+}
+
+/// Run the background tasks (resolve document refresh; once per registry, the event relay and
+/// audit checkpoints) until shutdown.
+pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    if !state.singletons_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        spawn_singletons(state);
+    }
     let state = state.clone();
     tokio::spawn(async move {
         let period = (state.catalog.ttl() / 4i32).unsigned_abs();
@@ -330,7 +342,6 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
                         tracing::error!(error = %e, "re-issuing the trust bundle failed");
                     }
-
                 }
                 _ = shutdown.changed() => return,
             }
