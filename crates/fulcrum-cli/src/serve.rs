@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// `fulcrum.<tenant>.<model>.<event>`, `Nats-Msg-Id` = event id).
     #[arg(long)]
     nats_url: Option<String>,
+    /// Webhook receivers (JSON: `{"webhooks": [{"name", "url", "secret_file", "tenants",
+    /// "max_attempts", "first_retry_ms"}]}`): every event POSTed, HMAC-signed, retried, then
+    /// dead-lettered.
+    #[arg(long)]
+    webhooks: Option<PathBuf>,
     /// Lifetime of signed resolve documents, in seconds.
     #[arg(long, default_value_t = 300)]
     resolve_ttl_secs: u64,
@@ -106,6 +111,10 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let Some(p) = &a.webhooks {
+        config.webhooks =
+            fulcrum_server::webhooks::WebhooksFile::load(p).map_err(|e| anyhow::anyhow!("webhooks {e}"))?.webhooks;
+    }
     if let Some(url) = &a.nats_url {
         config.nats = Some(fulcrum_server::relay::NatsConfig::new(url));
     }

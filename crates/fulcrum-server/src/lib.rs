@@ -30,6 +30,7 @@ pub mod release;
 mod routes;
 pub mod testing;
 pub mod tls;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub struct Config {
     pub kms: keyring::KmsConfig,
     /// Which client certificates speak for which workloads, and which roles need both.
     pub client_identities: auth::ClientIdentities,
+    /// Receivers every committed event is POSTed to, signed.
+    pub webhooks: Vec<webhooks::WebhookConfig>,
     /// Relay every committed event to NATS JetStream.
     pub nats: Option<relay::NatsConfig>,
     /// The audit ledger's origin (its checkpoints' first line and key name).
@@ -94,6 +97,7 @@ impl Config {
             oidc: vec![],
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
+            webhooks: vec![],
             client_identities: auth::ClientIdentities::default(),
         }
     }
@@ -307,6 +311,12 @@ const LEDGER_EVERY: Duration = Duration::from_secs(1);
 fn spawn_singletons(state: &AppState) {
     if let Some(cfg) = state.config.nats.clone() {
         relay::spawn(state.clone(), cfg);
+    }
+    for cfg in state.config.webhooks.clone() {
+        let name = cfg.name.clone();
+        if let Err(e) = webhooks::spawn(state.clone(), cfg) {
+            tracing::error!(webhook = %name, error = %e, "webhook not started: its secret cannot be read");
+        }
     }
     let ledger = state.clone();
     tokio::spawn(async move {

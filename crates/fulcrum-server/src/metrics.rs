@@ -48,6 +48,8 @@ pub struct Metrics {
     pub relay_position: AtomicU64,
     /// Times the NATS relay lost its connection or a publish failed.
     pub relay_failures: AtomicU64,
+    /// Events webhooks gave up on (dead letters).
+    pub webhook_dead: AtomicU64,
     /// Refused bearer tokens by reason code.
     token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -163,6 +165,11 @@ impl Metrics {
             "# HELP fulcrum_relay_position Outbox position of the last event NATS acknowledged.\n# TYPE fulcrum_relay_position gauge\nfulcrum_relay_position {}\n# HELP fulcrum_relay_failures_total NATS relay interruptions.\n# TYPE fulcrum_relay_failures_total counter\nfulcrum_relay_failures_total {}",
             self.relay_position.load(Ordering::Relaxed),
             self.relay_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_webhook_dead_letters_total Events webhooks gave up on after every retry.\n# TYPE fulcrum_webhook_dead_letters_total counter\nfulcrum_webhook_dead_letters_total {}",
+            self.webhook_dead.load(Ordering::Relaxed)
         );
         let refusals: Vec<(&str, u64)> =
             self.token_refusals.lock().expect("metrics lock").iter().map(|(k, v)| (*k, *v)).collect();

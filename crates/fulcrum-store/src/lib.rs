@@ -631,6 +631,51 @@ impl Store {
         Ok(())
     }
 
+    /// Keep an event a sink gave up on.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn add_dead_letter(&self, d: &DeadLetter) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_dead_letters (sink, tenant, seq, event_id, attempts, last_error, at) VALUES (?,?,?,?,?,?,?)",
+        )
+        .bind(&d.sink)
+        .bind(&d.tenant)
+        .bind(d.seq)
+        .bind(&d.event_id)
+        .bind(i64::from(d.attempts))
+        .bind(&d.last_error)
+        .bind(&d.at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Dead letters of a tenant (and registry-wide ones), newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn dead_letters(&self, tenant: &str, limit: u32) -> Result<Vec<DeadLetter>> {
+        let rows =
+            sqlx::query("SELECT * FROM webhook_dead_letters WHERE tenant = ? OR tenant = '*' ORDER BY id DESC LIMIT ?")
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                sink: r.get("sink"),
+                tenant: r.get("tenant"),
+                seq: r.get("seq"),
+                event_id: r.get("event_id"),
+                attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
+                last_error: r.get("last_error"),
+                at: r.get("at"),
+            })
+            .collect())
+    }
+
     /// Events after position `after`, oldest first; `tenant = None` reads every tenant.
     ///
     /// # Errors

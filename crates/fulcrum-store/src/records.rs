@@ -123,6 +123,18 @@ impl VersionRecord {
     }
 }
 
+/// An event a sink (a webhook) gave up on after every retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub sink: String,
+    pub tenant: String,
+    pub seq: i64,
+    pub event_id: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub at: String,
+}
+
 /// A version holding a blob, as the download gate sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobUse {

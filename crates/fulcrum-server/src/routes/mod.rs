@@ -12,6 +12,7 @@ mod ledger;
 mod models;
 mod policy;
 mod resolve;
+mod webhooks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -97,6 +98,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger::entries))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
+        .routes(routes!(webhooks::dead_letters))
         .routes(routes!(health))
         .routes(routes!(ready))
 }
