@@ -34,6 +34,30 @@ pub enum AuditCmd {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+    /// Gather a change's or an incident's events and decisions with their proofs into a signed
+    /// archive written once to the registry's evidence store; fetch it back and verify it.
+    Evidence {
+        #[arg(long, required_unless_present = "inc", conflicts_with = "inc")]
+        chg: Option<String>,
+        #[arg(long)]
+        inc: Option<String>,
+        /// Retention of the archive, days (default: 7 years).
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Also keep the archive here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Verify an evidence archive offline: its signature, the checkpoint in it, and every
+    /// record's inclusion proof.
+    CheckEvidence {
+        file: PathBuf,
+        /// The registry's trust bundle (default: the one inside the archive, checked against itself).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
     /// Print and verify the inclusion proof of one entry in the newest checkpoint.
     Proof {
         index: u64,
@@ -172,6 +196,42 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        AuditCmd::Evidence { chg, inc, retention_days, out, bundle } => {
+            let r = client
+                .post("/v1/audit/evidence", &json!({"chg_id": chg, "inc_id": inc, "retention_days": retention_days}))
+                .await?;
+            let key = r["key"].as_str().context("no key in the answer")?;
+            let bytes = client.get_bytes(&format!("/v1/audit/evidence?key={key}")).await?;
+            let pinned = match bundle {
+                Some(p) => Some(self::bundle(&client, Some(&p)).await?),
+                None => Some(client.trust_bundle().await?),
+            };
+            let checked = check_evidence(&bytes, pinned.as_ref())?;
+            if let Some(path) = &out {
+                std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let v = json!({"key": key, "digest": r["digest"], "retain_until": r["retain_until"], "records": checked,
+                "checkpoint_size": r["checkpoint_size"], "verified": true});
+            ctx_print(ctx, &v, || {
+                format!(
+                    "evidence written once to {key} ({}), retained until {}: {checked} records, each proven in the signed tree of {} entries",
+                    s_(&r["digest"]),
+                    s_(&r["retain_until"]),
+                    r["checkpoint_size"]
+                )
+            });
+            Ok(())
+        }
+        AuditCmd::CheckEvidence { file, bundle } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let pinned = match &bundle {
+                Some(p) => Some(self::bundle(&client, Some(p)).await?),
+                None => None,
+            };
+            let n = check_evidence(&bytes, pinned.as_ref())?;
+            ctx_print(ctx, &json!({"verified": true, "records": n}), || format!("evidence verified: {n} records"));
+            Ok(())
+        }
         AuditCmd::Proof { index, bundle } => {
             let (cp, _) = checkpoint(&client, bundle.as_deref()).await?;
             if index >= cp.size {
@@ -205,6 +265,50 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn s_(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// Verify an evidence archive: the DSSE signature by a key of `bundle` (or of the bundle inside,
+/// checked against itself), the checkpoint note by the key it names, and every record's
+/// inclusion proof against it. The number of records.
+fn check_evidence(bytes: &[u8], bundle: Option<&TrustBundle>) -> anyhow::Result<usize> {
+    let env: Value = serde_json::from_slice(bytes).context("the archive is not JSON")?;
+    if env["payloadType"] != fulcrum_server::evidence::EVIDENCE_MEDIA_TYPE {
+        bail!("the archive is not a Fulcrum evidence envelope");
+    }
+    let payload = B64.decode(env["payload"].as_str().context("no payload")?).context("payload is not base64")?;
+    let doc: Value = serde_json::from_slice(&payload).context("the payload is not JSON")?;
+    let inner: TrustBundle = serde_json::from_value(doc["trust_bundle"].clone()).context("no trust bundle inside")?;
+    let bundle = bundle.unwrap_or(&inner);
+    let sig = &env["signatures"][0];
+    let kid = sig["keyid"].as_str().context("no keyid")?;
+    bundle
+        .verify(
+            kid,
+            &fulcrum_sign::dsse_pae(fulcrum_server::evidence::EVIDENCE_MEDIA_TYPE, &payload),
+            sig["sig"].as_str().unwrap_or(""),
+        )
+        .context("the archive's signature does not verify")?;
+    let c = &doc["checkpoint"];
+    let key = bundle
+        .keys
+        .iter()
+        .find(|k| c["kid"].as_str() == Some(k.kid.as_str()))
+        .context("the checkpoint's key is not in the trust bundle")?
+        .key()?;
+    let cp = Checkpoint::verify(c["note"].as_str().unwrap_or(""), c["origin"].as_str().unwrap_or(""), &key)
+        .context("the checkpoint's signature does not verify")?;
+    let records = doc["records"].as_array().context("no records")?;
+    for r in records {
+        let index = r["index"].as_u64().context("a record has no index")?;
+        let proof = r["proof"].as_array().context("no proof")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
+        audit::check_inclusion(index, r["data"].as_str().unwrap_or("").as_bytes(), &proof, &cp)
+            .with_context(|| format!("record {index} is not in the signed tree"))?;
+    }
+    Ok(records.len())
 }
 
 fn ctx_print(ctx: &Ctx, v: &Value, text: impl FnOnce() -> String) {

@@ -189,3 +189,42 @@ async fn every_tampering_is_detected_and_the_first_bad_entry_named() {
     let err = one_error_line(&verify(&s, w.path()));
     assert!(err.contains("rolled back") && err.contains(&format!("this auditor saw {}", second["size"])), "{err}");
 }
+
+/// A change's evidence: its events and gate decisions with their inclusion proofs, signed,
+/// written once to the evidence store with a retention, and verifiable offline; an archive changed
+/// afterwards is refused.
+#[test]
+fn evidence_of_a_change_is_signed_proven_and_written_once() {
+    let s = serve_with(&[], tempfile::tempdir().unwrap());
+    activity(&s, "fraud");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("chg-1.json");
+    let v = ok(&run_as(
+        &s,
+        "auditor",
+        &["audit", "evidence", "--chg", "CHG-1", "--out", file.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(v["verified"], true);
+    assert!(v["records"].as_u64().unwrap() >= 4, "events and release decisions of CHG-1: {v}");
+    let key = v["key"].as_str().unwrap();
+    assert!(key.starts_with("acme/chg-CHG-1-"), "{key}");
+    // Stored once, read-only, in the registry's evidence store.
+    let stored = s.dir.path().join("data/evidence").join(key);
+    assert!(std::fs::metadata(&stored).unwrap().permissions().readonly());
+    assert_eq!(std::fs::read(&stored).unwrap(), std::fs::read(&file).unwrap());
+    // Verifiable offline, and not once changed.
+    ok(&run_as(&s, "auditor", &["audit", "check-evidence", file.to_str().unwrap(), "--output", "json"]));
+    let archive = std::fs::read_to_string(&file).unwrap();
+    let mut env: Value = serde_json::from_str(&archive).unwrap();
+    let payload = env["payload"].as_str().unwrap().to_owned();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forged = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replacen("CHG-1", "CHG-2", 1);
+    env["payload"] = Value::String(b64.encode(forged));
+    std::fs::write(&file, env.to_string()).unwrap();
+    let err = one_error_line(&run_as(&s, "auditor", &["audit", "check-evidence", file.to_str().unwrap()]));
+    assert!(err.contains("signature does not verify"), "{err}");
+    // Nothing names an unknown change.
+    let err = one_error_line(&run_as(&s, "auditor", &["audit", "evidence", "--chg", "CHG-404"]));
+    assert!(err.contains("not found"), "{err}");
+}

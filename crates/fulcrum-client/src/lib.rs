@@ -132,6 +132,15 @@ impl Client {
         Err(problem(resp).await)
     }
 
+    /// GET raw bytes (problem+json errors decoded).
+    ///
+    /// # Errors
+    /// Transport failures and problem+json answers.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let resp = self.send(self.request(Method::GET, path)).await?;
+        Ok(resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_vec())
+    }
+
     /// Call a JSON endpoint.
     ///
     /// # Errors

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod dto;
+pub mod evidence;
 pub mod fanout;
 pub mod gates;
 pub mod keyring;
@@ -121,6 +122,8 @@ pub enum OpenError {
     Ttl,
     #[error("OIDC: {0}")]
     Oidc(String),
+    #[error("evidence store: {0}")]
+    Evidence(String),
 }
 
 /// What happened at start-up that an operator must be told.
@@ -148,6 +151,8 @@ pub struct Inner {
     pub oidc: fulcrum_oidc::Issuers,
     pub cert_principals: auth::CertMemo,
     pub ledger: ledger::Ledger,
+    /// The write-once evidence store (`<data-dir>/evidence`).
+    pub evidence: fulcrum_store::worm::LocalWorm,
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -210,6 +215,8 @@ impl Registry {
 
         let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let evidence = fulcrum_store::worm::LocalWorm::open(&dir.join("evidence"))
+            .map_err(|e| OpenError::Evidence(e.to_string()))?;
         let backends = Box::new(keyring::KmsBackends { data_dir: dir.clone(), kms: config.kms.clone() });
         let (keys, created_key) =
             keyring::KeyRing::load(&store, dir, backends, clock.now()).await.map_err(OpenError::Keys)?;
@@ -250,6 +257,7 @@ impl Registry {
             oidc,
             cert_principals: auth::CertMemo::default(),
             ledger: ledger::Ledger::default(),
+            evidence,
             catalog,
             clock,
             metrics: Metrics::default(),

@@ -481,3 +481,55 @@ mod tests {
         }
     }
 }
+
+/// A record that belongs in a change's or incident's evidence: its ledger index and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceRecord {
+    pub index: u64,
+    pub kind: LeafKind,
+    pub data: Vec<u8>,
+}
+
+impl Store {
+    /// The events and gate decisions of `tenant` naming the change `chg_id` or the incident
+    /// `inc_id`, in ledger order.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn evidence_records(
+        &self,
+        tenant: &str,
+        chg_id: Option<&str>,
+        inc_id: Option<&str>,
+    ) -> Result<Vec<EvidenceRecord>> {
+        let rows = sqlx::query(
+            "SELECT l.idx, l.kind, e.body AS event, d.record AS decision
+             FROM ledger_leaves l
+             LEFT JOIN events e ON l.kind = 'event' AND e.seq = l.ref
+             LEFT JOIN decisions d ON l.kind = 'decision' AND d.seq = l.ref
+             WHERE l.tenant = ?1 AND (
+               (l.kind = 'event' AND (json_extract(e.body, '$.data.chg_id') = ?2 OR json_extract(e.body, '$.data.inc_id') = ?3))
+               OR (l.kind = 'decision' AND (d.chg_id = ?2 OR d.inc_id = ?3)))
+             ORDER BY l.idx",
+        )
+        .bind(tenant)
+        .bind(chg_id)
+        .bind(inc_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = LeafKind::parse(r.get("kind"))?;
+                let data: Option<String> = match kind {
+                    LeafKind::Event => r.get("event"),
+                    _ => r.get("decision"),
+                };
+                Ok(EvidenceRecord {
+                    index: r.get::<i64, _>("idx") as u64,
+                    kind,
+                    data: data.ok_or_else(|| StoreError::Corrupt("an evidence record is gone".into()))?.into_bytes(),
+                })
+            })
+            .collect()
+    }
+}

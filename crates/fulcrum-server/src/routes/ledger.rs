@@ -172,3 +172,81 @@ pub async fn consistency(
         state.store.ledger_ranges(&merkle::consistency_path(q.first, q.second)).await.map_err(|e| unavailable(&e))?;
     Ok(Json(ProofDto { hashes: hashes.iter().map(|h| B64.encode(h)).collect(), leaf_hash: None }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceBody {
+    /// The change to gather (exactly one of chg_id, inc_id).
+    #[serde(default)]
+    pub chg_id: Option<String>,
+    #[serde(default)]
+    pub inc_id: Option<String>,
+    /// How long the archive is retained (default 7 years; 1 day to 100 years).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+/// Gather a change's or an incident's events and gate decisions with their inclusion proofs, sign
+/// them and write them once to the evidence store, retained.
+#[utoipa::path(post, path = "/v1/audit/evidence", tag = "audit", request_body = EvidenceBody,
+    responses((status = 201, body = crate::evidence::EvidenceReceipt), (status = "4XX", body = Problem)))]
+pub async fn write_evidence(
+    State(state): State<AppState>,
+    who: Caller,
+    super::ApiJson(b): super::ApiJson<EvidenceBody>,
+) -> ApiResult<(StatusCode, Json<crate::evidence::EvidenceReceipt>)> {
+    who.require(&state, Action::ReadDecisions).await?;
+    if b.chg_id.is_some() == b.inc_id.is_some() {
+        return Err(ApiError::unprocessable("invalid_body", "give exactly one of chg_id, inc_id"));
+    }
+    super::check_id("chg_id", b.chg_id.as_deref())?;
+    super::check_id("inc_id", b.inc_id.as_deref())?;
+    let days = b.retention_days.unwrap_or(2557);
+    if !(1..=36_525).contains(&days) {
+        return Err(ApiError::unprocessable("invalid_body", "retention_days must be 1 to 36525"));
+    }
+    let r = crate::evidence::write(
+        &state,
+        &who.0.tenant,
+        b.chg_id.as_deref(),
+        b.inc_id.as_deref(),
+        time::Duration::days(days.into()),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceQuery {
+    pub key: String,
+}
+
+/// A stored evidence archive of the caller's tenant, checked against its digest.
+#[utoipa::path(get, path = "/v1/audit/evidence", tag = "audit", params(EvidenceQuery),
+    responses((status = 200, content_type = "application/json", body = Object), (status = "4XX", body = Problem)))]
+pub async fn read_evidence(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<EvidenceQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    who.require(&state, Action::ReadDecisions).await?;
+    if !q.key.starts_with(&format!("{}/", who.0.tenant)) {
+        return Err(ApiError::not_found("evidence"));
+    }
+    let (bytes, r) = state.evidence.get(&q.key).map_err(|e| match e {
+        fulcrum_store::worm::WormError::NotFound(_) | fulcrum_store::worm::WormError::BadKey(_) => {
+            ApiError::not_found("evidence")
+        }
+        other => unavailable(&other),
+    })?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json".to_owned()),
+            (axum::http::HeaderName::from_static("fulcrum-retain-until"), r.retain_until),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -98,6 +98,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger::entries))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
+        .routes(routes!(ledger::write_evidence, ledger::read_evidence))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(health))
         .routes(routes!(ready))

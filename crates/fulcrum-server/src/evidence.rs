@@ -1,0 +1,114 @@
+//! Evidence bundles (SPEC §8 "WORM evidence"): everything the ledger holds about one change or
+//! incident — its events and gate decisions, each with its inclusion proof against a fresh signed
+//! checkpoint, the checkpoint, and the trust bundle naming the key — signed by the registry
+//! (DSSE) and written once to the evidence store with a retention date.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use fulcrum_ledger::merkle;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// The DSSE payload type of an evidence bundle.
+pub const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.fulcrum.evidence.v1+json";
+
+/// What was written.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct EvidenceReceipt {
+    /// The object's key in the evidence store.
+    pub key: String,
+    /// SHA-256 of the stored archive.
+    pub digest: String,
+    pub retain_until: String,
+    pub records: usize,
+    /// The size of the checkpoint the proofs are against.
+    pub checkpoint_size: u64,
+}
+
+/// Build, sign and store the evidence of `chg_id` or `inc_id` for `tenant`.
+///
+/// # Errors
+/// No record names it (404), the ledger or the signer failing (503), the store refusing.
+pub async fn write(
+    state: &AppState,
+    tenant: &str,
+    chg_id: Option<&str>,
+    inc_id: Option<&str>,
+    retention: time::Duration,
+) -> Result<EvidenceReceipt, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "evidence");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_unavailable",
+            "the evidence cannot be written now",
+        )
+    };
+    let records = state.store.evidence_records(tenant, chg_id, inc_id).await?;
+    if records.is_empty() {
+        return Err(ApiError::not_found("change or incident"));
+    }
+    let cp = state.ledger.checkpoint(state, time::Duration::ZERO).await.map_err(|e| unavailable(&e))?;
+    let mut out = Vec::with_capacity(records.len());
+    for r in &records {
+        let proof =
+            state.store.ledger_ranges(&merkle::inclusion_path(r.index, cp.size)).await.map_err(|e| unavailable(&e))?;
+        out.push(json!({
+            "index": r.index,
+            "kind": r.kind.as_str(),
+            "data": String::from_utf8_lossy(&r.data),
+            "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        }));
+    }
+    let now = state.clock.now();
+    let bundle: Value = serde_json::from_slice(&state.keys.bundle().body).map_err(|e| unavailable(&e))?;
+    let payload = serde_json::to_vec(&json!({
+        "kind": "fulcrum-evidence/v1",
+        "tenant": tenant,
+        "chg_id": chg_id,
+        "inc_id": inc_id,
+        "created_at": now.format(&Rfc3339).expect("formats"),
+        "checkpoint": {"origin": state.config.ledger_origin, "size": cp.size, "root": B64.encode(cp.root),
+                       "note": cp.note, "kid": cp.kid},
+        "trust_bundle": bundle,
+        "records": out,
+    }))
+    .expect("json serialises");
+    let signer = state.keys.current();
+    let pae = fulcrum_sign::dsse_pae(EVIDENCE_MEDIA_TYPE, &payload);
+    let sig = crate::blocking(|| signer.sign(&pae)).map_err(|e| unavailable(&e))?;
+    let envelope = serde_json::to_vec_pretty(&json!({
+        "payloadType": EVIDENCE_MEDIA_TYPE,
+        "payload": B64.encode(&payload),
+        "signatures": [{"keyid": signer.kid(), "sig": B64.encode(sig)}],
+    }))
+    .expect("json serialises");
+    let which = match (chg_id, inc_id) {
+        (Some(c), _) => format!("chg-{c}"),
+        (None, Some(i)) => format!("inc-{i}"),
+        (None, None) => unreachable!("asked for a change or an incident"),
+    };
+    let stamp =
+        now.format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]")).expect("formats");
+    let key = format!("{tenant}/{which}-{stamp}.dsse.json");
+    let until = now + retention;
+    let r = state.evidence.put(&key, &envelope, until, now).map_err(|e| match e {
+        fulcrum_store::worm::WormError::Exists(_) => {
+            ApiError::conflict("evidence_exists", format!("{key} was already written"))
+        }
+        fulcrum_store::worm::WormError::BadKey(_) => {
+            ApiError::bad_request("bad_identifier", "the change or incident id cannot name an object")
+        }
+        other => unavailable(&other),
+    })?;
+    Ok(EvidenceReceipt {
+        key,
+        digest: r.sha256,
+        retain_until: r.retain_until,
+        records: records.len(),
+        checkpoint_size: cp.size,
+    })
+}
