@@ -62,3 +62,30 @@ pub fn start(store: Store, mut commits: watch::Receiver<u64>, mut last: i64) -> 
     });
     out
 }
+
+/// What a delivering sink (the NATS relay, a webhook) reads next: the committed events after
+/// `pos`, at most `limit`, waiting for a commit when there are none; `None` once the registry
+/// shuts down. Sinks keep their own position, so each reads at its own pace and resumes after a
+/// restart.
+///
+/// # Errors
+/// Store failures.
+pub async fn next_for_sink(
+    state: &crate::AppState,
+    pos: i64,
+    limit: u32,
+    commits: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Vec<fulcrum_store::StoredEvent>>, fulcrum_store::StoreError> {
+    loop {
+        let batch = state.store.events_after(None, pos, limit).await?;
+        if !batch.is_empty() {
+            return Ok(Some(batch));
+        }
+        tokio::select! {
+            _ = commits.changed() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return Ok(None),
+        }
+    }
+}

@@ -123,16 +123,7 @@ async fn run(state: &AppState, cfg: &NatsConfig) -> Result<(), RelayError> {
     let mut pos = state.store.sink_position(SINK).await?;
     let mut commits = state.events_tx.subscribe();
     let mut shutdown = state.shutdown_rx.clone();
-    loop {
-        let batch = state.store.events_after(None, pos, 256).await?;
-        if batch.is_empty() {
-            tokio::select! {
-                _ = commits.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => return Ok(()),
-            }
-            continue;
-        }
+    while let Some(batch) = crate::fanout::next_for_sink(state, pos, 256, &mut commits, &mut shutdown).await? {
         for ev in batch {
             let (subject, id) = route(&cfg.subject_prefix, &ev.body)?;
             let mut headers = async_nats::HeaderMap::new();
@@ -146,6 +137,7 @@ async fn run(state: &AppState, cfg: &NatsConfig) -> Result<(), RelayError> {
         // Kept once a batch: after a crash the batch is sent again, and JetStream drops the copies.
         state.store.set_sink_position(SINK, pos).await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

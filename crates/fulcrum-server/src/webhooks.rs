@@ -124,16 +124,7 @@ async fn run(
     let mut pos = state.store.sink_position(&sink).await?;
     let mut commits = state.events_tx.subscribe();
     let mut shutdown = state.shutdown_rx.clone();
-    loop {
-        let batch = state.store.events_after(None, pos, 64).await?;
-        if batch.is_empty() {
-            tokio::select! {
-                _ = commits.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => return Ok(()),
-            }
-            continue;
-        }
+    while let Some(batch) = crate::fanout::next_for_sink(state, pos, 64, &mut commits, &mut shutdown).await? {
         for ev in batch {
             let v: serde_json::Value = serde_json::from_str(&ev.body).unwrap_or_default();
             let tenant = v["data"]["tenant"].as_str().unwrap_or_default().to_owned();
@@ -163,6 +154,7 @@ async fn run(
             state.store.set_sink_position(&sink, pos).await?;
         }
     }
+    Ok(())
 }
 
 /// POST one event until a 2xx, at most `max_attempts` times: Err((attempts, last error)).
