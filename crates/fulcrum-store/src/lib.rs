@@ -22,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 pub mod policy;
 mod records;
+pub mod s3;
 pub mod worm;
 
 use std::collections::BTreeMap;

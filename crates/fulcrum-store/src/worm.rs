@@ -45,7 +45,7 @@ pub struct LocalWorm {
     dir: PathBuf,
 }
 
-fn check_key(key: &str) -> Result<(), WormError> {
+pub(crate) fn check_key(key: &str) -> Result<(), WormError> {
     let ok = !key.is_empty()
         && key.len() <= 256
         && !key.starts_with('/')
