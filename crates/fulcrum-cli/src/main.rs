@@ -53,6 +53,8 @@ pub enum Output {
     Json,
 }
 
+// Parsed once per process; boxing the serve arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the registry (embedded default: SQLite + local blobs + local key under --data-dir).

@@ -54,6 +54,19 @@ pub struct ServeArgs {
     /// dead-lettered.
     #[arg(long)]
     webhooks: Option<PathBuf>,
+    /// Write evidence archives to this S3 endpoint (bucket with Object Lock, COMPLIANCE) instead
+    /// of <data-dir>/evidence; with --evidence-s3-bucket and the key files.
+    #[arg(long, requires_all = ["evidence_s3_bucket", "evidence_s3_access_key_file", "evidence_s3_secret_key_file"])]
+    evidence_s3_endpoint: Option<String>,
+    #[arg(long)]
+    evidence_s3_bucket: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
+    evidence_s3_region: String,
+    /// Files holding the S3 access key id and secret (re-read when rotated).
+    #[arg(long)]
+    evidence_s3_access_key_file: Option<PathBuf>,
+    #[arg(long)]
+    evidence_s3_secret_key_file: Option<PathBuf>,
     /// Lifetime of signed resolve documents, in seconds.
     #[arg(long, default_value_t = 300)]
     resolve_ttl_secs: u64,
@@ -111,6 +124,17 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();
+    if let (Some(endpoint), Some(bucket), Some(ak), Some(sk)) =
+        (&a.evidence_s3_endpoint, &a.evidence_s3_bucket, &a.evidence_s3_access_key_file, &a.evidence_s3_secret_key_file)
+    {
+        config.evidence_s3 = Some(fulcrum_server::evidence::S3Config {
+            endpoint: endpoint.clone(),
+            bucket: bucket.clone(),
+            region: a.evidence_s3_region.clone(),
+            access_key: fulcrum_kms::Secret::from_file(ak)?,
+            secret_key: fulcrum_kms::Secret::from_file(sk)?,
+        });
+    }
     if let Some(p) = &a.webhooks {
         config.webhooks =
             fulcrum_server::webhooks::WebhooksFile::load(p).map_err(|e| anyhow::anyhow!("webhooks {e}"))?.webhooks;

@@ -12,6 +12,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::AppState;
 use crate::problem::ApiError;
 
+pub use fulcrum_store::s3::S3Config;
+
 /// The DSSE payload type of an evidence bundle.
 pub const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.fulcrum.evidence.v1+json";
 
@@ -95,7 +97,7 @@ pub async fn write(
         now.format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]")).expect("formats");
     let key = format!("{tenant}/{which}-{stamp}.dsse.json");
     let until = now + retention;
-    let r = state.evidence.put(&key, &envelope, until, now).map_err(|e| match e {
+    let r = state.evidence.put(&key, &envelope, until, now).await.map_err(|e| match e {
         fulcrum_store::worm::WormError::Exists(_) => {
             ApiError::conflict("evidence_exists", format!("{key} was already written"))
         }

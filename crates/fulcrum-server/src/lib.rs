@@ -75,6 +75,8 @@ pub struct Config {
     pub client_identities: auth::ClientIdentities,
     /// Receivers every committed event is POSTed to, signed.
     pub webhooks: Vec<webhooks::WebhookConfig>,
+    /// Write evidence to S3 with Object Lock instead of `<data-dir>/evidence`.
+    pub evidence_s3: Option<fulcrum_store::s3::S3Config>,
     /// Relay every committed event to NATS JetStream.
     pub nats: Option<relay::NatsConfig>,
     /// The audit ledger's origin (its checkpoints' first line and key name).
@@ -98,6 +100,7 @@ impl Config {
             oidc: vec![],
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
+            evidence_s3: None,
             webhooks: vec![],
             client_identities: auth::ClientIdentities::default(),
         }
@@ -151,8 +154,8 @@ pub struct Inner {
     pub oidc: fulcrum_oidc::Issuers,
     pub cert_principals: auth::CertMemo,
     pub ledger: ledger::Ledger,
-    /// The write-once evidence store (`<data-dir>/evidence`).
-    pub evidence: fulcrum_store::worm::LocalWorm,
+    /// The write-once evidence store (`<data-dir>/evidence`, or S3 with Object Lock).
+    pub evidence: fulcrum_store::worm::EvidenceStore,
     pub catalog: Catalog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -215,8 +218,17 @@ impl Registry {
 
         let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
-        let evidence = fulcrum_store::worm::LocalWorm::open(&dir.join("evidence"))
-            .map_err(|e| OpenError::Evidence(e.to_string()))?;
+        let evidence = match &config.evidence_s3 {
+            None => fulcrum_store::worm::EvidenceStore::Local(
+                fulcrum_store::worm::LocalWorm::open(&dir.join("evidence"))
+                    .map_err(|e| OpenError::Evidence(e.to_string()))?,
+            ),
+            Some(c) => {
+                let s3 = fulcrum_store::s3::S3Worm::new(c.clone()).map_err(|e| OpenError::Evidence(e.to_string()))?;
+                s3.ensure_bucket().await.map_err(|e| OpenError::Evidence(e.to_string()))?;
+                fulcrum_store::worm::EvidenceStore::S3(s3)
+            }
+        };
         let backends = Box::new(keyring::KmsBackends { data_dir: dir.clone(), kms: config.kms.clone() });
         let (keys, created_key) =
             keyring::KeyRing::load(&store, dir, backends, clock.now()).await.map_err(OpenError::Keys)?;

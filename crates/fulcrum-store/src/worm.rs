@@ -181,6 +181,46 @@ impl LocalWorm {
     }
 }
 
+/// Where evidence is written: a local directory (the embedded default) or S3 with Object Lock.
+#[derive(Debug, Clone)]
+pub enum EvidenceStore {
+    Local(LocalWorm),
+    S3(crate::s3::S3Worm),
+}
+
+impl EvidenceStore {
+    /// Write `bytes` once under `key`, retained until `until`.
+    ///
+    /// # Errors
+    /// An existing key, a bad key, the store failing.
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Retention, WormError> {
+        match self {
+            EvidenceStore::Local(l) => l.put(key, bytes, until, now),
+            EvidenceStore::S3(s) => s.put(key, bytes, until).await,
+        }
+    }
+
+    /// Read an object back, checked against its digest, with its retention.
+    ///
+    /// # Errors
+    /// Unknown keys, a changed object, the store failing.
+    pub async fn get(&self, key: &str) -> Result<(Vec<u8>, Retention), WormError> {
+        match self {
+            EvidenceStore::Local(l) => l.get(key),
+            EvidenceStore::S3(s) => {
+                let (_, r) = s.head(key).await?;
+                Ok((s.get(key).await?, r))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

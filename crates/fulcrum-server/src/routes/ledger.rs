@@ -235,7 +235,7 @@ pub async fn read_evidence(
     if !q.key.starts_with(&format!("{}/", who.0.tenant)) {
         return Err(ApiError::not_found("evidence"));
     }
-    let (bytes, r) = state.evidence.get(&q.key).map_err(|e| match e {
+    let (bytes, r) = state.evidence.get(&q.key).await.map_err(|e| match e {
         fulcrum_store::worm::WormError::NotFound(_) | fulcrum_store::worm::WormError::BadKey(_) => {
             ApiError::not_found("evidence")
         }

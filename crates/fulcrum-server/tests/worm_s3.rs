@@ -4,95 +4,14 @@
 //! version cannot be deleted nor its retention shortened; a key is written once; after retention
 //! the version can be deleted.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use fulcrum_server::testing::Weed;
 use fulcrum_store::s3::{S3Config, S3Worm};
 use fulcrum_store::worm::WormError;
 use time::OffsetDateTime;
-
-fn weed() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_SEAWEEDFS").map(PathBuf::from).or_else(|| {
-        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-seaweedfs-4.48/bin/weed"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "SeaweedFS is missing ({}): run scripts/test.sh",
-        p.display()
-    );
-    eprintln!("SKIPPED LOCALLY: SeaweedFS not installed at {} (scripts/test.sh installs it)", p.display());
-    None
-}
-
-/// A free port whose +10000 (SeaweedFS's gRPC port) is below 65536 and free too.
-fn port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if p < 50_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
-}
-
-struct Weed {
-    child: Child,
-    _dir: tempfile::TempDir,
-    s3: u16,
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(bin: &PathBuf) -> Weed {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let conf = dir.path().join("s3.json");
-    std::fs::write(
-        &conf,
-        r#"{"identities":[{"name":"admin","credentials":[{"accessKey":"fulcrum","secretKey":"fulcrum-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}"#,
-    )
-    .unwrap();
-    let s3 = port();
-    let flag = |n: &str, p: u16| format!("-{n}={p}");
-    let child = Command::new(bin)
-        .arg("mini")
-        .arg(format!("-dir={}", dir.path().join("data").display()))
-        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false", "-s3.port.lance=0"])
-        .arg(format!("-s3.config={}", conf.display()))
-        .args([
-            flag("master.port", port()),
-            flag("volume.port", port()),
-            flag("filer.port", port()),
-            flag("s3.port", s3),
-            flag("s3.port.iceberg", port()),
-            flag("metricsPort", port()),
-            flag("admin.port", port()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let w = Weed { child, _dir: dir, s3 };
-    let start = Instant::now();
-    loop {
-        // S3 answers 403 to an anonymous request once it is up.
-        let up = std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok();
-        if up {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "SeaweedFS did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    w
-}
 
 fn secret(dir: &std::path::Path, name: &str, v: &str) -> fulcrum_kms::Secret {
     let p = dir.join(name);
@@ -102,8 +21,7 @@ fn secret(dir: &std::path::Path, name: &str, v: &str) -> fulcrum_kms::Secret {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_lock_compliance_refuses_early_deletes_overwrites_and_shortening() {
-    let Some(bin) = weed() else { return };
-    let w = start(&bin);
+    let Some(w) = Weed::start() else { return };
     let keys = tempfile::tempdir().unwrap();
     let s3 = S3Worm::new(S3Config {
         endpoint: format!("http://127.0.0.1:{}", w.s3),
@@ -147,4 +65,50 @@ async fn object_lock_compliance_refuses_early_deletes_overwrites_and_shortening(
     assert!(matches!(s3.delete_version("acme/short.json", &v).await, Err(WormError::Retained(..))));
     tokio::time::sleep(Duration::from_secs(5)).await;
     s3.delete_version("acme/short.json", &v).await.unwrap();
+}
+
+/// A registry whose evidence store is the S3 bucket: the evidence of a change lands there, locked
+/// in COMPLIANCE mode until its retention date, and reads back through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_writes_evidence_to_s3_locked() {
+    let Some(w) = Weed::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let cfg = S3Config {
+        endpoint: format!("http://127.0.0.1:{}", w.s3),
+        bucket: "registry-evidence".into(),
+        region: "us-east-1".into(),
+        access_key: secret(keys.path(), "ak", "fulcrum"),
+        secret_key: secret(keys.path(), "sk", "fulcrum-secret"),
+    };
+    let s3 = S3Worm::new(cfg.clone()).unwrap();
+    let start = Instant::now();
+    while let Err(e) = s3.ensure_bucket().await {
+        assert!(start.elapsed() < Duration::from_secs(30), "bucket: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let h = common::Harness::start_with(tempfile::tempdir().unwrap(), |c| c.evidence_s3 = Some(cfg)).await;
+    common::with_production(&h, "fraud").await;
+    let r = h
+        .post(
+            "auditor",
+            "/v1/audit/evidence",
+            serde_json::json!({"chg_id": "CHG-1", "retention_days": 30}),
+            reqwest::StatusCode::CREATED,
+        )
+        .await;
+    let key = r["key"].as_str().unwrap();
+    assert!(r["records"].as_u64().unwrap() >= 2, "{r}");
+    let (version, retention) = s3.head(key).await.unwrap();
+    let until = OffsetDateTime::parse(&retention.retain_until, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(until > OffsetDateTime::now_utc() + time::Duration::days(29), "{retention:?}");
+    assert!(matches!(s3.delete_version(key, &version).await, Err(WormError::Retained(..))));
+    let back = h
+        .http
+        .get(format!("{}/v1/audit/evidence?key={key}", h.url))
+        .bearer_auth(common::token("auditor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), reqwest::StatusCode::OK);
+    assert_eq!(back.bytes().await.unwrap().to_vec(), s3.get(key).await.unwrap());
 }
