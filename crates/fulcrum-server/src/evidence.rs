@@ -54,10 +54,13 @@ pub async fn write(
         return Err(ApiError::not_found("change or incident"));
     }
     let cp = state.ledger.checkpoint(state, time::Duration::ZERO).await.map_err(|e| unavailable(&e))?;
+    // Every record's proof from one read of the stored subtrees.
+    let paths: Vec<Vec<merkle::Range>> = records.iter().map(|r| merkle::inclusion_path(r.index, cp.size)).collect();
+    let all: Vec<merkle::Range> = paths.iter().flatten().copied().collect();
+    let mut hashes = state.store.ledger_ranges(&all).await.map_err(|e| unavailable(&e))?.into_iter();
     let mut out = Vec::with_capacity(records.len());
-    for r in &records {
-        let proof =
-            state.store.ledger_ranges(&merkle::inclusion_path(r.index, cp.size)).await.map_err(|e| unavailable(&e))?;
+    for (r, path) in records.iter().zip(&paths) {
+        let proof: Vec<fulcrum_ledger::Hash> = hashes.by_ref().take(path.len()).collect();
         out.push(json!({
             "index": r.index,
             "kind": r.kind.as_str(),
