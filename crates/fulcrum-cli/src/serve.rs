@@ -193,7 +193,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
                     required: a.require_client_cert,
                 });
             }
-            fulcrum_server::serve_tls(state, a.listen, &files, shutdown_signal()).await.context("server failed")?;
+            let listener =
+                std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on {}", a.listen))?;
+            fulcrum_server::serve_tls(state, listener, &files, shutdown_signal()).await.context("server failed")?;
         }
         _ => {
             let listener = tokio::net::TcpListener::bind(a.listen)

@@ -112,17 +112,10 @@ pub async fn start_with(
     if let Some(files) = tls {
         // Fail here, not in the task, when the files do not load.
         files.server_config().map_err(|e| e.to_string())?;
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let (st, stop) = (state.clone(), stopped(rx.clone()));
-        tasks.push(tokio::spawn(async move { crate::serve_tls(st, addr, &files, stop).await }));
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        tasks.push(tokio::spawn(async move { crate::serve_tls(st, listener, &files, stop).await }));
         tls_url = Some(format!("https://localhost:{port}"));
     }
     tasks.push(tokio::spawn(crate::serve(state, listener, stopped(rx))));

@@ -37,27 +37,39 @@ pub struct Nats {
 }
 
 impl Nats {
+    /// # Panics
+    /// When it does not start on any of three free ports.
     pub fn start() -> Option<Self> {
         let bin = nats_server()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut n = Self { bin, dir: tempfile::tempdir().unwrap(), port, child: None };
-        n.up();
-        Some(n)
+        let mut last = String::new();
+        // The port is free when picked but another process may take it before the server binds:
+        // then the server exits and another port is tried.
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut n = Self { bin: bin.clone(), dir: tempfile::tempdir().unwrap(), port, child: None };
+            match n.try_up() {
+                Ok(()) => return Some(n),
+                Err(e) => last = e,
+            }
+        }
+        panic!("nats-server did not start: {last}");
     }
 
-    fn up(&mut self) {
+    fn try_up(&mut self) -> Result<(), String> {
         let child = Command::new(&self.bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            .map_err(|e| e.to_string())?;
+        let child = self.child.insert(child);
+        wait_listening(child, self.port, Duration::from_secs(10))
+    }
+
+    fn up(&mut self) {
+        if let Err(e) = self.try_up() {
+            panic!("nats-server did not restart on port {}: {e}", self.port);
         }
     }
 
@@ -167,16 +179,34 @@ fn start_weed(bin: &PathBuf) -> Weed {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let w = Weed { child, _dir: dir, s3 };
-    let start = Instant::now();
-    loop {
-        // S3 answers 403 to an anonymous request once it is up.
-        let up = std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok();
-        if up {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "SeaweedFS did not start");
-        std::thread::sleep(Duration::from_millis(100));
+    let mut w = Weed { child, _dir: dir, s3 };
+    if let Err(e) = wait_listening(&mut w.child, s3, Duration::from_secs(30)) {
+        panic!("SeaweedFS did not start: {e}");
     }
     w
+}
+
+/// Wait until `port` accepts connections while `child` still runs: a child that exited (its port
+/// taken by another process, say) is an error, not a server found on that port.
+fn wait_listening(child: &mut Child, port: u16, within: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status} (port {port})"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Still ours: it did not exit on a failed bind while someone else answered.
+            std::thread::sleep(Duration::from_millis(50));
+            return match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => Err(format!("exited with {status} (port {port})")),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            return Err(format!("not listening on port {port} after {within:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -128,15 +128,15 @@ async fn reload(tls: axum_server::tls_rustls::RustlsConfig, files: TlsFiles) {
     }
 }
 
-/// Serve HTTPS until `shutdown` resolves. The files are re-read when they change, without a
-/// restart; a set that does not load leaves the one in use serving (and is said in the log,
-/// without content).
+/// Serve HTTPS on `listener` (already bound, so the address is the caller's from the start)
+/// until `shutdown` resolves. The files are re-read when they change, without a restart; a set
+/// that does not load leaves the one in use serving (and is said in the log, without content).
 ///
 /// # Errors
 /// Bad files at start, or listener failures.
 pub async fn serve_tls(
     state: AppState,
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
     files: &TlsFiles,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -151,7 +151,7 @@ pub async fn serve_tls(
         st.begin_shutdown();
         h.graceful_shutdown(Some(Duration::from_secs(30)));
     });
-    let result = axum_server::bind_rustls(addr, tls)
+    let result = axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)
         .serve(crate::app(state).into_make_service_with_connect_info::<SocketAddr>())
         .await;

@@ -133,6 +133,7 @@ async fn me(
     let mut b = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(pki.server_ca.pem.as_bytes()).unwrap()])
         .resolve("localhost", ([127, 0, 0, 1], h.port()).into())
+        .timeout(std::time::Duration::from_secs(30))
         .pool_max_idle_per_host(0);
     if let Some((c, k)) = cert {
         b = b.identity(reqwest::Identity::from_pem(format!("{c}\n{k}").as_bytes()).unwrap());

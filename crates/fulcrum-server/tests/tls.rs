@@ -21,13 +21,14 @@ async fn serves_https_with_a_pem_certificate() {
 
     let (state, _) =
         fulcrum_server::Registry::open_default(fulcrum_server::Config::new(dir.path().join("data"))).await.unwrap();
-    // Pick a free port, then serve on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Bind a free port, then serve on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let port = addr.port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let server = tokio::spawn(async move {
-        fulcrum_server::serve_tls(state, addr, &fulcrum_server::TlsFiles::new(&c, &k), async {
+        fulcrum_server::serve_tls(state, listener, &fulcrum_server::TlsFiles::new(&c, &k), async {
             let _ = rx.await;
         })
         .await
@@ -80,12 +81,13 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     std::fs::write(&k, &key1).unwrap();
     let (state, _) =
         fulcrum_server::Registry::open_default(fulcrum_server::Config::new(dir.path().join("data"))).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let port = addr.port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (c2, k2) = (c.clone(), k.clone());
     let server = tokio::spawn(async move {
-        fulcrum_server::serve_tls(state, addr, &fulcrum_server::TlsFiles::new(&c2, &k2), async {
+        fulcrum_server::serve_tls(state, listener, &fulcrum_server::TlsFiles::new(&c2, &k2), async {
             let _ = rx.await;
         })
         .await

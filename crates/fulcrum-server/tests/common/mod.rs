@@ -51,6 +51,11 @@ impl fulcrum_server::clock::Clock for ShiftedClock {
     }
 }
 
+/// The tests' HTTP client: a request that gets no answer fails after a minute instead of hanging.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap()
+}
+
 pub fn token(who: &str) -> String {
     format!("test-token-{who}")
 }
@@ -136,19 +141,14 @@ impl Harness {
                 (url, tokio::spawn(fulcrum_server::serve(state, listener, stop)))
             }
             Some(files) => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-                let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-                let task = tokio::spawn(async move { fulcrum_server::serve_tls(state, addr, &files, stop).await });
-                for _ in 0..100 {
-                    if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
+                // Bound here and handed over: the address is ours before the server task runs.
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = listener.local_addr().unwrap().port();
+                let task = tokio::spawn(async move { fulcrum_server::serve_tls(state, listener, &files, stop).await });
                 (format!("https://localhost:{port}"), task)
             }
         };
-        Self { url, dir, http: reqwest::Client::new(), stop: Some(tx), task: Some(task) }
+        Self { url, dir, http: client(), stop: Some(tx), task: Some(task) }
     }
 
     /// Stop the server gracefully and hand back its data dir.
