@@ -51,6 +51,8 @@ pub enum Deny {
     BundleChain(String),
     #[error("the policy in force does not allow it here: {0}")]
     PolicyDenies(String),
+    #[error("the audit ledger does not prove it: {0}")]
+    LedgerUnproven(String),
 }
 
 impl Deny {
@@ -73,6 +75,7 @@ impl Deny {
             Deny::ReleaseUnverified(_) => "release_unverified",
             Deny::BundleChain(_) => "bundle_chain_broken",
             Deny::PolicyDenies(_) => "policy_deny",
+            Deny::LedgerUnproven(_) => "ledger_unproven",
         }
     }
 }

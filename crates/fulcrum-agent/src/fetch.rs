@@ -85,6 +85,9 @@ pub struct Agent {
     pub name: String,
     /// Bytes fetched so far and expected, while a fetch runs (for a progress line).
     pub progress: Arc<Progress>,
+    /// Demand inclusion proofs from the audit ledger (the answer's event and the release gate's
+    /// decision) before a version is placed: `--require-ledger-proof`.
+    pub require_ledger_proof: bool,
     /// The bundle adopted through a verified chain, as kept in the state dir: read from disk
     /// once (outer `None`: not read yet), then kept here when a newer one is adopted.
     adopted: std::sync::Mutex<Option<Option<TrustBundle>>>,
@@ -111,7 +114,16 @@ pub struct Permit {
 
 impl Agent {
     pub fn new(client: Client, bundle: TrustBundle, state: StateDir, max_skew: Duration, name: String) -> Self {
-        Self { client, bundle, state, max_skew, name, progress: Arc::default(), adopted: std::sync::Mutex::new(None) }
+        Self {
+            client,
+            bundle,
+            state,
+            max_skew,
+            name,
+            require_ledger_proof: false,
+            progress: Arc::default(),
+            adopted: std::sync::Mutex::new(None),
+        }
     }
 
     /// Resolve and check (signature against the pinned bundle, freshness, verdict, marks); the
@@ -294,8 +306,62 @@ impl Agent {
         Ok(crate::policy::evaluate(&snapshot, doc)?)
     }
 
-    /// The release record the answer points at, verified; its model card's guardrails.
-    async fn release_record(&self, doc: &ResolveDocument) -> Result<Guardrails, Stop> {
+    /// The answer's event and the release gate's decision, proven to be in the audit ledger's
+    /// tree under a checkpoint signed by a trusted key. The registry signs a checkpoint on
+    /// request at most once a second: a leaf newer than the checkpoint is asked again shortly.
+    ///
+    /// # Errors
+    /// `ledger_unproven`, or the registry unreachable.
+    pub async fn prove_on_ledger(&self, doc: &ResolveDocument, release: &serde_json::Value) -> Result<(), Stop> {
+        let index = doc.ledger_index.ok_or_else(|| Deny::LedgerUnproven("the answer names no ledger entry".into()))?;
+        let gate = crate::ledger::gate_leaf(release)?;
+        let newest = index.max(gate.index);
+        let trusted = self.trusted()?;
+        let mut tries = 0;
+        let cp = loop {
+            let v = self.client.get("/v1/ledger/checkpoint").await.map_err(from_client)?;
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let (note, origin, kid) = (field("note"), field("origin"), field("kid"));
+            let cp = crate::ledger::open_checkpoint(
+                &trusted,
+                crate::ledger::SignedCheckpoint { note: &note, origin: &origin, kid: &kid },
+            )?;
+            tries += 1;
+            if cp.size > newest || tries >= 4 {
+                break cp;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        };
+        let proof = |i: u64| async move {
+            let p = self
+                .client
+                .get(&format!("/v1/ledger/proofs/inclusion?index={i}&tree_size={}", cp.size))
+                .await
+                .map_err(from_client)?;
+            let hashes: Vec<String> = serde_json::from_value(p["hashes"].clone())
+                .map_err(|_| Deny::LedgerUnproven("the inclusion proof is malformed".into()))?;
+            Ok::<_, Stop>(crate::ledger::decode_hashes(&hashes)?)
+        };
+        if index < cp.size {
+            let page = self
+                .client
+                .get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1))
+                .await
+                .map_err(from_client)?;
+            let data = page["entries"][0]["data"]
+                .as_str()
+                .ok_or_else(|| Deny::LedgerUnproven(format!("entry {index} is not readable")))?;
+            crate::ledger::check_answer_leaf(doc, &cp, data.as_bytes(), &proof(index).await?)?;
+        } else {
+            crate::ledger::check_answer_leaf(doc, &cp, b"", &[])?;
+        }
+        let gate_proof = if gate.index < cp.size { proof(gate.index).await? } else { vec![] };
+        crate::ledger::check_gate_leaf(&gate, &cp, &gate_proof)?;
+        Ok(())
+    }
+
+    /// The release record the answer points at, verified.
+    async fn release_record(&self, doc: &ResolveDocument) -> Result<crate::release::VerifiedRecord, Stop> {
         let d: Digest =
             doc.uris.attestation.strip_prefix("/v1/blobs/").and_then(|d| d.parse().ok()).ok_or_else(|| {
                 Stop::Deny(Deny::ReleaseUnverified(format!("{}: not a blob by digest", doc.uris.attestation)))
@@ -312,7 +378,11 @@ impl Agent {
     ) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
         self.check_policy(&doc).await?;
-        let guardrails = self.release_record(&doc).await?;
+        let record = self.release_record(&doc).await?;
+        if self.require_ledger_proof && mode == Mode::Online {
+            self.prove_on_ledger(&doc, &record.predicate).await?;
+        }
+        let guardrails = record.guardrails;
         let artifact: Digest = doc
             .artifact_digest
             .parse()

@@ -5,6 +5,8 @@
 //!   and roll back on a revocation of the served version.
 //! - [`check`]: the startup check, pure — signature, reference, freshness, the registry's
 //!   verdict, anti-rollback marks. Every attack in the agent's suite is a row of data against it.
+//! - [`ledger`]: optional proof that the answer's event and the release gate's decision are in
+//!   the registry's signed audit ledger, pure.
 //!
 //! # Invariants
 //! - Nothing from a resolve answer is used before its signature over the exact bytes verifies
@@ -18,6 +20,7 @@ pub mod check;
 pub mod fetch;
 pub mod gateway;
 pub mod guard;
+pub mod ledger;
 pub mod oip;
 pub mod policy;
 pub mod release;

@@ -45,6 +45,11 @@ struct Cli {
     /// Largest accepted clock skew against the registry's signed time, in seconds.
     #[arg(long, global = true, default_value_t = 30)]
     max_skew: i64,
+    /// Before placing a version, demand inclusion proofs from the registry's audit ledger: the
+    /// event behind the resolve answer and the release gate's decision, under a checkpoint
+    /// signed by a key of the pinned bundle. Refused with `ledger_unproven` otherwise.
+    #[arg(long, env = "FULCRUM_REQUIRE_LEDGER_PROOF", global = true)]
+    require_ledger_proof: bool,
     /// Name reported with startup decisions.
     #[arg(long, env = "HOSTNAME", global = true, default_value = "fulcrum-agent")]
     name: String,
@@ -202,7 +207,8 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(format!("state dir {}: {e}", cli.state.display())),
     };
-    let agent = Agent::new(client, bundle, state, time::Duration::seconds(cli.max_skew), cli.name.clone());
+    let mut agent = Agent::new(client, bundle, state, time::Duration::seconds(cli.max_skew), cli.name.clone());
+    agent.require_ledger_proof = cli.require_ledger_proof;
     match &cli.cmd {
         Cmd::Resolve { reference, env } => match agent.resolve(reference, env).await {
             Ok(d) => {
@@ -277,7 +283,8 @@ async fn main() -> ExitCode {
                     Err(e) => return fail(format!("state dir: {e}")),
                 };
                 let name = format!("{}-{alias}", agent.name);
-                let a = Agent::new(agent.client.clone(), agent.bundle.clone(), state, agent.max_skew, name);
+                let mut a = Agent::new(agent.client.clone(), agent.bundle.clone(), state, agent.max_skew, name);
+                a.require_ledger_proof = agent.require_ledger_proof;
                 let mut g = match place.guard(a, &format!("{model}@{alias}"), env) {
                     Ok(g) => g,
                     Err(e) => return fail(e),

@@ -79,11 +79,18 @@ struct Subject {
     digest: std::collections::BTreeMap<String, String>,
 }
 
-/// Verify a release record envelope for `doc` and return the guardrails its model card sets.
+/// A release record that verified: the guardrails its model card sets and its predicate.
+#[derive(Debug, Clone)]
+pub struct VerifiedRecord {
+    pub guardrails: Guardrails,
+    pub predicate: serde_json::Value,
+}
+
+/// Verify a release record envelope for `doc`.
 ///
 /// # Errors
 /// `Deny::ReleaseUnverified` naming what did not hold.
-pub fn verify_record(bundle: &TrustBundle, envelope: &[u8], doc: &ResolveDocument) -> Result<Guardrails, Deny> {
+pub fn verify_record(bundle: &TrustBundle, envelope: &[u8], doc: &ResolveDocument) -> Result<VerifiedRecord, Deny> {
     let bad = |why: String| Deny::ReleaseUnverified(format!("of {}@{}: {why}", doc.name, doc.version));
     let payload = open_envelope(bundle, envelope, INTOTO_PAYLOAD_TYPE).map_err(|e| bad(e.into()))?;
     let st: Statement = serde_json::from_slice(&payload).map_err(|e| bad(format!("not an in-toto statement: {e}")))?;
@@ -98,10 +105,11 @@ pub fn verify_record(bundle: &TrustBundle, envelope: &[u8], doc: &ResolveDocumen
     if p["model"].as_str() != Some(doc.name.as_str()) || p["version"].as_str() != Some(doc.version.as_str()) {
         return Err(bad("it names another model or version".into()));
     }
-    match p["model_card"].get("guardrails") {
-        None | Some(serde_json::Value::Null) => Ok(Guardrails::default()),
-        Some(g) => serde_json::from_value(g.clone()).map_err(|e| bad(format!("guardrails: {e}"))),
-    }
+    let guardrails = match p["model_card"].get("guardrails") {
+        None | Some(serde_json::Value::Null) => Guardrails::default(),
+        Some(g) => serde_json::from_value(g.clone()).map_err(|e| bad(format!("guardrails: {e}")))?,
+    };
+    Ok(VerifiedRecord { guardrails, predicate: st.predicate })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ fn now() -> OffsetDateTime {
 
 fn doc(k: &LocalKey, issued: OffsetDateTime, seq: u64, position: u64) -> ResolveDocument {
     ResolveDocument {
+        ledger_index: Some(7),
         name: "fraud".into(),
         version: format!("v{seq}"),
         stage: "Approved".into(),

@@ -187,7 +187,6 @@ async fn seed(dir: PathBuf, models: usize, per_model: usize) -> anyhow::Result<(
                 release: serde_json::json!({}),
                 publisher: "ci".into(),
                 chg_id: None,
-                gate_decision: None,
             };
             store.register_version("bench", &name, nv, &policy, now).await?;
         }

@@ -53,6 +53,13 @@ pub struct ResolveDocument {
     #[serde(default)]
     pub alias_cause: Option<String>,
     pub env: String,
+    /// The audit-ledger leaf that stands behind this answer: the lifecycle event recording the
+    /// decision that last moved the alias or set the version's stage or hold, whichever is
+    /// newer (its approvals and change id are in it). An agent may demand its inclusion proof
+    /// against a signed checkpoint before it serves (SPEC §8). `None` only for records older
+    /// than the ledger.
+    #[serde(default)]
+    pub ledger_index: Option<u64>,
     /// The registry's own answer for `env`; agents still check for themselves.
     pub decision: Decision,
     pub deny_reason: Option<String>,

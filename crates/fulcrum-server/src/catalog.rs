@@ -49,12 +49,14 @@ struct VersionEntry {
     record_digest: Digest,
     stage: Stage,
     hold: Hold,
+    ledger_index: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 struct AliasEntry {
     target: Option<i64>,
     position: u64,
+    ledger_index: Option<u64>,
     chg_id: Option<String>,
     inc_id: Option<String>,
     cause: fulcrum_core::lifecycle::AliasCause,
@@ -167,6 +169,7 @@ impl Catalog {
                     AliasEntry {
                         target: a.version_id,
                         position: a.position,
+                        ledger_index: a.ledger_index,
                         chg_id: a.chg_id.clone(),
                         inc_id: a.inc_id.clone(),
                         cause: a.cause,
@@ -221,6 +224,7 @@ impl Catalog {
                 record_digest: v.record_digest,
                 stage: v.stage,
                 hold: v.hold,
+                ledger_index: v.ledger_index,
             },
         );
     }
@@ -242,24 +246,28 @@ impl Catalog {
         self.refresh_model(v.model_id, now);
     }
 
-    /// Apply the effects of a committed governance change, then re-sign the model's alias docs.
-    pub fn apply(&self, model_id: i64, effects: &[Effect], now: OffsetDateTime) {
+    /// Apply the effects of a committed governance change (each with the ledger leaf behind
+    /// it), then re-sign the model's alias docs.
+    pub fn apply(&self, model_id: i64, effects: &[Effect], ledger: &[u64], now: OffsetDateTime) {
         {
             let mut inner = self.inner.write().expect("catalog lock");
             let Some(m) = inner.by_id(model_id) else {
                 return;
             };
-            for fx in effects {
+            for (i, fx) in effects.iter().enumerate() {
+                let leaf = ledger.get(i).copied();
                 match fx {
                     Effect::Approved { .. } => {}
                     Effect::StageChanged { version, to, .. } => {
                         if let Some(v) = m.versions.get_mut(version) {
                             v.stage = *to;
+                            v.ledger_index = leaf;
                         }
                     }
                     Effect::HoldChanged { version, to, .. } => {
                         if let Some(v) = m.versions.get_mut(version) {
                             v.hold = *to;
+                            v.ledger_index = leaf;
                         }
                     }
                     Effect::AliasMoved { alias, to, entry, .. } => {
@@ -268,6 +276,7 @@ impl Catalog {
                             AliasEntry {
                                 target: *to,
                                 position: entry.position,
+                                ledger_index: leaf,
                                 chg_id: entry.chg_id.clone(),
                                 inc_id: entry.inc_id.clone(),
                                 cause: entry.cause,
@@ -379,6 +388,7 @@ impl Catalog {
             alias_inc_id: alias.and_then(|(_, a)| a.inc_id.clone()),
             alias_cause: alias.map(|(_, a)| a.cause.as_str().to_owned()),
             env: env.as_str().into(),
+            ledger_index: alias.and_then(|(_, a)| a.ledger_index).max(v.ledger_index),
             decision: if verdict.is_ok() { Decision::Permit } else { Decision::Deny },
             deny_reason: verdict.err(),
             issued_at: fmt(now),

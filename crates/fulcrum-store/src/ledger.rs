@@ -62,18 +62,19 @@ pub(crate) async fn append(
     reference: i64,
     tenant: &str,
     data: &[u8],
-) -> Result<()> {
-    sqlx::query(
+) -> Result<u64> {
+    let idx: i64 = sqlx::query(
         "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash)
-         SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ? FROM ledger_leaves",
+         SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ? FROM ledger_leaves RETURNING idx",
     )
     .bind(kind.as_str())
     .bind(reference)
     .bind(tenant)
     .bind(merkle::leaf_hash(data).as_slice())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    Ok(idx as u64)
 }
 
 /// The hashes of `nodes` (level 0 from the leaves, above from the built subtrees), in one query

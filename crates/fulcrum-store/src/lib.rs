@@ -291,10 +291,13 @@ impl Store {
         ev.chg_id.clone_from(&v.chg_id);
         ev.seq = Some(seq as u64);
         ev.actor = Some(v.publisher.clone());
-        append_event(&mut tx, ev).await?;
-        if let Some(d) = &v.gate_decision {
-            policy::insert_decision(&mut tx, d).await?;
-        }
+        let published = append_event(&mut tx, ev).await?;
+        let ledger_index = published.ledger_index;
+        sqlx::query("UPDATE versions SET ledger_index = ? WHERE id = ?")
+            .bind(ledger_index.map(|i| i as i64))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         for ds in v.release["dataset_snapshots"].as_array().into_iter().flatten() {
             if let (Some(digest), Some(uri)) = (ds["digest"].as_str(), ds["uri"].as_str()) {
                 sqlx::query("INSERT OR IGNORE INTO dataset_uses (tenant, digest, uri, version_id) VALUES (?,?,?,?)")
@@ -338,6 +341,7 @@ impl Store {
             chg_id: v.chg_id,
             created_at: ts(now),
             approvals: vec![],
+            ledger_index,
         })
     }
 
@@ -379,7 +383,7 @@ impl Store {
     pub fn versions_brief(&self) -> impl futures_util::Stream<Item = Result<VersionBrief>> + '_ {
         use futures_util::StreamExt;
         sqlx::query(
-            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, json_extract(release, '$.model_card') AS card FROM versions ORDER BY id",
+            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, ledger_index, json_extract(release, '$.model_card') AS card FROM versions ORDER BY id",
         )
         .fetch(&self.read)
         .map(|row| VersionBrief::from_row(&row?))
@@ -388,7 +392,7 @@ impl Store {
     // ------------------------------------------------------------------ aliases
 
     /// Aliases with their latest history entry; `?1` a model id and `?2` an alias name, or NULL.
-    const ALIASES_SQL: &'static str = "SELECT a.model_id, a.name, a.env, a.version_id, v.label,
+    const ALIASES_SQL: &'static str = "SELECT a.model_id, a.name, a.env, a.version_id, v.label, a.ledger_index,
         (SELECT MAX(position) FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name) AS position,
         (SELECT chg_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS chg_id,
         (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause,
@@ -517,14 +521,20 @@ impl Store {
             policy::insert_decision(&mut tx, &g.decision).await?;
         }
         let label = |id: VersionId| state.version(id).map(|v| v.label.to_string());
+        let mut ledger = Vec::with_capacity(effects.len());
         for fx in &effects {
             persist_effect(&mut tx, m.id, fx, ctx, now).await?;
             let ev = event_for(&state, &m, fx, actor, ctx, now, &label);
-            append_event(&mut tx, ev).await?;
+            let stored = append_event(&mut tx, ev).await?;
+            // The lifecycle event that records the change (and names its approvals and change id)
+            // stands behind it; the policy decision that allowed it is the leaf just before.
+            let leaf = stored.ledger_index.expect("an appended event has a leaf");
+            link_ledger(&mut tx, m.id, fx, leaf).await?;
+            ledger.push(leaf);
         }
         tx.commit().await?;
         let labels = state.versions.iter().map(|v| (v.id, v.label.to_string())).collect();
-        Ok(Governed { model_id: m.id, effects, labels })
+        Ok(Governed { model_id: m.id, effects, ledger, labels })
     }
 
     // -------------------------------------------------------------------- blobs
@@ -702,7 +712,7 @@ impl Store {
                         .await?
                 }
             };
-        Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), body: r.get(1) }).collect())
+        Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
     /// # Errors
@@ -750,6 +760,8 @@ pub struct GovernCtx {
 pub struct Governed {
     pub model_id: i64,
     pub effects: Vec<Effect>,
+    /// For each effect, the ledger leaf of the lifecycle event that records it.
+    pub ledger: Vec<u64>,
     /// Version id → label, for every version of the model.
     pub labels: BTreeMap<VersionId, String>,
 }
@@ -828,6 +840,29 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
         aliases.get_mut(&name).ok_or_else(|| corrupt("history without alias"))?.history.push(entry);
     }
     Ok(ModelState { versions, aliases })
+}
+
+/// Remember which ledger leaf stands behind a version's stage/hold or an alias's target.
+async fn link_ledger(tx: &mut SqliteConnection, model_id: i64, fx: &Effect, leaf: u64) -> Result<()> {
+    match fx {
+        Effect::Approved { .. } => {}
+        Effect::StageChanged { version, .. } | Effect::HoldChanged { version, .. } => {
+            sqlx::query("UPDATE versions SET ledger_index = ? WHERE id = ?")
+                .bind(leaf as i64)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Effect::AliasMoved { alias, .. } => {
+            sqlx::query("UPDATE aliases SET ledger_index = ? WHERE model_id = ? AND name = ?")
+                .bind(leaf as i64)
+                .bind(model_id)
+                .bind(alias.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn persist_effect(
@@ -1003,8 +1038,8 @@ pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) ->
         .bind(&body)
         .execute(&mut *tx)
         .await?;
-    ledger::append(tx, ledger::LeafKind::Event, seq, &tenant, body.as_bytes()).await?;
-    Ok(StoredEvent { seq, body })
+    let idx = ledger::append(tx, ledger::LeafKind::Event, seq, &tenant, body.as_bytes()).await?;
+    Ok(StoredEvent { seq, ledger_index: Some(idx), body })
 }
 
 /// A manifest plus what CI submitted, ready to be stored.
@@ -1017,6 +1052,4 @@ pub struct NewVersion {
     pub release: serde_json::Value,
     pub publisher: String,
     pub chg_id: Option<String>,
-    /// The release gate's decision that allowed it, written in the same transaction.
-    pub gate_decision: Option<DecisionRow>,
 }

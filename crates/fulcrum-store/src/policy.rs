@@ -45,7 +45,8 @@ pub struct DecisionQuery {
     pub limit: u32,
 }
 
-pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &DecisionRow) -> Result<()> {
+/// Store a decision and append its leaf; its ledger index.
+pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &DecisionRow) -> Result<u64> {
     let seq: i64 = sqlx::query(
         "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING seq",
     )
@@ -62,8 +63,7 @@ pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &Decisio
     .fetch_one(&mut *tx)
     .await?
     .get(0);
-    crate::ledger::append(tx, crate::ledger::LeafKind::Decision, seq, &d.tenant, d.record.as_bytes()).await?;
-    Ok(())
+    crate::ledger::append(tx, crate::ledger::LeafKind::Decision, seq, &d.tenant, d.record.as_bytes()).await
 }
 
 fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> SnapshotRecord {
@@ -140,15 +140,16 @@ impl Store {
         Ok(())
     }
 
-    /// Log a decision on its own (a denial, whose change was not applied).
+    /// Log a decision on its own (a denial, whose change was not applied, or a release gate's
+    /// allow that the release attestation then names); its ledger index.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn record_decision(&self, d: &DecisionRow) -> Result<()> {
+    pub async fn record_decision(&self, d: &DecisionRow) -> Result<u64> {
         let mut tx = self.write.begin().await?;
-        insert_decision(&mut tx, d).await?;
+        let idx = insert_decision(&mut tx, d).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(idx)
     }
 
     /// Decision records of a tenant, oldest first, filtered.

@@ -99,11 +99,14 @@ pub struct VersionRecord {
     pub chg_id: Option<String>,
     pub created_at: String,
     pub approvals: Vec<ApprovalRecord>,
+    /// The ledger leaf behind its stage and hold (see [`VersionBrief::ledger_index`]).
+    pub ledger_index: Option<u64>,
 }
 
 impl VersionRecord {
     pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
         Ok(Self {
+            ledger_index: ledger_index(r),
             id: r.get("id"),
             model_id: r.get("model_id"),
             label: r.get("label"),
@@ -162,6 +165,13 @@ pub struct VersionBrief {
     pub card_labels: Vec<String>,
     /// The purposes the model card allows (DLP).
     pub card_purposes: Vec<String>,
+    /// The ledger leaf of the lifecycle event that last set the version's stage or hold
+    /// (`release_published` at first); `None` only for records older than the ledger.
+    pub ledger_index: Option<u64>,
+}
+
+fn ledger_index(r: &SqliteRow) -> Option<u64> {
+    r.try_get::<Option<i64>, _>("ledger_index").ok().flatten().and_then(|i| u64::try_from(i).ok())
 }
 
 /// (labels, purposes) of a model card; a card stored before labels were checked counts as
@@ -180,6 +190,7 @@ impl VersionBrief {
         Ok(Self {
             card_labels,
             card_purposes,
+            ledger_index: ledger_index(r),
             id: r.get("id"),
             model_id: r.get("model_id"),
             label: r.get("label"),
@@ -198,6 +209,7 @@ impl From<&VersionRecord> for VersionBrief {
         Self {
             card_labels,
             card_purposes,
+            ledger_index: v.ledger_index,
             id: v.id,
             model_id: v.model_id,
             label: v.label.clone(),
@@ -221,6 +233,8 @@ pub struct AliasRecord {
     pub chg_id: Option<String>,
     pub inc_id: Option<String>,
     pub cause: AliasCause,
+    /// The ledger leaf of the lifecycle event that last moved it.
+    pub ledger_index: Option<u64>,
 }
 
 impl AliasRecord {
@@ -234,6 +248,7 @@ impl AliasRecord {
             position: r.get::<Option<i64>, _>("position").unwrap_or(0) as u64,
             chg_id: r.get("chg_id"),
             inc_id: r.get("inc_id"),
+            ledger_index: ledger_index(r),
             cause: AliasCause::from_str(r.get::<Option<&str>, _>("cause").unwrap_or("set"))
                 .map_err(|()| corrupt("cause"))?,
         })
@@ -274,6 +289,8 @@ impl AliasHistoryRecord {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: i64,
+    /// Its leaf in the audit ledger (known when it was just appended).
+    pub ledger_index: Option<u64>,
     /// The CloudEvent as stored, JSON.
     pub body: String,
 }

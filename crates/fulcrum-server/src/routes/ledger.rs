@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use fulcrum_core::identity::Action;
 use fulcrum_ledger::merkle;
+use fulcrum_store::ledger::LeafKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -40,7 +41,8 @@ pub struct EntryDto {
     /// Base64 leaf hash stored in the tree.
     pub leaf_hash: String,
     /// The record's bytes as stored (UTF-8), for the caller's tenant; `null` for other tenants'
-    /// records (only their leaf hash is shown) and for records that are gone (`missing`).
+    /// records (only their leaf hash is shown), for decisions and access batches when the caller
+    /// may not read decisions, and for records that are gone (`missing`).
     pub data: Option<String>,
     /// True when the record is of the caller's tenant but no longer stored.
     pub missing: bool,
@@ -105,7 +107,9 @@ pub async fn checkpoint(State(state): State<AppState>, who: Caller) -> ApiResult
     }))
 }
 
-/// Entries `[start, end)`: each leaf's stored hash, and its record's bytes for the caller's tenant.
+/// Entries `[start, end)`: each leaf's stored hash, and its record's bytes for the caller's
+/// tenant — events for whoever may read events (a serving agent proving the event behind its
+/// resolve answer), decisions and access batches only for who may read decisions.
 #[utoipa::path(get, path = "/v1/ledger/entries", tag = "audit", params(EntriesQuery),
     responses((status = 200, body = EntriesPage), (status = "4XX", body = Problem)))]
 pub async fn entries(
@@ -113,16 +117,18 @@ pub async fn entries(
     who: Caller,
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> ApiResult<Json<EntriesPage>> {
-    who.require(&state, Action::ReadDecisions).await?;
+    who.require(&state, Action::ReadEvents).await?;
     if q.end < q.start || q.end - q.start > MAX_ENTRIES {
         return Err(ApiError::bad_request("bad_range", "need start ≤ end ≤ start + 1000"));
     }
     let size = state.store.ledger_size().await?;
     let rows = state.store.ledger_entries(q.start, q.end.min(size)).await?;
+    let own_records = rows.iter().any(|e| e.tenant == who.0.tenant && e.kind != LeafKind::Event);
+    let decisions = own_records && who.require(&state, Action::ReadDecisions).await.is_ok();
     let entries = rows
         .into_iter()
         .map(|e| {
-            let mine = e.tenant == who.0.tenant;
+            let mine = e.tenant == who.0.tenant && (e.kind == LeafKind::Event || decisions);
             EntryDto {
                 index: e.index,
                 kind: e.kind.as_str().into(),

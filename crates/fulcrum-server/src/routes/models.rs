@@ -323,6 +323,20 @@ pub async fn register_version(
             state.store.record_decision(&row).await?;
         }
     }
+    // The gate's allow is logged first so that the release attestation can name its ledger leaf
+    // (index and leaf hash): an agent may then demand the leaf's inclusion proof. (A label
+    // taken meanwhile by a racing registration leaves that allow logged without a version.)
+    let gate_leaf = match &gate_decision {
+        Some(row) => {
+            let index = state.store.record_decision(row).await?;
+            Some(serde_json::json!({
+                "decision_id": row.decision_id,
+                "ledger_index": index,
+                "leaf_hash": fulcrum_sign::b64(&fulcrum_ledger::merkle::leaf_hash(row.record.as_bytes())),
+            }))
+        }
+        None => None,
+    };
     let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
         let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
         return Err(ApiError::unprocessable("release_gate_failed", format!("registration refused: {summary}"))
@@ -350,6 +364,7 @@ pub async fn register_version(
         "registered_at": at.format(&Rfc3339).expect("formats"),
         "policy_digest": state.policies.current().digest.to_string(),
         "release_gate": facts,
+        "release_gate_decision": gate_leaf,
     });
     let statement = intoto::Statement {
         ty: intoto::STATEMENT_V1.into(),
@@ -388,7 +403,6 @@ pub async fn register_version(
                 release: record,
                 publisher: p.subject.clone(),
                 chg_id: body.chg_id,
-                gate_decision,
             },
             &state.policies.current().digest,
             at,
@@ -662,7 +676,7 @@ async fn govern(
         }
         Err(e) => return Err(e.into()),
     };
-    state.catalog.apply(out.model_id, &out.effects, at);
+    state.catalog.apply(out.model_id, &out.effects, &out.ledger, at);
     drop(gate);
     state.notify_events();
     Ok(out)
