@@ -86,3 +86,45 @@ pub async fn run(count: usize, conns: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Agent reports per second through the registry's HTTP request path (token auth, access
+/// decision, validation, durable commit of event + outbox + ledger leaf), `conns` reporters at
+/// once for `secs` each; every answered report's event is then counted in the ledger.
+pub async fn reports(conns: &[usize], secs: f64) -> anyhow::Result<()> {
+    let lab = crate::lab::Lab::start().await?;
+    who(&lab.url, "ci")?.post("/v1/models", &json!({"name": "bench", "domain": "bench"})).await?;
+    release(&lab.url, "bench", "v1").await?;
+    println!("| reporters at once | reports/s (each durable when answered) | p50 | p99 |");
+    println!("|---|---|---|---|");
+    for &parallel in conns {
+        let agent = std::sync::Arc::new(who(&lab.url, "agent")?);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs_f64(secs);
+        let tasks: Vec<_> = (0..parallel)
+            .map(|p| {
+                let agent = agent.clone();
+                tokio::spawn(async move {
+                    let mut lat = vec![];
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        let body = json!({"ref": "bench@production", "env": "prod", "kind": "step", "step": "permit",
+                                          "observed_at": "2026-11-29T00:00:00Z", "detail": format!("r{p}")});
+                        agent.post("/v1/agent-reports", &body).await?;
+                        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok::<_, anyhow::Error>(lat)
+                })
+            })
+            .collect();
+        let mut lat = vec![];
+        for t in tasks {
+            lat.extend(t.await??);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = lat.len() as f64 / elapsed;
+        println!("| {parallel} | {rate:.0} | {:.2} ms | {:.2} ms |", pct(&lat, 0.5), pct(&lat, 0.99));
+    }
+    Ok(())
+}

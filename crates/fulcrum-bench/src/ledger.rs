@@ -36,12 +36,53 @@ async fn append_rate(batch: usize, secs: f64) -> anyhow::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Events per second for `secs` with `writers` concurrent callers of `record_event` (each waits
+/// for its own durable commit; the store groups what arrives meanwhile); and the mean group.
+async fn group_rate(writers: usize, secs: f64) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("registry.db"), StoreOptions::default()).await?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let commits_before = store.group_commits();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    store.record_event(event(w as u64 * 1_000_000 + n)).await?;
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            })
+        })
+        .collect();
+    let mut n = 0;
+    for t in tasks {
+        n += t.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let size = store.ledger_size().await?;
+    anyhow::ensure!(size == n, "every answered event has its leaf ({size} leaves, {n} events)");
+    #[allow(clippy::cast_precision_loss)]
+    let mean = n as f64 / (store.group_commits() - commits_before).max(1) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    Ok((n as f64 / elapsed, mean))
+}
+
 pub async fn run(sizes: &[u64], proofs: usize, append_secs: f64) -> anyhow::Result<()> {
     println!("| durable appends (event + outbox + ledger leaf, synchronous=FULL) | events/s |");
     println!("|---|---|");
     for batch in [1usize, 10, 100] {
         let r = append_rate(batch, append_secs).await?;
         println!("| {batch} event(s) per commit | {r:.0} |");
+    }
+    println!();
+    println!("| concurrent `record_event` callers (the request path: group commit) | events/s | mean group |");
+    println!("|---|---|---|");
+    for writers in [1usize, 16, 64, 256] {
+        let (r, mean) = group_rate(writers, append_secs).await?;
+        println!("| {writers} | {r:.0} | {mean:.1} |");
     }
     println!();
     println!("| leaves | inclusion proof p50 | p99 | consistency proof p50 | p99 | seed time | database |");

@@ -109,6 +109,15 @@ enum Cmd {
         #[arg(long, default_value_t = 16)]
         conns: usize,
     },
+    /// Durable event rate through the registry's request path: agent reports over HTTP, each
+    /// answered once its event is committed (group commit), at several connection counts.
+    Reports {
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        conns: Vec<usize>,
+        /// Seconds per connection count.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// The audit ledger: durable append rate, proof generation at large sizes.
     Ledger {
         /// Tree sizes to seed and prove in.
@@ -140,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }
         Cmd::Events { count, conns } => events::run(count, conns).await,
+        Cmd::Reports { conns, secs } => events::reports(&conns, secs).await,
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Policy { threads, iterations } => {

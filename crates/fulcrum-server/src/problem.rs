@@ -137,6 +137,10 @@ impl From<StoreError> for ApiError {
                     .with_errors(errors)
             }
             e if e.is_transient() => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the registry is busy; retry"),
+            StoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "a write did not happen");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "nothing was stored; retry")
+            }
             other => Self::internal(&other),
         }
     }

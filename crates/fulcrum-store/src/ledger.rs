@@ -431,10 +431,7 @@ impl Store {
     /// Database failures (nothing is stored then).
     pub async fn record_events(&self, evs: Vec<fulcrum_core::event::EventPayload>) -> Result<u64> {
         let mut tx = self.write.begin().await?;
-        let n = evs.len() as u64;
-        for ev in evs {
-            crate::append_event(&mut tx, ev).await?;
-        }
+        let n = crate::append_events(&mut tx, evs).await?.len() as u64;
         tx.commit().await?;
         Ok(n)
     }
@@ -485,6 +482,40 @@ mod tests {
             let proof = store.ledger_ranges(&merkle::consistency_path(first, size)).await.unwrap();
             merkle::verify_consistency(first, size, &roots[first as usize], &roots[size as usize], &proof).unwrap();
         }
+    }
+
+    /// Concurrent callers share commits: each is answered with its own position and leaf once
+    /// its group is durable; positions and leaves are gap-free and in the same order; a store
+    /// that can no longer write answers `Unavailable`, never a position.
+    #[tokio::test]
+    async fn concurrent_events_are_group_committed_and_each_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db"), crate::StoreOptions::default()).await.unwrap();
+        let before = store.group_commits();
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.record_event(ev(i)).await.unwrap() })
+            })
+            .collect();
+        let mut answers = vec![];
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        let commits = store.group_commits() - before;
+        assert!(commits < 30, "300 concurrent events took {commits} commits");
+        answers.sort_by_key(|a| a.seq);
+        for (i, a) in answers.iter().enumerate() {
+            assert_eq!(a.seq, i as i64 + 1);
+            assert_eq!(a.ledger_index, Some(i as u64));
+            let e = &store.ledger_entries(i as u64, i as u64 + 1).await.unwrap()[0];
+            assert_eq!(e.data.as_deref(), Some(a.body.as_bytes()), "leaf {i} is event {}", a.seq);
+        }
+        assert_eq!(store.ledger_size().await.unwrap(), 300);
+
+        store.close().await;
+        let refused = store.record_event(ev(999)).await.unwrap_err();
+        assert!(matches!(refused, crate::StoreError::Unavailable(_)), "{refused:?}");
     }
 }
 

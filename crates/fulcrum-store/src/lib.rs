@@ -62,6 +62,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The write did not happen (a group commit failed, or the store is closing); retry.
+    #[error("the store could not write: {0}")]
+    Unavailable(String),
     /// The policy gate refused the change; the denial decision is handed back to be logged.
     #[error("the policy denies it: {}", .reasons.join(", "))]
     PolicyDenied { reasons: Vec<String>, decision: Box<DecisionRow> },
@@ -95,6 +98,55 @@ pub struct Store {
     read: SqlitePool,
     /// One builder of the ledger's subtree hashes at a time.
     ledger_build: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Events waiting for the group commit (see [`Store::record_event`]).
+    group: tokio::sync::mpsc::Sender<GroupItem>,
+    /// Group commits made so far.
+    group_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An event handed to the group commit and where its outcome goes.
+type GroupItem = (EventPayload, tokio::sync::oneshot::Sender<Result<StoredEvent>>);
+
+/// Most events in one group commit.
+const MAX_GROUP: usize = 512;
+
+/// The group commit: events from concurrent requests that arrive while a commit is under way
+/// are written together in the next transaction (event, outbox row and ledger leaf each), with
+/// one fsync for all; each request is answered only after that commit. With one request at a
+/// time a group is one event and nothing waits. A failed commit fails every event of its group
+/// (none of them is stored).
+async fn group_commit(
+    write: SqlitePool,
+    mut rx: tokio::sync::mpsc::Receiver<GroupItem>,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
+        let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let outcome = commit_group(&write, events).await;
+        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
+            Ok(stored) => {
+                for (reply, s) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = replies.len(), "a group commit failed; none of its events is stored");
+                let why = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_group(write: &SqlitePool, events: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
+    let mut tx = write.begin().await?;
+    let stored = append_events(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 pub(crate) fn ts(t: OffsetDateTime) -> String {
@@ -129,7 +181,10 @@ impl Store {
             .max_connections(opts.read_connections.max(1))
             .connect_with(base.read_only(true))
             .await?;
-        let store = Self { write, read, ledger_build: std::sync::Arc::default() };
+        let (group, rx) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
+        let group_commits = std::sync::Arc::default();
+        tokio::spawn(group_commit(write.clone(), rx, std::sync::Arc::clone(&group_commits)));
+        let store = Self { write, read, ledger_build: std::sync::Arc::default(), group, group_commits };
         let added = store.backfill_ledger().await?;
         if added > 0 {
             tracing::info!(leaves = added, "records stored before the audit ledger existed were added to it");
@@ -604,15 +659,22 @@ impl Store {
 
     // ------------------------------------------------------------------- events
 
-    /// Append an event that is not tied to a state change (startup reports).
+    /// Append an event that is not tied to a state change (agent reports), durably: it returns
+    /// once the event, its outbox row and its ledger leaf are committed — together with the
+    /// events of concurrent callers (group commit), so a fleet of reporters shares fsyncs.
     ///
     /// # Errors
-    /// Database failures.
+    /// `Unavailable` when the commit failed (nothing of the event is stored).
     pub async fn record_event(&self, ev: EventPayload) -> Result<StoredEvent> {
-        let mut tx = self.write.begin().await?;
-        let stored = append_event(&mut tx, ev).await?;
-        tx.commit().await?;
-        Ok(stored)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let closing = || StoreError::Unavailable("the store is closing".into());
+        self.group.send((ev, tx)).await.map_err(|_| closing())?;
+        rx.await.map_err(|_| closing())?
+    }
+
+    /// Group commits made since the store was opened (events / commits = the mean group size).
+    pub fn group_commits(&self) -> u64 {
+        self.group_commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where `sink` is in the outbox: the last event position it had acknowledged (0: none).
@@ -1022,6 +1084,59 @@ fn event_for(
         }
     }
     ev
+}
+
+/// Rows per multi-row INSERT (6 bound values each, well under SQLite's variable limit).
+const ROWS_PER_INSERT: usize = 128;
+
+/// Append several events (and their ledger leaves) with a few multi-row statements: positions
+/// and leaves follow in order, exactly as one [`append_event`] after another would give them.
+pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
+    if evs.is_empty() {
+        return Ok(vec![]);
+    }
+    let first_seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetch_one(&mut *tx).await?.get(0);
+    let first_idx: i64 =
+        sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves").fetch_one(&mut *tx).await?.get(0);
+    let rows: Vec<(i64, String, String, String, &'static str, String)> = evs
+        .into_iter()
+        .zip(first_seq..)
+        .map(|(ev, seq)| {
+            let (tenant, model, kind) = (ev.tenant.clone(), ev.model.clone(), ev.event.as_str());
+            let ce = CloudEvent::wrap(uuid::Uuid::now_v7().to_string(), seq, ev);
+            let body = serde_json::to_string(&ce).expect("events serialise");
+            (seq, ce.id, tenant, model, kind, body)
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO events (seq, id, tenant, model, kind, body) VALUES {}",
+            vec!["(?,?,?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())); // placeholders only
+        for (seq, id, tenant, model, kind, body) in chunk {
+            q = q.bind(seq).bind(id).bind(tenant).bind(model).bind(*kind).bind(body);
+        }
+        q.execute(&mut *tx).await?;
+        let sql = format!(
+            "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash) VALUES {}",
+            vec!["(?,'event',?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())); // placeholders only
+        for (seq, _, tenant, _, _, body) in chunk {
+            let hash = fulcrum_ledger::merkle::leaf_hash(body.as_bytes());
+            q = q.bind(first_idx + (seq - first_seq)).bind(seq).bind(tenant).bind(hash.to_vec());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(seq, _, _, _, _, body)| StoredEvent {
+            seq,
+            ledger_index: Some((first_idx + (seq - first_seq)) as u64),
+            body,
+        })
+        .collect())
 }
 
 pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
