@@ -271,9 +271,15 @@ fn s_(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// The payload of a DSSE envelope of `payload_type` signed by a non-compromised key of `bundle`.
+fn open_dsse(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) -> anyhow::Result<Vec<u8>> {
+    fulcrum_agent::policy::open_envelope(bundle, envelope, payload_type).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Verify an evidence archive: the DSSE signature by a key of `bundle` (or of the bundle inside,
-/// checked against itself), the checkpoint note by the key it names, and every record's
-/// inclusion proof against it. The number of records.
+/// checked against itself), the checkpoint note by the key it names, every record's inclusion
+/// proof against it, and every attached release record and policy snapshot (its digest, its
+/// signature by a key of the bundle). The number of records.
 fn check_evidence(bytes: &[u8], bundle: Option<&TrustBundle>) -> anyhow::Result<usize> {
     let env: Value = serde_json::from_slice(bytes).context("the archive is not JSON")?;
     if env["payloadType"] != fulcrum_server::evidence::EVIDENCE_MEDIA_TYPE {
@@ -307,6 +313,30 @@ fn check_evidence(bytes: &[u8], bundle: Option<&TrustBundle>) -> anyhow::Result<
         let proof = r["proof"].as_array().context("no proof")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
         audit::check_inclusion(index, r["data"].as_str().unwrap_or("").as_bytes(), &proof, &cp)
             .with_context(|| format!("record {index} is not in the signed tree"))?;
+    }
+    let a = &doc["attachments"];
+    for r in a["release_records"].as_array().into_iter().flatten() {
+        let (what, digest) =
+            (format!("the release record of {}@{}", s_(&r["model"]), s_(&r["version"])), s_(&r["digest"]));
+        let bytes = r["envelope"].as_str().with_context(|| format!("{what} has no envelope"))?.as_bytes();
+        if fulcrum_core::Digest::of(bytes).to_string() != digest {
+            bail!("{what} is not the document of digest {digest}");
+        }
+        let payload =
+            open_dsse(bundle, bytes, fulcrum_agent::release::INTOTO_PAYLOAD_TYPE).with_context(|| what.clone())?;
+        let st: Value = serde_json::from_slice(&payload).with_context(|| format!("{what}: not a statement"))?;
+        if st["predicate"]["model"] != r["model"] || st["predicate"]["version"] != r["version"] {
+            bail!("{what} names another version");
+        }
+    }
+    for p in a["policy_snapshots"].as_array().into_iter().flatten() {
+        let digest = s_(&p["digest"]);
+        let bytes = p["envelope"].as_str().with_context(|| format!("policy snapshot {digest} has no envelope"))?;
+        let payload = open_dsse(bundle, bytes.as_bytes(), fulcrum_server::policy::SNAPSHOT_MEDIA_TYPE)
+            .with_context(|| format!("policy snapshot {digest}"))?;
+        if fulcrum_core::Digest::of(&payload).to_string() != digest {
+            bail!("policy snapshot {digest}: the signed snapshot has another digest");
+        }
     }
     Ok(records.len())
 }

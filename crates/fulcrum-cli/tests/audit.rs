@@ -219,6 +219,48 @@ fn evidence_of_a_change_is_signed_proven_and_written_once() {
     let payload = env["payload"].as_str().unwrap().to_owned();
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
+    // The signed documents the records name travel with them: both versions' release records
+    // and the policy snapshot that decided.
+    let doc: Value = serde_json::from_slice(&b64.decode(&payload).unwrap()).unwrap();
+    let releases: Vec<&str> = doc["attachments"]["release_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(releases, ["v1", "v2"], "{}", doc["attachments"]);
+    assert!(!doc["attachments"]["policy_snapshots"].as_array().unwrap().is_empty(), "{}", doc["attachments"]);
+    // An attachment swapped for other bytes, even with the archive re-signed by the registry's own
+    // key, is refused: its digest, then its own signature, give it away.
+    let (key, _) = fulcrum_sign::LocalKey::load_or_create(&s.dir.path().join("data/signing-key.pk8")).unwrap();
+    let resign = |doc: &Value| {
+        use fulcrum_sign::Signer as _;
+        let payload = serde_json::to_vec(doc).unwrap();
+        let media = fulcrum_server::evidence::EVIDENCE_MEDIA_TYPE;
+        let sig = key.sign(&fulcrum_sign::dsse_pae(media, &payload)).unwrap();
+        let env = serde_json::json!({"payloadType": media, "payload": b64.encode(&payload),
+                                     "signatures": [{"keyid": key.kid(), "sig": b64.encode(sig)}]});
+        let f = out.path().join("forged.json");
+        std::fs::write(&f, env.to_string()).unwrap();
+        run_as(&s, "auditor", &["audit", "check-evidence", f.to_str().unwrap()])
+    };
+    let mut forged = doc.clone();
+    let r0 = &mut forged["attachments"]["release_records"][0];
+    r0["envelope"] = Value::String(r0["envelope"].as_str().unwrap().replacen("payload", "payload ", 1));
+    let err = one_error_line(&resign(&forged));
+    assert!(err.contains("release record of fraud@v1 is not the document of digest"), "{err}");
+    let mut forged = doc.clone();
+    let r0 = &mut forged["attachments"]["release_records"][0];
+    let mut inner: Value = serde_json::from_str(r0["envelope"].as_str().unwrap()).unwrap();
+    inner["signatures"][0]["sig"] = Value::String(b64.encode([7u8; 64]));
+    let bytes = inner.to_string();
+    r0["digest"] = Value::String(fulcrum_core::Digest::of(bytes.as_bytes()).to_string());
+    r0["envelope"] = Value::String(bytes);
+    let err = one_error_line(&resign(&forged));
+    assert!(err.contains("no signature by a key of the pinned bundle"), "{err}");
+    // The untouched document, re-signed the same way, still verifies (the forgeries above failed
+    // for what they changed, not for the re-signing).
+    ok(&resign(&doc));
     let forged = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replacen("CHG-1", "CHG-2", 1);
     env["payload"] = Value::String(b64.encode(forged));
     std::fs::write(&file, env.to_string()).unwrap();

@@ -1,7 +1,10 @@
 //! Evidence bundles (SPEC §8 "WORM evidence"): everything the ledger holds about one change or
-//! incident — its events and gate decisions, each with its inclusion proof against a fresh signed
-//! checkpoint, the checkpoint, and the trust bundle naming the key — signed by the registry
-//! (DSSE) and written once to the evidence store with a retention date.
+//! incident — its events and gate decisions (with the inputs they decided on), each with its
+//! inclusion proof against a fresh signed checkpoint, the checkpoint, the trust bundle naming the
+//! key, and the signed documents they name: each version's release record (the registry's DSSE
+//! attestation listing the artifact's signatures, provenance and SBOM) and each policy snapshot
+//! that decided — signed by the registry (DSSE) and written once to the evidence store with a
+//! retention date.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -68,6 +71,7 @@ pub async fn write(
             "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
         }));
     }
+    let attachments = attachments(state, tenant, &records).await?;
     let now = state.clock.now();
     let bundle: Value = serde_json::from_slice(&state.keys.bundle().body).map_err(|e| unavailable(&e))?;
     let payload = serde_json::to_vec(&json!({
@@ -80,6 +84,7 @@ pub async fn write(
                        "note": cp.note, "kid": cp.kid},
         "trust_bundle": bundle,
         "records": out,
+        "attachments": attachments,
     }))
     .expect("json serialises");
     let signer = state.keys.current();
@@ -116,4 +121,42 @@ pub async fn write(
         records: records.len(),
         checkpoint_size: cp.size,
     })
+}
+
+/// The signed documents the records name, each as its stored bytes with their digest: the
+/// release records of the versions named by events, and the policy snapshots named by events
+/// (`policy_digest`) and decisions (`bundles.fulcrum.revision`).
+async fn attachments(
+    state: &AppState,
+    tenant: &str,
+    records: &[fulcrum_store::ledger::EvidenceRecord],
+) -> Result<Value, ApiError> {
+    let mut versions = std::collections::BTreeSet::new();
+    let mut policies = std::collections::BTreeSet::new();
+    for r in records {
+        let Ok(v) = serde_json::from_slice::<Value>(&r.data) else { continue };
+        if let (Some(m), Some(ver)) = (v["data"]["model"].as_str(), v["data"]["version"].as_str()) {
+            versions.insert((m.to_owned(), ver.to_owned()));
+        }
+        for p in [&v["data"]["policy_digest"], &v["bundles"]["fulcrum"]["revision"]] {
+            if let Some(d) = p.as_str() {
+                policies.insert(d.to_owned());
+            }
+        }
+    }
+    let mut releases = vec![];
+    for (model, version) in versions {
+        let Some(m) = state.store.get_model(tenant, &model).await? else { continue };
+        let Some(v) = state.store.get_version(m.id, &version).await? else { continue };
+        let bytes = state.blobs.read(&v.record_digest).await?;
+        releases.push(json!({"model": model, "version": version, "digest": v.record_digest.to_string(),
+                             "envelope": String::from_utf8_lossy(&bytes)}));
+    }
+    let mut snapshots = vec![];
+    for digest in policies {
+        if let Some(s) = state.store.policy_by_digest(&digest).await? {
+            snapshots.push(json!({"digest": digest, "envelope": String::from_utf8_lossy(&s.envelope)}));
+        }
+    }
+    Ok(json!({"release_records": releases, "policy_snapshots": snapshots}))
 }

@@ -25,7 +25,7 @@ fn envelope(state: &AppState) -> Response {
 }
 
 /// The policy snapshot in force: a DSSE envelope (payloadType
-/// `application/vnd.fulcrum.policy-snapshot.v1+json`) signed by the registry; its payload's
+/// `application/vnd.fulcrum.policy-snapshot.v2+json`) signed by the registry; its payload's
 /// SHA-256 is the `policy_digest` resolve documents carry.
 #[utoipa::path(get, path = "/v1/policy/current", tag = "policy",
     responses((status = 200, description = "signed policy snapshot (DSSE envelope)", content_type = "application/json"), (status = "4XX", body = Problem)))]
