@@ -2,10 +2,14 @@
 //! CloudEvent (structured JSON) on `<prefix>.<tenant>.<model>.<event>`, with `Nats-Msg-Id` = the
 //! event id so JetStream drops a re-delivered copy within its duplicate window.
 //!
-//! The relay's position moves only after the PubAck of each event, one at a time — so events
-//! reach the stream in outbox order (per model, and overall), a crash or a lost connection makes
-//! it resend from the last acknowledged event (deduplicated by id), and nothing is skipped. On
-//! failure it reconnects with backoff; registry requests never wait for it.
+//! Publishes are pipelined (a batch of up to 256 events is sent before the first PubAck is awaited)
+//! and still reach the stream in outbox order: each one after the first of a connection carries
+//! `Nats-Expected-Last-Msg-Id` = the previous event's id, so if one is lost JetStream refuses
+//! every later one instead of storing it ahead of the lost one. The relay's position moves only
+//! over PubAcks received in order; a crash, a refusal or a lost connection makes it resend from
+//! the last acknowledged event (JetStream drops copies it already holds by `Nats-Msg-Id`, before
+//! it checks the expectation), and nothing is skipped. On failure it reconnects with backoff;
+//! registry requests never wait for it.
 
 use std::time::Duration;
 
@@ -47,6 +51,8 @@ enum RelayError {
     Store(#[from] fulcrum_store::StoreError),
     #[error("an outbox event is not a CloudEvent: {0}")]
     Event(String),
+    #[error("the stream's last message is not the event before {0}; resynchronised")]
+    OutOfStep(i64),
 }
 
 fn nats<E: std::fmt::Display>(e: E) -> RelayError {
@@ -110,34 +116,99 @@ async fn run(state: &AppState, cfg: &NatsConfig) -> Result<(), RelayError> {
         .await
         .map_err(nats)?;
     let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: cfg.stream.clone(),
-        subjects: vec![format!("{}.>", cfg.subject_prefix)],
-        duplicate_window: cfg.duplicate_window,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats)?;
+    let mut stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: cfg.stream.clone(),
+            subjects: vec![format!("{}.>", cfg.subject_prefix)],
+            duplicate_window: cfg.duplicate_window,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
     tracing::info!(url = %cfg.url, stream = %cfg.stream, "event relay connected to NATS");
     let mut pos = state.store.sink_position(SINK).await?;
     let mut commits = state.events_tx.subscribe();
     let mut shutdown = state.shutdown_rx.clone();
+    // Where the stream stands: the id its last message must have for the next publish.
+    let mut previous = start_point(state, &mut stream, &mut pos).await?;
     while let Some(batch) = crate::fanout::next_for_sink(state, pos, 256, &mut commits, &mut shutdown).await? {
+        let mut acks = Vec::with_capacity(batch.len());
         for ev in batch {
             let (subject, id) = route(&cfg.subject_prefix, &ev.body)?;
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.as_str());
             headers.insert("Content-Type", "application/cloudevents+json");
+            if let Some(p) = previous.as_deref() {
+                headers.insert("Nats-Expected-Last-Msg-Id", p);
+            }
             let ack = js.publish_with_headers(subject, headers, ev.body.into_bytes().into()).await.map_err(nats)?;
-            tokio::time::timeout(Duration::from_secs(5), ack).await.map_err(nats)?.map_err(nats)?;
-            pos = ev.seq;
-            state.metrics.relay_position.store(pos.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+            acks.push((ev.seq, ack));
+            previous = Some(id);
+        }
+        for (seq, ack) in acks {
+            match tokio::time::timeout(Duration::from_secs(5), ack).await {
+                Ok(Ok(_)) => {
+                    pos = seq;
+                    state.metrics.relay_position.store(pos.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(Err(e)) if e.kind() == jetstream::context::PublishErrorKind::WrongLastMessageId => {
+                    // The stream moved without us (another publisher on our subjects): reconnect
+                    // and start again from where the stream stands.
+                    state.store.set_sink_position(SINK, pos).await?;
+                    return Err(RelayError::OutOfStep(seq));
+                }
+                Ok(Err(e)) => {
+                    state.store.set_sink_position(SINK, pos).await?;
+                    return Err(nats(e));
+                }
+                Err(elapsed) => {
+                    state.store.set_sink_position(SINK, pos).await?;
+                    return Err(nats(elapsed));
+                }
+            }
         }
         // Kept once a batch: after a crash the batch is sent again, and JetStream drops the copies.
         state.store.set_sink_position(SINK, pos).await?;
     }
     Ok(())
+}
+
+/// Where the stream stands, read at each connect: its last message's id, which the next
+/// publish expects. When that message is one of our events beyond `pos` (the relay crashed
+/// after the PubAcks, before keeping its position), everything up to it is in the stream — the
+/// stream only ever holds a prefix of the outbox, since each publish expects its predecessor —
+/// so the position moves there and nothing is sent twice, whatever the duplicate window. An empty
+/// stream, or one whose last message is not ours, expects nothing of the first publish.
+async fn start_point(
+    state: &AppState,
+    stream: &mut jetstream::stream::Stream,
+    pos: &mut i64,
+) -> Result<Option<String>, RelayError> {
+    let last = stream.info().await.map_err(nats)?.state.last_sequence;
+    if last == 0 {
+        return Ok(None);
+    }
+    let msg = stream.get_raw_message(last).await.map_err(nats)?;
+    let Some(id) = msg.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()) else {
+        return Ok(None);
+    };
+    match state.store.event_seq(&id).await? {
+        Some(seq) if seq > *pos => {
+            tracing::info!(from = *pos, to = seq, "the stream already holds events beyond the relay's position");
+            *pos = seq;
+            state.store.set_sink_position(SINK, seq).await?;
+            Ok(Some(id))
+        }
+        Some(seq) if seq == *pos => Ok(Some(id)),
+        Some(seq) => {
+            // The stream lost events it had acknowledged (its storage replaced): what it lost is
+            // not sent again; the next one expects nothing.
+            tracing::error!(stream_last = seq, position = *pos, "the stream holds fewer events than it acknowledged");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -166,3 +166,80 @@ async fn relay_position(h: &Harness) -> u64 {
     let m = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
     m.lines().find_map(|l| l.strip_prefix("fulcrum_relay_position ")).unwrap().parse().unwrap()
 }
+
+async fn caught_up(h: &Harness) -> Vec<Value> {
+    let all = committed(h).await;
+    let last: u64 = all.last().unwrap()["sequence"].as_str().unwrap().parse().unwrap();
+    let start = Instant::now();
+    while relay_position(h).await < last {
+        assert!(start.elapsed() < Duration::from_secs(30), "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    all
+}
+
+/// What the relay's ordering rests on, shown on the real server: a copy of a stored message is
+/// dropped as a duplicate before its expectation is looked at, and a publish whose predecessor
+/// is missing is refused — so a lost publish is never overtaken. Then the relay with a kept
+/// position far behind the stream and the duplicate window long past: it starts after the
+/// stream's last event and sends nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_publish_is_never_overtaken_and_a_stale_position_sends_nothing_twice() {
+    use async_nats::jetstream::context::PublishErrorKind;
+    let Some(nats) = Nats::start() else { return };
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "PROBE".into(),
+        subjects: vec!["probe.>".into()],
+        duplicate_window: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let publish = |id: &'static str, expect: Option<&'static str>| {
+        let js = js.clone();
+        async move {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", id);
+            if let Some(e) = expect {
+                h.insert("Nats-Expected-Last-Msg-Id", e);
+            }
+            js.publish_with_headers("probe.x", h, id.as_bytes().to_vec().into()).await.unwrap().await
+        }
+    };
+    assert!(!publish("a", None).await.unwrap().duplicate);
+    assert!(!publish("b", Some("a")).await.unwrap().duplicate);
+    assert!(publish("a", Some("not-the-last")).await.unwrap().duplicate, "a copy is a duplicate, not refused");
+    let lost = publish("d", Some("c")).await.unwrap_err();
+    assert_eq!(lost.kind(), PublishErrorKind::WrongLastMessageId);
+    let mut probe = js.get_stream("PROBE").await.unwrap();
+    assert_eq!(probe.info().await.unwrap().state.messages, 2);
+
+    let url = nats.url();
+    let tune = |c: &mut fulcrum_server::Config| {
+        let mut cfg = fulcrum_server::relay::NatsConfig::new(&url);
+        cfg.duplicate_window = Duration::from_secs(1);
+        c.nats = Some(cfg);
+    };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), tune).await;
+    common::with_production(&h, "fraud").await;
+    burst(&h, "fraud", 20).await;
+    caught_up(&h).await;
+    let dir = h.stop().await;
+    // The kept position lost (as if the relay died after every PubAck but before keeping any),
+    // and the duplicate window long gone: copies would now be stored again.
+    let db = dir.path().join("data/registry.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE sink_positions SET seq = 0 WHERE sink = 'nats'").execute(&pool).await.unwrap();
+    pool.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h = Harness::start_with(dir, tune).await;
+    burst(&h, "fraud", 5).await;
+    let all = caught_up(&h).await;
+    let mut stream = js.get_stream("FULCRUM").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, all.len() as u64, "no copy was stored");
+    let received = consume(&nats.url(), all.len()).await;
+    let ids = |v: &[Value]| v.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let got: Vec<Value> = received.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(ids(&got), ids(&all), "the stream holds each event exactly once, in outbox order");
+}

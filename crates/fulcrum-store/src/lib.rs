@@ -672,6 +672,18 @@ impl Store {
         rx.await.map_err(|_| closing())?
     }
 
+    /// The outbox position of the event with CloudEvent id `id`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn event_seq(&self, id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query("SELECT seq FROM events WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|r| r.get(0)))
+    }
+
     /// Group commits made since the store was opened (events / commits = the mean group size).
     pub fn group_commits(&self) -> u64 {
         self.group_commits.load(std::sync::atomic::Ordering::Relaxed)
