@@ -118,10 +118,12 @@ pub enum Action {
     RecordFindings,
     /// Grant a waiver for a finding.
     GrantWaiver,
+    /// Re-deliver an event a webhook gave up on.
+    RedeliverEvents,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -143,6 +145,7 @@ impl Action {
         Action::ReadDecisions,
         Action::RecordFindings,
         Action::GrantWaiver,
+        Action::RedeliverEvents,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -169,6 +172,7 @@ impl Action {
             Action::ReadDecisions => "read_decisions",
             Action::RecordFindings => "record_findings",
             Action::GrantWaiver => "grant_waiver",
+            Action::RedeliverEvents => "redeliver_events",
         }
     }
 }

@@ -84,8 +84,42 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(ctx.sign().as_ref()))
 }
 
-fn sink(cfg: &WebhookConfig) -> String {
+pub fn sink(cfg: &WebhookConfig) -> String {
     format!("webhook:{}", cfg.name)
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Deliver one dead-lettered event again, once, signed with the receiver's current secret (and
+/// `Fulcrum-Redelivery: true`): `Err(why)` when the receiver did not take it.
+///
+/// # Errors
+/// The receiver's failure, or its secret file unreadable.
+pub async fn redeliver(cfg: &WebhookConfig, id: &str, body: &str) -> Result<(), String> {
+    let secret = fulcrum_kms::Secret::from_file(&cfg.secret_file)
+        .map_err(|_| "the webhook secret file cannot be read".to_owned())?;
+    let t = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sent = http_client()
+        .post(&cfg.url)
+        .header("content-type", "application/cloudevents+json")
+        .header("fulcrum-event-id", id)
+        .header("fulcrum-signature", signature(secret.get().as_bytes(), t, body.as_bytes()))
+        .header("fulcrum-redelivery", "true")
+        .body(body.to_owned())
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Err(if e.is_timeout() { "timeout".into() } else { "connection failed".into() }),
+    }
 }
 
 /// Deliver to one receiver until shutdown.
@@ -114,12 +148,7 @@ async fn run(
     cfg: &WebhookConfig,
     secret: &fulcrum_kms::Secret,
 ) -> Result<(), fulcrum_store::StoreError> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client");
+    let http = http_client();
     let sink = sink(cfg);
     let mut pos = state.store.sink_position(&sink).await?;
     let mut commits = state.events_tx.subscribe();
@@ -138,6 +167,9 @@ async fn run(
                     tracing::warn!(webhook = %cfg.name, event = %id, attempts, "webhook gave up on an event; dead-lettered");
                     let at = state.clock.now().format(&Rfc3339).expect("formats");
                     let d = fulcrum_store::DeadLetter {
+                        id: 0,
+                        resolved_at: None,
+                        resolved_by: None,
                         sink: sink.clone(),
                         tenant,
                         seq: ev.seq,

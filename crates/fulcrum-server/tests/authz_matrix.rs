@@ -16,17 +16,17 @@ use serde_json::{Value, json};
 /// Which actions each role may take on its own tenant (Y) or not (.), in the column order of
 /// `ACTIONS`. Admin may not administer keys or policy; key-admins may do nothing but keys.
 const TABLE: &str = "
-                  read upload download create register approve promote quarantine lift set_alias delete_alias resolve report read_events read_keys admin_keys admin_policy read_decisions findings waiver revoke
-admin             Y    Y      Y        Y      Y        Y       Y       Y          Y    Y         Y            Y       Y      Y           Y         .          .            Y              Y        Y      Y
-viewer            Y    .      .        .      .        .       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .
-auditor           Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           Y         .          .            Y              .        .      .
-publisher         Y    Y      Y        Y      Y        .       .       .          .    .         .            .       .      Y           .         .          .            .              Y        .      .
-approver          Y    .      .        .      .        Y       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .
-release-manager   Y    .      Y        .      .        Y       Y       Y          Y    Y         Y            Y       .      Y           .         .          .            Y              Y        .      Y
-security-officer  Y    .      .        .      .        Y       .       Y          Y    .         .            Y       .      Y           .         .          .            Y              Y        Y      Y
-serving           Y    .      Y        .      .        .       .       .          .    .         .            Y       Y      Y           .         .          .            .              .        .      .
-key-admin         .    .      .        .      .        .       .       .          .    .         .            .       .      .           Y         Y          .            .              .        .      .
-policy-admin      Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           .         .          Y            Y              .        .      .
+                  read upload download create register approve promote quarantine lift set_alias delete_alias resolve report read_events read_keys admin_keys admin_policy read_decisions findings waiver revoke redeliver
+admin             Y    Y      Y        Y      Y        Y       Y       Y          Y    Y         Y            Y       Y      Y           Y         .          .            Y              Y        Y      Y      Y
+viewer            Y    .      .        .      .        .       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .      .
+auditor           Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           Y         .          .            Y              .        .      .      .
+publisher         Y    Y      Y        Y      Y        .       .       .          .    .         .            .       .      Y           .         .          .            .              Y        .      .      .
+approver          Y    .      .        .      .        Y       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .      .
+release-manager   Y    .      Y        .      .        Y       Y       Y          Y    Y         Y            Y       .      Y           .         .          .            Y              Y        .      Y      .
+security-officer  Y    .      .        .      .        Y       .       Y          Y    .         .            Y       .      Y           .         .          .            Y              Y        Y      Y      .
+serving           Y    .      Y        .      .        .       .       .          .    .         .            Y       Y      Y           .         .          .            .              .        .      .      .
+key-admin         .    .      .        .      .        .       .       .          .    .         .            .       .      .           Y         Y          .            .              .        .      .      .
+policy-admin      Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           .         .          Y            Y              .        .      .      .
 ";
 
 /// A request: method, path, JSON body (a string = raw bytes to upload).
@@ -155,6 +155,11 @@ const ACTIONS: &[Act] = &[
         name: "revoke",
         on_model: true,
         req: |_, m, _| (Method::POST, v1(m, "revocation"), Some(json!({"reason": "matrix"}))),
+    },
+    Act {
+        name: "redeliver",
+        on_model: false,
+        req: |_, _, _| (Method::POST, "/v1/webhooks/dead-letters/999999/redelivery".into(), None),
     },
 ];
 

@@ -1,7 +1,8 @@
 //! Webhooks against a real HTTP receiver on loopback: every event in outbox order, signed with
 //! HMAC-SHA256 under the secret file (rotated while the registry runs), a receiver failing for a
 //! while retried with backoff, a receiver refusing one event for good → that event in the
-//! dead-letter view and the ones after it still delivered.
+//! dead-letter view and the ones after it still delivered; once the receiver is fixed, an admin
+//! re-delivers it.
 
 mod common;
 
@@ -19,6 +20,8 @@ struct Received {
     /// (headers, body) of each accepted delivery, in arrival order.
     accepted: Vec<(HeaderMap, String)>,
     attempts: HashMap<String, u32>,
+    /// The receiver was fixed: it takes the poisoned event too.
+    cured: bool,
 }
 
 /// A receiver that fails the first two tries of a `flaky` step and every try of a `poison` one.
@@ -39,7 +42,7 @@ async fn receiver() -> (String, Arc<Mutex<Received>>) {
                     *a
                 };
                 match v["data"]["detail"].as_str() {
-                    Some("poison") => Status::INTERNAL_SERVER_ERROR,
+                    Some("poison") if !r.cured => Status::INTERNAL_SERVER_ERROR,
                     Some("flaky") if n <= 2 => Status::SERVICE_UNAVAILABLE,
                     _ => {
                         r.accepted.push((headers, body));
@@ -132,7 +135,38 @@ async fn events_are_signed_retried_dead_lettered_and_kept_in_order() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     step(&h, "d").await;
     until("the event after the rotation arrives", last_of("d")).await;
-    let r = got.lock().unwrap();
-    let (hd, body) = r.accepted.last().unwrap();
-    assert!(verify("second-secret", hd, body) && !verify("first-secret", hd, body));
+    {
+        let r = got.lock().unwrap();
+        let (hd, body) = r.accepted.last().unwrap();
+        assert!(verify("second-secret", hd, body) && !verify("first-secret", hd, body));
+    }
+
+    // Re-delivery of the dead letter: an admin's act, once, with the outcome kept.
+    let id = dead[0]["id"].as_i64().unwrap();
+    let path = format!("/v1/webhooks/dead-letters/{id}/redelivery");
+    h.post("auditor", &path, json!(null), StatusCode::FORBIDDEN).await;
+    let still = h.post("admin", &path, json!(null), StatusCode::OK).await;
+    assert_eq!((still["delivered"].as_bool(), still["error"].as_str()), (Some(false), Some("HTTP 500")), "{still}");
+    assert_eq!(
+        (still["dead_letter"]["attempts"].as_u64(), still["dead_letter"]["resolved_at"].as_str()),
+        (Some(4), None)
+    );
+    got.lock().unwrap().cured = true;
+    let done = h.post("admin", &path, json!(null), StatusCode::OK).await;
+    assert_eq!(done["delivered"], true, "{done}");
+    assert_eq!(done["dead_letter"]["resolved_by"], "admin");
+    {
+        let r = got.lock().unwrap();
+        let (hd, body) = r.accepted.last().unwrap();
+        assert_eq!(hd["fulcrum-event-id"].to_str().unwrap(), poison);
+        assert_eq!(hd["fulcrum-redelivery"], "true");
+        assert!(verify("second-secret", hd, body), "signed with the receiver's current secret");
+        let original = committed.iter().find(|e| e["id"] == poison.as_str()).unwrap();
+        assert_eq!(&serde_json::from_str::<Value>(body).unwrap(), original, "the event as committed");
+    }
+    let again = h.post("admin", &path, json!(null), StatusCode::CONFLICT).await;
+    assert_eq!(again["code"], "already_resolved");
+    h.post("admin", "/v1/webhooks/dead-letters/424242/redelivery", json!(null), StatusCode::NOT_FOUND).await;
+    let listed = h.get("auditor", "/v1/webhooks/dead-letters", StatusCode::OK).await;
+    assert_eq!(listed[0]["resolved_by"], "admin", "{listed}");
 }

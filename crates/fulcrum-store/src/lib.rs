@@ -737,6 +737,58 @@ impl Store {
         Ok(())
     }
 
+    /// One dead letter of a tenant (or a registry-wide one).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn dead_letter(&self, tenant: &str, id: i64) -> Result<Option<DeadLetter>> {
+        let row = sqlx::query("SELECT * FROM webhook_dead_letters WHERE id = ? AND (tenant = ? OR tenant = '*')")
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(dead_letter_from_row))
+    }
+
+    /// After a re-delivery: resolved (`Ok`) by `by`, or one more failed attempt (`Err(error)`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn settle_dead_letter(
+        &self,
+        id: i64,
+        outcome: std::result::Result<(), &str>,
+        by: &str,
+        at: &str,
+    ) -> Result<()> {
+        let q = match outcome {
+            Ok(()) => sqlx::query(
+                "UPDATE webhook_dead_letters SET resolved_at = ?, resolved_by = ?, attempts = attempts + 1 WHERE id = ?",
+            )
+            .bind(at)
+            .bind(by),
+            Err(e) => sqlx::query(
+                "UPDATE webhook_dead_letters SET at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            )
+            .bind(at)
+            .bind(e),
+        };
+        q.bind(id).execute(&self.write).await?;
+        Ok(())
+    }
+
+    /// The stored CloudEvent at outbox position `seq`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn event_body(&self, seq: i64) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT body FROM events WHERE seq = ?")
+            .bind(seq)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|r| r.get(0)))
+    }
+
     /// Dead letters of a tenant (and registry-wide ones), newest first.
     ///
     /// # Errors
@@ -748,18 +800,7 @@ impl Store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.read)
                 .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DeadLetter {
-                sink: r.get("sink"),
-                tenant: r.get("tenant"),
-                seq: r.get("seq"),
-                event_id: r.get("event_id"),
-                attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
-                last_error: r.get("last_error"),
-                at: r.get("at"),
-            })
-            .collect())
+        Ok(rows.iter().map(dead_letter_from_row).collect())
     }
 
     /// Events after position `after`, oldest first; `tenant = None` reads every tenant.
@@ -1149,6 +1190,21 @@ pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPaylo
             body,
         })
         .collect())
+}
+
+fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> DeadLetter {
+    DeadLetter {
+        id: r.get("id"),
+        sink: r.get("sink"),
+        tenant: r.get("tenant"),
+        seq: r.get("seq"),
+        event_id: r.get("event_id"),
+        attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
+        last_error: r.get("last_error"),
+        at: r.get("at"),
+        resolved_at: r.get("resolved_at"),
+        resolved_by: r.get("resolved_by"),
+    }
 }
 
 pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {

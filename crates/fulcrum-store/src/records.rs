@@ -129,6 +129,8 @@ impl VersionRecord {
 /// An event a sink (a webhook) gave up on after every retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// Its row (0 before it is stored).
+    pub id: i64,
     pub sink: String,
     pub tenant: String,
     pub seq: i64,
@@ -136,6 +138,9 @@ pub struct DeadLetter {
     pub attempts: u32,
     pub last_error: String,
     pub at: String,
+    /// When and by whom it was re-delivered successfully.
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<String>,
 }
 
 /// A version holding a blob, as the download gate sees it.

@@ -100,6 +100,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger::consistency))
         .routes(routes!(ledger::write_evidence, ledger::read_evidence))
         .routes(routes!(webhooks::dead_letters))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(health))
         .routes(routes!(ready))
 }
