@@ -270,3 +270,63 @@ fn evidence_of_a_change_is_signed_proven_and_written_once() {
     let err = one_error_line(&run_as(&s, "auditor", &["audit", "evidence", "--chg", "CHG-404"]));
     assert!(err.contains("not found"), "{err}");
 }
+
+fn verify_new_only(s: &Server, state: &Path) -> std::process::Output {
+    run_as(s, "auditor", &["audit", "verify", "--new-only", "--state", state.to_str().unwrap(), "--output", "json"])
+}
+
+/// A routine run (`--new-only`) reads only what was added since the witness and still names a
+/// bad entry among those; a record edited after it was verified is left to the full run, which
+/// reads everything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routine_run_reads_only_new_entries_and_a_full_run_reads_them_all() {
+    let witness = tempfile::tempdir().unwrap();
+    let mut s = serve_with(&[], tempfile::tempdir().unwrap());
+    activity(&s, "fraud");
+    let size = ok(&verify(&s, witness.path()))["size"].as_u64().unwrap();
+    activity(&s, "credit");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let data = s.dir.path().join("data");
+    let last_event: i64 = {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("registry.db")).read_only(true);
+        let mut conn = opts.connect().await.unwrap();
+        sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(&mut conn).await.unwrap()
+    };
+    let (old, new) = (leaf_of_event(&data, 2).await, leaf_of_event(&data, last_event).await);
+    assert!(old < size as i64 && new >= size as i64, "{old} is witnessed, {new} is not");
+
+    // A copy of the registry and of the auditor's state, with `sql` applied.
+    let case = |sql: String| {
+        let (data, witness) = (data.clone(), witness.path().to_owned());
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(&data, &dir.path().join("data"));
+            tamper(&dir.path().join("data"), &sql).await;
+            let state = tempfile::tempdir().unwrap();
+            copy_dir(&witness, state.path());
+            (serve_with(&[], dir), state)
+        }
+    };
+    let edit = |seq: i64| {
+        format!("{DROP_GUARDS} UPDATE events SET body = replace(body, '\"acme\"', '\"forged\"') WHERE seq = {seq};")
+    };
+
+    // Untouched: the routine run reads only the new entries.
+    let (s, state) = case("SELECT 1;".into()).await;
+    let v = ok(&verify_new_only(&s, state.path()));
+    assert_eq!(
+        (v["previously_verified"].as_u64(), v["read"].as_u64()),
+        (Some(size), Some(v["size"].as_u64().unwrap() - size))
+    );
+    // A new entry edited: the routine run names it.
+    let (s, state) = case(edit(last_event)).await;
+    let err = one_error_line(&verify_new_only(&s, state.path()));
+    assert!(err.contains(&format!("entry {new}: the record was edited")), "{err}");
+    // An entry verified before, edited since: only the full run reads it again, and names it.
+    let (s, state) = case(edit(2)).await;
+    ok(&verify_new_only(&s, state.path()));
+    let err = one_error_line(&verify(&s, state.path()));
+    assert!(err.contains(&format!("entry {old}: the record was edited")), "{err}");
+}
