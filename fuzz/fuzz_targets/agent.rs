@@ -1,13 +1,15 @@
 //! What the serving agent reads from a registry it does not trust: release-record envelopes
-//! (and, signed by a trusted key, any payload as one), and trust-bundle chain links with any
-//! body. Never panics; a random envelope never verifies; a signed payload passes only if it
-//! really is a release record for the asked artifact.
+//! (and, signed by a trusted key, any payload as one), trust-bundle chain links with any body,
+//! and ledger evidence (an entry's bytes, a checkpoint note, a gate leaf). Never panics; a random
+//! envelope never verifies; a signed payload passes only if it really is a release record for
+//! the asked artifact; random ledger evidence never proves anything.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use base64::Engine as _;
 use fulcrum_agent::chain::{Link, follow};
+use fulcrum_agent::ledger;
 use fulcrum_agent::release::{INTOTO_PAYLOAD_TYPE, verify_record};
 use fulcrum_core::resolve::{Decision, ResolveDocument, Uris};
 use fulcrum_sign::{Alg, KeyStatus, LocalKey, PublishedKey, Signer, TrustBundle};
@@ -57,6 +59,7 @@ fn doc() -> ResolveDocument {
         alias_inc_id: None,
         alias_cause: None,
         env: "prod".into(),
+        ledger_index: Some(0),
         decision: Decision::Permit,
         deny_reason: None,
         issued_at: "2026-01-01T00:00:00Z".into(),
@@ -92,5 +95,16 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(Some(next)) = follow(&b, &[link], time::OffsetDateTime::now_utc()) {
         assert_eq!(next.version, 2);
+    }
+    // The bytes as ledger evidence: an entry, a checkpoint note, a release predicate.
+    let text = String::from_utf8_lossy(data);
+    let cp = ledger::SignedCheckpoint { note: &text, origin: "fulcrum/registry-audit", kid: key().kid() };
+    assert!(ledger::open_checkpoint(&b, cp).is_err(), "an unsigned note verified");
+    let tree = fulcrum_ledger::checkpoint::Checkpoint { origin: "o".into(), size: 4, root: [0; 32] };
+    assert!(ledger::check_answer_leaf(&d, &tree, data, &[[1; 32], [2; 32]]).is_err());
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data)
+        && let Ok(g) = ledger::gate_leaf(&v)
+    {
+        assert!(ledger::check_gate_leaf(&g, &tree, &[]).is_err());
     }
 });

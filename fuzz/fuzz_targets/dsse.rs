@@ -16,6 +16,9 @@ fn key() -> &'static LocalKey {
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = serde_json::from_slice::<Envelope>(data) {
         let _ = fulcrum_verify::dsse::pae(&env.payload_type, env.payload.as_bytes());
-        assert!(env.verify(fulcrum_sign::Signer::public_key(key()), INTOTO_PAYLOAD_TYPE).is_err(), "a fuzzed envelope verified");
+        assert!(
+            env.verify(fulcrum_sign::Signer::public_key(key()), INTOTO_PAYLOAD_TYPE).is_err(),
+            "a fuzzed envelope verified"
+        );
     }
 });

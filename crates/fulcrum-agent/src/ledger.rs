@@ -19,7 +19,7 @@ use fulcrum_core::resolve::ResolveDocument;
 use fulcrum_ledger::Hash;
 use fulcrum_ledger::checkpoint::Checkpoint;
 use fulcrum_ledger::merkle;
-use fulcrum_sign::{KeyStatus, TrustBundle};
+use fulcrum_sign::TrustBundle;
 
 use crate::check::Deny;
 
@@ -48,15 +48,7 @@ fn unproven(why: impl Into<String>) -> Deny {
 /// # Errors
 /// `ledger_unproven` naming why.
 pub fn open_checkpoint(bundle: &TrustBundle, cp: SignedCheckpoint<'_>) -> Result<Checkpoint, Deny> {
-    let key =
-        bundle.keys.iter().find(|k| k.kid == cp.kid).ok_or_else(|| {
-            unproven(format!("the checkpoint is signed by {}, a key the bundle does not trust", cp.kid))
-        })?;
-    if key.status == KeyStatus::Compromised {
-        return Err(unproven(format!("the checkpoint is signed by {}, which is compromised", cp.kid)));
-    }
-    let public = key.key().map_err(|e| unproven(format!("the checkpoint key {}: {e}", cp.kid)))?;
-    Checkpoint::verify(cp.note, cp.origin, &public).map_err(|e| unproven(format!("the checkpoint: {e}")))
+    Checkpoint::verify_trusted(cp.note, cp.origin, cp.kid, bundle).map_err(|e| unproven(e.to_string()))
 }
 
 /// The proof's hashes, base64 as the registry sends them.

@@ -50,6 +50,19 @@ pub enum NoteError {
     Sign(String),
 }
 
+/// Why a checkpoint is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    #[error("the checkpoint is signed by {0}, a key the trust bundle does not hold")]
+    UnknownKey(String),
+    #[error("the checkpoint is signed by {0}, which is compromised")]
+    Compromised(String),
+    #[error("the trust bundle's key {0} is unusable")]
+    BadKey(String),
+    #[error("the checkpoint's signature does not verify: {0}")]
+    Note(NoteError),
+}
+
 /// The 4-byte key id of `key` under `name`.
 pub fn key_id(name: &str, key: &PublicKey) -> [u8; 4] {
     let digest: [u8; 32] = match key.alg() {
@@ -108,6 +121,25 @@ impl Checkpoint {
             verified = true;
         }
         if verified { Ok(cp) } else { Err(NoteError::Unsigned) }
+    }
+
+    /// Verify a note signed by the key `kid` of a trust bundle: the key must be in the bundle
+    /// and not compromised, and its signature on the note must hold (origin = key name).
+    ///
+    /// # Errors
+    /// Why the checkpoint is not trusted.
+    pub fn verify_trusted(
+        note: &str,
+        origin: &str,
+        kid: &str,
+        bundle: &fulcrum_sign::TrustBundle,
+    ) -> Result<Self, Untrusted> {
+        let key = bundle.keys.iter().find(|k| k.kid == kid).ok_or_else(|| Untrusted::UnknownKey(kid.to_owned()))?;
+        if key.status == fulcrum_sign::KeyStatus::Compromised {
+            return Err(Untrusted::Compromised(kid.to_owned()));
+        }
+        let public = key.key().map_err(|_| Untrusted::BadKey(kid.to_owned()))?;
+        Self::verify(note, origin, &public).map_err(Untrusted::Note)
     }
 
     /// Parse a note without verifying it: the checkpoint and its (key name, key id ‖ signature)
@@ -187,6 +219,57 @@ mod tests {
             let cosigned = format!("{note}\u{2014} witness.example AAAAAAAAAA==\n");
             assert!(Checkpoint::verify(&cosigned, "fulcrum/test", key.public_key()).is_ok());
         }
+    }
+
+    /// A checkpoint is trusted only when signed by a key of the bundle that is not compromised.
+    #[test]
+    fn trusted_checkpoints_need_a_sound_key_of_the_bundle() {
+        use fulcrum_sign::{KeyStatus, PublishedKey, Signer as _, TrustBundle};
+        let key = LocalKey::ephemeral(Alg::Ed25519).unwrap();
+        let published = |status| PublishedKey {
+            kid: key.kid().into(),
+            alg: Alg::Ed25519,
+            public_key: fulcrum_sign::b64(key.public_key().spki_der()),
+            valid_from: "2026-01-01T00:00:00Z".into(),
+            valid_until: None,
+            status,
+            development: false,
+        };
+        let bundle =
+            |keys| TrustBundle { version: 1, issued_at: "2026-01-01T00:00:00Z".into(), expires_at: None, keys };
+        let note = cp().sign("fulcrum/test", &key).unwrap();
+        let kid = key.kid();
+        let sound = bundle(vec![published(KeyStatus::Active)]);
+        assert_eq!(Checkpoint::verify_trusted(&note, "fulcrum/test", kid, &sound), Ok(cp()));
+        let retired = bundle(vec![published(KeyStatus::Retired)]);
+        assert_eq!(
+            Checkpoint::verify_trusted(&note, "fulcrum/test", kid, &retired),
+            Ok(cp()),
+            "old checkpoints stay valid"
+        );
+        let rows: Vec<(&str, &str, &str, TrustBundle, Untrusted)> = vec![
+            ("an empty bundle", &note, kid, bundle(vec![]), Untrusted::UnknownKey(kid.into())),
+            ("another kid", &note, "k-other", sound.clone(), Untrusted::UnknownKey("k-other".into())),
+            (
+                "a compromised key",
+                &note,
+                kid,
+                bundle(vec![published(KeyStatus::Compromised)]),
+                Untrusted::Compromised(kid.into()),
+            ),
+        ];
+        for (what, note, kid, b, want) in rows {
+            assert_eq!(Checkpoint::verify_trusted(note, "fulcrum/test", kid, &b), Err(want), "{what}");
+        }
+        let forged = note.replacen("20852163", "20852164", 1);
+        assert_eq!(
+            Checkpoint::verify_trusted(&forged, "fulcrum/test", kid, &sound),
+            Err(Untrusted::Note(NoteError::BadSignature))
+        );
+        assert_eq!(
+            Checkpoint::verify_trusted(&note, "elsewhere/log", kid, &sound),
+            Err(Untrusted::Note(NoteError::Unsigned))
+        );
     }
 
     #[test]
