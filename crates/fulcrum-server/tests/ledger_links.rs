@@ -107,3 +107,34 @@ async fn answers_name_the_event_behind_them_across_changes_restarts_and_backfill
     sqlx::raw_sql(backfill).execute(&pool).await.unwrap();
     assert_eq!(links(pool).await, live);
 }
+
+/// The release gate's allow is logged (and named by the release record) only for a release that
+/// passed every check: in development mode a submitted SBOM that is not one still refuses the
+/// release, and no allow is logged for it.
+#[tokio::test]
+async fn only_a_release_that_passed_logs_the_gate_allow_its_record_names() {
+    let h = Harness::start().await;
+    h.create_model("ci", "fraud").await;
+    let weights = h.upload("ci", b"weights").await;
+    let not_an_sbom = h.upload("ci", b"{\"not\":\"an sbom\"}").await;
+    let files = json!([{"path": "weights.bin", "size": 7, "digest": weights.to_string()}]);
+    let refused = json!({"version": "v1", "files": files, "sbom": not_an_sbom.to_string()});
+    h.post("ci", "/v1/models/fraud/versions", refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let (v, _) = h.register("ci", "fraud", "v2", &[("weights.bin", b"weights, second")]).await;
+
+    let log = h.get("auditor", "/v1/decisions?path=fulcrum/release/decision&limit=100", StatusCode::OK).await;
+    let allowed: Vec<(String, Value)> = log["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["result"]["allow"] == true)
+        .map(|d| (d["input"]["version"]["label"].as_str().unwrap().to_owned(), d["decision_id"].clone()))
+        .collect();
+    assert_eq!(allowed.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(), ["v2"], "{log}");
+    let named = &v["release"]["release_gate_decision"];
+    assert_eq!(named["decision_id"], allowed[0].1, "{v}");
+    let index = named["ledger_index"].as_u64().unwrap();
+    let page = h.get("auditor", &format!("/v1/ledger/entries?start={index}&end={}", index + 1), StatusCode::OK).await;
+    assert_eq!(page["entries"][0]["kind"], "decision");
+    assert_eq!(page["entries"][0]["leaf_hash"], named["leaf_hash"]);
+}

@@ -1207,22 +1207,9 @@ fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> DeadLetter {
     }
 }
 
+/// Append one event (and its ledger leaf).
 pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
-    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetch_one(&mut *tx).await?.get(0);
-    let (tenant, model, kind) = (ev.tenant.clone(), ev.model.clone(), ev.event.as_str());
-    let ce = CloudEvent::wrap(uuid::Uuid::now_v7().to_string(), seq, ev);
-    let body = serde_json::to_string(&ce).expect("events serialise");
-    sqlx::query("INSERT INTO events (seq, id, tenant, model, kind, body) VALUES (?,?,?,?,?,?)")
-        .bind(seq)
-        .bind(&ce.id)
-        .bind(&tenant)
-        .bind(&model)
-        .bind(kind)
-        .bind(&body)
-        .execute(&mut *tx)
-        .await?;
-    let idx = ledger::append(tx, ledger::LeafKind::Event, seq, &tenant, body.as_bytes()).await?;
-    Ok(StoredEvent { seq, ledger_index: Some(idx), body })
+    Ok(append_events(tx, vec![ev]).await?.pop().expect("one event in, one out"))
 }
 
 /// A manifest plus what CI submitted, ready to be stored.

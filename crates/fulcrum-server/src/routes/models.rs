@@ -323,9 +323,15 @@ pub async fn register_version(
             state.store.record_decision(&row).await?;
         }
     }
-    // The gate's allow is logged first so that the release attestation can name its ledger leaf
-    // (index and leaf hash): an agent may then demand the leaf's inclusion proof. (A label
-    // taken meanwhile by a racing registration leaves that allow logged without a version.)
+    let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
+        let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(ApiError::unprocessable("release_gate_failed", format!("registration refused: {summary}"))
+            .with_errors(failures));
+    };
+    // All gates passed. The gate's allow is logged first so that the release attestation can
+    // name its ledger leaf (index and leaf hash): an agent may then demand the leaf's inclusion
+    // proof. (A signer outage, or a label taken meanwhile by a racing registration, leaves that
+    // allow logged without a version.)
     let gate_leaf = match &gate_decision {
         Some(row) => {
             let index = state.store.record_decision(row).await?;
@@ -336,11 +342,6 @@ pub async fn register_version(
             }))
         }
         None => None,
-    };
-    let Some(manifest) = manifest.filter(|_| failures.is_empty()) else {
-        let summary = failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(ApiError::unprocessable("release_gate_failed", format!("registration refused: {summary}"))
-            .with_errors(failures));
     };
 
     // All gates passed: the registry signs a release attestation (DSSE over an in-toto statement
@@ -384,7 +385,7 @@ pub async fn register_version(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "signer_unavailable",
-                "the signing service did not answer; nothing was stored",
+                "the signing service did not answer; the version was not stored (the gate's decision is logged)",
             )
         })?;
     let record_bytes = serde_json::to_vec(&envelope).expect("envelopes serialise");
