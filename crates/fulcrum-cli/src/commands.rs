@@ -502,6 +502,13 @@ pub enum EventsCmd {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Events the webhooks gave up on, newest first.
+    DeadLetters,
+    /// Deliver a dead-lettered event again, once, to its webhook (admin).
+    Redeliver {
+        /// The dead letter's id (from `fulcrum events dead-letters`).
+        id: i64,
+    },
 }
 
 pub fn event_line(e: &Value) -> String {
@@ -558,6 +565,36 @@ pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
                     break;
                 }
             }
+        }
+        EventsCmd::DeadLetters => {
+            let v = client.get("/v1/webhooks/dead-letters").await?;
+            ctx.print(&v, |p| {
+                p.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        let state = match d["resolved_by"].as_str() {
+                            Some(by) => format!("re-delivered by {by} at {}", s(&d["resolved_at"])),
+                            None => format!("{} attempts, last: {}", s(&d["attempts"]), s(&d["last_error"])),
+                        };
+                        format!(
+                            "{} {} event #{} {} — {state}",
+                            s(&d["id"]),
+                            s(&d["sink"]),
+                            s(&d["seq"]),
+                            s(&d["event_id"])
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        EventsCmd::Redeliver { id } => {
+            let v = client.post(&format!("/v1/webhooks/dead-letters/{id}/redelivery"), &Value::Null).await?;
+            if v["delivered"] != true {
+                anyhow::bail!("the receiver did not take it: {}", s(&v["error"]));
+            }
+            ctx.print(&v, |_| format!("dead letter {id} re-delivered"));
         }
     }
     Ok(())
