@@ -22,6 +22,13 @@ async fn event_at(h: &Harness, index: u64) -> Value {
     serde_json::from_str::<Value>(e["data"].as_str().unwrap()).unwrap()["data"].clone()
 }
 
+/// The id of the CloudEvent stored at leaf `index`.
+async fn event_id_at(h: &Harness, index: u64) -> String {
+    let page = h.get("auditor", &format!("/v1/ledger/entries?start={index}&end={}", index + 1), StatusCode::OK).await;
+    let e: Value = serde_json::from_str(page["entries"][0]["data"].as_str().unwrap()).unwrap();
+    e["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn answers_name_the_event_behind_them_across_changes_restarts_and_backfill() {
     let h = Harness::start().await;
@@ -85,7 +92,13 @@ async fn answers_name_the_event_behind_them_across_changes_restarts_and_backfill
     .into();
     assert_eq!(before, after, "the links are read back from the store");
 
-    // The migration's backfill (for records older than the links) finds the same leaves.
+    // A registry from before the ledger (no leaves, no links), started with this code: the
+    // ledger is rebuilt from the records (events first, in table order) and the links found
+    // again — to the same events as the live path's.
+    let mut events = vec![];
+    for i in &after {
+        events.push(event_id_at(&h, *i).await);
+    }
     let dir = h.stop().await;
     let db = dir.path().join("data/registry.db");
     let links = |pool: sqlx::SqlitePool| async move {
@@ -98,14 +111,34 @@ async fn answers_name_the_event_behind_them_across_changes_restarts_and_backfill
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
     let live = links(pool.clone()).await;
     assert!(live.0.iter().chain(&live.1).all(|(_, i)| i.is_some()), "{live:?}");
-    sqlx::raw_sql("UPDATE versions SET ledger_index = NULL; UPDATE aliases SET ledger_index = NULL;")
-        .execute(&pool)
+    sqlx::raw_sql(
+        "DROP TRIGGER ledger_leaves_no_delete; DROP TRIGGER ledger_nodes_no_delete; DROP TRIGGER ledger_checkpoints_no_delete;
+         DELETE FROM ledger_leaves; DELETE FROM ledger_nodes; DELETE FROM ledger_checkpoints; UPDATE ledger_state SET built = 0;
+         UPDATE versions SET ledger_index = NULL; UPDATE aliases SET ledger_index = NULL;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(links(pool.clone()).await.0.iter().all(|(_, i)| i.is_none()));
+    pool.close().await;
+    let h = Harness::start_in(dir).await;
+    let rebuilt: Vec<u64> = [
+        ledger_index(&h, "fraud@production").await,
+        ledger_index(&h, "fraud@v1").await,
+        ledger_index(&h, "fraud@v2").await,
+    ]
+    .into();
+    let mut again = vec![];
+    for i in &rebuilt {
+        again.push(event_id_at(&h, *i).await);
+    }
+    assert_eq!(again, events, "the answers stand on the same events");
+    let dir = h.stop().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("data/registry.db").display()))
         .await
         .unwrap();
-    let migration = include_str!("../../fulcrum-store/migrations/sqlite/0012_ledger_links.sql");
-    let backfill = &migration[migration.find("-- Records kept before").unwrap()..];
-    sqlx::raw_sql(backfill).execute(&pool).await.unwrap();
-    assert_eq!(links(pool).await, live);
+    let (v, a) = links(pool).await;
+    assert!(v.iter().chain(&a).all(|(_, i)| i.is_some()), "every version and alias is linked again: {v:?} {a:?}");
 }
 
 /// The release gate's allow is logged (and named by the release record) only for a release that

@@ -386,9 +386,25 @@ impl Store {
             append(&mut tx, LeafKind::Access, r.get("seq"), &tenant, &data).await?;
             added += 1;
         }
+        // The links of versions and aliases to their leaves (migration 0012 ran before these
+        // leaves existed): the migration's own backfill, now that there are leaves to find.
+        if added > 0 {
+            sqlx::raw_sql(links_backfill()).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(added)
     }
+}
+
+/// Migration 0012, whose second part links versions and aliases to their event leaves.
+const LINKS_MIGRATION: &str = include_str!("../migrations/sqlite/0012_ledger_links.sql");
+
+/// The statements of migration 0012 after its backfill mark.
+fn links_backfill() -> &'static str {
+    let mark = "-- Records kept before this migration";
+    LINKS_MIGRATION
+        .find(mark)
+        .map_or_else(|| unreachable!("migration 0012 keeps its backfill mark"), |i| &LINKS_MIGRATION[i..])
 }
 
 impl Store {
