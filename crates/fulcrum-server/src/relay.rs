@@ -168,7 +168,7 @@ async fn run(state: &AppState, cfg: &NatsConfig) -> Result<(), RelayError> {
                 }
             }
         }
-        // Kept once a batch: after a crash the batch is sent again, and JetStream drops the copies.
+        // Kept once a batch: after a crash, the next connect finds the stream ahead and starts there.
         state.store.set_sink_position(SINK, pos).await?;
     }
     Ok(())
