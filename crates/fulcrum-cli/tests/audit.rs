@@ -6,19 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{Server, fulcrum, one_error_line, serve_with};
+use common::{Server, ok, one_error_line, run_as, serve_with};
 use serde_json::Value;
 use sqlx::ConnectOptions as _;
-
-fn run_as(s: &Server, who: &str, args: &[&str]) -> std::process::Output {
-    let token = format!("t-{who}");
-    fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
-}
-
-fn ok(o: &std::process::Output) -> Value {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
-}
 
 /// Activity that writes events and gate decisions (and access batches).
 fn activity(s: &Server, model: &str) {

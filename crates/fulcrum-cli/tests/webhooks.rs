@@ -8,18 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Server, fulcrum, one_error_line, serve_with};
-use serde_json::{Value, json};
-
-fn run_as(s: &Server, who: &str, args: &[&str]) -> std::process::Output {
-    let token = format!("t-{who}");
-    fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
-}
-
-fn ok(o: &std::process::Output) -> Value {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
-}
+use common::{ok, one_error_line, run_as, serve_with};
+use serde_json::json;
 
 /// A plain HTTP receiver: 500 until `accept` is set, then 200; counts what it accepted.
 fn receiver(accept: Arc<AtomicBool>, accepted: Arc<AtomicUsize>) -> String {

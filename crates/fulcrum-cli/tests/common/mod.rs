@@ -26,6 +26,18 @@ pub fn one_error_line(o: &Output) -> String {
     err
 }
 
+/// `fulcrum ARGS` against `s` as the test identity `who` (token `t-<who>`).
+pub fn run_as(s: &Server, who: &str, args: &[&str]) -> Output {
+    let token = format!("t-{who}");
+    fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
+}
+
+/// A command that succeeded, and its `--output json` (or null).
+pub fn ok(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+}
+
 pub struct Server {
     pub child: std::process::Child,
     pub url: String,
