@@ -4,9 +4,10 @@
 //!
 //! Order matters and is fixed: the signature over the exact bytes first (nothing unverified is
 //! parsed for meaning), then what the document says about itself (the reference and environment
-//! asked for, the registry's own verdict), then freshness (expiry, clock skew against the signed
-//! time) and finally the anti-rollback marks (TUF-style: a document older than one already seen,
-//! or a lower version for an alias without the signed change that moved it, is refused).
+//! asked for), then freshness (expiry, clock skew against the signed time) and replay (a document
+//! older than one already seen, permit or deny, is refused), then the registry's own verdict, and
+//! finally anti-downgrade (a lower version for an alias without the signed change that moved it
+//! is refused). The high-water marks move on every authentic, current answer, a deny included.
 
 use std::collections::BTreeMap;
 
@@ -124,16 +125,99 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, Deny> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|_| Deny::Malformed(format!("bad time {s:?}")))
 }
 
-/// Check a resolve answer. On permit, returns the document and the marks to persist.
+/// The outcome of checking one answer: the verdict, and the marks to persist.
 ///
-/// # Errors
-/// The first reason to deny, in the order the module documents.
-pub fn check(
+/// The marks move on every answer that verifies (signature, document, freshness) and is not
+/// older than one already seen — a signed *deny* included: once the agent has seen the registry
+/// refuse a version, a permit issued before that refusal is a replay (SPEC §4: never accept an
+/// answer older than one already seen). A deny raises only the time mark; what was last
+/// *loaded* (seq, alias position, digest), which anti-downgrade compares against, stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub verdict: Result<ResolveDocument, Deny>,
+    /// `Some` when the answer verified and is the newest seen; `None` when nothing may move.
+    pub marks: Option<Marks>,
+}
+
+impl Checked {
+    fn refused(deny: Deny) -> Self {
+        Self { verdict: Err(deny), marks: None }
+    }
+
+    /// The verdict with the marks of a permit (for callers that keep nothing on a deny).
+    ///
+    /// # Errors
+    /// The deny.
+    pub fn permit(self) -> Result<(ResolveDocument, Marks), Deny> {
+        let doc = self.verdict?;
+        Ok((doc, self.marks.expect("a permit always carries its marks")))
+    }
+}
+
+/// Check a resolve answer: the verdict and the marks to persist (see [`Checked`]).
+pub fn check(bundle: &TrustBundle, marks: &Marks, signed: Signed<'_>, ask: &Ask<'_>) -> Checked {
+    let doc = match verify(bundle, marks, signed, ask) {
+        Ok(v) => v,
+        Err(deny) => return Checked::refused(deny),
+    };
+    let k = key(ask.reference, ask.env);
+    let mut next = marks.clone();
+    next.bundle_version = next.bundle_version.max(bundle.version);
+    // The registry's own verdict (revoked, quarantined, stage not allowed in this env). A
+    // signed deny still raises the time mark.
+    if doc.decision != Decision::Permit || doc.revoked || doc.quarantined {
+        let reason = doc.deny_reason.clone().unwrap_or_else(|| {
+            if doc.revoked {
+                "revoked".into()
+            } else if doc.quarantined {
+                "quarantined".into()
+            } else {
+                "denied".into()
+            }
+        });
+        let mark = next.refs.entry(k).or_insert_with(|| RefMark {
+            issued_at: doc.issued_at.clone(),
+            seq: 0,
+            alias_position: None,
+            artifact_digest: String::new(),
+        });
+        mark.issued_at = doc.issued_at.clone();
+        return Checked { verdict: Err(Deny::Registry(reason)), marks: Some(next) };
+    }
+    // Anti-downgrade: a lower version for an alias is fine only when the alias itself moved (a
+    // newer signed position) and the signed answer names the record that authorised the move:
+    // the change id of an operator's downgrade, or the incident of an automatic rollback.
+    if let Some(seen) = marks.refs.get(&k)
+        && doc.seq < seen.seq
+    {
+        let moved = matches!((doc.alias_position, seen.alias_position), (Some(now), Some(then)) if now > then);
+        let authorised = doc.alias_chg_id.as_deref().is_some_and(|c| !c.is_empty())
+            || doc.alias_inc_id.as_deref().is_some_and(|i| !i.is_empty());
+        if !(moved && authorised) {
+            return Checked::refused(Deny::Downgrade { alias: ask.reference.to_owned(), seen: seen.seq, got: doc.seq });
+        }
+    }
+    next.refs.insert(
+        k,
+        RefMark {
+            issued_at: doc.issued_at.clone(),
+            seq: doc.seq,
+            alias_position: doc.alias_position,
+            artifact_digest: doc.artifact_digest.clone(),
+        },
+    );
+    Checked { verdict: Ok(doc), marks: Some(next) }
+}
+
+/// Everything that makes an answer *authentic and current*, whatever it says: the bundle is
+/// unexpired, the signature verifies over the exact bytes with a key valid at the signed time,
+/// the document is the one asked for, it is fresh, and it is not older than one already seen.
+fn verify(
     bundle: &TrustBundle,
     marks: &Marks,
     signed: Signed<'_>,
     ask: &Ask<'_>,
-) -> Result<(ResolveDocument, Marks), Deny> {
+) -> Result<ResolveDocument, Deny> {
     if let Some(exp) = &bundle.expires_at
         && parse_time(exp)? <= ask.now
     {
@@ -173,49 +257,14 @@ pub fn check(
     if expires <= ask.now {
         return Err(Deny::Expired(doc.expires_at.clone()));
     }
-    // The registry's own verdict (revoked, quarantined, stage not allowed in this env).
-    if doc.decision != Decision::Permit || doc.revoked || doc.quarantined {
-        let reason = doc.deny_reason.clone().unwrap_or_else(|| {
-            if doc.revoked {
-                "revoked".into()
-            } else if doc.quarantined {
-                "quarantined".into()
-            } else {
-                "denied".into()
-            }
-        });
-        return Err(Deny::Registry(reason));
+    // Anti-replay: never an answer older than one already seen for this reference and env,
+    // permit or deny.
+    if let Some(seen) = marks.refs.get(&key(ask.reference, ask.env))
+        && parse_time(&seen.issued_at)? > issued
+    {
+        return Err(Deny::Replayed { seen: seen.issued_at.clone(), got: doc.issued_at.clone() });
     }
-    // Anti-rollback.
-    let k = key(ask.reference, ask.env);
-    if let Some(seen) = marks.refs.get(&k) {
-        if parse_time(&seen.issued_at)? > issued {
-            return Err(Deny::Replayed { seen: seen.issued_at.clone(), got: doc.issued_at.clone() });
-        }
-        // A lower version for an alias is fine only when the alias itself moved (a newer signed
-        // position) and the signed answer names the record that authorised the move: the change
-        // id of an operator's downgrade, or the incident of an automatic rollback.
-        if doc.seq < seen.seq {
-            let moved = matches!((doc.alias_position, seen.alias_position), (Some(now), Some(then)) if now > then);
-            let authorised = doc.alias_chg_id.as_deref().is_some_and(|c| !c.is_empty())
-                || doc.alias_inc_id.as_deref().is_some_and(|i| !i.is_empty());
-            if !(moved && authorised) {
-                return Err(Deny::Downgrade { alias: ask.reference.to_owned(), seen: seen.seq, got: doc.seq });
-            }
-        }
-    }
-    let mut next = marks.clone();
-    next.bundle_version = next.bundle_version.max(bundle.version);
-    next.refs.insert(
-        k,
-        RefMark {
-            issued_at: doc.issued_at.clone(),
-            seq: doc.seq,
-            alias_position: doc.alias_position,
-            artifact_digest: doc.artifact_digest.clone(),
-        },
-    );
-    Ok((doc, next))
+    Ok(doc)
 }
 
 /// Accept a newer trust bundle only: a lower version than one already pinned is a rollback.

@@ -126,8 +126,8 @@ impl Agent {
         }
     }
 
-    /// Resolve and check (signature against the pinned bundle, freshness, verdict, marks); the
-    /// marks move only on a permit.
+    /// Resolve and check (signature against the pinned bundle, freshness, replay, verdict,
+    /// downgrade); the marks move on every authentic answer, a deny included.
     ///
     /// # Errors
     /// A [`Stop`] naming why.
@@ -162,18 +162,22 @@ impl Agent {
         };
         let ask = Ask { reference: &reference, env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew };
         let signed = Signed { body: answer.body.as_bytes(), kid: &answer.kid, signature: &answer.signature };
-        let checked = check::check(&self.trusted()?, &self.state.marks()?, signed, &ask);
-        let (doc, next) = match checked {
-            // Signed by a key the agent does not know yet: the registry may have rotated. Follow
-            // the bundle chain from what is trusted (each link vouched for by a trusted key),
-            // then check once more against the newest bundle.
-            Err(Deny::UnknownKey(_)) if mode == Mode::Online && self.follow_chain().await? => {
-                check::check(&self.trusted()?, &self.state.marks()?, signed, &ask)?
-            }
-            other => other?,
-        };
+        let mut checked = check::check(&self.trusted()?, &self.state.marks()?, signed, &ask);
+        // Signed by a key the agent does not know yet: the registry may have rotated. Follow the
+        // bundle chain from what is trusted (each link vouched for by a trusted key), then check
+        // once more against the newest bundle.
+        if matches!(checked.verdict, Err(Deny::UnknownKey(_))) && mode == Mode::Online && self.follow_chain().await? {
+            checked = check::check(&self.trusted()?, &self.state.marks()?, signed, &ask);
+        }
+        // The marks move on every authentic answer, a deny included, so a permit issued before a
+        // deny the agent has seen is refused as a replay from now on.
+        if mode == Mode::Online
+            && let Some(next) = &checked.marks
+        {
+            self.state.save_marks(next)?;
+        }
+        let doc = checked.verdict?;
         if mode == Mode::Online {
-            self.state.save_marks(&next)?;
             self.state.save_answer(&reference, env, &answer)?;
         }
         Ok((doc, mode))

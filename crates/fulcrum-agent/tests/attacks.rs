@@ -1,14 +1,14 @@
 //! The attack suite against a live registry, for the attacks that need one (the pure check's
 //! table in `check.rs` covers the rest): extra and missing files, a version revoked while it
-//! downloads, and a clock that disagrees with the registry's signed time. Each ends in a deny
-//! with its machine-readable reason and nothing placed.
+//! downloads, a clock that disagrees with the registry's signed time, and a permit replayed after
+//! the deny was seen. Each ends in a deny with its machine-readable reason and nothing placed.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{agent, as_, read, register, registry, registry_with_clock};
+use common::{agent, as_, fraud_v1, read, register, registry, registry_with_clock};
 use fulcrum_core::Digest;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -123,4 +123,64 @@ async fn a_clock_beyond_the_tolerance_is_a_deny() {
     let mut tolerant = agent(&r, state.path()).await;
     tolerant.max_skew = time::Duration::minutes(15);
     tolerant.fetch("fraud@production", "prod", &out.path().join("model")).await.unwrap();
+}
+
+/// SPEC §4: never accept an answer older than one already seen — a deny included. Permit for
+/// `fraud@v1`, then a revocation and the signed deny, then the first permit (still unexpired,
+/// still validly signed) played back by a man in the middle, and again from the agent's own
+/// kept answer with the registry down: both are replays, nothing is placed.
+#[tokio::test]
+async fn a_permit_replayed_after_the_deny_was_seen_is_refused() {
+    let mut r = fraud_v1().await;
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let a = agent(&r, state.path()).await;
+    a.fetch("fraud@v1", "prod", &out.path().join("first")).await.unwrap();
+    // What a man in the middle recorded: the permit, byte for byte, with its signature.
+    let (body, kid, sig) = as_(&r, "agent").resolve_unverified("fraud@v1", "prod").await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("\"decision\":\"permit\""));
+
+    as_(&r, "bo")
+        .post("/v1/models/fraud/versions/v1/revocation", &json!({"reason": "fraud ring", "inc_id": "INC-9"}))
+        .await
+        .unwrap();
+    let e = a.fetch("fraud@v1", "prod", &out.path().join("second")).await.unwrap_err();
+    assert_eq!(e.code(), "registry_deny", "{e}");
+
+    // The recorded permit, served by a replaying endpoint.
+    let replay = axum::Router::new().route(
+        "/v1/resolve",
+        axum::routing::get(move || {
+            let (body, kid, sig) = (body.clone(), kid.clone(), sig.clone());
+            async move {
+                (
+                    [
+                        ("content-type", "application/json".to_owned()),
+                        ("fulcrum-key-id", kid),
+                        ("fulcrum-signature", sig),
+                    ],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, replay).await });
+    let mitm = fulcrum_agent::fetch::Agent::new(
+        fulcrum_client::Client::new(&url, Some("tok-agent".into())).unwrap(),
+        as_(&r, "agent").trust_bundle().await.unwrap(),
+        fulcrum_agent::state::StateDir::open(state.path()).unwrap(),
+        time::Duration::seconds(30),
+        "test-agent".into(),
+    );
+    let e = mitm.fetch("fraud@v1", "prod", &out.path().join("third")).await.unwrap_err();
+    assert_eq!(e.code(), "rollback_replay", "{e}");
+    assert!(!out.path().join("third").exists());
+
+    // The registry down: the kept permit is older than the deny the agent has seen.
+    r.down().await;
+    let e = a.fetch("fraud@v1", "prod", &out.path().join("fourth")).await.unwrap_err();
+    assert_eq!(e.code(), "rollback_replay", "{e}");
+    assert!(!out.path().join("fourth").exists());
 }

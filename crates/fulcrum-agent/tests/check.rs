@@ -74,6 +74,7 @@ fn run(bundle: &TrustBundle, marks: &Marks, a: &Answer, at: OffsetDateTime) -> R
         Signed { body: &a.body, kid: &a.kid, signature: &a.sig },
         &Ask { reference: REF, env: ENV, now: at, max_skew: Duration::seconds(30) },
     )
+    .permit()
 }
 
 struct World {
@@ -240,6 +241,50 @@ fn an_authorised_rollback_passes() {
     rollback.alias_inc_id = Some("INC-4711".into());
     rollback.alias_cause = Some("rollback".into());
     assert!(run(&w.bundle, &marks, &sign(&w.key, &rollback), later).is_ok());
+}
+
+/// A signed deny moves the time mark: the permit issued before it — still unexpired — is a
+/// replay once the deny has been seen, and what was last loaded stays the downgrade baseline.
+#[test]
+fn a_permit_issued_before_a_seen_deny_is_a_replay() {
+    let w = world();
+    let permit = sign(&w.key, &doc(&w.key, now(), 2, 4));
+    let (_, after_permit) = run(&w.bundle, &Marks::default(), &permit, now()).unwrap();
+    let later = now() + Duration::seconds(20);
+    let mut revoked = doc(&w.key, later, 2, 4);
+    revoked.revoked = true;
+    revoked.decision = Decision::Deny;
+    revoked.deny_reason = Some("revoked".into());
+    let checked = check(
+        &w.bundle,
+        &after_permit,
+        Signed { body: &sign(&w.key, &revoked).body, kid: w.key.kid(), signature: &sign(&w.key, &revoked).sig },
+        &Ask { reference: REF, env: ENV, now: later, max_skew: Duration::seconds(30) },
+    );
+    assert_eq!(checked.verdict.as_ref().unwrap_err().code(), "registry_deny");
+    let after_deny = checked.marks.expect("an authentic deny moves the marks");
+    let mark = &after_deny.refs[&format!("{REF}|{ENV}")];
+    assert_eq!(mark.issued_at, fmt(later), "the time mark is the deny's");
+    assert_eq!((mark.seq, mark.alias_position), (2, Some(4)), "the loaded version stays the baseline");
+    // The first permit is still unexpired, and verifies, but it is older than the deny.
+    let e = run(&w.bundle, &after_deny, &permit, later + Duration::seconds(1)).unwrap_err();
+    assert_eq!(e.code(), "rollback_replay", "{e}");
+    // A deny seen first, with no mark before it, raises the time mark too.
+    let fresh = check(
+        &w.bundle,
+        &Marks::default(),
+        Signed { body: &sign(&w.key, &revoked).body, kid: w.key.kid(), signature: &sign(&w.key, &revoked).sig },
+        &Ask { reference: REF, env: ENV, now: later, max_skew: Duration::seconds(30) },
+    );
+    assert_eq!(run(&w.bundle, &fresh.marks.unwrap(), &permit, later).unwrap_err().code(), "rollback_replay");
+    // A forged or stale answer moves nothing.
+    let stale = check(
+        &w.bundle,
+        &after_permit,
+        Signed { body: &permit.body, kid: &permit.kid, signature: &permit.sig },
+        &Ask { reference: REF, env: ENV, now: now() + Duration::minutes(6), max_skew: Duration::seconds(30) },
+    );
+    assert!(stale.marks.is_none());
 }
 
 #[test]

@@ -601,6 +601,55 @@ pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BlobsCmd {
+    /// Re-hash every blob of your tenant against its digest (admin, security officer); damaged
+    /// ones are recorded as `blob_corrupt` and refused until their true bytes are uploaded
+    /// again. Exits 1 when any blob is damaged or missing.
+    Scrub {
+        /// Blobs checked per request.
+        #[arg(long, default_value_t = 100)]
+        page: u32,
+    },
+}
+
+pub async fn blobs(ctx: &Ctx, c: BlobsCmd) -> anyhow::Result<()> {
+    let BlobsCmd::Scrub { page } = c;
+    let client = ctx.client()?;
+    let (mut checked, mut bytes, mut corrupt, mut missing) = (0u64, 0u64, Vec::new(), Vec::new());
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/blobs/scrub?limit={page}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let v = client.post(&path, &json!({})).await?;
+        checked += v["checked"].as_u64().unwrap_or(0);
+        bytes += v["bytes"].as_u64().unwrap_or(0);
+        corrupt.extend(v["corrupt"].as_array().into_iter().flatten().cloned());
+        missing.extend(v["missing"].as_array().into_iter().flatten().cloned());
+        match v["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let report = json!({"checked": checked, "bytes": bytes, "corrupt": corrupt, "missing": missing});
+    ctx.print(&report, |v| {
+        let mut lines = vec![format!("checked {checked} blobs ({bytes} bytes)")];
+        for c in v["corrupt"].as_array().into_iter().flatten() {
+            lines.push(format!("CORRUPT {} (the stored bytes hash to {})", s(&c["digest"]), s(&c["actual"])));
+        }
+        for m in v["missing"].as_array().into_iter().flatten() {
+            lines.push(format!("MISSING {}", s(m)));
+        }
+        lines.join("\n")
+    });
+    if !corrupt.is_empty() || !missing.is_empty() {
+        bail!("{} damaged and {} missing blob(s); upload their true bytes again to repair", corrupt.len(), missing.len());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
     /// The snapshot in force: its digest and modules.
     Show,
@@ -611,6 +660,24 @@ pub enum PolicyCmd {
     Apply { dir: PathBuf },
     /// What a directory would change compared with the snapshot in force.
     Diff { dir: PathBuf },
+    /// Put a snapshot installed before back in force by its digest (policy-admin).
+    Rollback {
+        digest: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Every install, rollback and reset, newest first (the first is in force).
+    History,
+    /// Break glass (host operator, registry stopped): put the shipped default policy back in
+    /// force at the registry's next start, recorded and announced as `policy_changed`. Needs
+    /// write access to the data dir, not a token.
+    Reset {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Why (recorded in the ledger with the reset).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Lines of `a` not in `b` (order kept), for a compact module diff.
@@ -669,7 +736,44 @@ pub async fn policy(ctx: &Ctx, c: PolicyCmd) -> anyhow::Result<()> {
         PolicyCmd::Apply { dir } => {
             let snap = read_policy_dir(&dir)?;
             let v = ctx.client()?.put("/v1/policy", &json!({"modules": snap.modules(), "data": snap.data()})).await?;
-            ctx.print(&v, |v| format!("installed policy {}", s(&v["policy_digest"])));
+            ctx.print(&v, |v| match v["kind"].as_str() {
+                Some("rollback") => format!("rolled back to policy {} (installed before)", s(&v["policy_digest"])),
+                _ => format!("installed policy {}", s(&v["policy_digest"])),
+            });
+        }
+        PolicyCmd::Rollback { digest, reason } => {
+            let v = ctx.client()?.post("/v1/policy/rollback", &json!({"digest": digest, "reason": reason})).await?;
+            ctx.print(&v, |v| format!("rolled back to policy {}", s(&v["policy_digest"])));
+        }
+        PolicyCmd::History => {
+            let v = ctx.client()?.get("/v1/policy/history").await?;
+            ctx.print(&v, |v| {
+                v["installs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        format!(
+                            "{}  {:<8}  {}  by {}{}",
+                            s(&i["installed_at"]),
+                            s(&i["kind"]),
+                            s(&i["digest"]),
+                            s(&i["installed_by"]),
+                            i["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        PolicyCmd::Reset { data_dir, reason } => {
+            let req = fulcrum_server::policy::request_reset(&data_dir, &reason)?;
+            ctx.print(&serde_json::to_value(&req).expect("json"), |_| {
+                format!(
+                    "break-glass reset requested by {}: the shipped default policy goes in force at the registry's next start (restart it now)",
+                    req.requested_by
+                )
+            });
         }
         PolicyCmd::Diff { dir } => {
             let new = read_policy_dir(&dir)?;

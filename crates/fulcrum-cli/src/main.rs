@@ -88,6 +88,9 @@ enum Command {
     /// Policy snapshots: show the one in force, test a directory of Rego, apply it (policy-admin).
     #[command(subcommand)]
     Policy(commands::PolicyCmd),
+    /// Stored blobs: scrub (re-hash against their digests).
+    #[command(subcommand)]
+    Blobs(commands::BlobsCmd),
     /// Decision logs (by change, incident, model or version), or one decision explained.
     Decisions(commands::DecisionsArgs),
     /// The data catalog: which versions used a dataset snapshot.
@@ -158,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Attest(_)
             | Command::Login(_)
             | Command::Logout
+            | Command::Policy(commands::PolicyCmd::Reset { .. })
     );
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resolve(a) => commands::resolve(&ctx, a).await,
         Command::Events(c) => commands::events(&ctx, c).await,
         Command::Policy(c) => commands::policy(&ctx, c).await,
+        Command::Blobs(c) => commands::blobs(&ctx, c).await,
         Command::Decisions(a) => commands::decisions(&ctx, a).await,
         Command::Dataset(c) => commands::dataset(&ctx, c).await,
         Command::Explain { decision_id } => {

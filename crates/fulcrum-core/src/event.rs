@@ -30,10 +30,12 @@ pub enum EventKind {
     AgentStep,
     /// A serving gateway's per-version traffic figures over a window.
     ServingStats,
+    /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
+    BlobCorrupt,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -48,6 +50,7 @@ impl EventKind {
         EventKind::KeyRetired,
         EventKind::AgentStep,
         EventKind::ServingStats,
+        EventKind::BlobCorrupt,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +68,7 @@ impl EventKind {
             EventKind::KeyRetired => "key_retired",
             EventKind::AgentStep => "agent_step",
             EventKind::ServingStats => "serving_stats",
+            EventKind::BlobCorrupt => "blob_corrupt",
         }
     }
     pub fn cloudevent_type(self) -> String {

@@ -120,10 +120,15 @@ pub enum Action {
     GrantWaiver,
     /// Re-deliver an event a webhook gave up on.
     RedeliverEvents,
+    /// Read a blob the download gate refuses (bytes of revoked, quarantined or not-yet-allowed
+    /// versions), for an investigation: every such read is a logged decision of its own.
+    ForensicRead,
+    /// Re-hash stored blobs against their digests and report the ones that no longer match.
+    ScrubBlobs,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 24] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -146,6 +151,8 @@ impl Action {
         Action::RecordFindings,
         Action::GrantWaiver,
         Action::RedeliverEvents,
+        Action::ForensicRead,
+        Action::ScrubBlobs,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -173,6 +180,8 @@ impl Action {
             Action::RecordFindings => "record_findings",
             Action::GrantWaiver => "grant_waiver",
             Action::RedeliverEvents => "redeliver_events",
+            Action::ForensicRead => "forensic_read",
+            Action::ScrubBlobs => "scrub_blobs",
         }
     }
 }
@@ -184,9 +193,9 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     use Action as A;
     use Role as R;
     match role {
-        R::Admin => !matches!(action, A::AdministerKeys | A::AdministerPolicy),
+        R::Admin => !matches!(action, A::AdministerKeys | A::AdministerPolicy | A::ForensicRead),
         R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
-        R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys | A::ReadDecisions),
+        R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys | A::ReadDecisions | A::ForensicRead),
         R::PolicyAdmin => matches!(action, A::Read | A::AdministerPolicy | A::ReadDecisions | A::ReadEvents),
         R::Publisher => matches!(
             action,
@@ -227,6 +236,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::ReadDecisions
                 | A::RecordFindings
                 | A::GrantWaiver
+                | A::ForensicRead
+                | A::ScrubBlobs
         ),
         R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
         R::KeyAdmin => matches!(action, A::ReadKeys | A::AdministerKeys),

@@ -13,8 +13,10 @@ pub enum NameError {
     BadVersion,
     #[error("alias must match [a-z0-9][a-z0-9_-]{{0,62}} and not be 'latest'")]
     BadAlias,
-    #[error("{0} must be 1-128 characters of [A-Za-z0-9._:@/+-]")]
+    #[error("{0} must be 1-128 characters of [A-Za-z0-9._:@/+-], start with a letter or digit, and hold no '..' or '//'")]
     BadIdentifier(&'static str),
+    #[error("{0} must not contain control or bidirectional formatting characters")]
+    BadText(&'static str),
 }
 
 /// Words that look like a pointer to "whatever is newest". They are never accepted as a version
@@ -106,13 +108,32 @@ impl AliasName {
     }
 }
 
-/// Validate a free identifier (tenant, domain, change/incident id, subject). These reach events,
-/// SIEMs and log lines, so they are kept to a conservative printable set.
+/// Validate a free identifier (tenant, domain, change/incident id, subject, label). These reach
+/// events, SIEMs, log lines and object keys (evidence is named after its change), so one rule
+/// holds everywhere: a conservative printable set, starting with a letter or digit, and never a
+/// path step (`..`, `//`) — whatever one entry point accepts, every later one accepts too.
 pub fn check_identifier(what: &'static str, s: &str) -> Result<(), NameError> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'/' | b'+'));
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'/' | b'+'))
+        && !s.contains("..")
+        && !s.contains("//");
     if ok { Ok(()) } else { Err(NameError::BadIdentifier(what)) }
+}
+
+/// Validate free text (reasons, comments): no control characters (NUL, escapes, newlines are
+/// allowed only as plain `\n`/`\t`) and no bidirectional formatting characters (U+202A–U+202E,
+/// U+2066–U+2069, U+200E/U+200F, U+061C), which can make a log line or a UI read differently
+/// from what is stored.
+pub fn check_text(what: &'static str, s: &str) -> Result<(), NameError> {
+    let ok = s.chars().all(|c| (!c.is_control() || c == '\n' || c == '\t') && !is_bidi_control(c));
+    if ok { Ok(()) } else { Err(NameError::BadText(what)) }
+}
+
+/// Characters that reorder how text is displayed.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 #[cfg(test)]
@@ -136,6 +157,24 @@ mod tests {
         assert!(VersionLabel::parse("1.0+build.7").is_ok());
         for bad in ["latest", "LATEST", "", "v1/2", "sha256abc", ":latest", "a b"] {
             assert!(VersionLabel::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_one_rule() {
+        for good in ["CHG-10234", "INC:7", "ci@bank", "spiffe:/bank/ns/ci", "pii:restricted", "a.b_c+d"] {
+            assert!(check_identifier("x", good).is_ok(), "{good}");
+        }
+        for bad in ["", "../../x", "a/../b", "/abs", ".hidden", "-x", "a//b", "a b", "x\0y", "caf\u{e9}", &"a".repeat(129)] {
+            assert!(check_identifier("x", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_refuses_controls_and_bidi() {
+        assert!(check_text("reason", "model drift\nsee INC-7").is_ok());
+        for bad in ["a\0b", "\u{1b}[31mred", "invoice\u{202E}fdp.exe", "x\u{2066}y", "\u{200F}"] {
+            assert!(check_text("reason", bad).is_err(), "{bad:?}");
         }
     }
 

@@ -4,6 +4,8 @@
 //! - [`Snapshot`]: Rego modules + data in a canonical form; its SHA-256 is the `policy_digest`.
 //! - [`Policy`]: a compiled snapshot. Compiling runs the snapshot's own `test_*` rules; a snapshot
 //!   that does not parse, compile or pass them is refused with the engine's messages.
+//! - [`Policy::compile_conformant`]: the same, then Fulcrum's own [`conformance`] tests — what a
+//!   snapshot must still do (entry points defined, the way back open, four-eyes) to be installed.
 //! - [`Policy::decide`]: evaluate `data.<package>.decision` to `{allow, deny}`; anything else —
 //!   no policy, an evaluation error, an undefined result, a timeout — is a deny with a named reason.
 //!
@@ -11,6 +13,8 @@
 //! - Fail closed: only an explicit `allow: true` with no deny reasons allows.
 //! - Deterministic: policies get time as input (`now_ns`); evaluation has a time bound.
 //! - No I/O: snapshots arrive as bytes; storing and signing them is the server's job.
+
+pub mod conformance;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -31,6 +35,8 @@ pub enum PolicyError {
     Compile(String),
     #[error("policy test {0} failed")]
     TestFailed(String),
+    #[error("the snapshot fails Fulcrum's conformance tests: {0}")]
+    Conformance(String),
 }
 
 /// Rego modules (path → source) and data, immutable once built.
@@ -172,6 +178,17 @@ impl Policy {
                 }
             }
         }
+        Ok(policy)
+    }
+
+    /// Compile a snapshot, run its own tests, then Fulcrum's conformance tests
+    /// ([`conformance`]): what the registry installs.
+    ///
+    /// # Errors
+    /// As [`Policy::compile`], and `Conformance` naming every failed case.
+    pub fn compile_conformant(snapshot: &Snapshot) -> Result<Self, PolicyError> {
+        let policy = Self::compile(snapshot)?;
+        conformance::check(&policy, snapshot.data())?;
         Ok(policy)
     }
 

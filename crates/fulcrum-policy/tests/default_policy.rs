@@ -342,3 +342,60 @@ fn runaway_policy_is_cut_off_and_denies() {
     // here is loose on purpose (a correctness check, not a timing benchmark).
     assert!(took < fulcrum_policy::EVAL_LIMIT * 40, "evaluation ran for {took:?}");
 }
+
+fn snapshot_with(modules: &[(&str, &str)], data: Value) -> Snapshot {
+    Snapshot::new(modules.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect(), data).unwrap()
+}
+
+fn nonconformant(s: &Snapshot) -> String {
+    match Policy::compile_conformant(s) {
+        Err(PolicyError::Conformance(why)) => why,
+        other => panic!("expected a conformance failure, got {other:?}"),
+    }
+}
+
+/// Snapshots that compile and pass their own tests, yet would lock callers out or drop a
+/// control, are refused by Fulcrum's conformance tests, each naming what fails.
+#[test]
+fn conformance_refuses_lockouts_and_dropped_controls() {
+    Policy::compile_conformant(&Snapshot::default_set()).expect("the shipped policy conforms");
+
+    let empty = snapshot_with(&[], json!({}));
+    assert!(Policy::compile(&empty).is_ok(), "an empty snapshot passes its own (absent) tests");
+    let why = nonconformant(&empty);
+    for entry in fulcrum_policy::conformance::ENTRY_POINTS {
+        assert!(why.contains(&format!("data.{entry}.decision is not defined")), "{entry}: {why}");
+    }
+    assert!(why.contains("policy-admin can install policies"), "{why}");
+
+    let stray = snapshot_with(&[("x.rego", "package other\nallow := true\n")], json!({}));
+    assert!(nonconformant(&stray).contains("fulcrum.authz"));
+
+    // The shipped set with promotion's four-eyes rule dropped.
+    let mut modules: BTreeMap<String, String> = Snapshot::default_set().modules().clone();
+    let promotion = modules["promotion.rego"].replace("deny contains \"four_eyes\" if {", "four_eyes_off if {");
+    modules.insert("promotion.rego".into(), promotion);
+    let data = Snapshot::default_set().data().clone();
+    let lax = Snapshot::new(modules.clone(), data.clone()).unwrap();
+    assert!(Policy::compile(&lax).is_ok());
+    assert!(nonconformant(&lax).contains("four-eyes: one approval"), "{}", nonconformant(&lax));
+    // ... accepted only when the data says so explicitly.
+    let mut waived = data.clone();
+    waived["fulcrum"]["conformance"] = json!({"waive": ["four_eyes"]});
+    Policy::compile_conformant(&Snapshot::new(modules.clone(), waived).unwrap()).expect("an explicit waiver");
+    let mut bogus = data.clone();
+    bogus["fulcrum"]["conformance"] = json!({"waive": ["tenant_isolation"]});
+    assert!(nonconformant(&Snapshot::new(modules, bogus).unwrap()).contains("cannot be waived"));
+
+    // A policy admin who is no longer allowed to administer policy: the way back closes.
+    let mut data = Snapshot::default_set().data().clone();
+    data["fulcrum"]["roles"]["policy-admin"] = json!(["read"]);
+    let locked = Snapshot::new(Snapshot::default_set().modules().clone(), data).unwrap();
+    assert!(nonconformant(&locked).contains("policy-admin can install policies"));
+
+    // Serving may no longer resolve in prod.
+    let mut data = Snapshot::default_set().data().clone();
+    data["fulcrum"]["env_stages"]["prod"] = json!([]);
+    let closed = Snapshot::new(Snapshot::default_set().modules().clone(), data).unwrap();
+    assert!(nonconformant(&closed).contains("loads in prod"));
+}

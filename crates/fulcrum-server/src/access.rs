@@ -60,13 +60,15 @@ pub struct Resource<'a> {
     /// The purposes the version's model card allows it to be used for.
     pub purposes: &'a [String],
     pub stage: Option<&'a str>,
+    /// The version's hold (`none`, `quarantined`, `revoked`), where a version is acted on.
+    pub hold: Option<&'a str>,
     /// The environment acted for (resolve, alias moves).
     pub env: Option<&'a str>,
 }
 
 impl<'a> Resource<'a> {
     pub fn tenant(tenant: &'a str) -> Self {
-        Self { tenant, domain: None, model: None, labels: &[], purposes: &[], stage: None, env: None }
+        Self { tenant, domain: None, model: None, labels: &[], purposes: &[], stage: None, hold: None, env: None }
     }
 
     pub fn model(tenant: &'a str, domain: &'a str, model: &'a str) -> Self {
@@ -90,6 +92,7 @@ struct Key {
     res_labels: Vec<String>,
     res_purposes: Vec<String>,
     res_stage: Option<String>,
+    res_hold: Option<String>,
     res_env: Option<String>,
 }
 
@@ -109,6 +112,7 @@ impl Key {
             res_labels: res.labels.to_vec(),
             res_purposes: res.purposes.to_vec(),
             res_stage: res.stage.map(str::to_owned),
+            res_hold: res.hold.map(str::to_owned),
             res_env: res.env.map(str::to_owned),
         }
     }
@@ -127,6 +131,7 @@ impl Key {
             && self.res_labels == res.labels
             && self.res_purposes == res.purposes
             && self.res_stage.as_deref() == res.stage
+            && self.res_hold.as_deref() == res.hold
             && self.res_env.as_deref() == res.env
     }
 
@@ -153,6 +158,9 @@ impl Key {
         if let Some(s) = &self.res_stage {
             resource["stage"] = json!(s);
         }
+        if let Some(h) = &self.res_hold {
+            resource["hold"] = json!(h);
+        }
         if let Some(e) = &self.res_env {
             resource["env"] = json!(e);
         }
@@ -163,7 +171,8 @@ impl Key {
 fn hash_of(state: &FastHash, who: &Principal, action: Action, res: Resource<'_>) -> u64 {
     let mut h = state.build_hasher();
     (&who.subject, who.role.as_str(), &who.tenant, &who.domain, who.env.map(|e| e.as_str()), &who.purpose).hash(&mut h);
-    (action.as_str(), res.tenant, res.domain, res.model, res.labels, res.purposes, res.stage, res.env).hash(&mut h);
+    (action.as_str(), res.tenant, res.domain, res.model, res.labels, res.purposes, res.stage, res.hold, res.env)
+        .hash(&mut h);
     h.finish()
 }
 

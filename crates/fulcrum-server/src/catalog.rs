@@ -363,7 +363,16 @@ impl Catalog {
         };
         let v = m.versions.get(&vid).ok_or(Miss::Version)?;
         let policy = self.policies.current();
-        let verdict = env_verdict(&policy, m, v, env, alias.map(|(n, _)| n));
+        let subject = EnvSubject {
+            tenant: &m.tenant,
+            domain: &m.domain,
+            model: &m.name,
+            label: &v.label,
+            seq: v.seq,
+            stage: v.stage,
+            hold: v.hold,
+        };
+        let verdict = env_verdict(&policy, subject, env, alias.map(|(n, _)| n));
         let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
         let doc = ResolveDocument {
             name: m.name.to_string(),
@@ -516,21 +525,29 @@ impl Catalog {
     }
 }
 
-/// The download gate: the policy's environment rule for this version in this environment.
-/// `Err` carries the deny reasons, comma-joined (the first named is the primary one). The
-/// lifecycle's own rule is checked as well, so a policy can only ever be stricter.
-fn env_verdict(
-    policy: &Current,
-    m: &ModelEntry,
-    v: &VersionEntry,
-    env: Env,
-    alias: Option<&str>,
-) -> Result<(), String> {
+/// What the environment rule reads of a version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EnvSubject<'a> {
+    pub tenant: &'a str,
+    pub domain: &'a str,
+    pub model: &'a str,
+    pub label: &'a str,
+    pub seq: u64,
+    pub stage: Stage,
+    pub hold: Hold,
+}
+
+/// The environment rule: the policy's (`fulcrum.env`) verdict for this version in this
+/// environment — what a resolve document says, and what the blob download gate asks of every
+/// version a blob belongs to. `Err` carries the deny reasons, comma-joined (the first named is
+/// the primary one). The lifecycle's own rule is checked as well, so a policy can only ever be
+/// stricter.
+pub(crate) fn env_verdict(policy: &Current, v: EnvSubject<'_>, env: Env, alias: Option<&str>) -> Result<(), String> {
     let input = serde_json::json!({
         "env": env.as_str(),
         "alias": alias,
-        "model": {"name": &*m.name, "tenant": &*m.tenant, "domain": &*m.domain},
-        "version": {"label": &*v.label, "seq": v.seq, "stage": v.stage.as_str(), "hold": v.hold.as_str()},
+        "model": {"name": v.model, "tenant": v.tenant, "domain": v.domain},
+        "version": {"label": v.label, "seq": v.seq, "stage": v.stage.as_str(), "hold": v.hold.as_str()},
     });
     let out = policy.policy.decide("fulcrum.env", &input);
     let core = env_allows(env, v.stage, v.hold);

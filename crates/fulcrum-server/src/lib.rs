@@ -138,6 +138,8 @@ pub struct StartupNotes {
     pub created_tokens: Option<(PathBuf, String)>,
     pub development_key: bool,
     pub kid: String,
+    /// A host operator's break-glass policy reset was carried out at this start.
+    pub policy_reset: Option<policy::ResetRequest>,
 }
 
 /// Shared state of a running registry.
@@ -169,6 +171,9 @@ pub struct Inner {
     pub shutdown_rx: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     pub started_at: time::OffsetDateTime,
+    /// Blobs whose stored bytes were found not to hash to their digest (served to no one until
+    /// uploaded again).
+    pub corrupt_blobs: std::sync::Mutex<std::collections::HashSet<fulcrum_core::Digest>>,
     /// The relay and the checkpoint signer run once per registry, however many listeners serve it.
     singletons_started: std::sync::atomic::AtomicBool,
 }
@@ -236,6 +241,13 @@ impl Registry {
         notes.created_key = created_key;
         notes.development_key = keys.current().is_development_key();
         notes.kid = keys.current().kid().to_owned();
+        notes.policy_reset = policy::break_glass_reset(&store, keys.current().as_ref(), dir, clock.now())
+            .await
+            .map_err(|e| OpenError::Policy(e.to_string()))?;
+        if let Some(r) = &notes.policy_reset {
+            tracing::warn!(requested_by = %r.requested_by, requested_at = %r.requested_at, reason = %r.reason,
+                "BREAK-GLASS: the shipped default policy is in force again (recorded and announced as policy_changed)");
+        }
         let policies = policy::Policies::load(&store, keys.current().as_ref(), clock.now())
             .await
             .map_err(|e| OpenError::Policy(e.to_string()))?;
@@ -281,6 +293,7 @@ impl Registry {
             shutdown_rx,
             shutdown_tx,
             started_at,
+            corrupt_blobs: std::sync::Mutex::default(),
             singletons_started: std::sync::atomic::AtomicBool::new(false),
         }));
         Ok((state, notes))

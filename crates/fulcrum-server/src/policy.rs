@@ -1,7 +1,10 @@
 //! The policy in force (SPEC §7): a Rego snapshot compiled by `fulcrum-policy`, stored
 //! immutably, signed by the registry as a DSSE envelope over its canonical bytes. Its digest is
 //! the `policy_digest` that resolve documents, events and decisions carry. A new snapshot is
-//! installed only after it compiles and passes its own tests, and emits `policy_changed`.
+//! installed only after it compiles, passes its own tests and Fulcrum's conformance tests
+//! (`fulcrum_policy::conformance`), and emits `policy_changed`. Re-applying a snapshot
+//! installed before is a rollback to it; a host operator's break-glass request
+//! ([`RESET_MARKER`]) puts the shipped default back at the next start.
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use arc_swap::ArcSwap;
 use fulcrum_core::Digest;
 use fulcrum_policy::{Policy, PolicyError, Snapshot};
 use fulcrum_sign::Signer;
-use fulcrum_store::{SnapshotRecord, Store};
+use fulcrum_store::{InstallKind, PolicyInstall, SnapshotRecord, Store};
 use fulcrum_verify::dsse::Envelope;
 use time::OffsetDateTime;
 
@@ -39,6 +42,8 @@ pub enum InstallError {
     Sign(#[from] fulcrum_sign::SignError),
     #[error(transparent)]
     Store(#[from] fulcrum_store::StoreError),
+    #[error("policy reset: {0}")]
+    Reset(String),
 }
 
 fn envelope(snapshot: &Snapshot, signer: &dyn Signer) -> Result<Vec<u8>, fulcrum_sign::SignError> {
@@ -48,6 +53,94 @@ fn envelope(snapshot: &Snapshot, signer: &dyn Signer) -> Result<Vec<u8>, fulcrum
 
 fn digest_of(snapshot: &Snapshot) -> Digest {
     snapshot.digest().parse().expect("snapshot digests are sha256")
+}
+
+/// The file a host operator's `fulcrum policy reset --data-dir` leaves in the data dir: at the
+/// next start the registry puts the shipped default policy back in force, records it as a
+/// `reset` install and announces it (`policy_changed`, ledgered), then removes the file.
+pub const RESET_MARKER: &str = "policy-reset.json";
+
+/// A break-glass request, as `fulcrum policy reset` writes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The host account that asked (the operator with access to the data dir).
+    pub requested_by: String,
+    pub requested_at: String,
+    pub reason: String,
+}
+
+/// Leave a break-glass request in a data dir (what `fulcrum policy reset` does): the registry
+/// carries it out at its next start. The data dir must hold a registry.
+///
+/// # Errors
+/// No registry in `data_dir`, an unusable reason, or the file cannot be written.
+pub fn request_reset(data_dir: &std::path::Path, reason: &str) -> Result<ResetRequest, InstallError> {
+    if !data_dir.join("registry.db").is_file() {
+        return Err(InstallError::Reset(format!("{} holds no registry (no registry.db)", data_dir.display())));
+    }
+    if reason.trim().is_empty() || reason.len() > 2048 || fulcrum_core::names::check_text("reason", reason).is_err() {
+        return Err(InstallError::Reset("the reason must be 1-2048 bytes of text without control characters".into()));
+    }
+    let requested_by = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown-host-user".into());
+    let requested_by: String =
+        requested_by.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).take(64).collect();
+    let req = ResetRequest {
+        requested_by,
+        requested_at: OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats"),
+        reason: reason.to_owned(),
+    };
+    let path = data_dir.join(RESET_MARKER);
+    let tmp = data_dir.join(format!(".{RESET_MARKER}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&req).expect("json"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| InstallError::Reset(format!("{}: {e}", path.display())))?;
+    Ok(req)
+}
+
+/// Carry out a pending break-glass reset, if the data dir holds one: the shipped default goes
+/// in force (signed now, by the registry's key), recorded and announced; the request file is
+/// removed once that is committed.
+///
+/// # Errors
+/// A request file that cannot be read or parsed (the registry does not start: the operator
+/// asked for something it cannot tell), signer or store failures.
+pub async fn break_glass_reset(
+    store: &Store,
+    signer: &dyn Signer,
+    data_dir: &std::path::Path,
+    now: OffsetDateTime,
+) -> Result<Option<ResetRequest>, InstallError> {
+    let path = data_dir.join(RESET_MARKER);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(InstallError::Reset(format!("{}: {e}", path.display()))),
+    };
+    let req: ResetRequest =
+        serde_json::from_slice(&bytes).map_err(|e| InstallError::Reset(format!("{}: {e}", path.display())))?;
+    let s = Snapshot::default_set();
+    let rec = SnapshotRecord {
+        digest: s.digest(),
+        body: s.canonical_bytes(),
+        envelope: envelope(&s, signer)?,
+        installed_by: format!("break-glass:{}", req.requested_by),
+        installed_at: String::new(),
+    };
+    let install = PolicyInstall {
+        kind: InstallKind::Reset,
+        reason: Some(format!("break-glass reset requested at {}: {}", req.requested_at, req.reason)),
+    };
+    store.install_policy(&rec, &install, true, now).await?;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::error!(file = %path.display(), error = %e, "the reset is done but its request file stays; remove it");
+    }
+    Ok(Some(req))
 }
 
 impl Policies {
@@ -71,7 +164,7 @@ impl Policies {
                     installed_by: "bootstrap".into(),
                     installed_at: String::new(),
                 };
-                store.install_policy(&rec, None, false, now).await?;
+                store.install_policy(&rec, &PolicyInstall { kind: InstallKind::Install, reason: None }, false, now).await?;
                 (s, env)
             }
         };
@@ -90,22 +183,29 @@ impl Policies {
         self.current.load_full()
     }
 
-    /// Compile, test, sign and install a snapshot; emits `policy_changed`.
+    /// Compile, test (its own tests, then Fulcrum's conformance tests), sign and put a snapshot
+    /// in force; emits `policy_changed`. A snapshot installed before is a rollback to it.
     ///
     /// # Errors
-    /// The engine's messages for snapshots that do not compile or pass their tests (nothing
-    /// changes), signer or store failures.
+    /// The engine's messages for snapshots that do not compile, pass their tests or conform
+    /// (nothing changes), signer or store failures (`Conflict`: already in force).
     pub async fn install(
         &self,
         store: &Store,
         snapshot: &Snapshot,
         signer: &dyn Signer,
         actor: &str,
+        reason: Option<String>,
         now: OffsetDateTime,
-    ) -> Result<Arc<Current>, InstallError> {
-        let policy = Policy::compile(snapshot)?;
+    ) -> Result<(Arc<Current>, InstallKind), InstallError> {
+        // Compiling runs on a blocking thread: a hostile policy must not stall the async workers.
+        let policy = {
+            let s = snapshot.clone();
+            tokio::task::spawn_blocking(move || Policy::compile_conformant(&s))
+                .await
+                .map_err(|e| InstallError::Reset(format!("policy compilation did not finish: {e}")))??
+        };
         let env = envelope(snapshot, signer)?;
-        let previous = self.current().digest.to_string();
         let rec = SnapshotRecord {
             digest: snapshot.digest(),
             body: snapshot.canonical_bytes(),
@@ -113,7 +213,7 @@ impl Policies {
             installed_by: actor.into(),
             installed_at: String::new(),
         };
-        store.install_policy(&rec, Some(&previous), true, now).await?;
+        let kind = store.install_policy(&rec, &PolicyInstall { kind: InstallKind::Install, reason }, true, now).await?;
         let cur = Arc::new(Current {
             digest: digest_of(snapshot),
             snapshot: snapshot.canonical_bytes(),
@@ -121,7 +221,7 @@ impl Policies {
             envelope: env,
         });
         self.current.store(cur.clone());
-        Ok(cur)
+        Ok((cur, kind))
     }
 
     /// Re-sign the snapshot in force with a new key (after a rotation).

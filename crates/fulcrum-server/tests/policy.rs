@@ -409,3 +409,103 @@ async fn release_gate_requirements_come_from_the_policy() {
     assert_eq!(denied["result"], json!({"allow": false, "deny": ["missing:sbom"]}));
     assert_eq!(denied["chg_id"], "CHG-2");
 }
+
+/// One `policy apply` must never lock everyone out: an empty snapshot, or one module that is
+/// not `fulcrum.authz`/`fulcrum.env`, compiles and passes its own (absent) tests, yet is refused
+/// by Fulcrum's conformance tests; the policy admin and serving keep working. Re-applying an
+/// earlier snapshot is a rollback (by content or by digest), recorded in the history.
+#[tokio::test]
+async fn a_policy_apply_cannot_lock_everyone_out_and_rolls_back() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+    let shipped = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest;
+
+    let p = h.put("policy", "/v1/policy", json!({"modules": {}, "data": {}}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["code"], "policy_nonconformant");
+    for entry in ["fulcrum.authz", "fulcrum.env", "fulcrum.promotion", "fulcrum.release"] {
+        assert!(p["detail"].as_str().unwrap().contains(entry), "{entry}: {p}");
+    }
+    let stray = json!({"modules": {"x.rego": "package other\nallow := true\n"}, "data": {}});
+    assert_eq!(h.put("policy", "/v1/policy", stray, StatusCode::UNPROCESSABLE_ENTITY).await["code"], "policy_nonconformant");
+    // Dropping the policy admin's own right is the same lockout, one step removed.
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["roles"]["policy-admin"] = json!(["read"]);
+    let p = h
+        .put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    assert!(p["detail"].as_str().unwrap().contains("policy-admin can install policies"), "{p}");
+    // Nothing changed: serving still resolves, nothing was announced.
+    let doc = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await;
+    assert_eq!((doc.policy_digest.as_str(), doc.decision), (shipped.as_str(), fulcrum_core::resolve::Decision::Permit));
+    assert!(!h.event_kinds("viewer").await.contains(&"policy_changed".to_owned()));
+
+    // A stricter snapshot, then the shipped one again: a rollback, not a 409.
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["release_required"] = json!({"*": ["sbom"]});
+    let strict = h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CREATED).await;
+    assert_eq!(strict["kind"], "install");
+    let shipped_data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    let back = h
+        .put("policy", "/v1/policy", json!({"modules": default_modules(), "data": shipped_data, "reason": "INC-3 rollback"}), StatusCode::CREATED)
+        .await;
+    assert_eq!((back["kind"].as_str(), back["policy_digest"].as_str()), (Some("rollback"), Some(shipped.as_str())));
+    assert_eq!(resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest, shipped);
+    // By digest, through its own endpoint.
+    let digest = strict["policy_digest"].as_str().unwrap();
+    let again = h.post("policy", "/v1/policy/rollback", json!({"digest": digest}), StatusCode::CREATED).await;
+    assert_eq!(again["kind"], "rollback");
+    h.post("policy", "/v1/policy/rollback", json!({"digest": digest}), StatusCode::CONFLICT).await;
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    h.post("policy", "/v1/policy/rollback", json!({"digest": unknown}), StatusCode::NOT_FOUND).await;
+    h.post("admin", "/v1/policy/rollback", json!({"digest": shipped}), StatusCode::FORBIDDEN).await;
+    let history = h.get("viewer", "/v1/policy/history", StatusCode::OK).await;
+    let kinds: Vec<&str> = history["installs"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["rollback", "rollback", "install", "install"], "{history}");
+    assert_eq!(history["installs"][1]["reason"], "INC-3 rollback");
+    // It survives a restart.
+    let dir = h.stop().await;
+    let h = Harness::start_in(dir).await;
+    assert_eq!(resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest, digest);
+}
+
+/// The host operator's break glass: with the registry stopped, `request_reset` (what
+/// `fulcrum policy reset --data-dir` runs) leaves a request; the next start puts the shipped
+/// default in force, records it as a reset in the history and announces it as
+/// `policy_changed` (an event, so a ledger leaf), and removes the request.
+#[tokio::test]
+async fn break_glass_reset_restores_the_shipped_policy_and_says_so() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+    let shipped = resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest;
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["release_required"] = json!({"*": ["sbom"]});
+    h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CREATED).await;
+    let dir = h.stop().await;
+
+    let data_dir = dir.path().join("data");
+    let e = fulcrum_server::policy::request_reset(&dir.path().join("nowhere"), "x").unwrap_err();
+    assert!(e.to_string().contains("holds no registry"), "{e}");
+    assert!(fulcrum_server::policy::request_reset(&data_dir, "").is_err());
+    let req = fulcrum_server::policy::request_reset(&data_dir, "policy admins locked out (INC-77)").unwrap();
+    assert!(data_dir.join(fulcrum_server::policy::RESET_MARKER).exists());
+
+    let h = Harness::start_in(dir).await;
+    assert!(!h.dir.path().join("data").join(fulcrum_server::policy::RESET_MARKER).exists(), "done once");
+    assert_eq!(resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest, shipped);
+    let history = h.get("auditor", "/v1/policy/history", StatusCode::OK).await;
+    let top = &history["installs"][0];
+    assert_eq!((top["kind"].as_str(), top["digest"].as_str()), (Some("reset"), Some(shipped.as_str())));
+    assert_eq!(top["installed_by"], format!("break-glass:{}", req.requested_by));
+    let ev = h.events("viewer").await.into_iter().rev().find(|e| e["data"]["event"] == "policy_changed").unwrap();
+    assert_eq!(ev["data"]["detail"], "reset");
+    assert!(ev["data"]["reason"].as_str().unwrap().contains("INC-77"), "{ev}");
+    // The announcement is in the audit ledger (registry-wide entries are readable by every tenant).
+    let size = h.get("auditor", "/v1/ledger/entries?start=0&end=0", StatusCode::OK).await["size"].as_u64().unwrap();
+    let mut entries = Vec::new();
+    for start in (0..size).step_by(1000) {
+        let page = h.get("auditor", &format!("/v1/ledger/entries?start={start}&end={}", (start + 1000).min(size)), StatusCode::OK).await;
+        entries.extend(page["entries"].as_array().unwrap().iter().filter_map(|e| e["data"].as_str().map(str::to_owned)));
+    }
+    let entries = entries.join("\n");
+    assert!(entries.contains("INC-77") && entries.contains("break-glass"), "the reset's event is a ledger leaf");
+}

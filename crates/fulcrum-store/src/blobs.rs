@@ -6,8 +6,10 @@
 //! swept on open.
 //!
 //! # Invariants
-//! - The bytes stored under a digest hash to that digest.
-//! - Blobs are never modified or deleted through this API.
+//! - The bytes written under a digest hash to that digest. Bytes changed behind the store's back
+//!   (disk faults, an intruder) are caught by readers that hash while they stream and by
+//!   [`BlobStore::rehash`] (the scrub), and repaired by uploading the true bytes again.
+//! - Blobs are never deleted through this API, and only ever replaced by bytes with their digest.
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +94,37 @@ impl BlobStore {
         w.finish(None, None).await
     }
 
+    /// Hash what is stored under `d`, off the async workers: `None` when nothing is stored,
+    /// else the digest the bytes really have and their size (a scrub compares it with `d`).
+    ///
+    /// # Errors
+    /// I/O failures other than "not found".
+    pub async fn rehash(&self, d: &Digest) -> Result<Option<(Digest, u64)>, BlobError> {
+        let path = self.path_of(d);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut h = Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                size += n as u64;
+            }
+            Ok(Some((h.finish(), size)))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
     /// Read a whole blob into memory (only for small blobs).
     ///
     /// # Errors
@@ -152,9 +185,10 @@ impl BlobWriter {
             return Err(BlobError::DigestMismatch { expected, actual: digest });
         }
         let dest = self.store.path_of(&digest);
-        if tokio::fs::try_exists(&dest).await? {
-            return Ok(PutOutcome { digest, size: self.size, created: false });
-        }
+        // Bytes that hash to the digest always go in place, even over an existing blob: the
+        // upload is idempotent for callers, and a blob damaged on disk is repaired by uploading
+        // its true bytes again (a reader still streaming the old file keeps its open inode).
+        let created = !tokio::fs::try_exists(&dest).await?;
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
@@ -165,7 +199,7 @@ impl BlobWriter {
         tokio::task::spawn_blocking(move || std::fs::File::open(&parent).and_then(|d| d.sync_all()))
             .await
             .map_err(std::io::Error::other)??;
-        Ok(PutOutcome { digest, size: self.size, created: true })
+        Ok(PutOutcome { digest, size: self.size, created })
     }
 }
 
@@ -200,5 +234,20 @@ mod tests {
 
         let mut w = store.writer(3).await.unwrap();
         assert!(matches!(w.write(b"toolong").await, Err(BlobError::TooLarge { limit: 3 })));
+    }
+
+    /// Bytes altered on disk are seen by a re-hash and repaired by uploading the true bytes.
+    #[tokio::test]
+    async fn damage_is_found_by_rehash_and_repaired_by_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"weights").await.unwrap().digest;
+        assert_eq!(store.rehash(&d).await.unwrap(), Some((d, 7)));
+        std::fs::write(store.path_of(&d), b"weighTs").unwrap();
+        assert_eq!(store.rehash(&d).await.unwrap(), Some((Digest::of(b"weighTs"), 7)));
+        let again = store.put_bytes(b"weights").await.unwrap();
+        assert!(!again.created, "the digest was known");
+        assert_eq!(store.rehash(&d).await.unwrap(), Some((d, 7)), "repaired");
+        assert_eq!(store.rehash(&Digest::of(b"absent")).await.unwrap(), None);
     }
 }

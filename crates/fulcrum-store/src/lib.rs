@@ -45,7 +45,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use findings::WaiverRecord;
 pub use keys::{BundleRecord, KeyRecord};
-pub use policy::{DecisionQuery, DecisionRow, SnapshotRecord};
+pub use policy::{DecisionQuery, DecisionRow, InstallKind, PolicyHistoryEntry, PolicyInstall, SnapshotRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -364,10 +364,12 @@ impl Store {
                     .await?;
             }
         }
-        for f in v.manifest.files() {
+        // Every blob the version names is its: the download gate serves each one only for a
+        // version the caller may resolve now (a revoked version's manifest and record stop too).
+        for d in version_blobs(&v.manifest, &v.record_digest, &v.release) {
             sqlx::query("INSERT OR IGNORE INTO blob_uses (tenant, digest, version_id) VALUES (?,?,?)")
                 .bind(tenant)
-                .bind(f.digest.to_string())
+                .bind(d)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -607,6 +609,32 @@ impl Store {
         Ok(())
     }
 
+    /// The blobs a tenant may read, in digest order after `after`, at most `limit` (a scrub's page).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tenant_blobs(&self, tenant: &str, after: Option<&Digest>, limit: u32) -> Result<Vec<Digest>> {
+        let rows = sqlx::query("SELECT digest FROM blob_grants WHERE tenant = ? AND digest > ? ORDER BY digest LIMIT ?")
+            .bind(tenant)
+            .bind(after.map(ToString::to_string).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| r.get::<String, _>(0).parse().map_err(|_| records::corrupt("blob digest"))).collect()
+    }
+
+    /// The tenants that may read a blob (each is told when its bytes are found damaged).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn blob_tenants(&self, digest: &Digest) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT tenant FROM blob_grants WHERE digest = ? ORDER BY tenant")
+            .bind(digest.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// # Errors
     /// Database failures.
     pub async fn tenant_has_blob(&self, tenant: &str, digest: &Digest) -> Result<bool> {
@@ -618,15 +646,15 @@ impl Store {
             .is_some())
     }
 
-    /// The versions of `tenant` whose manifest holds the file blob `digest`, with what the
-    /// download gate's access rules read: model name, domain and labels, the version's stage
-    /// and model card.
+    /// The versions of `tenant` that name the blob `digest` (a file, the manifest, the release
+    /// record, the SBOM, an attestation or a signature), with what the download gate reads:
+    /// model name, domain and labels, the version's label, seq, stage, hold and model card.
     ///
     /// # Errors
     /// Database failures.
     pub async fn blob_uses(&self, tenant: &str, digest: &Digest) -> Result<Vec<BlobUse>> {
         let rows = sqlx::query(
-            "SELECT m.name, m.domain, m.labels, v.stage, json_extract(v.release, '$.model_card') AS card
+            "SELECT m.name, m.domain, m.labels, v.label, v.seq, v.stage, v.hold, json_extract(v.release, '$.model_card') AS card
              FROM blob_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
              WHERE u.tenant = ? AND u.digest = ? ORDER BY v.id",
         )
@@ -649,7 +677,10 @@ impl Store {
                 Ok(BlobUse {
                     model: r.get("name"),
                     domain: r.get("domain"),
+                    version: r.get("label"),
+                    seq: r.get::<i64, _>("seq") as u64,
                     stage: r.get("stage"),
+                    hold: r.get("hold"),
                     labels: fulcrum_core::dlp::version_labels(&labels, &card_labels),
                     purposes,
                 })
@@ -1210,6 +1241,19 @@ fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> DeadLetter {
 /// Append one event (and its ledger leaf).
 pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
     Ok(append_events(tx, vec![ev]).await?.pop().expect("one event in, one out"))
+}
+
+/// Every blob a version names: its files, its manifest, its release record and the SBOM,
+/// attestations and signatures its record lists (as migration 0014 backfills them).
+fn version_blobs(manifest: &Manifest, record: &Digest, release: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = manifest.files().iter().map(|f| f.digest.to_string()).collect();
+    out.push(manifest.digest().to_string());
+    out.push(record.to_string());
+    out.extend(release["sbom"].as_str().map(str::to_owned));
+    for list in ["attestations", "signatures"] {
+        out.extend(release[list].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)));
+    }
+    out
 }
 
 /// A manifest plus what CI submitted, ready to be stored.

@@ -15,6 +15,46 @@ pub struct SnapshotRecord {
     pub installed_at: String,
 }
 
+/// How a snapshot came to be in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallKind {
+    /// A snapshot installed for the first time.
+    Install,
+    /// A snapshot installed before, put back in force by its digest.
+    Rollback,
+    /// The shipped default, put in force by the host operator's break-glass reset.
+    Reset,
+}
+
+impl InstallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallKind::Install => "install",
+            InstallKind::Rollback => "rollback",
+            InstallKind::Reset => "reset",
+        }
+    }
+}
+
+/// What an install records besides the snapshot.
+#[derive(Debug, Clone)]
+pub struct PolicyInstall {
+    /// `Install` also covers re-applying a stored snapshot (recorded as `Rollback`).
+    pub kind: InstallKind,
+    pub reason: Option<String>,
+}
+
+/// One row of the policy history.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PolicyHistoryEntry {
+    pub seq: i64,
+    pub digest: String,
+    pub kind: String,
+    pub installed_by: String,
+    pub installed_at: String,
+    pub reason: Option<String>,
+}
+
 /// One decision to log, with what to index it by.
 #[derive(Debug, Clone)]
 pub struct DecisionRow {
@@ -77,13 +117,16 @@ fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> SnapshotRecord {
 }
 
 impl Store {
-    /// The snapshot in force (the newest installed).
+    /// The snapshot in force (the one the newest install, rollback or reset names).
     ///
     /// # Errors
     /// Database failures.
     pub async fn current_policy(&self) -> Result<Option<SnapshotRecord>> {
-        let row =
-            sqlx::query("SELECT * FROM policy_snapshots ORDER BY seq DESC LIMIT 1").fetch_optional(&self.read).await?;
+        let row = sqlx::query(
+            "SELECT s.* FROM policy_installs i JOIN policy_snapshots s ON s.digest = i.digest ORDER BY i.seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await?;
         Ok(row.as_ref().map(snapshot_from_row))
     }
 
@@ -97,47 +140,95 @@ impl Store {
         Ok(row.as_ref().map(snapshot_from_row))
     }
 
-    /// Install a snapshot (making it the one in force) and emit `policy_changed`, in one
-    /// transaction. Installing the snapshot already in force is refused.
+    /// Put a snapshot in force and emit `policy_changed` (unless `emit` is false: the first
+    /// start's shipped default), in one transaction. A new snapshot is stored; one stored before
+    /// is put back in force (a rollback: `kind` becomes `Rollback`). The snapshot already in
+    /// force is refused, except for a break-glass reset, which is always recorded and announced.
+    /// Returns the kind recorded.
     ///
     /// # Errors
-    /// `Conflict` for a snapshot that is already installed.
+    /// `Conflict` for the snapshot already in force (install or rollback).
     pub async fn install_policy(
         &self,
         s: &SnapshotRecord,
-        previous: Option<&str>,
+        install: &PolicyInstall,
         emit: bool,
         now: OffsetDateTime,
-    ) -> Result<()> {
+    ) -> Result<InstallKind> {
         let mut tx = self.write.begin().await?;
-        if sqlx::query("SELECT 1 FROM policy_snapshots WHERE digest = ?")
+        let current: Option<String> =
+            sqlx::query("SELECT digest FROM policy_installs ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+        if current.as_deref() == Some(s.digest.as_str()) && install.kind != InstallKind::Reset {
+            return Err(StoreError::Conflict(format!("policy snapshot {} is already in force", s.digest)));
+        }
+        let stored = sqlx::query("SELECT 1 FROM policy_snapshots WHERE digest = ?")
             .bind(&s.digest)
             .fetch_optional(&mut *tx)
             .await?
-            .is_some()
-        {
-            return Err(StoreError::Conflict(format!("policy snapshot {} is already installed", s.digest)));
+            .is_some();
+        let kind = match install.kind {
+            InstallKind::Install if stored => InstallKind::Rollback,
+            k => k,
+        };
+        if !stored {
+            sqlx::query(
+                "INSERT INTO policy_snapshots (digest, body, envelope, installed_by, installed_at) VALUES (?,?,?,?,?)",
+            )
+            .bind(&s.digest)
+            .bind(&s.body)
+            .bind(&s.envelope)
+            .bind(&s.installed_by)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
         }
-        sqlx::query(
-            "INSERT INTO policy_snapshots (digest, body, envelope, installed_by, installed_at) VALUES (?,?,?,?,?)",
-        )
-        .bind(&s.digest)
-        .bind(&s.body)
-        .bind(&s.envelope)
-        .bind(&s.installed_by)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO policy_installs (digest, kind, installed_by, installed_at, reason) VALUES (?,?,?,?,?)")
+            .bind(&s.digest)
+            .bind(kind.as_str())
+            .bind(&s.installed_by)
+            .bind(ts(now))
+            .bind(&install.reason)
+            .execute(&mut *tx)
+            .await?;
         if emit {
             let mut ev = EventPayload::new(EventKind::PolicyChanged, now, "*", "*", "_registry");
-            ev.from = previous.map(str::to_owned);
+            ev.from.clone_from(&current);
             ev.to = Some(s.digest.clone());
             ev.policy_digest = Some(s.digest.clone());
             ev.actor = Some(s.installed_by.clone());
+            ev.detail = Some(kind.as_str().to_owned());
+            ev.reason.clone_from(&install.reason);
             append_event(&mut tx, ev).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(kind)
+    }
+
+    /// Every install, rollback and reset, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyHistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, digest, kind, installed_by, installed_at, reason FROM policy_installs ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PolicyHistoryEntry {
+                seq: r.get("seq"),
+                digest: r.get("digest"),
+                kind: r.get("kind"),
+                installed_by: r.get("installed_by"),
+                installed_at: r.get("installed_at"),
+                reason: r.get("reason"),
+            })
+            .collect())
     }
 
     /// Log a decision on its own (a denial, whose change was not applied, or a release gate's

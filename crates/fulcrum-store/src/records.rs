@@ -148,7 +148,10 @@ pub struct DeadLetter {
 pub struct BlobUse {
     pub model: String,
     pub domain: String,
+    pub version: String,
+    pub seq: u64,
     pub stage: String,
+    pub hold: String,
     /// The model's labels (`key:value`) and the version's card labels.
     pub labels: Vec<String>,
     /// The purposes the version's card allows.

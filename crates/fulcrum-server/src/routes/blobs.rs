@@ -2,6 +2,10 @@
 //!
 //! A tenant can read a blob only if it uploaded the bytes or one of its versions references
 //! them; otherwise the blob does not exist for it (404), so digests are no cross-tenant oracle.
+//! Within the tenant, the download gate ([`download_gate`]) lets bytes leave only for a version
+//! the caller may resolve now, and every byte served is hashed on the way out
+//! ([`verified_body`]): what was altered on disk never arrives whole. `POST /v1/blobs/scrub`
+//! re-hashes stored blobs.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -9,12 +13,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::Digest;
 use fulcrum_core::identity::Action;
+use axum::body::Bytes;
+use fulcrum_core::digest::Hasher;
+use fulcrum_core::event::{EventKind, EventPayload};
+use fulcrum_core::lifecycle::{Env, Hold, Stage};
+use fulcrum_store::BlobUse;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use crate::AppState;
 use crate::access::Resource;
 use crate::auth::Caller;
+use crate::catalog::{EnvSubject, env_verdict};
 use crate::dto::BlobDto;
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -59,6 +69,8 @@ async fn store_body(
         writer.write(&chunk).await?;
     }
     let out = writer.finish(expected, declared).await?;
+    // The true bytes are in place again (an upload always replaces what is stored).
+    state.corrupt_blobs.lock().expect("corrupt set").remove(&out.digest);
     state.store.grant_blob(&who.0.tenant, &out.digest).await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     let location = HeaderValue::from_str(&format!("/v1/blobs/{}", out.digest)).expect("digest is a header value");
@@ -129,32 +141,223 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Range {
     Range::Part { start, end }
 }
 
-/// A file of registered versions leaves under their access rules (labels, stage, DLP purpose):
-/// it is served when one version holding it that the caller may see allows the download, so a
-/// file found only in sensitive versions leaves only for a purpose one of their cards allows.
-/// Every version asked is a logged decision. Blobs no version holds (fresh uploads) pass with
-/// the tenant-level rule alone.
-async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<()> {
+/// How a blob may leave, once the gate has spoken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// Some version holding it is one the caller may resolve now.
+    Serve,
+    /// Only an investigation may read it (every such read is a logged `forensic_read` decision).
+    Forensic,
+}
+
+/// Why one version holding the blob does not let it leave.
+enum Refused<'a> {
+    /// The version's hold or stage (the environment rule, the kill switch).
+    Lifecycle { version: &'a BlobUse, reasons: String },
+    /// The access rules (role, DLP purpose).
+    Access(ApiError),
+}
+
+/// The download gate (the kill switch's reach over raw bytes). A blob a version names — a file,
+/// its manifest, its release record, its SBOM, attestations, signatures — leaves only if some
+/// version holding it is one the caller may resolve *now*: the access rules allow the download
+/// on it (role, domain, DLP purpose; a logged decision), and the environment rule allows it in
+/// the caller's environment (not held; the stage the environment loads; an identity bound to no
+/// environment is held to `dev`'s rule). Otherwise a forensic role may still read it, logged as a
+/// `forensic_read` decision; anyone else is told why: 410 `revoked` when every version holding it
+/// is revoked, 403 `quarantined` when held, 403 `stage_not_allowed`, or the access refusal.
+/// Bytes no version names (an upload not yet registered) leave only to those who may upload.
+async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<Leave> {
     let uses = state.store.blob_uses(&who.0.tenant, d).await?;
     if uses.is_empty() {
-        return Ok(());
+        who.require(state, Action::UploadBlob).await?;
+        return Ok(Leave::Serve);
     }
-    let mut refusal = None;
-    for u in uses.iter().filter(|u| who.0.may_use_domain(&u.domain)) {
+    let visible: Vec<&BlobUse> = uses.iter().filter(|u| who.0.may_use_domain(&u.domain)).collect();
+    if visible.is_empty() {
+        return Err(ApiError::not_found("blob"));
+    }
+    let env = who.0.env.unwrap_or(Env::Dev);
+    let policy = state.policies.current();
+    let mut refused = Vec::with_capacity(visible.len());
+    for u in &visible {
+        let (stage, hold) = lifecycle_of(u)?;
         let res = Resource {
             labels: &u.labels,
             purposes: &u.purposes,
             stage: Some(&u.stage),
+            hold: Some(&u.hold),
             ..Resource::model(&who.0.tenant, &u.domain, &u.model)
         };
-        match who.require_on(state, Action::DownloadBlob, res).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                refusal.get_or_insert(e);
-            }
+        if let Err(e) = who.require_on(state, Action::DownloadBlob, res).await {
+            refused.push(Refused::Access(e));
+            continue;
+        }
+        let subject = EnvSubject {
+            tenant: &who.0.tenant,
+            domain: &u.domain,
+            model: &u.model,
+            label: &u.version,
+            seq: u.seq,
+            stage,
+            hold,
+        };
+        match env_verdict(&policy, subject, env, None) {
+            Ok(()) => return Ok(Leave::Serve),
+            Err(reasons) => refused.push(Refused::Lifecycle { version: u, reasons }),
         }
     }
-    Err(refusal.unwrap_or_else(|| ApiError::not_found("blob")))
+    for u in &visible {
+        let res = Resource {
+            labels: &u.labels,
+            purposes: &u.purposes,
+            stage: Some(&u.stage),
+            hold: Some(&u.hold),
+            ..Resource::model(&who.0.tenant, &u.domain, &u.model)
+        };
+        if who.require_on(state, Action::ForensicRead, res).await.is_ok() {
+            tracing::warn!(subject = %who.0.subject, role = %who.0.role, blob = %d, model = %u.model,
+                version = %u.version, hold = %u.hold, "forensic read of a blob the download gate refuses");
+            return Ok(Leave::Forensic);
+        }
+    }
+    Err(refusal(refused))
+}
+
+fn lifecycle_of(u: &BlobUse) -> ApiResult<(Stage, Hold)> {
+    let stage = u.stage.parse().map_err(|()| ApiError::internal(&format!("stored stage {:?}", u.stage)))?;
+    let hold = u.hold.parse().map_err(|()| ApiError::internal(&format!("stored hold {:?}", u.hold)))?;
+    Ok((stage, hold))
+}
+
+/// The answer for a refused blob. A lifecycle reason wins over an access refusal (the caller may
+/// download such bytes in general; this version is what stops it).
+fn refusal(refused: Vec<Refused<'_>>) -> ApiError {
+    let lifecycle: Vec<(&BlobUse, &str)> = refused
+        .iter()
+        .filter_map(|r| match r {
+            Refused::Lifecycle { version, reasons } => Some((*version, reasons.as_str())),
+            Refused::Access(_) => None,
+        })
+        .collect();
+    let named = |pick: &dyn Fn(&BlobUse) -> bool| {
+        lifecycle.iter().filter(|(u, _)| pick(u)).map(|(u, _)| format!("{} {}", u.model, u.version)).collect::<Vec<_>>()
+    };
+    if !lifecycle.is_empty() && lifecycle.iter().all(|(u, _)| u.hold != "none") {
+        let revoked = named(&|u| u.hold == "revoked");
+        if !revoked.is_empty() && revoked.len() == lifecycle.len() {
+            return ApiError::new(
+                StatusCode::GONE,
+                "revoked",
+                format!("these bytes belong only to revoked versions ({}); they are not served", revoked.join(", ")),
+            );
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "quarantined",
+            format!(
+                "these bytes belong only to held versions ({}); they are not served while held",
+                named(&|u| u.hold != "none").join(", ")
+            ),
+        );
+    }
+    if let Some((u, reasons)) = lifecycle.iter().find(|(u, _)| u.hold == "none") {
+        let code = if reasons.split(',').next() == Some("stage_not_allowed") { "stage_not_allowed" } else { "env_denied" };
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            code,
+            format!("no version holding these bytes may be loaded in your environment ({} {}: {reasons})", u.model, u.version),
+        );
+    }
+    refused
+        .into_iter()
+        .find_map(|r| match r {
+            Refused::Access(e) => Some(e),
+            Refused::Lifecycle { .. } => None,
+        })
+        .unwrap_or_else(|| ApiError::not_found("blob"))
+}
+
+/// The body of a blob, verified as it goes: the whole blob is hashed while the asked range is
+/// streamed (the bytes before and after the range are read and hashed, not sent), and the
+/// range's last chunk is held back until the digest is confirmed. Bytes altered on disk never
+/// reach a clean end: the stream fails (the connection is cut short of its Content-Length), the
+/// damage is recorded as `blob_corrupt`, and later requests for it are refused until the true
+/// bytes are uploaded again.
+fn verified_body(state: &AppState, d: Digest, start: u64, len: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut f = match tokio::fs::File::open(state.blobs.path_of(&d)).await {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut hasher = Hasher::new();
+        let end = start + len;
+        let mut pos = 0u64;
+        let mut held: Option<Bytes> = None;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            hasher.update(&buf[..n]);
+            let (a, b) = (start.max(pos), end.min(pos + n as u64));
+            if a < b {
+                let piece = Bytes::copy_from_slice(&buf[(a - pos) as usize..(b - pos) as usize]);
+                if let Some(prev) = held.replace(piece)
+                    && tx.send(Ok(prev)).await.is_err()
+                {
+                    return; // the client went away
+                }
+            }
+            pos += n as u64;
+        }
+        let actual = hasher.finish();
+        if actual == d {
+            if let Some(last) = held {
+                let _ = tx.send(Ok(last)).await;
+            }
+            return;
+        }
+        blob_damaged(&state, &d, &actual, "serving").await;
+        let _ = tx.send(Err(std::io::Error::other("the stored bytes do not hash to their digest"))).await;
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Record damaged bytes once per process: every tenant that may read the blob gets a
+/// `blob_corrupt` event naming the digest and what the bytes hash to now.
+pub(crate) async fn blob_damaged(state: &AppState, d: &Digest, actual: &Digest, found_by: &str) {
+    if !state.corrupt_blobs.lock().expect("corrupt set").insert(*d) {
+        return;
+    }
+    tracing::error!(blob = %d, actual = %actual, found_by, "stored blob does not hash to its digest");
+    let tenants = match state.store.blob_tenants(d).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the tenants of a damaged blob");
+            return;
+        }
+    };
+    for tenant in tenants {
+        let mut ev = EventPayload::new(EventKind::BlobCorrupt, state.clock.now(), &tenant, "*", "_registry");
+        ev.artifact_digest = Some(d.to_string());
+        ev.reason = Some(format!("the stored bytes hash to {actual}"));
+        ev.detail = Some(format!("found while {found_by}"));
+        if let Err(e) = state.store.record_event(ev).await {
+            tracing::error!(error = %e, "recording blob_corrupt failed");
+        }
+    }
+    state.notify_events();
 }
 
 async fn blob_response(
@@ -164,12 +367,23 @@ async fn blob_response(
     headers: &HeaderMap,
     with_body: bool,
 ) -> ApiResult<Response> {
-    who.require(state, Action::DownloadBlob).await?;
+    if let Err(e) = who.require(state, Action::DownloadBlob).await
+        && who.require(state, Action::ForensicRead).await.is_err()
+    {
+        return Err(e);
+    }
     let d = parse_digest(digest)?;
     if !state.store.tenant_has_blob(&who.0.tenant, &d).await? {
         return Err(ApiError::not_found("blob"));
     }
-    download_gate(state, who, &d).await?;
+    let leave = download_gate(state, who, &d).await?;
+    if state.corrupt_blobs.lock().expect("corrupt set").contains(&d) {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "blob_corrupt",
+            "the stored bytes no longer hash to this digest; the registry will not serve them until they are uploaded again",
+        ));
+    }
     let size = state.blobs.stat(&d).await?.ok_or_else(|| ApiError::not_found("blob"))?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", d.hex())).expect("hex is a header value");
     let (status, start, len, content_range) = match parse_range(headers.get(header::RANGE), size) {
@@ -198,13 +412,10 @@ async fn blob_response(
     if let Some(cr) = content_range {
         builder = builder.header(header::CONTENT_RANGE, cr);
     }
-    let body = if with_body {
-        let mut f = tokio::fs::File::open(state.blobs.path_of(&d)).await.map_err(|e| ApiError::internal(&e))?;
-        f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::internal(&e))?;
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024))
-    } else {
-        Body::empty()
-    };
+    if leave == Leave::Forensic {
+        builder = builder.header("Fulcrum-Forensic-Read", "true");
+    }
+    let body = if with_body { verified_body(state, d, start, len) } else { Body::empty() };
     builder.body(body).map_err(|e| ApiError::internal(&e))
 }
 
@@ -232,6 +443,79 @@ pub async fn head_blob(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     blob_response(&state, &who, &digest, &headers, false).await
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubQuery {
+    /// Continue after this digest (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// Blobs to check in this call: 1–1000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ScrubFinding {
+    pub digest: String,
+    /// What the stored bytes hash to now.
+    pub actual: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ScrubReport {
+    pub checked: u64,
+    pub bytes: u64,
+    /// Blobs whose bytes no longer hash to their digest (each recorded as `blob_corrupt`).
+    pub corrupt: Vec<ScrubFinding>,
+    /// Blobs the tenant may read that are no longer stored at all.
+    pub missing: Vec<String>,
+    /// Where the next call continues; absent when every blob was checked.
+    pub next_after: Option<String>,
+}
+
+/// Bytes one scrub call hashes at most (it ends early and says where to continue).
+const SCRUB_BYTES_PER_CALL: u64 = 4 << 30;
+
+/// Re-hash the blobs of the caller's tenant against their digests, a page at a time (admin,
+/// security officer): damaged ones are recorded as `blob_corrupt` and refused from then on,
+/// until their true bytes are uploaded again. `fulcrum blobs scrub` walks every page.
+#[utoipa::path(post, path = "/v1/blobs/scrub", tag = "blobs", params(ScrubQuery),
+    responses((status = 200, body = ScrubReport), (status = "4XX", body = Problem)))]
+pub async fn scrub(
+    State(state): State<AppState>,
+    who: Caller,
+    super::ApiQuery(q): super::ApiQuery<ScrubQuery>,
+) -> ApiResult<axum::Json<ScrubReport>> {
+    who.require(&state, Action::ScrubBlobs).await?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(_) => return Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 1000")),
+    };
+    let after = q.after.as_deref().map(parse_digest).transpose()?;
+    let page = state.store.tenant_blobs(&who.0.tenant, after.as_ref(), limit).await?;
+    let mut report = ScrubReport { checked: 0, bytes: 0, corrupt: vec![], missing: vec![], next_after: None };
+    for (i, d) in page.iter().enumerate() {
+        match state.blobs.rehash(d).await? {
+            None => report.missing.push(d.to_string()),
+            Some((actual, size)) => {
+                report.bytes += size;
+                if actual != *d {
+                    blob_damaged(&state, d, &actual, "scrubbing").await;
+                    report.corrupt.push(ScrubFinding { digest: d.to_string(), actual: actual.to_string() });
+                } else {
+                    state.corrupt_blobs.lock().expect("corrupt set").remove(d);
+                }
+            }
+        }
+        report.checked += 1;
+        let last_of_page = i + 1 == page.len();
+        if report.bytes >= SCRUB_BYTES_PER_CALL || (last_of_page && page.len() == limit as usize) {
+            report.next_after = Some(d.to_string());
+            break;
+        }
+    }
+    Ok(axum::Json(report))
 }
 
 #[cfg(test)]

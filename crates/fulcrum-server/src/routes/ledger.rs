@@ -40,7 +40,8 @@ pub struct EntryDto {
     pub kind: String,
     /// Base64 leaf hash stored in the tree.
     pub leaf_hash: String,
-    /// The record's bytes as stored (UTF-8), for the caller's tenant; `null` for other tenants'
+    /// The record's bytes as stored (UTF-8), for the caller's tenant (and registry-wide events);
+    /// `null` for other tenants'
     /// records (only their leaf hash is shown), for decisions and access batches when the caller
     /// may not read decisions, and for records that are gone (`missing`).
     pub data: Option<String>,
@@ -128,7 +129,9 @@ pub async fn entries(
     let entries = rows
         .into_iter()
         .map(|e| {
-            let mine = e.tenant == who.0.tenant && (e.kind == LeafKind::Event || decisions);
+            // Registry-wide events (tenant `*`: policy changes, key rotations) are every tenant's.
+            let mine = (e.tenant == who.0.tenant && (e.kind == LeafKind::Event || decisions))
+                || (e.tenant == "*" && e.kind == LeafKind::Event);
             EntryDto {
                 index: e.index,
                 kind: e.kind.as_str().into(),

@@ -91,6 +91,8 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::grant, findings::waivers))
         .routes(routes!(policy::current))
         .routes(routes!(policy::install))
+        .routes(routes!(policy::rollback))
+        .routes(routes!(policy::history))
         .routes(routes!(policy::decisions))
         .routes(routes!(policy::by_digest))
         .routes(routes!(identity::me))
@@ -112,6 +114,7 @@ fn streaming_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resolve::resolve))
         .routes(routes!(blobs::post_blob))
         .routes(routes!(blobs::put_blob, blobs::get_blob, blobs::head_blob))
+        .routes(routes!(blobs::scrub))
         .routes(routes!(events::stream_events))
 }
 
@@ -212,6 +215,14 @@ pub(crate) fn limit(l: Option<u32>) -> ApiResult<u32> {
         Some(n @ 1..=500) => Ok(n),
         Some(_) => Err(ApiError::bad_request("bad_limit", "limit must be between 1 and 500")),
     }
+}
+
+/// Free text an operator writes (reasons, comments): 1–`max` bytes, no control characters.
+pub(crate) fn check_text(what: &'static str, s: &str, max: usize) -> ApiResult<()> {
+    if s.trim().is_empty() || s.len() > max {
+        return Err(ApiError::unprocessable("invalid_body", format!("{what} must be 1-{max} bytes")));
+    }
+    fulcrum_core::names::check_text(what, s).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
 }
 
 pub(crate) fn check_id(what: &'static str, v: Option<&str>) -> ApiResult<()> {

@@ -689,10 +689,7 @@ async fn version_after(state: &AppState, who: &Caller, name: &str, version: &str
 }
 
 fn text(what: &'static str, s: &str, max: usize) -> ApiResult<()> {
-    if s.trim().is_empty() || s.len() > max {
-        return Err(ApiError::unprocessable("invalid_body", format!("{what} must be 1-{max} bytes")));
-    }
-    Ok(())
+    super::check_text(what, s, max)
 }
 
 /// Approve a version (the caller is the approver). During a quarantine, an approval counts

@@ -66,18 +66,76 @@ pub struct InstallPolicy {
     /// Data documents (a JSON object), under `data`.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// Why (recorded with the install and in `policy_changed`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Installed {
     pub policy_digest: String,
+    /// `install` (a new snapshot) or `rollback` (one installed before, back in force).
+    pub kind: String,
 }
 
-/// Install a policy snapshot (policy-admin): it must parse, compile and pass its own tests, or it
-/// is refused with the engine's messages and nothing changes. Emits `policy_changed`; resolve
-/// documents carry the new digest from then on.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The digest of a snapshot installed before.
+    pub digest: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn install_error(e: crate::policy::InstallError) -> ApiError {
+    use fulcrum_policy::PolicyError;
+    match e {
+        crate::policy::InstallError::Policy(p @ PolicyError::Conformance(_)) => {
+            ApiError::unprocessable("policy_nonconformant", p.to_string())
+        }
+        crate::policy::InstallError::Policy(p) => ApiError::unprocessable("policy_invalid", p.to_string()),
+        crate::policy::InstallError::Store(fulcrum_store::StoreError::Conflict(msg)) => {
+            ApiError::conflict("policy_in_force", msg)
+        }
+        crate::policy::InstallError::Store(s) => s.into(),
+        crate::policy::InstallError::Sign(s) => ApiError::internal(&s),
+        crate::policy::InstallError::Reset(s) => ApiError::internal(&s),
+    }
+}
+
+async fn put_in_force(
+    state: &AppState,
+    who: &Caller,
+    snapshot: fulcrum_policy::Snapshot,
+    reason: Option<String>,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<Installed>)> {
+    if let Some(r) = &reason {
+        super::check_text("reason", r, 2048)?;
+    }
+    let gate = state.write_gate.lock().await;
+    let now = state.clock.now();
+    let signer = state.keys.current();
+    let (cur, kind) = state
+        .policies
+        .install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, reason, now)
+        .await
+        .map_err(install_error)?;
+    state.catalog.policy_changed(now);
+    drop(gate);
+    state.notify_events();
+    Ok((
+        axum::http::StatusCode::CREATED,
+        axum::Json(Installed { policy_digest: cur.digest.to_string(), kind: kind.as_str().into() }),
+    ))
+}
+
+/// Install a policy snapshot (policy-admin): it must parse, compile, pass its own tests and
+/// Fulcrum's conformance tests (every entry point defined, the way back open, serving can still
+/// load an Approved version, four-eyes unless explicitly waived), or it is refused with the
+/// failures named and nothing changes. The same snapshot as one installed before is a rollback
+/// to it. Emits `policy_changed`; resolve documents carry the new digest from then on.
 #[utoipa::path(put, path = "/v1/policy", tag = "policy", request_body = InstallPolicy,
-    responses((status = 201, body = Installed), (status = 422, description = "does not compile or its tests fail", body = Problem), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = Installed), (status = 422, description = "does not compile, its tests fail, or it does not conform", body = Problem), (status = 409, description = "already in force", body = Problem), (status = "4XX", body = Problem)))]
 pub async fn install(
     State(state): State<AppState>,
     who: Caller,
@@ -89,30 +147,40 @@ pub async fn install(
     }
     let snapshot = fulcrum_policy::Snapshot::new(body.modules, body.data)
         .map_err(|e| ApiError::unprocessable("policy_invalid", e.to_string()))?;
-    let gate = state.write_gate.lock().await;
-    let now = state.clock.now();
-    let signer = state.keys.current();
-    // Compiling runs on a blocking thread: a hostile policy must not stall the async workers.
-    let compiled = {
-        let s = snapshot.clone();
-        tokio::task::spawn_blocking(move || fulcrum_policy::Policy::compile(&s))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-    };
-    if let Err(e) = compiled {
-        return Err(ApiError::unprocessable("policy_invalid", e.to_string()));
-    }
-    let cur = state.policies.install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, now).await.map_err(
-        |e| match e {
-            crate::policy::InstallError::Policy(p) => ApiError::unprocessable("policy_invalid", p.to_string()),
-            crate::policy::InstallError::Store(s) => s.into(),
-            crate::policy::InstallError::Sign(s) => ApiError::internal(&s),
-        },
-    )?;
-    state.catalog.policy_changed(now);
-    drop(gate);
-    state.notify_events();
-    Ok((axum::http::StatusCode::CREATED, axum::Json(Installed { policy_digest: cur.digest.to_string() })))
+    put_in_force(&state, &who, snapshot, body.reason).await
+}
+
+/// Put a snapshot installed before back in force by its digest (policy-admin): a rollback. It
+/// must still pass today's conformance tests.
+#[utoipa::path(post, path = "/v1/policy/rollback", tag = "policy", request_body = Rollback,
+    responses((status = 201, body = Installed), (status = 404, description = "no such snapshot", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    who: Caller,
+    super::ApiJson(body): super::ApiJson<Rollback>,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<Installed>)> {
+    who.require(&state, Action::AdministerPolicy).await?;
+    let d: Digest =
+        body.digest.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
+    let rec =
+        state.store.policy_by_digest(&d.to_string()).await?.ok_or_else(|| ApiError::not_found("policy snapshot"))?;
+    let snapshot = fulcrum_policy::Snapshot::from_canonical_bytes(&rec.body).map_err(|e| ApiError::internal(&e))?;
+    put_in_force(&state, &who, snapshot, body.reason).await
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PolicyHistory {
+    /// Installs, rollbacks and break-glass resets, newest first; the first is in force.
+    #[schema(value_type = Vec<Object>)]
+    pub installs: Vec<fulcrum_store::PolicyHistoryEntry>,
+}
+
+/// Which snapshots were put in force, when, by whom and how (install, rollback, reset).
+#[utoipa::path(get, path = "/v1/policy/history", tag = "policy",
+    responses((status = 200, body = PolicyHistory), (status = "4XX", body = Problem)))]
+pub async fn history(State(state): State<AppState>, who: Caller) -> ApiResult<axum::Json<PolicyHistory>> {
+    who.require(&state, Action::Read).await?;
+    Ok(axum::Json(PolicyHistory { installs: state.store.policy_history(200).await? }))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
