@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let cp = ledger::SignedCheckpoint { note: &text, origin: "fulcrum/registry-audit", kid: key().kid() };
     assert!(ledger::open_checkpoint(&b, cp).is_err(), "an unsigned note verified");
-    let tree = fulcrum_ledger::checkpoint::Checkpoint { origin: "o".into(), size: 4, root: [0; 32] };
+    let tree = fulcrum_ledger::checkpoint::Checkpoint { origin: "o".into(), size: 4, root: [0; 32], state: None };
     assert!(ledger::check_answer_leaf(&d, &tree, data, &[[1; 32], [2; 32]]).is_err());
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data)
         && let Ok(g) = ledger::gate_leaf(&v)

@@ -54,6 +54,8 @@ pub enum Deny {
     PolicyDenies(String),
     #[error("the audit ledger does not prove it: {0}")]
     LedgerUnproven(String),
+    #[error("the permit is no longer current: {0}")]
+    NotCurrent(String),
 }
 
 impl Deny {
@@ -77,6 +79,7 @@ impl Deny {
             Deny::BundleChain(_) => "bundle_chain_broken",
             Deny::PolicyDenies(_) => "policy_deny",
             Deny::LedgerUnproven(_) => "ledger_unproven",
+            Deny::NotCurrent(_) => "permit_not_current",
         }
     }
 }

@@ -310,32 +310,62 @@ impl Agent {
         Ok(crate::policy::evaluate(&snapshot, doc)?)
     }
 
-    /// The answer's event and the release gate's decision, proven to be in the audit ledger's
-    /// tree under a checkpoint signed by a trusted key. The registry signs a checkpoint on
-    /// request at most once a second: a leaf newer than the checkpoint is asked again shortly.
+    /// The permit is current per the audit ledger: the version's leaf in the state map of a
+    /// checkpoint signed by a trusted key no earlier than the answer says it is not held and at
+    /// the answer's stage. Returns that checkpoint, for [`Agent::prove_on_ledger`].
     ///
     /// # Errors
-    /// `ledger_unproven`, or the registry unreachable.
-    pub async fn prove_on_ledger(&self, doc: &ResolveDocument, release: &serde_json::Value) -> Result<(), Stop> {
+    /// `ledger_unproven`, `permit_not_current`, or the registry unreachable.
+    pub async fn prove_current(&self, doc: &ResolveDocument) -> Result<fulcrum_ledger::checkpoint::Checkpoint, Stop> {
+        let trusted = self.trusted()?;
+        // The checkpoint whose state map shows the version now, signed no earlier than the
+        // answer (so it also covers the answer's entry and whatever came after it).
+        let q = |s: &str| s.replace('+', "%2B").replace(':', "%3A");
+        let sp = self
+            .client
+            .get(&format!(
+                "/v1/ledger/proofs/state?model={}&version={}&not_before={}",
+                q(&doc.name),
+                q(&doc.version),
+                q(&doc.issued_at)
+            ))
+            .await
+            .map_err(from_client)?;
+        let field = |k: &str| sp[k].as_str().unwrap_or_default().to_owned();
+        let (note, origin, kid) = (field("note"), field("origin"), field("kid"));
+        let cp = crate::ledger::open_checkpoint(
+            &trusted,
+            crate::ledger::SignedCheckpoint { note: &note, origin: &origin, kid: &kid },
+        )?;
+        let hashes: Vec<String> = serde_json::from_value(sp["hashes"].clone())
+            .map_err(|_| Deny::LedgerUnproven("the state proof is malformed".into()))?;
+        let state_hashes = crate::ledger::decode_hashes(&hashes)?;
+        crate::ledger::check_current(
+            doc,
+            &cp,
+            crate::ledger::StateProof {
+                leaf: field("leaf").as_bytes(),
+                index: sp["index"].as_u64().unwrap_or(u64::MAX),
+                count: sp["count"].as_u64().unwrap_or(0),
+                hashes: &state_hashes,
+            },
+        )?;
+        Ok(cp)
+    }
+
+    /// The answer's event and the release gate's decision are leaves of the tree of `cp` (the
+    /// checkpoint [`Agent::prove_current`] verified).
+    ///
+    /// # Errors
+    /// `ledger_unproven` naming what did not hold.
+    pub async fn prove_on_ledger(
+        &self,
+        doc: &ResolveDocument,
+        release: &serde_json::Value,
+        cp: &fulcrum_ledger::checkpoint::Checkpoint,
+    ) -> Result<(), Stop> {
         let index = doc.ledger_index.ok_or_else(|| Deny::LedgerUnproven("the answer names no ledger entry".into()))?;
         let gate = crate::ledger::gate_leaf(release)?;
-        let newest = index.max(gate.index);
-        let trusted = self.trusted()?;
-        let mut tries = 0;
-        let cp = loop {
-            let v = self.client.get("/v1/ledger/checkpoint").await.map_err(from_client)?;
-            let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            let (note, origin, kid) = (field("note"), field("origin"), field("kid"));
-            let cp = crate::ledger::open_checkpoint(
-                &trusted,
-                crate::ledger::SignedCheckpoint { note: &note, origin: &origin, kid: &kid },
-            )?;
-            tries += 1;
-            if cp.size > newest || tries >= 4 {
-                break cp;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        };
         let proof = |i: u64| async move {
             let p = self
                 .client
@@ -346,19 +376,12 @@ impl Agent {
                 .map_err(|_| Deny::LedgerUnproven("the inclusion proof is malformed".into()))?;
             Ok::<_, Stop>(crate::ledger::decode_hashes(&hashes)?)
         };
-        if index < cp.size {
-            let page = self
-                .client
-                .get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1))
-                .await
-                .map_err(from_client)?;
-            let data = page["entries"][0]["data"]
-                .as_str()
-                .ok_or_else(|| Deny::LedgerUnproven(format!("entry {index} is not readable")))?;
-            crate::ledger::check_answer_leaf(doc, &cp, data.as_bytes(), &proof(index).await?)?;
-        } else {
-            crate::ledger::check_answer_leaf(doc, &cp, b"", &[])?;
-        }
+        let page =
+            self.client.get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1)).await.map_err(from_client)?;
+        let data = page["entries"][0]["data"]
+            .as_str()
+            .ok_or_else(|| Deny::LedgerUnproven(format!("entry {index} is not readable")))?;
+        crate::ledger::check_answer_leaf(doc, &cp, data.as_bytes(), &proof(index).await?)?;
         let gate_proof = if gate.index < cp.size { proof(gate.index).await? } else { vec![] };
         crate::ledger::check_gate_leaf(&gate, &cp, &gate_proof)?;
         Ok(())
@@ -382,9 +405,14 @@ impl Agent {
     ) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
         self.check_policy(&doc).await?;
+        // Demanding proofs: is the permit current per the ledger, before anything is fetched?
+        let proven = match self.require_ledger_proof && mode == Mode::Online {
+            true => Some(self.prove_current(&doc).await?),
+            false => None,
+        };
         let record = self.release_record(&doc).await?;
-        if self.require_ledger_proof && mode == Mode::Online {
-            self.prove_on_ledger(&doc, &record.predicate).await?;
+        if let Some(cp) = &proven {
+            self.prove_on_ledger(&doc, &record.predicate, cp).await?;
         }
         let guardrails = record.guardrails;
         let artifact: Digest = doc

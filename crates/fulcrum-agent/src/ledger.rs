@@ -12,6 +12,12 @@
 //!
 //! So an answer the registry did not also write into its append-only, witnessed log is refused:
 //! a registry that serves one story to agents and keeps another for auditors is caught.
+//!
+//! And the permit is proven *current*: the version's leaf in the state map
+//! (`fulcrum_ledger::state`) that a checkpoint signed after the answer was issued commits to
+//! must still say `hold none` at the answer's stage. A revocation or quarantine anywhere in the
+//! ledger up to that checkpoint — or a database row edited to undo one, which the state map
+//! never reads — refuses the permit (`permit_not_current`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,7 +25,10 @@ use fulcrum_core::resolve::ResolveDocument;
 use fulcrum_ledger::Hash;
 use fulcrum_ledger::checkpoint::Checkpoint;
 use fulcrum_ledger::merkle;
+use fulcrum_ledger::state::StateLeaf;
 use fulcrum_sign::TrustBundle;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::check::Deny;
 
@@ -112,4 +121,59 @@ pub fn check_gate_leaf(leaf: &GateLeaf, cp: &Checkpoint, proof: &[Hash]) -> Resu
     merkle::verify_inclusion(leaf.index, cp.size, &leaf.leaf_hash, proof, &cp.root).map_err(|e| {
         unproven(format!("the release gate's decision (entry {}) is not in the signed tree: {e}", leaf.index))
     })
+}
+
+/// A version's proven leaf in a checkpoint's state map, as the registry sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct StateProof<'a> {
+    pub leaf: &'a [u8],
+    pub index: u64,
+    pub count: u64,
+    pub hashes: &'a [Hash],
+}
+
+/// Is the answer still current per the ledger? The checkpoint (already trusted) must commit to a
+/// state map, be signed no earlier than the answer, and cover the answer's entry; the leaf must
+/// be the answer's version (tenant, model, label, seq, artifact), at the answer's stage and not
+/// held; and it must be in the map.
+///
+/// # Errors
+/// `ledger_unproven` when it cannot be shown; `permit_not_current` when the ledger says the
+/// version is held or at another stage.
+pub fn check_current(doc: &ResolveDocument, cp: &Checkpoint, p: StateProof<'_>) -> Result<(), Deny> {
+    let head = cp.state.ok_or_else(|| unproven("the checkpoint commits to no state map"))?;
+    let issued = OffsetDateTime::parse(&doc.issued_at, &Rfc3339)
+        .map_err(|_| unproven("the answer's issue time does not parse"))?
+        .unix_timestamp();
+    if i64::try_from(head.signed_at).unwrap_or(i64::MAX) < issued {
+        return Err(unproven(format!(
+            "the state map was signed at {} s, before the answer was issued ({issued} s)",
+            head.signed_at
+        )));
+    }
+    let index = doc.ledger_index.ok_or_else(|| unproven("the answer names no ledger entry"))?;
+    if index >= cp.size {
+        return Err(unproven(format!("entry {index} is not in the checkpoint of {} entries", cp.size)));
+    }
+    let leaf = StateLeaf::parse(p.leaf).map_err(|e| unproven(e.to_string()))?;
+    let same = leaf.tenant == doc.tenant
+        && leaf.model == doc.name
+        && leaf.version == doc.version
+        && leaf.seq == doc.seq
+        && leaf.artifact_digest == doc.artifact_digest;
+    if !same {
+        return Err(unproven(format!("the state leaf is not {}/{} {}", doc.tenant, doc.name, doc.version)));
+    }
+    merkle::verify_inclusion(p.index, head.count, &merkle::leaf_hash(p.leaf), p.hashes, &head.root)
+        .map_err(|e| unproven(format!("the state leaf is not in the signed state map: {e}")))?;
+    if leaf.hold != "none" {
+        return Err(Deny::NotCurrent(format!("the ledger says {} {} is {}", doc.name, doc.version, leaf.hold)));
+    }
+    if leaf.stage != doc.stage {
+        return Err(Deny::NotCurrent(format!(
+            "the ledger says {} {} is {}, the answer {}",
+            doc.name, doc.version, leaf.stage, doc.stage
+        )));
+    }
+    Ok(())
 }

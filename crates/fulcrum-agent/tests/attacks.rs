@@ -41,20 +41,27 @@ async fn extra_and_missing_files_are_denied_and_nothing_is_merged() {
     let p = a.fetch("fraud@production", "prod", &dest).await.unwrap();
     assert_eq!(listing(&dest), ["config.json", "weights.bin"], "exactly the signed files");
 
-    // The stored manifest with one more file: its bytes no longer hash to the signed digest.
+    // The manifest with one more file, served by a man in the middle: its bytes no longer hash
+    // to the signed digest.
     let artifact: Digest = p.document.artifact_digest.parse().unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(stored(&r, &artifact)).unwrap()).unwrap();
     m["files"]
         .as_array_mut()
         .unwrap()
         .push(json!({"path": "extra.py", "size": 3, "digest": Digest::of(b"bad").to_string()}));
-    std::fs::write(stored(&r, &artifact), serde_json::to_vec(&m).unwrap()).unwrap();
+    let altered: &'static [u8] = serde_json::to_vec(&m).unwrap().leak();
     let fresh = tempfile::tempdir().unwrap();
-    let b = agent(&r, fresh.path()).await;
+    let mitm = common::lying_proxy(&r.url, artifact, altered).await;
+    let b = common::agent_via(&r, &mitm, fresh.path()).await;
     let other = out.path().join("other");
     let e = b.fetch("fraud@production", "prod", &other).await.unwrap_err();
     assert_eq!(e.code(), "artifact_tampered", "{e}");
     assert!(!other.exists());
+    // The same change on the registry's own disk: the registry never hands it out whole.
+    std::fs::write(stored(&r, &artifact), altered).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let e = agent(&r, again.path()).await.fetch("fraud@production", "prod", &other).await;
+    assert!(e.is_err() && !other.exists(), "{e:?}");
 
     // A file the manifest names is gone from the registry.
     let r2 = registry().await;

@@ -77,15 +77,26 @@ async fn tampered_bytes_and_untrusted_keys_are_denied() {
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::write(dest.join("previous.bin"), b"what was there").unwrap();
 
-    // A byte flipped in the registry's blob store: the download fails verification.
+    // Altered bytes on the way (a man in the middle): the agent's own check refuses them.
     let d = Digest::of(b"weights-one");
+    let state = tempfile::tempdir().unwrap();
+    let mitm = common::lying_proxy(&r.url, d, b"weights-0ne").await;
+    let a = common::agent_via(&r, &mitm, state.path()).await;
+    let e = a.fetch("fraud@production", "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "artifact_tampered", "{e}");
+    assert_eq!(read(&dest, "previous.bin"), b"what was there", "destination untouched");
+
+    // A byte flipped in the registry's own blob store: the registry cuts the transfer short (it
+    // hashes what it serves), then refuses the blob by name; nothing is placed either way.
     let stored = r.dir.path().join("data/blobs/sha256").join(&d.hex()[..2]).join(&d.hex()[2..]);
     assert!(stored.exists(), "the registry's blob layout is sha256/ab/cdef…");
     std::fs::write(&stored, b"weights-0ne").unwrap();
     let state = tempfile::tempdir().unwrap();
     let a = agent(&r, state.path()).await;
     let e = a.fetch("fraud@production", "prod", &dest).await.unwrap_err();
-    assert_eq!(e.code(), "artifact_tampered", "{e}");
+    assert_eq!(e.code(), "registry_unreachable", "{e}");
+    let e = a.fetch("fraud@production", "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "blob_corrupt", "{e}");
     assert_eq!(read(&dest, "previous.bin"), b"what was there", "destination untouched");
 
     // A bundle that does not hold the registry's key: nothing verifies.

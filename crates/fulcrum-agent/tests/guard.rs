@@ -239,10 +239,10 @@ async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
     let mut frozen = modules.clone();
     frozen.insert(
         "freeze.rego".into(),
-        "package fulcrum.env\n\ndeny contains \"change_freeze\" if data.fulcrum.change_freeze\n".into(),
+        "package fulcrum.env\n\ndeny contains \"change_freeze\" if input.model.name in data.fulcrum.frozen\n".into(),
     );
     let mut data: serde_json::Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
-    data["fulcrum"]["change_freeze"] = json!(true);
+    data["fulcrum"]["frozen"] = json!(["fraud"]);
     as_(&r, "policy").put("/v1/policy", &json!({"modules": frozen, "data": data})).await.unwrap();
     until("the quiesce", || !guard.is_ready()).await;
     until("the purge", || !dest.exists()).await;
@@ -252,7 +252,7 @@ async fn a_policy_that_no_longer_allows_the_served_version_stops_it() {
     let q = steps.iter().find(|s| s.step == "quiesce").unwrap();
     assert!(q.detail.contains("change_freeze"), "{q:?}");
 
-    data["fulcrum"]["change_freeze"] = json!(false);
+    data["fulcrum"]["frozen"] = json!([]);
     as_(&r, "policy").put("/v1/policy", &json!({"modules": frozen, "data": data})).await.unwrap();
     until("serving again after the freeze", || guard.is_ready()).await;
     assert_eq!(read(&dest, "weights.bin"), b"weights-one");

@@ -206,3 +206,91 @@ async fn forged_or_missing_ledger_evidence_is_refused() {
     let e = ledger::gate_leaf(&json!({"model": "fraud", "version": "v1"})).unwrap_err();
     assert_eq!(e.code(), "ledger_unproven");
 }
+
+/// SPEC §8 / issue: a permit checked with `--require-ledger-proof` is proven *current*. A permit
+/// recorded before a revocation, still unexpired and validly signed, replayed to a fresh agent
+/// (no marks to refuse it): without proofs it would be placed; demanding proofs, the agent asks
+/// for the version's leaf in the state map of a checkpoint signed after the permit was issued,
+/// and the ledger says revoked.
+#[tokio::test]
+async fn a_permit_from_before_a_revocation_is_not_proven_current() {
+    let r = fraud_v1().await;
+    let recorded = as_(&r, "agent").resolve_unverified("fraud@production", "prod").await.unwrap();
+    assert!(String::from_utf8_lossy(&recorded.0).contains("\"decision\":\"permit\""));
+    // Before the revocation the same proof passes: the recorded permit is current.
+    let mitm = common::replaying_proxy(&r.url, recorded.clone()).await;
+    let out = tempfile::tempdir().unwrap();
+    let states: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut a = common::agent_via(&r, &mitm, states[0].path()).await;
+    a.require_ledger_proof = true;
+    a.fetch("fraud@production", "prod", &out.path().join("before")).await.unwrap();
+
+    as_(&r, "bo")
+        .post("/v1/models/fraud/versions/v1/revocation", &json!({"reason": "fraud ring", "inc_id": "INC-5"}))
+        .await
+        .unwrap();
+    // Without proofs, a fresh agent takes the replayed permit: nothing it holds says otherwise.
+    let plain = common::agent_via(&r, &mitm, states[1].path()).await;
+    plain.fetch("fraud@production", "prod", &out.path().join("plain")).await.expect_err(
+        "the registry itself refuses the revoked version's bytes, so even a replayed permit cannot place it",
+    );
+    // Demanding proofs, the state map says revoked.
+    let mut a = common::agent_via(&r, &mitm, states[2].path()).await;
+    a.require_ledger_proof = true;
+    let e = a.fetch("fraud@production", "prod", &out.path().join("after")).await.unwrap_err();
+    assert_eq!(e.code(), "permit_not_current", "{e}");
+    assert!(e.to_string().contains("revoked"), "{e}");
+    assert!(!out.path().join("after").exists());
+}
+
+/// The state check as data over the registry's own proof: each way of forging or mismatching
+/// it is refused.
+#[tokio::test]
+async fn forged_state_proofs_are_refused() {
+    let r = fraud_v1().await;
+    let bundle = as_(&r, "agent").trust_bundle().await.unwrap();
+    let doc = as_(&r, "agent").resolve("fraud@production", "prod", &bundle).await.unwrap().document;
+    let sp = as_(&r, "agent")
+        .get(&format!("/v1/ledger/proofs/state?model=fraud&version=v1&not_before={}", doc.issued_at.replace(':', "%3A")))
+        .await
+        .unwrap();
+    let cp = ledger::open_checkpoint(
+        &bundle,
+        SignedCheckpoint { note: sp["note"].as_str().unwrap(), origin: sp["origin"].as_str().unwrap(), kid: sp["kid"].as_str().unwrap() },
+    )
+    .unwrap();
+    let hashes: Vec<String> = serde_json::from_value(sp["hashes"].clone()).unwrap();
+    let hashes = ledger::decode_hashes(&hashes).unwrap();
+    let leaf = sp["leaf"].as_str().unwrap().to_owned();
+    let (index, count) = (sp["index"].as_u64().unwrap(), sp["count"].as_u64().unwrap());
+    let check = |doc: &ResolveDocument, cp: &fulcrum_ledger::checkpoint::Checkpoint, leaf: &str, index: u64, hashes: &[Hash]| {
+        ledger::check_current(doc, cp, ledger::StateProof { leaf: leaf.as_bytes(), index, count, hashes })
+    };
+    check(&doc, &cp, &leaf, index, &hashes).expect("the registry's own proof holds");
+
+    let revoked_leaf = leaf.replace("\nnone", "\nrevoked");
+    let mut other_version = doc.clone();
+    other_version.version = "v9".into();
+    let mut later = doc.clone();
+    later.issued_at = "2099-01-01T00:00:00Z".into();
+    let no_state = fulcrum_ledger::checkpoint::Checkpoint { state: None, ..cp.clone() };
+    let mut bad_hash = hashes.clone();
+    if let Some(h) = bad_hash.first_mut() {
+        h[0] ^= 1;
+    }
+    let rows: Vec<(&str, ResolveDocument, fulcrum_ledger::checkpoint::Checkpoint, String, u64, Vec<Hash>, &str)> = vec![
+        ("a leaf edited to say revoked", doc.clone(), cp.clone(), revoked_leaf, index, hashes.clone(), "ledger_unproven"),
+        ("the leaf of another version", other_version, cp.clone(), leaf.clone(), index, hashes.clone(), "ledger_unproven"),
+        ("a checkpoint older than the answer", later, cp.clone(), leaf.clone(), index, hashes.clone(), "ledger_unproven"),
+        ("a checkpoint without a state map", doc.clone(), no_state, leaf.clone(), index, hashes.clone(), "ledger_unproven"),
+        ("another index", doc.clone(), cp.clone(), leaf.clone(), index + 1, hashes.clone(), "ledger_unproven"),
+        ("garbage leaf", doc.clone(), cp.clone(), "nonsense".into(), index, hashes.clone(), "ledger_unproven"),
+    ];
+    for (what, d, c, l, i, h, code) in rows {
+        let e = check(&d, &c, &l, i, &h).unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e}");
+    }
+    if !bad_hash.is_empty() {
+        assert_eq!(check(&doc, &cp, &leaf, index, &bad_hash).unwrap_err().code(), "ledger_unproven", "a bent proof");
+    }
+}

@@ -189,13 +189,23 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
                     .context("audit failed: the registry's consistency proof does not hold")?;
             }
             save_witness(&state, &note, &new)?;
+            // The governance state the verified events imply, held against what the registry
+            // serves and against the state map its checkpoint commits to.
+            let replay = if new_only { None } else { Some(replay_state(&client, &cp, &ls, bundle.as_deref()).await?) };
             let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
             let v = json!({"verified": true, "size": cp.size, "root": B64.encode(cp.root),
                 "previously_verified": witness.size, "read": cp.size - from, "events": count("event"), "decisions": count("decision"),
-                "access_batches": count("access"), "state": state.display().to_string()});
+                "access_batches": count("access"), "state": state.display().to_string(),
+                "governance_state": replay.as_ref().map(|(versions, aliases)| json!({"versions": versions, "aliases": aliases}))});
             ctx_print(ctx, &v, || {
+                let state = match replay {
+                    Some((versions, aliases)) => format!(
+                        "; the governance state it implies ({versions} versions, {aliases} aliases) is what the registry serves and what its checkpoint's state map says"
+                    ),
+                    None => "; governance state not replayed (--new-only)".into(),
+                };
                 format!(
-                    "ledger verified: {} entries ({} events, {} decisions, {} access batches read), root {}; extends the {} entries verified before",
+                    "ledger verified: {} entries ({} events, {} decisions, {} access batches read), root {}; extends the {} entries verified before{state}",
                     cp.size,
                     v["events"],
                     v["decisions"],
@@ -275,6 +285,103 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Replay the verified events of this tenant into the governance state they imply, then hold
+/// the registry to it: every version's stage and hold and every alias's target as the API
+/// serves them, and every version's leaf in the state map of a checkpoint signed now. Returns
+/// how many versions and aliases were compared.
+///
+/// # Errors
+/// `audit failed: …` naming every disagreement.
+async fn replay_state(
+    client: &Client,
+    cp: &Checkpoint,
+    leaves: &[Leaf],
+    pinned: Option<&Path>,
+) -> anyhow::Result<(usize, usize)> {
+    use fulcrum_core::projection::Projection;
+    let trusted = bundle(client, pinned).await?;
+    let mut p = Projection::default();
+    for l in leaves {
+        let Some(data) = &l.data else { continue };
+        let Ok(ce) = serde_json::from_slice::<fulcrum_core::event::CloudEvent>(data) else { continue };
+        p.apply(l.index, &ce.data).map_err(|e| anyhow::anyhow!("audit failed: the ledger says something impossible: {e}"))?;
+    }
+    let mut wrong = Vec::new();
+    for (k, v) in &p.versions {
+        let served = client.get(&format!("/v1/models/{}/versions/{}", k.model, k.version)).await;
+        match served {
+            Ok(d) => {
+                if d["stage"].as_str() != Some(v.stage.as_str()) || d["hold"].as_str() != Some(v.hold.as_str()) {
+                    wrong.push(format!(
+                        "{} {}: the registry serves {}/{}, the ledger implies {}/{}",
+                        k.model,
+                        k.version,
+                        s_(&d["stage"]),
+                        s_(&d["hold"]),
+                        v.stage.as_str(),
+                        v.hold.as_str()
+                    ));
+                }
+            }
+            Err(e) => wrong.push(format!("{} {}: the registry does not serve it ({e})", k.model, k.version)),
+        }
+        // The checkpoint's state map must say the same (a proof under a checkpoint signed now).
+        let sp = client.get(&format!("/v1/ledger/proofs/state?model={}&version={}", k.model, k.version)).await?;
+        let (note, origin, kid) =
+            (sp["note"].as_str().unwrap_or(""), sp["origin"].as_str().unwrap_or(""), sp["kid"].as_str().unwrap_or(""));
+        let map_cp = Checkpoint::verify_trusted(note, origin, kid, &trusted)
+            .map_err(|e| anyhow::anyhow!("audit failed: a state proof's checkpoint: {e}"))?;
+        if map_cp.size < cp.size {
+            wrong.push(format!("{} {}: the state proof's checkpoint is older than the audited one", k.model, k.version));
+            continue;
+        }
+        let head = map_cp.state.context("audit failed: the registry's checkpoint commits to no state map")?;
+        let leaf_text = sp["leaf"].as_str().unwrap_or("");
+        let leaf = fulcrum_ledger::state::StateLeaf::parse(leaf_text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("audit failed: {e}"))?;
+        let hashes = sp["hashes"].as_array().context("no hashes")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
+        merkle::verify_inclusion(
+            sp["index"].as_u64().unwrap_or(u64::MAX),
+            head.count,
+            &leaf.hash(),
+            &hashes,
+            &head.root,
+        )
+        .map_err(|e| anyhow::anyhow!("audit failed: {} {}'s state leaf is not in the signed state map: {e}", k.model, k.version))?;
+        if (leaf.stage.as_str(), leaf.hold.as_str(), leaf.seq) != (v.stage.as_str(), v.hold.as_str(), v.seq) {
+            wrong.push(format!(
+                "{} {}: the checkpoint's state map says {}/{}, the ledger implies {}/{}",
+                k.model,
+                k.version,
+                leaf.stage,
+                leaf.hold,
+                v.stage.as_str(),
+                v.hold.as_str()
+            ));
+        }
+    }
+    for (k, target) in &p.aliases {
+        let served = match client.get(&format!("/v1/models/{}/aliases/{}", k.model, k.alias)).await {
+            Ok(d) => d["version"].as_str().map(str::to_owned),
+            Err(fulcrum_client::ClientError::Problem { status: 404, .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if &served != target {
+            wrong.push(format!(
+                "{} alias {}: the registry serves {}, the ledger implies {}",
+                k.model,
+                k.alias,
+                served.as_deref().unwrap_or("nothing"),
+                target.as_deref().unwrap_or("nothing")
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        bail!("audit failed: the registry serves a governance state the ledger does not imply: {}", wrong.join("; "));
+    }
+    Ok((p.versions.len(), p.aliases.len()))
 }
 
 fn s_(v: &Value) -> String {

@@ -32,10 +32,12 @@ pub enum EventKind {
     ServingStats,
     /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
     BlobCorrupt,
+    /// Bytes the download gate refuses were read for an investigation (names the incident).
+    ForensicRead,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -51,6 +53,7 @@ impl EventKind {
         EventKind::AgentStep,
         EventKind::ServingStats,
         EventKind::BlobCorrupt,
+        EventKind::ForensicRead,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +72,7 @@ impl EventKind {
             EventKind::AgentStep => "agent_step",
             EventKind::ServingStats => "serving_stats",
             EventKind::BlobCorrupt => "blob_corrupt",
+            EventKind::ForensicRead => "forensic_read",
         }
     }
     pub fn cloudevent_type(self) -> String {

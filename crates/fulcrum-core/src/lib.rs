@@ -15,6 +15,7 @@ pub mod findings;
 pub mod identity;
 pub mod lifecycle;
 pub mod manifest;
+pub mod projection;
 pub mod names;
 pub mod reference;
 pub mod resolve;

@@ -13,7 +13,7 @@ pub enum NameError {
     BadVersion,
     #[error("alias must match [a-z0-9][a-z0-9_-]{{0,62}} and not be 'latest'")]
     BadAlias,
-    #[error("{0} must be 1-128 characters of [A-Za-z0-9._:@/+-], start with a letter or digit, and hold no '..' or '//'")]
+    #[error("{0} must be 1-128 characters of [A-Za-z0-9._:@/+-], start with a letter or digit, and hold no '..'")]
     BadIdentifier(&'static str),
     #[error("{0} must not contain control or bidirectional formatting characters")]
     BadText(&'static str),
@@ -111,15 +111,22 @@ impl AliasName {
 /// Validate a free identifier (tenant, domain, change/incident id, subject, label). These reach
 /// events, SIEMs, log lines and object keys (evidence is named after its change), so one rule
 /// holds everywhere: a conservative printable set, starting with a letter or digit, and never a
-/// path step (`..`, `//`) — whatever one entry point accepts, every later one accepts too.
+/// parent step (`..`) — whatever one entry point accepts, every later one accepts too (object
+/// keys are built from identifiers with [`key_safe`]).
 pub fn check_identifier(what: &'static str, s: &str) -> Result<(), NameError> {
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'/' | b'+'))
-        && !s.contains("..")
-        && !s.contains("//");
+        && !s.contains("..");
     if ok { Ok(()) } else { Err(NameError::BadIdentifier(what)) }
+}
+
+/// An identifier as one segment of an object key or file name: characters outside
+/// `[A-Za-z0-9._-]` become `_` (an identifier starts with a letter or digit and holds no `..`,
+/// so the result is never a path step).
+pub fn key_safe(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
 }
 
 /// Validate free text (reasons, comments): no control characters (NUL, escapes, newlines are
@@ -162,11 +169,16 @@ mod tests {
 
     #[test]
     fn identifiers_are_one_rule() {
-        for good in ["CHG-10234", "INC:7", "ci@bank", "spiffe:/bank/ns/ci", "pii:restricted", "a.b_c+d"] {
+        for good in ["CHG-10234", "INC:7", "ci@bank", "spiffe://bank/ns/ci", "pii:restricted", "a.b_c+d"] {
             assert!(check_identifier("x", good).is_ok(), "{good}");
         }
-        for bad in ["", "../../x", "a/../b", "/abs", ".hidden", "-x", "a//b", "a b", "x\0y", "caf\u{e9}", &"a".repeat(129)] {
+        for bad in ["", "../../x", "a/../b", "/abs", ".hidden", "-x", "a b", "x\0y", "caf\u{e9}", &"a".repeat(129)] {
             assert!(check_identifier("x", bad).is_err(), "{bad:?}");
+        }
+        for id in ["CHG-1", "INC:7", "spiffe://bank/ns/ci", "a/b@c+d"] {
+            let k = key_safe(id);
+            assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')), "{k}");
+            assert!(k.as_bytes()[0].is_ascii_alphanumeric());
         }
     }
 

@@ -144,7 +144,7 @@ mod tests {
             .collect();
         let mut f = Frontier::default();
         leaves.iter().for_each(|l| f.push(l.stored));
-        (Checkpoint { origin: "o".into(), size: n, root: f.root() }, leaves)
+        (Checkpoint { origin: "o".into(), size: n, root: f.root(), state: None }, leaves)
     }
 
     #[test]

@@ -20,19 +20,25 @@ use fulcrum_sign::{Alg, PublicKey, Signer};
 use sha2::{Digest as _, Sha256};
 
 use crate::Hash;
+use crate::state::StateHead;
 
 /// Largest note accepted.
 pub const MAX_NOTE_BYTES: usize = 64 * 1024;
 /// Most signature lines accepted.
 pub const MAX_SIGNATURES: usize = 16;
 
-/// A tree head: the log's origin, its size and its root.
+/// A tree head: the log's origin, its size and its root, and (Fulcrum's one extension line,
+/// `fulcrum-state <count> <base64 root> <unix seconds>`) the state map the first `size` entries
+/// imply and when it was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub origin: String,
     pub size: u64,
     pub root: Hash,
+    pub state: Option<StateHead>,
 }
+
+const STATE_LINE: &str = "fulcrum-state ";
 
 /// A signature line: the key name and `key id ‖ signature`.
 pub type NoteSignature = (String, Vec<u8>);
@@ -84,9 +90,14 @@ fn valid_name(s: &str) -> bool {
 }
 
 impl Checkpoint {
-    /// The signed text: origin, size and root, each ending in a newline.
+    /// The signed text: origin, size and root, then the state line if any, each ending in a
+    /// newline.
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        let mut t = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        if let Some(s) = &self.state {
+            t.push_str(&format!("{STATE_LINE}{} {} {}\n", s.count, B64.encode(s.root), s.signed_at));
+        }
+        t
     }
 
     /// The note signed by `signer` under `name`.
@@ -165,8 +176,12 @@ impl Checkpoint {
         let size: u64 = size.parse().map_err(|_| M("size is out of range"))?;
         let root = B64.decode(lines.next().ok_or(M("root"))?).map_err(|_| M("root is not base64"))?;
         let root: Hash = root.try_into().map_err(|_| M("root is not 32 bytes"))?;
-        // Extension lines may follow; they are signed but carry nothing Fulcrum reads, so a
-        // checkpoint with any is refused rather than half-understood.
+        // Extension lines may follow: Fulcrum's state line, at most once; anything else is
+        // refused rather than half-understood.
+        let state = match lines.next() {
+            None => None,
+            Some(line) => Some(parse_state(line)?),
+        };
         if lines.next().is_some() {
             return Err(M("extension lines"));
         }
@@ -187,8 +202,25 @@ impl Checkpoint {
             }
             out.push((name.to_owned(), blob));
         }
-        Ok((Self { origin: origin.to_owned(), size, root }, out))
+        Ok((Self { origin: origin.to_owned(), size, root, state }, out))
     }
+}
+
+fn decimal(s: &str) -> Result<u64, NoteError> {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NoteError::Malformed("a state number is not decimal"));
+    }
+    s.parse().map_err(|_| NoteError::Malformed("a state number is out of range"))
+}
+
+fn parse_state(line: &str) -> Result<StateHead, NoteError> {
+    use NoteError::Malformed as M;
+    let rest = line.strip_prefix(STATE_LINE).ok_or(M("extension lines"))?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [count, root, at] = parts.as_slice() else { return Err(M("the state line has three fields")) };
+    let root = B64.decode(root).map_err(|_| M("state root is not base64"))?;
+    let root: Hash = root.try_into().map_err(|_| M("state root is not 32 bytes"))?;
+    Ok(StateHead { count: decimal(count)?, root, signed_at: decimal(at)? })
 }
 
 #[cfg(test)]
@@ -197,7 +229,7 @@ mod tests {
     use fulcrum_sign::local::LocalKey;
 
     fn cp() -> Checkpoint {
-        Checkpoint { origin: "fulcrum/test".into(), size: 20_852_163, root: [7; 32] }
+        Checkpoint { origin: "fulcrum/test".into(), size: 20_852_163, root: [7; 32], state: None }
     }
 
     #[test]
@@ -272,6 +304,26 @@ mod tests {
         );
     }
 
+    /// The state line is signed with the rest: it round-trips, and changing it breaks the note.
+    #[test]
+    fn the_state_line_is_signed_and_strict() {
+        let key = LocalKey::ephemeral(Alg::Ed25519).unwrap();
+        let with = Checkpoint { state: Some(StateHead { count: 3, root: [9; 32], signed_at: 1_790_000_000 }), ..cp() };
+        let note = with.sign("fulcrum/test", &key).unwrap();
+        assert!(note.contains("\nfulcrum-state 3 CQkJ"), "{note}");
+        assert_eq!(Checkpoint::verify(&note, "fulcrum/test", key.public_key()).unwrap(), with);
+        let forged = note.replacen("fulcrum-state 3 ", "fulcrum-state 4 ", 1);
+        assert_eq!(Checkpoint::verify(&forged, "fulcrum/test", key.public_key()), Err(NoteError::BadSignature));
+        for (what, bad) in [
+            ("two fields", note.replacen(" 1790000000\n", "\n", 1)),
+            ("leading zero", note.replacen("fulcrum-state 3 ", "fulcrum-state 03 ", 1)),
+            ("second extension", note.replacen("1790000000\n", "1790000000\nmore\n", 1)),
+            ("unknown extension", note.replacen("fulcrum-state ", "other-state ", 1)),
+        ] {
+            assert!(matches!(Checkpoint::parse(&bad), Err(NoteError::Malformed(_))), "{what}");
+        }
+    }
+
     #[test]
     fn malformed_notes_are_refused_as_data() {
         let key = LocalKey::ephemeral(Alg::Ed25519).unwrap();
@@ -300,7 +352,7 @@ mod tests {
             if let Ok((c, _)) = Checkpoint::parse(&s) {
                 proptest::prop_assert!(s.starts_with(&c.text()));
             }
-            let c = Checkpoint { origin: "o".into(), size, root: [1; 32] };
+            let c = Checkpoint { origin: "o".into(), size, root: [1; 32], state: None };
             let (back, sigs) = Checkpoint::parse(&format!("{}\n\u{2014} o AAAAAAAA\n", c.text())).unwrap();
             proptest::prop_assert_eq!(back, c);
             proptest::prop_assert_eq!(sigs.len(), 1);

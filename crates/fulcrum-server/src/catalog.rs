@@ -90,6 +90,9 @@ struct ModelEntry {
     aliases: HashMap<String, AliasEntry>,
     /// selector text → one document per env (indexed by `env_index`).
     docs: HashMap<String, [Option<Arc<SignedDoc>>; 3]>,
+    /// Its rows disagree with the ledger's projection (the start-up check): every document is a
+    /// deny saying so, and governance on it is refused, until an operator repairs the rows.
+    divergent: Option<Arc<str>>,
 }
 
 fn env_index(env: Env) -> usize {
@@ -180,6 +183,35 @@ impl Catalog {
         }
     }
 
+    /// The start-up check found this model's rows disagreeing with the ledger: its versions take
+    /// the state the ledger implies (`truth`: label, stage, hold), and its documents become
+    /// denies naming `state_divergent` — nothing is ever signed from a divergent row.
+    pub fn mark_divergent(&self, tenant: &str, model: &str, why: &str, truth: &[(String, Stage, Hold)]) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        let Some(m) = inner.models.get_mut(tenant).and_then(|ms| ms.get_mut(model)) else { return };
+        for (label, stage, hold) in truth {
+            if let Some(v) = m.by_label.get(label.as_str()).copied().and_then(|id| m.versions.get_mut(&id)) {
+                v.stage = *stage;
+                v.hold = *hold;
+            }
+        }
+        m.divergent = Some(why.into());
+        m.generation += 1;
+        m.docs.clear();
+    }
+
+    /// Why a model's rows are not trusted, if the start-up check found them divergent.
+    pub fn divergent(&self, tenant: &str, model: &str) -> Option<Arc<str>> {
+        let inner = self.inner.read().expect("catalog lock");
+        inner.models.get(tenant).and_then(|ms| ms.get(model)).and_then(|m| m.divergent.clone())
+    }
+
+    /// How many models are divergent (a metric to alert on).
+    pub fn divergent_count(&self) -> usize {
+        let inner = self.inner.read().expect("catalog lock");
+        inner.models.values().flat_map(|ms| ms.values()).filter(|m| m.divergent.is_some()).count()
+    }
+
     fn insert_model(inner: &mut Inner, m: &ModelRecord) {
         let tenant: Arc<str> = m.tenant.as_str().into();
         let name: Arc<str> = m.name.as_str().into();
@@ -198,6 +230,7 @@ impl Catalog {
                 by_digest: HashMap::default(),
                 aliases: HashMap::default(),
                 docs: HashMap::default(),
+                divergent: None,
             },
         );
     }
@@ -372,7 +405,10 @@ impl Catalog {
             stage: v.stage,
             hold: v.hold,
         };
-        let verdict = env_verdict(&policy, subject, env, alias.map(|(n, _)| n));
+        let verdict = match &m.divergent {
+            Some(_) => Err("state_divergent".to_owned()),
+            None => env_verdict(&policy, subject, env, alias.map(|(n, _)| n)),
+        };
         let fmt = |t: OffsetDateTime| t.format(&Rfc3339).expect("formats");
         let doc = ResolveDocument {
             name: m.name.to_string(),

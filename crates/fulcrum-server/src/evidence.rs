@@ -96,14 +96,19 @@ pub async fn write(
         "signatures": [{"keyid": signer.kid(), "sig": B64.encode(sig)}],
     }))
     .expect("json serialises");
+    // One identifier rule holds everywhere (`check_identifier`), and the key is built from it
+    // with `key_safe`, so whatever a change id the API took names an object here. The stamp has
+    // nanoseconds and a random tail: two bundles of one change are two objects, never a clash.
     let which = match (chg_id, inc_id) {
-        (Some(c), _) => format!("chg-{c}"),
-        (None, Some(i)) => format!("inc-{i}"),
+        (Some(c), _) => format!("chg-{}", fulcrum_core::names::key_safe(c)),
+        (None, Some(i)) => format!("inc-{}", fulcrum_core::names::key_safe(i)),
         (None, None) => unreachable!("asked for a change or an incident"),
     };
-    let stamp =
-        now.format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]")).expect("formats");
-    let key = format!("{tenant}/{which}-{stamp}.dsse.json");
+    let stamp = now
+        .format(&time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:9]"))
+        .expect("formats");
+    let tail = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let key = format!("{}/{which}-{stamp}-{tail}.dsse.json", fulcrum_core::names::key_safe(tenant));
     let until = now + retention;
     let r = state.evidence.put(&key, &envelope, until, now).await.map_err(|e| match e {
         fulcrum_store::worm::WormError::Exists(_) => {

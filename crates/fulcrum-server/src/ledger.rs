@@ -5,8 +5,19 @@
 //! of the last checkpoint's size is recomputed from the stored subtrees and must equal the root
 //! signed then. The registry never signs two inconsistent checkpoints; if the stored tree no
 //! longer matches what it signed, it stops signing and says so.
+//!
+//! Each checkpoint also commits to the **state map** (`fulcrum_ledger::state`): every version's
+//! stage and hold as the lifecycle events among its entries imply them — folded here from the
+//! ledger's own leaves (each event's bytes checked against its leaf hash), never read from the
+//! state tables. A permit is proven current against it ([`Ledger::state_proof`]); a checkpoint
+//! can be re-signed at the same size with a newer time when an agent needs one newer than its
+//! answer (kept in memory: the stored history holds one checkpoint per size).
 
+use std::sync::Arc;
+
+use fulcrum_core::projection::Projection;
 use fulcrum_ledger::checkpoint::Checkpoint;
+use fulcrum_ledger::state::{StateHead, StateLeaf, StateMap};
 use fulcrum_store::ledger::CheckpointRecord;
 use time::format_description::well_known::Rfc3339;
 
@@ -24,15 +35,103 @@ pub enum CheckpointError {
     Inconsistent(u64),
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("the ledger does not give a governance state: {0}")]
+    State(String),
 }
 
-/// Serialises checkpoint signing.
+/// The projection folded so far, and the state map of the newest checkpoint.
+#[derive(Debug, Default)]
+struct StateCache {
+    /// Ledger entries folded into `projection`.
+    folded: u64,
+    projection: Projection,
+    /// The map as of `folded` (rebuilt only when a lifecycle event moved it).
+    map: Option<Arc<StateMap>>,
+}
+
+/// A signed checkpoint with its state map, as the state-proof endpoint serves it.
+#[derive(Debug, Clone)]
+pub struct StatePoint {
+    pub record: CheckpointRecord,
+    pub map: Arc<StateMap>,
+    pub head: StateHead,
+}
+
+/// Serialises checkpoint signing and keeps the state projection.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    sign: tokio::sync::Mutex<()>,
+    sign: tokio::sync::Mutex<StateCache>,
+    /// The newest checkpoint with a state map (possibly re-signed at the same size).
+    latest: std::sync::RwLock<Option<StatePoint>>,
+}
+
+/// Why the ledger's events do not give a state.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error("store: {0}")]
+    Store(#[from] fulcrum_store::StoreError),
+    #[error("ledger entry {0}: the stored event does not hash to its leaf")]
+    Tampered(u64),
+    #[error("ledger entry {0}: the event does not parse: {1}")]
+    Malformed(u64, String),
+    #[error(transparent)]
+    Impossible(#[from] fulcrum_core::projection::ProjectionError),
+}
+
+/// Fold the lifecycle events among ledger entries `[from, to)` into `p`, checking each event's
+/// stored bytes against its leaf hash first.
+///
+/// # Errors
+/// An event that was edited behind the ledger, does not parse, or cannot follow from the state.
+pub async fn fold(store: &fulcrum_store::Store, p: &mut Projection, from: u64, to: u64) -> Result<bool, FoldError> {
+    let mut moved = false;
+    let mut at = from;
+    while at < to {
+        let end = to.min(at + 5000);
+        for (idx, leaf, body) in store.ledger_lifecycle_events(at, end).await? {
+            if fulcrum_ledger::merkle::leaf_hash(&body) != leaf {
+                return Err(FoldError::Tampered(idx));
+            }
+            let ce: fulcrum_core::event::CloudEvent =
+                serde_json::from_slice(&body).map_err(|e| FoldError::Malformed(idx, e.to_string()))?;
+            p.apply(idx, &ce.data)?;
+            moved = true;
+        }
+        at = end;
+    }
+    Ok(moved)
+}
+
+/// The state map's leaves for a projection.
+pub fn state_leaves(p: &Projection) -> Vec<StateLeaf> {
+    p.versions
+        .iter()
+        .map(|(k, v)| StateLeaf {
+            tenant: k.tenant.clone(),
+            model: k.model.clone(),
+            version: k.version.clone(),
+            seq: v.seq,
+            artifact_digest: v.artifact_digest.clone(),
+            stage: v.stage.as_str().into(),
+            hold: v.hold.as_str().into(),
+        })
+        .collect()
+}
+
+fn unix(t: time::OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp()).unwrap_or(0)
 }
 
 impl Ledger {
+    /// Start from a projection already folded over the first `folded` entries (the start-up
+    /// check's), so it is not folded twice.
+    pub fn with_projection(projection: Projection, folded: u64) -> Self {
+        Self {
+            sign: tokio::sync::Mutex::new(StateCache { folded, projection, map: None }),
+            latest: std::sync::RwLock::default(),
+        }
+    }
+
     /// The newest checkpoint, signing one first when the tree grew since the last (and the last
     /// is older than `min_age`).
     ///
@@ -43,32 +142,81 @@ impl Ledger {
         state: &AppState,
         min_age: time::Duration,
     ) -> Result<CheckpointRecord, CheckpointError> {
-        let _one = self.sign.lock().await;
+        Ok(self.sign_if_needed(state, min_age, None).await?.record)
+    }
+
+    /// A checkpoint with its state map signed at or after `not_before`: the newest one if it is
+    /// recent enough, else one signed now (at the same size if the tree has not grown).
+    ///
+    /// # Errors
+    /// As [`Ledger::checkpoint`].
+    pub async fn state_point(
+        &self,
+        state: &AppState,
+        not_before: time::OffsetDateTime,
+    ) -> Result<StatePoint, CheckpointError> {
+        self.sign_if_needed(state, time::Duration::SECOND, Some(not_before)).await
+    }
+
+    async fn sign_if_needed(
+        &self,
+        state: &AppState,
+        min_age: time::Duration,
+        not_before: Option<time::OffsetDateTime>,
+    ) -> Result<StatePoint, CheckpointError> {
+        let mut cache = self.sign.lock().await;
         let size = state.store.ledger_size().await?;
         let last = state.store.last_checkpoint().await?;
         let now = state.clock.now();
+        let latest = self.latest.read().expect("ledger lock").clone();
         if let Some(l) = &last {
-            let fresh = time::OffsetDateTime::parse(&l.signed_at, &Rfc3339).is_ok_and(|t| now - t < min_age);
             // A tree smaller than the last signed one was cut: nothing smaller is ever signed, and
             // the last checkpoint stays the registry's word (auditors find where the cut is).
-            if l.size >= size || (fresh && l.size > 0) {
-                if l.size > size {
-                    tracing::error!(
-                        signed = l.size,
-                        stored = size,
-                        "the audit ledger holds fewer entries than it signed"
-                    );
+            if l.size > size {
+                tracing::error!(signed = l.size, stored = size, "the audit ledger holds fewer entries than it signed");
+                return latest.ok_or(CheckpointError::Inconsistent(l.size));
+            }
+            if let Some(p) = latest.as_ref().filter(|p| p.record.size == l.size) {
+                let grown = size > l.size;
+                let fresh = (now.unix_timestamp() as u64).saturating_sub(p.head.signed_at) < min_age.whole_seconds() as u64;
+                let new_enough = not_before.is_none_or(|t| p.head.signed_at >= unix(t));
+                if new_enough && (!grown || (fresh && not_before.is_none())) {
+                    return Ok(p.clone());
                 }
-                return Ok(l.clone());
             }
             if state.store.ledger_root(l.size).await? != l.root {
                 tracing::error!(size = l.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
                 return Err(CheckpointError::Inconsistent(l.size));
             }
         }
+        // Fold what the map does not cover yet, then sign over the whole tree.
+        if cache.folded > size {
+            return Err(CheckpointError::Inconsistent(size));
+        }
+        let from = cache.folded;
+        let moved = fold(&state.store, &mut cache.projection, from, size).await.map_err(|e| {
+            tracing::error!(error = %e, "the ledger's events do not give a governance state: refusing to sign");
+            CheckpointError::State(e.to_string())
+        })?;
+        cache.folded = size;
+        if moved || cache.map.is_none() {
+            cache.map = Some(Arc::new(StateMap::build(state_leaves(&cache.projection))));
+        }
+        let map = cache.map.clone().expect("built above");
+        // The map the last stored checkpoint committed to must be the one its entries still give
+        // (an event edited after it was signed shows here, and nothing more is signed).
+        if let Some(l) = last.as_ref().filter(|l| l.size == size)
+            && let Ok((signed, _)) = Checkpoint::parse(&l.note)
+            && let Some(h) = signed.state
+            && (h.count, h.root) != (map.len(), map.root())
+        {
+            tracing::error!(size, "the ledger's events no longer give the state map signed at this size");
+            return Err(CheckpointError::State(format!("the events no longer give the state map signed at size {size}")));
+        }
         let root = state.store.ledger_root(size).await?;
         let origin = state.config.ledger_origin.clone();
-        let cp = Checkpoint { origin: origin.clone(), size, root };
+        let head = StateHead { count: map.len(), root: map.root(), signed_at: unix(now) };
+        let cp = Checkpoint { origin: origin.clone(), size, root, state: Some(head) };
         let signer = state.keys.current();
         let note =
             crate::blocking(|| cp.sign(&origin, signer.as_ref())).map_err(|e| CheckpointError::Sign(e.to_string()))?;
@@ -79,7 +227,13 @@ impl Ledger {
             kid: signer.kid().to_owned(),
             signed_at: now.format(&Rfc3339).expect("formats"),
         };
-        state.store.store_checkpoint(&rec).await?;
-        Ok(rec)
+        // One stored checkpoint per size; a re-signing at the same size (a newer time for the
+        // state map) is served from memory.
+        if last.as_ref().is_none_or(|l| size > l.size) {
+            state.store.store_checkpoint(&rec).await?;
+        }
+        let point = StatePoint { record: rec, map, head };
+        *self.latest.write().expect("ledger lock") = Some(point.clone());
+        Ok(point)
     }
 }

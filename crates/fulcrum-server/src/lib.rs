@@ -127,6 +127,37 @@ pub enum OpenError {
     Oidc(String),
     #[error("evidence store: {0}")]
     Evidence(String),
+    #[error("the audit ledger does not give a governance state, so nothing can be served from it: {0}")]
+    Ledger(String),
+}
+
+/// The start-up check (SPEC §8): the governance tables must be the projection of the ledgered
+/// events. The events are folded from the ledger's leaves (each checked against its leaf hash;
+/// a ledger whose events were edited or say impossible things stops the start), the tables are
+/// compared with the result, and every model with a disagreeing row is named in the log and
+/// marked divergent in the resolve cache (its answers are signed denies, its governance refused).
+/// The fold is handed to the checkpoint signer, which commits to it in the state map.
+async fn state_check(store: &Store, catalog: &Catalog) -> Result<ledger::Ledger, OpenError> {
+    let size = store.ledger_size().await?;
+    let mut projection = fulcrum_core::projection::Projection::default();
+    ledger::fold(store, &mut projection, 0, size).await.map_err(|e| OpenError::Ledger(e.to_string()))?;
+    let (versions, aliases) = store.governance_rows().await?;
+    let mut by_model: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for d in projection.diff(&versions, &aliases) {
+        tracing::error!(tenant = %d.tenant, model = %d.model, divergence = %d.what,
+            "a governance row disagrees with the audit ledger: nothing is signed from it");
+        by_model.entry((d.tenant, d.model)).or_default().push(d.what);
+    }
+    for ((tenant, model), whats) in by_model {
+        let truth: Vec<_> = projection
+            .versions
+            .iter()
+            .filter(|(k, _)| k.tenant == tenant && k.model == model)
+            .map(|(k, v)| (k.version.clone(), v.stage, v.hold))
+            .collect();
+        catalog.mark_divergent(&tenant, &model, &whats.join("; "), &truth);
+    }
+    Ok(ledger::Ledger::with_projection(projection, size))
 }
 
 /// What happened at start-up that an operator must be told.
@@ -263,6 +294,7 @@ impl Registry {
             }
         }
         catalog.load_aliases(store.all_aliases().await?);
+        let ledger = state_check(&store, &catalog).await?;
         catalog.refresh_all(clock.now());
 
         let (events_tx, commits) = watch::channel(0);
@@ -280,7 +312,7 @@ impl Registry {
             identities,
             oidc,
             cert_principals: auth::CertMemo::default(),
-            ledger: ledger::Ledger::default(),
+            ledger,
             evidence,
             catalog,
             clock,

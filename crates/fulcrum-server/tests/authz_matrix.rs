@@ -14,19 +14,20 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Which actions each role may take on its own tenant (Y) or not (.), in the column order of
-/// `ACTIONS`. Admin may not administer keys or policy; key-admins may do nothing but keys.
+/// `ACTIONS`. Admin may not administer keys or policy, nor read forensically; key-admins may do
+/// nothing but keys.
 const TABLE: &str = "
-                  read upload download create register approve promote quarantine lift set_alias delete_alias resolve report read_events read_keys admin_keys admin_policy read_decisions findings waiver revoke redeliver
-admin             Y    Y      Y        Y      Y        Y       Y       Y          Y    Y         Y            Y       Y      Y           Y         .          .            Y              Y        Y      Y      Y
-viewer            Y    .      .        .      .        .       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .      .
-auditor           Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           Y         .          .            Y              .        .      .      .
-publisher         Y    Y      Y        Y      Y        .       .       .          .    .         .            .       .      Y           .         .          .            .              Y        .      .      .
-approver          Y    .      .        .      .        Y       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .      .
-release-manager   Y    .      Y        .      .        Y       Y       Y          Y    Y         Y            Y       .      Y           .         .          .            Y              Y        .      Y      .
-security-officer  Y    .      .        .      .        Y       .       Y          Y    .         .            Y       .      Y           .         .          .            Y              Y        Y      Y      .
-serving           Y    .      Y        .      .        .       .       .          .    .         .            Y       Y      Y           .         .          .            .              .        .      .      .
-key-admin         .    .      .        .      .        .       .       .          .    .         .            .       .      .           Y         Y          .            .              .        .      .      .
-policy-admin      Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           .         .          Y            Y              .        .      .      .
+                  read upload download create register approve promote quarantine lift set_alias delete_alias resolve report read_events read_keys admin_keys admin_policy read_decisions findings waiver forensic scrub revoke redeliver
+admin             Y    Y      Y        Y      Y        Y       Y       Y          Y    Y         Y            Y       Y      Y           Y         .          .            Y              Y        Y      .        Y     Y      Y
+viewer            Y    .      .        .      .        .       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .        .     .      .
+auditor           Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           Y         .          .            Y              .        .      Y        .     .      .
+publisher         Y    Y      Y        Y      Y        .       .       .          .    .         .            .       .      Y           .         .          .            .              Y        .      .        .     .      .
+approver          Y    .      .        .      .        Y       .       .          .    .         .            Y       .      Y           .         .          .            .              .        .      .        .     .      .
+release-manager   Y    .      Y        .      .        Y       Y       Y          Y    Y         Y            Y       .      Y           .         .          .            Y              Y        .      .        .     Y      .
+security-officer  Y    .      .        .      .        Y       .       Y          Y    .         .            Y       .      Y           .         .          .            Y              Y        Y      Y        Y     Y      .
+serving           Y    .      Y        .      .        .       .       .          .    .         .            Y       Y      Y           .         .          .            .              .        .      .        .     .      .
+key-admin         .    .      .        .      .        .       .       .          .    .         .            .       .      .           Y         Y          .            .              .        .      .        .     .      .
+policy-admin      Y    .      .        .      .        .       .       .          .    .         .            .       .      Y           .         .          Y            Y              .        .      .        .     .      .
 ";
 
 /// A request: method, path, JSON body (a string = raw bytes to upload).
@@ -152,6 +153,12 @@ const ACTIONS: &[Act] = &[
         },
     },
     Act {
+        name: "forensic",
+        on_model: true,
+        req: |c, m, _| (Method::GET, format!("/v1/blobs/{}?forensic=INC-1", c.file(m)), None),
+    },
+    Act { name: "scrub", on_model: false, req: |_, _, _| (Method::POST, "/v1/blobs/scrub?limit=1".into(), None) },
+    Act {
         name: "revoke",
         on_model: true,
         req: |_, m, _| (Method::POST, v1(m, "revocation"), Some(json!({"reason": "matrix"}))),
@@ -178,12 +185,13 @@ fn identities() -> Vec<TokenEntry> {
         PEOPLE.iter().map(|(who, role, tenant, domain, env)| entry(who, *role, tenant, domain, *env, None)).collect();
     for tenant in ["acme", "globex"] {
         for role in Role::ALL {
-            let env = (role == Role::Serving).then_some(Env::Prod);
-            out.push(entry(&format!("m-{tenant}-{}", role.as_str()), role, tenant, "*", env, None));
+            // Bound to no environment: the download gate holds them to `dev`'s rule, so the
+            // Candidates here are theirs to download (a `prod` identity's case is kill_switch.rs).
+            out.push(entry(&format!("m-{tenant}-{}", role.as_str()), role, tenant, "*", None, None));
         }
     }
-    out.push(entry("care-agent", Role::Serving, "acme", "*", Some(Env::Prod), Some("care-planning")));
-    out.push(entry("ads-agent", Role::Serving, "acme", "*", Some(Env::Prod), Some("marketing")));
+    out.push(entry("care-agent", Role::Serving, "acme", "*", None, Some("care-planning")));
+    out.push(entry("ads-agent", Role::Serving, "acme", "*", None, Some("marketing")));
     out
 }
 

@@ -64,13 +64,25 @@ async fn a_revoked_versions_bytes_stop_for_serving_and_stay_readable_forensicall
         let head = h.req(who, Method::HEAD, &paths[0]).send().await.unwrap();
         assert_eq!(head.status(), StatusCode::GONE, "{who} HEAD");
     }
-    // An investigation still reads them, and says so.
+    // An investigation still reads them — asked as such, naming its incident — and it is on record.
     for who in ["bo", "auditor"] {
-        let resp = h.req(who, Method::GET, &paths[0]).send().await.unwrap();
+        assert_eq!(fetch(&h, who, &paths[0], None).await.0, StatusCode::FORBIDDEN, "{who}: not as a download");
+        let resp = h.req(who, Method::GET, &format!("{}?forensic=INC-7", paths[0])).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{who}");
         assert_eq!(resp.headers()["fulcrum-forensic-read"], "true");
         assert_eq!(resp.bytes().await.unwrap().as_ref(), b"fraud weights v1");
     }
+    for who in ["agent", "rm", "viewer"] {
+        assert_eq!(fetch(&h, who, &format!("{}?forensic=INC-7", paths[0]), None).await.0, StatusCode::FORBIDDEN, "{who}");
+    }
+    assert_eq!(fetch(&h, "bo", &format!("{}?forensic=../x", paths[0]), None).await.0, StatusCode::BAD_REQUEST);
+    let reads: Vec<Value> =
+        h.events("auditor").await.into_iter().filter(|e| e["data"]["event"] == "forensic_read").collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert_eq!(
+        (reads[0]["data"]["inc_id"].as_str(), reads[0]["data"]["actor"].as_str(), reads[0]["data"]["version"].as_str()),
+        (Some("INC-7"), Some("bo"), Some("v1"))
+    );
     let log = h.get("auditor", "/v1/decisions?path=fulcrum/authz/decision&limit=500", StatusCode::OK).await;
     let forensic: Vec<&Value> = log["decisions"]
         .as_array()

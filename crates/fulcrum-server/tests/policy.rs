@@ -258,10 +258,10 @@ async fn alias_moves_are_gated_and_logged() {
     let mut modules = default_modules();
     modules.insert(
         "freeze.rego".into(),
-        "package fulcrum.env\n\ndeny contains \"change_freeze\" if data.fulcrum.change_freeze\n".into(),
+        "package fulcrum.env\n\ndeny contains \"change_freeze\" if input.model.name in data.fulcrum.frozen\n".into(),
     );
     let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
-    data["fulcrum"]["change_freeze"] = json!(true);
+    data["fulcrum"]["frozen"] = json!(["risk"]);
     h.put("policy", "/v1/policy", json!({"modules": modules, "data": data}), StatusCode::CREATED).await;
     h.register("ci", "risk", "v2", &[("w", b"two")]).await;
     h.approve_fully("risk", "v2").await;

@@ -304,6 +304,28 @@ impl Store {
             .collect()
     }
 
+    /// The lifecycle events among leaves `[start, end)` (the ones that move governance state:
+    /// publication, promotion, holds, alias moves), with their stored leaf hash and body, in
+    /// ledger order — what the state projection folds.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn ledger_lifecycle_events(&self, start: u64, end: u64) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT l.idx, l.hash, e.body FROM ledger_leaves l JOIN events e ON e.seq = l.ref
+             WHERE l.kind = 'event' AND l.idx >= ? AND l.idx < ?
+               AND e.kind IN ('release_published', 'promotion', 'revocation', 'quarantined', 'quarantine_released', 'alias_updated')
+             ORDER BY l.idx",
+        )
+        .bind(start as i64)
+        .bind(end as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.get::<i64, _>("idx") as u64, hash_of(r)?, r.get::<String, _>("body").into_bytes())))
+            .collect()
+    }
+
     /// The newest signed checkpoint.
     ///
     /// # Errors

@@ -446,6 +446,47 @@ impl Store {
         .map(|row| VersionBrief::from_row(&row?))
     }
 
+    /// Every version's governance row and every alias's target, as the tables hold them now:
+    /// what the start-up check compares with the ledger's projection.
+    ///
+    /// # Errors
+    /// Database failures, or a stored stage/hold outside the schema.
+    pub async fn governance_rows(
+        &self,
+    ) -> Result<(Vec<fulcrum_core::projection::VersionRow>, Vec<(fulcrum_core::projection::AliasKey, Option<String>)>)>
+    {
+        use fulcrum_core::projection::{AliasKey, VersionKey, VersionRow};
+        let rows = sqlx::query(
+            "SELECT m.tenant, m.name, v.label, v.seq, v.artifact_digest, v.stage, v.hold
+             FROM versions v JOIN models m ON m.id = v.model_id ORDER BY v.id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let versions = rows
+            .iter()
+            .map(|r| {
+                Ok(VersionRow {
+                    key: VersionKey { tenant: r.get(0), model: r.get(1), version: r.get(2) },
+                    seq: r.get::<i64, _>(3) as u64,
+                    artifact_digest: r.get(4),
+                    stage: r.get::<String, _>(5).parse().map_err(|()| records::corrupt("stage"))?,
+                    hold: r.get::<String, _>(6).parse().map_err(|()| records::corrupt("hold"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT m.tenant, m.name, a.name, v.label FROM aliases a JOIN models m ON m.id = a.model_id
+             LEFT JOIN versions v ON v.id = a.version_id ORDER BY a.model_id, a.name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let aliases = rows
+            .iter()
+            .map(|r| (AliasKey { tenant: r.get(0), model: r.get(1), alias: r.get(2) }, r.get::<Option<String>, _>(3)))
+            .collect();
+        Ok((versions, aliases))
+    }
+
     // ------------------------------------------------------------------ aliases
 
     /// Aliases with their latest history entry; `?1` a model id and `?2` an alias name, or NULL.

@@ -176,3 +176,82 @@ pub fn published(
         development: false,
     }
 }
+
+/// What a man in the middle answers instead of the registry, by path and query: headers and body.
+pub type Canned = std::sync::Arc<dyn Fn(&str) -> Option<(Vec<(String, String)>, Vec<u8>)> + Send + Sync>;
+
+/// A man in the middle in front of a registry: every request is passed through, except those
+/// `canned` answers itself. Returns the proxy's URL.
+pub async fn proxy(registry: &str, canned: Canned) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    let upstream = registry.to_owned();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream, canned) = (client.clone(), upstream.clone(), canned.clone());
+        async move {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            if req.method() == axum::http::Method::GET
+                && let Some((headers, body)) = canned(&target)
+            {
+                let mut out = axum::response::Response::builder().status(200).header("content-length", body.len());
+                for (k, v) in headers {
+                    out = out.header(k, v);
+                }
+                return out.body(Body::from(body)).unwrap();
+            }
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+            let mut rb = client.request(parts.method.clone(), format!("{upstream}{target}"));
+            for (k, v) in &parts.headers {
+                if k != "host" {
+                    rb = rb.header(k, v);
+                }
+            }
+            let resp = rb.body(body).send().await.unwrap();
+            let mut out = axum::response::Response::builder().status(resp.status().as_u16());
+            for (k, v) in resp.headers() {
+                out = out.header(k, v);
+            }
+            out.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A man in the middle that answers `GET /v1/blobs/<digest>` with `bytes` (so the agent's own
+/// verification is what stands between it and altered files).
+pub async fn lying_proxy(registry: &str, digest: fulcrum_core::Digest, bytes: &'static [u8]) -> String {
+    let lie = format!("/v1/blobs/{digest}");
+    proxy(registry, std::sync::Arc::new(move |t: &str| (t == lie).then(|| (vec![], bytes.to_vec())))).await
+}
+
+/// A man in the middle that answers every resolve with one recorded answer (body, kid,
+/// signature), byte for byte.
+pub async fn replaying_proxy(registry: &str, answer: (Vec<u8>, String, String)) -> String {
+    let (body, kid, sig) = answer;
+    proxy(
+        registry,
+        std::sync::Arc::new(move |t: &str| {
+            t.starts_with("/v1/resolve?").then(|| {
+                let headers = vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("fulcrum-key-id".to_owned(), kid.clone()),
+                    ("fulcrum-signature".to_owned(), sig.clone()),
+                ];
+                (headers, body.clone())
+            })
+        }),
+    )
+    .await
+}
+
+/// An agent for the registry behind `url` (e.g. a proxy), trusting the registry `r`'s bundle.
+pub async fn agent_via(r: &Reg, url: &str, state: &Path) -> Agent {
+    let bundle = as_(r, "agent").trust_bundle().await.unwrap();
+    let client = Client::new(url, Some("tok-agent".into())).unwrap();
+    Agent::new(client, bundle, StateDir::open(state).unwrap(), time::Duration::seconds(30), "test-agent".into())
+}

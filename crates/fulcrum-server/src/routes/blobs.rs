@@ -163,11 +163,16 @@ enum Refused<'a> {
 /// version holding it is one the caller may resolve *now*: the access rules allow the download
 /// on it (role, domain, DLP purpose; a logged decision), and the environment rule allows it in
 /// the caller's environment (not held; the stage the environment loads; an identity bound to no
-/// environment is held to `dev`'s rule). Otherwise a forensic role may still read it, logged as a
-/// `forensic_read` decision; anyone else is told why: 410 `revoked` when every version holding it
-/// is revoked, 403 `quarantined` when held, 403 `stage_not_allowed`, or the access refusal.
-/// Bytes no version names (an upload not yet registered) leave only to those who may upload.
-async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<Leave> {
+/// environment is held to `dev`'s rule). Otherwise the caller is told why: 410 `revoked` when
+/// every version holding it is revoked, 403 `quarantined` when held, 403 `stage_not_allowed`, or
+/// the access refusal. Bytes no version names (an upload not yet registered) leave only to those
+/// who may upload.
+///
+/// A forensic read (`?forensic=<incident id>`) asks the other question: may this caller read
+/// these bytes for that investigation, whatever their versions' state (`forensic_read`:
+/// security officers and auditors by default)? Each one is a logged decision and a
+/// `forensic_read` event naming the incident, the version and the reader.
+async fn download_gate(state: &AppState, who: &Caller, d: &Digest, forensic: Option<&str>) -> ApiResult<Leave> {
     let uses = state.store.blob_uses(&who.0.tenant, d).await?;
     if uses.is_empty() {
         who.require(state, Action::UploadBlob).await?;
@@ -177,19 +182,32 @@ async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<
     if visible.is_empty() {
         return Err(ApiError::not_found("blob"));
     }
+    if let Some(inc) = forensic {
+        let mut refusal = None;
+        for u in &visible {
+            match who.require_on(state, Action::ForensicRead, resource_of(&who.0.tenant, u)).await {
+                Ok(()) => {
+                    forensic_read(state, who, d, u, inc).await?;
+                    return Ok(Leave::Forensic);
+                }
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        return Err(refusal.unwrap_or_else(|| ApiError::not_found("blob")));
+    }
     let env = who.0.env.unwrap_or(Env::Dev);
     let policy = state.policies.current();
     let mut refused = Vec::with_capacity(visible.len());
     for u in &visible {
         let (stage, hold) = lifecycle_of(u)?;
-        let res = Resource {
-            labels: &u.labels,
-            purposes: &u.purposes,
-            stage: Some(&u.stage),
-            hold: Some(&u.hold),
-            ..Resource::model(&who.0.tenant, &u.domain, &u.model)
-        };
-        if let Err(e) = who.require_on(state, Action::DownloadBlob, res).await {
+        // Rows that disagree with the ledger are no basis for letting bytes out.
+        if state.catalog.divergent(&who.0.tenant, &u.model).is_some() {
+            refused.push(Refused::Lifecycle { version: u, reasons: "state_divergent".into() });
+            continue;
+        }
+        if let Err(e) = who.require_on(state, Action::DownloadBlob, resource_of(&who.0.tenant, u)).await {
             refused.push(Refused::Access(e));
             continue;
         }
@@ -207,21 +225,34 @@ async fn download_gate(state: &AppState, who: &Caller, d: &Digest) -> ApiResult<
             Err(reasons) => refused.push(Refused::Lifecycle { version: u, reasons }),
         }
     }
-    for u in &visible {
-        let res = Resource {
-            labels: &u.labels,
-            purposes: &u.purposes,
-            stage: Some(&u.stage),
-            hold: Some(&u.hold),
-            ..Resource::model(&who.0.tenant, &u.domain, &u.model)
-        };
-        if who.require_on(state, Action::ForensicRead, res).await.is_ok() {
-            tracing::warn!(subject = %who.0.subject, role = %who.0.role, blob = %d, model = %u.model,
-                version = %u.version, hold = %u.hold, "forensic read of a blob the download gate refuses");
-            return Ok(Leave::Forensic);
-        }
-    }
     Err(refusal(refused))
+}
+
+/// A forensic read is on the record: an event (ledgered, in the incident's timeline) naming the
+/// reader, the version, the blob and the incident.
+async fn forensic_read(state: &AppState, who: &Caller, d: &Digest, u: &BlobUse, inc: &str) -> ApiResult<()> {
+    tracing::warn!(subject = %who.0.subject, role = %who.0.role, blob = %d, model = %u.model,
+        version = %u.version, hold = %u.hold, inc_id = inc, "forensic read");
+    let mut ev = EventPayload::new(EventKind::ForensicRead, state.clock.now(), &who.0.tenant, &u.domain, &u.model);
+    ev.version = Some(u.version.clone());
+    ev.artifact_digest = Some(d.to_string());
+    ev.inc_id = Some(inc.to_owned());
+    ev.actor = Some(who.0.subject.clone());
+    ev.reason = Some(format!("hold {}, stage {}", u.hold, u.stage));
+    state.store.record_event(ev).await?;
+    state.notify_events();
+    Ok(())
+}
+
+/// The resource a version holding a blob is to the access rules.
+fn resource_of<'a>(tenant: &'a str, u: &'a BlobUse) -> Resource<'a> {
+    Resource {
+        labels: &u.labels,
+        purposes: &u.purposes,
+        stage: Some(&u.stage),
+        hold: Some(&u.hold),
+        ..Resource::model(tenant, &u.domain, &u.model)
+    }
 }
 
 fn lifecycle_of(u: &BlobUse) -> ApiResult<(Stage, Hold)> {
@@ -243,13 +274,24 @@ fn refusal(refused: Vec<Refused<'_>>) -> ApiError {
     let named = |pick: &dyn Fn(&BlobUse) -> bool| {
         lifecycle.iter().filter(|(u, _)| pick(u)).map(|(u, _)| format!("{} {}", u.model, u.version)).collect::<Vec<_>>()
     };
+    if !lifecycle.is_empty() && lifecycle.iter().all(|(_, r)| *r == "state_divergent") {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "state_divergent",
+            "these bytes belong only to models whose stored state disagrees with the audit ledger; they are not served until it is repaired",
+        );
+    }
+    let lifecycle: Vec<(&BlobUse, &str)> = lifecycle.iter().copied().filter(|(_, r)| *r != "state_divergent").collect();
     if !lifecycle.is_empty() && lifecycle.iter().all(|(u, _)| u.hold != "none") {
         let revoked = named(&|u| u.hold == "revoked");
         if !revoked.is_empty() && revoked.len() == lifecycle.len() {
             return ApiError::new(
                 StatusCode::GONE,
                 "revoked",
-                format!("these bytes belong only to revoked versions ({}); they are not served", revoked.join(", ")),
+                format!(
+                    "these bytes belong only to revoked versions ({}); they are not served (an investigation reads them with ?forensic=<incident id>)",
+                    revoked.join(", ")
+                ),
             );
         }
         return ApiError::new(
@@ -366,17 +408,19 @@ async fn blob_response(
     digest: &str,
     headers: &HeaderMap,
     with_body: bool,
+    forensic: Option<&str>,
 ) -> ApiResult<Response> {
-    if let Err(e) = who.require(state, Action::DownloadBlob).await
-        && who.require(state, Action::ForensicRead).await.is_err()
-    {
-        return Err(e);
+    if let Some(inc) = forensic {
+        super::check_id("forensic", Some(inc))?;
+        who.require(state, Action::ForensicRead).await?;
+    } else {
+        who.require(state, Action::DownloadBlob).await?;
     }
     let d = parse_digest(digest)?;
     if !state.store.tenant_has_blob(&who.0.tenant, &d).await? {
         return Err(ApiError::not_found("blob"));
     }
-    let leave = download_gate(state, who, &d).await?;
+    let leave = download_gate(state, who, &d, forensic).await?;
     if state.corrupt_blobs.lock().expect("corrupt set").contains(&d) {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -419,30 +463,43 @@ async fn blob_response(
     builder.body(body).map_err(|e| ApiError::internal(&e))
 }
 
-/// Download a blob; `Range: bytes=…` resumes an interrupted download.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BlobQuery {
+    /// A forensic read for this incident: bytes the download gate refuses (revoked, quarantined,
+    /// not allowed here) are read for an investigation by a role that may (`forensic_read`),
+    /// recorded as a `forensic_read` event naming the incident.
+    pub forensic: Option<String>,
+}
+
+/// Download a blob; `Range: bytes=…` resumes an interrupted download. Served only for a version
+/// the caller may resolve now (410 `revoked`, 403 `quarantined` / `stage_not_allowed` otherwise),
+/// and hashed on the way out.
 #[utoipa::path(get, path = "/v1/blobs/{digest}", tag = "blobs",
-    params(("digest" = String, Path, description = "sha256:<64 hex>")),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "partial content"), (status = "4XX", body = Problem)))]
+    params(("digest" = String, Path, description = "sha256:<64 hex>"), BlobQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "partial content"), (status = 410, description = "the bytes belong only to revoked versions", body = Problem), (status = "4XX", body = Problem)))]
 pub async fn get_blob(
     State(state): State<AppState>,
     who: Caller,
     Path(digest): Path<String>,
+    super::ApiQuery(q): super::ApiQuery<BlobQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    blob_response(&state, &who, &digest, &headers, true).await
+    blob_response(&state, &who, &digest, &headers, true, q.forensic.as_deref()).await
 }
 
-/// Does the caller's tenant have this blob, and how big is it?
+/// Does the caller's tenant have this blob, may it download it now, and how big is it?
 #[utoipa::path(head, path = "/v1/blobs/{digest}", tag = "blobs",
-    params(("digest" = String, Path, description = "sha256:<64 hex>")),
+    params(("digest" = String, Path, description = "sha256:<64 hex>"), BlobQuery),
     responses((status = 200, description = "present"), (status = 404, description = "absent")))]
 pub async fn head_blob(
     State(state): State<AppState>,
     who: Caller,
     Path(digest): Path<String>,
+    super::ApiQuery(q): super::ApiQuery<BlobQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    blob_response(&state, &who, &digest, &headers, false).await
+    blob_response(&state, &who, &digest, &headers, false, q.forensic.as_deref()).await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

@@ -1,5 +1,6 @@
 //! The audit ledger over HTTP (SPEC §10): the newest signed checkpoint, the entries (each
-//! record's bytes as stored, for the caller's tenant), and inclusion and consistency proofs.
+//! record's bytes as stored, for the caller's tenant), inclusion and consistency proofs, and a
+//! version's proven state in the state map.
 
 use axum::Json;
 use axum::extract::State;
@@ -162,6 +163,73 @@ pub async fn inclusion(
     let mut hashes = state.store.ledger_ranges(&ranges).await.map_err(|e| unavailable(&e))?;
     let leaf = hashes.pop().expect("the leaf's range");
     Ok(Json(ProofDto { hashes: hashes.iter().map(|h| B64.encode(h)).collect(), leaf_hash: Some(B64.encode(leaf)) }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StateProofQuery {
+    pub model: String,
+    pub version: String,
+    /// The checkpoint must be signed at or after this time (RFC 3339): an agent passes its
+    /// answer's `issued_at`, so the state it is shown is newer than the answer.
+    pub not_before: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StateProofDto {
+    pub origin: String,
+    /// The C2SP signed note; its `fulcrum-state` line commits to the state map.
+    pub note: String,
+    pub kid: String,
+    /// The ledger size the checkpoint covers (the state map is what its entries imply).
+    pub size: u64,
+    /// The version's leaf in the state map (canonical text) and its index.
+    pub leaf: String,
+    pub index: u64,
+    /// Leaves in the state map.
+    pub count: u64,
+    /// Base64 RFC 9162 inclusion proof of the leaf in the state map.
+    pub hashes: Vec<String>,
+}
+
+/// A version's governance state as the audit ledger implies it, proven: its leaf in the state
+/// map that a checkpoint signed at or after `not_before` commits to. What an agent demanding
+/// ledger proofs checks before it serves: no revocation or quarantine of the version in the
+/// ledger up to a checkpoint newer than its answer.
+#[utoipa::path(get, path = "/v1/ledger/proofs/state", tag = "audit", params(StateProofQuery),
+    responses((status = 200, body = StateProofDto), (status = "4XX", body = Problem)))]
+pub async fn state_proof(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<StateProofQuery>,
+) -> ApiResult<Json<StateProofDto>> {
+    who.require(&state, Action::ReadEvents).await?;
+    let name = super::parse_model_name(&q.model)?;
+    let m = super::find_model(&state, &who.0, &name).await?;
+    let now = state.clock.now();
+    let not_before = match q.not_before.as_deref() {
+        None => now,
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| ApiError::bad_request("bad_time", "not_before must be an RFC 3339 time"))?,
+    };
+    if not_before > now + time::Duration::seconds(5) {
+        return Err(ApiError::bad_request("bad_time", "not_before is in the future"));
+    }
+    let point = state.ledger.state_point(&state, not_before).await.map_err(|e| unavailable(&e))?;
+    let (index, leaf, hashes) = point
+        .map
+        .prove(&m.tenant, &m.name, &q.version)
+        .ok_or_else(|| ApiError::not_found("version in the state map"))?;
+    Ok(Json(StateProofDto {
+        origin: state.config.ledger_origin.clone(),
+        note: point.record.note.clone(),
+        kid: point.record.kid.clone(),
+        size: point.record.size,
+        leaf: String::from_utf8(leaf.bytes()).expect("leaves are text"),
+        index,
+        count: point.head.count,
+        hashes: hashes.iter().map(|h| B64.encode(h)).collect(),
+    }))
 }
 
 /// RFC 9162 consistency proof between the trees of `first` and `second` entries.

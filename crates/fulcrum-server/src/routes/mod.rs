@@ -100,6 +100,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger::entries))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
+        .routes(routes!(ledger::state_proof))
         .routes(routes!(ledger::write_evidence, ledger::read_evidence))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::redeliver))
@@ -180,6 +181,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ("fulcrum_models", "Models registered.", models as u64),
         ("fulcrum_versions", "Versions registered.", versions as u64),
         ("fulcrum_event_log_position", "Position of the newest event.", last.max(0) as u64),
+        (
+            "fulcrum_state_divergent_models",
+            "Models whose stored state disagrees with the audit ledger (answers denied, governance refused; alert on any).",
+            state.catalog.divergent_count() as u64,
+        ),
         (
             "fulcrum_access_decisions_logged",
             "Access decisions stored in the decision log since start.",

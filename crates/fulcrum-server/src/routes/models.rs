@@ -614,6 +614,12 @@ async fn govern(
 ) -> ApiResult<fulcrum_store::Governed> {
     let model = parse_model_name(name)?;
     let m = find_model(state, &who.0, &model).await?;
+    if let Some(why) = state.catalog.divergent(&m.tenant, &m.name) {
+        return Err(ApiError::conflict(
+            "state_divergent",
+            format!("this model's stored state disagrees with the audit ledger ({why}); no change is made until it is repaired"),
+        ));
+    }
     let actor = Actor { subject: who.0.subject.clone(), role: who.0.role };
     let policy = state.policies.current();
     let ctx = GovernCtx { policy_digest: Some(policy.digest), ..ctx };
@@ -644,6 +650,7 @@ async fn govern(
         labels: &labels,
         purposes: &purposes,
         stage: v.as_ref().map(|v| v.stage.as_str()),
+        hold: v.as_ref().map(|v| v.hold.as_str()),
         env,
         ..Resource::model(&m.tenant, &m.domain, &m.name)
     };
