@@ -320,3 +320,23 @@ async fn a_routine_run_reads_only_new_entries_and_a_full_run_reads_them_all() {
     let err = one_error_line(&verify(&s, state.path()));
     assert!(err.contains(&format!("entry {old}: the record was edited")), "{err}");
 }
+
+/// `audit verify` replays the governance state the verified events imply and holds the registry
+/// to it: a revocation undone by editing the database while the registry runs (the trigger that
+/// forbids it dropped first) is named — the version, what is served, what the ledger implies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_names_a_revocation_undone_in_the_database() {
+    let s = serve_with(&[], tempfile::tempdir().unwrap());
+    activity(&s, "fraud");
+    ok(&run_as(&s, "bo", &["version", "revoke", "fraud", "v2", "--reason", "leak", "--inc-id", "INC-1"]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let clean = ok(&verify(&s, tempfile::tempdir().unwrap().path()));
+    assert_eq!(clean["governance_state"]["versions"], 2, "{clean}");
+    tamper(
+        &s.dir.path().join("data"),
+        "DROP TRIGGER versions_revocation_is_final; UPDATE versions SET hold = 'none' WHERE label = 'v2';",
+    )
+    .await;
+    let err = one_error_line(&verify(&s, tempfile::tempdir().unwrap().path()));
+    assert!(err.contains("fraud v2: the registry serves Staging/none, the ledger implies Staging/revoked"), "{err}");
+}

@@ -131,6 +131,8 @@ pub enum Miss {
 #[derive(Debug)]
 pub struct Catalog {
     inner: RwLock<Inner>,
+    /// The ledger gives no governance state at all: every model is divergent, new ones too.
+    broken: RwLock<Option<Arc<str>>>,
     keys: Arc<KeyRing>,
     /// The policy in force: its digest goes into every document and its environment rule
     /// (`fulcrum.env`) decides each document's permit/deny.
@@ -140,7 +142,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(keys: Arc<KeyRing>, policies: Arc<Policies>, ttl: Duration) -> Self {
-        Self { inner: RwLock::default(), keys, policies, ttl }
+        Self { inner: RwLock::default(), broken: RwLock::default(), keys, policies, ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -200,8 +202,22 @@ impl Catalog {
         m.docs.clear();
     }
 
+    /// The ledger gives no state at all (its events were edited or are impossible): every
+    /// document is a deny and every model divergent, whatever is created later.
+    pub fn break_all(&self, why: &str) {
+        *self.broken.write().expect("catalog lock") = Some(why.into());
+        let mut inner = self.inner.write().expect("catalog lock");
+        for m in inner.models.values_mut().flat_map(|ms| ms.values_mut()) {
+            m.generation += 1;
+            m.docs.clear();
+        }
+    }
+
     /// Why a model's rows are not trusted, if the start-up check found them divergent.
     pub fn divergent(&self, tenant: &str, model: &str) -> Option<Arc<str>> {
+        if let Some(why) = self.broken.read().expect("catalog lock").clone() {
+            return Some(why);
+        }
         let inner = self.inner.read().expect("catalog lock");
         inner.models.get(tenant).and_then(|ms| ms.get(model)).and_then(|m| m.divergent.clone())
     }
@@ -209,7 +225,8 @@ impl Catalog {
     /// How many models are divergent (a metric to alert on).
     pub fn divergent_count(&self) -> usize {
         let inner = self.inner.read().expect("catalog lock");
-        inner.models.values().flat_map(|ms| ms.values()).filter(|m| m.divergent.is_some()).count()
+        let broken = self.broken.read().expect("catalog lock").is_some();
+        inner.models.values().flat_map(|ms| ms.values()).filter(|m| broken || m.divergent.is_some()).count()
     }
 
     fn insert_model(inner: &mut Inner, m: &ModelRecord) {
@@ -405,7 +422,9 @@ impl Catalog {
             stage: v.stage,
             hold: v.hold,
         };
+        let broken = self.broken.read().expect("catalog lock").is_some();
         let verdict = match &m.divergent {
+            _ if broken => Err("ledger_broken".to_owned()),
             Some(_) => Err("state_divergent".to_owned()),
             None => env_verdict(&policy, subject, env, alias.map(|(n, _)| n)),
         };

@@ -47,6 +47,8 @@ struct StateCache {
     projection: Projection,
     /// The map as of `folded` (rebuilt only when a lifecycle event moved it).
     map: Option<Arc<StateMap>>,
+    /// Why the ledger's events give no state (nothing more is signed).
+    broken: Option<String>,
 }
 
 /// A signed checkpoint with its state map, as the state-proof endpoint serves it.
@@ -127,13 +129,23 @@ impl Ledger {
     /// check's), so it is not folded twice.
     pub fn with_projection(projection: Projection, folded: u64) -> Self {
         Self {
-            sign: tokio::sync::Mutex::new(StateCache { folded, projection, map: None }),
+            sign: tokio::sync::Mutex::new(StateCache { folded, projection, map: None, broken: None }),
+            latest: std::sync::RwLock::default(),
+        }
+    }
+
+    /// A ledger whose events give no state (edited behind it, or impossible): nothing more is
+    /// signed; the last stored checkpoint stays the registry's word for auditors.
+    pub fn broken(why: String) -> Self {
+        Self {
+            sign: tokio::sync::Mutex::new(StateCache { broken: Some(why), ..StateCache::default() }),
             latest: std::sync::RwLock::default(),
         }
     }
 
     /// The newest checkpoint, signing one first when the tree grew since the last (and the last
-    /// is older than `min_age`).
+    /// is older than `min_age`). When no new one can be signed because the ledger's events give
+    /// no state, the last stored one is returned (auditors go on checking against it).
     ///
     /// # Errors
     /// The store failing, the tree disagreeing with the last signed root, or the signer failing.
@@ -142,62 +154,91 @@ impl Ledger {
         state: &AppState,
         min_age: time::Duration,
     ) -> Result<CheckpointRecord, CheckpointError> {
-        Ok(self.sign_if_needed(state, min_age, None).await?.record)
-    }
-
-    /// A checkpoint with its state map signed at or after `not_before`: the newest one if it is
-    /// recent enough, else one signed now (at the same size if the tree has not grown).
-    ///
-    /// # Errors
-    /// As [`Ledger::checkpoint`].
-    pub async fn state_point(
-        &self,
-        state: &AppState,
-        not_before: time::OffsetDateTime,
-    ) -> Result<StatePoint, CheckpointError> {
-        self.sign_if_needed(state, time::Duration::SECOND, Some(not_before)).await
-    }
-
-    async fn sign_if_needed(
-        &self,
-        state: &AppState,
-        min_age: time::Duration,
-        not_before: Option<time::OffsetDateTime>,
-    ) -> Result<StatePoint, CheckpointError> {
         let mut cache = self.sign.lock().await;
         let size = state.store.ledger_size().await?;
         let last = state.store.last_checkpoint().await?;
         let now = state.clock.now();
-        let latest = self.latest.read().expect("ledger lock").clone();
         if let Some(l) = &last {
+            let fresh = time::OffsetDateTime::parse(&l.signed_at, &Rfc3339).is_ok_and(|t| now - t < min_age);
             // A tree smaller than the last signed one was cut: nothing smaller is ever signed, and
             // the last checkpoint stays the registry's word (auditors find where the cut is).
-            if l.size > size {
-                tracing::error!(signed = l.size, stored = size, "the audit ledger holds fewer entries than it signed");
-                return latest.ok_or(CheckpointError::Inconsistent(l.size));
-            }
-            if let Some(p) = latest.as_ref().filter(|p| p.record.size == l.size) {
-                let grown = size > l.size;
-                let fresh = (now.unix_timestamp() as u64).saturating_sub(p.head.signed_at) < min_age.whole_seconds() as u64;
-                let new_enough = not_before.is_none_or(|t| p.head.signed_at >= unix(t));
-                if new_enough && (!grown || (fresh && not_before.is_none())) {
-                    return Ok(p.clone());
+            if l.size >= size || (fresh && l.size > 0) {
+                if l.size > size {
+                    tracing::error!(signed = l.size, stored = size, "the audit ledger holds fewer entries than it signed");
                 }
+                return Ok(l.clone());
             }
             if state.store.ledger_root(l.size).await? != l.root {
                 tracing::error!(size = l.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
                 return Err(CheckpointError::Inconsistent(l.size));
             }
         }
-        // Fold what the map does not cover yet, then sign over the whole tree.
+        match self.sign_now(&mut cache, state, size, last.as_ref()).await {
+            Ok(p) => Ok(p.record),
+            Err(CheckpointError::State(why)) if last.is_some() => {
+                tracing::error!(%why, "no checkpoint is signed over a ledger that gives no governance state");
+                Ok(last.expect("checked"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A checkpoint with its state map signed at or after `not_before`: the newest one if it is
+    /// recent enough and covers the whole tree, else one signed now (re-signed at the same size,
+    /// kept in memory, if the tree has not grown).
+    ///
+    /// # Errors
+    /// As [`Ledger::checkpoint`], and `State` when the ledger gives no governance state.
+    pub async fn state_point(
+        &self,
+        state: &AppState,
+        not_before: time::OffsetDateTime,
+    ) -> Result<StatePoint, CheckpointError> {
+        let mut cache = self.sign.lock().await;
+        let size = state.store.ledger_size().await?;
+        if let Some(p) = self.latest.read().expect("ledger lock").clone()
+            && p.record.size == size
+            && p.head.signed_at >= unix(not_before)
+        {
+            return Ok(p);
+        }
+        let last = state.store.last_checkpoint().await?;
+        if let Some(l) = &last {
+            if l.size > size {
+                return Err(CheckpointError::Inconsistent(l.size));
+            }
+            if state.store.ledger_root(l.size).await? != l.root {
+                tracing::error!(size = l.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
+                return Err(CheckpointError::Inconsistent(l.size));
+            }
+        }
+        self.sign_now(&mut cache, state, size, last.as_ref()).await
+    }
+
+    /// Fold what the state map does not cover yet, then sign a checkpoint over the whole tree
+    /// (stored when the tree grew; kept in memory when it is a re-signing at the same size).
+    async fn sign_now(
+        &self,
+        cache: &mut StateCache,
+        state: &AppState,
+        size: u64,
+        last: Option<&CheckpointRecord>,
+    ) -> Result<StatePoint, CheckpointError> {
+        if let Some(why) = &cache.broken {
+            return Err(CheckpointError::State(why.clone()));
+        }
         if cache.folded > size {
             return Err(CheckpointError::Inconsistent(size));
         }
         let from = cache.folded;
-        let moved = fold(&state.store, &mut cache.projection, from, size).await.map_err(|e| {
-            tracing::error!(error = %e, "the ledger's events do not give a governance state: refusing to sign");
-            CheckpointError::State(e.to_string())
-        })?;
+        let moved = match fold(&state.store, &mut cache.projection, from, size).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "the ledger's events do not give a governance state: refusing to sign");
+                cache.broken = Some(e.to_string());
+                return Err(CheckpointError::State(e.to_string()));
+            }
+        };
         cache.folded = size;
         if moved || cache.map.is_none() {
             cache.map = Some(Arc::new(StateMap::build(state_leaves(&cache.projection))));
@@ -205,7 +246,7 @@ impl Ledger {
         let map = cache.map.clone().expect("built above");
         // The map the last stored checkpoint committed to must be the one its entries still give
         // (an event edited after it was signed shows here, and nothing more is signed).
-        if let Some(l) = last.as_ref().filter(|l| l.size == size)
+        if let Some(l) = last.filter(|l| l.size == size)
             && let Ok((signed, _)) = Checkpoint::parse(&l.note)
             && let Some(h) = signed.state
             && (h.count, h.root) != (map.len(), map.root())
@@ -213,6 +254,7 @@ impl Ledger {
             tracing::error!(size, "the ledger's events no longer give the state map signed at this size");
             return Err(CheckpointError::State(format!("the events no longer give the state map signed at size {size}")));
         }
+        let now = state.clock.now();
         let root = state.store.ledger_root(size).await?;
         let origin = state.config.ledger_origin.clone();
         let head = StateHead { count: map.len(), root: map.root(), signed_at: unix(now) };
@@ -227,9 +269,7 @@ impl Ledger {
             kid: signer.kid().to_owned(),
             signed_at: now.format(&Rfc3339).expect("formats"),
         };
-        // One stored checkpoint per size; a re-signing at the same size (a newer time for the
-        // state map) is served from memory.
-        if last.as_ref().is_none_or(|l| size > l.size) {
+        if last.is_none_or(|l| size > l.size) {
             state.store.store_checkpoint(&rec).await?;
         }
         let point = StatePoint { record: rec, map, head };

@@ -127,20 +127,24 @@ pub enum OpenError {
     Oidc(String),
     #[error("evidence store: {0}")]
     Evidence(String),
-    #[error("the audit ledger does not give a governance state, so nothing can be served from it: {0}")]
-    Ledger(String),
 }
 
 /// The start-up check (SPEC §8): the governance tables must be the projection of the ledgered
 /// events. The events are folded from the ledger's leaves (each checked against its leaf hash;
-/// a ledger whose events were edited or say impossible things stops the start), the tables are
+/// a ledger whose events were edited or say impossible things breaks every model), the tables are
 /// compared with the result, and every model with a disagreeing row is named in the log and
 /// marked divergent in the resolve cache (its answers are signed denies, its governance refused).
 /// The fold is handed to the checkpoint signer, which commits to it in the state map.
 async fn state_check(store: &Store, catalog: &Catalog) -> Result<ledger::Ledger, OpenError> {
     let size = store.ledger_size().await?;
     let mut projection = fulcrum_core::projection::Projection::default();
-    ledger::fold(store, &mut projection, 0, size).await.map_err(|e| OpenError::Ledger(e.to_string()))?;
+    if let Err(e) = ledger::fold(store, &mut projection, 0, size).await {
+        // Fail closed but stay inspectable: no answer is a permit, no change is made, no
+        // checkpoint is signed; the entries and the last checkpoint stay readable for auditors.
+        tracing::error!(error = %e, "the audit ledger gives no governance state: serving nothing until it is repaired");
+        catalog.break_all(&format!("ledger_broken: {e}"));
+        return Ok(ledger::Ledger::broken(e.to_string()));
+    }
     let (versions, aliases) = store.governance_rows().await?;
     let mut by_model: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
     for d in projection.diff(&versions, &aliases) {

@@ -80,12 +80,14 @@ async fn a_revocation_undone_in_the_database_is_caught_and_never_signed() {
     assert!(metrics.contains("fulcrum_state_divergent_models 1"), "{metrics}");
 }
 
-/// A ledger whose events were edited behind it gives no state at all: the registry does not
-/// start on it, and says which entry.
+/// A ledger whose events were edited behind it gives no state at all: the registry starts (its
+/// entries stay readable for auditors) but every answer is a signed deny (`ledger_broken`), every
+/// change is refused, and no new checkpoint is signed.
 #[tokio::test]
-async fn an_event_edited_behind_the_ledger_stops_the_start() {
+async fn an_event_edited_behind_the_ledger_breaks_every_answer() {
     let h = Harness::start().await;
     with_production(&h, "fraud").await;
+    let before = h.get("auditor", "/v1/ledger/checkpoint", StatusCode::OK).await;
     let dir = h.stop().await;
     let pool = db(&dir).await;
     sqlx::raw_sql(
@@ -96,11 +98,16 @@ async fn an_event_edited_behind_the_ledger_stops_the_start() {
     .await
     .unwrap();
     pool.close().await;
-    let mut config = fulcrum_server::Config::new(dir.path().join("data"));
-    config.tokens_file = Some(dir.path().join("tokens.json"));
-    let e = fulcrum_server::Registry::open(config, std::sync::Arc::new(fulcrum_server::clock::SystemClock))
-        .await
-        .map(|_| ())
-        .unwrap_err();
-    assert!(e.to_string().contains("does not hash to its leaf"), "{e}");
+    let h = Harness::start_in(dir).await;
+    let d = doc(&h, "/v1/resolve?ref=fraud@production&env=prod").await;
+    assert_eq!(d.decision, Decision::Deny);
+    assert!(d.deny_reason.as_deref().unwrap().starts_with("ledger_broken"), "{:?}", d.deny_reason);
+    h.create_model("ci", "fresh").await;
+    let p = h.post("rm", "/v1/models/fraud/versions/v1/revocation", json!({"reason": "x", "inc_id": "INC-1"}), StatusCode::CONFLICT).await;
+    assert!(p["detail"].as_str().unwrap().contains("does not hash to its leaf"), "{p}");
+    // More entries arrive (this agent's report), yet the checkpoint stays the last one signed.
+    h.post("agent", "/v1/startup-reports", json!({"ref": "fraud@production", "env": "prod", "decision": "deny", "reason": "ledger_broken"}), StatusCode::CREATED).await;
+    let after = h.get("auditor", "/v1/ledger/checkpoint", StatusCode::OK).await;
+    assert_eq!(after["size"], before["size"], "nothing new is signed over a broken ledger");
+    h.get("agent", "/v1/ledger/proofs/state?model=fraud&version=v1", StatusCode::SERVICE_UNAVAILABLE).await;
 }
