@@ -79,10 +79,7 @@ fn hash(s: &Value) -> anyhow::Result<Hash> {
 
 async fn bundle(client: &Client, pinned: Option<&Path>) -> anyhow::Result<TrustBundle> {
     match pinned {
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("{} is not a trust bundle", p.display()))
-        }
+        Some(p) => bundle_file(p),
         None => Ok(client.trust_bundle().await?),
     }
 }
@@ -154,7 +151,21 @@ async fn leaves(client: &Client, from: u64, size: u64) -> anyhow::Result<(Vec<Le
     Ok((out, kinds))
 }
 
+/// A pinned trust bundle from a file.
+fn bundle_file(p: &Path) -> anyhow::Result<TrustBundle> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a trust bundle", p.display()))
+}
+
 pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
+    // Offline: no registry, no token.
+    if let AuditCmd::CheckEvidence { file, bundle } = &cmd {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let pinned = bundle.as_deref().map(bundle_file).transpose()?;
+        let n = check_evidence(&bytes, pinned.as_ref())?;
+        ctx_print(ctx, &json!({"verified": true, "records": n}), || format!("evidence verified: {n} records"));
+        return Ok(());
+    }
     let client = ctx.client()?;
     match cmd {
         AuditCmd::Verify { state, bundle, new_only } => {
@@ -242,16 +253,7 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        AuditCmd::CheckEvidence { file, bundle } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let pinned = match &bundle {
-                Some(p) => Some(self::bundle(&client, Some(p)).await?),
-                None => None,
-            };
-            let n = check_evidence(&bytes, pinned.as_ref())?;
-            ctx_print(ctx, &json!({"verified": true, "records": n}), || format!("evidence verified: {n} records"));
-            Ok(())
-        }
+        AuditCmd::CheckEvidence { .. } => unreachable!("checked offline above"),
         AuditCmd::Proof { index, bundle } => {
             let (cp, _) = checkpoint(&client, bundle.as_deref()).await?;
             if index >= cp.size {
@@ -454,7 +456,7 @@ fn check_evidence(bytes: &[u8], bundle: Option<&TrustBundle>) -> anyhow::Result<
 
 fn ctx_print(ctx: &Ctx, v: &Value, text: impl FnOnce() -> String) {
     match ctx.output {
-        crate::Output::Json => println!("{}", serde_json::to_string_pretty(v).expect("json prints")),
-        crate::Output::Text => println!("{}", text()),
+        crate::Output::Json => crate::outln!("{}", serde_json::to_string_pretty(v).expect("json prints")),
+        crate::Output::Text => crate::outln!("{}", text()),
     }
 }

@@ -27,8 +27,8 @@ impl Ctx {
 
     fn print(&self, v: &Value, text: impl FnOnce(&Value) -> String) {
         match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(v).expect("json prints")),
-            Output::Text => println!("{}", text(v)),
+            Output::Json => crate::outln!("{}", serde_json::to_string_pretty(v).expect("json prints")),
+            Output::Text => crate::outln!("{}", text(v)),
         }
     }
 }
@@ -557,8 +557,8 @@ pub async fn events(ctx: &Ctx, c: EventsCmd) -> anyhow::Result<()> {
                 let ev = ev?;
                 let v: Value = serde_json::from_str(&ev.data).context("event is not JSON")?;
                 match ctx.output {
-                    Output::Json => println!("{}", serde_json::to_string(&v)?),
-                    Output::Text => println!("{}", event_line(&v)),
+                    Output::Json => crate::outln!("{}", serde_json::to_string(&v)?),
+                    Output::Text => crate::outln!("{}", event_line(&v)),
                 }
                 seen += 1;
                 if count.is_some_and(|c| seen >= c) {
@@ -809,7 +809,7 @@ pub async fn policy(ctx: &Ctx, c: PolicyCmd) -> anyhow::Result<()> {
             if lines.len() == 1 {
                 lines.push("no changes".into());
             }
-            println!("{}", lines.join("\n"));
+            crate::outln!("{}", lines.join("\n"));
         }
         PolicyCmd::Show => {
             let snap = current_snapshot(ctx).await?;

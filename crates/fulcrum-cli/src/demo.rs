@@ -216,18 +216,18 @@ pub async fn run(a: DemoArgs, output: Output) -> anyhow::Result<()> {
 fn print_timeline(page: &Value, output: Output) {
     let events = page["events"].as_array().cloned().unwrap_or_default();
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&json!({"events": events})).expect("json"));
+        crate::outln!("{}", serde_json::to_string_pretty(&json!({"events": events})).expect("json"));
         return;
     }
     let t0 =
         events.first().and_then(|e| e["data"]["ts"].as_str()).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
-    println!("Event timeline (T0 = first event):");
+    crate::outln!("Event timeline (T0 = first event):");
     for e in &events {
         let ts = e["data"]["ts"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
         let dt = match (t0, ts) {
             (Some(a), Some(b)) => format!("T+{:>6}ms", (b - a).whole_milliseconds()),
             _ => "T+?".into(),
         };
-        println!("{dt}  {}", crate::commands::event_line(e));
+        crate::outln!("{dt}  {}", crate::commands::event_line(e));
     }
 }

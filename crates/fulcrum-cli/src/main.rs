@@ -13,6 +13,33 @@ mod upload;
 
 use std::process::ExitCode;
 
+/// Write to standard output; a closed pipe (`fulcrum … | head -3`) ends the process quietly
+/// with success, as Unix tools do, instead of a panic.
+pub fn emit(s: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(s).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`emit`].
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::emit(format_args!($($t)*)) };
+}
+
+/// `println!` through [`emit`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::emit(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::emit(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -162,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Login(_)
             | Command::Logout
             | Command::Policy(commands::PolicyCmd::Reset { .. })
+            | Command::Audit(audit::AuditCmd::CheckEvidence { .. })
     );
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.clone()),

@@ -163,6 +163,8 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(
             "RELEASE GATE IN DEVELOPMENT MODE: versions may be registered without a signature, provenance or SBOM (pass --release-policy to require them)"
         );
+    } else {
+        tracing::info!(required = ?config.release_policy.required(), "release gate enforcing");
     }
     let (state, notes) = Registry::open_default(config).await.context("cannot start the registry")?;
     if let Some(p) = &notes.created_key {
@@ -203,7 +205,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", a.listen))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "fulcrum registry listening (HTTP, loopback only)");
-            println!("fulcrum: listening on http://{addr}");
+            crate::outln!("fulcrum: listening on http://{addr}");
             fulcrum_server::serve(state, listener, shutdown_signal()).await.context("server failed")?;
         }
     }

@@ -227,24 +227,24 @@ pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> 
             let key = LocalKey::generate(&out, alg)?;
             let pem = key.public_key().to_pem();
             match output {
-                Output::Json => println!(
+                Output::Json => crate::outln!(
                     "{}",
                     json!({"private_key": out, "alg": alg, "public_key_pem": pem, "fingerprint": key.public_key().fingerprint()})
                 ),
-                Output::Text => print!("{pem}"),
+                Output::Text => crate::out!("{pem}"),
             }
         }
         KeysCmd::Create(a) => {
             let reg = tokio::task::spawn_blocking(move || create_key(&a)).await??;
-            println!("{}", serde_json::to_string_pretty(&reg)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&reg)?);
         }
         KeysCmd::Rotate(a) => {
             let client = ctx.client()?;
             let reg = tokio::task::spawn_blocking(move || create_key(&a)).await??;
             let ack = client.post("/v1/keys", &reg).await?;
             match output {
-                Output::Json => println!("{ack}"),
-                Output::Text => println!(
+                Output::Json => crate::outln!("{ack}"),
+                Output::Text => crate::outln!(
                     "rotated to {} (trust bundle v{})",
                     ack["kid"].as_str().unwrap_or("?"),
                     ack["trust_bundle_version"]
@@ -257,8 +257,8 @@ pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> 
                 .post(&format!("/v1/keys/{kid}/retire"), &json!({"reason": reason, "compromised": compromised}))
                 .await?;
             match output {
-                Output::Json => println!("{ack}"),
-                Output::Text => println!(
+                Output::Json => crate::outln!("{ack}"),
+                Output::Text => crate::outln!(
                     "{kid} {} (trust bundle v{})",
                     if compromised { "marked compromised" } else { "retired" },
                     ack["trust_bundle_version"]
@@ -269,10 +269,10 @@ pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> 
             let client = ctx.client()?;
             let keys = client.get("/v1/keys").await?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&keys)?),
+                Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&keys)?),
                 Output::Text => {
                     for k in keys.as_array().into_iter().flatten() {
-                        println!(
+                        crate::outln!(
                             "{}  {}  {}  {} -> {}  {} {}",
                             k["kid"].as_str().unwrap_or(""),
                             k["alg"].as_str().unwrap_or(""),
@@ -375,11 +375,11 @@ pub fn sign(c: SignCmd, output: Output) -> anyhow::Result<()> {
         model_signing::sign(&dir, signer.as_ref(), &opts).map_err(|f| anyhow::anyhow!("{f} ({})", f.code()))?;
     std::fs::write(&signature, &bundle).with_context(|| format!("writing {}", signature.display()))?;
     match output {
-        Output::Json => println!(
+        Output::Json => crate::outln!(
             "{}",
             json!({"signature": signature, "signer": signer.public_key().fingerprint(), "alg": signer.alg()})
         ),
-        Output::Text => println!(
+        Output::Text => crate::outln!(
             "signed {} -> {} ({} key {})",
             dir.display(),
             signature.display(),
@@ -448,11 +448,11 @@ pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
     };
     let v = result.map_err(|f| anyhow::anyhow!("verification failed: {f} ({})", f.code()))?;
     match output {
-        Output::Json => println!(
+        Output::Json => crate::outln!(
             "{}",
             json!({"verified": true, "from_record": from_record, "resources": v.resources.len(), "method": v.method_name(), "hash": v.alg.name(), "signer": v.signer.fingerprint(), "subject_sha256": hex::encode(v.subject_sha256)})
         ),
-        Output::Text => println!(
+        Output::Text => crate::outln!(
             "verified: {} resources ({} / {}), signer {}",
             v.resources.len(),
             v.method_name(),
@@ -493,8 +493,8 @@ pub fn attest(c: AttestCmd, output: Output) -> anyhow::Result<()> {
     )?;
     std::fs::write(&a.out, &env).with_context(|| format!("writing {}", a.out.display()))?;
     match output {
-        Output::Json => println!("{}", json!({"provenance": a.out, "subject": digest.to_string()})),
-        Output::Text => println!("provenance for {digest} -> {}", a.out.display()),
+        Output::Json => crate::outln!("{}", json!({"provenance": a.out, "subject": digest.to_string()})),
+        Output::Text => crate::outln!("provenance for {digest} -> {}", a.out.display()),
     }
     Ok(())
 }

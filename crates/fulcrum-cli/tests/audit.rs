@@ -202,8 +202,11 @@ fn evidence_of_a_change_is_signed_proven_and_written_once() {
     let stored = s.dir.path().join("data/evidence").join(key);
     assert!(std::fs::metadata(&stored).unwrap().permissions().readonly());
     assert_eq!(std::fs::read(&stored).unwrap(), std::fs::read(&file).unwrap());
-    // Verifiable offline, and not once changed.
-    ok(&run_as(&s, "auditor", &["audit", "check-evidence", file.to_str().unwrap(), "--output", "json"]));
+    // Verifiable offline — no registry, no token — and not once changed.
+    ok(&common::fulcrum(&["audit", "check-evidence", file.to_str().unwrap(), "--output", "json"], &[]));
+    // A second archive of the same change at once is another object, not a clash.
+    let again = ok(&run_as(&s, "auditor", &["audit", "evidence", "--chg", "CHG-1", "--output", "json"]));
+    assert_ne!(again["key"], v["key"], "two archives, two keys");
     let archive = std::fs::read_to_string(&file).unwrap();
     let mut env: Value = serde_json::from_str(&archive).unwrap();
     let payload = env["payload"].as_str().unwrap().to_owned();

@@ -400,3 +400,47 @@ fn people_log_in_with_the_device_flow_and_refresh() {
     let me: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(me["subject"], "maria");
 }
+
+/// A reader that stops early (`fulcrum decisions … | head -3`): the CLI ends quietly with
+/// success, as Unix tools do, instead of panicking on the closed pipe.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let s = serve();
+    for _ in 0..3 {
+        let o = fulcrum(&["model", "list"], &[("FULCRUM_URL", &s.url), ("FULCRUM_TOKEN", "t-rm")]);
+        assert!(o.status.success());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["decisions", "--path", "fulcrum/authz/decision", "--output", "json"])
+        .env("FULCRUM_URL", &s.url)
+        .env("FULCRUM_TOKEN", "t-rm")
+        .env("FULCRUM_CREDENTIALS", "/nonexistent/fulcrum-test-credentials.json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `mkdir e; fulcrum policy apply e` is refused with one line naming what the snapshot lacks;
+/// the host operator's break glass (`policy reset --data-dir`) needs no token and is carried out
+/// at the next start.
+#[test]
+fn an_empty_policy_is_refused_and_the_break_glass_needs_the_data_dir() {
+    let s = serve();
+    let empty = tempfile::tempdir().unwrap();
+    let o = fulcrum(&["policy", "apply", empty.path().to_str().unwrap()], &[("FULCRUM_URL", &s.url), ("FULCRUM_TOKEN", "t-policy")]);
+    let err = one_error_line(&o);
+    assert!(err.contains("conformance") && err.contains("fulcrum.authz"), "{err}");
+    let err = one_error_line(&fulcrum(&["policy", "reset", "--data-dir", empty.path().to_str().unwrap(), "--reason", "x"], &[]));
+    assert!(err.contains("holds no registry"), "{err}");
+    let data = s.dir.path().join("data");
+    let o = fulcrum(&["policy", "reset", "--data-dir", data.to_str().unwrap(), "--reason", "locked out (INC-1)"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("next start"));
+    assert!(data.join("policy-reset.json").exists());
+}

@@ -89,8 +89,45 @@ impl ReleasePolicy {
         Ok(p)
     }
 
+    /// Development mode: the operator's policy requires nothing (no `--release-policy`, or one
+    /// with an empty `require`). Any requirement makes the gate enforcing for it.
     pub fn is_development(&self) -> bool {
-        !(self.require_signature && self.require_provenance && self.require_sbom)
+        !(self.require_signature || self.require_provenance || self.require_sbom)
+    }
+
+    /// What the operator's policy requires, by name (`signature`, `provenance`, `sbom`).
+    pub fn required(&self) -> Vec<&'static str> {
+        [(self.require_signature, "signature"), (self.require_provenance, "provenance"), (self.require_sbom, "sbom")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+
+    /// The gate's mode as release records state it.
+    pub fn mode(&self) -> &'static str {
+        if self.is_development() { "development" } else { "enforced" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any requirement makes the gate enforcing; only a policy requiring nothing is development.
+    #[test]
+    fn modes_as_data() {
+        let dir = tempfile::tempdir().unwrap();
+        for (require, mode) in [
+            ("[]", "development"),
+            ("[\"signature\"]", "enforced"),
+            ("[\"sbom\"]", "enforced"),
+            ("[\"signature\", \"provenance\", \"sbom\"]", "enforced"),
+        ] {
+            let f = dir.path().join("p.json");
+            std::fs::write(&f, format!("{{\"require\": {require}}}")).unwrap();
+            assert_eq!(ReleasePolicy::load(&f).unwrap().mode(), mode, "{require}");
+        }
+        assert_eq!(ReleasePolicy::default().mode(), "development");
     }
 }
 
@@ -102,6 +139,8 @@ pub struct GateFacts {
     pub sbom: Option<serde_json::Value>,
     /// "enforced" or "development" (nothing required).
     pub mode: &'static str,
+    /// What the operator's release policy required of it.
+    pub required: Vec<&'static str>,
 }
 
 fn fail(check: &str, f: &Failure) -> CheckFailure {

@@ -309,7 +309,8 @@ pub async fn register_version(
         }
     }
     let mut facts = GateFacts {
-        mode: if state.release_policy.is_development() { "development" } else { "enforced" },
+        mode: state.release_policy.mode(),
+        required: state.release_policy.required(),
         ..Default::default()
     };
     let mut gate_decision = None;
