@@ -55,7 +55,9 @@ fn check_path(p: &str) -> Result<(), ManifestError> {
     if p.is_empty() || p.len() > MAX_PATH_LEN || p.starts_with('/') || p.ends_with('/') || p.contains('\\') {
         return Err(bad());
     }
-    if p.chars().any(|c| c.is_control()) {
+    // Control characters, and characters that make a path display as something else (U+202E
+    // turns `exe.txt` into `txt.exe` on screen), are refused.
+    if p.chars().any(|c| c.is_control() || crate::names::is_bidi_control(c)) {
         return Err(bad());
     }
     for seg in p.split('/') {
@@ -93,6 +95,14 @@ impl Manifest {
         let mut seen = BTreeSet::new();
         for f in &files {
             if !seen.insert(f.path.as_str()) {
+                return Err(ManifestError::Duplicate(f.path.clone()));
+            }
+        }
+        // Paths that differ only by case are one file on a case-insensitive filesystem (macOS,
+        // Windows, some volumes): which bytes land there would depend on the order of writes.
+        let mut folded = BTreeSet::new();
+        for f in &files {
+            if !folded.insert(f.path.to_lowercase()) {
                 return Err(ManifestError::Duplicate(f.path.clone()));
             }
         }
@@ -178,6 +188,16 @@ mod tests {
         }
         assert_eq!(Manifest::new(vec![]), Err(ManifestError::Empty));
         assert_eq!(Manifest::new(vec![entry("a", b"1"), entry("a", b"2")]), Err(ManifestError::Duplicate("a".into())));
+        assert!(
+            matches!(
+                Manifest::new(vec![entry("Weights.bin", b"1"), entry("weights.bin", b"2")]),
+                Err(ManifestError::Duplicate(_))
+            ),
+            "paths that differ only by case"
+        );
+        for p in ["report\u{202E}fdp.exe", "a/\u{2066}b", "x\u{200F}"] {
+            assert!(matches!(Manifest::new(vec![entry(p, b"x")]), Err(ManifestError::BadPath(_))), "{p:?}");
+        }
         assert!(matches!(Manifest::new(vec![entry("a", b"1"), entry("a/b", b"2")]), Err(ManifestError::BadPath(_))));
     }
 

@@ -826,3 +826,71 @@ async fn restart_restores_state_and_bootstrap_tokens() {
         "second start reuses the token file and the key"
     );
 }
+
+/// A report names what its reference names: `name@version` the version (even when the report
+/// carries none), `name@alias` the alias, `name@sha256:…` the artifact.
+#[tokio::test]
+async fn startup_reports_name_the_version_the_alias_or_the_digest() {
+    let h = Harness::start().await;
+    common::with_production(&h, "risk").await;
+    let report = |r: &str| json!({"ref": r, "env": "prod", "decision": "deny", "reason": "registry_deny"});
+    let digest = h.get("viewer", "/v1/models/risk/versions/v1", S200).await["artifact_digest"].as_str().unwrap().to_owned();
+    for r in ["risk@v1", "risk@production", &format!("risk@{digest}")] {
+        h.post("agent", "/v1/startup-reports", report(r), S201).await;
+    }
+    let evs = h.events("viewer").await;
+    let deny: Vec<&Value> = evs.iter().filter(|e| e["data"]["event"] == "startup_deny").collect();
+    let seen: Vec<(Value, Value, Value)> = deny
+        .iter()
+        .map(|e| (e["data"]["version"].clone(), e["data"]["alias"].clone(), e["data"]["artifact_digest"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (json!("v1"), Value::Null, Value::Null),
+            (Value::Null, json!("production"), Value::Null),
+            (Value::Null, Value::Null, json!(digest)),
+        ]
+    );
+}
+
+/// One identifier rule, applied at every entry: what a promotion accepts, evidence can name; a
+/// change id that walks up directories, label keys with NUL, paths that differ only by case or
+/// hide their extension behind U+202E, and reasons with control characters are refused with a
+/// 4xx at the first door, and nothing is stored.
+#[tokio::test]
+async fn hostile_names_are_refused_at_the_first_door() {
+    let h = Harness::start().await;
+    let p = h
+        .post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "labels": {"pii\u{0}": "x"}}), StatusCode::BAD_REQUEST)
+        .await;
+    assert_eq!(p["code"], "bad_identifier");
+    h.post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "labels": {"a:b": "c"}}), StatusCode::BAD_REQUEST).await;
+    h.post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "description": "x\u{202E}y"}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    h.get("viewer", "/v1/models/labels", StatusCode::NOT_FOUND).await;
+
+    h.create_model("ci", "risk").await;
+    let a = h.upload("ci", b"a").await;
+    let b = h.upload("ci", b"b").await;
+    for files in [
+        json!([{"path": "Weights.bin", "size": 1, "digest": a.to_string()}, {"path": "weights.bin", "size": 1, "digest": b.to_string()}]),
+        json!([{"path": "report\u{202E}fdp.exe", "size": 1, "digest": a.to_string()}]),
+    ] {
+        let p = h.post("ci", "/v1/models/risk/versions", json!({"version": "v1", "files": files}), StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(p["detail"].as_str().is_some(), "{p}");
+    }
+    h.get("viewer", "/v1/models/risk/versions/v1", StatusCode::NOT_FOUND).await;
+
+    h.register("ci", "risk", "v1", &[("w", b"one")]).await;
+    let v = "/v1/models/risk/versions/v1";
+    for bad in ["../../x", "/etc", ".hidden"] {
+        let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": bad}), StatusCode::BAD_REQUEST).await;
+        assert_eq!(p["code"], "bad_identifier", "{bad}");
+    }
+    h.post("bo", &format!("{v}/quarantine"), json!({"reason": "look\u{1b}[2J", "inc_id": "INC-1"}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(h.get("viewer", v, S200).await["stage"], "Candidate", "nothing applied");
+    // Whatever an id the API took, evidence names it.
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": "CHG:7/a+b@x"}), S200).await;
+    let r = h.post("auditor", "/v1/audit/evidence", json!({"chg_id": "CHG:7/a+b@x"}), S201).await;
+    assert!(r["key"].as_str().unwrap().starts_with("acme/chg-CHG_7_a_b_x-"), "{r}");
+}

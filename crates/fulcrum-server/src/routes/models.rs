@@ -111,6 +111,18 @@ pub async fn create_model(
             "description ≤ 4096 bytes; ≤ 64 labels with keys ≤ 128 and values ≤ 256 bytes",
         ));
     }
+    // Labels become `key:value` identifiers that policies match on: one identifier rule, and
+    // no ':' in a key (it would shift where the value starts).
+    for (k, v) in &body.labels {
+        check_id("label key", Some(k))?;
+        check_id("label value", Some(v))?;
+        if k.contains(':') {
+            return Err(ApiError::bad_request("bad_identifier", "a label key must not contain ':'"));
+        }
+    }
+    if !body.description.is_empty() {
+        super::check_text("description", &body.description, 4096)?;
+    }
     let _gate = state.write_gate.lock().await;
     let m = state
         .store
@@ -284,10 +296,10 @@ pub async fn register_version(
         .iter()
         .filter_map(|ds| {
             let d = parse_digest_field("dataset", &ds.digest, &mut failures)?;
-            if ds.uri.is_empty() || ds.uri.len() > 2048 {
+            if ds.uri.is_empty() || ds.uri.len() > 2048 || fulcrum_core::names::check_text("dataset URI", &ds.uri).is_err() {
                 failures.push(CheckFailure {
                     check: "dataset_uri_invalid".into(),
-                    detail: "dataset URIs are 1-2048 bytes".into(),
+                    detail: "dataset URIs are 1-2048 bytes without control or bidirectional characters".into(),
                 });
                 return None;
             }
