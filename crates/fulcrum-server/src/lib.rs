@@ -16,6 +16,7 @@ pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod clock;
+pub mod deadline;
 pub mod dto;
 pub mod evidence;
 pub mod fanout;
@@ -67,6 +68,8 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Deadline for non-streaming requests.
     pub request_timeout: Duration,
+    /// Longest pause between two chunks of a request body before the request is ended (408).
+    pub body_idle_timeout: Duration,
     /// What releases must carry and whom to trust for it (development mode by default).
     pub release_policy: release::ReleasePolicy,
     /// KMS backends the registry's keys may live in (sign-only credentials).
@@ -95,6 +98,7 @@ impl Config {
             max_blob_bytes: 64 << 30,
             max_json_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(15),
             release_policy: release::ReleasePolicy::default(),
             kms: keyring::KmsConfig::default(),
             oidc: vec![],

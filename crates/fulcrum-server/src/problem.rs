@@ -159,6 +159,9 @@ impl From<BlobError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if crate::deadline::is_body_timeout(&r) {
+            return crate::deadline::body_timeout();
+        }
         let status = r.status();
         let code = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",

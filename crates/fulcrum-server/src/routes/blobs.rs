@@ -63,8 +63,13 @@ async fn store_body(
     let mut writer = state.blobs.writer(limit).await?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
+        // On any error the writer is dropped here, and its temp file with it.
+        let chunk = chunk.map_err(|e| {
+            if crate::deadline::is_body_timeout(&e) {
+                crate::deadline::body_timeout()
+            } else {
+                ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
+            }
         })?;
         writer.write(&chunk).await?;
     }

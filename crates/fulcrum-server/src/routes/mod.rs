@@ -25,7 +25,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use fulcrum_core::names::check_identifier;
 use fulcrum_core::{ModelName, Principal};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -128,7 +127,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let json_api = json_routes()
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, state.config.request_timeout));
+        .layer(middleware::from_fn_with_state(state.clone(), crate::deadline::request_deadline));
     let (api, _) = json_api.merge(streaming_routes().layer(DefaultBodyLimit::disable())).split_for_parts();
     let doc_json: Arc<str> = serde_json::to_string(&openapi()).expect("openapi serialises").into();
     api.route(
@@ -143,6 +142,7 @@ pub fn router(state: AppState) -> Router {
     .method_not_allowed_fallback(|| async {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
     })
+    .layer(middleware::from_fn_with_state(state.clone(), crate::deadline::idle_bodies))
     .layer(middleware::from_fn_with_state(state.clone(), observe))
     .with_state(state)
 }
