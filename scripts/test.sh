@@ -132,10 +132,8 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --quiet --locked cargo-fu
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 SEEDS="$CACHE/fuzz-seeds"
 rm -rf "$SEEDS" && mkdir -p "$SEEDS/bundle" "$SEEDS/dsse" "$SEEDS/statement"
-VECTORS="$(cd .. && pwd)/shared/vectors/model-signing"
-if [ -d "$VECTORS" ]; then
-  cp "$VECTORS"/*.sig "$VECTORS"/negative/*.sig "$SEEDS/bundle/" 2>/dev/null || true
-fi
+VECTORS="tests/vectors/model-signing"
+cp "$VECTORS"/*.sig "$VECTORS"/negative/*.sig "$SEEDS/bundle/"
 (
   cd fuzz
   export CARGO_TARGET_DIR="$CACHE/fuzz-target"

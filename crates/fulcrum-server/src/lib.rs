@@ -30,6 +30,7 @@ pub mod problem;
 pub mod relay;
 pub mod release;
 mod routes;
+#[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
 pub mod webhooks;

@@ -146,11 +146,20 @@ impl Weed {
     /// When it does not start.
     pub fn start() -> Option<Self> {
         let bin = seaweedfs()?;
-        Some(start_weed(&bin))
+        // Ports are free when picked, but another test process may take one before SeaweedFS
+        // binds it: then it exits, and it is started again on new ports.
+        let mut last = String::new();
+        for _ in 0..4 {
+            match try_weed(&bin) {
+                Ok(w) => return Some(w),
+                Err(e) => last = e,
+            }
+        }
+        panic!("SeaweedFS did not start on four sets of ports: {last}");
     }
 }
 
-fn start_weed(bin: &PathBuf) -> Weed {
+fn try_weed(bin: &PathBuf) -> Result<Weed, String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let conf = dir.path().join("s3.json");
@@ -165,6 +174,10 @@ fn start_weed(bin: &PathBuf) -> Weed {
         .arg("mini")
         .arg(format!("-dir={}", dir.path().join("data").display()))
         .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false", "-s3.port.lance=0"])
+        // Test services never phone home, and leave no sockets outside their temp dir.
+        .arg("-master.telemetry=false")
+        .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
+        .arg(format!("-filer.localSocket={}", dir.path().join("filer.sock").display()))
         .arg(format!("-s3.config={}", conf.display()))
         .args([
             flag("master.port", low_port()),
@@ -178,12 +191,10 @@ fn start_weed(bin: &PathBuf) -> Weed {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut w = Weed { child, _dir: dir, s3 };
-    if let Err(e) = wait_listening(&mut w.child, s3, Duration::from_secs(30)) {
-        panic!("SeaweedFS did not start: {e}");
-    }
-    w
+    wait_listening(&mut w.child, s3, Duration::from_secs(30))?;
+    Ok(w)
 }
 
 /// Wait until `port` accepts connections while `child` still runs: a child that exited (its port

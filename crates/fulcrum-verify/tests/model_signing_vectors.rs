@@ -1,5 +1,5 @@
 //! Interop with the real OpenSSF `model-signing` tool: every case of
-//! `shared/vectors/model-signing/expected.json` (made with model-signing 1.1.1) verifies or fails
+//! `tests/vectors/model-signing/expected.json` (made with model-signing 1.1.1) verifies or fails
 //! with the right reason, derived cases built at test time, and bundles Fulcrum signs verify with
 //! `model_signing verify key` (the test command installs it; set FULCRUM_MODEL_SIGNING to its path).
 
@@ -13,7 +13,7 @@ use fulcrum_verify::modeldir::{HashAlg, Method};
 use serde_json::Value;
 
 fn vectors() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/model-signing");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/model-signing");
     assert!(p.join("expected.json").exists(), "test vectors not found at {}", p.display());
     p
 }
