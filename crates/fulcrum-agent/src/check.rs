@@ -215,12 +215,7 @@ pub fn check(bundle: &TrustBundle, marks: &Marks, signed: Signed<'_>, ask: &Ask<
 /// Everything that makes an answer *authentic and current*, whatever it says: the bundle is
 /// unexpired, the signature verifies over the exact bytes with a key valid at the signed time,
 /// the document is the one asked for, it is fresh, and it is not older than one already seen.
-fn verify(
-    bundle: &TrustBundle,
-    marks: &Marks,
-    signed: Signed<'_>,
-    ask: &Ask<'_>,
-) -> Result<ResolveDocument, Deny> {
+fn verify(bundle: &TrustBundle, marks: &Marks, signed: Signed<'_>, ask: &Ask<'_>) -> Result<ResolveDocument, Deny> {
     if let Some(exp) = &bundle.expires_at
         && parse_time(exp)? <= ask.now
     {

@@ -376,8 +376,11 @@ impl Agent {
                 .map_err(|_| Deny::LedgerUnproven("the inclusion proof is malformed".into()))?;
             Ok::<_, Stop>(crate::ledger::decode_hashes(&hashes)?)
         };
-        let page =
-            self.client.get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1)).await.map_err(from_client)?;
+        let page = self
+            .client
+            .get(&format!("/v1/ledger/entries?start={index}&end={}", index + 1))
+            .await
+            .map_err(from_client)?;
         let data = page["entries"][0]["data"]
             .as_str()
             .ok_or_else(|| Deny::LedgerUnproven(format!("entry {index} is not readable")))?;

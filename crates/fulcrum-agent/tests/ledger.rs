@@ -251,19 +251,30 @@ async fn forged_state_proofs_are_refused() {
     let bundle = as_(&r, "agent").trust_bundle().await.unwrap();
     let doc = as_(&r, "agent").resolve("fraud@production", "prod", &bundle).await.unwrap().document;
     let sp = as_(&r, "agent")
-        .get(&format!("/v1/ledger/proofs/state?model=fraud&version=v1&not_before={}", doc.issued_at.replace(':', "%3A")))
+        .get(&format!(
+            "/v1/ledger/proofs/state?model=fraud&version=v1&not_before={}",
+            doc.issued_at.replace(':', "%3A")
+        ))
         .await
         .unwrap();
     let cp = ledger::open_checkpoint(
         &bundle,
-        SignedCheckpoint { note: sp["note"].as_str().unwrap(), origin: sp["origin"].as_str().unwrap(), kid: sp["kid"].as_str().unwrap() },
+        SignedCheckpoint {
+            note: sp["note"].as_str().unwrap(),
+            origin: sp["origin"].as_str().unwrap(),
+            kid: sp["kid"].as_str().unwrap(),
+        },
     )
     .unwrap();
     let hashes: Vec<String> = serde_json::from_value(sp["hashes"].clone()).unwrap();
     let hashes = ledger::decode_hashes(&hashes).unwrap();
     let leaf = sp["leaf"].as_str().unwrap().to_owned();
     let (index, count) = (sp["index"].as_u64().unwrap(), sp["count"].as_u64().unwrap());
-    let check = |doc: &ResolveDocument, cp: &fulcrum_ledger::checkpoint::Checkpoint, leaf: &str, index: u64, hashes: &[Hash]| {
+    let check = |doc: &ResolveDocument,
+                 cp: &fulcrum_ledger::checkpoint::Checkpoint,
+                 leaf: &str,
+                 index: u64,
+                 hashes: &[Hash]| {
         ledger::check_current(doc, cp, ledger::StateProof { leaf: leaf.as_bytes(), index, count, hashes })
     };
     check(&doc, &cp, &leaf, index, &hashes).expect("the registry's own proof holds");
@@ -279,10 +290,42 @@ async fn forged_state_proofs_are_refused() {
         h[0] ^= 1;
     }
     let rows: Vec<(&str, ResolveDocument, fulcrum_ledger::checkpoint::Checkpoint, String, u64, Vec<Hash>, &str)> = vec![
-        ("a leaf edited to say revoked", doc.clone(), cp.clone(), revoked_leaf, index, hashes.clone(), "ledger_unproven"),
-        ("the leaf of another version", other_version, cp.clone(), leaf.clone(), index, hashes.clone(), "ledger_unproven"),
-        ("a checkpoint older than the answer", later, cp.clone(), leaf.clone(), index, hashes.clone(), "ledger_unproven"),
-        ("a checkpoint without a state map", doc.clone(), no_state, leaf.clone(), index, hashes.clone(), "ledger_unproven"),
+        (
+            "a leaf edited to say revoked",
+            doc.clone(),
+            cp.clone(),
+            revoked_leaf,
+            index,
+            hashes.clone(),
+            "ledger_unproven",
+        ),
+        (
+            "the leaf of another version",
+            other_version,
+            cp.clone(),
+            leaf.clone(),
+            index,
+            hashes.clone(),
+            "ledger_unproven",
+        ),
+        (
+            "a checkpoint older than the answer",
+            later,
+            cp.clone(),
+            leaf.clone(),
+            index,
+            hashes.clone(),
+            "ledger_unproven",
+        ),
+        (
+            "a checkpoint without a state map",
+            doc.clone(),
+            no_state,
+            leaf.clone(),
+            index,
+            hashes.clone(),
+            "ledger_unproven",
+        ),
         ("another index", doc.clone(), cp.clone(), leaf.clone(), index + 1, hashes.clone(), "ledger_unproven"),
         ("garbage leaf", doc.clone(), cp.clone(), "nonsense".into(), index, hashes.clone(), "ledger_unproven"),
     ];

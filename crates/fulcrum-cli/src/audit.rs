@@ -308,7 +308,8 @@ async fn replay_state(
     for l in leaves {
         let Some(data) = &l.data else { continue };
         let Ok(ce) = serde_json::from_slice::<fulcrum_core::event::CloudEvent>(data) else { continue };
-        p.apply(l.index, &ce.data).map_err(|e| anyhow::anyhow!("audit failed: the ledger says something impossible: {e}"))?;
+        p.apply(l.index, &ce.data)
+            .map_err(|e| anyhow::anyhow!("audit failed: the ledger says something impossible: {e}"))?;
     }
     let mut wrong = Vec::new();
     for (k, v) in &p.versions {
@@ -336,14 +337,16 @@ async fn replay_state(
         let map_cp = Checkpoint::verify_trusted(note, origin, kid, &trusted)
             .map_err(|e| anyhow::anyhow!("audit failed: a state proof's checkpoint: {e}"))?;
         if map_cp.size < cp.size {
-            wrong.push(format!("{} {}: the state proof's checkpoint is older than the audited one", k.model, k.version));
+            wrong
+                .push(format!("{} {}: the state proof's checkpoint is older than the audited one", k.model, k.version));
             continue;
         }
         let head = map_cp.state.context("audit failed: the registry's checkpoint commits to no state map")?;
         let leaf_text = sp["leaf"].as_str().unwrap_or("");
         let leaf = fulcrum_ledger::state::StateLeaf::parse(leaf_text.as_bytes())
             .map_err(|e| anyhow::anyhow!("audit failed: {e}"))?;
-        let hashes = sp["hashes"].as_array().context("no hashes")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
+        let hashes =
+            sp["hashes"].as_array().context("no hashes")?.iter().map(hash).collect::<anyhow::Result<Vec<_>>>()?;
         merkle::verify_inclusion(
             sp["index"].as_u64().unwrap_or(u64::MAX),
             head.count,
@@ -351,7 +354,9 @@ async fn replay_state(
             &hashes,
             &head.root,
         )
-        .map_err(|e| anyhow::anyhow!("audit failed: {} {}'s state leaf is not in the signed state map: {e}", k.model, k.version))?;
+        .map_err(|e| {
+            anyhow::anyhow!("audit failed: {} {}'s state leaf is not in the signed state map: {e}", k.model, k.version)
+        })?;
         if (leaf.stage.as_str(), leaf.hold.as_str(), leaf.seq) != (v.stage.as_str(), v.hold.as_str(), v.seq) {
             wrong.push(format!(
                 "{} {}: the checkpoint's state map says {}/{}, the ledger implies {}/{}",

@@ -644,7 +644,11 @@ pub async fn blobs(ctx: &Ctx, c: BlobsCmd) -> anyhow::Result<()> {
         lines.join("\n")
     });
     if !corrupt.is_empty() || !missing.is_empty() {
-        bail!("{} damaged and {} missing blob(s); upload their true bytes again to repair", corrupt.len(), missing.len());
+        bail!(
+            "{} damaged and {} missing blob(s); upload their true bytes again to repair",
+            corrupt.len(),
+            missing.len()
+        );
     }
     Ok(())
 }

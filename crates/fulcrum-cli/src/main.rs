@@ -40,11 +40,27 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::emit(format_args!("{}\n", format_args!($($t)*))) };
 }
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "fulcrum", version, about = "Fulcrum: a governed ML model registry")]
 struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed (for the commands that print results: not `serve`).
+#[derive(Debug, Clone, Copy, Args)]
+struct Out {
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// How a client command reaches the registry: given on the commands that call it (not on
+/// `serve`, `demo`, `sign`, `verify`, `attest`, which never do).
+#[derive(Debug, Clone, Args)]
+struct Conn {
     /// Registry base URL.
     #[arg(long, global = true, env = "FULCRUM_URL", default_value = "http://127.0.0.1:8740")]
     registry: String,
@@ -67,11 +83,8 @@ struct Cli {
     /// Private key (PEM) of the client certificate.
     #[arg(long, global = true, env = "FULCRUM_CLIENT_KEY", requires = "client_cert")]
     client_key: Option<std::path::PathBuf>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
-    #[command(subcommand)]
-    command: Command,
+    #[command(flatten)]
+    out: Out,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,59 +101,174 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run both end-to-end flows (Promotion→Deploy, Revocation→Rollback) on a temporary
     /// registry and print the event timeline.
-    Demo(demo::DemoArgs),
+    Demo {
+        #[command(flatten)]
+        out: Out,
+        #[command(flatten)]
+        args: demo::DemoArgs,
+    },
     /// Models: create, get, list.
-    #[command(subcommand)]
-    Model(commands::ModelCmd),
+    Model {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::ModelCmd,
+    },
     /// Versions: register, get, list, approve, promote, revoke, quarantine, release.
-    #[command(subcommand)]
-    Version(commands::VersionCmd),
+    Version {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::VersionCmd,
+    },
     /// Aliases: set, get, history, delete.
-    #[command(subcommand)]
-    Alias(commands::AliasCmd),
+    Alias {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::AliasCmd,
+    },
     /// Resolve a reference for an environment and verify the registry's signature.
-    Resolve(commands::ResolveArgs),
-    /// The event log: list, tail.
-    #[command(subcommand)]
-    Events(commands::EventsCmd),
+    Resolve {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: commands::ResolveArgs,
+    },
+    /// The event log: list, tail, dead letters.
+    Events {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::EventsCmd,
+    },
     /// Sign a model directory (OpenSSF model-signing bundle).
-    #[command(subcommand)]
-    Sign(trust::SignCmd),
+    Sign {
+        #[command(flatten)]
+        out: Out,
+        #[command(subcommand)]
+        cmd: trust::SignCmd,
+    },
     /// Verify a model directory against a model-signing bundle.
-    #[command(subcommand)]
-    Verify(trust::VerifyCmd),
+    Verify {
+        #[command(flatten)]
+        out: Out,
+        #[command(subcommand)]
+        cmd: trust::VerifyCmd,
+    },
     /// Produce attestations for a pipeline (SLSA provenance).
-    #[command(subcommand)]
-    Attest(trust::AttestCmd),
-    /// Policy snapshots: show the one in force, test a directory of Rego, apply it (policy-admin).
-    #[command(subcommand)]
-    Policy(commands::PolicyCmd),
+    Attest {
+        #[command(flatten)]
+        out: Out,
+        #[command(subcommand)]
+        cmd: trust::AttestCmd,
+    },
+    /// Policy snapshots: show, test, diff, apply, rollback, history; break-glass reset.
+    Policy {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::PolicyCmd,
+    },
     /// Stored blobs: scrub (re-hash against their digests).
-    #[command(subcommand)]
-    Blobs(commands::BlobsCmd),
+    Blobs {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::BlobsCmd,
+    },
     /// Decision logs (by change, incident, model or version), or one decision explained.
-    Decisions(commands::DecisionsArgs),
+    Decisions {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: commands::DecisionsArgs,
+    },
     /// The data catalog: which versions used a dataset snapshot.
-    #[command(subcommand)]
-    Dataset(commands::DatasetCmd),
+    Dataset {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: commands::DatasetCmd,
+    },
     /// Explain a decision: which rules denied and why, in plain words.
     Explain {
+        #[command(flatten)]
+        conn: Conn,
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
         decision_id: String,
     },
     /// The audit ledger: verify it end to end (as a witness), prove one entry's inclusion.
-    #[command(subcommand)]
-    Audit(audit::AuditCmd),
+    Audit {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: audit::AuditCmd,
+    },
     /// Who the registry says you are (subject, role, tenant, how you authenticated).
-    Whoami,
+    Whoami {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Obtain an access token from the company IdP (client credentials) and keep it for the
     /// next commands, which refresh it before it expires.
-    Login(login::LoginArgs),
+    Login {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: login::LoginArgs,
+    },
     /// Forget the token kept by `fulcrum login`.
-    Logout,
+    Logout {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Signing keys: CI keys (generate) and the registry's keys (key-admin: create, rotate, retire, list).
-    #[command(subcommand)]
-    Keys(trust::KeysCmd),
+    Keys {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: trust::KeysCmd,
+    },
+}
+
+impl Command {
+    /// How this command reaches the registry, if it does.
+    fn conn(&self) -> Option<&Conn> {
+        match self {
+            Command::Serve(_)
+            | Command::Demo { .. }
+            | Command::Sign { .. }
+            | Command::Verify { .. }
+            | Command::Attest { .. } => None,
+            Command::Model { conn, .. }
+            | Command::Version { conn, .. }
+            | Command::Alias { conn, .. }
+            | Command::Resolve { conn, .. }
+            | Command::Events { conn, .. }
+            | Command::Policy { conn, .. }
+            | Command::Blobs { conn, .. }
+            | Command::Decisions { conn, .. }
+            | Command::Dataset { conn, .. }
+            | Command::Explain { conn, .. }
+            | Command::Audit { conn, .. }
+            | Command::Whoami { conn }
+            | Command::Login { conn, .. }
+            | Command::Logout { conn }
+            | Command::Keys { conn, .. } => Some(conn),
+        }
+    }
+
+    /// Commands that never send the kept token (they log in, out, or work offline).
+    fn offline(&self) -> bool {
+        matches!(
+            self,
+            Command::Login { .. }
+                | Command::Logout { .. }
+                | Command::Policy { cmd: commands::PolicyCmd::Reset { .. }, .. }
+                | Command::Audit { cmd: audit::AuditCmd::CheckEvidence { .. }, .. }
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -178,20 +306,19 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let credentials = cli.credentials.clone().or_else(login::default_path);
-    let local = matches!(
-        cli.command,
-        Command::Serve(_)
-            | Command::Demo(_)
-            | Command::Sign(_)
-            | Command::Verify(_)
-            | Command::Attest(_)
-            | Command::Login(_)
-            | Command::Logout
-            | Command::Policy(commands::PolicyCmd::Reset { .. })
-            | Command::Audit(audit::AuditCmd::CheckEvidence { .. })
-    );
-    let token = match (&cli.token, &cli.token_file) {
+    let Some(conn) = cli.command.conn().cloned() else {
+        return match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Demo { out, args } => demo::run(args, out.output).await,
+            Command::Sign { out, cmd } => trust::sign(cmd, out.output),
+            Command::Verify { out, cmd } => trust::verify(cmd, out.output),
+            Command::Attest { out, cmd } => trust::attest(cmd, out.output),
+            _ => unreachable!("every other command reaches the registry"),
+        };
+    };
+    let output = conn.out.output;
+    let credentials = conn.credentials.clone().or_else(login::default_path);
+    let token = match (&conn.token, &conn.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(
             std::fs::read_to_string(f)
@@ -200,36 +327,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .to_owned(),
         ),
         (None, None) => match &credentials {
-            Some(path) if !local => login::current_token(path).await?,
+            Some(path) if !cli.command.offline() => login::current_token(path).await?,
             _ => None,
         },
     };
-    let tls = fulcrum_client::ClientTls { ca: cli.ca_file, cert: cli.client_cert, key: cli.client_key };
-    let ctx = commands::Ctx { registry: cli.registry, token, tls, output: cli.output };
+    let tls = fulcrum_client::ClientTls { ca: conn.ca_file, cert: conn.client_cert, key: conn.client_key };
+    let ctx = commands::Ctx { registry: conn.registry, token, tls, output };
     match cli.command {
-        Command::Serve(a) => serve::run(a).await,
-        Command::Demo(a) => demo::run(a, cli.output).await,
-        Command::Model(c) => commands::model(&ctx, c).await,
-        Command::Version(c) => commands::version(&ctx, c).await,
-        Command::Alias(c) => commands::alias(&ctx, c).await,
-        Command::Resolve(a) => commands::resolve(&ctx, a).await,
-        Command::Events(c) => commands::events(&ctx, c).await,
-        Command::Policy(c) => commands::policy(&ctx, c).await,
-        Command::Blobs(c) => commands::blobs(&ctx, c).await,
-        Command::Decisions(a) => commands::decisions(&ctx, a).await,
-        Command::Dataset(c) => commands::dataset(&ctx, c).await,
-        Command::Explain { decision_id } => {
+        Command::Serve(_)
+        | Command::Demo { .. }
+        | Command::Sign { .. }
+        | Command::Verify { .. }
+        | Command::Attest { .. } => unreachable!("handled above"),
+        Command::Model { cmd, .. } => commands::model(&ctx, cmd).await,
+        Command::Version { cmd, .. } => commands::version(&ctx, cmd).await,
+        Command::Alias { cmd, .. } => commands::alias(&ctx, cmd).await,
+        Command::Resolve { args, .. } => commands::resolve(&ctx, args).await,
+        Command::Events { cmd, .. } => commands::events(&ctx, cmd).await,
+        Command::Policy { cmd, .. } => commands::policy(&ctx, cmd).await,
+        Command::Blobs { cmd, .. } => commands::blobs(&ctx, cmd).await,
+        Command::Decisions { args, .. } => commands::decisions(&ctx, args).await,
+        Command::Dataset { cmd, .. } => commands::dataset(&ctx, cmd).await,
+        Command::Explain { decision_id, .. } => {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }
-        Command::Whoami => commands::whoami(&ctx).await,
-        Command::Audit(c) => audit::run(&ctx, c).await,
-        Command::Login(a) => {
+        Command::Whoami { .. } => commands::whoami(&ctx).await,
+        Command::Audit { cmd, .. } => audit::run(&ctx, cmd).await,
+        Command::Login { args, .. } => {
             let path = credentials.ok_or_else(|| anyhow::anyhow!("no place for credentials: pass --credentials"))?;
-            let token = login::login(a, &path).await?;
+            let token = login::login(args, &path).await?;
             eprintln!("fulcrum: logged in; token kept in {} (mode 0600)", path.display());
             commands::whoami(&commands::Ctx { token: Some(token), ..ctx }).await
         }
-        Command::Logout => match credentials {
+        Command::Logout { .. } => match credentials {
             Some(path) if path.exists() => {
                 std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", path.display()))?;
                 eprintln!("fulcrum: removed {}", path.display());
@@ -237,9 +367,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             _ => Ok(()),
         },
-        Command::Sign(c) => trust::sign(c, ctx.output),
-        Command::Verify(c) => trust::verify(c, ctx.output),
-        Command::Attest(c) => trust::attest(c, ctx.output),
-        Command::Keys(c) => trust::keys(c, &ctx).await,
+        Command::Keys { cmd, .. } => trust::keys(cmd, &ctx).await,
     }
 }

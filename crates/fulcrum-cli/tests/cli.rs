@@ -32,12 +32,10 @@ fn full_flow_through_the_cli() {
     std::fs::write(card_file.path(), r#"{"owner": "risk-analytics", "intended_use": "credit scoring"}"#).unwrap();
     let card = card_file.path().to_str().unwrap();
 
-    ok(run("ci", &["--output", "json", "model", "create", "risk", "--domain", "risk", "--label", "team=credit"]));
+    ok(run("ci", &["model", "create", "risk", "--domain", "risk", "--label", "team=credit", "--output", "json"]));
     let v = ok(run(
         "ci",
         &[
-            "--output",
-            "json",
             "version",
             "register",
             "risk",
@@ -52,12 +50,14 @@ fn full_flow_through_the_cli() {
             "2099-01-01T00:00:00Z",
             "--dataset",
             &format!("s3://lake/loans/2026-10-01={}", fulcrum_core::Digest::of(b"loans")),
+            "--output",
+            "json",
         ],
     ));
     assert_eq!(v["stage"], "Candidate");
     // The data catalog: which versions used that snapshot (and a malformed one: one line).
     let used =
-        ok(run("rm", &["--output", "json", "dataset", "used-by", &fulcrum_core::Digest::of(b"loans").to_string()]));
+        ok(run("rm", &["dataset", "used-by", &fulcrum_core::Digest::of(b"loans").to_string(), "--output", "json"]));
     let items = used["items"].as_array().unwrap();
     assert_eq!((items.len(), items[0]["version"].as_str()), (1, Some("v1")), "{used}");
     assert_eq!(items[0]["uris"][0], "s3://lake/loans/2026-10-01");
@@ -75,11 +75,11 @@ fn full_flow_through_the_cli() {
     ok(run("bo", &["version", "approve", "risk", "v1"]));
     let v = ok(run(
         "rm",
-        &["--output", "json", "version", "promote", "risk", "v1", "--to", "Approved", "--chg-id", "CHG-2"],
+        &["version", "promote", "risk", "v1", "--to", "Approved", "--chg-id", "CHG-2", "--output", "json"],
     ));
     assert_eq!(v["stage"], "Approved");
     ok(run("rm", &["alias", "set", "risk", "production", "v1", "--chg-id", "CHG-3"]));
-    let r = ok(run("agent", &["--output", "json", "resolve", "risk@production", "--env", "prod"]));
+    let r = ok(run("agent", &["resolve", "risk@production", "--env", "prod", "--output", "json"]));
     assert_eq!((r["verified"].as_bool(), r["document"]["version"].as_str()), (Some(true), Some("v1")));
     let text = run("agent", &["resolve", "risk@production", "--env", "prod"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("(verified)"));
@@ -89,9 +89,9 @@ fn full_flow_through_the_cli() {
     assert!(err.contains("alias_empty"), "{err}");
     let err = one_error_line(&run("agent", &["resolve", "risk@v1", "--env", "prod"]));
     assert!(err.contains("denied") && err.contains("revoked"), "{err}");
-    let h = ok(run("rm", &["--output", "json", "alias", "history", "risk", "production"]));
+    let h = ok(run("rm", &["alias", "history", "risk", "production", "--output", "json"]));
     assert_eq!(h.as_array().unwrap().len(), 2);
-    let evs = ok(run("rm", &["--output", "json", "events", "list"]));
+    let evs = ok(run("rm", &["events", "list", "--output", "json"]));
     let kinds: Vec<&str> =
         evs["events"].as_array().unwrap().iter().map(|e| e["data"]["event"].as_str().unwrap()).collect();
     assert_eq!(
@@ -108,7 +108,7 @@ fn full_flow_through_the_cli() {
         ]
     );
     // Decisions of the promotion gate, and the policy in force.
-    let d = ok(run("rm", &["--output", "json", "decisions", "--model", "risk"]));
+    let d = ok(run("rm", &["decisions", "--model", "risk", "--output", "json"]));
     let ds = d["decisions"].as_array().unwrap();
     let paths: Vec<&str> = ds.iter().map(|d| d["path"].as_str().unwrap()).collect();
     assert_eq!(
@@ -125,22 +125,22 @@ fn full_flow_through_the_cli() {
     let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
     // Access decisions: every call above was one, taken by the policy and logged.
-    let a = ok(run("rm", &["--output", "json", "decisions", "--path", "fulcrum/authz/decision"]));
+    let a = ok(run("rm", &["decisions", "--path", "fulcrum/authz/decision", "--output", "json"]));
     let access = a["decisions"].as_array().unwrap();
     assert!(access.iter().any(|d| d["input"]["action"] == "promote" && d["result"]["allow"] == true), "{a}");
     let refused = run("agent", &["alias", "set", "risk", "production", "v1"]);
     assert!(!refused.status.success());
-    let a = ok(run("rm", &["--output", "json", "decisions", "--path", "fulcrum/authz/decision"]));
+    let a = ok(run("rm", &["decisions", "--path", "fulcrum/authz/decision", "--output", "json"]));
     let denial = a["decisions"].as_array().unwrap().iter().rev().find(|d| d["result"]["allow"] == false).cloned();
     let denial = denial.expect("the refused call is a logged denial");
     let text = run("rm", &["explain", denial["decision_id"].as_str().unwrap()]);
     let out = String::from_utf8_lossy(&text.stdout);
     assert!(out.contains("DENY") && out.contains("the caller's role may not set_alias"), "{out}");
     one_error_line(&run("rm", &["decisions", "--path", "../x"]));
-    let shown = ok(run("rm", &["--output", "json", "policy", "show"]));
+    let shown = ok(run("rm", &["policy", "show", "--output", "json"]));
     assert!(shown["policy_digest"].as_str().unwrap().starts_with("sha256:"));
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulcrum-policy/policies");
-    let tested = ok(run("rm", &["--output", "json", "policy", "test", shipped]));
+    let tested = ok(run("rm", &["policy", "test", shipped, "--output", "json"]));
     assert_eq!(tested["policy_digest"], shown["policy_digest"], "the shipped policy is the one in force");
     let diff = run("rm", &["policy", "diff", shipped]);
     assert!(String::from_utf8_lossy(&diff.stdout).contains("no changes"), "{}", String::from_utf8_lossy(&diff.stdout));
@@ -170,7 +170,7 @@ fn serve_refuses_plain_http_off_loopback() {
 
 #[test]
 fn demo_runs_both_flows() {
-    let o = fulcrum(&["--output", "json", "demo"], &[]);
+    let o = fulcrum(&["demo", "--output", "json"], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let evs = v["events"].as_array().unwrap();
@@ -206,7 +206,7 @@ fn key_admin_rotates_and_retires_from_the_cli() {
     let o = fulcrum(&["keys", "rotate", "--backend", "local", "--data-dir", data.to_str().unwrap()], &env);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("trust bundle v2"));
-    let o = fulcrum(&["--output", "json", "keys", "list"], &env);
+    let o = fulcrum(&["keys", "list", "--output", "json"], &env);
     let keys: Value = serde_json::from_slice(&o.stdout).unwrap();
     let old =
         keys.as_array().unwrap().iter().find(|k| k["status"] == "retired").unwrap()["kid"].as_str().unwrap().to_owned();
@@ -264,8 +264,6 @@ fn release_gate_through_the_cli() {
     assert!(err.contains("artifact_signature") && err.contains("provenance") && err.contains("sbom"), "{err}");
     let o = fulcrum(
         &[
-            "--output",
-            "json",
             "version",
             "register",
             "risk",
@@ -278,6 +276,8 @@ fn release_gate_through_the_cli() {
             &p("provenance.json"),
             "--sbom",
             &p("sbom.cdx.json"),
+            "--output",
+            "json",
         ],
         &env,
     );
@@ -433,10 +433,16 @@ fn a_closed_pipe_ends_the_output_quietly() {
 fn an_empty_policy_is_refused_and_the_break_glass_needs_the_data_dir() {
     let s = serve();
     let empty = tempfile::tempdir().unwrap();
-    let o = fulcrum(&["policy", "apply", empty.path().to_str().unwrap()], &[("FULCRUM_URL", &s.url), ("FULCRUM_TOKEN", "t-policy")]);
+    let o = fulcrum(
+        &["policy", "apply", empty.path().to_str().unwrap()],
+        &[("FULCRUM_URL", &s.url), ("FULCRUM_TOKEN", "t-policy")],
+    );
     let err = one_error_line(&o);
     assert!(err.contains("conformance") && err.contains("fulcrum.authz"), "{err}");
-    let err = one_error_line(&fulcrum(&["policy", "reset", "--data-dir", empty.path().to_str().unwrap(), "--reason", "x"], &[]));
+    let err = one_error_line(&fulcrum(
+        &["policy", "reset", "--data-dir", empty.path().to_str().unwrap(), "--reason", "x"],
+        &[],
+    ));
     assert!(err.contains("holds no registry"), "{err}");
     let data = s.dir.path().join("data");
     let o = fulcrum(&["policy", "reset", "--data-dir", data.to_str().unwrap(), "--reason", "locked out (INC-1)"], &[]);

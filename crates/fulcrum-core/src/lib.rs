@@ -15,8 +15,8 @@ pub mod findings;
 pub mod identity;
 pub mod lifecycle;
 pub mod manifest;
-pub mod projection;
 pub mod names;
+pub mod projection;
 pub mod reference;
 pub mod resolve;
 

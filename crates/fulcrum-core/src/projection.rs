@@ -226,7 +226,11 @@ impl Projection {
                 out.push(Divergence {
                     tenant: k.tenant.clone(),
                     model: k.model.clone(),
-                    what: format!("alias {} points at {} in the ledger but has no row", k.alias, t.as_deref().unwrap_or("")),
+                    what: format!(
+                        "alias {} points at {} in the ledger but has no row",
+                        k.alias,
+                        t.as_deref().unwrap_or("")
+                    ),
                 });
             }
         }
@@ -301,7 +305,11 @@ mod tests {
             ("skipped rung", vec![published("v1", 1), promoted("v1", "Approved")], "Candidate cannot become Approved"),
             (
                 "un-revoke",
-                vec![published("v1", 1), ev(EventKind::Revocation, "v1", |_| {}), ev(EventKind::QuarantineReleased, "v1", |_| {})],
+                vec![
+                    published("v1", 1),
+                    ev(EventKind::Revocation, "v1", |_| {}),
+                    ev(EventKind::QuarantineReleased, "v1", |_| {}),
+                ],
                 "stays revoked",
             ),
             ("published twice", vec![published("v1", 1), published("v1", 2)], "already published"),

@@ -152,7 +152,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "four-eyes: the publisher's own approval does not count",
             package: "fulcrum.promotion",
-            input: promotion(json!([{"subject": "ci", "role": "approver"}, {"subject": "bo", "role": "security-officer"}])),
+            input: promotion(
+                json!([{"subject": "ci", "role": "approver"}, {"subject": "bo", "role": "security-officer"}]),
+            ),
             expect: Expect::Deny,
             waiver: Some("four_eyes"),
         },
@@ -204,12 +206,13 @@ pub fn check(policy: &Policy, data: &Value) -> Result<(), PolicyError> {
             Expect::Deny => !out.allow && answered(&out),
         };
         if !ok {
-            failed.push(format!("{} ({}: {})", c.name, c.package, if out.allow { "allowed".into() } else { out.deny.join(", ") }));
+            failed.push(format!(
+                "{} ({}: {})",
+                c.name,
+                c.package,
+                if out.allow { "allowed".into() } else { out.deny.join(", ") }
+            ));
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(PolicyError::Conformance(failed.join("; ")))
-    }
+    if failed.is_empty() { Ok(()) } else { Err(PolicyError::Conformance(failed.join("; "))) }
 }

@@ -164,7 +164,11 @@ impl Ledger {
             // the last checkpoint stays the registry's word (auditors find where the cut is).
             if l.size >= size || (fresh && l.size > 0) {
                 if l.size > size {
-                    tracing::error!(signed = l.size, stored = size, "the audit ledger holds fewer entries than it signed");
+                    tracing::error!(
+                        signed = l.size,
+                        stored = size,
+                        "the audit ledger holds fewer entries than it signed"
+                    );
                 }
                 return Ok(l.clone());
             }
@@ -252,7 +256,9 @@ impl Ledger {
             && (h.count, h.root) != (map.len(), map.root())
         {
             tracing::error!(size, "the ledger's events no longer give the state map signed at this size");
-            return Err(CheckpointError::State(format!("the events no longer give the state map signed at size {size}")));
+            return Err(CheckpointError::State(format!(
+                "the events no longer give the state map signed at size {size}"
+            )));
         }
         let now = state.clock.now();
         let root = state.store.ledger_root(size).await?;

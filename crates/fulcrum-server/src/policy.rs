@@ -164,7 +164,9 @@ impl Policies {
                     installed_by: "bootstrap".into(),
                     installed_at: String::new(),
                 };
-                store.install_policy(&rec, &PolicyInstall { kind: InstallKind::Install, reason: None }, false, now).await?;
+                store
+                    .install_policy(&rec, &PolicyInstall { kind: InstallKind::Install, reason: None }, false, now)
+                    .await?;
                 (s, env)
             }
         };

@@ -834,7 +834,8 @@ async fn startup_reports_name_the_version_the_alias_or_the_digest() {
     let h = Harness::start().await;
     common::with_production(&h, "risk").await;
     let report = |r: &str| json!({"ref": r, "env": "prod", "decision": "deny", "reason": "registry_deny"});
-    let digest = h.get("viewer", "/v1/models/risk/versions/v1", S200).await["artifact_digest"].as_str().unwrap().to_owned();
+    let digest =
+        h.get("viewer", "/v1/models/risk/versions/v1", S200).await["artifact_digest"].as_str().unwrap().to_owned();
     for r in ["risk@v1", "risk@production", &format!("risk@{digest}")] {
         h.post("agent", "/v1/startup-reports", report(r), S201).await;
     }
@@ -862,11 +863,28 @@ async fn startup_reports_name_the_version_the_alias_or_the_digest() {
 async fn hostile_names_are_refused_at_the_first_door() {
     let h = Harness::start().await;
     let p = h
-        .post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "labels": {"pii\u{0}": "x"}}), StatusCode::BAD_REQUEST)
+        .post(
+            "ci",
+            "/v1/models",
+            json!({"name": "labels", "domain": "risk", "labels": {"pii\u{0}": "x"}}),
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert_eq!(p["code"], "bad_identifier");
-    h.post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "labels": {"a:b": "c"}}), StatusCode::BAD_REQUEST).await;
-    h.post("ci", "/v1/models", json!({"name": "labels", "domain": "risk", "description": "x\u{202E}y"}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    h.post(
+        "ci",
+        "/v1/models",
+        json!({"name": "labels", "domain": "risk", "labels": {"a:b": "c"}}),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    h.post(
+        "ci",
+        "/v1/models",
+        json!({"name": "labels", "domain": "risk", "description": "x\u{202E}y"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     h.get("viewer", "/v1/models/labels", StatusCode::NOT_FOUND).await;
 
     h.create_model("ci", "risk").await;
@@ -876,7 +894,14 @@ async fn hostile_names_are_refused_at_the_first_door() {
         json!([{"path": "Weights.bin", "size": 1, "digest": a.to_string()}, {"path": "weights.bin", "size": 1, "digest": b.to_string()}]),
         json!([{"path": "report\u{202E}fdp.exe", "size": 1, "digest": a.to_string()}]),
     ] {
-        let p = h.post("ci", "/v1/models/risk/versions", json!({"version": "v1", "files": files}), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let p = h
+            .post(
+                "ci",
+                "/v1/models/risk/versions",
+                json!({"version": "v1", "files": files}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
         assert!(p["detail"].as_str().is_some(), "{p}");
     }
     h.get("viewer", "/v1/models/risk/versions/v1", StatusCode::NOT_FOUND).await;
@@ -884,10 +909,18 @@ async fn hostile_names_are_refused_at_the_first_door() {
     h.register("ci", "risk", "v1", &[("w", b"one")]).await;
     let v = "/v1/models/risk/versions/v1";
     for bad in ["../../x", "/etc", ".hidden"] {
-        let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": bad}), StatusCode::BAD_REQUEST).await;
+        let p = h
+            .post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": bad}), StatusCode::BAD_REQUEST)
+            .await;
         assert_eq!(p["code"], "bad_identifier", "{bad}");
     }
-    h.post("bo", &format!("{v}/quarantine"), json!({"reason": "look\u{1b}[2J", "inc_id": "INC-1"}), StatusCode::UNPROCESSABLE_ENTITY).await;
+    h.post(
+        "bo",
+        &format!("{v}/quarantine"),
+        json!({"reason": "look\u{1b}[2J", "inc_id": "INC-1"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(h.get("viewer", v, S200).await["stage"], "Candidate", "nothing applied");
     // Whatever an id the API took, evidence names it.
     h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging", "chg_id": "CHG:7/a+b@x"}), S200).await;

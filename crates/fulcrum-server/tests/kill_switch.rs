@@ -50,8 +50,13 @@ async fn a_revoked_versions_bytes_stop_for_serving_and_stay_readable_forensicall
     }
     assert_eq!(fetch(&h, "agent", &paths[0], Some("bytes=2-5")).await.0, StatusCode::PARTIAL_CONTENT);
 
-    h.post("bo", "/v1/models/fraud/versions/v1/revocation", json!({"reason": "fraud ring", "inc_id": "INC-7"}), StatusCode::OK)
-        .await;
+    h.post(
+        "bo",
+        "/v1/models/fraud/versions/v1/revocation",
+        json!({"reason": "fraud ring", "inc_id": "INC-7"}),
+        StatusCode::OK,
+    )
+    .await;
     for who in ["agent", "agent-dev", "rm", "ci", "admin"] {
         for p in &paths {
             assert_eq!(fetch(&h, who, p, None).await, (StatusCode::GONE, "revoked".into()), "{who} GET {p}");
@@ -73,7 +78,11 @@ async fn a_revoked_versions_bytes_stop_for_serving_and_stay_readable_forensicall
         assert_eq!(resp.bytes().await.unwrap().as_ref(), b"fraud weights v1");
     }
     for who in ["agent", "rm", "viewer"] {
-        assert_eq!(fetch(&h, who, &format!("{}?forensic=INC-7", paths[0]), None).await.0, StatusCode::FORBIDDEN, "{who}");
+        assert_eq!(
+            fetch(&h, who, &format!("{}?forensic=INC-7", paths[0]), None).await.0,
+            StatusCode::FORBIDDEN,
+            "{who}"
+        );
     }
     assert_eq!(fetch(&h, "bo", &format!("{}?forensic=../x", paths[0]), None).await.0, StatusCode::BAD_REQUEST);
     let reads: Vec<Value> =
@@ -102,8 +111,13 @@ async fn quarantine_closes_the_bytes_and_lifting_it_reopens_them() {
     let h = Harness::start().await;
     let (file, _) = approved(&h).await;
     let path = format!("/v1/blobs/{file}");
-    h.post("bo", "/v1/models/fraud/versions/v1/quarantine", json!({"reason": "drift", "inc_id": "INC-8"}), StatusCode::OK)
-        .await;
+    h.post(
+        "bo",
+        "/v1/models/fraud/versions/v1/quarantine",
+        json!({"reason": "drift", "inc_id": "INC-8"}),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(fetch(&h, "agent", &path, None).await, (StatusCode::FORBIDDEN, "quarantined".into()));
     assert_eq!(fetch(&h, "agent", &path, Some("bytes=0-1")).await, (StatusCode::FORBIDDEN, "quarantined".into()));
     // Lifting needs an approval from someone else during the quarantine, and a change id.
@@ -123,22 +137,27 @@ async fn bytes_leave_only_for_a_version_the_caller_may_resolve_now() {
     let candidate = h.upload("ci", b"v2 only").await;
     let files = json!([{"path": "extra.bin", "size": 7, "digest": candidate.to_string()},
                        {"path": "weights.bin", "size": 16, "digest": shared.to_string()}]);
-    h.post("ci", "/v1/models/fraud/versions", json!({"version": "v2", "files": files, "revalidate_by": "2099-01-01T00:00:00Z",
-        "model_card": {"owner": "fraud", "intended_use": "scoring"}}), StatusCode::CREATED)
+    h.post(
+        "ci",
+        "/v1/models/fraud/versions",
+        json!({"version": "v2", "files": files, "revalidate_by": "2099-01-01T00:00:00Z",
+        "model_card": {"owner": "fraud", "intended_use": "scoring"}}),
+        StatusCode::CREATED,
+    )
     .await;
-    assert_eq!(fetch(&h, "agent", &format!("/v1/blobs/{candidate}"), None).await, (
-        StatusCode::FORBIDDEN,
-        "stage_not_allowed".into()
-    ));
+    assert_eq!(
+        fetch(&h, "agent", &format!("/v1/blobs/{candidate}"), None).await,
+        (StatusCode::FORBIDDEN, "stage_not_allowed".into())
+    );
     assert_eq!(fetch(&h, "agent-dev", &format!("/v1/blobs/{candidate}"), None).await.0, StatusCode::OK);
     h.post("bo", "/v1/models/fraud/versions/v1/revocation", json!({"reason": "x", "inc_id": "INC-1"}), StatusCode::OK)
         .await;
     // v1 revoked; v2 (a Candidate) still holds the shared file: dev may load it, prod may not.
     assert_eq!(fetch(&h, "agent-dev", &format!("/v1/blobs/{shared}"), None).await.0, StatusCode::OK);
-    assert_eq!(fetch(&h, "agent", &format!("/v1/blobs/{shared}"), None).await, (
-        StatusCode::FORBIDDEN,
-        "stage_not_allowed".into()
-    ));
+    assert_eq!(
+        fetch(&h, "agent", &format!("/v1/blobs/{shared}"), None).await,
+        (StatusCode::FORBIDDEN, "stage_not_allowed".into())
+    );
     h.approve_fully("fraud", "v2").await;
     assert_eq!(fetch(&h, "agent", &format!("/v1/blobs/{shared}"), None).await.0, StatusCode::OK);
 
@@ -174,7 +193,8 @@ async fn bytes_altered_on_disk_never_arrive_whole() {
     // A fresh registry on the same data knows nothing of it yet: a Range read is verified too.
     let dir = h.stop().await;
     let h = Harness::start_in(dir).await;
-    let resp = h.req("agent", Method::GET, &format!("/v1/blobs/{file}")).header("range", "bytes=0-3").send().await.unwrap();
+    let resp =
+        h.req("agent", Method::GET, &format!("/v1/blobs/{file}")).header("range", "bytes=0-3").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert!(resp.bytes().await.is_err(), "a ranged read of damaged bytes must not end cleanly");
     let scrub = h.post("admin", "/v1/blobs/scrub?limit=1000", json!({}), StatusCode::OK).await;

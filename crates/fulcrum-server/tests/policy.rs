@@ -426,12 +426,20 @@ async fn a_policy_apply_cannot_lock_everyone_out_and_rolls_back() {
         assert!(p["detail"].as_str().unwrap().contains(entry), "{entry}: {p}");
     }
     let stray = json!({"modules": {"x.rego": "package other\nallow := true\n"}, "data": {}});
-    assert_eq!(h.put("policy", "/v1/policy", stray, StatusCode::UNPROCESSABLE_ENTITY).await["code"], "policy_nonconformant");
+    assert_eq!(
+        h.put("policy", "/v1/policy", stray, StatusCode::UNPROCESSABLE_ENTITY).await["code"],
+        "policy_nonconformant"
+    );
     // Dropping the policy admin's own right is the same lockout, one step removed.
     let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
     data["fulcrum"]["roles"]["policy-admin"] = json!(["read"]);
     let p = h
-        .put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::UNPROCESSABLE_ENTITY)
+        .put(
+            "policy",
+            "/v1/policy",
+            json!({"modules": default_modules(), "data": data}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
     assert!(p["detail"].as_str().unwrap().contains("policy-admin can install policies"), "{p}");
     // Nothing changed: serving still resolves, nothing was announced.
@@ -442,11 +450,17 @@ async fn a_policy_apply_cannot_lock_everyone_out_and_rolls_back() {
     // A stricter snapshot, then the shipped one again: a rollback, not a 409.
     let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
     data["fulcrum"]["release_required"] = json!({"*": ["sbom"]});
-    let strict = h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CREATED).await;
+    let strict =
+        h.put("policy", "/v1/policy", json!({"modules": default_modules(), "data": data}), StatusCode::CREATED).await;
     assert_eq!(strict["kind"], "install");
     let shipped_data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
     let back = h
-        .put("policy", "/v1/policy", json!({"modules": default_modules(), "data": shipped_data, "reason": "INC-3 rollback"}), StatusCode::CREATED)
+        .put(
+            "policy",
+            "/v1/policy",
+            json!({"modules": default_modules(), "data": shipped_data, "reason": "INC-3 rollback"}),
+            StatusCode::CREATED,
+        )
         .await;
     assert_eq!((back["kind"].as_str(), back["policy_digest"].as_str()), (Some("rollback"), Some(shipped.as_str())));
     assert_eq!(resolve_doc(&h, "agent", "/v1/resolve?ref=risk@production&env=prod").await.policy_digest, shipped);
@@ -459,7 +473,8 @@ async fn a_policy_apply_cannot_lock_everyone_out_and_rolls_back() {
     h.post("policy", "/v1/policy/rollback", json!({"digest": unknown}), StatusCode::NOT_FOUND).await;
     h.post("admin", "/v1/policy/rollback", json!({"digest": shipped}), StatusCode::FORBIDDEN).await;
     let history = h.get("viewer", "/v1/policy/history", StatusCode::OK).await;
-    let kinds: Vec<&str> = history["installs"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        history["installs"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["rollback", "rollback", "install", "install"], "{history}");
     assert_eq!(history["installs"][1]["reason"], "INC-3 rollback");
     // It survives a restart.
@@ -503,8 +518,15 @@ async fn break_glass_reset_restores_the_shipped_policy_and_says_so() {
     let size = h.get("auditor", "/v1/ledger/entries?start=0&end=0", StatusCode::OK).await["size"].as_u64().unwrap();
     let mut entries = Vec::new();
     for start in (0..size).step_by(1000) {
-        let page = h.get("auditor", &format!("/v1/ledger/entries?start={start}&end={}", (start + 1000).min(size)), StatusCode::OK).await;
-        entries.extend(page["entries"].as_array().unwrap().iter().filter_map(|e| e["data"].as_str().map(str::to_owned)));
+        let page = h
+            .get(
+                "auditor",
+                &format!("/v1/ledger/entries?start={start}&end={}", (start + 1000).min(size)),
+                StatusCode::OK,
+            )
+            .await;
+        entries
+            .extend(page["entries"].as_array().unwrap().iter().filter_map(|e| e["data"].as_str().map(str::to_owned)));
     }
     let entries = entries.join("\n");
     assert!(entries.contains("INC-77") && entries.contains("break-glass"), "the reset's event is a ledger leaf");

@@ -235,13 +235,17 @@ async fn each_gate_failure_is_named_and_nothing_is_stored() {
 async fn a_signature_only_policy_is_enforcing() {
     let keys = tempfile::tempdir().unwrap();
     let ci = LocalKey::generate(&keys.path().join("ci"), Alg::EcdsaP256Sha256).unwrap();
-    let policy = ReleasePolicy { require_signature: true, signers: vec![ci.public_key().clone()], ..Default::default() };
+    let policy =
+        ReleasePolicy { require_signature: true, signers: vec![ci.public_key().clone()], ..Default::default() };
     let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.release_policy = policy).await;
     h.create_model("ci", "risk").await;
     let k = Kit { h, ci, builder: LocalKey::ephemeral(Alg::EcdsaP256Sha256).unwrap(), keys };
     let signed = Release { provenance: Vec::new(), ..release(&k, FILES) };
     let bare = Release { bundle: Vec::new(), provenance: Vec::new(), ..release(&k, FILES) };
-    assert_eq!(failed_checks(&submit(&k.h, "v0", &bare, StatusCode::UNPROCESSABLE_ENTITY).await), ["artifact_signature:missing"]);
+    assert_eq!(
+        failed_checks(&submit(&k.h, "v0", &bare, StatusCode::UNPROCESSABLE_ENTITY).await),
+        ["artifact_signature:missing"]
+    );
     let v = submit(&k.h, "v1", &signed, StatusCode::CREATED).await;
     let gate = &v["release"]["release_gate"];
     assert_eq!((gate["mode"].as_str(), &gate["required"]), (Some("enforced"), &serde_json::json!(["signature"])));

@@ -33,8 +33,13 @@ async fn a_revocation_undone_in_the_database_is_caught_and_never_signed() {
     h.approve_fully("fraud", "v2").await;
     h.put("rm", "/v1/models/fraud/aliases/production", json!({"version": "v2", "chg_id": "CHG-20"}), StatusCode::OK)
         .await;
-    h.post("bo", "/v1/models/fraud/versions/v2/revocation", json!({"reason": "leak", "inc_id": "INC-9"}), StatusCode::OK)
-        .await;
+    h.post(
+        "bo",
+        "/v1/models/fraud/versions/v2/revocation",
+        json!({"reason": "leak", "inc_id": "INC-9"}),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(doc(&h, "/v1/resolve?ref=fraud@production&env=prod").await.version, "v1", "rolled back");
     let dir = h.stop().await;
 
@@ -70,9 +75,13 @@ async fn a_revocation_undone_in_the_database_is_caught_and_never_signed() {
     let two = fulcrum_core::Digest::of(b"two");
     let p = h.get("agent", &format!("/v1/blobs/{two}"), StatusCode::FORBIDDEN).await;
     assert_eq!(p["code"], "state_divergent");
-    let p = h.post("rm", "/v1/models/fraud/versions/v1/promotions", json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p =
+        h.post("rm", "/v1/models/fraud/versions/v1/promotions", json!({"to": "Approved"}), StatusCode::CONFLICT).await;
     assert_eq!(p["code"], "state_divergent");
-    assert!(p["detail"].as_str().unwrap().contains("version v2: hold is none in the table, revoked in the ledger"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("version v2: hold is none in the table, revoked in the ledger"),
+        "{p}"
+    );
     assert!(p["detail"].as_str().unwrap().contains("alias production: v2 in the table, v1 in the ledger"), "{p}");
     // Other models are untouched.
     assert_eq!(doc(&h, "/v1/resolve?ref=risk@production&env=prod").await.decision, Decision::Permit);
@@ -103,10 +112,23 @@ async fn an_event_edited_behind_the_ledger_breaks_every_answer() {
     assert_eq!(d.decision, Decision::Deny);
     assert!(d.deny_reason.as_deref().unwrap().starts_with("ledger_broken"), "{:?}", d.deny_reason);
     h.create_model("ci", "fresh").await;
-    let p = h.post("rm", "/v1/models/fraud/versions/v1/revocation", json!({"reason": "x", "inc_id": "INC-1"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post(
+            "rm",
+            "/v1/models/fraud/versions/v1/revocation",
+            json!({"reason": "x", "inc_id": "INC-1"}),
+            StatusCode::CONFLICT,
+        )
+        .await;
     assert!(p["detail"].as_str().unwrap().contains("does not hash to its leaf"), "{p}");
     // More entries arrive (this agent's report), yet the checkpoint stays the last one signed.
-    h.post("agent", "/v1/startup-reports", json!({"ref": "fraud@production", "env": "prod", "decision": "deny", "reason": "ledger_broken"}), StatusCode::CREATED).await;
+    h.post(
+        "agent",
+        "/v1/startup-reports",
+        json!({"ref": "fraud@production", "env": "prod", "decision": "deny", "reason": "ledger_broken"}),
+        StatusCode::CREATED,
+    )
+    .await;
     let after = h.get("auditor", "/v1/ledger/checkpoint", StatusCode::OK).await;
     assert_eq!(after["size"], before["size"], "nothing new is signed over a broken ledger");
     h.get("agent", "/v1/ledger/proofs/state?model=fraud&version=v1", StatusCode::SERVICE_UNAVAILABLE).await;

@@ -655,12 +655,13 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn tenant_blobs(&self, tenant: &str, after: Option<&Digest>, limit: u32) -> Result<Vec<Digest>> {
-        let rows = sqlx::query("SELECT digest FROM blob_grants WHERE tenant = ? AND digest > ? ORDER BY digest LIMIT ?")
-            .bind(tenant)
-            .bind(after.map(ToString::to_string).unwrap_or_default())
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT digest FROM blob_grants WHERE tenant = ? AND digest > ? ORDER BY digest LIMIT ?")
+                .bind(tenant)
+                .bind(after.map(ToString::to_string).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
         rows.iter().map(|r| r.get::<String, _>(0).parse().map_err(|_| records::corrupt("blob digest"))).collect()
     }
 

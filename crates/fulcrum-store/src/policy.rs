@@ -156,11 +156,10 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<InstallKind> {
         let mut tx = self.write.begin().await?;
-        let current: Option<String> =
-            sqlx::query("SELECT digest FROM policy_installs ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.get(0));
+        let current: Option<String> = sqlx::query("SELECT digest FROM policy_installs ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get(0));
         if current.as_deref() == Some(s.digest.as_str()) && install.kind != InstallKind::Reset {
             return Err(StoreError::Conflict(format!("policy snapshot {} is already in force", s.digest)));
         }
@@ -185,14 +184,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO policy_installs (digest, kind, installed_by, installed_at, reason) VALUES (?,?,?,?,?)")
-            .bind(&s.digest)
-            .bind(kind.as_str())
-            .bind(&s.installed_by)
-            .bind(ts(now))
-            .bind(&install.reason)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO policy_installs (digest, kind, installed_by, installed_at, reason) VALUES (?,?,?,?,?)",
+        )
+        .bind(&s.digest)
+        .bind(kind.as_str())
+        .bind(&s.installed_by)
+        .bind(ts(now))
+        .bind(&install.reason)
+        .execute(&mut *tx)
+        .await?;
         if emit {
             let mut ev = EventPayload::new(EventKind::PolicyChanged, now, "*", "*", "_registry");
             ev.from.clone_from(&current);

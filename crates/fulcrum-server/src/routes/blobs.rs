@@ -8,14 +8,14 @@
 //! re-hashes stored blobs.
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::Digest;
-use fulcrum_core::identity::Action;
-use axum::body::Bytes;
 use fulcrum_core::digest::Hasher;
 use fulcrum_core::event::{EventKind, EventPayload};
+use fulcrum_core::identity::Action;
 use fulcrum_core::lifecycle::{Env, Hold, Stage};
 use fulcrum_store::BlobUse;
 use futures_util::StreamExt;
@@ -309,11 +309,15 @@ fn refusal(refused: Vec<Refused<'_>>) -> ApiError {
         );
     }
     if let Some((u, reasons)) = lifecycle.iter().find(|(u, _)| u.hold == "none") {
-        let code = if reasons.split(',').next() == Some("stage_not_allowed") { "stage_not_allowed" } else { "env_denied" };
+        let code =
+            if reasons.split(',').next() == Some("stage_not_allowed") { "stage_not_allowed" } else { "env_denied" };
         return ApiError::new(
             StatusCode::FORBIDDEN,
             code,
-            format!("no version holding these bytes may be loaded in your environment ({} {}: {reasons})", u.model, u.version),
+            format!(
+                "no version holding these bytes may be loaded in your environment ({} {}: {reasons})",
+                u.model, u.version
+            ),
         );
     }
     refused

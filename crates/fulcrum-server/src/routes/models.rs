@@ -296,7 +296,10 @@ pub async fn register_version(
         .iter()
         .filter_map(|ds| {
             let d = parse_digest_field("dataset", &ds.digest, &mut failures)?;
-            if ds.uri.is_empty() || ds.uri.len() > 2048 || fulcrum_core::names::check_text("dataset URI", &ds.uri).is_err() {
+            if ds.uri.is_empty()
+                || ds.uri.len() > 2048
+                || fulcrum_core::names::check_text("dataset URI", &ds.uri).is_err()
+            {
                 failures.push(CheckFailure {
                     check: "dataset_uri_invalid".into(),
                     detail: "dataset URIs are 1-2048 bytes without control or bidirectional characters".into(),
@@ -630,7 +633,9 @@ async fn govern(
     if let Some(why) = state.catalog.divergent(&m.tenant, &m.name) {
         return Err(ApiError::conflict(
             "state_divergent",
-            format!("this model's stored state disagrees with the audit ledger ({why}); no change is made until it is repaired"),
+            format!(
+                "this model's stored state disagrees with the audit ledger ({why}); no change is made until it is repaired"
+            ),
         ));
     }
     let actor = Actor { subject: who.0.subject.clone(), role: who.0.role };

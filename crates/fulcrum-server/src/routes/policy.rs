@@ -160,8 +160,10 @@ pub async fn rollback(
     super::ApiJson(body): super::ApiJson<Rollback>,
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<Installed>)> {
     who.require(&state, Action::AdministerPolicy).await?;
-    let d: Digest =
-        body.digest.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
+    let d: Digest = body
+        .digest
+        .parse()
+        .map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
     let rec =
         state.store.policy_by_digest(&d.to_string()).await?.ok_or_else(|| ApiError::not_found("policy snapshot"))?;
     let snapshot = fulcrum_policy::Snapshot::from_canonical_bytes(&rec.body).map_err(|e| ApiError::internal(&e))?;
