@@ -384,9 +384,9 @@ impl Agent {
         let data = page["entries"][0]["data"]
             .as_str()
             .ok_or_else(|| Deny::LedgerUnproven(format!("entry {index} is not readable")))?;
-        crate::ledger::check_answer_leaf(doc, &cp, data.as_bytes(), &proof(index).await?)?;
+        crate::ledger::check_answer_leaf(doc, cp, data.as_bytes(), &proof(index).await?)?;
         let gate_proof = if gate.index < cp.size { proof(gate.index).await? } else { vec![] };
-        crate::ledger::check_gate_leaf(&gate, &cp, &gate_proof)?;
+        crate::ledger::check_gate_leaf(&gate, cp, &gate_proof)?;
         Ok(())
     }
 

@@ -289,7 +289,8 @@ async fn forged_state_proofs_are_refused() {
     if let Some(h) = bad_hash.first_mut() {
         h[0] ^= 1;
     }
-    let rows: Vec<(&str, ResolveDocument, fulcrum_ledger::checkpoint::Checkpoint, String, u64, Vec<Hash>, &str)> = vec![
+    type Row<'a> = (&'a str, ResolveDocument, fulcrum_ledger::checkpoint::Checkpoint, String, u64, Vec<Hash>, &'a str);
+    let rows: Vec<Row> = vec![
         (
             "a leaf edited to say revoked",
             doc.clone(),
