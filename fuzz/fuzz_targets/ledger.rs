@@ -1,13 +1,18 @@
 //! Audit ledger inputs from untrusted bytes: checkpoint notes (parsing never panics; what parses
-//! re-encodes to the note's own text and carries a bounded number of signatures) and proofs
+//! re-encodes to the note's own text — its state line included — and carries a bounded number of
+//! signatures), state-map leaves (what parses re-encodes to the same bytes) and proofs
 //! (verification of arbitrary hashes never panics and never accepts a proof of the wrong length).
 #![no_main]
 
 use fulcrum_ledger::checkpoint::{Checkpoint, MAX_SIGNATURES};
 use fulcrum_ledger::merkle;
+use fulcrum_ledger::state::StateLeaf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(leaf) = StateLeaf::parse(data) {
+        assert_eq!(leaf.bytes(), data);
+    }
     if let Ok(note) = std::str::from_utf8(data)
         && let Ok((cp, sigs)) = Checkpoint::parse(note)
     {

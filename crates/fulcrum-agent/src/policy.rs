@@ -8,52 +8,13 @@
 //! does not allow is refused even if an answer says permit. The agent runs the policy engine
 //! only; it never installs or authors policy.
 
-use base64::Engine as _;
 use fulcrum_core::Digest;
-use fulcrum_sign::{KeyStatus, TrustBundle};
-use serde::Deserialize;
+use fulcrum_sign::TrustBundle;
 
 use crate::check::Deny;
 
 /// The payload type of a registry-signed policy snapshot.
 pub use fulcrum_policy::SNAPSHOT_MEDIA_TYPE;
-
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    payload: String,
-    #[serde(rename = "payloadType")]
-    payload_type: String,
-    signatures: Vec<Sig>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Sig {
-    #[serde(default)]
-    keyid: String,
-    sig: String,
-}
-
-/// Open a DSSE envelope of `payload_type` signed by a key of the pinned bundle that is not
-/// compromised; returns the payload. What the payload says is the caller's to check.
-///
-/// # Errors
-/// What did not hold, in words.
-pub fn open_envelope(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) -> Result<Vec<u8>, &'static str> {
-    let env: Envelope = serde_json::from_slice(envelope).map_err(|_| "not a DSSE envelope")?;
-    if env.payload_type != payload_type {
-        return Err("another payload type");
-    }
-    let payload = base64::engine::general_purpose::STANDARD.decode(&env.payload).map_err(|_| "payload encoding")?;
-    let signed = fulcrum_sign::dsse_pae(&env.payload_type, &payload);
-    let trusted = env.signatures.iter().any(|s| {
-        bundle.keys.iter().any(|k| k.kid == s.keyid && k.status != KeyStatus::Compromised)
-            && bundle.verify(&s.keyid, &signed, &s.sig).is_ok()
-    });
-    if !trusted {
-        return Err("no signature by a key of the pinned bundle");
-    }
-    Ok(payload)
-}
 
 /// Verify a snapshot envelope against the pinned bundle and the digest the answer names;
 /// returns the snapshot's canonical bytes.
@@ -63,7 +24,8 @@ pub fn open_envelope(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) 
 pub fn verify_snapshot(bundle: &TrustBundle, envelope: &[u8], digest: &str) -> Result<Vec<u8>, Deny> {
     let bad = |why: &str| Deny::PolicyUnverified(format!("{digest}: {why}"));
     let want: Digest = digest.parse().map_err(|_| bad("not a digest"))?;
-    let payload = open_envelope(bundle, envelope, SNAPSHOT_MEDIA_TYPE).map_err(bad)?;
+    let payload = fulcrum_sign::dsse::open_trusted(bundle, envelope, SNAPSHOT_MEDIA_TYPE)
+        .map_err(|e| bad(&e.to_string()))?;
     if Digest::of(&payload) != want {
         return Err(bad("the signed snapshot has another digest"));
     }

@@ -12,7 +12,6 @@ use fulcrum_sign::TrustBundle;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Deny;
-use crate::policy::open_envelope;
 
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 pub use fulcrum_core::resolve::RELEASE_PREDICATE;
@@ -92,7 +91,8 @@ pub struct VerifiedRecord {
 /// `Deny::ReleaseUnverified` naming what did not hold.
 pub fn verify_record(bundle: &TrustBundle, envelope: &[u8], doc: &ResolveDocument) -> Result<VerifiedRecord, Deny> {
     let bad = |why: String| Deny::ReleaseUnverified(format!("of {}@{}: {why}", doc.name, doc.version));
-    let payload = open_envelope(bundle, envelope, INTOTO_PAYLOAD_TYPE).map_err(|e| bad(e.into()))?;
+    let payload =
+        fulcrum_sign::dsse::open_trusted(bundle, envelope, INTOTO_PAYLOAD_TYPE).map_err(|e| bad(e.to_string()))?;
     let st: Statement = serde_json::from_slice(&payload).map_err(|e| bad(format!("not an in-toto statement: {e}")))?;
     if st.predicate_type != RELEASE_PREDICATE {
         return Err(bad(format!("predicate {} is not a release record", st.predicate_type)));

@@ -397,7 +397,7 @@ fn s_(v: &Value) -> String {
 
 /// The payload of a DSSE envelope of `payload_type` signed by a non-compromised key of `bundle`.
 fn open_dsse(bundle: &TrustBundle, envelope: &[u8], payload_type: &str) -> anyhow::Result<Vec<u8>> {
-    fulcrum_agent::policy::open_envelope(bundle, envelope, payload_type).map_err(|e| anyhow::anyhow!("{e}"))
+    fulcrum_sign::dsse::open_trusted(bundle, envelope, payload_type).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Verify an evidence archive: the DSSE signature by a key of `bundle` (or of the bundle inside,

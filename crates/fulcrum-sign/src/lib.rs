@@ -12,6 +12,7 @@
 //! - Key files are created with mode 0600 and never overwritten.
 //! - This crate knows nothing about HTTP or storage.
 
+pub mod dsse;
 pub mod keys;
 pub mod local;
 

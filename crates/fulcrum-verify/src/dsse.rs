@@ -1,67 +1,25 @@
 //! DSSE v1 envelopes (secure-systems-lab/dsse): the signature covers
 //! `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`, never the bare payload.
 
-use fulcrum_sign::{PublicKey, Signer};
-use serde::{Deserialize, Serialize};
-
-use crate::{Failure, b64_decode};
+use crate::Failure;
 
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
 /// Pre-authentication encoding (one implementation, in `fulcrum-sign`, shared with the agent).
 pub use fulcrum_sign::dsse_pae as pae;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signature {
-    pub sig: String,
-    /// Unauthenticated hint; never drives a security decision.
-    #[serde(default)]
-    pub keyid: String,
-}
+/// The envelope and its two openers live in `fulcrum-sign` (one implementation for the registry,
+/// the agent and the CLI); this crate's checks map its errors to [`Failure`].
+pub use fulcrum_sign::dsse::{DsseError, Envelope, Signature};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub payload: String,
-    #[serde(rename = "payloadType")]
-    pub payload_type: String,
-    pub signatures: Vec<Signature>,
-}
-
-impl Envelope {
-    /// Sign `payload` as `payload_type`.
-    ///
-    /// # Errors
-    /// The signer failing.
-    pub fn sign(
-        payload_type: &str,
-        payload: &[u8],
-        signer: &dyn Signer,
-        keyid: &str,
-    ) -> Result<Self, fulcrum_sign::SignError> {
-        let sig = signer.sign(&pae(payload_type, payload))?;
-        Ok(Self {
-            payload: fulcrum_sign::b64(payload),
-            payload_type: payload_type.to_owned(),
-            signatures: vec![Signature { sig: fulcrum_sign::b64(&sig), keyid: keyid.to_owned() }],
-        })
-    }
-
-    /// Verify that some signature was made by `key` over PAE(payloadType, payload), then check
-    /// the payload type; returns the payload bytes.
-    ///
-    /// # Errors
-    /// No verifying signature, or another payload type than `expected_type`.
-    pub fn verify(&self, key: &PublicKey, expected_type: &str) -> Result<Vec<u8>, Failure> {
-        let payload = b64_decode(&self.payload)?;
-        let pae = pae(&self.payload_type, &payload);
-        let ok = self.signatures.iter().any(|s| b64_decode(&s.sig).is_ok_and(|sig| key.verify(&pae, &sig).is_ok()));
-        if !ok {
-            return Err(Failure::BadSignature);
+impl From<DsseError> for Failure {
+    fn from(e: DsseError) -> Self {
+        match e {
+            DsseError::Malformed => Failure::Malformed("not a DSSE envelope".into()),
+            DsseError::Encoding => Failure::Malformed("payload is not base64".into()),
+            DsseError::BadSignature | DsseError::Untrusted => Failure::BadSignature,
+            DsseError::PayloadType(t) => Failure::PayloadType(t),
         }
-        if self.payload_type != expected_type {
-            return Err(Failure::PayloadType(self.payload_type.clone()));
-        }
-        Ok(payload)
     }
 }
 
@@ -90,7 +48,7 @@ mod tests {
         #[test]
         fn envelope_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(e) = serde_json::from_slice::<Envelope>(&bytes) {
-                let _ = b64_decode(&e.payload);
+                let _ = crate::b64_decode(&e.payload);
             }
         }
     }

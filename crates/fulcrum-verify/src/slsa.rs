@@ -73,7 +73,7 @@ pub fn verify(
                     verified = Some((payload, key.clone()));
                     break 'outer;
                 }
-                Err(Failure::PayloadType(t)) => return Err(Failure::PayloadType(t)),
+                Err(crate::dsse::DsseError::PayloadType(t)) => return Err(Failure::PayloadType(t)),
                 Err(_) => {}
             }
         }
