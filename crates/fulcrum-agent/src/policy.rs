@@ -24,8 +24,8 @@ pub use fulcrum_policy::SNAPSHOT_MEDIA_TYPE;
 pub fn verify_snapshot(bundle: &TrustBundle, envelope: &[u8], digest: &str) -> Result<Vec<u8>, Deny> {
     let bad = |why: &str| Deny::PolicyUnverified(format!("{digest}: {why}"));
     let want: Digest = digest.parse().map_err(|_| bad("not a digest"))?;
-    let payload = fulcrum_sign::dsse::open_trusted(bundle, envelope, SNAPSHOT_MEDIA_TYPE)
-        .map_err(|e| bad(&e.to_string()))?;
+    let payload =
+        fulcrum_sign::dsse::open_trusted(bundle, envelope, SNAPSHOT_MEDIA_TYPE).map_err(|e| bad(&e.to_string()))?;
     if Digest::of(&payload) != want {
         return Err(bad("the signed snapshot has another digest"));
     }

@@ -192,6 +192,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes: parsing never panics, and what parses is exactly what `bytes` writes;
+        /// any leaf of printable fields round-trips.
+        #[test]
+        fn leaf_parsing_is_total_and_exact(
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            f in proptest::collection::vec("[ -~]{1,20}", 6),
+            seq in proptest::num::u64::ANY,
+        ) {
+            if let Ok(l) = StateLeaf::parse(&raw) {
+                proptest::prop_assert_eq!(l.bytes(), raw);
+            }
+            let leaf = StateLeaf {
+                tenant: f[0].clone(), model: f[1].clone(), version: f[2].clone(), seq,
+                artifact_digest: f[3].clone(), stage: f[4].clone(), hold: f[5].clone(),
+            };
+            proptest::prop_assert_eq!(StateLeaf::parse(&leaf.bytes()).unwrap(), leaf);
+        }
+    }
+
     /// Every leaf's proof verifies against the root with the ledger's verifier, for every size
     /// up to 40; another leaf's bytes at the same index do not.
     #[test]

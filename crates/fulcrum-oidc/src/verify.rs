@@ -324,3 +324,256 @@ pub fn check(token: &str, keys: &KeySet, rules: &Rules, now: u64) -> Result<Veri
         claims,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every refusal of [`check`], as a table: each row is a token an attacker or a careless
+    //! issuer could present, with the reason it must be refused for.
+
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::{Value, json};
+
+    const NOW: u64 = 1_800_000_000;
+    const ISS: &str = "https://idp.bank.example";
+    const AUD: &str = "fulcrum";
+    const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    struct Issuer {
+        enc: EncodingKey,
+        public: Vec<u8>,
+    }
+
+    fn issuer() -> Issuer {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        Issuer { enc: EncodingKey::from_ed_der(pkcs8.as_ref()), public: pair.public_key().as_ref().to_vec() }
+    }
+
+    fn jwk(i: &Issuer, kid: &str, alg: &str) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "x": B64URL.encode(&i.public), "alg": alg, "kid": kid, "use": "sig"})
+    }
+
+    fn keys(jwks: &[Value]) -> KeySet {
+        KeySet::from_jwks(json!({"keys": jwks}).to_string().as_bytes()).unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "aud": AUD, "sub": "ci-risk", "iat": NOW - 10, "exp": NOW + 300})
+    }
+
+    fn token(i: &Issuer, kid: Option<&str>, claims: &Value) -> String {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = kid.map(str::to_owned);
+        encode(&h, claims, &i.enc).unwrap()
+    }
+
+    fn with(f: impl FnOnce(&mut Value)) -> Value {
+        let mut c = claims();
+        f(&mut c);
+        c
+    }
+
+    /// A token whose header or payload is replaced after signing (the signature kept).
+    fn reforged(t: &str, header: Option<Value>, payload: Option<Value>) -> String {
+        let parts: Vec<&str> = t.split('.').collect();
+        let h = header.map_or(parts[0].to_owned(), |h| B64URL.encode(h.to_string()));
+        let p = payload.map_or(parts[1].to_owned(), |p| B64URL.encode(p.to_string()));
+        format!("{h}.{p}.{}", parts[2])
+    }
+
+    #[test]
+    fn every_refusal_as_data() {
+        let good = issuer();
+        let other = issuer();
+        let set = keys(&[jwk(&good, "k1", "EdDSA")]);
+        let rules = Rules::new(ISS, AUD);
+        let ok = token(&good, Some("k1"), &claims());
+        let v = check(&ok, &set, &rules, NOW).expect("the good token");
+        assert_eq!((v.subject.as_str(), v.issuer.as_str()), ("ci-risk", ISS));
+
+        // HS256 keyed with the issuer's *public* key: the classic confusion.
+        let hs = encode(
+            &{
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = Some("k1".into());
+                h
+            },
+            &claims(),
+            &EncodingKey::from_secret(&good.public).unwrap(),
+        )
+        .unwrap();
+        let none = format!(
+            "{}.{}.",
+            B64URL.encode(json!({"alg": "none", "kid": "k1"}).to_string()),
+            B64URL.encode(claims().to_string())
+        );
+        let two_keys = keys(&[jwk(&good, "k1", "EdDSA"), jwk(&other, "k2", "EdDSA")]);
+        let es_only = keys(&[jwk(&good, "k1", "ES256")]);
+        let long = Rules { max_lifetime_s: 60, ..Rules::new(ISS, AUD) };
+        let lax = Rules { leeway_s: 100_000, ..Rules::new(ISS, AUD) };
+        let cases: Vec<(&str, String, &KeySet, &Rules, TokenError)> = vec![
+            ("garbage", "not-a-jwt".into(), &set, &rules, TokenError::Malformed),
+            ("alg none", none, &set, &rules, TokenError::Malformed),
+            ("HS256 keyed with the public key", hs, &set, &rules, TokenError::Algorithm),
+            (
+                "typ that is not a JWT",
+                reforged(&ok, Some(json!({"alg": "EdDSA", "kid": "k1", "typ": "JOSE+JSON"})), None),
+                &set,
+                &rules,
+                TokenError::Type,
+            ),
+            ("unknown kid", token(&good, Some("k9"), &claims()), &set, &rules, TokenError::UnknownKey),
+            ("no kid among several keys", token(&good, None, &claims()), &two_keys, &rules, TokenError::UnknownKey),
+            ("key published for another algorithm", ok.clone(), &es_only, &rules, TokenError::Algorithm),
+            (
+                "another key's signature under k1",
+                token(&other, Some("k1"), &claims()),
+                &set,
+                &rules,
+                TokenError::Signature,
+            ),
+            (
+                "claims changed after signing",
+                reforged(&ok, None, Some(with(|c| c["sub"] = json!("admin")))),
+                &set,
+                &rules,
+                TokenError::Signature,
+            ),
+            (
+                "another issuer",
+                token(&good, Some("k1"), &with(|c| c["iss"] = json!("https://evil"))),
+                &set,
+                &rules,
+                TokenError::Issuer,
+            ),
+            (
+                "another audience",
+                token(&good, Some("k1"), &with(|c| c["aud"] = json!("other"))),
+                &set,
+                &rules,
+                TokenError::Audience,
+            ),
+            (
+                "no audience",
+                token(&good, Some("k1"), &with(|c| drop(c.as_object_mut().unwrap().remove("aud")))),
+                &set,
+                &rules,
+                TokenError::Claims("aud is required".into()),
+            ),
+            (
+                "expired",
+                token(&good, Some("k1"), &with(|c| c["exp"] = json!(NOW - 31))),
+                &set,
+                &rules,
+                TokenError::Expired,
+            ),
+            (
+                "expired beyond the capped leeway",
+                token(
+                    &good,
+                    Some("k1"),
+                    &with(|c| {
+                        c["iat"] = json!(NOW - 400);
+                        c["exp"] = json!(NOW - MAX_LEEWAY_S - 1);
+                    }),
+                ),
+                &set,
+                &lax,
+                TokenError::Expired,
+            ),
+            (
+                "issued in the future",
+                token(&good, Some("k1"), &with(|c| c["iat"] = json!(NOW + 31))),
+                &set,
+                &rules,
+                TokenError::NotYetValid,
+            ),
+            (
+                "not before the future",
+                token(&good, Some("k1"), &with(|c| c["nbf"] = json!(NOW + 31))),
+                &set,
+                &rules,
+                TokenError::NotYetValid,
+            ),
+            ("lives too long", ok.clone(), &set, &long, TokenError::Lifetime(60)),
+            (
+                "exp before iat",
+                token(
+                    &good,
+                    Some("k1"),
+                    &with(|c| {
+                        c["iat"] = json!(NOW + 20);
+                        c["exp"] = json!(NOW + 10);
+                    }),
+                ),
+                &set,
+                &rules,
+                TokenError::Lifetime(3600),
+            ),
+            (
+                "no iat",
+                token(&good, Some("k1"), &with(|c| drop(c.as_object_mut().unwrap().remove("iat")))),
+                &set,
+                &rules,
+                TokenError::Claims("iat is required".into()),
+            ),
+            (
+                "no exp",
+                token(&good, Some("k1"), &with(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
+                &set,
+                &rules,
+                TokenError::Claims("exp is required".into()),
+            ),
+            (
+                "exp that is not a time",
+                token(&good, Some("k1"), &with(|c| c["exp"] = json!("tomorrow"))),
+                &set,
+                &rules,
+                TokenError::Claims("sub, iat, exp or nbf has the wrong type".into()),
+            ),
+            (
+                "negative iat",
+                token(&good, Some("k1"), &with(|c| c["iat"] = json!(-5))),
+                &set,
+                &rules,
+                TokenError::Claims("iat is not a time".into()),
+            ),
+        ];
+        for (what, t, keys, rules, want) in cases {
+            assert_eq!(check(&t, keys, rules, NOW), Err(want), "{what}");
+        }
+        // Within the leeway still passes: expired 29 s ago, issued 29 s ahead.
+        let expired_29 = with(|c| {
+            c["iat"] = json!(NOW - 100);
+            c["exp"] = json!(NOW - 29);
+        });
+        assert!(check(&token(&good, Some("k1"), &expired_29), &set, &rules, NOW).is_ok());
+        assert!(check(&token(&good, Some("k1"), &with(|c| c["iat"] = json!(NOW + 29))), &set, &rules, NOW).is_ok());
+        // One key and no kid: that key.
+        assert!(check(&token(&good, None, &claims()), &set, &rules, NOW).is_ok());
+    }
+
+    #[test]
+    fn keys_without_an_asymmetric_alg_are_skipped_and_bearer_headers_parse() {
+        let i = issuer();
+        let mut no_alg = jwk(&i, "k0", "EdDSA");
+        no_alg.as_object_mut().unwrap().remove("alg");
+        let enc = json!({"kty": "OKP", "crv": "Ed25519", "x": B64URL.encode(&i.public), "alg": "EdDSA", "kid": "k2", "use": "enc"});
+        let set = keys(&[no_alg, enc, jwk(&i, "k1", "EdDSA")]);
+        assert_eq!((set.kids(), set.skipped.clone()), (vec!["k1"], vec!["k0".to_owned(), "k2".to_owned()]));
+        assert_eq!(bearer(Some("Bearer abc")), Ok("abc"));
+        for bad in [None, Some(""), Some("Basic abc"), Some("Bearer   ")] {
+            assert_eq!(bearer(bad), Err(TokenError::Missing), "{bad:?}");
+        }
+        assert!(
+            looks_like_jwt("a.b.c")
+                && !looks_like_jwt("a.b")
+                && !looks_like_jwt("a.b.c.d")
+                && !looks_like_jwt("a b.c.d")
+        );
+        assert!(asymmetric_algorithm("HS256").is_err() && asymmetric_algorithm("none").is_err());
+    }
+}
