@@ -12,7 +12,9 @@
 //! - `ledger`: the audit ledger's durable append rate and proof generation time.
 //! - `identity`: resolve throughput with OIDC tokens and with mutual TLS, against tokens-file
 //!   callers over HTTP and HTTPS.
+//! - `blobs`: what hashing every served byte costs (full and ranged downloads).
 
+mod blobs;
 mod events;
 mod gateway;
 mod guards;
@@ -130,6 +132,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         append_secs: f64,
     },
+    /// Download throughput of a blob hashed while it is served, against SHA-256 alone.
+    Blobs {
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -152,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Reports { conns, secs } => events::reports(&conns, secs).await,
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
+        Cmd::Blobs { mib, rounds } => blobs::run(mib, rounds).await,
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await
