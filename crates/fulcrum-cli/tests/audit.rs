@@ -183,8 +183,8 @@ async fn every_tampering_is_detected_and_the_first_bad_entry_named() {
 /// A change's evidence: its events and gate decisions with their inclusion proofs, signed,
 /// written once to the evidence store with a retention, and verifiable offline; an archive changed
 /// afterwards is refused.
-#[test]
-fn evidence_of_a_change_is_signed_proven_and_written_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_of_a_change_is_signed_proven_and_written_once() {
     let s = serve_with(&[], tempfile::tempdir().unwrap());
     activity(&s, "fraud");
     let out = tempfile::tempdir().unwrap();
@@ -204,6 +204,19 @@ fn evidence_of_a_change_is_signed_proven_and_written_once() {
     assert_eq!(std::fs::read(&stored).unwrap(), std::fs::read(&file).unwrap());
     // Verifiable offline — no registry, no token — and not once changed.
     ok(&common::fulcrum(&["audit", "check-evidence", file.to_str().unwrap(), "--output", "json"], &[]));
+    // Pinned to a bundle that marks the registry's key compromised, the same archive is refused.
+    let mut compromised: Value =
+        serde_json::to_value(fulcrum_client::Client::new(&s.url, None).unwrap().trust_bundle().await.unwrap()).unwrap();
+    for k in compromised["keys"].as_array_mut().unwrap() {
+        k["status"] = Value::String("compromised".into());
+    }
+    let pinned = out.path().join("compromised-bundle.json");
+    std::fs::write(&pinned, compromised.to_string()).unwrap();
+    let err = one_error_line(&common::fulcrum(
+        &["audit", "check-evidence", file.to_str().unwrap(), "--bundle", pinned.to_str().unwrap()],
+        &[],
+    ));
+    assert!(err.contains("compromised"), "{err}");
     // A second archive of the same change at once is another object, not a clash.
     let again = ok(&run_as(&s, "auditor", &["audit", "evidence", "--chg", "CHG-1", "--output", "json"]));
     assert_ne!(again["key"], v["key"], "two archives, two keys");

@@ -120,6 +120,16 @@ pub fn state_leaves(p: &Projection) -> Vec<StateLeaf> {
         .collect()
 }
 
+/// The stored tree still has the root signed at the last checkpoint's size: only then may a
+/// checkpoint be signed over it (never two inconsistent ones).
+async fn still_extends(state: &AppState, last: &CheckpointRecord) -> Result<(), CheckpointError> {
+    if state.store.ledger_root(last.size).await? != last.root {
+        tracing::error!(size = last.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
+        return Err(CheckpointError::Inconsistent(last.size));
+    }
+    Ok(())
+}
+
 fn unix(t: time::OffsetDateTime) -> u64 {
     u64::try_from(t.unix_timestamp()).unwrap_or(0)
 }
@@ -172,10 +182,7 @@ impl Ledger {
                 }
                 return Ok(l.clone());
             }
-            if state.store.ledger_root(l.size).await? != l.root {
-                tracing::error!(size = l.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
-                return Err(CheckpointError::Inconsistent(l.size));
-            }
+            still_extends(state, l).await?;
         }
         match self.sign_now(&mut cache, state, size, last.as_ref()).await {
             Ok(p) => Ok(p.record),
@@ -211,10 +218,7 @@ impl Ledger {
             if l.size > size {
                 return Err(CheckpointError::Inconsistent(l.size));
             }
-            if state.store.ledger_root(l.size).await? != l.root {
-                tracing::error!(size = l.size, "the audit ledger's stored tree disagrees with a signed checkpoint");
-                return Err(CheckpointError::Inconsistent(l.size));
-            }
+            still_extends(state, l).await?;
         }
         self.sign_now(&mut cache, state, size, last.as_ref()).await
     }

@@ -157,7 +157,8 @@ mod tests {
         let mut tampered = env.clone();
         tampered.payload = B64.encode(b"payloaD");
         let by_other = Envelope::sign("t/v1", b"payload", &other, k.kid()).unwrap();
-        let rows: Vec<(&str, Result<Vec<u8>, DsseError>, DsseError)> = vec![
+        type Row<'a> = (&'a str, Result<Vec<u8>, DsseError>, DsseError);
+        let rows: Vec<Row> = vec![
             ("another key", env.verify(other.public_key(), "t/v1"), DsseError::BadSignature),
             ("another type", env.verify(k.public_key(), "t/v2"), DsseError::PayloadType("t/v1".into())),
             ("tampered payload", tampered.verify(k.public_key(), "t/v1"), DsseError::BadSignature),
