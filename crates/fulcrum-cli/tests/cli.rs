@@ -450,3 +450,25 @@ fn an_empty_policy_is_refused_and_the_break_glass_needs_the_data_dir() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("next start"));
     assert!(data.join("policy-reset.json").exists());
 }
+
+/// CI registers a new version from a directory whose files a revoked version also holds: the
+/// download gate refuses those bytes (410), so the upload sends them again instead of skipping
+/// them, and the registration goes through; the revoked version's bytes stay closed.
+#[test]
+fn a_new_version_can_reuse_the_files_of_a_revoked_one() {
+    let s = serve();
+    let run = |who: &str, args: &[&str]| {
+        let token = format!("t-{who}");
+        fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
+    };
+    let ok = |o: Output| assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weights.bin"), b"same weights").unwrap();
+    let d = dir.path().to_str().unwrap();
+    ok(run("ci", &["model", "create", "risk", "--domain", "risk"]));
+    ok(run("ci", &["version", "register", "risk", "v1", "--dir", d]));
+    ok(run("bo", &["version", "revoke", "risk", "v1", "--reason", "leak", "--inc-id", "INC-1"]));
+    ok(run("ci", &["version", "register", "risk", "v2", "--dir", d]));
+    let v = run("ci", &["version", "get", "risk", "v2", "--output", "json"]);
+    assert!(String::from_utf8_lossy(&v.stdout).contains("\"stage\": \"Candidate\""));
+}

@@ -186,14 +186,16 @@ impl Client {
         self.call(Method::DELETE, path, Some(body)).await
     }
 
-    /// Is the blob already stored for the caller's tenant?
+    /// Is the blob already stored for the caller's tenant, and readable by it now?
     ///
     /// # Errors
-    /// Transport failures and problems other than 404.
+    /// Transport failures and problems other than 403, 404 and 410.
     pub async fn has_blob(&self, d: &Digest) -> Result<bool> {
         match self.send(self.request(Method::HEAD, &format!("/v1/blobs/{d}"))).await {
             Ok(_) => Ok(true),
-            Err(ClientError::Problem { status: 404, .. }) => Ok(false),
+            // Absent, or present but not downloadable by this caller now (bytes of a revoked or
+            // held version): either way it is uploaded again, which is idempotent and grants it.
+            Err(ClientError::Problem { status: 403 | 404 | 410, .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
