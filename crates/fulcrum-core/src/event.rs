@@ -11,6 +11,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::lifecycle::{Actor, AliasCause, Approval, ApprovalKind, Effect, Env, Hold, ModelState, VersionId};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -175,6 +177,113 @@ impl EventPayload {
             stats: None,
         }
     }
+}
+
+/// Context carried into the events and records of a change.
+#[derive(Debug, Clone, Default)]
+pub struct GovernCtx {
+    pub chg_id: Option<String>,
+    pub inc_id: Option<String>,
+    pub reason: Option<String>,
+    pub comment: Option<String>,
+    pub policy_digest: Option<crate::Digest>,
+}
+
+/// The names a model's events carry.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelNames<'a> {
+    pub tenant: &'a str,
+    pub domain: &'a str,
+    pub name: &'a str,
+}
+
+/// The label under which an approval appears in events: `role:subject` (seed §4.1).
+fn approval_tag(a: &Approval) -> String {
+    format!("{}:{}", a.role, a.subject)
+}
+
+/// The event that records one effect of a governance change (effects come from
+/// [`ModelState::apply`]; `state` is the model's state *after* the change; `label` names a version
+/// id). Every storage backend writes exactly this, in the change's transaction, and
+/// [`crate::projection`] folds it back into the same state.
+pub fn lifecycle_event(
+    state: &ModelState,
+    model: ModelNames<'_>,
+    fx: &Effect,
+    actor: &Actor,
+    ctx: &GovernCtx,
+    now: OffsetDateTime,
+    label: &dyn Fn(VersionId) -> Option<String>,
+) -> EventPayload {
+    let vid = match fx {
+        Effect::Approved { version, .. }
+        | Effect::StageChanged { version, .. }
+        | Effect::HoldChanged { version, .. } => Some(*version),
+        Effect::AliasMoved { to, from, .. } => to.or(*from),
+    };
+    let kind = match fx {
+        Effect::Approved { .. } => EventKind::Approval,
+        Effect::StageChanged { .. } => EventKind::Promotion,
+        Effect::HoldChanged { to: Hold::Revoked, .. } => EventKind::Revocation,
+        Effect::HoldChanged { to: Hold::Quarantined, .. } => EventKind::Quarantined,
+        Effect::HoldChanged { .. } => EventKind::QuarantineReleased,
+        Effect::AliasMoved { .. } => EventKind::AliasUpdated,
+    };
+    let mut ev = EventPayload::new(kind, now, model.tenant, model.domain, model.name);
+    let v = vid.and_then(|id| state.version(id));
+    if let Some(v) = v {
+        ev.version = Some(v.label.to_string());
+        ev.artifact_digest = Some(v.artifact_digest.to_string());
+        ev.seq = Some(v.seq);
+        ev.approvals = v.approvals.iter().filter(|a| a.kind == ApprovalKind::Promotion).map(approval_tag).collect();
+    }
+    ev.policy_digest = ctx.policy_digest.map(|d| d.to_string());
+    ev.chg_id.clone_from(&ctx.chg_id);
+    ev.inc_id.clone_from(&ctx.inc_id);
+    ev.reason.clone_from(&ctx.reason);
+    ev.actor = Some(actor.subject.clone());
+    match fx {
+        Effect::Approved { approval, .. } => {
+            ev.reason.clone_from(&ctx.comment);
+            if approval.kind == ApprovalKind::Lift {
+                ev.approvals = v
+                    .map(|v| {
+                        v.approvals
+                            .iter()
+                            .filter(|a| a.kind == ApprovalKind::Lift && a.epoch == approval.epoch)
+                            .map(approval_tag)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+        }
+        Effect::StageChanged { from, to, .. } => {
+            ev.from = Some(from.as_str().into());
+            ev.to = Some(to.as_str().into());
+            ev.env = Some(Env::of_stage(*to).as_str().into());
+        }
+        Effect::HoldChanged { from, to, .. } => {
+            ev.from = Some(from.as_str().into());
+            ev.to = Some(to.as_str().into());
+        }
+        Effect::AliasMoved { alias, env, from, to, entry } => {
+            ev.alias = Some(alias.to_string());
+            ev.env = Some(env.as_str().into());
+            ev.from = from.and_then(label);
+            ev.to = to.and_then(label);
+            ev.version = to.and_then(label);
+            if to.is_none() {
+                ev.artifact_digest = None;
+                ev.seq = None;
+                ev.approvals = vec![];
+            }
+            ev.reason = Some(match (&ctx.reason, entry.cause) {
+                (Some(r), AliasCause::Rollback | AliasCause::Cleared) => format!("{}: {r}", entry.cause.as_str()),
+                _ => entry.cause.as_str().to_owned(),
+            });
+        }
+    }
+    ev
 }
 
 /// A structured-mode CloudEvent 1.0 carrying an [`EventPayload`].

@@ -101,6 +101,15 @@ impl Env {
             Env::Prod => "prod",
         }
     }
+    /// The environment a stage is the first one allowed in (the `env` of a promotion event).
+    pub fn of_stage(stage: Stage) -> Env {
+        match stage {
+            Stage::Candidate => Env::Dev,
+            Stage::Staging => Env::Staging,
+            Stage::Approved => Env::Prod,
+        }
+    }
+
     /// The default environment of an alias, by its name (SPEC §2: `production` → `prod`).
     pub fn for_alias(alias: &str) -> Env {
         match alias {

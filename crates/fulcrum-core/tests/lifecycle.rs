@@ -420,3 +420,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+    /// The events the store writes for every accepted change (`lifecycle_event`), folded by the
+    /// projection in order, give exactly the state machine's stages, holds and alias targets:
+    /// the ledger alone determines the governance state.
+    #[test]
+    fn the_projection_of_the_events_is_the_state(ops in proptest::collection::vec(op(), 1..60)) {
+        use fulcrum_core::event::{EventKind, EventPayload, GovernCtx, ModelNames, lifecycle_event};
+        use fulcrum_core::projection::{AliasKey, Projection, VersionKey};
+        let mut st = ModelState {
+            versions: (1..=5).map(|i| version(i, Stage::Candidate, Hold::None)).collect(),
+            ..Default::default()
+        };
+        let names = ModelNames { tenant: "acme", domain: "risk", name: "m" };
+        let mut p = Projection::default();
+        let mut index = 0u64;
+        for v in &st.versions {
+            let mut ev = EventPayload::new(EventKind::ReleasePublished, NOW, "acme", "risk", "m");
+            ev.version = Some(v.label.to_string());
+            ev.seq = Some(v.seq);
+            ev.artifact_digest = Some(v.artifact_digest.to_string());
+            p.apply(index, &ev).unwrap();
+            index += 1;
+        }
+        for op in &ops {
+            let (who, cmd) = to_command(op);
+            let Ok(effects) = st.apply(&who, cmd, NOW) else { continue };
+            let labels: std::collections::BTreeMap<i64, String> =
+                st.versions.iter().map(|v| (v.id, v.label.to_string())).collect();
+            for fx in &effects {
+                let ev = lifecycle_event(&st, names, fx, &who, &GovernCtx::default(), NOW, &|id| labels.get(&id).cloned());
+                p.apply(index, &ev).unwrap();
+                index += 1;
+            }
+        }
+        for v in &st.versions {
+            let k = VersionKey { tenant: "acme".into(), model: "m".into(), version: v.label.to_string() };
+            let got = &p.versions[&k];
+            prop_assert_eq!((got.stage, got.hold, got.seq), (v.stage, v.hold, v.seq));
+        }
+        for (name, a) in &st.aliases {
+            let k = AliasKey { tenant: "acme".into(), model: "m".into(), alias: name.to_string() };
+            let want = a.target.and_then(|t| st.version(t)).map(|v| v.label.to_string());
+            prop_assert_eq!(p.aliases.get(&k).cloned().flatten(), want, "alias {}", name);
+        }
+    }
+}

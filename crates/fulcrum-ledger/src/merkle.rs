@@ -451,6 +451,38 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod builder_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    proptest::proptest! {
+        /// A builder resumed anywhere writes exactly the nodes `append` computes, and its root is
+        /// the tree's.
+        #[test]
+        fn a_resumed_frontier_completes_the_same_nodes(n in 0u64..300, resume_at in 0u64..300) {
+            let resume_at = resume_at.min(n);
+            let leaf = |i: u64| leaf_hash(&i.to_be_bytes());
+            let mut stored: HashMap<Node, Hash> = HashMap::new();
+            for i in 0..resume_at {
+                for (node, h) in append(i, leaf(i), &|x| stored[&x]) {
+                    stored.insert(node, h);
+                }
+            }
+            let mut f = Frontier::resume(resume_at, |x| stored[&x]);
+            for i in resume_at..n {
+                let want: Vec<(Node, Hash)> = append(i, leaf(i), &|x| stored[&x]).into_iter().skip(1).collect();
+                let got = f.push_nodes(leaf(i));
+                proptest::prop_assert_eq!(&got, &want);
+                stored.insert(Node { level: 0, index: i }, leaf(i));
+                stored.extend(got);
+            }
+            proptest::prop_assert_eq!(f.root(), root(n, &|x| stored[&x]));
+        }
+    }
+}
+
 /// A tree built leaf by leaf in O(log n) memory: the roots of its full subtrees, largest first.
 #[derive(Debug, Clone, Default)]
 pub struct Frontier {
@@ -460,17 +492,34 @@ pub struct Frontier {
 }
 
 impl Frontier {
+    /// The frontier of a tree of `size` leaves whose full subtrees are stored (`get` answers the
+    /// nodes [`pieces`]`((0, size))` names): where a builder resumes.
+    pub fn resume(size: u64, get: impl Fn(Node) -> Hash) -> Self {
+        let stack = pieces((0, size)).into_iter().map(|n| (n.level, get(n))).collect();
+        Self { size, stack }
+    }
+
     pub fn push(&mut self, leaf: Hash) {
-        let mut cur = (0u8, leaf);
+        self.push_nodes(leaf);
+    }
+
+    /// Append a leaf and return the interior nodes (level ≥ 1) it completes, lowest first —
+    /// exactly what a store of full subtrees must write for it (as [`append`] computes from
+    /// stored siblings).
+    pub fn push_nodes(&mut self, leaf: Hash) -> Vec<(Node, Hash)> {
+        let mut done = Vec::new();
+        let mut cur = (0u8, self.size, leaf);
         while let Some(&(level, left)) = self.stack.last() {
             if level != cur.0 {
                 break;
             }
             self.stack.pop();
-            cur = (level + 1, node_hash(&left, &cur.1));
+            cur = (level + 1, cur.1 >> 1, node_hash(&left, &cur.2));
+            done.push((Node { level: cur.0, index: cur.1 }, cur.2));
         }
-        self.stack.push(cur);
+        self.stack.push((cur.0, cur.2));
         self.size += 1;
+        done
     }
 
     pub fn size(&self) -> u64 {

@@ -187,10 +187,9 @@ impl Store {
                 return Ok(built);
             }
             let end = target.min(built + 50_000);
-            // The roots of the full subtrees over [0, built), largest first: the builder's stack.
-            let frontier = merkle::pieces((0, built));
-            let have = fetch_nodes(&mut tx, &frontier).await?;
-            let mut stack: Vec<(u8, u64, Hash)> = frontier.iter().map(|n| (n.level, n.index, have[n])).collect();
+            // Resume the builder from the stored full subtrees over [0, built).
+            let have = fetch_nodes(&mut tx, &merkle::pieces((0, built))).await?;
+            let mut frontier = merkle::Frontier::resume(built, |n| have[&n]);
             let leaves = sqlx::query("SELECT idx, hash FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx")
                 .bind(built as i64)
                 .bind(end as i64)
@@ -201,16 +200,7 @@ impl Store {
                 if r.get::<i64, _>("idx") as u64 != expect {
                     return Err(StoreError::Corrupt(format!("ledger leaf {expect} is missing")));
                 }
-                let mut cur = (0u8, expect, hash_of(r)?);
-                while let Some(&(level, _, left)) = stack.last() {
-                    if level != cur.0 {
-                        break;
-                    }
-                    stack.pop();
-                    cur = (level + 1, cur.1 >> 1, merkle::node_hash(&left, &cur.2));
-                    nodes.push(cur);
-                }
-                stack.push(cur);
+                nodes.extend(frontier.push_nodes(hash_of(r)?).into_iter().map(|(n, h)| (n.level, n.index, h)));
             }
             if (leaves.len() as u64) < end - built {
                 return Err(StoreError::Corrupt(format!("ledger leaf {} is missing", built + leaves.len() as u64)));

@@ -56,10 +56,12 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    /// The database failed; `transient` when retrying may succeed (busy, pool exhausted). The
+    /// driver's error is kept as text: no database driver type is part of this crate's API.
+    #[error("database error: {message}")]
+    Db { message: String, transient: bool },
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The write did not happen (a group commit failed, or the store is closing); retry.
@@ -73,7 +75,24 @@ pub enum StoreError {
 impl StoreError {
     /// A failure worth retrying (the database is busy), as opposed to a bug or corruption.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Db(sqlx::Error::PoolTimedOut))
+        matches!(self, StoreError::Db { transient: true, .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let transient = matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+            || e.as_database_error().is_some_and(|d| {
+                // SQLITE_BUSY / SQLITE_LOCKED; PostgreSQL serialization failure and deadlock.
+                matches!(d.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
+            });
+        StoreError::Db { message: e.to_string(), transient }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e.to_string())
     }
 }
 
@@ -155,11 +174,6 @@ pub(crate) fn ts(t: OffsetDateTime) -> String {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
-}
-
-/// The label under which an approval appears in events: `role:subject` (seed §4.1).
-fn approval_tag(a: &Approval) -> String {
-    format!("{}:{}", a.role, a.subject)
 }
 
 impl Store {
@@ -622,7 +636,8 @@ impl Store {
         let mut ledger = Vec::with_capacity(effects.len());
         for fx in &effects {
             persist_effect(&mut tx, m.id, fx, ctx, now).await?;
-            let ev = event_for(&state, &m, fx, actor, ctx, now, &label);
+            let names = fulcrum_core::event::ModelNames { tenant: &m.tenant, domain: &m.domain, name: &m.name };
+            let ev = fulcrum_core::event::lifecycle_event(&state, names, fx, actor, ctx, now, &label);
             let stored = append_event(&mut tx, ev).await?;
             // The lifecycle event that records the change (and names its approvals and change id)
             // stands behind it; the policy decision that allowed it is the leaf just before.
@@ -934,15 +949,8 @@ pub enum Govern {
     DeleteAlias { alias: AliasName },
 }
 
-/// Context carried into events and records.
-#[derive(Debug, Clone, Default)]
-pub struct GovernCtx {
-    pub chg_id: Option<String>,
-    pub inc_id: Option<String>,
-    pub reason: Option<String>,
-    pub comment: Option<String>,
-    pub policy_digest: Option<Digest>,
-}
+/// Context carried into events and records (defined with the event mapping, in the core).
+pub use fulcrum_core::event::GovernCtx;
 
 #[derive(Debug, Clone)]
 pub struct Governed {
@@ -1120,96 +1128,6 @@ async fn persist_effect(
         }
     }
     Ok(())
-}
-
-fn stage_env(stage: Stage) -> Env {
-    match stage {
-        Stage::Candidate => Env::Dev,
-        Stage::Staging => Env::Staging,
-        Stage::Approved => Env::Prod,
-    }
-}
-
-fn event_for(
-    state: &ModelState,
-    m: &ModelRecord,
-    fx: &Effect,
-    actor: &Actor,
-    ctx: &GovernCtx,
-    now: OffsetDateTime,
-    label: &dyn Fn(VersionId) -> Option<String>,
-) -> EventPayload {
-    let vid = match fx {
-        Effect::Approved { version, .. }
-        | Effect::StageChanged { version, .. }
-        | Effect::HoldChanged { version, .. } => Some(*version),
-        Effect::AliasMoved { to, from, .. } => to.or(*from),
-    };
-    let kind = match fx {
-        Effect::Approved { .. } => EventKind::Approval,
-        Effect::StageChanged { .. } => EventKind::Promotion,
-        Effect::HoldChanged { to: Hold::Revoked, .. } => EventKind::Revocation,
-        Effect::HoldChanged { to: Hold::Quarantined, .. } => EventKind::Quarantined,
-        Effect::HoldChanged { .. } => EventKind::QuarantineReleased,
-        Effect::AliasMoved { .. } => EventKind::AliasUpdated,
-    };
-    let mut ev = EventPayload::new(kind, now, &m.tenant, &m.domain, &m.name);
-    let v = vid.and_then(|id| state.version(id));
-    if let Some(v) = v {
-        ev.version = Some(v.label.to_string());
-        ev.artifact_digest = Some(v.artifact_digest.to_string());
-        ev.seq = Some(v.seq);
-        ev.approvals = v.approvals.iter().filter(|a| a.kind == ApprovalKind::Promotion).map(approval_tag).collect();
-    }
-    ev.policy_digest = ctx.policy_digest.map(|d| d.to_string());
-    ev.chg_id.clone_from(&ctx.chg_id);
-    ev.inc_id.clone_from(&ctx.inc_id);
-    ev.reason.clone_from(&ctx.reason);
-    ev.actor = Some(actor.subject.clone());
-    match fx {
-        Effect::Approved { approval, .. } => {
-            ev.reason.clone_from(&ctx.comment);
-            if approval.kind == ApprovalKind::Lift {
-                ev.approvals = v
-                    .map(|v| {
-                        v.approvals
-                            .iter()
-                            .filter(|a| a.kind == ApprovalKind::Lift && a.epoch == approval.epoch)
-                            .map(approval_tag)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            }
-        }
-        Effect::StageChanged { from, to, .. } => {
-            ev.from = Some(from.as_str().into());
-            ev.to = Some(to.as_str().into());
-            ev.env = Some(stage_env(*to).as_str().into());
-        }
-        Effect::HoldChanged { from, to, .. } => {
-            ev.from = Some(from.as_str().into());
-            ev.to = Some(to.as_str().into());
-        }
-        Effect::AliasMoved { alias, env, from, to, entry } => {
-            ev.alias = Some(alias.to_string());
-            ev.env = Some(env.as_str().into());
-            ev.from = from.and_then(label);
-            ev.to = to.and_then(label);
-            ev.version = to.and_then(label);
-            if to.is_none() {
-                ev.artifact_digest = None;
-                ev.seq = None;
-                ev.approvals = vec![];
-            }
-            ev.reason = Some(match (&ctx.reason, entry.cause) {
-                (Some(r), AliasCause::Rollback | AliasCause::Cleared) => {
-                    format!("{}: {r}", entry.cause.as_str())
-                }
-                _ => entry.cause.as_str().to_owned(),
-            });
-        }
-    }
-    ev
 }
 
 /// Rows per multi-row INSERT (6 bound values each, well under SQLite's variable limit).

@@ -23,8 +23,8 @@ pub struct S3Config {
     pub endpoint: String,
     pub bucket: String,
     pub region: String,
-    pub access_key: fulcrum_kms::Secret,
-    pub secret_key: fulcrum_kms::Secret,
+    pub access_key: fulcrum_secret::Secret,
+    pub secret_key: fulcrum_secret::Secret,
 }
 
 #[derive(Debug, Clone)]
