@@ -13,10 +13,11 @@ export CARGO_TERM_COLOR=never
 # Every clone has a new path, so incremental state is never reused across runs: it only fills the
 # disk (tens of GB). Dependencies are not incremental either way.
 export CARGO_INCREMENTAL=0
-# The shared build cache grows with every clone (each path gives new test binaries): drop linked
-# executables and incremental state not touched for a day; libraries stay, so nothing recompiles.
+# The shared build cache grows with every clone (each path gives new test binaries, hundreds of MB
+# each with debug info): drop linked executables older than an hour (an earlier run's) and
+# incremental state not touched for a day; libraries stay, so nothing recompiles.
 if [ -d "$CARGO_TARGET_DIR/debug" ]; then
-  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -mtime +1 -delete 2>/dev/null || true
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable ! -name '*.so' -mmin +60 -delete 2>/dev/null || true
   find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -mtime +1 -exec rm -rf {} + 2>/dev/null || true
 fi
 step() { printf '\n==> %s\n' "$*"; }

@@ -320,17 +320,7 @@ impl Agent {
         let trusted = self.trusted()?;
         // The checkpoint whose state map shows the version now, signed no earlier than the
         // answer (so it also covers the answer's entry and whatever came after it).
-        let q = |s: &str| s.replace('+', "%2B").replace(':', "%3A");
-        let sp = self
-            .client
-            .get(&format!(
-                "/v1/ledger/proofs/state?model={}&version={}&not_before={}",
-                q(&doc.name),
-                q(&doc.version),
-                q(&doc.issued_at)
-            ))
-            .await
-            .map_err(from_client)?;
+        let sp = self.client.state_proof(&doc.name, &doc.version, Some(&doc.issued_at)).await.map_err(from_client)?;
         let field = |k: &str| sp[k].as_str().unwrap_or_default().to_owned();
         let (note, origin, kid) = (field("note"), field("origin"), field("kid"));
         let cp = crate::ledger::open_checkpoint(

@@ -331,7 +331,7 @@ async fn replay_state(
             Err(e) => wrong.push(format!("{} {}: the registry does not serve it ({e})", k.model, k.version)),
         }
         // The checkpoint's state map must say the same (a proof under a checkpoint signed now).
-        let sp = client.get(&format!("/v1/ledger/proofs/state?model={}&version={}", k.model, k.version)).await?;
+        let sp = client.state_proof(&k.model, &k.version, None).await?;
         let (note, origin, kid) =
             (sp["note"].as_str().unwrap_or(""), sp["origin"].as_str().unwrap_or(""), sp["kid"].as_str().unwrap_or(""));
         let map_cp = Checkpoint::verify_trusted(note, origin, kid, &trusted)

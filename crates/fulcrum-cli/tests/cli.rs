@@ -472,3 +472,60 @@ fn a_new_version_can_reuse_the_files_of_a_revoked_one() {
     let v = run("ci", &["version", "get", "risk", "v2", "--output", "json"]);
     assert!(String::from_utf8_lossy(&v.stdout).contains("\"stage\": \"Candidate\""));
 }
+
+/// `fulcrum blobs scrub` through the binary: bytes altered on the registry's disk are named and
+/// the command fails; once the true bytes are back it passes.
+#[test]
+fn scrub_names_damaged_blobs_and_fails() {
+    let s = serve();
+    let run = |who: &str, args: &[&str]| {
+        let token = format!("t-{who}");
+        fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weights.bin"), b"true weights").unwrap();
+    assert!(run("ci", &["model", "create", "risk", "--domain", "risk"]).status.success());
+    assert!(run("ci", &["version", "register", "risk", "v1", "--dir", dir.path().to_str().unwrap()]).status.success());
+    let o = run("admin", &["blobs", "scrub", "--output", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = fulcrum_core::Digest::of(b"true weights");
+    let stored = s.dir.path().join("data/blobs/sha256").join(&d.hex()[..2]).join(&d.hex()[2..]);
+    std::fs::write(&stored, b"TRUE weights").unwrap();
+    let o = run("admin", &["blobs", "scrub"]);
+    let err = one_error_line(&o);
+    assert!(err.contains("1 damaged"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("CORRUPT {d}")));
+    one_error_line(&run("agent", &["blobs", "scrub"]));
+    std::fs::write(&stored, b"true weights").unwrap();
+    assert!(run("admin", &["blobs", "scrub"]).status.success());
+}
+
+/// `fulcrum policy apply` of a changed set, `policy rollback` to the shipped digest, and
+/// `policy history` naming both, through the binary.
+#[test]
+fn policy_rollback_and_history_through_the_cli() {
+    let s = serve();
+    let run = |args: &[&str]| fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", "t-policy")]);
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulcrum-policy/policies");
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(shipped).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let data = dir.path().join("data.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&data).unwrap()).unwrap();
+    let shipped_digest = {
+        let o = run(&["policy", "show", "--output", "json"]);
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["policy_digest"].as_str().unwrap().to_owned()
+    };
+    v["fulcrum"]["release_required"] = json!({"*": ["sbom"]});
+    std::fs::write(&data, v.to_string()).unwrap();
+    let o = run(&["policy", "apply", dir.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("installed policy"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["policy", "rollback", &shipped_digest, "--reason", "INC-2"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("rolled back to policy {shipped_digest}")));
+    let h: Value = serde_json::from_slice(&run(&["policy", "history", "--output", "json"]).stdout).unwrap();
+    let kinds: Vec<&str> = h["installs"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["rollback", "install", "install"], "{h}");
+    one_error_line(&run(&["policy", "rollback", &shipped_digest]));
+}

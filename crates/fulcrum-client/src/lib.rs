@@ -168,6 +168,19 @@ impl Client {
         self.call(Method::GET, path, None::<&Value>).await
     }
 
+    /// A version's leaf in the state map of a signed checkpoint, with its proof
+    /// (`GET /v1/ledger/proofs/state`), under a checkpoint signed at or after `not_before`
+    /// (RFC 3339) when given. Nothing in the answer is verified here.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn state_proof(&self, model: &str, version: &str, not_before: Option<&str>) -> Result<Value> {
+        let mut query = vec![("model", model), ("version", version)];
+        query.extend(not_before.map(|t| ("not_before", t)));
+        let resp = self.send(self.request(Method::GET, "/v1/ledger/proofs/state").query(&query)).await?;
+        resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// # Errors
     /// As [`Client::call`].
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {

@@ -222,6 +222,13 @@ impl Catalog {
         inner.models.get(tenant).and_then(|ms| ms.get(model)).and_then(|m| m.divergent.clone())
     }
 
+    /// Whether `word` is a live alias of the model (answered from memory: agent reports ask it
+    /// on every report).
+    pub fn is_alias(&self, tenant: &str, model: &str, word: &str) -> bool {
+        let inner = self.inner.read().expect("catalog lock");
+        inner.models.get(tenant).and_then(|ms| ms.get(model)).and_then(|m| m.aliases.get(word)).is_some_and(|a| a.live)
+    }
+
     /// How many models are divergent (a metric to alert on).
     pub fn divergent_count(&self) -> usize {
         let inner = self.inner.read().expect("catalog lock");

@@ -194,22 +194,25 @@ impl Ledger {
         }
     }
 
-    /// A checkpoint with its state map signed at or after `not_before`: the newest one if it is
-    /// recent enough and covers the whole tree, else one signed now (re-signed at the same size,
-    /// kept in memory, if the tree has not grown).
+    /// A checkpoint with its state map over the whole tree, signed at or after `not_before`
+    /// (when given; it is taken as no later than now): the newest one if it qualifies, else one
+    /// signed now (re-signed at the same size, kept in memory, if the tree has not grown). Since
+    /// signing times are whole seconds and `not_before` never passes now, a re-signing at the
+    /// same size happens at most once a second, whoever asks.
     ///
     /// # Errors
     /// As [`Ledger::checkpoint`], and `State` when the ledger gives no governance state.
     pub async fn state_point(
         &self,
         state: &AppState,
-        not_before: time::OffsetDateTime,
+        not_before: Option<time::OffsetDateTime>,
     ) -> Result<StatePoint, CheckpointError> {
         let mut cache = self.sign.lock().await;
         let size = state.store.ledger_size().await?;
+        let now = state.clock.now();
         if let Some(p) = self.latest.read().expect("ledger lock").clone()
             && p.record.size == size
-            && p.head.signed_at >= unix(not_before)
+            && not_before.is_none_or(|t| p.head.signed_at >= unix(t.min(now)))
         {
             return Ok(p);
         }

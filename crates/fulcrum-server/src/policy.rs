@@ -205,7 +205,7 @@ impl Policies {
             let s = snapshot.clone();
             tokio::task::spawn_blocking(move || Policy::compile_conformant(&s))
                 .await
-                .map_err(|e| InstallError::Reset(format!("policy compilation did not finish: {e}")))??
+                .map_err(|e| PolicyError::Compile(format!("the compilation did not finish: {e}")))??
         };
         let env = envelope(snapshot, signer)?;
         let rec = SnapshotRecord {

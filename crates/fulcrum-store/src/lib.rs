@@ -736,8 +736,8 @@ impl Store {
                     domain: r.get("domain"),
                     version: r.get("label"),
                     seq: r.get::<i64, _>("seq") as u64,
-                    stage: r.get("stage"),
-                    hold: r.get("hold"),
+                    stage: r.get::<String, _>("stage").parse().map_err(|()| records::corrupt("stage"))?,
+                    hold: r.get::<String, _>("hold").parse().map_err(|()| records::corrupt("hold"))?,
                     labels: fulcrum_core::dlp::version_labels(&labels, &card_labels),
                     purposes,
                 })

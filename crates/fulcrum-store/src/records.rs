@@ -150,8 +150,8 @@ pub struct BlobUse {
     pub domain: String,
     pub version: String,
     pub seq: u64,
-    pub stage: String,
-    pub hold: String,
+    pub stage: fulcrum_core::Stage,
+    pub hold: fulcrum_core::Hold,
     /// The model's labels (`key:value`) and the version's card labels.
     pub labels: Vec<String>,
     /// The purposes the version's card allows.

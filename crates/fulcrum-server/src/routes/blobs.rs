@@ -16,7 +16,7 @@ use fulcrum_core::Digest;
 use fulcrum_core::digest::Hasher;
 use fulcrum_core::event::{EventKind, EventPayload};
 use fulcrum_core::identity::Action;
-use fulcrum_core::lifecycle::{Env, Hold, Stage};
+use fulcrum_core::lifecycle::{Env, Hold};
 use fulcrum_store::BlobUse;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -157,8 +157,10 @@ enum Leave {
 
 /// Why one version holding the blob does not let it leave.
 enum Refused<'a> {
-    /// The version's hold or stage (the environment rule, the kill switch).
+    /// The environment rule for the version (its hold, its stage, the policy's `fulcrum.env`).
     Lifecycle { version: &'a BlobUse, reasons: String },
+    /// The model's rows disagree with the audit ledger: nothing of it leaves.
+    Divergent,
     /// The access rules (role, DLP purpose).
     Access(ApiError),
 }
@@ -206,10 +208,9 @@ async fn download_gate(state: &AppState, who: &Caller, d: &Digest, forensic: Opt
     let policy = state.policies.current();
     let mut refused = Vec::with_capacity(visible.len());
     for u in &visible {
-        let (stage, hold) = lifecycle_of(u)?;
         // Rows that disagree with the ledger are no basis for letting bytes out.
         if state.catalog.divergent(&who.0.tenant, &u.model).is_some() {
-            refused.push(Refused::Lifecycle { version: u, reasons: "state_divergent".into() });
+            refused.push(Refused::Divergent);
             continue;
         }
         if let Err(e) = who.require_on(state, Action::DownloadBlob, resource_of(&who.0.tenant, u)).await {
@@ -222,8 +223,8 @@ async fn download_gate(state: &AppState, who: &Caller, d: &Digest, forensic: Opt
             model: &u.model,
             label: &u.version,
             seq: u.seq,
-            stage,
-            hold,
+            stage: u.stage,
+            hold: u.hold,
         };
         match env_verdict(&policy, subject, env, None) {
             Ok(()) => return Ok(Leave::Serve),
@@ -237,13 +238,13 @@ async fn download_gate(state: &AppState, who: &Caller, d: &Digest, forensic: Opt
 /// reader, the version, the blob and the incident.
 async fn forensic_read(state: &AppState, who: &Caller, d: &Digest, u: &BlobUse, inc: &str) -> ApiResult<()> {
     tracing::warn!(subject = %who.0.subject, role = %who.0.role, blob = %d, model = %u.model,
-        version = %u.version, hold = %u.hold, inc_id = inc, "forensic read");
+        version = %u.version, hold = u.hold.as_str(), inc_id = inc, "forensic read");
     let mut ev = EventPayload::new(EventKind::ForensicRead, state.clock.now(), &who.0.tenant, &u.domain, &u.model);
     ev.version = Some(u.version.clone());
     ev.artifact_digest = Some(d.to_string());
     ev.inc_id = Some(inc.to_owned());
     ev.actor = Some(who.0.subject.clone());
-    ev.reason = Some(format!("hold {}, stage {}", u.hold, u.stage));
+    ev.reason = Some(format!("hold {}, stage {}", u.hold.as_str(), u.stage.as_str()));
     state.store.record_event(ev).await?;
     state.notify_events();
     Ok(())
@@ -254,42 +255,52 @@ fn resource_of<'a>(tenant: &'a str, u: &'a BlobUse) -> Resource<'a> {
     Resource {
         labels: &u.labels,
         purposes: &u.purposes,
-        stage: Some(&u.stage),
-        hold: Some(&u.hold),
+        stage: Some(u.stage.as_str()),
+        hold: Some(u.hold.as_str()),
         ..Resource::model(tenant, &u.domain, &u.model)
     }
 }
 
-fn lifecycle_of(u: &BlobUse) -> ApiResult<(Stage, Hold)> {
-    let stage = u.stage.parse().map_err(|()| ApiError::internal(&format!("stored stage {:?}", u.stage)))?;
-    let hold = u.hold.parse().map_err(|()| ApiError::internal(&format!("stored hold {:?}", u.hold)))?;
-    Ok((stage, hold))
-}
-
 /// The answer for a refused blob. A lifecycle reason wins over an access refusal (the caller may
-/// download such bytes in general; this version is what stops it).
+/// download such bytes in general; this version is what stops it): 403 `stage_not_allowed` (or
+/// the policy's `env_denied`) for an unheld version, 410 when every version holding it is
+/// revoked, 403 `quarantined` when all are held; `state_divergent` when only divergent models
+/// hold it.
 fn refusal(refused: Vec<Refused<'_>>) -> ApiError {
-    let lifecycle: Vec<(&BlobUse, &str)> = refused
-        .iter()
-        .filter_map(|r| match r {
-            Refused::Lifecycle { version, reasons } => Some((*version, reasons.as_str())),
-            Refused::Access(_) => None,
-        })
-        .collect();
-    let named = |pick: &dyn Fn(&BlobUse) -> bool| {
-        lifecycle.iter().filter(|(u, _)| pick(u)).map(|(u, _)| format!("{} {}", u.model, u.version)).collect::<Vec<_>>()
+    let mut lifecycle = Vec::new();
+    let mut access = None;
+    let mut divergent = false;
+    for r in refused {
+        match r {
+            Refused::Lifecycle { version, reasons } => lifecycle.push((version, reasons)),
+            Refused::Divergent => divergent = true,
+            Refused::Access(e) => {
+                access.get_or_insert(e);
+            }
+        }
+    }
+    let names = |pick: fn(Hold) -> bool| {
+        lifecycle
+            .iter()
+            .filter(|(u, _)| pick(u.hold))
+            .map(|(u, _)| format!("{} {}", u.model, u.version))
+            .collect::<Vec<_>>()
     };
-    if !lifecycle.is_empty() && lifecycle.iter().all(|(_, r)| *r == "state_divergent") {
+    if let Some((u, reasons)) = lifecycle.iter().find(|(u, _)| u.hold == Hold::None) {
+        let code =
+            if reasons.split(',').next() == Some("stage_not_allowed") { "stage_not_allowed" } else { "env_denied" };
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "state_divergent",
-            "these bytes belong only to models whose stored state disagrees with the audit ledger; they are not served until it is repaired",
+            code,
+            format!(
+                "no version holding these bytes may be loaded in your environment ({} {}: {reasons})",
+                u.model, u.version
+            ),
         );
     }
-    let lifecycle: Vec<(&BlobUse, &str)> = lifecycle.iter().copied().filter(|(_, r)| *r != "state_divergent").collect();
-    if !lifecycle.is_empty() && lifecycle.iter().all(|(u, _)| u.hold != "none") {
-        let revoked = named(&|u| u.hold == "revoked");
-        if !revoked.is_empty() && revoked.len() == lifecycle.len() {
+    if !lifecycle.is_empty() {
+        let revoked = names(|h| h == Hold::Revoked);
+        if revoked.len() == lifecycle.len() {
             return ApiError::new(
                 StatusCode::GONE,
                 "revoked",
@@ -304,29 +315,18 @@ fn refusal(refused: Vec<Refused<'_>>) -> ApiError {
             "quarantined",
             format!(
                 "these bytes belong only to held versions ({}); they are not served while held",
-                named(&|u| u.hold != "none").join(", ")
+                names(|h| h != Hold::None).join(", ")
             ),
         );
     }
-    if let Some((u, reasons)) = lifecycle.iter().find(|(u, _)| u.hold == "none") {
-        let code =
-            if reasons.split(',').next() == Some("stage_not_allowed") { "stage_not_allowed" } else { "env_denied" };
+    if divergent {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            code,
-            format!(
-                "no version holding these bytes may be loaded in your environment ({} {}: {reasons})",
-                u.model, u.version
-            ),
+            "state_divergent",
+            "these bytes belong only to models whose stored state disagrees with the audit ledger; they are not served until it is repaired",
         );
     }
-    refused
-        .into_iter()
-        .find_map(|r| match r {
-            Refused::Access(e) => Some(e),
-            Refused::Lifecycle { .. } => None,
-        })
-        .unwrap_or_else(|| ApiError::not_found("blob"))
+    access.unwrap_or_else(|| ApiError::not_found("blob"))
 }
 
 /// The body of a blob, verified as it goes: the whole blob is hashed while the asked range is

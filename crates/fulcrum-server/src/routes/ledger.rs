@@ -42,9 +42,9 @@ pub struct EntryDto {
     /// Base64 leaf hash stored in the tree.
     pub leaf_hash: String,
     /// The record's bytes as stored (UTF-8), for the caller's tenant (and registry-wide events);
-    /// `null` for other tenants'
-    /// records (only their leaf hash is shown), for decisions and access batches when the caller
-    /// may not read decisions, and for records that are gone (`missing`).
+    /// `null` for other tenants' records (only their leaf hash is shown), for decisions and
+    /// access batches when the caller may not read decisions, and for records that are gone
+    /// (`missing`).
     pub data: Option<String>,
     /// True when the record is of the caller's tenant but no longer stored.
     pub missing: bool,
@@ -171,7 +171,8 @@ pub struct StateProofQuery {
     pub model: String,
     pub version: String,
     /// The checkpoint must be signed at or after this time (RFC 3339): an agent passes its
-    /// answer's `issued_at`, so the state it is shown is newer than the answer.
+    /// answer's `issued_at`, so the state it is shown is newer than the answer. Without it, the
+    /// newest checkpoint over the whole tree.
     pub not_before: Option<String>,
 }
 
@@ -206,13 +207,13 @@ pub async fn state_proof(
     who.require(&state, Action::ReadEvents).await?;
     let name = super::parse_model_name(&q.model)?;
     let m = super::find_model(&state, &who.0, &name).await?;
-    let now = state.clock.now();
-    let not_before = match q.not_before.as_deref() {
-        None => now,
-        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| ApiError::bad_request("bad_time", "not_before must be an RFC 3339 time"))?,
-    };
-    if not_before > now + time::Duration::seconds(5) {
+    let not_before = q
+        .not_before
+        .as_deref()
+        .map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("bad_time", "not_before must be an RFC 3339 time"))?;
+    if not_before.is_some_and(|t| t > state.clock.now() + time::Duration::seconds(5)) {
         return Err(ApiError::bad_request("bad_time", "not_before is in the future"));
     }
     let point = state.ledger.state_point(&state, not_before).await.map_err(|e| unavailable(&e))?;

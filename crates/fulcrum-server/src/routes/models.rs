@@ -713,10 +713,6 @@ async fn version_after(state: &AppState, who: &Caller, name: &str, version: &str
     Ok(Json(version_dto(&m.name, v)))
 }
 
-fn text(what: &'static str, s: &str, max: usize) -> ApiResult<()> {
-    super::check_text(what, s, max)
-}
-
 /// Approve a version (the caller is the approver). During a quarantine, an approval counts
 /// toward lifting it.
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/approvals", tag = "governance",
@@ -771,7 +767,7 @@ pub async fn promote(
 }
 
 fn hold_ctx(body: HoldBody) -> ApiResult<GovernCtx> {
-    text("reason", &body.reason, 2048)?;
+    super::check_text("reason", &body.reason, 2048)?;
     check_id("chg_id", body.chg_id.as_deref())?;
     check_id("inc_id", body.inc_id.as_deref())?;
     Ok(GovernCtx { chg_id: body.chg_id, inc_id: body.inc_id, reason: Some(body.reason), ..Default::default() })

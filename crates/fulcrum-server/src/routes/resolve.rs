@@ -136,20 +136,19 @@ fn report_target(p: &Principal, reference: &str, env: &str) -> ApiResult<(Refere
     Ok((r, env))
 }
 
-/// The alias a report concerns (when it names one) and who reports (identity/replica).
 /// What a report is about, from its reference: an alias of the model names the alias; a
 /// version label names the version (when the report did not already); a digest names the
-/// artifact. And who reported it.
-async fn stamp(
+/// artifact. And who reported it (identity/replica).
+fn stamp(
     state: &AppState,
     ev: &mut EventPayload,
     m: &fulcrum_store::ModelRecord,
     r: &Reference,
     p: &Principal,
     agent: Option<String>,
-) -> ApiResult<()> {
+) {
     match &r.selector {
-        Selector::Word(w) if state.store.get_alias(m.id, w).await?.is_some() => ev.alias = Some(w.clone()),
+        Selector::Word(w) if state.catalog.is_alias(&m.tenant, &m.name, w) => ev.alias = Some(w.clone()),
         Selector::Word(w) => {
             ev.version.get_or_insert_with(|| w.clone());
         }
@@ -161,7 +160,6 @@ async fn stamp(
         Some(a) => format!("{}/{a}", p.subject),
         None => p.subject.clone(),
     });
-    Ok(())
 }
 
 /// Record an agent's startup decision as `startup_permit` / `startup_deny`.
@@ -200,7 +198,7 @@ pub async fn startup_report(
     ev.policy_digest = body.policy_digest;
     ev.env = Some(env.as_str().into());
     ev.reason = body.reason;
-    stamp(&state, &mut ev, &m, &r, p, body.agent).await?;
+    stamp(&state, &mut ev, &m, &r, p, body.agent);
     let stored = state.store.record_event(ev).await?;
     match kind {
         EventKind::StartupPermit => state.metrics.startup_permit.fetch_add(1, Ordering::Relaxed),
@@ -260,7 +258,7 @@ pub async fn agent_report(
     ev.observed_at = body.observed_at;
     ev.detail = body.detail;
     ev.stats = body.stats;
-    stamp(&state, &mut ev, &m, &r, p, body.agent).await?;
+    stamp(&state, &mut ev, &m, &r, p, body.agent);
     let stored = state.store.record_event(ev).await?;
     state.notify_events();
     Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
