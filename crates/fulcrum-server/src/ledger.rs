@@ -49,6 +49,8 @@ struct StateCache {
     map: Option<Arc<StateMap>>,
     /// Why the ledger's events give no state (nothing more is signed).
     broken: Option<String>,
+    /// The newest checkpoint with a state map (possibly re-signed at the same size).
+    latest: Option<StatePoint>,
 }
 
 /// A signed checkpoint with its state map, as the state-proof endpoint serves it.
@@ -63,8 +65,6 @@ pub struct StatePoint {
 #[derive(Debug, Default)]
 pub struct Ledger {
     sign: tokio::sync::Mutex<StateCache>,
-    /// The newest checkpoint with a state map (possibly re-signed at the same size).
-    latest: std::sync::RwLock<Option<StatePoint>>,
 }
 
 /// Why the ledger's events do not give a state.
@@ -138,19 +138,13 @@ impl Ledger {
     /// Start from a projection already folded over the first `folded` entries (the start-up
     /// check's), so it is not folded twice.
     pub fn with_projection(projection: Projection, folded: u64) -> Self {
-        Self {
-            sign: tokio::sync::Mutex::new(StateCache { folded, projection, map: None, broken: None }),
-            latest: std::sync::RwLock::default(),
-        }
+        Self { sign: tokio::sync::Mutex::new(StateCache { folded, projection, ..StateCache::default() }) }
     }
 
     /// A ledger whose events give no state (edited behind it, or impossible): nothing more is
     /// signed; the last stored checkpoint stays the registry's word for auditors.
     pub fn broken(why: String) -> Self {
-        Self {
-            sign: tokio::sync::Mutex::new(StateCache { broken: Some(why), ..StateCache::default() }),
-            latest: std::sync::RwLock::default(),
-        }
+        Self { sign: tokio::sync::Mutex::new(StateCache { broken: Some(why), ..StateCache::default() }) }
     }
 
     /// The newest checkpoint, signing one first when the tree grew since the last (and the last
@@ -210,7 +204,7 @@ impl Ledger {
         let mut cache = self.sign.lock().await;
         let size = state.store.ledger_size().await?;
         let now = state.clock.now();
-        if let Some(p) = self.latest.read().expect("ledger lock").clone()
+        if let Some(p) = cache.latest.clone()
             && p.record.size == size
             && not_before.is_none_or(|t| p.head.signed_at >= unix(t.min(now)))
         {
@@ -286,7 +280,7 @@ impl Ledger {
             state.store.store_checkpoint(&rec).await?;
         }
         let point = StatePoint { record: rec, map, head };
-        *self.latest.write().expect("ledger lock") = Some(point.clone());
+        cache.latest = Some(point.clone());
         Ok(point)
     }
 }
