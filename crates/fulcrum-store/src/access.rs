@@ -100,10 +100,10 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn record_access(&self, inputs: &[DecisionInput], batches: &[AccessBatch]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         for i in inputs {
             sqlx::query(
-                "INSERT OR IGNORE INTO decision_inputs (digest, revision, model, input, result, extra) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO decision_inputs (digest, revision, model, input, result, extra) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
             )
             .bind(&i.digest)
             .bind(&i.revision)
@@ -121,7 +121,7 @@ impl Store {
                 let inputs = serde_json::to_string(&b.inputs).expect("strings serialise");
                 let packed = pack(part);
                 let seq: i64 = sqlx::query(
-                    "INSERT INTO access_batches (tenant, first_ns, last_ns, count, inputs, entries) VALUES (?,?,?,?,?,?) RETURNING seq",
+                    "INSERT INTO access_batches (tenant, first_ns, last_ns, count, inputs, entries) VALUES ($1,$2,$3,$4,$5,$6) RETURNING seq",
                 )
                 .bind(&b.tenant)
                 .bind(first)
@@ -159,7 +159,7 @@ impl Store {
         'batches: loop {
             let rows = sqlx::query(
                 "SELECT seq, inputs, entries FROM access_batches
-                  WHERE tenant = ? AND seq >= ? AND (? IS NULL OR (first_ns <= ? AND last_ns >= ?))
+                  WHERE tenant = $1 AND seq >= $2 AND ($3 IS NULL OR (first_ns <= $4 AND last_ns >= $5))
                   ORDER BY seq LIMIT 64",
             )
             .bind(&q.tenant)
@@ -190,7 +190,7 @@ impl Store {
                     let Some(digest) = digests.get(usize::from(e.input)) else { continue };
                     if !inputs.contains_key(digest) {
                         let row = sqlx::query(
-                            "SELECT revision, model, input, result, extra FROM decision_inputs WHERE digest = ?",
+                            "SELECT revision, model, input, result, extra FROM decision_inputs WHERE digest = $1",
                         )
                         .bind(digest)
                         .fetch_optional(&self.read)

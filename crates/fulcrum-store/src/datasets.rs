@@ -28,18 +28,21 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn dataset_uses(&self, tenant: &str, digest: &str, after: i64, limit: u32) -> Result<Vec<DatasetUse>> {
-        let rows = sqlx::query(
-            "SELECT u.version_id, json_group_array(u.uri), m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+        let uris = self.dialect.json_array_agg("u.uri");
+        let sql = format!(
+            "SELECT u.version_id, {uris}, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
              FROM dataset_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
-             WHERE u.tenant = ? AND u.digest = ? AND u.version_id > ?
-             GROUP BY u.version_id ORDER BY u.version_id LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(digest)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+             WHERE u.tenant = $1 AND u.digest = $2 AND u.version_id > $3
+             GROUP BY u.version_id, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+             ORDER BY u.version_id LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(digest)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| DatasetUse {

@@ -31,10 +31,10 @@ impl Store {
         who: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         for f in findings {
             sqlx::query(
-                "INSERT INTO findings (version_id, finding, severity, status, package, source, reported_by, reported_at) VALUES (?,?,?,?,?,?,?,?)
+                "INSERT INTO findings (version_id, finding, severity, status, package, source, reported_by, reported_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
                  ON CONFLICT (version_id, finding) DO UPDATE SET severity = excluded.severity, status = excluded.status,
                    package = excluded.package, source = excluded.source, reported_by = excluded.reported_by, reported_at = excluded.reported_at",
             )
@@ -57,7 +57,7 @@ impl Store {
     /// Database failures.
     pub async fn findings(&self, version_id: i64) -> Result<Vec<Finding>> {
         let rows = sqlx::query(
-            "SELECT finding, severity, status, package FROM findings WHERE version_id = ? ORDER BY finding",
+            "SELECT finding, severity, status, package FROM findings WHERE version_id = $1 ORDER BY finding",
         )
         .bind(version_id)
         .fetch_all(&self.read)
@@ -86,11 +86,11 @@ impl Store {
         w: &WaiverRecord,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        if sqlx::query("SELECT 1 FROM waivers WHERE id = ?").bind(&w.id).fetch_optional(&mut *tx).await?.is_some() {
+        let mut tx = self.begin_write().await?;
+        if sqlx::query("SELECT 1 FROM waivers WHERE id = $1").bind(&w.id).fetch_optional(&mut *tx).await?.is_some() {
             return Err(StoreError::Conflict(format!("waiver {} already exists", w.id)));
         }
-        sqlx::query("INSERT INTO waivers (id, tenant, model_id, version_id, finding, justification, approver, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
+        sqlx::query("INSERT INTO waivers (id, tenant, model_id, version_id, finding, justification, approver, expires_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)")
             .bind(&w.id)
             .bind(tenant)
             .bind(model_id)
@@ -114,7 +114,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT w.*, m.name AS model_name, v.label AS version_label FROM waivers w JOIN models m ON m.id = w.model_id
              LEFT JOIN versions v ON v.id = w.version_id
-             WHERE w.model_id = ? AND (w.version_id IS NULL OR ? IS NULL OR w.version_id = ?) ORDER BY w.created_at, w.id",
+             WHERE w.model_id = $1 AND (w.version_id IS NULL OR $2 IS NULL OR w.version_id = $3) ORDER BY w.created_at, w.id",
         )
         .bind(model_id)
         .bind(version_id)

@@ -36,7 +36,7 @@ pub struct BundleRecord {
 /// (its `version` is the one given).
 pub type BundleSigner<'a> = &'a (dyn Fn(&[KeyRecord], u64) -> std::result::Result<BundleRecord, String> + Sync);
 
-fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
+fn key_from_row(r: &crate::db::Row) -> KeyRecord {
     KeyRecord {
         kid: r.get("kid"),
         alg: r.get("alg"),
@@ -51,22 +51,18 @@ fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
     }
 }
 
-async fn all_keys(tx: &mut sqlx::SqliteConnection) -> Result<Vec<KeyRecord>> {
+async fn all_keys(tx: &mut crate::db::Conn) -> Result<Vec<KeyRecord>> {
     let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY valid_from, kid").fetch_all(&mut *tx).await?;
     Ok(rows.iter().map(key_from_row).collect())
 }
 
-async fn issue_bundle(
-    tx: &mut sqlx::SqliteConnection,
-    sign: BundleSigner<'_>,
-    now: OffsetDateTime,
-) -> Result<BundleRecord> {
+async fn issue_bundle(tx: &mut crate::db::Conn, sign: BundleSigner<'_>, now: OffsetDateTime) -> Result<BundleRecord> {
     let keys = all_keys(tx).await?;
     let version: i64 =
         sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM trust_bundles").fetch_one(&mut *tx).await?.get(0);
     let b = sign(&keys, version as u64).map_err(StoreError::Conflict)?;
     sqlx::query(
-        "INSERT INTO trust_bundles (version, body, kid, signature, issued_at, endorsements) VALUES (?,?,?,?,?,?)",
+        "INSERT INTO trust_bundles (version, body, kid, signature, issued_at, endorsements) VALUES ($1,$2,$3,$4,$5,$6)",
     )
     .bind(version)
     .bind(&b.body)
@@ -79,7 +75,7 @@ async fn issue_bundle(
     Ok(BundleRecord { version: version as u64, ..b })
 }
 
-fn bundle_from_row(r: &sqlx::sqlite::SqliteRow) -> BundleRecord {
+fn bundle_from_row(r: &crate::db::Row) -> BundleRecord {
     BundleRecord {
         version: r.get::<i64, _>(0) as u64,
         body: r.get(1),
@@ -122,10 +118,10 @@ impl Store {
     /// Database failures.
     pub async fn bundles_after(&self, version: u64, limit: u32) -> Result<Vec<BundleRecord>> {
         let rows = sqlx::query(
-            "SELECT version, body, kid, signature, endorsements FROM trust_bundles WHERE version > ? ORDER BY version LIMIT ?",
+            "SELECT version, body, kid, signature, endorsements FROM trust_bundles WHERE version > $1 ORDER BY version LIMIT $2",
         )
         .bind(i64::try_from(version).unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
         Ok(rows.iter().map(bundle_from_row).collect())
@@ -144,8 +140,8 @@ impl Store {
         sign: BundleSigner<'_>,
         now: OffsetDateTime,
     ) -> Result<BundleRecord> {
-        let mut tx = self.write.begin().await?;
-        if sqlx::query("SELECT 1 FROM signing_keys WHERE kid = ?")
+        let mut tx = self.begin_write().await?;
+        if sqlx::query("SELECT 1 FROM signing_keys WHERE kid = $1")
             .bind(&new.kid)
             .fetch_optional(&mut *tx)
             .await?
@@ -161,14 +157,14 @@ impl Store {
             .await?
             .map(|r| r.get(0));
         sqlx::query(
-            "UPDATE signing_keys SET status = 'retired', valid_until = ?, reason = 'rotated' WHERE status = 'active'",
+            "UPDATE signing_keys SET status = 'retired', valid_until = $1, reason = 'rotated' WHERE status = 'active'",
         )
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, public_key, backend, backend_ref, valid_from, valid_until, status, development, reason, created_at)
-             VALUES (?,?,?,?,?,?,NULL,'active',?,NULL,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,NULL,'active',$7,NULL,$8)",
         )
         .bind(&new.kid)
         .bind(&new.alg)
@@ -204,16 +200,16 @@ impl Store {
         sign: BundleSigner<'_>,
         now: OffsetDateTime,
     ) -> Result<BundleRecord> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row =
-            sqlx::query("SELECT status FROM signing_keys WHERE kid = ?").bind(kid).fetch_optional(&mut *tx).await?;
+            sqlx::query("SELECT status FROM signing_keys WHERE kid = $1").bind(kid).fetch_optional(&mut *tx).await?;
         let status: String = row.ok_or(StoreError::NotFound("key"))?.get(0);
         if status == "active" {
             return Err(StoreError::Conflict("the active key cannot be retired; rotate to a new key first".into()));
         }
         let new_status = if compromised { "compromised" } else { "retired" };
         sqlx::query(
-            "UPDATE signing_keys SET status = ?, reason = ?, valid_until = COALESCE(valid_until, ?) WHERE kid = ?",
+            "UPDATE signing_keys SET status = $1, reason = $2, valid_until = COALESCE(valid_until, $3) WHERE kid = $4",
         )
         .bind(new_status)
         .bind(reason)
@@ -241,7 +237,7 @@ impl Store {
     /// # Errors
     /// Database or signer failures.
     pub async fn reissue_bundle(&self, sign: BundleSigner<'_>, now: OffsetDateTime) -> Result<BundleRecord> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let b = issue_bundle(&mut tx, sign, now).await?;
         tx.commit().await?;
         Ok(b)

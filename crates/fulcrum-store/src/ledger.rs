@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use fulcrum_ledger::Hash;
 use fulcrum_ledger::merkle::{self, Node};
-use sqlx::{Row as _, SqliteConnection};
+use sqlx::Row as _;
+
+use crate::db::{self, Conn};
 
 use crate::{Result, Store, StoreError};
 
@@ -50,22 +52,16 @@ pub fn access_leaf(tenant: &str, first_ns: i64, last_ns: i64, count: i64, inputs
     format!("access-batch\n{tenant}\n{first_ns}\n{last_ns}\n{count}\n{inputs}\n{e}").into_bytes()
 }
 
-fn hash_of(row: &sqlx::sqlite::SqliteRow) -> Result<Hash> {
+fn hash_of(row: &crate::db::Row) -> Result<Hash> {
     let b: Vec<u8> = row.get("hash");
     b.try_into().map_err(|_| StoreError::Corrupt("ledger node hash".into()))
 }
 
 /// Append a leaf for a record stored in this transaction.
-pub(crate) async fn append(
-    tx: &mut SqliteConnection,
-    kind: LeafKind,
-    reference: i64,
-    tenant: &str,
-    data: &[u8],
-) -> Result<u64> {
+pub(crate) async fn append(tx: &mut Conn, kind: LeafKind, reference: i64, tenant: &str, data: &[u8]) -> Result<u64> {
     let idx: i64 = sqlx::query(
         "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash)
-         SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ? FROM ledger_leaves RETURNING idx",
+         SELECT COALESCE(MAX(idx) + 1, 0), $1, $2, $3, $4 FROM ledger_leaves RETURNING idx",
     )
     .bind(kind.as_str())
     .bind(reference)
@@ -79,14 +75,14 @@ pub(crate) async fn append(
 
 /// The hashes of `nodes` (level 0 from the leaves, above from the built subtrees), in one query
 /// per table.
-async fn fetch_nodes(conn: &mut SqliteConnection, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
+async fn fetch_nodes(conn: &mut Conn, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
     let mut out = HashMap::with_capacity(nodes.len());
     for chunk in nodes.chunks(400) {
         let (leaves, upper): (Vec<&Node>, Vec<&Node>) = chunk.iter().partition(|n| n.level == 0);
         if !leaves.is_empty() {
             let sql = format!(
                 "SELECT 0 AS level, idx, hash FROM ledger_leaves WHERE idx IN ({})",
-                vec!["?"; leaves.len()].join(",")
+                db::numbered_rows("?", leaves.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for n in &leaves {
@@ -99,7 +95,7 @@ async fn fetch_nodes(conn: &mut SqliteConnection, nodes: &[Node]) -> Result<Hash
         if !upper.is_empty() {
             let sql = format!(
                 "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {})",
-                vec!["(?,?)"; upper.len()].join(",")
+                db::numbered_rows("(?,?)", upper.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for n in &upper {
@@ -175,7 +171,7 @@ impl Store {
         }
         let _one = self.ledger_build.lock().await;
         loop {
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.begin_write().await?;
             let built =
                 sqlx::query("SELECT built FROM ledger_state").fetch_one(&mut *tx).await?.get::<i64, _>(0) as u64;
             let size = sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_leaves")
@@ -190,7 +186,7 @@ impl Store {
             // Resume the builder from the stored full subtrees over [0, built).
             let have = fetch_nodes(&mut tx, &merkle::pieces((0, built))).await?;
             let mut frontier = merkle::Frontier::resume(built, |n| have[&n]);
-            let leaves = sqlx::query("SELECT idx, hash FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx")
+            let leaves = sqlx::query("SELECT idx, hash FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx")
                 .bind(built as i64)
                 .bind(end as i64)
                 .fetch_all(&mut *tx)
@@ -208,7 +204,7 @@ impl Store {
             for chunk in nodes.chunks(300) {
                 let sql = format!(
                     "INSERT INTO ledger_nodes (level, idx, hash) VALUES {}",
-                    vec!["(?,?,?)"; chunk.len()].join(",")
+                    db::numbered_rows("(?,?,?)", chunk.len())
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (level, idx, h) in chunk {
@@ -216,7 +212,7 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE ledger_state SET built = ?").bind(end as i64).execute(&mut *tx).await?;
+            sqlx::query("UPDATE ledger_state SET built = $1").bind(end as i64).execute(&mut *tx).await?;
             tx.commit().await?;
         }
     }
@@ -259,7 +255,7 @@ impl Store {
              LEFT JOIN events e ON l.kind = 'event' AND e.seq = l.ref
              LEFT JOIN decisions d ON l.kind = 'decision' AND d.seq = l.ref
              LEFT JOIN access_batches a ON l.kind = 'access' AND a.seq = l.ref
-             WHERE l.idx >= ? AND l.idx < ? ORDER BY l.idx",
+             WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx",
         )
         .bind(start as i64)
         .bind(end as i64)
@@ -303,7 +299,7 @@ impl Store {
     pub async fn ledger_lifecycle_events(&self, start: u64, end: u64) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
         let rows = sqlx::query(
             "SELECT l.idx, l.hash, e.body FROM ledger_leaves l JOIN events e ON e.seq = l.ref
-             WHERE l.kind = 'event' AND l.idx >= ? AND l.idx < ?
+             WHERE l.kind = 'event' AND l.idx >= $1 AND l.idx < $2
                AND e.kind IN ('release_published', 'promotion', 'revocation', 'quarantined', 'quarantine_released', 'alias_updated')
              ORDER BY l.idx",
         )
@@ -344,13 +340,13 @@ impl Store {
     /// # Errors
     /// Database failures, or a checkpoint that does not grow the log.
     pub async fn store_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let last: Option<i64> =
             sqlx::query("SELECT MAX(size) FROM ledger_checkpoints").fetch_one(&mut *tx).await?.get(0);
         if last.is_some_and(|l| l as u64 >= c.size) {
             return Err(StoreError::Conflict(format!("a checkpoint of size {} is not newer than the last", c.size)));
         }
-        sqlx::query("INSERT INTO ledger_checkpoints (size, root, note, kid, signed_at) VALUES (?,?,?,?,?)")
+        sqlx::query("INSERT INTO ledger_checkpoints (size, root, note, kid, signed_at) VALUES ($1,$2,$3,$4,$5)")
             .bind(c.size as i64)
             .bind(c.root.as_slice())
             .bind(&c.note)
@@ -365,7 +361,7 @@ impl Store {
     /// Records stored before the ledger existed become its first leaves (events, then gate
     /// decisions, then access batches, each in its own order), once, at start-up.
     pub(crate) async fn backfill_ledger(&self) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let size: i64 = sqlx::query("SELECT COUNT(*) FROM ledger_leaves").fetch_one(&mut *tx).await?.get(0);
         if size > 0 {
             return Ok(0);
@@ -432,12 +428,12 @@ impl Store {
         let mut i = 0u64;
         while i < count {
             let end = (i + 50_000).min(count);
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.begin_write().await?;
             let all: Vec<u64> = (i..end).collect();
             for chunk in all.chunks(200) {
                 let sql = format!(
                     "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash) VALUES {}",
-                    vec!["(?, 'event', ?, 'bench', ?)"; chunk.len()].join(",")
+                    db::numbered_rows("(?, 'event', ?, 'bench', ?)", chunk.len())
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for n in chunk {
@@ -458,7 +454,7 @@ impl Store {
     /// # Errors
     /// Database failures (nothing is stored then).
     pub async fn record_events(&self, evs: Vec<fulcrum_core::event::EventPayload>) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = crate::append_events(&mut tx, evs).await?.len() as u64;
         tx.commit().await?;
         Ok(n)
@@ -567,21 +563,22 @@ impl Store {
         chg_id: Option<&str>,
         inc_id: Option<&str>,
     ) -> Result<Vec<EvidenceRecord>> {
-        let rows = sqlx::query(
+        let (chg, inc) = (
+            self.dialect.json_text("e.body", &["data", "chg_id"]),
+            self.dialect.json_text("e.body", &["data", "inc_id"]),
+        );
+        let sql = format!(
             "SELECT l.idx, l.kind, e.body AS event, d.record AS decision
              FROM ledger_leaves l
              LEFT JOIN events e ON l.kind = 'event' AND e.seq = l.ref
              LEFT JOIN decisions d ON l.kind = 'decision' AND d.seq = l.ref
-             WHERE l.tenant = ?1 AND (
-               (l.kind = 'event' AND (json_extract(e.body, '$.data.chg_id') = ?2 OR json_extract(e.body, '$.data.inc_id') = ?3))
-               OR (l.kind = 'decision' AND (d.chg_id = ?2 OR d.inc_id = ?3)))
-             ORDER BY l.idx",
-        )
-        .bind(tenant)
-        .bind(chg_id)
-        .bind(inc_id)
-        .fetch_all(&self.read)
-        .await?;
+             WHERE l.tenant = $1 AND (
+               (l.kind = 'event' AND ({chg} = $2 OR {inc} = $3))
+               OR (l.kind = 'decision' AND (d.chg_id = $2 OR d.inc_id = $3)))
+             ORDER BY l.idx"
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(chg_id).bind(inc_id).fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
                 let kind = LeafKind::parse(r.get("kind"))?;

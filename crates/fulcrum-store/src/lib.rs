@@ -17,6 +17,7 @@
 pub mod access;
 pub mod blobs;
 pub mod datasets;
+pub mod db;
 pub mod findings;
 pub mod keys;
 pub mod ledger;
@@ -28,7 +29,6 @@ pub mod worm;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use fulcrum_core::event::{CloudEvent, EventKind, EventPayload};
 use fulcrum_core::identity::Role;
@@ -38,8 +38,10 @@ use fulcrum_core::lifecycle::{
 };
 use fulcrum_core::names::{AliasName, VersionLabel};
 use fulcrum_core::{Digest, Manifest};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyPool, Row};
+
+use crate::db::Conn;
+pub use db::{Database, Dialect};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -62,6 +64,9 @@ pub enum StoreError {
     Db { message: String, transient: bool },
     #[error("migration failed: {0}")]
     Migrate(String),
+    /// The storage settings are wrong (a bad URL, a password in the URL).
+    #[error("storage configuration: {0}")]
+    Config(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The write did not happen (a group commit failed, or the store is closing); retry.
@@ -83,8 +88,13 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let transient = matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
             || e.as_database_error().is_some_and(|d| {
-                // SQLITE_BUSY / SQLITE_LOCKED; PostgreSQL serialization failure and deadlock.
-                matches!(d.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
+                // SQLITE_BUSY / SQLITE_LOCKED; PostgreSQL serialization failure, deadlock, lock
+                // or statement timeout, the server shutting down, connection failures (08…).
+                let code = d.code();
+                matches!(
+                    code.as_deref(),
+                    Some("5" | "6" | "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03")
+                ) || code.is_some_and(|c| c.starts_with("08"))
             });
         StoreError::Db { message: e.to_string(), transient }
     }
@@ -113,8 +123,9 @@ impl Default for StoreOptions {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: AnyPool,
+    read: AnyPool,
+    dialect: Dialect,
     /// One builder of the ledger's subtree hashes at a time.
     ledger_build: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Events waiting for the group commit (see [`Store::record_event`]).
@@ -135,14 +146,15 @@ const MAX_GROUP: usize = 512;
 /// time a group is one event and nothing waits. A failed commit fails every event of its group
 /// (none of them is stored).
 async fn group_commit(
-    write: SqlitePool,
+    write: AnyPool,
+    dialect: Dialect,
     mut rx: tokio::sync::mpsc::Receiver<GroupItem>,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
         let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let outcome = commit_group(&write, events).await;
+        let outcome = commit_group(&write, dialect, events).await;
         commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match outcome {
             Ok(stored) => {
@@ -161,8 +173,8 @@ async fn group_commit(
     }
 }
 
-async fn commit_group(write: &SqlitePool, events: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
-    let mut tx = write.begin().await?;
+async fn commit_group(write: &AnyPool, dialect: Dialect, events: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
+    let mut tx = db::begin_write(write, dialect).await?;
     let stored = append_events(&mut tx, events).await?;
     tx.commit().await?;
     Ok(stored)
@@ -182,28 +194,57 @@ impl Store {
     /// # Errors
     /// Database and migration failures.
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if opts.durable { SqliteSynchronous::Full } else { SqliteSynchronous::Off })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(base.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(opts.read_connections.max(1))
-            .connect_with(base.read_only(true))
-            .await?;
+        Self::connect(&Database::Sqlite { path: path.to_owned() }, opts).await
+    }
+
+    /// Connect to `db` and bring its schema up to date (replicas starting together on
+    /// PostgreSQL migrate once, under a lock).
+    ///
+    /// # Errors
+    /// Connection, configuration and migration failures.
+    pub async fn connect(db: &Database, opts: StoreOptions) -> Result<Self> {
+        let pools = db::connect(db, opts.durable, opts.read_connections).await?;
+        let applied = db::migrate(&pools.write, db.dialect()).await?;
+        if !applied.is_empty() {
+            tracing::info!(database = %db.display(), ?applied, "schema migrations applied");
+        }
         let (group, rx) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
-        let group_commits = std::sync::Arc::default();
-        tokio::spawn(group_commit(write.clone(), rx, std::sync::Arc::clone(&group_commits)));
-        let store = Self { write, read, ledger_build: std::sync::Arc::default(), group, group_commits };
+        let store = Self {
+            write: pools.write,
+            read: pools.read,
+            dialect: db.dialect(),
+            ledger_build: std::sync::Arc::default(),
+            group,
+            group_commits: std::sync::Arc::default(),
+        };
+        tokio::spawn(group_commit(store.write.clone(), store.dialect, rx, std::sync::Arc::clone(&store.group_commits)));
         let added = store.backfill_ledger().await?;
         if added > 0 {
             tracing::info!(leaves = added, "records stored before the audit ledger existed were added to it");
         }
         Ok(store)
+    }
+
+    /// Bring `db`'s schema up to date and return the migrations applied now (`fulcrum db migrate`).
+    ///
+    /// # Errors
+    /// Connection and migration failures.
+    pub async fn migrate(db: &Database) -> Result<Vec<i64>> {
+        let pools = db::connect(db, true, 1).await?;
+        let applied = db::migrate(&pools.write, db.dialect()).await;
+        pools.read.close().await;
+        pools.write.close().await;
+        applied
+    }
+
+    /// Which engine holds the metadata.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Begin a write transaction (see [`db::begin_write`]).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        db::begin_write(&self.write, self.dialect).await
     }
 
     pub async fn close(&self) {
@@ -216,8 +257,8 @@ impl Store {
     /// # Errors
     /// `Conflict` when the name is taken in the tenant.
     pub async fn create_model(&self, m: NewModel, actor: &str, now: OffsetDateTime) -> Result<ModelRecord> {
-        let mut tx = self.write.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM models WHERE tenant = ? AND name = ?")
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM models WHERE tenant = $1 AND name = $2")
             .bind(&m.tenant)
             .bind(m.name.as_str())
             .fetch_optional(&mut *tx)
@@ -228,7 +269,7 @@ impl Store {
         let owners = serde_json::to_string(&m.owners).expect("strings serialise");
         let labels = serde_json::to_string(&m.labels).expect("strings serialise");
         let id: i64 = sqlx::query(
-            "INSERT INTO models (tenant, name, domain, description, owners, labels, created_by, created_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+            "INSERT INTO models (tenant, name, domain, description, owners, labels, created_by, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
         )
         .bind(&m.tenant)
         .bind(m.name.as_str())
@@ -258,7 +299,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn get_model(&self, tenant: &str, name: &str) -> Result<Option<ModelRecord>> {
-        let row = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name = ?")
+        let row = sqlx::query("SELECT * FROM models WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
             .fetch_optional(&self.read)
@@ -271,7 +312,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn list_models(&self, tenant: &str, after: &str, limit: u32) -> Result<Vec<ModelRecord>> {
-        let rows = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM models WHERE tenant = $1 AND name > $2 ORDER BY name LIMIT $3")
             .bind(tenant)
             .bind(after)
             .bind(i64::from(limit))
@@ -303,9 +344,9 @@ impl Store {
         policy_digest: &Digest,
         now: OffsetDateTime,
     ) -> Result<VersionRecord> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let m = model_in_tx(&mut tx, tenant, model).await?;
-        let taken = sqlx::query("SELECT 1 FROM versions WHERE model_id = ? AND label = ?")
+        let taken = sqlx::query("SELECT 1 FROM versions WHERE model_id = $1 AND label = $2")
             .bind(m.id)
             .bind(v.label.as_str())
             .fetch_optional(&mut *tx)
@@ -316,7 +357,7 @@ impl Store {
                 v.label, model
             )));
         }
-        let is_alias = sqlx::query("SELECT 1 FROM aliases WHERE model_id = ? AND name = ?")
+        let is_alias = sqlx::query("SELECT 1 FROM aliases WHERE model_id = $1 AND name = $2")
             .bind(m.id)
             .bind(v.label.as_str())
             .fetch_optional(&mut *tx)
@@ -327,7 +368,7 @@ impl Store {
                 v.label, model
             )));
         }
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model_id = ?")
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE model_id = $1")
             .bind(m.id)
             .fetch_one(&mut *tx)
             .await?
@@ -337,7 +378,7 @@ impl Store {
         let artifact_digest = v.manifest.digest();
         let id: i64 = sqlx::query(
             "INSERT INTO versions (model_id, label, seq, artifact_digest, record_digest, files, release, stage, hold, publisher, chg_id, created_at)
-             VALUES (?,?,?,?,?,?,?,'Candidate','none',?,?,?) RETURNING id",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,'Candidate','none',$8,$9,$10) RETURNING id",
         )
         .bind(m.id)
         .bind(v.label.as_str())
@@ -362,14 +403,14 @@ impl Store {
         ev.actor = Some(v.publisher.clone());
         let published = append_event(&mut tx, ev).await?;
         let ledger_index = published.ledger_index;
-        sqlx::query("UPDATE versions SET ledger_index = ? WHERE id = ?")
+        sqlx::query("UPDATE versions SET ledger_index = $1 WHERE id = $2")
             .bind(ledger_index.map(|i| i as i64))
             .bind(id)
             .execute(&mut *tx)
             .await?;
         for ds in v.release["dataset_snapshots"].as_array().into_iter().flatten() {
             if let (Some(digest), Some(uri)) = (ds["digest"].as_str(), ds["uri"].as_str()) {
-                sqlx::query("INSERT OR IGNORE INTO dataset_uses (tenant, digest, uri, version_id) VALUES (?,?,?,?)")
+                sqlx::query("INSERT INTO dataset_uses (tenant, digest, uri, version_id) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING")
                     .bind(tenant)
                     .bind(digest)
                     .bind(uri)
@@ -381,7 +422,7 @@ impl Store {
         // Every blob the version names is its: the download gate serves each one only for a
         // version the caller may resolve now (a revoked version's manifest and record stop too).
         for d in version_blobs(&v.manifest, &v.record_digest, &v.release) {
-            sqlx::query("INSERT OR IGNORE INTO blob_uses (tenant, digest, version_id) VALUES (?,?,?)")
+            sqlx::query("INSERT INTO blob_uses (tenant, digest, version_id) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING")
                 .bind(tenant)
                 .bind(d)
                 .bind(id)
@@ -389,7 +430,7 @@ impl Store {
                 .await?;
         }
         for d in [artifact_digest, v.record_digest] {
-            sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
+            sqlx::query("INSERT INTO blob_grants (tenant, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(tenant)
                 .bind(d.to_string())
                 .execute(&mut *tx)
@@ -419,14 +460,14 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn get_version(&self, model_id: i64, label: &str) -> Result<Option<VersionRecord>> {
-        let row = sqlx::query("SELECT * FROM versions WHERE model_id = ? AND label = ?")
+        let row = sqlx::query("SELECT * FROM versions WHERE model_id = $1 AND label = $2")
             .bind(model_id)
             .bind(label)
             .fetch_optional(&self.read)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let mut v = VersionRecord::from_row(&row)?;
-        let approvals = sqlx::query("SELECT * FROM approvals WHERE version_id = ? ORDER BY id")
+        let approvals = sqlx::query("SELECT * FROM approvals WHERE version_id = $1 ORDER BY id")
             .bind(v.id)
             .fetch_all(&self.read)
             .await?;
@@ -440,7 +481,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn list_versions(&self, model_id: i64, after_seq: u64, limit: u32) -> Result<Vec<VersionRecord>> {
-        let rows = sqlx::query("SELECT * FROM versions WHERE model_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM versions WHERE model_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
             .bind(model_id)
             .bind(after_seq as i64)
             .bind(i64::from(limit))
@@ -453,9 +494,10 @@ impl Store {
     /// cache at start-up without holding every row in memory at once).
     pub fn versions_brief(&self) -> impl futures_util::Stream<Item = Result<VersionBrief>> + '_ {
         use futures_util::StreamExt;
-        sqlx::query(
-            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, ledger_index, json_extract(release, '$.model_card') AS card FROM versions ORDER BY id",
-        )
+        let card = self.dialect.json_text("release", &["model_card"]);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, ledger_index, {card} AS card FROM versions ORDER BY id",
+        )))
         .fetch(&self.read)
         .map(|row| VersionBrief::from_row(&row?))
     }
@@ -510,7 +552,7 @@ impl Store {
         (SELECT cause FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS cause,
         (SELECT inc_id FROM alias_history h WHERE h.model_id = a.model_id AND h.alias = a.name ORDER BY position DESC LIMIT 1) AS inc_id
      FROM aliases a LEFT JOIN versions v ON v.id = a.version_id
-     WHERE (?1 IS NULL OR a.model_id = ?1) AND (?2 IS NULL OR a.name = ?2)
+     WHERE ($1 IS NULL OR a.model_id = $1) AND ($2 IS NULL OR a.name = $2)
      ORDER BY a.model_id, a.name";
 
     /// Every alias (for building the resolve cache at start-up).
@@ -536,7 +578,7 @@ impl Store {
     pub async fn alias_history(&self, model_id: i64, alias: &str) -> Result<Vec<AliasHistoryRecord>> {
         let rows = sqlx::query(
             "SELECT h.*, v.label, v.seq FROM alias_history h LEFT JOIN versions v ON v.id = h.version_id
-             WHERE h.model_id = ? AND h.alias = ? ORDER BY h.position",
+             WHERE h.model_id = $1 AND h.alias = $2 ORDER BY h.position",
         )
         .bind(model_id)
         .bind(alias)
@@ -581,7 +623,7 @@ impl Store {
         gate: Option<Gate<'_>>,
         now: OffsetDateTime,
     ) -> Result<Governed> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let m = model_in_tx(&mut tx, tenant, model).await?;
         let mut state = load_state(&mut tx, m.id).await?;
         let id_of = |label: &str| -> Result<VersionId> {
@@ -657,7 +699,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn grant_blob(&self, tenant: &str, digest: &Digest) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO blob_grants (tenant, digest) VALUES (?, ?)")
+        sqlx::query("INSERT INTO blob_grants (tenant, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(tenant)
             .bind(digest.to_string())
             .execute(&self.write)
@@ -671,7 +713,7 @@ impl Store {
     /// Database failures.
     pub async fn tenant_blobs(&self, tenant: &str, after: Option<&Digest>, limit: u32) -> Result<Vec<Digest>> {
         let rows =
-            sqlx::query("SELECT digest FROM blob_grants WHERE tenant = ? AND digest > ? ORDER BY digest LIMIT ?")
+            sqlx::query("SELECT digest FROM blob_grants WHERE tenant = $1 AND digest > $2 ORDER BY digest LIMIT $3")
                 .bind(tenant)
                 .bind(after.map(ToString::to_string).unwrap_or_default())
                 .bind(i64::from(limit))
@@ -685,7 +727,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn blob_tenants(&self, digest: &Digest) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT tenant FROM blob_grants WHERE digest = ? ORDER BY tenant")
+        let rows = sqlx::query("SELECT tenant FROM blob_grants WHERE digest = $1 ORDER BY tenant")
             .bind(digest.to_string())
             .fetch_all(&self.read)
             .await?;
@@ -695,7 +737,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn tenant_has_blob(&self, tenant: &str, digest: &Digest) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM blob_grants WHERE tenant = ? AND digest = ?")
+        Ok(sqlx::query("SELECT 1 FROM blob_grants WHERE tenant = $1 AND digest = $2")
             .bind(tenant)
             .bind(digest.to_string())
             .fetch_optional(&self.read)
@@ -710,11 +752,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn blob_uses(&self, tenant: &str, digest: &Digest) -> Result<Vec<BlobUse>> {
-        let rows = sqlx::query(
-            "SELECT m.name, m.domain, m.labels, v.label, v.seq, v.stage, v.hold, json_extract(v.release, '$.model_card') AS card
+        let card = self.dialect.json_text("v.release", &["model_card"]);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT m.name, m.domain, m.labels, v.label, v.seq, v.stage, v.hold, {card} AS card
              FROM blob_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
-             WHERE u.tenant = ? AND u.digest = ? ORDER BY v.id",
-        )
+             WHERE u.tenant = $1 AND u.digest = $2 ORDER BY v.id",
+        )))
         .bind(tenant)
         .bind(digest.to_string())
         .fetch_all(&self.read)
@@ -765,7 +808,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn event_seq(&self, id: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query("SELECT seq FROM events WHERE id = ?")
+        Ok(sqlx::query("SELECT seq FROM events WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.read)
             .await?
@@ -782,7 +825,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn sink_position(&self, sink: &str) -> Result<i64> {
-        Ok(sqlx::query("SELECT seq FROM sink_positions WHERE sink = ?")
+        Ok(sqlx::query("SELECT seq FROM sink_positions WHERE sink = $1")
             .bind(sink)
             .fetch_optional(&self.read)
             .await?
@@ -795,8 +838,9 @@ impl Store {
     /// Database failures.
     pub async fn set_sink_position(&self, sink: &str, seq: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sink_positions (sink, seq) VALUES (?, ?)
-             ON CONFLICT (sink) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            "INSERT INTO sink_positions (sink, seq) VALUES ($1, $2)
+             ON CONFLICT (sink) DO UPDATE
+             SET seq = CASE WHEN excluded.seq > sink_positions.seq THEN excluded.seq ELSE sink_positions.seq END",
         )
         .bind(sink)
         .bind(seq)
@@ -811,7 +855,7 @@ impl Store {
     /// Database failures.
     pub async fn add_dead_letter(&self, d: &DeadLetter) -> Result<()> {
         sqlx::query(
-            "INSERT INTO webhook_dead_letters (sink, tenant, seq, event_id, attempts, last_error, at) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO webhook_dead_letters (sink, tenant, seq, event_id, attempts, last_error, at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
         .bind(&d.sink)
         .bind(&d.tenant)
@@ -830,7 +874,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn dead_letter(&self, tenant: &str, id: i64) -> Result<Option<DeadLetter>> {
-        let row = sqlx::query("SELECT * FROM webhook_dead_letters WHERE id = ? AND (tenant = ? OR tenant = '*')")
+        let row = sqlx::query("SELECT * FROM webhook_dead_letters WHERE id = $1 AND (tenant = $2 OR tenant = '*')")
             .bind(id)
             .bind(tenant)
             .fetch_optional(&self.read)
@@ -851,12 +895,12 @@ impl Store {
     ) -> Result<()> {
         let q = match outcome {
             Ok(()) => sqlx::query(
-                "UPDATE webhook_dead_letters SET resolved_at = ?, resolved_by = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE webhook_dead_letters SET resolved_at = $1, resolved_by = $2, attempts = attempts + 1 WHERE id = $3",
             )
             .bind(at)
             .bind(by),
             Err(e) => sqlx::query(
-                "UPDATE webhook_dead_letters SET at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE webhook_dead_letters SET at = $1, last_error = $2, attempts = attempts + 1 WHERE id = $3",
             )
             .bind(at)
             .bind(e),
@@ -870,7 +914,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn event_body(&self, seq: i64) -> Result<Option<String>> {
-        Ok(sqlx::query("SELECT body FROM events WHERE seq = ?")
+        Ok(sqlx::query("SELECT body FROM events WHERE seq = $1")
             .bind(seq)
             .fetch_optional(&self.read)
             .await?
@@ -882,12 +926,13 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn dead_letters(&self, tenant: &str, limit: u32) -> Result<Vec<DeadLetter>> {
-        let rows =
-            sqlx::query("SELECT * FROM webhook_dead_letters WHERE tenant = ? OR tenant = '*' ORDER BY id DESC LIMIT ?")
-                .bind(tenant)
-                .bind(i64::from(limit))
-                .fetch_all(&self.read)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM webhook_dead_letters WHERE tenant = $1 OR tenant = '*' ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
         Ok(rows.iter().map(dead_letter_from_row).collect())
     }
 
@@ -897,24 +942,23 @@ impl Store {
     /// Database failures.
     pub async fn events_after(&self, tenant: Option<&str>, after: i64, limit: u32) -> Result<Vec<StoredEvent>> {
         // Registry-wide events (key rotation) carry tenant '*' and are visible to every tenant.
-        let rows =
-            match tenant {
-                Some(t) => sqlx::query(
-                    "SELECT seq, body FROM events WHERE (tenant = ? OR tenant = '*') AND seq > ? ORDER BY seq LIMIT ?",
-                )
-                .bind(t)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.read)
-                .await?,
-                None => {
-                    sqlx::query("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-                        .bind(after)
-                        .bind(i64::from(limit))
-                        .fetch_all(&self.read)
-                        .await?
-                }
-            };
+        let rows = match tenant {
+            Some(t) => sqlx::query(
+                "SELECT seq, body FROM events WHERE (tenant = $1 OR tenant = '*') AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(t)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?,
+            None => {
+                sqlx::query("SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?
+            }
+        };
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
@@ -962,8 +1006,8 @@ pub struct Governed {
     pub labels: BTreeMap<VersionId, String>,
 }
 
-async fn model_in_tx(tx: &mut SqliteConnection, tenant: &str, name: &str) -> Result<ModelRecord> {
-    let row = sqlx::query("SELECT * FROM models WHERE tenant = ? AND name = ?")
+async fn model_in_tx(tx: &mut Conn, tenant: &str, name: &str) -> Result<ModelRecord> {
+    let row = sqlx::query("SELECT * FROM models WHERE tenant = $1 AND name = $2")
         .bind(tenant)
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -971,8 +1015,8 @@ async fn model_in_tx(tx: &mut SqliteConnection, tenant: &str, name: &str) -> Res
     row.map(|r| ModelRecord::from_row(&r)).transpose()?.ok_or(StoreError::NotFound("model"))
 }
 
-async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelState> {
-    let rows = sqlx::query("SELECT id, label, seq, artifact_digest, stage, hold, hold_epoch, publisher FROM versions WHERE model_id = ? ORDER BY seq")
+async fn load_state(tx: &mut Conn, model_id: i64) -> Result<ModelState> {
+    let rows = sqlx::query("SELECT id, label, seq, artifact_digest, stage, hold, hold_epoch, publisher FROM versions WHERE model_id = $1 ORDER BY seq")
         .bind(model_id)
         .fetch_all(&mut *tx)
         .await?;
@@ -991,7 +1035,7 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
         });
     }
     let approvals = sqlx::query(
-        "SELECT a.version_id, a.subject, a.role, a.kind, a.epoch FROM approvals a JOIN versions v ON v.id = a.version_id WHERE v.model_id = ? ORDER BY a.id",
+        "SELECT a.version_id, a.subject, a.role, a.kind, a.epoch FROM approvals a JOIN versions v ON v.id = a.version_id WHERE v.model_id = $1 ORDER BY a.id",
     )
     .bind(model_id)
     .fetch_all(&mut *tx)
@@ -1009,7 +1053,7 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
         }
     }
     let mut aliases = BTreeMap::new();
-    for r in sqlx::query("SELECT name, env, version_id FROM aliases WHERE model_id = ?")
+    for r in sqlx::query("SELECT name, env, version_id FROM aliases WHERE model_id = $1")
         .bind(model_id)
         .fetch_all(&mut *tx)
         .await?
@@ -1018,7 +1062,7 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
         let env = Env::from_str(r.get::<&str, _>("env")).map_err(|()| corrupt("env"))?;
         aliases.insert(name, AliasState { env, target: r.get("version_id"), history: vec![] });
     }
-    for r in sqlx::query("SELECT * FROM alias_history WHERE model_id = ? ORDER BY alias, position")
+    for r in sqlx::query("SELECT * FROM alias_history WHERE model_id = $1 ORDER BY alias, position")
         .bind(model_id)
         .fetch_all(&mut *tx)
         .await?
@@ -1039,18 +1083,18 @@ async fn load_state(tx: &mut SqliteConnection, model_id: i64) -> Result<ModelSta
 }
 
 /// Remember which ledger leaf stands behind a version's stage/hold or an alias's target.
-async fn link_ledger(tx: &mut SqliteConnection, model_id: i64, fx: &Effect, leaf: u64) -> Result<()> {
+async fn link_ledger(tx: &mut Conn, model_id: i64, fx: &Effect, leaf: u64) -> Result<()> {
     match fx {
         Effect::Approved { .. } => {}
         Effect::StageChanged { version, .. } | Effect::HoldChanged { version, .. } => {
-            sqlx::query("UPDATE versions SET ledger_index = ? WHERE id = ?")
+            sqlx::query("UPDATE versions SET ledger_index = $1 WHERE id = $2")
                 .bind(leaf as i64)
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
         }
         Effect::AliasMoved { alias, .. } => {
-            sqlx::query("UPDATE aliases SET ledger_index = ? WHERE model_id = ? AND name = ?")
+            sqlx::query("UPDATE aliases SET ledger_index = $1 WHERE model_id = $2 AND name = $3")
                 .bind(leaf as i64)
                 .bind(model_id)
                 .bind(alias.as_str())
@@ -1061,16 +1105,10 @@ async fn link_ledger(tx: &mut SqliteConnection, model_id: i64, fx: &Effect, leaf
     Ok(())
 }
 
-async fn persist_effect(
-    tx: &mut SqliteConnection,
-    model_id: i64,
-    fx: &Effect,
-    ctx: &GovernCtx,
-    now: OffsetDateTime,
-) -> Result<()> {
+async fn persist_effect(tx: &mut Conn, model_id: i64, fx: &Effect, ctx: &GovernCtx, now: OffsetDateTime) -> Result<()> {
     match fx {
         Effect::Approved { version, approval } => {
-            sqlx::query("INSERT INTO approvals (version_id, subject, role, kind, epoch, comment, created_at) VALUES (?,?,?,?,?,?,?)")
+            sqlx::query("INSERT INTO approvals (version_id, subject, role, kind, epoch, comment, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)")
                 .bind(version)
                 .bind(&approval.subject)
                 .bind(approval.role.as_str())
@@ -1085,14 +1123,14 @@ async fn persist_effect(
                 .await?;
         }
         Effect::StageChanged { version, to, .. } => {
-            sqlx::query("UPDATE versions SET stage = ? WHERE id = ?")
+            sqlx::query("UPDATE versions SET stage = $1 WHERE id = $2")
                 .bind(to.as_str())
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
         }
         Effect::HoldChanged { version, to, epoch, .. } => {
-            sqlx::query("UPDATE versions SET hold = ?, hold_epoch = ?, hold_reason = ? WHERE id = ?")
+            sqlx::query("UPDATE versions SET hold = $1, hold_epoch = $2, hold_reason = $3 WHERE id = $4")
                 .bind(to.as_str())
                 .bind(i64::from(*epoch))
                 .bind(&ctx.reason)
@@ -1102,7 +1140,7 @@ async fn persist_effect(
         }
         Effect::AliasMoved { alias, env, to, entry, .. } => {
             sqlx::query(
-                "INSERT INTO aliases (model_id, name, env, version_id) VALUES (?,?,?,?)
+                "INSERT INTO aliases (model_id, name, env, version_id) VALUES ($1,$2,$3,$4)
                  ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id",
             )
             .bind(model_id)
@@ -1112,7 +1150,7 @@ async fn persist_effect(
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO alias_history (model_id, alias, position, version_id, cause, chg_id, inc_id, actor, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO alias_history (model_id, alias, position, version_id, cause, chg_id, inc_id, actor, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
             )
             .bind(model_id)
             .bind(alias.as_str())
@@ -1135,7 +1173,7 @@ const ROWS_PER_INSERT: usize = 128;
 
 /// Append several events (and their ledger leaves) with a few multi-row statements: positions
 /// and leaves follow in order, exactly as one [`append_event`] after another would give them.
-pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
+pub(crate) async fn append_events(tx: &mut Conn, evs: Vec<EventPayload>) -> Result<Vec<StoredEvent>> {
     if evs.is_empty() {
         return Ok(vec![]);
     }
@@ -1155,7 +1193,7 @@ pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPaylo
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO events (seq, id, tenant, model, kind, body) VALUES {}",
-            vec!["(?,?,?,?,?,?)"; chunk.len()].join(",")
+            db::numbered_rows("(?,?,?,?,?,?)", chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())); // placeholders only
         for (seq, id, tenant, model, kind, body) in chunk {
@@ -1164,7 +1202,7 @@ pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPaylo
         q.execute(&mut *tx).await?;
         let sql = format!(
             "INSERT INTO ledger_leaves (idx, kind, ref, tenant, hash) VALUES {}",
-            vec!["(?,'event',?,?,?)"; chunk.len()].join(",")
+            db::numbered_rows("(?,'event',?,?,?)", chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())); // placeholders only
         for (seq, _, tenant, _, _, body) in chunk {
@@ -1183,7 +1221,7 @@ pub(crate) async fn append_events(tx: &mut SqliteConnection, evs: Vec<EventPaylo
         .collect())
 }
 
-fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> DeadLetter {
+fn dead_letter_from_row(r: &db::Row) -> DeadLetter {
     DeadLetter {
         id: r.get("id"),
         sink: r.get("sink"),
@@ -1199,7 +1237,7 @@ fn dead_letter_from_row(r: &sqlx::sqlite::SqliteRow) -> DeadLetter {
 }
 
 /// Append one event (and its ledger leaf).
-pub(crate) async fn append_event(tx: &mut SqliteConnection, ev: EventPayload) -> Result<StoredEvent> {
+pub(crate) async fn append_event(tx: &mut Conn, ev: EventPayload) -> Result<StoredEvent> {
     Ok(append_events(tx, vec![ev]).await?.pop().expect("one event in, one out"))
 }
 

@@ -86,9 +86,9 @@ pub struct DecisionQuery {
 }
 
 /// Store a decision and append its leaf; its ledger index.
-pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &DecisionRow) -> Result<u64> {
+pub(crate) async fn insert_decision(tx: &mut crate::db::Conn, d: &DecisionRow) -> Result<u64> {
     let seq: i64 = sqlx::query(
-        "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING seq",
+        "INSERT INTO decisions (decision_id, tenant, model, version, path, allow, revision, chg_id, inc_id, record) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING seq",
     )
     .bind(&d.decision_id)
     .bind(&d.tenant)
@@ -106,7 +106,7 @@ pub(crate) async fn insert_decision(tx: &mut sqlx::SqliteConnection, d: &Decisio
     crate::ledger::append(tx, crate::ledger::LeafKind::Decision, seq, &d.tenant, d.record.as_bytes()).await
 }
 
-fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> SnapshotRecord {
+fn snapshot_from_row(r: &crate::db::Row) -> SnapshotRecord {
     SnapshotRecord {
         digest: r.get("digest"),
         body: r.get("body"),
@@ -133,7 +133,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn policy_by_digest(&self, digest: &str) -> Result<Option<SnapshotRecord>> {
-        let row = sqlx::query("SELECT * FROM policy_snapshots WHERE digest = ?")
+        let row = sqlx::query("SELECT * FROM policy_snapshots WHERE digest = $1")
             .bind(digest)
             .fetch_optional(&self.read)
             .await?;
@@ -155,7 +155,7 @@ impl Store {
         emit: bool,
         now: OffsetDateTime,
     ) -> Result<InstallKind> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> = sqlx::query("SELECT digest FROM policy_installs ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?
@@ -163,7 +163,7 @@ impl Store {
         if current.as_deref() == Some(s.digest.as_str()) && install.kind != InstallKind::Reset {
             return Err(StoreError::Conflict(format!("policy snapshot {} is already in force", s.digest)));
         }
-        let stored = sqlx::query("SELECT 1 FROM policy_snapshots WHERE digest = ?")
+        let stored = sqlx::query("SELECT 1 FROM policy_snapshots WHERE digest = $1")
             .bind(&s.digest)
             .fetch_optional(&mut *tx)
             .await?
@@ -174,7 +174,7 @@ impl Store {
         };
         if !stored {
             sqlx::query(
-                "INSERT INTO policy_snapshots (digest, body, envelope, installed_by, installed_at) VALUES (?,?,?,?,?)",
+                "INSERT INTO policy_snapshots (digest, body, envelope, installed_by, installed_at) VALUES ($1,$2,$3,$4,$5)",
             )
             .bind(&s.digest)
             .bind(&s.body)
@@ -185,7 +185,7 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "INSERT INTO policy_installs (digest, kind, installed_by, installed_at, reason) VALUES (?,?,?,?,?)",
+            "INSERT INTO policy_installs (digest, kind, installed_by, installed_at, reason) VALUES ($1,$2,$3,$4,$5)",
         )
         .bind(&s.digest)
         .bind(kind.as_str())
@@ -214,7 +214,7 @@ impl Store {
     /// Database failures.
     pub async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyHistoryEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, digest, kind, installed_by, installed_at, reason FROM policy_installs ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, digest, kind, installed_by, installed_at, reason FROM policy_installs ORDER BY seq DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.read)
@@ -238,7 +238,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn record_decision(&self, d: &DecisionRow) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let idx = insert_decision(&mut tx, d).await?;
         tx.commit().await?;
         Ok(idx)
@@ -250,10 +250,10 @@ impl Store {
     /// Database failures.
     pub async fn decisions(&self, q: &DecisionQuery) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
-            "SELECT seq, record FROM decisions WHERE tenant = ? AND seq > ?
-               AND (? IS NULL OR chg_id = ?) AND (? IS NULL OR inc_id = ?) AND (? IS NULL OR model = ?)
-               AND (? IS NULL OR version = ?) AND (? IS NULL OR decision_id = ?) AND (? IS NULL OR path = ?)
-             ORDER BY seq LIMIT ?",
+            "SELECT seq, record FROM decisions WHERE tenant = $1 AND seq > $2
+               AND ($3 IS NULL OR chg_id = $4) AND ($5 IS NULL OR inc_id = $6) AND ($7 IS NULL OR model = $8)
+               AND ($9 IS NULL OR version = $10) AND ($11 IS NULL OR decision_id = $12) AND ($13 IS NULL OR path = $14)
+             ORDER BY seq LIMIT $15",
         )
         .bind(&q.tenant)
         .bind(q.after)

