@@ -99,6 +99,11 @@ pub enum Output {
 enum Command {
     /// Run the registry (embedded default: SQLite + local blobs + local key under --data-dir).
     Serve(serve::ServeArgs),
+    /// The metadata database: migrate (offline, before replicas start or to check a backup).
+    Db {
+        #[command(subcommand)]
+        cmd: serve::DbCmd,
+    },
     /// Run both end-to-end flows (Promotion→Deploy, Revocation→Rollback) on a temporary
     /// registry and print the event timeline.
     Demo {
@@ -237,6 +242,7 @@ impl Command {
     fn conn(&self) -> Option<&Conn> {
         match self {
             Command::Serve(_)
+            | Command::Db { .. }
             | Command::Demo { .. }
             | Command::Sign { .. }
             | Command::Verify { .. }
@@ -309,6 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(conn) = cli.command.conn().cloned() else {
         return match cli.command {
             Command::Serve(a) => serve::run(a).await,
+            Command::Db { cmd } => serve::db(cmd).await,
             Command::Demo { out, args } => demo::run(args, out.output).await,
             Command::Sign { out, cmd } => trust::sign(cmd, out.output),
             Command::Verify { out, cmd } => trust::verify(cmd, out.output),
@@ -335,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = commands::Ctx { registry: conn.registry, token, tls, output };
     match cli.command {
         Command::Serve(_)
+        | Command::Db { .. }
         | Command::Demo { .. }
         | Command::Sign { .. }
         | Command::Verify { .. }

@@ -16,6 +16,8 @@ pub struct ServeArgs {
     /// Where the database, blobs and the development key live.
     #[arg(long, default_value = "./fulcrum-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Local identities (token → subject, role, tenant, domain, env, purpose). Without it,
     /// <data-dir>/tokens.json is used, and created with a bootstrap admin token if missing.
     #[arg(long)]
@@ -97,6 +99,111 @@ pub struct ServeArgs {
     bootstrap_tenant: String,
 }
 
+/// The metadata database (without a URL: SQLite in the data dir).
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL 15+ for the metadata: `postgres://USER@HOST:PORT/DB[?sslmode=verify-full]`
+    /// (no password in the URL: give it with --database-password-file).
+    #[arg(long, env = "FULCRUM_DATABASE_URL")]
+    database_url: Option<String>,
+    /// File holding the database password (re-read when it changes).
+    #[arg(long, env = "FULCRUM_DATABASE_PASSWORD_FILE", requires = "database_url")]
+    database_password_file: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The database these arguments name.
+    ///
+    /// # Errors
+    /// An unreadable password file.
+    pub fn database(&self, data_dir: &std::path::Path) -> anyhow::Result<fulcrum_store::Database> {
+        Ok(match &self.database_url {
+            None => fulcrum_store::Database::Sqlite { path: data_dir.join("registry.db") },
+            Some(url) => fulcrum_store::Database::Postgres {
+                url: url.clone(),
+                password: self
+                    .database_password_file
+                    .as_deref()
+                    .map(fulcrum_kms::Secret::from_file)
+                    .transpose()
+                    .context("database password")?,
+            },
+        })
+    }
+}
+
+/// Where metadata and blobs live. Without any of these, both stay in the data dir (SQLite and a
+/// content-addressed directory): the embedded default.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// S3-compatible object storage for blobs: `s3://BUCKET?endpoint=URL&region=R` (AWS when no
+    /// endpoint). Downloads are then answered with short-lived pre-signed URLs.
+    #[arg(long, env = "FULCRUM_BLOB_STORE", requires_all = ["s3_access_key_file", "s3_secret_key_file"])]
+    blob_store: Option<String>,
+    /// Files holding the object store's access key id and secret (re-read when rotated).
+    #[arg(long, env = "FULCRUM_S3_ACCESS_KEY_FILE", requires = "blob_store")]
+    s3_access_key_file: Option<PathBuf>,
+    #[arg(long, env = "FULCRUM_S3_SECRET_KEY_FILE", requires = "blob_store")]
+    s3_secret_key_file: Option<PathBuf>,
+    /// Lifetime of a pre-signed download URL, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    presign_ttl_secs: u64,
+}
+
+impl StorageArgs {
+    fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        if self.database.database_url.is_some() {
+            config.database = Some(self.database.database(&config.data_dir)?);
+        }
+        if let (Some(url), Some(ak), Some(sk)) = (&self.blob_store, &self.s3_access_key_file, &self.s3_secret_key_file)
+        {
+            config.blob_store = Some(fulcrum_store::blobs::S3BlobConfig::parse(
+                url,
+                fulcrum_kms::Secret::from_file(ak).context("S3 access key")?,
+                fulcrum_kms::Secret::from_file(sk).context("S3 secret key")?,
+            )?);
+        }
+        config.presign_ttl = Duration::from_secs(self.presign_ttl_secs);
+        Ok(())
+    }
+}
+
+/// `fulcrum db …`: the metadata database, offline (no registry needs to run).
+#[derive(Debug, clap::Subcommand)]
+pub enum DbCmd {
+    /// Bring the schema up to date (replicas also migrate at start, once, under a lock).
+    Migrate {
+        /// The data dir whose SQLite database to migrate (when no --database-url is given).
+        #[arg(long, default_value = "./fulcrum-data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+pub async fn db(cmd: DbCmd) -> anyhow::Result<()> {
+    match cmd {
+        DbCmd::Migrate { data_dir, database } => {
+            let db = database.database(&data_dir)?;
+            if let fulcrum_store::Database::Sqlite { path } = &db {
+                std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
+                    .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            }
+            let applied =
+                fulcrum_store::Store::migrate(&db).await.with_context(|| format!("migrating {}", db.display()))?;
+            if applied.is_empty() {
+                println!("{}: the schema is up to date", db.display());
+            } else {
+                let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
+                println!("{}: applied migrations {}", db.display(), list.join(", "));
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -121,6 +228,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         bail!("refusing to listen on {} without TLS; pass --tls-cert and --tls-key, or listen on 127.0.0.1", a.listen);
     }
     let mut config = Config::new(&a.data_dir);
+    a.storage.apply(&mut config)?;
     config.tokens_file = a.tokens_file.clone();
     config.resolve_ttl = Duration::from_secs(a.resolve_ttl_secs);
     config.bootstrap_tenant = a.bootstrap_tenant.clone();

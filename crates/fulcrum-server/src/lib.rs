@@ -60,6 +60,14 @@ pub use tls::{TlsFiles, serve_tls};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Where the metadata lives: `None` = SQLite at `<data-dir>/registry.db` (the embedded
+    /// default), or a PostgreSQL database.
+    pub database: Option<fulcrum_store::Database>,
+    /// Where blobs live: `None` = `<data-dir>/blobs`, or an S3 bucket (downloads are then
+    /// answered with pre-signed URLs).
+    pub blob_store: Option<fulcrum_store::blobs::S3BlobConfig>,
+    /// Lifetime of a pre-signed download URL.
+    pub presign_ttl: Duration,
     /// `None` = `<data-dir>/tokens.json`, created with a bootstrap admin token when missing.
     pub tokens_file: Option<PathBuf>,
     /// Tenant of the bootstrap admin token.
@@ -96,6 +104,9 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
+            blob_store: None,
+            presign_ttl: Duration::from_secs(60),
             tokens_file: None,
             bootstrap_tenant: "default".into(),
             resolve_ttl: Duration::from_secs(300),
@@ -264,8 +275,16 @@ impl Registry {
             tracing::warn!(%issuer, %error, "cannot fetch the issuer's keys yet; its tokens are refused until then");
         }
 
-        let store = Store::open(&dir.join("registry.db"), StoreOptions::default()).await?;
-        let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let database = config
+            .database
+            .clone()
+            .unwrap_or_else(|| fulcrum_store::Database::Sqlite { path: dir.join("registry.db") });
+        let store = Store::connect(&database, StoreOptions::default()).await?;
+        let blobs = match &config.blob_store {
+            None => BlobStore::open(&dir.join("blobs"))?,
+            Some(s3) => BlobStore::open_s3(s3.clone(), &dir.join("blob-spool")).await?,
+        };
+        tracing::info!(database = %database.display(), blobs = %blobs.describe(), "storage opened");
         let evidence = match &config.evidence_s3 {
             None => fulcrum_store::worm::EvidenceStore::Local(
                 fulcrum_store::worm::LocalWorm::open(&dir.join("evidence"))

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub relay_failures: AtomicU64,
     /// Events webhooks gave up on (dead letters).
     pub webhook_dead: AtomicU64,
+    /// Blob bytes the registry sent itself.
+    pub blob_bytes_served: AtomicU64,
+    /// Downloads answered with a pre-signed object-storage URL instead of the bytes.
+    pub blob_redirects: AtomicU64,
     /// Refused bearer tokens by reason code.
     token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -165,6 +169,12 @@ impl Metrics {
             "# HELP fulcrum_relay_position Outbox position of the last event NATS acknowledged.\n# TYPE fulcrum_relay_position gauge\nfulcrum_relay_position {}\n# HELP fulcrum_relay_failures_total NATS relay interruptions.\n# TYPE fulcrum_relay_failures_total counter\nfulcrum_relay_failures_total {}",
             self.relay_position.load(Ordering::Relaxed),
             self.relay_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_blob_bytes_served_total Blob bytes the registry sent itself.\n# TYPE fulcrum_blob_bytes_served_total counter\nfulcrum_blob_bytes_served_total {}\n# HELP fulcrum_blob_redirects_total Downloads sent to object storage with a pre-signed URL.\n# TYPE fulcrum_blob_redirects_total counter\nfulcrum_blob_redirects_total {}",
+            self.blob_bytes_served.load(Ordering::Relaxed),
+            self.blob_redirects.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -76,7 +76,8 @@ pub struct ResetRequest {
 /// # Errors
 /// No registry in `data_dir`, an unusable reason, or the file cannot be written.
 pub fn request_reset(data_dir: &std::path::Path, reason: &str) -> Result<ResetRequest, InstallError> {
-    if !data_dir.join("registry.db").is_file() {
+    // A registry's data dir holds its SQLite database, or (on PostgreSQL) its tokens and blobs.
+    if !["registry.db", "tokens.json", "blobs", "blob-spool"].iter().any(|f| data_dir.join(f).exists()) {
         return Err(InstallError::Reset(format!("{} holds no registry (no registry.db)", data_dir.display())));
     }
     if reason.trim().is_empty() || reason.len() > 2048 || fulcrum_core::names::check_text("reason", reason).is_err() {

@@ -136,7 +136,14 @@ impl From<StoreError> for ApiError {
                 Self::conflict("policy_denied", format!("the policy denies it: {}", reasons.join(", ")))
                     .with_errors(errors)
             }
-            e if e.is_transient() => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the registry is busy; retry"),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "the database is busy or unreachable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the registry's database is busy or unreachable; retry",
+                )
+            }
             StoreError::Unavailable(why) => {
                 tracing::error!(error = %why, "a write did not happen");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "nothing was stored; retry")
@@ -152,7 +159,15 @@ impl From<BlobError> for ApiError {
             BlobError::DigestMismatch { .. } => Self::unprocessable("digest_mismatch", e.to_string()),
             BlobError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             BlobError::LengthMismatch { .. } => Self::bad_request("length_mismatch", e.to_string()),
-            BlobError::Io(_) => Self::internal(&e),
+            BlobError::Remote(why) => {
+                tracing::error!(error = %why, "the object store failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "blob_store_unavailable",
+                    "the object store did not answer; retry",
+                )
+            }
+            BlobError::Io(_) | BlobError::Config(_) => Self::internal(&e),
         }
     }
 }

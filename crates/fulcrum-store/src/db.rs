@@ -38,6 +38,16 @@ impl Dialect {
         }
     }
 
+    /// A BLOB/BYTEA column read as bytes whatever was written into it (SQLite keeps the type of
+    /// each value: text written into a hash column by hand must still read as bytes, so a
+    /// tampered row is reported as a wrong hash rather than failing to decode).
+    pub(crate) fn bytes(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("CAST({column} AS BLOB)"),
+            Dialect::Postgres => column.to_owned(),
+        }
+    }
+
     /// The values of `expr` in a group, as a JSON array (text).
     pub(crate) fn json_array_agg(self, expr: &str) -> String {
         match self {

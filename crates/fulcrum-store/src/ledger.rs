@@ -75,13 +75,14 @@ pub(crate) async fn append(tx: &mut Conn, kind: LeafKind, reference: i64, tenant
 
 /// The hashes of `nodes` (level 0 from the leaves, above from the built subtrees), in one query
 /// per table.
-async fn fetch_nodes(conn: &mut Conn, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
+async fn fetch_nodes(conn: &mut Conn, dialect: db::Dialect, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
     let mut out = HashMap::with_capacity(nodes.len());
     for chunk in nodes.chunks(400) {
         let (leaves, upper): (Vec<&Node>, Vec<&Node>) = chunk.iter().partition(|n| n.level == 0);
         if !leaves.is_empty() {
             let sql = format!(
-                "SELECT 0 AS level, idx, hash FROM ledger_leaves WHERE idx IN ({})",
+                "SELECT 0 AS level, idx, {} AS hash FROM ledger_leaves WHERE idx IN ({})",
+                dialect.bytes("hash"),
                 db::numbered_rows("?", leaves.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -94,7 +95,8 @@ async fn fetch_nodes(conn: &mut Conn, nodes: &[Node]) -> Result<HashMap<Node, Ha
         }
         if !upper.is_empty() {
             let sql = format!(
-                "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {})",
+                "SELECT level, idx, {} AS hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {})",
+                dialect.bytes("hash"),
                 db::numbered_rows("(?,?)", upper.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -155,7 +157,7 @@ impl Store {
     /// Database failures, or a node missing (a tree that was tampered with, or not built yet).
     pub async fn ledger_nodes(&self, nodes: &[Node]) -> Result<HashMap<Node, Hash>> {
         let mut conn = self.read.acquire().await?;
-        fetch_nodes(&mut conn, nodes).await
+        fetch_nodes(&mut conn, self.dialect, nodes).await
     }
 
     /// Build the subtree hashes over the leaves up to `upto` (or all there are); returns how
@@ -184,13 +186,14 @@ impl Store {
             }
             let end = target.min(built + 50_000);
             // Resume the builder from the stored full subtrees over [0, built).
-            let have = fetch_nodes(&mut tx, &merkle::pieces((0, built))).await?;
+            let have = fetch_nodes(&mut tx, self.dialect, &merkle::pieces((0, built))).await?;
             let mut frontier = merkle::Frontier::resume(built, |n| have[&n]);
-            let leaves = sqlx::query("SELECT idx, hash FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx")
-                .bind(built as i64)
-                .bind(end as i64)
-                .fetch_all(&mut *tx)
-                .await?;
+            let sql = format!(
+                "SELECT idx, {} AS hash FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                self.dialect.bytes("hash")
+            );
+            let leaves =
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(built as i64).bind(end as i64).fetch_all(&mut *tx).await?;
             let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(leaves.len());
             for (expect, r) in (built..end).zip(&leaves) {
                 if r.get::<i64, _>("idx") as u64 != expect {
@@ -247,16 +250,17 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn ledger_entries(&self, start: u64, end: u64) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT l.idx, l.kind, l.ref, l.tenant, l.hash,
+        let (hash, entries) = (self.dialect.bytes("l.hash"), self.dialect.bytes("a.entries"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT l.idx, l.kind, l.ref, l.tenant, {hash} AS hash,
                     e.body AS event, d.record AS decision,
-                    a.tenant AS a_tenant, a.first_ns, a.last_ns, a.count, a.inputs, a.entries
+                    a.tenant AS a_tenant, a.first_ns, a.last_ns, a.count, a.inputs, {entries} AS entries
              FROM ledger_leaves l
              LEFT JOIN events e ON l.kind = 'event' AND e.seq = l.ref
              LEFT JOIN decisions d ON l.kind = 'decision' AND d.seq = l.ref
              LEFT JOIN access_batches a ON l.kind = 'access' AND a.seq = l.ref
-             WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx",
-        )
+             WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx"
+        )))
         .bind(start as i64)
         .bind(end as i64)
         .fetch_all(&self.read)
@@ -297,11 +301,13 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn ledger_lifecycle_events(&self, start: u64, end: u64) -> Result<Vec<(u64, Hash, Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT l.idx, l.hash, e.body FROM ledger_leaves l JOIN events e ON e.seq = l.ref
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT l.idx, {} AS hash, e.body FROM ledger_leaves l JOIN events e ON e.seq = l.ref
              WHERE l.kind = 'event' AND l.idx >= $1 AND l.idx < $2
                AND e.kind IN ('release_published', 'promotion', 'revocation', 'quarantined', 'quarantine_released', 'alias_updated')
              ORDER BY l.idx",
+            self.dialect.bytes("l.hash")
+        ))
         )
         .bind(start as i64)
         .bind(end as i64)

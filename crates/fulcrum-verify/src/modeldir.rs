@@ -66,6 +66,10 @@ pub struct Entry {
     pub rel: String,
     pub path: PathBuf,
     pub size: u64,
+    /// The file's SHA-256 when it is already known and trusted (a registry's content-addressed
+    /// blob, checked when it was uploaded): files/SHA-256 signatures are then checked without
+    /// reading the file again. Other methods (shards, BLAKE2b, BLAKE3) still read it.
+    pub known_sha256: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +100,7 @@ pub fn walk(root: &Path, ignore: &[String]) -> Result<Vec<Entry>, Failure> {
         return Err(Failure::Symlink(root.display().to_string()));
     }
     if meta.is_file() {
-        return Ok(vec![Entry { rel: ".".into(), path: root.to_owned(), size: meta.len() }]);
+        return Ok(vec![Entry { rel: ".".into(), path: root.to_owned(), size: meta.len(), known_sha256: None }]);
     }
     let mut out = Vec::new();
     let mut stack = vec![(root.to_owned(), String::new())];
@@ -115,7 +119,7 @@ pub fn walk(root: &Path, ignore: &[String]) -> Result<Vec<Entry>, Failure> {
                 stack.push((entry.path(), rel));
             } else if ft.is_file() {
                 let size = entry.metadata().map_err(io)?.len();
-                out.push(Entry { rel, path: entry.path(), size });
+                out.push(Entry { rel, path: entry.path(), size, known_sha256: None });
             } else {
                 return Err(Failure::Io(format!("{rel} is not a regular file")));
             }
@@ -194,6 +198,16 @@ pub fn hash(entries: &[Entry], method: Method, alg: HashAlg) -> Result<Vec<Resou
         }
     }
     let algorithm = method.algorithm(alg);
+    if method == Method::Files && alg == HashAlg::Sha256 && entries.iter().all(|e| e.known_sha256.is_some()) {
+        return Ok(entries
+            .iter()
+            .map(|e| Resource {
+                name: e.rel.clone(),
+                algorithm: algorithm.clone(),
+                digest: e.known_sha256.expect("checked above").to_vec(),
+            })
+            .collect());
+    }
     let results: Mutex<Vec<Slot>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
     // BLAKE3 parallelises inside each file; everything else across files/shards.
     let workers = if alg == HashAlg::Blake3 {

@@ -19,7 +19,6 @@ use fulcrum_core::identity::Action;
 use fulcrum_core::lifecycle::{Env, Hold};
 use fulcrum_store::BlobUse;
 use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
 
 use crate::AppState;
 use crate::access::Resource;
@@ -339,10 +338,10 @@ fn verified_body(state: &AppState, d: Digest, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let state = state.clone();
     tokio::spawn(async move {
-        let mut f = match tokio::fs::File::open(state.blobs.path_of(&d)).await {
+        let mut f = match state.blobs.stream(&d, 0).await {
             Ok(f) => f,
             Err(e) => {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 return;
             }
         };
@@ -350,20 +349,20 @@ fn verified_body(state: &AppState, d: Digest, start: u64, len: u64) -> Body {
         let end = start + len;
         let mut pos = 0u64;
         let mut held: Option<Bytes> = None;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => n,
+        while let Some(chunk) = f.next().await {
+            let buf = match chunk {
+                Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            hasher.update(&buf[..n]);
+            let n = buf.len();
+            hasher.update(&buf);
             let (a, b) = (start.max(pos), end.min(pos + n as u64));
             if a < b {
-                let piece = Bytes::copy_from_slice(&buf[(a - pos) as usize..(b - pos) as usize]);
+                let piece = buf.slice((a - pos) as usize..(b - pos) as usize);
+                state.metrics.blob_bytes_served.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 if let Some(prev) = held.replace(piece)
                     && tx.send(Ok(prev)).await.is_err()
                 {
@@ -438,6 +437,23 @@ async fn blob_response(
         ));
     }
     let size = state.blobs.stat(&d).await?.ok_or_else(|| ApiError::not_found("blob"))?;
+    if with_body
+        && leave != Leave::Forensic
+        && let Some(url) = state.blobs.presign(&d, state.config.presign_ttl).await?
+    {
+        // Object storage serves the bytes: a short-lived URL for this blob only, handed out after
+        // the access decision above. The client still checks every byte against the digest, and
+        // its Range header (a resumed download) goes to object storage with it.
+        state.metrics.blob_redirects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("Docker-Content-Digest", d.to_string())
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(&e));
+    }
     let etag = HeaderValue::from_str(&format!("\"{}\"", d.hex())).expect("hex is a header value");
     let (status, start, len, content_range) = match parse_range(headers.get(header::RANGE), size) {
         Range::Full => (StatusCode::OK, 0, size, None),

@@ -183,26 +183,6 @@ fn parse_digest_field(what: &'static str, s: &str, failures: &mut Vec<CheckFailu
     }
 }
 
-/// Re-hash a stored blob (release gate: every byte of a file is checked against its digest).
-async fn rehash(state: &AppState, d: Digest) -> std::io::Result<Digest> {
-    let path = state.blobs.path_of(&d);
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let mut h = fulcrum_core::digest::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(h.finish());
-            }
-            h.update(&buf[..n]);
-        }
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
 /// Register a version as Candidate. Every gate failure is listed by name (422) and nothing is
 /// stored unless all pass.
 #[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "versions", params(("name" = String, Path)),
@@ -257,7 +237,9 @@ pub async fn register_version(
                             check: "file_size_mismatch".into(),
                             detail: format!("{}: manifest says {} bytes, blob has {size}", f.path, f.size),
                         });
-                    } else if rehash(&state, f.digest).await.map_err(|e| ApiError::internal(&e))? != f.digest {
+                    } else if state.corrupt_blobs.lock().expect("corrupt set").contains(&f.digest) {
+                        // The bytes were hashed when they were uploaded (and are again whenever
+                        // they are served or scrubbed); a blob found damaged is not registered.
                         failures.push(CheckFailure {
                             check: "file_digest_mismatch".into(),
                             detail: format!("{}: stored bytes do not hash to {}", f.path, f.digest),
@@ -526,11 +508,21 @@ async fn release_gate(
     failures: &mut Vec<CheckFailure>,
 ) -> ApiResult<()> {
     let policy = state.release_policy.clone();
-    let entries: Vec<Entry> = m
-        .files()
-        .iter()
-        .map(|f| Entry { rel: f.path.clone(), path: state.blobs.path_of(&f.digest), size: f.size })
-        .collect();
+    // The files' digests were checked when they were uploaded: a files/SHA-256 signature is
+    // checked against them without reading the bytes again. A signature over shards or another
+    // hash needs the bytes: then they are read from a local view of the blobs.
+    let entries = |view: Option<&fulcrum_store::blobs::LocalView>| -> Vec<Entry> {
+        m.files()
+            .iter()
+            .map(|f| Entry {
+                rel: f.path.clone(),
+                path: view.and_then(|v| v.path(&f.digest)).map(ToOwned::to_owned).unwrap_or_default(),
+                size: f.size,
+                known_sha256: Some(*f.digest.as_bytes()),
+            })
+            .collect()
+    };
+    let mut view = None;
     for d in signatures {
         let bytes = match read_doc(state, d).await? {
             Ok(b) => b,
@@ -539,12 +531,18 @@ async fn release_gate(
                 continue;
             }
         };
-        let (policy, entries) = (policy.clone(), entries.clone());
-        // Hashing every file again is CPU-bound: keep it off the async workers.
-        match tokio::task::spawn_blocking(move || crate::release::check_signature(&policy, &bytes, &entries))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-        {
+        let check = |entries: Vec<Entry>| {
+            let (policy, bytes) = (policy.clone(), bytes.clone());
+            // Hashing files is CPU-bound: keep it off the async workers.
+            tokio::task::spawn_blocking(move || crate::release::check_signature(&policy, &bytes, &entries))
+        };
+        let mut outcome = check(entries(view.as_ref())).await.map_err(|e| ApiError::internal(&e))?;
+        if view.is_none() && outcome.as_ref().is_err_and(|e| e.detail.starts_with("io:")) {
+            let digests: Vec<Digest> = m.files().iter().map(|f| f.digest).collect();
+            view = Some(state.blobs.local_view(&digests).await?);
+            outcome = check(entries(view.as_ref())).await.map_err(|e| ApiError::internal(&e))?;
+        }
+        match outcome {
             Ok(f) => facts.artifact_signature = Some(f),
             Err(e) => failures.push(e),
         }
