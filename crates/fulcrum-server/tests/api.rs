@@ -78,7 +78,7 @@ async fn blobs_upload_download_range_and_isolation() {
     let big = vec![0u8; (8 << 20) + 1];
     let p = h.call(h.req("ci", Method::POST, "/v1/blobs").body(big), StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(p["code"], "too_large");
-    let tmp_left = std::fs::read_dir(h.dir.path().join("data/blobs/tmp")).unwrap().count();
+    let tmp_left = std::fs::read_dir(h.spool_dir()).unwrap().count();
     assert_eq!(tmp_left, 0, "refused uploads leave no temp files");
 }
 
@@ -102,7 +102,7 @@ async fn wrong_content_length_is_refused() {
         assert!(out.contains("application/problem+json"));
     }
     h.call(h.req("ci", Method::HEAD, &format!("/v1/blobs/{}", Digest::of(b"only-ten-b"))), StatusCode::NOT_FOUND).await;
-    assert_eq!(std::fs::read_dir(h.dir.path().join("data/blobs/tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(h.spool_dir()).unwrap().count(), 0, "no spooled upload is left");
 }
 
 #[tokio::test]
@@ -927,3 +927,19 @@ async fn hostile_names_are_refused_at_the_first_door() {
     let r = h.post("auditor", "/v1/audit/evidence", json!({"chg_id": "CHG:7/a+b@x"}), S201).await;
     assert!(r["key"].as_str().unwrap().starts_with("acme/chg-CHG_7_a_b_x-"), "{r}");
 }
+
+on_scale_out!(
+    blobs_upload_download_range_and_isolation,
+    wrong_content_length_is_refused,
+    models_create_list_get_and_bad_input,
+    registration_gates_and_nothing_half_applied,
+    promotion_ladder_roles_and_four_eyes,
+    resolve_is_signed_cached_and_obeys_env_rules,
+    aliases_downgrade_revocation_rollback_and_quarantine,
+    events_pages_stream_resume_and_startup_reports,
+    ops_endpoints_and_openapi_cover_every_path,
+    garbage_never_yields_a_5xx,
+    restart_restores_state_and_bootstrap_tokens,
+    startup_reports_name_the_version_the_alias_or_the_digest,
+    hostile_names_are_refused_at_the_first_door,
+);

@@ -158,10 +158,18 @@ impl S3Worm {
     /// # Errors
     /// S3 refusing.
     pub async fn ensure_bucket(&self) -> Result<(), WormError> {
+        self.create_bucket(true).await
+    }
+
+    /// Create the bucket, with Object Lock or without (a blob bucket); an existing one is fine.
+    ///
+    /// # Errors
+    /// S3 refusing.
+    pub async fn create_bucket(&self, object_lock: bool) -> Result<(), WormError> {
         let path = format!("/{}", self.cfg.bucket);
-        let (status, _, body) = self
-            .send(reqwest::Method::PUT, &path, &[], &[("x-amz-bucket-object-lock-enabled", "true".into())], vec![])
-            .await?;
+        let lock = [("x-amz-bucket-object-lock-enabled", "true".to_owned())];
+        let headers: &[(&str, String)] = if object_lock { &lock } else { &[] };
+        let (status, _, body) = self.send(reqwest::Method::PUT, &path, &[], headers, vec![]).await?;
         match status {
             200 => Ok(()),
             409 if body.contains("BucketAlreadyOwnedByYou") || body.contains("BucketAlreadyExists") => Ok(()),

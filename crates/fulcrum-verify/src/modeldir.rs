@@ -252,6 +252,18 @@ pub fn root_digest(resources: &[Resource]) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    /// Known digests (a registry's upload-verified blobs) answer a files/SHA-256 check without
+    /// reading; any other method still reads the bytes (here: there are none to read).
+    #[test]
+    fn known_digests_are_used_only_for_files_sha256() {
+        let e = Entry { rel: "w.bin".into(), path: "/nonexistent/w.bin".into(), size: 3, known_sha256: Some([7; 32]) };
+        let r = hash(std::slice::from_ref(&e), Method::Files, HashAlg::Sha256).unwrap();
+        assert_eq!((r[0].name.as_str(), r[0].digest.as_slice()), ("w.bin", &[7u8; 32][..]));
+        assert!(matches!(hash(std::slice::from_ref(&e), Method::Shards(2), HashAlg::Sha256), Err(Failure::Io(_))));
+        let unknown = Entry { known_sha256: None, ..e };
+        assert!(matches!(hash(&[unknown], Method::Files, HashAlg::Sha256), Err(Failure::Io(_))));
+    }
+
     #[test]
     fn component_wise_order_and_shards() {
         let d = tempfile::tempdir().unwrap();

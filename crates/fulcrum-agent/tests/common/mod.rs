@@ -46,6 +46,22 @@ pub async fn registry() -> Reg {
     registry_with_clock(std::sync::Arc::new(fulcrum_server::clock::SystemClock)).await
 }
 
+/// A registry whose configuration is adjusted by `tune` (e.g. PostgreSQL and S3 storage).
+pub async fn registry_tuned(tune: impl FnOnce(&mut fulcrum_server::Config)) -> Reg {
+    let dir = tempfile::tempdir().unwrap();
+    let people = people();
+    let setup = Setup {
+        data_dir: &dir.path().join("data"),
+        tokens_file: &dir.path().join("tokens.json"),
+        tenant: "acme",
+        domain: "*",
+        people: &people,
+    };
+    let clock = std::sync::Arc::new(fulcrum_server::clock::SystemClock);
+    let server = fulcrum_server::loopback::start_with(&setup, clock, tune, None).await.unwrap();
+    Reg { url: server.url.clone(), dir, server }
+}
+
 /// A registry whose time is `clock` (e.g. one running ahead, for clock-skew attacks).
 pub async fn registry_with_clock(clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>) -> Reg {
     let dir = tempfile::tempdir().unwrap();

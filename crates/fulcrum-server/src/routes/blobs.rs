@@ -437,23 +437,6 @@ async fn blob_response(
         ));
     }
     let size = state.blobs.stat(&d).await?.ok_or_else(|| ApiError::not_found("blob"))?;
-    if with_body
-        && leave != Leave::Forensic
-        && let Some(url) = state.blobs.presign(&d, state.config.presign_ttl).await?
-    {
-        // Object storage serves the bytes: a short-lived URL for this blob only, handed out after
-        // the access decision above. The client still checks every byte against the digest, and
-        // its Range header (a resumed download) goes to object storage with it.
-        state.metrics.blob_redirects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Response::builder()
-            .status(StatusCode::TEMPORARY_REDIRECT)
-            .header(header::LOCATION, url)
-            .header(header::CACHE_CONTROL, "no-store")
-            .header("Docker-Content-Digest", d.to_string())
-            .header(header::CONTENT_LENGTH, 0)
-            .body(Body::empty())
-            .map_err(|e| ApiError::internal(&e));
-    }
     let etag = HeaderValue::from_str(&format!("\"{}\"", d.hex())).expect("hex is a header value");
     let (status, start, len, content_range) = match parse_range(headers.get(header::RANGE), size) {
         Range::Full => (StatusCode::OK, 0, size, None),
@@ -471,6 +454,24 @@ async fn blob_response(
             return Err(e);
         }
     };
+    // A satisfiable range goes with the redirect; an unsatisfiable one was answered above.
+    if with_body
+        && leave != Leave::Forensic
+        && let Some(url) = state.blobs.presign(&d, state.config.presign_ttl).await?
+    {
+        // Object storage serves the bytes: a short-lived URL for this blob only, handed out after
+        // the access decision above. The client still checks every byte against the digest, and
+        // its Range header (a resumed download) goes to object storage with it.
+        state.metrics.blob_redirects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("Docker-Content-Digest", d.to_string())
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(&e));
+    }
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")

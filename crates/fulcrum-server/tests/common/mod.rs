@@ -94,6 +94,12 @@ impl Harness {
         Self::start_full(dir, std::sync::Arc::new(fulcrum_server::clock::SystemClock), Some(tls), tune).await
     }
 
+    /// Where uploads are spooled before they are published (empty between uploads).
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        let rel = if scale_out::current().is_some() { "data/blob-spool" } else { "data/blobs/tmp" };
+        self.dir.path().join(rel)
+    }
+
     /// The port the registry listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
@@ -128,6 +134,10 @@ impl Harness {
         let mut config = Config::new(dir.path().join("data"));
         config.tokens_file = Some(tokens_path);
         config.max_blob_bytes = 8 << 20;
+        if let Some(s) = scale_out::current() {
+            config.database = Some(s.database());
+            config.blob_store = Some(s.blob_store());
+        }
         tune(&mut config);
         let (state, _) = Registry::open(config, clock).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -274,4 +284,88 @@ pub async fn with_production(h: &Harness, model: &str) {
         StatusCode::OK,
     )
     .await;
+}
+
+/// The scale-out storage (PostgreSQL + S3 on SeaweedFS) for a suite written for the embedded
+/// default: `on_scale_out!(test_a, test_b)` adds `scale_out::test_a` … which run the same test
+/// bodies with every registry the harness starts on one private PostgreSQL database and one S3
+/// bucket (kept across the restarts a test makes, removed when it ends).
+pub mod scale_out {
+    use std::sync::{Arc, Mutex};
+
+    pub struct Services {
+        pub pg: fulcrum_server::testing::Postgres,
+        pub weed: fulcrum_server::testing::Weed,
+        pub db_url: String,
+    }
+
+    static CURRENT: Mutex<Option<Arc<Services>>> = Mutex::new(None);
+
+    impl Services {
+        pub fn database(&self) -> fulcrum_store::Database {
+            fulcrum_store::Database::Postgres { url: self.db_url.clone(), password: None }
+        }
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.weed.s3)
+        }
+        pub fn blob_store(&self) -> fulcrum_store::blobs::S3BlobConfig {
+            fulcrum_store::blobs::S3BlobConfig {
+                bucket: "models".into(),
+                endpoint: Some(self.endpoint()),
+                region: "us-east-1".into(),
+                access_key: "fulcrum".into(),
+                secret_key: "fulcrum-secret".into(),
+            }
+        }
+    }
+
+    /// The services in use by this test process, if a scale-out test started them.
+    pub fn current() -> Option<Arc<Services>> {
+        CURRENT.lock().unwrap().clone()
+    }
+
+    /// Stops the services when the test ends (also when it panics).
+    pub struct Guard(#[allow(dead_code)] Arc<Services>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            CURRENT.lock().unwrap().take();
+        }
+    }
+
+    /// Start PostgreSQL and SeaweedFS with an empty database and bucket (`None` only locally,
+    /// when they are not installed; under `CI=true` a missing one fails).
+    pub fn start() -> Option<Guard> {
+        let pg = fulcrum_server::testing::Postgres::start()?;
+        let weed = fulcrum_server::testing::Weed::start()?;
+        let db_url = pg.database("fulcrum");
+        let s = Arc::new(Services { pg, weed, db_url });
+        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+            endpoint: s.endpoint(),
+            bucket: "models".into(),
+            region: "us-east-1".into(),
+            access_key: "fulcrum".into(),
+            secret_key: "fulcrum-secret".into(),
+        })
+        .unwrap();
+        tokio::runtime::Runtime::new().unwrap().block_on(worm.create_bucket(false)).unwrap();
+        *CURRENT.lock().unwrap() = Some(s.clone());
+        Some(Guard(s))
+    }
+}
+
+/// Run the named tests again on the scale-out storage (see [`scale_out`]).
+#[macro_export]
+macro_rules! on_scale_out {
+    ($($t:ident),* $(,)?) => {
+        mod scale_out {
+            $(
+                #[test]
+                fn $t() {
+                    let Some(_services) = $crate::common::scale_out::start() else { return };
+                    super::$t();
+                }
+            )*
+        }
+    };
 }
