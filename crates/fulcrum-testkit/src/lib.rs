@@ -6,7 +6,7 @@
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
-mod postgres;
+pub mod postgres;
 pub use postgres::{Postgres, pg_bin};
 
 use std::path::PathBuf;

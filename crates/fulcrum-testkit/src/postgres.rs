@@ -156,10 +156,15 @@ impl Postgres {
         })
     }
 
-    /// Stop the server now (clients see their connections fail).
+    /// Stop the server now: clients' connections are cut, what was committed stays (a fast
+    /// shutdown; the test cluster does not fsync, so a crash would lose recent commits).
     pub fn stop(&self) {
+        self.halt("fast");
+    }
+
+    fn halt(&self, mode: &str) {
         let mut c = pg(&self.bin, "pg_ctl");
-        c.arg("-D").arg(self.dir.path().join("data")).args(["-m", "immediate", "-w", "stop"]);
+        c.arg("-D").arg(self.dir.path().join("data")).args(["-m", mode, "-w", "stop"]);
         let _ = run(c, "pg_ctl stop");
     }
 
@@ -209,6 +214,6 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        self.stop();
+        self.halt("immediate");
     }
 }

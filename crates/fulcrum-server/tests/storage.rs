@@ -1,0 +1,65 @@
+//! The registry on PostgreSQL + S3 when the database goes away: requests that need it answer a
+//! 503 problem (never hang, never a half-applied change), requests served from memory keep
+//! working, and everything serves again when the database returns.
+
+mod common;
+
+use common::Harness;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[test]
+fn a_database_that_goes_away_gives_503_and_service_resumes() {
+    let Some(_services) = common::scale_out::start() else { return };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let h = Harness::start().await;
+        h.create_model("ci", "fraud").await;
+        h.register("ci", "fraud", "v1", &[("w.bin", b"weights")]).await;
+        h.approve_fully("fraud", "v1").await;
+        h.put("rm", "/v1/models/fraud/aliases/production", json!({"version": "v1", "chg_id": "CHG-1"}), StatusCode::OK)
+            .await;
+
+        common::scale_out::current().unwrap().pg.stop();
+        let started = std::time::Instant::now();
+        let p = h
+            .post(
+                "ci",
+                "/v1/models",
+                json!({"name": "other", "domain": "risk", "description": "x"}),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await;
+        assert_eq!(p["code"], "busy", "{p}");
+        let p = h.get("auditor", "/v1/events?after=0", StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(p["code"], "busy", "{p}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "no hang: {:?}", started.elapsed());
+        // Resolve is answered from memory: agents keep starting while the database is away.
+        h.get("agent", "/v1/resolve?ref=fraud@production&env=prod", StatusCode::OK).await;
+
+        common::scale_out::current().unwrap().pg.restart();
+        let mut status = StatusCode::SERVICE_UNAVAILABLE;
+        for _ in 0..50 {
+            let resp = h
+                .req("ci", reqwest::Method::POST, "/v1/models")
+                .json(&json!({"name": "other", "domain": "risk", "description": "x"}))
+                .send()
+                .await
+                .unwrap();
+            status = resp.status();
+            if status != StatusCode::SERVICE_UNAVAILABLE {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(status, StatusCode::CREATED, "service resumes when the database is back");
+        let models = h.get("ci", "/v1/models", StatusCode::OK).await;
+        let names: Vec<&str> =
+            models["items"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names.iter().filter(|n| **n == "other").count(),
+            1,
+            "the refused create left nothing behind: {names:?}"
+        );
+        assert!(names.contains(&"fraud"), "{names:?}");
+    });
+}
