@@ -100,6 +100,17 @@ if ! "$SW_VENV/bin/weed" version >/dev/null 2>&1; then
 fi
 export FULCRUM_SEAWEEDFS="$SW_VENV/bin/weed"
 "$FULCRUM_SEAWEEDFS" version
+# PostgreSQL 15+ (Debian's packages) for the scale-out store's tests: each test runs a private
+# throwaway cluster with initdb/pg_ctl on a random port (as the unprivileged `postgres` user
+# when the tests run as root, since PostgreSQL refuses root).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+FULCRUM_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+export FULCRUM_PG_BIN
+"$FULCRUM_PG_BIN/postgres" --version
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"
