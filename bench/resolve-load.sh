@@ -4,6 +4,7 @@
 #
 #   bash bench/resolve-load.sh            # 1,000 models × 100 versions = 100,000 versions, 64 connections, 20 s each
 #   MODELS=100 PER=10 DUR=5s bash bench/resolve-load.sh   # quick look
+#   STORE=postgres bash bench/resolve-load.sh              # the registry on a private PostgreSQL
 #
 # Prints a Markdown table: requests/s, p50/p99 latency, the ratio, and the registry's RSS
 # (peak while serving the load, with every version registered).
@@ -18,12 +19,24 @@ T=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
 trap cleanup EXIT
 
-echo "seeding $MODELS models x $PER versions..." >&2
-"$TARGET/release/fulcrum-bench" seed --data-dir "$T/data" --models "$MODELS" --versions-per-model "$PER" >&2
+DB_ARGS=()
+if [ "${STORE:-sqlite}" = postgres ]; then
+  # A private cluster (durable commits), run as the unprivileged postgres user when we are root.
+  PGBIN=${FULCRUM_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  mkdir -p "$T/pg" && chmod 755 "$T" && { [ "$(id -u)" != 0 ] || chown postgres "$T/pg"; }
+  PGPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  as_pg "$PGBIN/initdb" -D "$T/pg/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/log" -w -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $T/pg" start >/dev/null
+  trap 'as_pg "$PGBIN/pg_ctl" -D "$T/pg/data" -m immediate -w stop >/dev/null 2>&1 || true; cleanup' EXIT
+  DB_ARGS=(--database-url "postgres://postgres@127.0.0.1:$PGPORT/postgres")
+fi
+echo "seeding $MODELS models x $PER versions (${STORE:-sqlite})..." >&2
+"$TARGET/release/fulcrum-bench" seed --data-dir "$T/data" "${DB_ARGS[@]}" --models "$MODELS" --versions-per-model "$PER" >&2
 cat > "$T/tokens.json" <<JSON
 {"tokens":[{"token":"$TOKEN","subject":"bench-agent","role":"serving","tenant":"bench","domain":"*","env":"prod"}]}
 JSON
-FULCRUM_LOG=warn "$TARGET/release/fulcrum" serve --listen 127.0.0.1:0 --data-dir "$T/data" --tokens-file "$T/tokens.json" > "$T/serve.out" 2>"$T/serve.err" &
+FULCRUM_LOG=warn "$TARGET/release/fulcrum" serve --listen 127.0.0.1:0 --data-dir "$T/data" "${DB_ARGS[@]}" --tokens-file "$T/tokens.json" > "$T/serve.out" 2>"$T/serve.err" &
 REG_PID=$!; PIDS+=("$REG_PID")
 for _ in $(seq 200); do grep -q listening "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
 REG=$(sed -n 's/^fulcrum: listening on //p' "$T/serve.out")

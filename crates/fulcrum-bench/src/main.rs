@@ -21,6 +21,7 @@ mod guards;
 mod identity;
 mod lab;
 mod ledger;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Cmd {
     Seed {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Seed this PostgreSQL database instead of `<data-dir>/registry.db`.
+        #[arg(long)]
+        database_url: Option<String>,
         #[arg(long, default_value_t = 1000)]
         models: usize,
         #[arg(long, default_value_t = 100)]
@@ -139,6 +143,24 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Storage seams side by side: registrations and durable events on SQLite vs PostgreSQL,
+    /// and a large download through the registry vs pre-signed from S3.
+    Storage {
+        /// Publishers registering at once.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds per registration / event run.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Event writers at once.
+        #[arg(long, default_value_t = 256)]
+        event_tasks: usize,
+        /// Size of the downloaded file.
+        #[arg(long, default_value_t = 1024)]
+        mib: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -151,7 +173,9 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Seed { data_dir, models, versions_per_model } => seed(data_dir, models, versions_per_model).await,
+        Cmd::Seed { data_dir, database_url, models, versions_per_model } => {
+            seed(data_dir, database_url, models, versions_per_model).await
+        }
         Cmd::Bare { listen, body } => bare(listen, body).await,
         Cmd::Guards { counts, jitter_ms } => guards::run(&counts, jitter_ms).await,
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
@@ -162,6 +186,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Blobs { mib, rounds } => blobs::run(mib, rounds).await,
+        Cmd::Storage { clients, secs, event_tasks, mib, rounds } => {
+            storage::run(clients, secs, event_tasks, mib, rounds).await
+        }
         Cmd::Policy { threads, iterations } => {
             policy_bench(threads, iterations);
             served_access_bench(threads, iterations).await
@@ -169,9 +196,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn seed(dir: PathBuf, models: usize, per_model: usize) -> anyhow::Result<()> {
+async fn seed(dir: PathBuf, database_url: Option<String>, models: usize, per_model: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
-    let store = Store::open(&dir.join("registry.db"), StoreOptions { durable: false, read_connections: 1 }).await?;
+    let db = match database_url {
+        None => fulcrum_store::Database::Sqlite { path: dir.join("registry.db") },
+        Some(url) => fulcrum_store::Database::Postgres { url, password: None },
+    };
+    let store = Store::connect(&db, StoreOptions { durable: false, read_connections: 1 }).await?;
     let policy: Digest = fulcrum_policy::Snapshot::default_set().digest().parse()?;
     let now = time::OffsetDateTime::now_utc();
     let rm = Actor { subject: "rm".into(), role: Role::ReleaseManager };

@@ -107,6 +107,8 @@ pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// fsync and synchronous commit on (benchmarks of durable writes); off for tests.
+    durable: bool,
 }
 
 impl Postgres {
@@ -115,6 +117,19 @@ impl Postgres {
     /// # Panics
     /// When it does not start on four ports.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// A cluster that makes every commit durable (fsync, synchronous commit, full page writes):
+    /// what a benchmark of durable writes must run against.
+    ///
+    /// # Panics
+    /// When it does not start on four ports.
+    pub fn start_durable() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<Self> {
         let bin = pg_bin()?;
         let t = template(&bin);
         let mut last = String::new();
@@ -125,7 +140,7 @@ impl Postgres {
             assert!(copied.is_ok_and(|s| s.success()), "copy the PostgreSQL template");
             chown_postgres(dir.path());
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let p = Self { bin: bin.clone(), dir, port };
+            let p = Self { bin: bin.clone(), dir, port, durable };
             match p.up() {
                 Ok(()) => {
                     p.psql(&format!("CREATE ROLE {PASSWORD_ROLE} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"));
@@ -145,9 +160,10 @@ impl Postgres {
             .arg(self.dir.path().join("log"))
             .args(["-w", "-t", "30", "-o"])
             .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                "-c listen_addresses=127.0.0.1 -p {} -k {} {} -c max_connections=200",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                if self.durable { "" } else { "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
             ))
             .arg("start");
         run(c, "pg_ctl start").map_err(|e| {
