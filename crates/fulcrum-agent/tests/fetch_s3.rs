@@ -21,17 +21,15 @@ impl ScaleOut {
         let weed = fulcrum_server::testing::Weed::start()?;
         let db_url = pg.database("fulcrum");
         let s = Self { _pg: pg, weed, db_url };
-        fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
             endpoint: s.endpoint(),
             bucket: "models".into(),
             region: "us-east-1".into(),
             access_key: "fulcrum".into(),
             secret_key: "fulcrum-secret".into(),
         })
-        .unwrap()
-        .create_bucket(false)
-        .await
         .unwrap();
+        fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await.unwrap();
         Some(s)
     }
 

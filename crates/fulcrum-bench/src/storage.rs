@@ -22,15 +22,14 @@ fn s3(weed: &fulcrum_server::testing::Weed) -> fulcrum_store::blobs::S3BlobConfi
 }
 
 async fn bucket(weed: &fulcrum_server::testing::Weed) -> anyhow::Result<()> {
-    fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+    let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
         endpoint: format!("http://127.0.0.1:{}", weed.s3),
         bucket: "models".into(),
         region: "us-east-1".into(),
         access_key: "fulcrum".into(),
         secret_key: "fulcrum-secret".into(),
-    })?
-    .create_bucket(false)
-    .await?;
+    })?;
+    fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await?;
     Ok(())
 }
 
@@ -86,7 +85,8 @@ async fn events(store: &Store, tasks: usize, secs: f64) -> anyhow::Result<(f64, 
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    let mut e = EventPayload::new(EventKind::AgentStep, time::OffsetDateTime::now_utc(), "bench", "d", "m");
+                    let mut e =
+                        EventPayload::new(EventKind::AgentStep, time::OffsetDateTime::now_utc(), "bench", "d", "m");
                     e.detail = Some(format!("{t}/{n}"));
                     s.record_event(e).await?;
                     n += 1;
@@ -164,7 +164,8 @@ async fn big_version(lab: &Lab, mib: usize) -> anyhow::Result<(fulcrum_core::Dig
 /// # Errors
 /// A service or registry failing to start or to serve.
 pub async fn run(clients: usize, secs: f64, event_tasks: usize, mib: usize, rounds: usize) -> anyhow::Result<()> {
-    let pg = fulcrum_server::testing::Postgres::start_durable().ok_or_else(|| anyhow::anyhow!("PostgreSQL is not installed"))?;
+    let pg = fulcrum_server::testing::Postgres::start_durable()
+        .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not installed"))?;
     let weed = fulcrum_server::testing::Weed::start().ok_or_else(|| anyhow::anyhow!("SeaweedFS is not installed"))?;
     bucket(&weed).await?;
 

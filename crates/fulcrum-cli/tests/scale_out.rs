@@ -41,17 +41,15 @@ fn serve_on_postgres_and_s3_runs_the_same_commands() {
     let Some(weed) = fulcrum_server::testing::Weed::start() else { return };
     let endpoint = format!("http://127.0.0.1:{}", weed.s3);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
             endpoint: endpoint.clone(),
             bucket: "models".into(),
             region: "us-east-1".into(),
             access_key: "fulcrum".into(),
             secret_key: "fulcrum-secret".into(),
         })
-        .unwrap()
-        .create_bucket(false)
-        .await
         .unwrap();
+        fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await.unwrap();
     });
     let dir = tempfile::tempdir().unwrap();
     let secrets = tempfile::tempdir().unwrap();

@@ -84,3 +84,6 @@ async fn versions_that_used_a_snapshot_within_the_callers_reach() {
     h.get("viewer", &format!("{path}?limit=0"), StatusCode::BAD_REQUEST).await;
     h.get("viewer", &format!("{path}?after=abc"), StatusCode::BAD_REQUEST).await;
 }
+
+// The same tests on PostgreSQL + S3.
+on_scale_out!(versions_that_used_a_snapshot_within_the_callers_reach,);

@@ -211,3 +211,10 @@ async fn bytes_altered_on_disk_never_arrive_whole() {
     let scrub = h.post("admin", "/v1/blobs/scrub", json!({}), StatusCode::OK).await;
     assert!(scrub["corrupt"].as_array().unwrap().is_empty(), "{scrub}");
 }
+
+// The same tests on PostgreSQL + S3.
+on_scale_out!(
+    a_revoked_versions_bytes_stop_for_serving_and_stay_readable_forensically,
+    quarantine_closes_the_bytes_and_lifting_it_reopens_them,
+    bytes_leave_only_for_a_version_the_caller_may_resolve_now,
+);

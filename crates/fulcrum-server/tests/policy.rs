@@ -531,3 +531,10 @@ async fn break_glass_reset_restores_the_shipped_policy_and_says_so() {
     let entries = entries.join("\n");
     assert!(entries.contains("INC-77") && entries.contains("break-glass"), "the reset's event is a ledger leaf");
 }
+
+// The same tests on PostgreSQL + S3.
+on_scale_out!(
+    promotion_gate_decisions_are_logged,
+    policy_admin_installs_snapshots,
+    findings_and_waivers_gate_promotion,
+);

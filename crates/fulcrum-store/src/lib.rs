@@ -772,8 +772,7 @@ impl Store {
                     .transpose()
                     .map_err(|_| records::corrupt("model_card"))?
                     .unwrap_or_default();
-                let card_labels = fulcrum_core::dlp::card_labels(&card).unwrap_or_default();
-                let purposes = fulcrum_core::dlp::card_purposes(&card, &card_labels);
+                let (card_labels, purposes) = records::card_dlp(&card);
                 Ok(BlobUse {
                     model: r.get("name"),
                     domain: r.get("domain"),

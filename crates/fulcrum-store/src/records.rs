@@ -184,7 +184,7 @@ fn ledger_index(r: &SqlRow) -> Option<u64> {
 
 /// (labels, purposes) of a model card; a card stored before labels were checked counts as
 /// carrying none it could not name.
-fn card_dlp(card: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+pub(crate) fn card_dlp(card: &serde_json::Value) -> (Vec<String>, Vec<String>) {
     let labels = fulcrum_core::dlp::card_labels(card).unwrap_or_default();
     let purposes = fulcrum_core::dlp::card_purposes(card, &labels);
     (labels, purposes)

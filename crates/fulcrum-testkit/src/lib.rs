@@ -226,3 +226,23 @@ pub(crate) fn wait_listening(child: &mut Child, port: u16, within: Duration) -> 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Try `f` until it succeeds or 10 s have passed (a service whose port is open may still be
+/// starting: SeaweedFS answers 404 until its filer is up); the last error otherwise.
+///
+/// # Errors
+/// The last failure after 10 s.
+pub async fn eventually<T, E, F, Fut>(mut f: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

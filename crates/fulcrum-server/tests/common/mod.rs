@@ -348,7 +348,10 @@ pub mod scale_out {
             secret_key: "fulcrum-secret".into(),
         })
         .unwrap();
-        tokio::runtime::Runtime::new().unwrap().block_on(worm.create_bucket(false)).unwrap();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(fulcrum_server::testing::eventually(|| worm.create_bucket(false)))
+            .unwrap();
         *CURRENT.lock().unwrap() = Some(s.clone());
         Some(Guard(s))
     }
