@@ -9,45 +9,22 @@ use fulcrum_core::Digest;
 use object_store::ObjectStoreExt as _;
 use serde_json::json;
 
-struct ScaleOut {
-    _pg: fulcrum_server::testing::Postgres,
-    weed: fulcrum_server::testing::Weed,
-    db_url: String,
-}
+struct ScaleOut(fulcrum_server::testing::ScaleOut);
 
 impl ScaleOut {
     async fn start() -> Option<Self> {
-        let pg = fulcrum_server::testing::Postgres::start()?;
-        let weed = fulcrum_server::testing::Weed::start()?;
-        let db_url = pg.database("fulcrum");
-        let s = Self { _pg: pg, weed, db_url };
-        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
-            endpoint: s.endpoint(),
-            bucket: "models".into(),
-            region: "us-east-1".into(),
-            access_key: "fulcrum".into(),
-            secret_key: "fulcrum-secret".into(),
-        })
-        .unwrap();
-        fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await.unwrap();
-        Some(s)
+        fulcrum_server::testing::ScaleOut::start(false).await.map(Self)
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.weed.s3)
+        self.0.endpoint()
     }
 
     fn tune(&self) -> impl FnOnce(&mut fulcrum_server::Config) + use<> {
-        let (db, endpoint) = (self.db_url.clone(), self.endpoint());
+        let (db, blobs) = (self.0.database(), self.0.blob_store());
         move |c| {
-            c.database = Some(fulcrum_store::Database::Postgres { url: db, password: None });
-            c.blob_store = Some(fulcrum_store::blobs::S3BlobConfig {
-                bucket: "models".into(),
-                endpoint: Some(endpoint),
-                region: "us-east-1".into(),
-                access_key: "fulcrum".into(),
-                secret_key: "fulcrum-secret".into(),
-            });
+            c.database = Some(db);
+            c.blob_store = Some(blobs);
         }
     }
 

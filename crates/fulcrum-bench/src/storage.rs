@@ -11,28 +11,6 @@ use serde_json::json;
 
 use crate::lab::{Lab, who};
 
-fn s3(weed: &fulcrum_server::testing::Weed) -> fulcrum_store::blobs::S3BlobConfig {
-    fulcrum_store::blobs::S3BlobConfig {
-        bucket: "models".into(),
-        endpoint: Some(format!("http://127.0.0.1:{}", weed.s3)),
-        region: "us-east-1".into(),
-        access_key: "fulcrum".into(),
-        secret_key: "fulcrum-secret".into(),
-    }
-}
-
-async fn bucket(weed: &fulcrum_server::testing::Weed) -> anyhow::Result<()> {
-    let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
-        endpoint: format!("http://127.0.0.1:{}", weed.s3),
-        bucket: "models".into(),
-        region: "us-east-1".into(),
-        access_key: "fulcrum".into(),
-        secret_key: "fulcrum-secret".into(),
-    })?;
-    fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await?;
-    Ok(())
-}
-
 /// Versions/s: `clients` publishers at once, each registering versions of 3 small files (upload
 /// the three blobs, then register), for `secs`.
 async fn registrations(lab: &Lab, clients: usize, secs: f64) -> anyhow::Result<f64> {
@@ -164,10 +142,10 @@ async fn big_version(lab: &Lab, mib: usize) -> anyhow::Result<(fulcrum_core::Dig
 /// # Errors
 /// A service or registry failing to start or to serve.
 pub async fn run(clients: usize, secs: f64, event_tasks: usize, mib: usize, rounds: usize) -> anyhow::Result<()> {
-    let pg = fulcrum_server::testing::Postgres::start_durable()
-        .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not installed"))?;
-    let weed = fulcrum_server::testing::Weed::start().ok_or_else(|| anyhow::anyhow!("SeaweedFS is not installed"))?;
-    bucket(&weed).await?;
+    let so = fulcrum_server::testing::ScaleOut::start(true)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("PostgreSQL or SeaweedFS is not installed"))?;
+    let pg = &so.pg;
 
     // Registrations: SQLite + directory vs PostgreSQL + S3, interleaved.
     println!("## registrations: {clients} publishers at once, 3 small files per version, {secs} s per run\n");
@@ -178,7 +156,7 @@ pub async fn run(clients: usize, secs: f64, event_tasks: usize, mib: usize, roun
         let a = registrations(&lite, clients, secs).await?;
         drop(lite);
         let url = pg.database(&format!("reg{round}"));
-        let (w, b) = (s3(&weed), url.clone());
+        let (w, b) = (so.blob_store(), url.clone());
         let scaled = Lab::start_with(
             move |c| {
                 c.database = Some(Database::Postgres { url: b, password: None });
@@ -212,7 +190,7 @@ pub async fn run(clients: usize, secs: f64, event_tasks: usize, mib: usize, roun
     println!("\n## agent download of a {mib} MiB file, verified by the client, {rounds} rounds interleaved\n");
     let through = Lab::start_with(|c| c.max_blob_bytes = 8 << 30, None).await?;
     let url = pg.database("dl");
-    let w = s3(&weed);
+    let w = so.blob_store();
     let direct = Lab::start_with(
         move |c| {
             c.max_blob_bytes = 8 << 30;

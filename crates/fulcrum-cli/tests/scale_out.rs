@@ -37,20 +37,8 @@ fn db_migrate_on_the_embedded_default_and_on_postgres() {
 
 #[test]
 fn serve_on_postgres_and_s3_runs_the_same_commands() {
-    let Some(pg) = fulcrum_server::testing::Postgres::start() else { return };
-    let Some(weed) = fulcrum_server::testing::Weed::start() else { return };
-    let endpoint = format!("http://127.0.0.1:{}", weed.s3);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
-            endpoint: endpoint.clone(),
-            bucket: "models".into(),
-            region: "us-east-1".into(),
-            access_key: "fulcrum".into(),
-            secret_key: "fulcrum-secret".into(),
-        })
-        .unwrap();
-        fulcrum_server::testing::eventually(|| worm.create_bucket(false)).await.unwrap();
-    });
+    let Some(so) = fulcrum_server::testing::ScaleOut::start_blocking() else { return };
+    let (pg, endpoint) = (&so.pg, so.endpoint());
     let dir = tempfile::tempdir().unwrap();
     let secrets = tempfile::tempdir().unwrap();
     let (pw, ak, sk) = (secrets.path().join("pw"), secrets.path().join("ak"), secrets.path().join("sk"));

@@ -30,11 +30,8 @@ pub mod problem;
 pub mod relay;
 pub mod release;
 mod routes;
-/// Real services for tests and benchmarks (see `fulcrum-testkit`).
 #[cfg(feature = "test-support")]
-pub mod testing {
-    pub use fulcrum_testkit::*;
-}
+pub mod testing;
 pub mod tls;
 pub mod webhooks;
 

@@ -135,8 +135,7 @@ impl Harness {
         config.tokens_file = Some(tokens_path);
         config.max_blob_bytes = 8 << 20;
         if let Some(s) = scale_out::current() {
-            config.database = Some(s.database());
-            config.blob_store = Some(s.blob_store());
+            s.configure(&mut config);
         }
         tune(&mut config);
         let (state, _) = Registry::open(config, clock).await.unwrap();
@@ -293,31 +292,9 @@ pub async fn with_production(h: &Harness, model: &str) {
 pub mod scale_out {
     use std::sync::{Arc, Mutex};
 
-    pub struct Services {
-        pub pg: fulcrum_server::testing::Postgres,
-        pub weed: fulcrum_server::testing::Weed,
-        pub db_url: String,
-    }
+    pub use fulcrum_server::testing::ScaleOut as Services;
 
     static CURRENT: Mutex<Option<Arc<Services>>> = Mutex::new(None);
-
-    impl Services {
-        pub fn database(&self) -> fulcrum_store::Database {
-            fulcrum_store::Database::Postgres { url: self.db_url.clone(), password: None }
-        }
-        pub fn endpoint(&self) -> String {
-            format!("http://127.0.0.1:{}", self.weed.s3)
-        }
-        pub fn blob_store(&self) -> fulcrum_store::blobs::S3BlobConfig {
-            fulcrum_store::blobs::S3BlobConfig {
-                bucket: "models".into(),
-                endpoint: Some(self.endpoint()),
-                region: "us-east-1".into(),
-                access_key: "fulcrum".into(),
-                secret_key: "fulcrum-secret".into(),
-            }
-        }
-    }
 
     /// The services in use by this test process, if a scale-out test started them.
     pub fn current() -> Option<Arc<Services>> {
@@ -333,25 +310,9 @@ pub mod scale_out {
         }
     }
 
-    /// Start PostgreSQL and SeaweedFS with an empty database and bucket (`None` only locally,
-    /// when they are not installed; under `CI=true` a missing one fails).
+    /// Start PostgreSQL and SeaweedFS (`None` only locally, when they are not installed).
     pub fn start() -> Option<Guard> {
-        let pg = fulcrum_server::testing::Postgres::start()?;
-        let weed = fulcrum_server::testing::Weed::start()?;
-        let db_url = pg.database("fulcrum");
-        let s = Arc::new(Services { pg, weed, db_url });
-        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
-            endpoint: s.endpoint(),
-            bucket: "models".into(),
-            region: "us-east-1".into(),
-            access_key: "fulcrum".into(),
-            secret_key: "fulcrum-secret".into(),
-        })
-        .unwrap();
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(fulcrum_server::testing::eventually(|| worm.create_bucket(false)))
-            .unwrap();
+        let s = Arc::new(Services::start_blocking()?);
         *CURRENT.lock().unwrap() = Some(s.clone());
         Some(Guard(s))
     }
