@@ -147,27 +147,32 @@ pub async fn run(clients: usize, secs: f64, event_tasks: usize, mib: usize, roun
         .ok_or_else(|| anyhow::anyhow!("PostgreSQL or SeaweedFS is not installed"))?;
     let pg = &so.pg;
 
-    // Registrations: SQLite + directory vs PostgreSQL + S3, interleaved.
+    // Registrations: SQLite + directory, PostgreSQL + directory, PostgreSQL + S3, interleaved.
     println!("## registrations: {clients} publishers at once, 3 small files per version, {secs} s per run\n");
-    println!("| round | SQLite + directory (versions/s) | PostgreSQL + S3 (versions/s) | ratio |");
-    println!("|---|---|---|---|");
+    println!("| round | SQLite + directory | PostgreSQL + directory | PostgreSQL + S3 | PG+S3 / SQLite |");
+    println!("|---|---|---|---|---|");
     for round in 1..=rounds.min(3) {
         let lite = Lab::start_with(|_| {}, None).await?;
         let a = registrations(&lite, clients, secs).await?;
         drop(lite);
-        let url = pg.database(&format!("reg{round}"));
-        let (w, b) = (so.blob_store(), url.clone());
+        let url = pg.database(&format!("regd{round}"));
+        let pg_dir =
+            Lab::start_with(move |c| c.database = Some(Database::Postgres { url, password: None }), None).await?;
+        let b = registrations(&pg_dir, clients, secs).await?;
+        drop(pg_dir);
+        let url = pg.database(&format!("regs{round}"));
+        let blobs = so.blob_store();
         let scaled = Lab::start_with(
             move |c| {
-                c.database = Some(Database::Postgres { url: b, password: None });
-                c.blob_store = Some(w);
+                c.database = Some(Database::Postgres { url, password: None });
+                c.blob_store = Some(blobs);
             },
             None,
         )
         .await?;
-        let b = registrations(&scaled, clients, secs).await?;
+        let c = registrations(&scaled, clients, secs).await?;
         drop(scaled);
-        println!("| {round} | {a:.0} | {b:.0} | {:.2} |", b / a);
+        println!("| {round} | {a:.0} versions/s | {b:.0} versions/s | {c:.0} versions/s | {:.2} |", c / a);
     }
 
     // Durable events through the group commit, at the store.
