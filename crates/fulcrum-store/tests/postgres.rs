@@ -108,3 +108,33 @@ fn decision(id: &str) -> fulcrum_store::DecisionRow {
         record: id.into(),
     }
 }
+
+/// A rotated password: the operator changes it in the database and in the file; connections the
+/// store opens afterwards use the new one, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_file_is_used_for_new_connections() {
+    let Some(pg) = fulcrum_testkit::Postgres::start() else { return };
+    pg.database("reg");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let db = Database::Postgres { url: with_role(&pg, "reg"), password: Some(Secret::from_file(&file).unwrap()) };
+    let store = Store::connect(&db, StoreOptions::default()).await.unwrap();
+    store.record_decision(&decision("before")).await.unwrap();
+
+    pg.psql(&format!("ALTER ROLE {PASSWORD_ROLE} PASSWORD 'rotated-secret'"));
+    std::fs::write(&file, "rotated-secret\n").unwrap();
+    // The store looks at the file every 5 s; then every connection it holds is cut, so the
+    // next request must open new ones, which only the new password opens.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    pg.psql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{PASSWORD_ROLE}'"));
+    let mut ok = false;
+    for _ in 0..25 {
+        if store.record_decision(&decision("after")).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ok, "new connections use the rotated password");
+}
