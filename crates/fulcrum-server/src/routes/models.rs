@@ -228,9 +228,11 @@ pub async fn register_version(
         }
     };
     if let Some(m) = &manifest {
-        for f in m.files() {
+        // One object-store round trip per file, all at once (S3 answers each in milliseconds).
+        let sizes = futures_util::future::try_join_all(m.files().iter().map(|f| state.blobs.stat(&f.digest))).await?;
+        for (f, stored) in m.files().iter().zip(sizes) {
             let granted = state.store.tenant_has_blob(&p.tenant, &f.digest).await?;
-            match state.blobs.stat(&f.digest).await? {
+            match stored {
                 Some(size) if granted => {
                     if size != f.size {
                         failures.push(CheckFailure {
@@ -387,9 +389,13 @@ pub async fn register_version(
             )
         })?;
     let record_bytes = serde_json::to_vec(&envelope).expect("envelopes serialise");
+    // Content-addressed and idempotent, so stored before the write gate (not under it): a
+    // registration that fails after this leaves bytes no version names, which no one may read.
+    let manifest_bytes = manifest.canonical_bytes();
+    let (_, record_blob) =
+        futures_util::future::try_join(state.blobs.put_bytes(&manifest_bytes), state.blobs.put_bytes(&record_bytes))
+            .await?;
     let _gate = state.write_gate.lock().await;
-    state.blobs.put_bytes(&manifest.canonical_bytes()).await?;
-    let record_blob = state.blobs.put_bytes(&record_bytes).await?;
     let v = state
         .store
         .register_version(
