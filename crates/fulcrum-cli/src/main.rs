@@ -5,6 +5,12 @@
 
 mod audit;
 mod commands;
+
+/// mimalloc: the registry allocates and frees small buffers on every request (headers, bodies,
+/// futures) from many threads; glibc's allocator spent ~10 % of a resolve in malloc/free and
+/// consolidation (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
 mod login;
 mod serve;
