@@ -148,11 +148,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    // A shared string: no allocation per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(route.as_deref().unwrap_or("unmatched"), &method, resp.status().as_u16(), start.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.observe(route, &method, resp.status().as_u16(), start.elapsed());
     resp
 }
 
