@@ -16,16 +16,8 @@ impl ScaleOut {
         fulcrum_server::testing::ScaleOut::start(false).await.map(Self)
     }
 
-    fn endpoint(&self) -> String {
-        self.0.endpoint()
-    }
-
     fn tune(&self) -> impl FnOnce(&mut fulcrum_server::Config) + use<> {
-        let (db, blobs) = (self.0.database(), self.0.blob_store());
-        move |c| {
-            c.database = Some(db);
-            c.blob_store = Some(blobs);
-        }
+        self.0.tune()
     }
 
     /// Someone with write access to the bucket replaces an object behind the registry's back.
@@ -33,7 +25,7 @@ impl ScaleOut {
         let s3 = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("models")
             .with_region("us-east-1")
-            .with_endpoint(self.endpoint())
+            .with_endpoint(self.0.endpoint())
             .with_allow_http(true)
             .with_access_key_id("fulcrum")
             .with_secret_access_key("fulcrum-secret")

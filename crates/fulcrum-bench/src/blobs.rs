@@ -50,11 +50,7 @@ pub async fn run(mib: usize, rounds: usize) -> anyhow::Result<()> {
                 "model_card": {"owner": "bench", "intended_use": "bench"}, "revalidate_by": "2099-01-01T00:00:00Z"}),
     )
     .await?;
-    let v = "/v1/models/big/versions/v1";
-    who(&lab.url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await?;
-    who(&lab.url, "ana")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(&lab.url, "bo")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(&lab.url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await?;
+    crate::lab::approve(&lab.url, "big", "v1").await?;
 
     let http = reqwest::Client::new();
     let url = format!("{}/v1/blobs/{d}", lab.url);

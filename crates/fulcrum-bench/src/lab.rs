@@ -20,6 +20,16 @@ pub fn who(url: &str, w: &str) -> anyhow::Result<Client> {
     Ok(Client::new(url, Some(format!("tok-{w}")))?)
 }
 
+/// Candidate → Staging → Approved, with four eyes.
+pub async fn approve(url: &str, model: &str, version: &str) -> anyhow::Result<()> {
+    let v = format!("/v1/models/{model}/versions/{version}");
+    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await?;
+    who(url, "ana")?.post(&format!("{v}/approvals"), &json!({})).await?;
+    who(url, "bo")?.post(&format!("{v}/approvals"), &json!({})).await?;
+    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await?;
+    Ok(())
+}
+
 pub async fn release(url: &str, model: &str, version: &str) -> anyhow::Result<()> {
     let ci = who(url, "ci")?;
     let bytes = format!("{model}-{version}").into_bytes();
@@ -31,11 +41,7 @@ pub async fn release(url: &str, model: &str, version: &str) -> anyhow::Result<()
                 "model_card": {"owner": "bench", "intended_use": "bench"}, "revalidate_by": "2099-01-01T00:00:00Z"}),
     )
     .await?;
-    let v = format!("/v1/models/{model}/versions/{version}");
-    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await?;
-    who(url, "ana")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(url, "bo")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await?;
+    approve(url, model, version).await?;
     who(url, "rm")?
         .put(&format!("/v1/models/{model}/aliases/production"), &json!({"version": version, "chg_id": "CHG-B"}))
         .await?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fulcrum, one_error_line, serve_with};
+use common::{fulcrum, ok, one_error_line, run_as, serve_with};
 
 #[test]
 fn db_migrate_on_the_embedded_default_and_on_postgres() {
@@ -63,20 +63,35 @@ fn serve_on_postgres_and_s3_runs_the_same_commands() {
         ],
         dir,
     );
-    let run = |who: &str, args: &[&str]| {
-        let token = format!("t-{who}");
-        fulcrum(args, &[("FULCRUM_URL", s.url.as_str()), ("FULCRUM_TOKEN", token.as_str())])
-    };
-    let ok = |o: std::process::Output| assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let run = |who: &str, args: &[&str]| ok(&run_as(&s, who, args));
     let m = tempfile::tempdir().unwrap();
     std::fs::write(m.path().join("weights.bin"), b"weights on s3").unwrap();
-    ok(run("ci", &["model", "create", "risk", "--domain", "risk"]));
-    ok(run("ci", &["version", "register", "risk", "v1", "--dir", m.path().to_str().unwrap()]));
+    run("ci", &["model", "create", "risk", "--domain", "risk"]);
+    run("ci", &["version", "register", "risk", "v1", "--dir", m.path().to_str().unwrap()]);
     let v = run("ci", &["version", "get", "risk", "v1", "--output", "json"]);
-    assert!(String::from_utf8_lossy(&v.stdout).contains("\"stage\": \"Candidate\""));
+    assert_eq!(v["stage"], "Candidate", "{v}");
     // Metadata in PostgreSQL, bytes in the bucket: nothing of either in the data dir.
     assert!(!s.dir.path().join("data/registry.db").exists());
     assert!(!s.dir.path().join("data/blobs").exists());
-    ok(run("admin", &["blobs", "scrub"]));
-    ok(run("auditor", &["audit", "verify", "--state", m.path().join("witness").to_str().unwrap()]));
+    run("admin", &["blobs", "scrub"]);
+    run("auditor", &["audit", "verify", "--state", m.path().join("witness").to_str().unwrap()]);
+
+    // The kill switch through the binary on S3: a download is a short-lived URL to the bucket
+    // while the version may be read; once revoked, the registry answers 410 and hands out none.
+    let d = fulcrum_core::Digest::of(b"weights on s3");
+    let get = || {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+            let r = http.get(format!("{}/v1/blobs/{d}", s.url)).bearer_auth("t-ci").send().await.unwrap();
+            let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+            (r.status(), location)
+        })
+    };
+    let (status, location) = get();
+    assert_eq!(status, reqwest::StatusCode::TEMPORARY_REDIRECT);
+    let location = location.expect("a pre-signed URL");
+    assert!(location.starts_with(&endpoint) && location.contains("X-Amz-Signature"), "{location}");
+    run("bo", &["version", "revoke", "risk", "v1", "--reason", "leak", "--inc-id", "INC-1"]);
+    let (status, location) = get();
+    assert_eq!((status, location), (reqwest::StatusCode::GONE, None), "revoked bytes get no URL");
 }

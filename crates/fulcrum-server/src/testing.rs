@@ -60,7 +60,15 @@ impl ScaleOut {
 
     /// Point a registry's configuration at this storage.
     pub fn configure(&self, c: &mut crate::Config) {
-        c.database = Some(self.database());
-        c.blob_store = Some(self.blob_store());
+        self.tune()(c);
+    }
+
+    /// [`ScaleOut::configure`] as a closure that owns what it needs (for a `tune` argument).
+    pub fn tune(&self) -> impl FnOnce(&mut crate::Config) + use<> {
+        let (db, blobs) = (self.database(), self.blob_store());
+        move |c| {
+            c.database = Some(db);
+            c.blob_store = Some(blobs);
+        }
     }
 }

@@ -8,14 +8,20 @@ use common::Harness;
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// A registry on the scale-out storage with `fraud` v1 Approved.
+async fn released() -> Harness {
+    let h = Harness::start().await;
+    h.create_model("ci", "fraud").await;
+    h.register("ci", "fraud", "v1", &[("w.bin", b"weights")]).await;
+    h.approve_fully("fraud", "v1").await;
+    h
+}
+
 #[test]
 fn a_database_that_goes_away_gives_503_and_service_resumes() {
     let Some(_services) = common::scale_out::start() else { return };
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let h = Harness::start().await;
-        h.create_model("ci", "fraud").await;
-        h.register("ci", "fraud", "v1", &[("w.bin", b"weights")]).await;
-        h.approve_fully("fraud", "v1").await;
+        let h = released().await;
         h.put("rm", "/v1/models/fraud/aliases/production", json!({"version": "v1", "chg_id": "CHG-1"}), StatusCode::OK)
             .await;
 
@@ -72,10 +78,7 @@ fn ledger_proofs_and_evidence_on_postgres_and_s3() {
     use base64::Engine as _;
     let Some(_services) = common::scale_out::start() else { return };
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let h = Harness::start().await;
-        h.create_model("ci", "fraud").await;
-        h.register("ci", "fraud", "v1", &[("w.bin", b"weights")]).await;
-        h.approve_fully("fraud", "v1").await;
+        let h = released().await;
         let cp = h.get("auditor", "/v1/ledger/checkpoint", StatusCode::OK).await;
         let size = cp["size"].as_u64().unwrap();
         assert!(size >= 5, "{cp}");
@@ -92,7 +95,11 @@ fn ledger_proofs_and_evidence_on_postgres_and_s3() {
             let hashes: Vec<[u8; 32]> = p["hashes"].as_array().unwrap().iter().map(b64).collect();
             fulcrum_ledger::merkle::verify_inclusion(i, size, &b64(&p["leaf_hash"]), &hashes, &root).unwrap();
         }
-        h.get("auditor", &format!("/v1/ledger/proofs/consistency?first=1&second={size}"), StatusCode::OK).await;
+        // The tree of size 1 is its first leaf: consistency from there to the signed root.
+        let first = b64(&entries["entries"][0]["leaf_hash"]);
+        let p = h.get("auditor", &format!("/v1/ledger/proofs/consistency?first=1&second={size}"), StatusCode::OK).await;
+        let hashes: Vec<[u8; 32]> = p["hashes"].as_array().unwrap().iter().map(b64).collect();
+        fulcrum_ledger::merkle::verify_consistency(1, size, &first, &root, &hashes).unwrap();
         let r = h.post("auditor", "/v1/audit/evidence", json!({"chg_id": "CHG-1"}), StatusCode::CREATED).await;
         assert!(r["records"].as_u64().unwrap() >= 1, "{r}");
         let key = r["key"].as_str().unwrap();

@@ -117,34 +117,19 @@ pub(crate) async fn connect(db: &Database, durable: bool, read_connections: u32)
             let base = sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true);
             let write_url = base.to_url_lossy();
             let read_url = base.clone().create_if_missing(false).read_only(true).to_url_lossy();
-            let sync = if durable { "FULL" } else { "OFF" };
-            let pragmas = format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
-            );
-            let opts = |url: &str| AnyConnectOptions::from_str(url);
-            let p = pragmas.clone();
-            let write = AnyPoolOptions::new()
-                .max_connections(1)
-                .after_connect(move |conn, _| {
-                    let p = p.clone();
-                    Box::pin(async move {
-                        conn.execute(sqlx::AssertSqlSafe(p)).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(opts(write_url.as_str())?)
-                .await?;
-            let p = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
-            let read = AnyPoolOptions::new()
-                .max_connections(read_connections.max(1))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute(p).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(opts(read_url.as_str())?)
-                .await?;
+            // One writer (it also sets the journal mode); readers open the file read-only.
+            let write_pragmas = if durable {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+            } else {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+            };
+            let write = sqlite_pool(write_url.as_str(), 1, write_pragmas).await?;
+            let read = sqlite_pool(
+                read_url.as_str(),
+                read_connections.max(1),
+                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )
+            .await?;
             Ok(Pools { write, read })
         }
         Database::Postgres { url, password } => {
@@ -205,6 +190,20 @@ pub(crate) async fn connect(db: &Database, durable: bool, read_connections: u32)
             Ok(Pools { write, read })
         }
     }
+}
+
+/// A SQLite pool of `size` connections, each set up with `pragmas` when it opens.
+async fn sqlite_pool(url: &str, size: u32, pragmas: &'static str) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(pragmas).await?;
+                Ok(())
+            })
+        })
+        .connect_with(AnyConnectOptions::from_str(url)?)
+        .await?)
 }
 
 /// Begin a write transaction. On PostgreSQL it first takes the store's write lock (a

@@ -48,22 +48,18 @@ pub async fn registry() -> Reg {
 
 /// A registry whose configuration is adjusted by `tune` (e.g. PostgreSQL and S3 storage).
 pub async fn registry_tuned(tune: impl FnOnce(&mut fulcrum_server::Config)) -> Reg {
-    let dir = tempfile::tempdir().unwrap();
-    let people = people();
-    let setup = Setup {
-        data_dir: &dir.path().join("data"),
-        tokens_file: &dir.path().join("tokens.json"),
-        tenant: "acme",
-        domain: "*",
-        people: &people,
-    };
-    let clock = std::sync::Arc::new(fulcrum_server::clock::SystemClock);
-    let server = fulcrum_server::loopback::start_with(&setup, clock, tune, None).await.unwrap();
-    Reg { url: server.url.clone(), dir, server }
+    registry_full(std::sync::Arc::new(fulcrum_server::clock::SystemClock), tune).await
 }
 
 /// A registry whose time is `clock` (e.g. one running ahead, for clock-skew attacks).
 pub async fn registry_with_clock(clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>) -> Reg {
+    registry_full(clock, |_| {}).await
+}
+
+async fn registry_full(
+    clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
+    tune: impl FnOnce(&mut fulcrum_server::Config),
+) -> Reg {
     let dir = tempfile::tempdir().unwrap();
     let people = people();
     let setup = Setup {
@@ -73,7 +69,7 @@ pub async fn registry_with_clock(clock: std::sync::Arc<dyn fulcrum_server::clock
         domain: "*",
         people: &people,
     };
-    let server = fulcrum_server::loopback::start(&setup, clock).await.unwrap();
+    let server = fulcrum_server::loopback::start_with(&setup, clock, tune, None).await.unwrap();
     Reg { url: server.url.clone(), dir, server }
 }
 

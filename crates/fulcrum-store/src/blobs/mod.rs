@@ -161,15 +161,16 @@ impl BlobStore {
     /// # Errors
     /// I/O failures other than "not found".
     pub async fn rehash(&self, d: &Digest) -> Result<Option<(Digest, u64)>, BlobError> {
-        if self.stat(d).await?.is_none() {
-            return Ok(None);
-        }
         if let Self::Dir(x) = self {
             // Off the async workers: hashing is CPU-bound.
             return x.rehash(d).await;
         }
         use futures_util::StreamExt;
-        let mut s = self.stream(d, 0).await?;
+        let mut s = match self.stream(d, 0).await {
+            Ok(s) => s,
+            Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let (mut h, mut size) = (Hasher::new(), 0u64);
         while let Some(chunk) = s.next().await {
             let chunk = chunk?;
