@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use fulcrum_core::Digest;
 use futures_util::StreamExt;
-use serde_json::json;
 
 use crate::lab::{Lab, who};
 
@@ -41,16 +40,8 @@ pub async fn run(mib: usize, rounds: usize) -> anyhow::Result<()> {
     let lab = Lab::start_with(|c| c.max_blob_bytes = 8 << 30, None).await?;
     let size = mib << 20;
     let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    let ci = who(&lab.url, "ci")?;
-    ci.post("/v1/models", &json!({"name": "big", "domain": "bench"})).await?;
-    let d = ci.upload_bytes(bytes.clone()).await?;
-    ci.post(
-        "/v1/models/big/versions",
-        &json!({"version": "v1", "files": [{"path": "weights.bin", "size": size, "digest": d.to_string()}],
-                "model_card": {"owner": "bench", "intended_use": "bench"}, "revalidate_by": "2099-01-01T00:00:00Z"}),
-    )
-    .await?;
-    crate::lab::approve(&lab.url, "big", "v1").await?;
+    let d = who(&lab.url, "ci")?.upload_bytes(bytes.clone()).await?;
+    crate::lab::approved_file(&lab.url, "big", d, size as u64).await?;
 
     let http = reqwest::Client::new();
     let url = format!("{}/v1/blobs/{d}", lab.url);

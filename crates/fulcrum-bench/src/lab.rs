@@ -30,6 +30,19 @@ pub async fn approve(url: &str, model: &str, version: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// Model `model` with version `v1` of one uploaded file (`weights.bin`), Approved.
+pub async fn approved_file(url: &str, model: &str, d: fulcrum_core::Digest, size: u64) -> anyhow::Result<()> {
+    let ci = who(url, "ci")?;
+    ci.post("/v1/models", &json!({"name": model, "domain": "bench"})).await?;
+    ci.post(
+        &format!("/v1/models/{model}/versions"),
+        &json!({"version": "v1", "files": [{"path": "weights.bin", "size": size, "digest": d.to_string()}],
+                "model_card": {"owner": "bench", "intended_use": "bench"}, "revalidate_by": "2099-01-01T00:00:00Z"}),
+    )
+    .await?;
+    approve(url, model, "v1").await
+}
+
 pub async fn release(url: &str, model: &str, version: &str) -> anyhow::Result<()> {
     let ci = who(url, "ci")?;
     let bytes = format!("{model}-{version}").into_bytes();

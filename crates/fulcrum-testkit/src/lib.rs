@@ -20,16 +20,22 @@ use std::time::{Duration, Instant};
 pub fn nats_server() -> Option<PathBuf> {
     let p = std::env::var_os("FULCRUM_NATS_SERVER").map(PathBuf::from).or_else(|| {
         Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-nats-2.15.1/bin/nats-server"))
-    })?;
-    if p.exists() {
+    });
+    installed("nats-server", p)
+}
+
+/// `path` when it exists; otherwise `None` locally (said on stderr) and a failure under
+/// `CI=true`, where a suite whose service is missing must fail, never skip.
+///
+/// # Panics
+/// Under `CI=true` when it is missing.
+pub(crate) fn installed(what: &str, path: Option<PathBuf>) -> Option<PathBuf> {
+    let shown = path.as_ref().map_or_else(|| "(no path)".into(), |p| p.display().to_string());
+    if let Some(p) = path.filter(|p| p.exists()) {
         return Some(p);
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "nats-server is missing ({}): run scripts/test.sh",
-        p.display()
-    );
-    eprintln!("SKIPPED LOCALLY: nats-server not installed at {} (scripts/test.sh installs it)", p.display());
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} is missing ({shown}): run scripts/test.sh");
+    eprintln!("SKIPPED LOCALLY: {what} not installed at {shown} (scripts/test.sh installs it)");
     None
 }
 
@@ -104,19 +110,10 @@ impl Drop for Nats {
 }
 
 pub fn seaweedfs() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_SEAWEEDFS").map(PathBuf::from).or_else(|| {
-        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-seaweedfs-4.48/bin/weed"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "SeaweedFS is missing ({}): run scripts/test.sh",
-        p.display()
-    );
-    eprintln!("SKIPPED LOCALLY: SeaweedFS not installed at {} (scripts/test.sh installs it)", p.display());
-    None
+    let p = std::env::var_os("FULCRUM_SEAWEEDFS")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-seaweedfs-4.48/bin/weed")));
+    installed("SeaweedFS", p)
 }
 
 /// A free port whose +10000 (SeaweedFS's gRPC port) is below 65536 and free too.
