@@ -147,12 +147,11 @@ fn fail(check: &str, f: &Failure) -> CheckFailure {
     CheckFailure { check: check.into(), detail: format!("{}: {f}", f.code()) }
 }
 
-/// Verify a model-signing bundle against the manifest's files (stored blobs named by path).
-pub fn check_signature(
-    policy: &ReleasePolicy,
-    bundle: &[u8],
-    entries: &[Entry],
-) -> Result<serde_json::Value, CheckFailure> {
+/// Open a model-signing bundle signed by one of the policy's CI keys, within its ignore rules.
+///
+/// # Errors
+/// The signature's failure, as a gate check.
+pub fn open_signature(policy: &ReleasePolicy, bundle: &[u8]) -> Result<model_signing::SignedModel, CheckFailure> {
     if policy.signers.is_empty() {
         return Err(fail("artifact_signature", &Failure::VerificationMaterial));
     }
@@ -163,14 +162,7 @@ pub fn check_signature(
                 let mut allowed: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
                 allowed.extend(policy.allowed_ignore_paths.iter().cloned());
                 signed.check_ignore_policy(&allowed).map_err(|f| fail("artifact_signature", &f))?;
-                signed.check(entries).map_err(|f| fail("artifact_signature", &f))?;
-                return Ok(serde_json::json!({
-                    "format": "model-signing/v1.0",
-                    "signer": key.fingerprint(),
-                    "method": signed.method_name(),
-                    "hash": signed.alg.name(),
-                    "subject_sha256": hex::encode(signed.subject_sha256),
-                }));
+                return Ok(signed);
             }
             // Another key may have signed: try the next one.
             Err(f @ (Failure::KeyMismatch | Failure::BadSignature)) => last = f,
@@ -178,6 +170,25 @@ pub fn check_signature(
         }
     }
     Err(fail("artifact_signature", &last))
+}
+
+/// Check an opened signature against the manifest's files (stored blobs named by path); what the
+/// gate records of it.
+///
+/// # Errors
+/// Files missing, extra or different from what was signed.
+pub fn check_signature(
+    signed: &model_signing::SignedModel,
+    entries: &[Entry],
+) -> Result<serde_json::Value, CheckFailure> {
+    signed.check(entries).map_err(|f| fail("artifact_signature", &f))?;
+    Ok(serde_json::json!({
+        "format": "model-signing/v1.0",
+        "signer": signed.signer.fingerprint(),
+        "method": signed.method_name(),
+        "hash": signed.alg.name(),
+        "subject_sha256": hex::encode(signed.subject_sha256),
+    }))
 }
 
 /// Verify one attestation: only SLSA Provenance v1 is accepted.

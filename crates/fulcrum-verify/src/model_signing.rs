@@ -275,6 +275,12 @@ pub fn open(bundle_bytes: &[u8], trust: Trust<'_>) -> Result<SignedModel, Failur
 }
 
 impl SignedModel {
+    /// Whether checking it needs the files' bytes: only a files/SHA-256 signature can be checked
+    /// against known digests (`modeldir::Entry::known_sha256`).
+    pub fn needs_bytes(&self) -> bool {
+        !(self.method == Method::Files && self.alg == HashAlg::Sha256)
+    }
+
     pub fn method_name(&self) -> &'static str {
         match self.method {
             Method::Files => "files",

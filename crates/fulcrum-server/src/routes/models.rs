@@ -516,19 +516,8 @@ async fn release_gate(
     let policy = state.release_policy.clone();
     // The files' digests were checked when they were uploaded: a files/SHA-256 signature is
     // checked against them without reading the bytes again. A signature over shards or another
-    // hash needs the bytes: then they are read from a local view of the blobs.
-    let entries = |view: Option<&fulcrum_store::blobs::LocalView>| -> Vec<Entry> {
-        m.files()
-            .iter()
-            .map(|f| Entry {
-                rel: f.path.clone(),
-                path: view.and_then(|v| v.path(&f.digest)).map(ToOwned::to_owned).unwrap_or_default(),
-                size: f.size,
-                known_sha256: Some(*f.digest.as_bytes()),
-            })
-            .collect()
-    };
-    let mut view = None;
+    // hash needs the bytes: then they are read from a local view of the blobs (made once).
+    let mut view: Option<fulcrum_store::blobs::LocalView> = None;
     for d in signatures {
         let bytes = match read_doc(state, d).await? {
             Ok(b) => b,
@@ -537,17 +526,31 @@ async fn release_gate(
                 continue;
             }
         };
-        let check = |entries: Vec<Entry>| {
-            let (policy, bytes) = (policy.clone(), bytes.clone());
-            // Hashing files is CPU-bound: keep it off the async workers.
-            tokio::task::spawn_blocking(move || crate::release::check_signature(&policy, &bytes, &entries))
+        let signed = match crate::release::open_signature(&policy, &bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
         };
-        let mut outcome = check(entries(view.as_ref())).await.map_err(|e| ApiError::internal(&e))?;
-        if view.is_none() && outcome.as_ref().is_err_and(|e| e.detail.starts_with("io:")) {
+        if signed.needs_bytes() && view.is_none() {
             let digests: Vec<Digest> = m.files().iter().map(|f| f.digest).collect();
             view = Some(state.blobs.local_view(&digests).await?);
-            outcome = check(entries(view.as_ref())).await.map_err(|e| ApiError::internal(&e))?;
         }
+        let entries: Vec<Entry> = m
+            .files()
+            .iter()
+            .map(|f| Entry {
+                rel: f.path.clone(),
+                path: view.as_ref().and_then(|v| v.path(&f.digest)).map(ToOwned::to_owned).unwrap_or_default(),
+                size: f.size,
+                known_sha256: Some(*f.digest.as_bytes()),
+            })
+            .collect();
+        // Hashing files is CPU-bound: keep it off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || crate::release::check_signature(&signed, &entries))
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
         match outcome {
             Ok(f) => facts.artifact_signature = Some(f),
             Err(e) => failures.push(e),
