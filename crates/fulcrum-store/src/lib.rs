@@ -1,16 +1,19 @@
 //! Fulcrum's persistence adapters.
 //!
-//! - [`Store`]: the SQL metadata store (SQLite on the embedded default) with migrations. Every
+//! - [`Store`]: the SQL metadata store (SQLite on the embedded default, PostgreSQL to scale
+//!   out; see [`db`]) with migrations. Every
 //!   state change runs in one transaction that also appends its events to the event log (the
 //!   transactional outbox), so an event exists if and only if its change was committed.
-//! - [`blobs::BlobStore`]: the local content-addressed blob store.
+//! - [`blobs::BlobStore`]: the content-addressed blob store (a directory, or an S3 bucket).
+//! - [`s3`] and [`worm`]: write-once evidence (a local directory, or S3 with Object Lock).
 //!
 //! Governance decisions are not made here: the store loads a model's [`ModelState`], asks
 //! `fulcrum-core` to apply the command, and persists the resulting effects and events.
 //!
 //! # Invariants
-//! - One writer connection: writes are serialised in-process, so SQLite never returns BUSY to a
-//!   writer and a transaction sees a stable snapshot.
+//! - One writer at a time: SQLite has one writer connection (it never returns BUSY to a writer);
+//!   every PostgreSQL write transaction first takes one advisory lock. A transaction sees a
+//!   stable snapshot and sequence numbers follow commit order.
 //! - Nothing is half-applied: a refusal or error rolls back the whole transaction.
 //! - Versions, alias history and events are append-only (enforced again by SQL triggers).
 
@@ -110,8 +113,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
-    /// `synchronous=FULL`: a commit survives power loss. Only bulk seeding turns it off.
+    /// SQLite `synchronous=FULL`: a commit survives power loss. Only bulk seeding turns it off.
+    /// PostgreSQL's durability is the server's setting (`synchronous_commit`), not the store's.
     pub durable: bool,
+    /// Reader connections (SQLite); PostgreSQL gets twice as many, and four writer connections
+    /// that take turns under the write lock.
     pub read_connections: u32,
 }
 
