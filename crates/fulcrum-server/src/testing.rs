@@ -19,19 +19,27 @@ impl ScaleOut {
     /// When a service does not start or the bucket cannot be created.
     pub async fn start(durable: bool) -> Option<Self> {
         let pg = if durable { Postgres::start_durable()? } else { Postgres::start()? };
-        let weed = Weed::start()?;
         let db_url = pg.database("fulcrum");
-        let s = Self { pg, weed, db_url };
-        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
-            endpoint: s.endpoint(),
-            bucket: "models".into(),
-            region: "us-east-1".into(),
-            access_key: "fulcrum".into(),
-            secret_key: "fulcrum-secret".into(),
-        })
-        .expect("a loopback endpoint");
-        eventually(|| worm.create_bucket(false)).await.expect("the blob bucket is created");
-        Some(s)
+        // SeaweedFS picks several internal ports; another test process may take one of them
+        // after its S3 port opened, and then it exits: start it again on new ports.
+        let mut last = String::new();
+        for _ in 0..4 {
+            let weed = Weed::start()?;
+            let endpoint = format!("http://127.0.0.1:{}", weed.s3);
+            let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+                endpoint,
+                bucket: "models".into(),
+                region: "us-east-1".into(),
+                access_key: "fulcrum".into(),
+                secret_key: "fulcrum-secret".into(),
+            })
+            .expect("a loopback endpoint");
+            match eventually(|| worm.create_bucket(false)).await {
+                Ok(()) => return Some(Self { pg, weed, db_url }),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        panic!("SeaweedFS never took the blob bucket: {last}");
     }
 
     /// [`ScaleOut::start`] outside an async runtime.
