@@ -2,7 +2,7 @@
 //! problem+json like every other error.
 //!
 //! - **Body idle timeout** ([`Config::body_idle_timeout`](crate::Config)): every request body is
-//!   wrapped so that a stall longer than the timeout between two chunks ends it with
+//!   wrapped ([`idle_body`], at the [edge](crate::edge)) so that a stall longer than the timeout between two chunks ends it with
 //!   [`BodyTimeout`]. Handlers see a failed body; the answer is 408 `body_timeout`, and whatever
 //!   the request had started (a blob's temp file) is dropped. A half-sent upload never holds a
 //!   connection and a file open forever.
@@ -88,13 +88,11 @@ pub fn body_timeout() -> ApiError {
     )
 }
 
-/// Middleware: wrap every request body in the idle timeout.
-pub async fn idle_bodies(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let idle = state.config.body_idle_timeout;
-    let (parts, body) = req.into_parts();
+/// A request body that fails with [`BodyTimeout`] when it stalls longer than `idle` (wrapped
+/// around every request that has a body, by [`crate::edge`]).
+pub fn idle_body(inner: Body, idle: Duration) -> Body {
     let timer = Box::pin(tokio::time::sleep(idle));
-    let body = Body::new(IdleBody { inner: body, idle, timer }.map_err(axum::Error::new));
-    next.run(Request::from_parts(parts, body)).await
+    Body::new(IdleBody { inner, idle, timer }.map_err(axum::Error::new))
 }
 
 /// Middleware for JSON routes: answer 503 `request_timeout` (problem+json) when the handler has

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod clock;
 pub mod deadline;
 pub mod dto;
+pub mod edge;
 pub mod evidence;
 pub mod fanout;
 pub mod gates;
@@ -40,7 +41,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use fulcrum_store::blobs::BlobStore;
 use fulcrum_store::{Store, StoreOptions};
 use tokio::sync::{Mutex, watch};
@@ -391,9 +391,9 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The router, for in-process use and tests.
-pub fn app(state: AppState) -> Router {
-    routes::router(state)
+/// What the listeners serve: the router behind the [edge](edge) (metrics, body deadlines).
+pub fn app(state: AppState) -> edge::Edge {
+    edge::Edge::new(routes::router(state.clone()), state)
 }
 
 /// How often the audit ledger's tree is built over new leaves and a checkpoint signed.
@@ -464,12 +464,15 @@ pub async fn serve(
     let bg = spawn_background(&state);
     let st = state.clone();
     let state_for_flush = state.clone();
-    let result = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            st.begin_shutdown();
-        })
-        .await;
+    let result = axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app(state)),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        st.begin_shutdown();
+    })
+    .await;
     bg.abort();
     state_for_flush.access.flush().await;
     result

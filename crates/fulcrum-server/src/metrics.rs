@@ -1,12 +1,12 @@
 //! Prometheus metrics, rendered as text at `/metrics`.
 //!
-//! Hand-rolled on atomics behind a read-mostly lock so that several registries can live in one test
+//! Hand-rolled on atomics so that several registries can live in one test
 //! process (no global recorder) and the resolve hot path pays a few nanoseconds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -35,10 +35,11 @@ impl Default for RouteStats {
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OTHER"];
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// route → per-method stats
-    routes: RwLock<BTreeMap<String, Arc<[RouteStats; METHODS.len()]>>>,
+    /// Per route template (indexed as [`crate::edge::route_labels`]), per method; allocated on
+    /// a route's first request, then only atomics (no lock, no reference count per request).
+    routes: Box<[OnceLock<Box<[RouteStats; METHODS.len()]>>]>,
     pub resolve_permit: AtomicU64,
     pub resolve_deny: AtomicU64,
     pub resolve_cache_miss: AtomicU64,
@@ -58,7 +59,27 @@ pub struct Metrics {
     token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
-fn method_index(m: &axum::http::Method) -> usize {
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            routes: crate::edge::route_labels().iter().map(|_| OnceLock::new()).collect(),
+            resolve_permit: AtomicU64::default(),
+            resolve_deny: AtomicU64::default(),
+            resolve_cache_miss: AtomicU64::default(),
+            startup_permit: AtomicU64::default(),
+            startup_deny: AtomicU64::default(),
+            relay_position: AtomicU64::default(),
+            relay_failures: AtomicU64::default(),
+            webhook_dead: AtomicU64::default(),
+            blob_bytes_served: AtomicU64::default(),
+            blob_redirects: AtomicU64::default(),
+            token_refusals: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// The index of a method in [`METHODS`].
+pub fn method_index(m: &axum::http::Method) -> usize {
     match *m {
         axum::http::Method::GET => 0,
         axum::http::Method::POST => 1,
@@ -74,16 +95,11 @@ impl Metrics {
         *self.token_refusals.lock().expect("metrics lock").entry(code).or_default() += 1;
     }
 
-    pub fn observe(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
-        let stats = {
-            let routes = self.routes.read().expect("metrics lock");
-            routes.get(route).cloned()
-        };
-        let stats = match stats {
-            Some(s) => s,
-            None => self.routes.write().expect("metrics lock").entry(route.to_owned()).or_default().clone(),
-        };
-        let s = &stats[method_index(method)];
+    /// Count one answer of route `route` (an index of [`crate::edge::route_labels`]) and
+    /// method `method` (an index of [`METHODS`], see [`method_index`]).
+    pub fn observe(&self, route: usize, method: usize, status: u16, took: Duration) {
+        let Some(slot) = self.routes.get(route) else { return };
+        let s = &slot.get_or_init(|| Box::new(std::array::from_fn(|_| RouteStats::default())))[method];
         if let Some(c) = s.status.get(usize::from(status.saturating_sub(100))) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -95,9 +111,18 @@ impl Metrics {
         s.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The served routes, by label, in label order.
+    fn served(&self) -> Vec<(&'static str, &[RouteStats; METHODS.len()])> {
+        let labels = crate::edge::route_labels();
+        let mut out: Vec<_> =
+            self.routes.iter().zip(labels).filter_map(|(slot, l)| slot.get().map(|s| (*l, &**s))).collect();
+        out.sort_unstable_by_key(|(l, _)| *l);
+        out
+    }
+
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let routes = self.routes.read().expect("metrics lock");
+        let routes = self.served();
         out.push_str("# HELP fulcrum_http_requests_total HTTP requests by route, method and status.\n# TYPE fulcrum_http_requests_total counter\n");
         for (route, per_method) in routes.iter() {
             for (m, s) in METHODS.iter().zip(per_method.iter()) {
@@ -143,7 +168,6 @@ impl Metrics {
                 );
             }
         }
-        drop(routes);
         let counter = |out: &mut String, name: &str, help: &str, label: &str, pairs: &[(&str, &AtomicU64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (v, c) in pairs {

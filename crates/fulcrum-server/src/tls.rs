@@ -153,7 +153,9 @@ pub async fn serve_tls(
     });
     let result = axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)
-        .serve(crate::app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .serve(axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+            crate::app(state),
+        ))
         .await;
     watcher.abort();
     bg.abort();

@@ -730,6 +730,30 @@ async fn ops_endpoints_and_openapi_cover_every_path() {
         h.call(h.req("admin", Method::PATCH, "/v1/models"), StatusCode::METHOD_NOT_ALLOWED).await["code"],
         "method_not_allowed"
     );
+
+    // Every answer above is counted under its route's template, method and status; paths that
+    // match no route share one label, so clients cannot grow the label set.
+    h.get("viewer", "/v1/models/risk", StatusCode::NOT_FOUND).await;
+    h.get("viewer", "/v1/models/risk/versions/v9", StatusCode::NOT_FOUND).await;
+    h.get("", "/wp-admin/x.php", StatusCode::NOT_FOUND).await;
+    let m = h.get("", "/metrics", S200).await;
+    let m = m.as_str().unwrap();
+    let count = |route: &str, method: &str, status: u16| -> u64 {
+        let key = format!("fulcrum_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} ");
+        m.lines().find_map(|l| l.strip_prefix(&key)).map_or(0, |n| n.parse().unwrap())
+    };
+    assert_eq!(count("/healthz", "GET", 200), 1, "{m}");
+    assert_eq!(count("/metrics", "GET", 200), 1, "{m}");
+    assert_eq!(count("/openapi.json", "GET", 200), 1, "{m}");
+    assert_eq!(count("/v1/models/{name}", "GET", 404), 1, "{m}");
+    assert_eq!(count("/v1/models/{name}/versions/{version}", "GET", 404), 1, "{m}");
+    assert_eq!(count("/v1/models", "OTHER", 405), 1, "{m}");
+    assert_eq!(count("unmatched", "GET", 404), 2, "{m}");
+    assert!(!m.contains("route=\"/v1/models/risk") && !m.contains("wp-admin"), "raw paths are never labels: {m}");
+    assert!(
+        m.contains("fulcrum_http_request_duration_seconds_count{route=\"/v1/models/{name}\",method=\"GET\"} 1"),
+        "{m}"
+    );
 }
 
 /// Garbage at every endpoint: the registry answers 4xx problems, never 5xx.

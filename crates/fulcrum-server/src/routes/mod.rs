@@ -15,12 +15,11 @@ mod resolve;
 mod webhooks;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use fulcrum_core::names::check_identifier;
@@ -107,55 +106,51 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ready))
 }
 
-/// Routes that need no deadline: streams (blobs, events) with their own size limits, and the
-/// resolve hot path, which answers from memory and never waits on I/O.
+/// Routes that need no deadline: streams (blobs, events) with their own size limits.
 fn streaming_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(resolve::resolve))
         .routes(routes!(blobs::post_blob))
         .routes(routes!(blobs::put_blob, blobs::get_blob, blobs::head_blob))
         .routes(routes!(blobs::scrub))
         .routes(routes!(events::stream_events))
 }
 
+/// The resolve hot path: no body, no deadline (it answers from memory and never waits on I/O),
+/// and no per-route layer at all (see [`crate::edge`]).
+fn hot_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(resolve::resolve))
+}
+
+/// Endpoints served outside the OpenAPI document.
+pub(crate) const UNDOCUMENTED: [&str; 2] = ["/openapi.json", "/metrics"];
+
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| json_routes().merge(streaming_routes()).split_for_parts().1).clone()
+    DOC.get_or_init(|| json_routes().merge(streaming_routes()).merge(hot_routes()).split_for_parts().1).clone()
 }
 
 pub fn router(state: AppState) -> Router {
     let json_api = json_routes()
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), crate::deadline::request_deadline));
-    let (api, _) = json_api.merge(streaming_routes().layer(DefaultBodyLimit::disable())).split_for_parts();
+    let (api, _) =
+        json_api.merge(streaming_routes().layer(DefaultBodyLimit::disable())).merge(hot_routes()).split_for_parts();
     let doc_json: Arc<str> = serde_json::to_string(&openapi()).expect("openapi serialises").into();
+    let [openapi_json, metrics_path] = UNDOCUMENTED;
     api.route(
-        "/openapi.json",
+        openapi_json,
         get(move || {
             let d = doc_json.clone();
             async move { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], d.to_string()) }
         }),
     )
-    .route("/metrics", get(metrics))
+    .route(metrics_path, get(metrics))
     .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
     })
-    .layer(middleware::from_fn_with_state(state.clone(), crate::deadline::idle_bodies))
-    .layer(middleware::from_fn_with_state(state.clone(), observe))
     .with_state(state)
-}
-
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // A shared string: no allocation per request.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state.metrics.observe(route, &method, resp.status().as_u16(), start.elapsed());
-    resp
 }
 
 /// Liveness: the process answers.
