@@ -459,6 +459,10 @@ async fn resolve_is_signed_cached_and_obeys_env_rules() {
     }
     h.get("agent", "/v1/resolve?ref=risk@production&env=dev", StatusCode::FORBIDDEN).await;
     h.get("viewer", "/v1/resolve?ref=risk@production", StatusCode::BAD_REQUEST).await;
+    for q in ["env=prod", "ref=risk@production&ref=risk@v1&env=prod", "ref=risk@production&env=prod&debug=1"] {
+        let p = h.get("agent", &format!("/v1/resolve?{q}"), StatusCode::BAD_REQUEST).await;
+        assert_eq!(p["code"], "bad_query", "{q}");
+    }
     h.get("agent", "/v1/resolve?ref=risk@v7&env=prod", StatusCode::NOT_FOUND).await;
     h.get("agent", "/v1/resolve?ref=nope@production&env=prod", StatusCode::NOT_FOUND).await;
     h.get("other-admin", "/v1/resolve?ref=risk@production&env=prod", StatusCode::NOT_FOUND).await;
@@ -725,6 +729,13 @@ async fn ops_endpoints_and_openapi_cover_every_path() {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
     assert!(paths["/v1/models/{name}/versions/{version}/quarantine"].get("delete").is_some());
+    let params: Vec<(&str, &str, bool)> = paths["/v1/resolve"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap(), p["required"].as_bool().unwrap_or(false)))
+        .collect();
+    assert_eq!(params, [("ref", "query", true), ("env", "query", false)]);
     assert_eq!(h.get("", "/v1/nothing", StatusCode::NOT_FOUND).await["code"], "no_route");
     assert_eq!(
         h.call(h.req("admin", Method::PATCH, "/v1/models"), StatusCode::METHOD_NOT_ALLOWED).await["code"],

@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::event::{EventKind, EventPayload};
@@ -26,6 +27,14 @@ pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("fulcrum-signat
 /// Header naming the key (`kid`) that made the signature.
 pub const KID_HEADER: HeaderName = HeaderName::from_static("fulcrum-key-id");
 
+impl<S: Send + Sync> FromRequestParts<S> for ResolveQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Self::parse(parts.uri.query()).map_err(|e| ApiError::bad_request("bad_query", e))
+    }
+}
+
 fn parse_env(s: &str) -> ApiResult<Env> {
     s.parse().map_err(|()| ApiError::bad_request("bad_env", "env must be dev, staging or prod"))
 }
@@ -39,11 +48,7 @@ fn parse_env(s: &str) -> ApiResult<Env> {
          headers(("fulcrum-signature" = String, description = "base64 signature over the body"), ("fulcrum-key-id" = String, description = "kid of the signing key"))),
         (status = 404, description = "unknown model/version, or alias_empty", body = Problem),
         (status = "4XX", body = Problem)))]
-pub async fn resolve(
-    State(state): State<AppState>,
-    who: Caller,
-    ApiQuery(q): ApiQuery<ResolveQuery>,
-) -> ApiResult<Response> {
+pub async fn resolve(State(state): State<AppState>, who: Caller, q: ResolveQuery) -> ApiResult<Response> {
     // The access decision is taken on the version named (its labels, DLP purpose). Answers that
     // name none, and documents that must be signed first, are decided on the tenant before
     // (so a role that may not resolve learns nothing and costs no signature).
