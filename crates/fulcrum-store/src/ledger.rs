@@ -346,7 +346,28 @@ impl Store {
     /// # Errors
     /// Database failures, or a checkpoint that does not grow the log.
     pub async fn store_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
+        self.checkpoint_under(c, None).await
+    }
+
+    /// [`Store::store_checkpoint`] by the leader holding `lease`: refused with
+    /// [`StoreError::Fenced`] once another replica took a newer term.
+    ///
+    /// # Errors
+    /// As [`Store::store_checkpoint`], plus `Fenced`.
+    pub fn store_checkpoint_as<'a>(
+        &'a self,
+        c: &'a CheckpointRecord,
+        lease: &crate::leader::Lease,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        // The lease (its session is not `Sync`) stays out of the future; its term is enough.
+        self.checkpoint_under(c, Some(lease.term()))
+    }
+
+    async fn checkpoint_under(&self, c: &CheckpointRecord, term: Option<i64>) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        if let Some(term) = term {
+            crate::leader::fence(&mut tx, term).await?;
+        }
         let last: Option<i64> =
             sqlx::query("SELECT MAX(size) FROM ledger_checkpoints").fetch_one(&mut *tx).await?.get(0);
         if last.is_some_and(|l| l as u64 >= c.size) {

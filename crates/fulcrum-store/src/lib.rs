@@ -23,6 +23,7 @@ pub mod datasets;
 pub mod db;
 pub mod findings;
 pub mod keys;
+pub mod leader;
 pub mod ledger;
 pub mod policy;
 mod records;
@@ -75,6 +76,10 @@ pub enum StoreError {
     /// The write did not happen (a group commit failed, or the store is closing); retry.
     #[error("the store could not write: {0}")]
     Unavailable(String),
+    /// A background write of a leader whose term is no longer the newest: another replica
+    /// leads now, and this one must stop.
+    #[error("leadership term {term} was superseded by term {newest}: this replica no longer leads")]
+    Fenced { term: i64, newest: i64 },
     /// The policy gate refused the change; the denial decision is handed back to be logged.
     #[error("the policy denies it: {}", .reasons.join(", "))]
     PolicyDenied { reasons: Vec<String>, decision: Box<DecisionRow> },

@@ -671,6 +671,64 @@ async fn bad_input_changes_nothing(cx: &Cx) {
     assert_eq!(s.ledger_size().await.unwrap(), before.1 + 1, "only the decision's leaf");
 }
 
+/// One leader of the background work at a time, with terms that only grow; a leader that lost
+/// its lock (its session killed, as in a partition or a long pause) is fenced: its background
+/// writes are refused once a successor took a newer term.
+async fn leadership_terms_and_fencing(cx: &Cx) {
+    let s = &cx.store;
+    assert_eq!(s.newest_term().await.unwrap(), None);
+    let mut a = s.try_lead("replica-a", now()).await.unwrap().expect("the first replica leads");
+    assert!(s.still_leads(&mut a).await.unwrap());
+    assert_eq!(s.newest_term().await.unwrap().map(|t| (t.term, t.holder)), Some((a.term(), "replica-a".into())));
+
+    let other = Store::connect(&cx.db, StoreOptions::default()).await.unwrap();
+    let mut b = match cx.db.dialect() {
+        // SQLite is one process per file: its store always leads.
+        fulcrum_store::db::Dialect::Sqlite => other.try_lead("replica-b", now()).await.unwrap().unwrap(),
+        fulcrum_store::db::Dialect::Postgres => {
+            assert!(other.try_lead("replica-b", now()).await.unwrap().is_none(), "two leaders");
+            // The leader's session dies (partition, kill -9): its lock goes with it.
+            let killed: i64 = sqlx::query(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&cx.raw)
+            .await
+            .unwrap()
+            .get(0);
+            assert_eq!(killed, 1);
+            let mut lease = None;
+            for _ in 0..50 {
+                lease = other.try_lead("replica-b", now()).await.unwrap();
+                if lease.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            lease.expect("another replica leads within seconds")
+        }
+    };
+    assert!(b.term() > a.term(), "terms only grow");
+    assert!(other.still_leads(&mut b).await.unwrap());
+    assert!(!s.still_leads(&mut a).await.unwrap(), "the old leader knows it lost");
+
+    // The old leader, resuming as if nothing happened, cannot act; the new one can.
+    let cp = CheckpointRecord {
+        size: 0,
+        root: [0; 32],
+        note: "note 0".into(),
+        kid: "k1".into(),
+        signed_at: "2026-12-06T00:00:00Z".into(),
+    };
+    let e = s.store_checkpoint_as(&cp, &a).await.unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { term, newest } if term == a.term() && newest == b.term()), "{e:?}");
+    assert_eq!(s.last_checkpoint().await.unwrap(), None, "nothing written by the fenced leader");
+    other.store_checkpoint_as(&cp, &b).await.unwrap();
+    assert_eq!(s.last_checkpoint().await.unwrap().map(|c| c.size), Some(0));
+    // Terms are append-only.
+    assert!(sqlx::query("DELETE FROM leader_terms").execute(&cx.raw).await.is_err());
+    assert!(sqlx::query("UPDATE leader_terms SET term = 99").execute(&cx.raw).await.is_err());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -705,4 +763,5 @@ conformance!(
     sinks_and_dead_letters,
     append_only_guards,
     bad_input_changes_nothing,
+    leadership_terms_and_fencing,
 );
