@@ -158,6 +158,20 @@ impl Ledger {
         state: &AppState,
         min_age: time::Duration,
     ) -> Result<CheckpointRecord, CheckpointError> {
+        self.checkpoint_as(state, min_age, None).await
+    }
+
+    /// [`Ledger::checkpoint`] by the leader's background signer: the checkpoint is stored under
+    /// its lease's `fence`, so a replica that no longer leads stores nothing.
+    ///
+    /// # Errors
+    /// As [`Ledger::checkpoint`]; a superseded lease is `Store(Fenced)`.
+    pub async fn checkpoint_as(
+        &self,
+        state: &AppState,
+        min_age: time::Duration,
+        fence: Option<fulcrum_store::leader::Fence>,
+    ) -> Result<CheckpointRecord, CheckpointError> {
         let mut cache = self.sign.lock().await;
         let size = state.store.ledger_size().await?;
         let last = state.store.last_checkpoint().await?;
@@ -178,7 +192,7 @@ impl Ledger {
             }
             still_extends(state, l).await?;
         }
-        match self.sign_now(&mut cache, state, size, last.as_ref()).await {
+        match self.sign_now(&mut cache, state, size, last.as_ref(), fence).await {
             Ok(p) => Ok(p.record),
             Err(CheckpointError::State(why)) if last.is_some() => {
                 tracing::error!(%why, "no checkpoint is signed over a ledger that gives no governance state");
@@ -217,7 +231,7 @@ impl Ledger {
             }
             still_extends(state, l).await?;
         }
-        self.sign_now(&mut cache, state, size, last.as_ref()).await
+        self.sign_now(&mut cache, state, size, last.as_ref(), None).await
     }
 
     /// Fold what the state map does not cover yet, then sign a checkpoint over the whole tree
@@ -228,6 +242,7 @@ impl Ledger {
         state: &AppState,
         size: u64,
         last: Option<&CheckpointRecord>,
+        fence: Option<fulcrum_store::leader::Fence>,
     ) -> Result<StatePoint, CheckpointError> {
         if let Some(why) = &cache.broken {
             return Err(CheckpointError::State(why.clone()));
@@ -277,7 +292,10 @@ impl Ledger {
             signed_at: now.format(&Rfc3339).expect("formats"),
         };
         if last.is_none_or(|l| size > l.size) {
-            state.store.store_checkpoint(&rec).await?;
+            match fence {
+                Some(f) => state.store.store_checkpoint_as(&rec, f).await?,
+                None => state.store.store_checkpoint(&rec).await?,
+            }
         }
         let point = StatePoint { record: rec, map, head };
         cache.latest = Some(point.clone());

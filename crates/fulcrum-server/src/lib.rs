@@ -227,6 +227,10 @@ pub struct Inner {
     pub corrupt_blobs: std::sync::Mutex<std::collections::HashSet<fulcrum_core::Digest>>,
     /// The relay and the checkpoint signer run once per registry, however many listeners serve it.
     singletons_started: std::sync::atomic::AtomicBool,
+    /// This replica's name in leadership terms (host, process, a random part).
+    pub replica: String,
+    /// The leadership term this replica holds, 0 when it does not lead.
+    pub leader_term: std::sync::atomic::AtomicI64,
 }
 
 /// Bytes signed once and served many times.
@@ -355,6 +359,8 @@ impl Registry {
             started_at,
             corrupt_blobs: std::sync::Mutex::default(),
             singletons_started: std::sync::atomic::AtomicBool::new(false),
+            replica: replica_name(),
+            leader_term: std::sync::atomic::AtomicI64::new(0),
         }));
         Ok((state, notes))
     }
@@ -399,32 +405,101 @@ pub fn app(state: AppState) -> edge::Edge {
 /// How often the audit ledger's tree is built over new leaves and a checkpoint signed.
 const LEDGER_EVERY: Duration = Duration::from_secs(1);
 
-/// The tasks a registry runs once, whatever number of listeners serve it: the event relay and
-/// the audit checkpoint signer. They end at shutdown.
+/// A replica's name: its host, its process and a random part (several registries may share a
+/// process in tests and in `fulcrum demo`).
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map_or_else(|| "host".to_owned(), |h| h.trim().to_owned());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &nonce[..8])
+}
+
+/// How often a replica that does not lead tries to, and how often the leader confirms it still
+/// does (its session answers and no newer term exists).
+const LEAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The work one replica does for all (the event relay, webhooks, audit checkpoints): started by
+/// whichever replica holds leadership (`fulcrum_store::leader`), stopped the moment it learns it
+/// lost it, and started by the next leader. On SQLite the only process always leads.
 fn spawn_singletons(state: &AppState) {
-    if let Some(cfg) = state.config.nats.clone() {
-        relay::spawn(state.clone(), cfg);
-    }
-    for cfg in state.config.webhooks.clone() {
-        let name = cfg.name.clone();
-        if let Err(e) = webhooks::spawn(state.clone(), cfg) {
-            tracing::error!(webhook = %name, error = %e, "webhook not started: its secret cannot be read");
-        }
-    }
-    let ledger = state.clone();
+    let state = state.clone();
     tokio::spawn(async move {
-        let mut shutdown = ledger.shutdown_rx.clone();
+        let mut shutdown = state.shutdown_rx.clone();
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(LEDGER_EVERY) => {
-                    if let Err(e) = ledger.ledger.checkpoint(&ledger, time::Duration::ZERO).await {
-                        tracing::error!(error = %e, "signing an audit checkpoint failed");
+            match state.store.try_lead(&state.replica, state.clock.now()).await {
+                Ok(Some(lease)) => {
+                    if lead(&state, lease).await == Led::UntilShutdown {
+                        return;
                     }
                 }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot reach the database to take leadership; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(LEAD_EVERY) => {}
                 _ = shutdown.changed() => return,
             }
         }
     });
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Led {
+    UntilShutdown,
+    UntilLost,
+}
+
+/// Run the background work while `lease` holds; abort it when leadership is lost (its writes are
+/// idempotent or fenced, so the successor resumes from what was stored).
+async fn lead(state: &AppState, mut lease: fulcrum_store::leader::Lease) -> Led {
+    tracing::info!(term = lease.term(), replica = %state.replica, "this replica leads the background work");
+    state.leader_term.store(lease.term(), std::sync::atomic::Ordering::SeqCst);
+    let mut jobs = Vec::new();
+    if let Some(cfg) = state.config.nats.clone() {
+        jobs.push(relay::spawn(state.clone(), cfg));
+    }
+    for cfg in state.config.webhooks.clone() {
+        let name = cfg.name.clone();
+        match webhooks::spawn(state.clone(), cfg) {
+            Ok(job) => jobs.push(job),
+            Err(e) => tracing::error!(webhook = %name, error = %e, "webhook not started: its secret cannot be read"),
+        }
+    }
+    let fence = lease.fence();
+    let signer = state.clone();
+    jobs.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LEDGER_EVERY).await;
+            if let Err(e) = signer.ledger.checkpoint_as(&signer, time::Duration::ZERO, Some(fence)).await {
+                tracing::error!(error = %e, "signing an audit checkpoint failed");
+            }
+        }
+    }));
+    let mut shutdown = state.shutdown_rx.clone();
+    let led = loop {
+        tokio::select! {
+            () = tokio::time::sleep(LEAD_EVERY) => {}
+            _ = shutdown.changed() => break Led::UntilShutdown,
+        }
+        match state.store.still_leads(&mut lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(term = lease.term(), "leadership lost: this replica stops the background work");
+                break Led::UntilLost;
+            }
+            Err(e) => {
+                tracing::warn!(term = lease.term(), error = %e, "leadership cannot be confirmed: this replica stops the background work");
+                break Led::UntilLost;
+            }
+        }
+    };
+    for job in jobs {
+        job.abort();
+    }
+    state.leader_term.store(0, std::sync::atomic::Ordering::SeqCst);
+    led
 }
 
 /// Run the background tasks (resolve document refresh; once per registry, the event relay and

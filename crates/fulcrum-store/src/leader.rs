@@ -43,7 +43,17 @@ impl Lease {
     pub fn holder(&self) -> &str {
         &self.holder
     }
+
+    /// What background writes carry to be refused once this lease is superseded.
+    pub fn fence(&self) -> Fence {
+        Fence(self.term)
+    }
 }
+
+/// A lease's term, carried by the background writes made under it (see [`fence`]). Only a
+/// [`Lease`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence(i64);
 
 /// The newest leadership term as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +124,8 @@ impl Store {
     }
 }
 
-/// Inside a write transaction: refuse unless `term` (a lease's) is the newest.
-pub(crate) async fn fence(conn: &mut Conn, term: i64) -> Result<()> {
+/// Inside a write transaction: refuse unless the fence's term is the newest.
+pub(crate) async fn fence(conn: &mut Conn, Fence(term): Fence) -> Result<()> {
     let newest: Option<i64> = sqlx::query("SELECT MAX(term) FROM leader_terms").fetch_one(&mut *conn).await?.get(0);
     match newest {
         Some(n) if n == term => Ok(()),

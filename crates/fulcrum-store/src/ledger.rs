@@ -349,24 +349,19 @@ impl Store {
         self.checkpoint_under(c, None).await
     }
 
-    /// [`Store::store_checkpoint`] by the leader holding `lease`: refused with
+    /// [`Store::store_checkpoint`] by a leader, under its lease's fence: refused with
     /// [`StoreError::Fenced`] once another replica took a newer term.
     ///
     /// # Errors
     /// As [`Store::store_checkpoint`], plus `Fenced`.
-    pub fn store_checkpoint_as<'a>(
-        &'a self,
-        c: &'a CheckpointRecord,
-        lease: &crate::leader::Lease,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        // The lease (its session is not `Sync`) stays out of the future; its term is enough.
-        self.checkpoint_under(c, Some(lease.term()))
+    pub async fn store_checkpoint_as(&self, c: &CheckpointRecord, fence: crate::leader::Fence) -> Result<()> {
+        self.checkpoint_under(c, Some(fence)).await
     }
 
-    async fn checkpoint_under(&self, c: &CheckpointRecord, term: Option<i64>) -> Result<()> {
+    async fn checkpoint_under(&self, c: &CheckpointRecord, fence: Option<crate::leader::Fence>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        if let Some(term) = term {
-            crate::leader::fence(&mut tx, term).await?;
+        if let Some(f) = fence {
+            crate::leader::fence(&mut tx, f).await?;
         }
         let last: Option<i64> =
             sqlx::query("SELECT MAX(size) FROM ledger_checkpoints").fetch_one(&mut *tx).await?.get(0);

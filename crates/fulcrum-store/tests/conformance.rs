@@ -719,10 +719,10 @@ async fn leadership_terms_and_fencing(cx: &Cx) {
         kid: "k1".into(),
         signed_at: "2026-12-06T00:00:00Z".into(),
     };
-    let e = s.store_checkpoint_as(&cp, &a).await.unwrap_err();
+    let e = s.store_checkpoint_as(&cp, a.fence()).await.unwrap_err();
     assert!(matches!(e, StoreError::Fenced { term, newest } if term == a.term() && newest == b.term()), "{e:?}");
     assert_eq!(s.last_checkpoint().await.unwrap(), None, "nothing written by the fenced leader");
-    other.store_checkpoint_as(&cp, &b).await.unwrap();
+    other.store_checkpoint_as(&cp, b.fence()).await.unwrap();
     assert_eq!(s.last_checkpoint().await.unwrap().map(|c| c.size), Some(0));
     // Terms are append-only.
     assert!(sqlx::query("DELETE FROM leader_terms").execute(&cx.raw).await.is_err());

@@ -184,6 +184,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             state.catalog.divergent_count() as u64,
         ),
         (
+            "fulcrum_leader",
+            "1 when this replica leads the background work (relay, webhooks, checkpoints), else 0.",
+            u64::from(state.leader_term.load(std::sync::atomic::Ordering::SeqCst) > 0),
+        ),
+        (
+            "fulcrum_leader_term",
+            "The leadership term this replica holds (0 when it does not lead); terms only grow.",
+            state.leader_term.load(std::sync::atomic::Ordering::SeqCst).max(0) as u64,
+        ),
+        (
             "fulcrum_access_decisions_logged",
             "Access decisions stored in the decision log since start.",
             state.access.written.load(std::sync::atomic::Ordering::Relaxed),
