@@ -4,7 +4,7 @@
 //!
 //! The read model is loaded once at start-up and then kept current by applying the effects of
 //! every committed change (under the server's write gate, so effects are applied in commit
-//! order). Alias documents are signed eagerly whenever their model changes and re-signed by a
+//! order), and by reloading the models other replicas changed (`follow.rs`). Alias documents are signed eagerly whenever their model changes and re-signed by a
 //! background task before they reach half their lifetime; documents for pinned references
 //! (`name@version`, `name@sha256:…`) are signed on first use and memoised the same way.
 //!
@@ -169,20 +169,51 @@ impl Catalog {
         let mut inner = self.inner.write().expect("catalog lock");
         for a in aliases {
             if let Some(m) = inner.by_id(a.model_id) {
-                m.aliases.insert(
-                    a.name.clone(),
-                    AliasEntry {
-                        target: a.version_id,
-                        position: a.position,
-                        ledger_index: a.ledger_index,
-                        chg_id: a.chg_id.clone(),
-                        inc_id: a.inc_id.clone(),
-                        cause: a.cause,
-                        live: !a.is_deleted(),
-                    },
-                );
+                Self::insert_alias(m, &a);
             }
         }
+    }
+
+    fn insert_alias(m: &mut ModelEntry, a: &AliasRecord) {
+        m.aliases.insert(
+            a.name.clone(),
+            AliasEntry {
+                target: a.version_id,
+                position: a.position,
+                ledger_index: a.ledger_index,
+                chg_id: a.chg_id.clone(),
+                inc_id: a.inc_id.clone(),
+                cause: a.cause,
+                live: !a.is_deleted(),
+            },
+        );
+    }
+
+    /// Replace a model's entry with its rows as stored now (another replica changed it), then
+    /// re-sign its alias documents. A divergent model stays divergent.
+    pub fn reload_model(
+        &self,
+        m: &ModelRecord,
+        versions: &[VersionBrief],
+        aliases: &[AliasRecord],
+        now: OffsetDateTime,
+    ) {
+        {
+            let mut inner = self.inner.write().expect("catalog lock");
+            let (generation, divergent) =
+                inner.by_id(m.id).map_or((0, None), |old| (old.generation + 1, old.divergent.clone()));
+            Self::insert_model(&mut inner, m);
+            let entry = inner.by_id(m.id).expect("just inserted");
+            entry.generation = generation;
+            entry.divergent = divergent;
+            for v in versions {
+                Self::insert_version(entry, v);
+            }
+            for a in aliases {
+                Self::insert_alias(entry, a);
+            }
+        }
+        self.refresh_model(m.id, now);
     }
 
     /// The start-up check found this model's rows disagreeing with the ledger: its versions take

@@ -21,6 +21,7 @@ pub mod dto;
 pub mod edge;
 pub mod evidence;
 pub mod fanout;
+pub mod follow;
 pub mod gates;
 pub mod keyring;
 pub mod ledger;
@@ -231,6 +232,8 @@ pub struct Inner {
     pub replica: String,
     /// The leadership term this replica holds, 0 when it does not lead.
     pub leader_term: std::sync::atomic::AtomicI64,
+    /// The outbox position the resolve cache was loaded at (see [`follow`]).
+    followed_from: i64,
 }
 
 /// Bytes signed once and served many times.
@@ -317,6 +320,9 @@ impl Registry {
         let policies = Arc::new(policies);
         let ttl = time::Duration::try_from(config.resolve_ttl).map_err(|_| OpenError::Ttl)?;
         let catalog = Catalog::new(keys.clone(), policies.clone(), ttl);
+        // Read before the cache loads: the follower replays from here, so a commit made by another
+        // replica while this one loads is applied too.
+        let followed_from = store.last_event_seq().await?;
         catalog.load_models(&store.all_models().await?);
         {
             use futures_util::TryStreamExt;
@@ -361,6 +367,7 @@ impl Registry {
             singletons_started: std::sync::atomic::AtomicBool::new(false),
             replica: replica_name(),
             leader_term: std::sync::atomic::AtomicI64::new(0),
+            followed_from,
         }));
         Ok((state, notes))
     }
@@ -507,6 +514,7 @@ async fn lead(state: &AppState, mut lease: fulcrum_store::leader::Lease) -> Led 
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     if !state.singletons_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
         spawn_singletons(state);
+        follow::spawn(state.clone(), state.followed_from);
     }
     let state = state.clone();
     tokio::spawn(async move {

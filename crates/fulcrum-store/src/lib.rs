@@ -513,6 +513,21 @@ impl Store {
         .map(|row| VersionBrief::from_row(&row?))
     }
 
+    /// One model's versions, briefly (a replica reloading the model after another one changed it).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn versions_brief_of(&self, model_id: i64) -> Result<Vec<VersionBrief>> {
+        let card = self.dialect.json_text("release", &["model_card"]);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, model_id, label, seq, artifact_digest, record_digest, stage, hold, ledger_index, {card} AS card FROM versions WHERE model_id = $1 ORDER BY id",
+        )))
+        .bind(model_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(VersionBrief::from_row).collect()
+    }
+
     /// Every version's governance row and every alias's target, as the tables hold them now:
     /// what the start-up check compares with the ledger's projection.
     ///
@@ -572,6 +587,15 @@ impl Store {
     /// Database failures.
     pub async fn all_aliases(&self) -> Result<Vec<AliasRecord>> {
         let rows = sqlx::query(Self::ALIASES_SQL).bind(None::<i64>).bind(None::<String>).fetch_all(&self.read).await?;
+        rows.iter().map(AliasRecord::from_row).collect()
+    }
+
+    /// Every alias of one model.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn aliases_of(&self, model_id: i64) -> Result<Vec<AliasRecord>> {
+        let rows = sqlx::query(Self::ALIASES_SQL).bind(model_id).bind(None::<String>).fetch_all(&self.read).await?;
         rows.iter().map(AliasRecord::from_row).collect()
     }
 

@@ -1,0 +1,84 @@
+//! The resolve cache follows the committed log (SPEC §11, replicas): every registry reads the
+//! outbox (`events`) after the last position it applied and reloads, from the database, each
+//! model an event changed — whichever replica committed it. A revocation through one replica
+//! therefore reaches the signed answers of every other within one poll (`FOLLOW_EVERY`) plus
+//! the reload.
+//!
+//! A registry's own commits also update its cache at once (the handlers apply their effects
+//! under the write gate); the reload here takes the same gate, so a reload read before a local
+//! commit never lands after it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fulcrum_core::event::EventKind;
+use fulcrum_store::StoreError;
+
+use crate::AppState;
+
+/// How often the outbox is read for commits made elsewhere.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// Events read at once.
+const BATCH: u32 = 512;
+
+/// Follow the outbox from position `from` (read before the cache was loaded) until shutdown.
+pub fn spawn(state: AppState, from: i64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut applied = from;
+        let mut shutdown = state.shutdown_rx.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            match follow_once(&state, applied).await {
+                Ok(next) => applied = next,
+                Err(e) => {
+                    tracing::warn!(error = %e, position = applied, "cannot read the event log to follow other replicas' commits")
+                }
+            }
+        }
+    })
+}
+
+/// Whether an event of this kind changes what the resolve cache holds.
+fn changes_the_catalog(kind: &str) -> bool {
+    [
+        EventKind::ReleasePublished,
+        EventKind::Promotion,
+        EventKind::Approval,
+        EventKind::Revocation,
+        EventKind::Quarantined,
+        EventKind::QuarantineReleased,
+        EventKind::AliasUpdated,
+    ]
+    .iter()
+    .any(|k| k.as_str() == kind)
+}
+
+/// Reload every model the events after `applied` changed; the new position.
+async fn follow_once(state: &AppState, applied: i64) -> Result<i64, StoreError> {
+    let events = state.store.events_after(None, applied, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.seq) else { return Ok(applied) };
+    let mut models = BTreeSet::new();
+    for ev in &events {
+        let v: serde_json::Value = serde_json::from_str(&ev.body).unwrap_or_default();
+        let d = &v["data"];
+        if let (Some(kind), Some(tenant), Some(model)) =
+            (d["event"].as_str(), d["tenant"].as_str(), d["model"].as_str())
+            && changes_the_catalog(kind)
+        {
+            models.insert((tenant.to_owned(), model.to_owned()));
+        }
+    }
+    if !models.is_empty() {
+        let _gate = state.write_gate.lock().await;
+        for (tenant, name) in models {
+            let Some(m) = state.store.get_model(&tenant, &name).await? else { continue };
+            let versions = state.store.versions_brief_of(m.id).await?;
+            let aliases = state.store.aliases_of(m.id).await?;
+            state.catalog.reload_model(&m, &versions, &aliases, state.clock.now());
+        }
+    }
+    Ok(last)
+}
