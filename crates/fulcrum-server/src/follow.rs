@@ -4,12 +4,18 @@
 //! therefore reaches the signed answers of every other within one poll (`FOLLOW_EVERY`) plus
 //! the reload.
 //!
+//! **Bounded staleness.** A replica that cannot read the log for longer than [`STALE_AFTER`]
+//! (its database unreachable, its follower stuck) cannot know what was revoked meanwhile: it
+//! stops answering resolves (503 `stale_view`, so no permit leaves it) and `/readyz` fails, until
+//! a read succeeds again.
+//!
 //! A registry's own commits also update its cache at once (the handlers apply their effects
 //! under the write gate); the reload here takes the same gate, so a reload read before a local
 //! commit never lands after it.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use fulcrum_core::event::EventKind;
 use fulcrum_store::StoreError;
@@ -20,6 +26,40 @@ use crate::AppState;
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// Events read at once.
 const BATCH: u32 = 512;
+
+/// How old a replica's view of the log may get before it stops answering resolves.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// When this replica last read the log (monotonic time, not the registry's clock).
+#[derive(Debug)]
+pub struct View {
+    base: Instant,
+    /// Milliseconds after `base` of the last successful read.
+    read_at_ms: AtomicU64,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        Self { base: Instant::now(), read_at_ms: AtomicU64::new(0) }
+    }
+}
+
+impl View {
+    fn mark_read(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.read_at_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the log was last read.
+    pub fn age(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.read_at_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Whether the view is older than [`STALE_AFTER`].
+    pub fn is_stale(&self) -> bool {
+        self.age() > STALE_AFTER
+    }
+}
 
 /// Follow the outbox from position `from` (read before the cache was loaded) until shutdown.
 pub fn spawn(state: AppState, from: i64) -> tokio::task::JoinHandle<()> {
@@ -32,7 +72,10 @@ pub fn spawn(state: AppState, from: i64) -> tokio::task::JoinHandle<()> {
                 _ = shutdown.changed() => return,
             }
             match follow_once(&state, applied).await {
-                Ok(next) => applied = next,
+                Ok(next) => {
+                    applied = next;
+                    state.view.mark_read();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, position = applied, "cannot read the event log to follow other replicas' commits")
                 }

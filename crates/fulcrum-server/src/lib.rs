@@ -234,6 +234,8 @@ pub struct Inner {
     pub leader_term: std::sync::atomic::AtomicI64,
     /// The outbox position the resolve cache was loaded at (see [`follow`]).
     followed_from: i64,
+    /// When this replica last read the log (staleness bound, see [`follow`]).
+    pub view: follow::View,
 }
 
 /// Bytes signed once and served many times.
@@ -368,6 +370,7 @@ impl Registry {
             replica: replica_name(),
             leader_term: std::sync::atomic::AtomicI64::new(0),
             followed_from,
+            view: follow::View::default(),
         }));
         Ok((state, notes))
     }

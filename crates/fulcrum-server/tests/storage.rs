@@ -1,6 +1,7 @@
 //! The registry on PostgreSQL + S3 when the database goes away: requests that need it answer a
-//! 503 problem (never hang, never a half-applied change), requests served from memory keep
-//! working, and everything serves again when the database returns.
+//! 503 problem (never hang, never a half-applied change), resolves are served from memory until
+//! the replica's view of the log is too old (then refused, fail closed), and everything serves
+//! again when the database returns.
 
 mod common;
 
@@ -27,6 +28,9 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
 
         common::scale_out::current().unwrap().pg.stop();
         let started = std::time::Instant::now();
+        // Resolve is answered from memory while the view is fresh: agents keep starting through
+        // a short database blip.
+        h.get("agent", "/v1/resolve?ref=fraud@production&env=prod", StatusCode::OK).await;
         let p = h
             .post(
                 "ci",
@@ -39,8 +43,25 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
         let p = h.get("auditor", "/v1/events?after=0", StatusCode::SERVICE_UNAVAILABLE).await;
         assert_eq!(p["code"], "busy", "{p}");
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "no hang: {:?}", started.elapsed());
-        // Resolve is answered from memory: agents keep starting while the database is away.
-        h.get("agent", "/v1/resolve?ref=fraud@production&env=prod", StatusCode::OK).await;
+        // Past the staleness bound the replica cannot know what was revoked meanwhile: no permit
+        // leaves it, and it is not ready.
+        let mut p = serde_json::Value::Null;
+        for _ in 0..100 {
+            let resp =
+                h.req("agent", reqwest::Method::GET, "/v1/resolve?ref=fraud@production&env=prod").send().await.unwrap();
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                p = resp.json().await.unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(p["code"], "stale_view", "resolves stop once the view is too old: {p}");
+        assert!(
+            started.elapsed() >= fulcrum_server::follow::STALE_AFTER,
+            "not before the bound: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(h.get("", "/readyz", StatusCode::SERVICE_UNAVAILABLE).await["code"], "stale_view");
 
         common::scale_out::current().unwrap().pg.restart();
         let mut status = StatusCode::SERVICE_UNAVAILABLE;
@@ -67,6 +88,22 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
             "the refused create left nothing behind: {names:?}"
         );
         assert!(names.contains(&"fraud"), "{names:?}");
+        // The view is read again: resolves and readiness come back without a restart.
+        let mut status = StatusCode::SERVICE_UNAVAILABLE;
+        for _ in 0..50 {
+            status = h
+                .req("agent", reqwest::Method::GET, "/v1/resolve?ref=fraud@production&env=prod")
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, StatusCode::OK);
+        h.get("", "/readyz", StatusCode::OK).await;
     });
 }
 

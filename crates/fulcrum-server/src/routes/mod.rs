@@ -165,6 +165,9 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     if *state.shutdown_rx.borrow() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the registry is shutting down"));
     }
+    if state.view.is_stale() {
+        return Err(resolve::stale_view(&state));
+    }
     state.store.last_event_seq().await.map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the metadata store does not answer")
     })?;
@@ -182,6 +185,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "fulcrum_state_divergent_models",
             "Models whose stored state disagrees with the audit ledger (answers denied, governance refused; alert on any).",
             state.catalog.divergent_count() as u64,
+        ),
+        (
+            "fulcrum_view_age_seconds",
+            "Seconds since this replica last read the registry's log (resolves stop past the staleness bound).",
+            state.view.age().as_secs(),
         ),
         (
             "fulcrum_leader",

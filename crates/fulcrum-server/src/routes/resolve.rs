@@ -35,6 +35,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ResolveQuery {
     }
 }
 
+/// This replica has not read the registry's log for too long: it cannot know what was revoked
+/// meanwhile, so it answers nothing (fail closed).
+pub(crate) fn stale_view(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stale_view",
+        format!(
+            "this registry replica has not read the registry's log for {} s (limit {} s): it answers no resolve until it can; retry or use another replica",
+            state.view.age().as_secs(),
+            crate::follow::STALE_AFTER.as_secs()
+        ),
+    )
+}
+
 fn parse_env(s: &str) -> ApiResult<Env> {
     s.parse().map_err(|()| ApiError::bad_request("bad_env", "env must be dev, staging or prod"))
 }
@@ -52,6 +66,9 @@ pub async fn resolve(State(state): State<AppState>, who: Caller, q: ResolveQuery
     // The access decision is taken on the version named (its labels, DLP purpose). Answers that
     // name none, and documents that must be signed first, are decided on the tenant before
     // (so a role that may not resolve learns nothing and costs no signature).
+    if state.view.is_stale() {
+        return Err(stale_view(&state));
+    }
     let p = &who.0;
     let r: Reference = q
         .reference
