@@ -9,12 +9,15 @@
 //! stops answering resolves (503 `stale_view`, so no permit leaves it) and `/readyz` fails, until
 //! a read succeeds again.
 //!
+//! Only registries on PostgreSQL follow: SQLite is one process per file, whose own commits are
+//! all there is (and its view is never stale).
+//!
 //! A registry's own commits also update its cache at once (the handlers apply their effects
 //! under the write gate); the reload here takes the same gate, so a reload read before a local
 //! commit never lands after it.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fulcrum_core::event::EventKind;
@@ -36,11 +39,13 @@ pub struct View {
     base: Instant,
     /// Milliseconds after `base` of the last successful read.
     read_at_ms: AtomicU64,
+    /// A follower runs (PostgreSQL): only then can the view be stale.
+    followed: AtomicBool,
 }
 
 impl Default for View {
     fn default() -> Self {
-        Self { base: Instant::now(), read_at_ms: AtomicU64::new(0) }
+        Self { base: Instant::now(), read_at_ms: AtomicU64::new(0), followed: AtomicBool::new(false) }
     }
 }
 
@@ -55,15 +60,21 @@ impl View {
         self.base.elapsed().saturating_sub(Duration::from_millis(self.read_at_ms.load(Ordering::Relaxed)))
     }
 
-    /// Whether the view is older than [`STALE_AFTER`].
+    /// Whether the view is older than [`STALE_AFTER`] (never without a follower).
     pub fn is_stale(&self) -> bool {
-        self.age() > STALE_AFTER
+        self.followed.load(Ordering::Relaxed) && self.age() > STALE_AFTER
     }
 }
 
-/// Follow the outbox from position `from` (read before the cache was loaded) until shutdown.
-pub fn spawn(state: AppState, from: i64) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Follow the outbox from position `from` (read before the cache was loaded) until shutdown, on
+/// PostgreSQL; nothing to follow on SQLite.
+pub fn spawn(state: AppState, from: i64) -> Option<tokio::task::JoinHandle<()>> {
+    if state.store.dialect() != fulcrum_store::db::Dialect::Postgres {
+        return None;
+    }
+    state.view.mark_read();
+    state.view.followed.store(true, Ordering::Relaxed);
+    Some(tokio::spawn(async move {
         let mut applied = from;
         let mut shutdown = state.shutdown_rx.clone();
         loop {
@@ -81,7 +92,7 @@ pub fn spawn(state: AppState, from: i64) -> tokio::task::JoinHandle<()> {
                 }
             }
         }
-    })
+    }))
 }
 
 /// Whether an event of this kind changes what the resolve cache holds.
