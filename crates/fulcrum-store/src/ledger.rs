@@ -341,7 +341,8 @@ impl Store {
         .transpose()
     }
 
-    /// Keep a signed checkpoint. Sizes only grow: one not larger than the newest is refused.
+    /// Keep a signed checkpoint. Sizes only grow: one not larger than the newest is refused,
+    /// except the newest's own tree again (same size and root), which is already kept.
     ///
     /// # Errors
     /// Database failures, or a checkpoint that does not grow the log.
@@ -363,10 +364,25 @@ impl Store {
         if let Some(f) = fence {
             crate::leader::fence(&mut tx, f).await?;
         }
-        let last: Option<i64> =
-            sqlx::query("SELECT MAX(size) FROM ledger_checkpoints").fetch_one(&mut *tx).await?.get(0);
-        if last.is_some_and(|l| l as u64 >= c.size) {
-            return Err(StoreError::Conflict(format!("a checkpoint of size {} is not newer than the last", c.size)));
+        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT size, {} AS root FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+            self.dialect.bytes("root")
+        )))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(l) = last {
+            let (size, root): (i64, Vec<u8>) = (l.get(0), l.get(1));
+            // Two replicas signing the same tree (the leader's signer and an auditor's request on
+            // another replica): the second finds it stored already.
+            if size as u64 == c.size && root == c.root {
+                return Ok(());
+            }
+            if size as u64 >= c.size {
+                return Err(StoreError::Conflict(format!(
+                    "a checkpoint of size {} is not newer than the last",
+                    c.size
+                )));
+            }
         }
         sqlx::query("INSERT INTO ledger_checkpoints (size, root, note, kid, signed_at) VALUES ($1,$2,$3,$4,$5)")
             .bind(c.size as i64)

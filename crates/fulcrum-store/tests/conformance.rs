@@ -428,6 +428,12 @@ async fn ledger_and_checkpoints(cx: &Cx) {
     s.store_checkpoint(&cp(size)).await.unwrap();
     let stale = s.store_checkpoint(&cp(10)).await.unwrap_err();
     assert!(matches!(stale, StoreError::Conflict(_)), "{stale:?}");
+    // The same tree signed again (another replica got there first) is already kept; the same
+    // size with another root is not.
+    s.store_checkpoint(&CheckpointRecord { note: "signed elsewhere".into(), ..cp(size) }).await.unwrap();
+    let forked = s.store_checkpoint(&CheckpointRecord { root: [7; 32], ..cp(size) }).await.unwrap_err();
+    assert!(matches!(forked, StoreError::Conflict(_)), "{forked:?}");
+    assert_eq!(cx.count("SELECT COUNT(*) FROM ledger_checkpoints").await, 2);
     let last = s.last_checkpoint().await.unwrap().unwrap();
     assert_eq!((last.size, last.root), (size, roots[size as usize]));
 
