@@ -24,6 +24,15 @@ pub struct Fanned {
     pub body: String,
 }
 
+impl Fanned {
+    /// A stored event with its routing fields read from the CloudEvent's data (empty when absent).
+    pub fn of(e: fulcrum_store::StoredEvent) -> Self {
+        let v: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
+        let s = |k: &str| v["data"][k].as_str().unwrap_or("").to_owned();
+        Self { seq: e.seq, tenant: s("tenant"), domain: s("domain"), model: s("model"), kind: s("event"), body: e.body }
+    }
+}
+
 /// Start the reader at position `last`; it wakes whenever `commits` changes.
 pub fn start(store: Store, mut commits: watch::Receiver<u64>, mut last: i64) -> broadcast::Sender<Arc<Fanned>> {
     let (tx, _) = broadcast::channel(CAPACITY);
@@ -44,18 +53,8 @@ pub fn start(store: Store, mut commits: watch::Receiver<u64>, mut last: i64) -> 
                 }
                 for r in rows {
                     last = r.seq;
-                    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-                    let s = |k: &str| v["data"][k].as_str().unwrap_or("").to_owned();
-                    let f = Fanned {
-                        seq: r.seq,
-                        tenant: s("tenant"),
-                        domain: s("domain"),
-                        model: s("model"),
-                        kind: s("event"),
-                        body: r.body,
-                    };
                     // No receivers is fine: nobody is streaming.
-                    let _ = tx.send(Arc::new(f));
+                    let _ = tx.send(Arc::new(Fanned::of(r)));
                 }
             }
         }

@@ -114,17 +114,12 @@ fn changes_the_catalog(kind: &str) -> bool {
 async fn follow_once(state: &AppState, applied: i64) -> Result<i64, StoreError> {
     let events = state.store.events_after(None, applied, BATCH).await?;
     let Some(last) = events.last().map(|e| e.seq) else { return Ok(applied) };
-    let mut models = BTreeSet::new();
-    for ev in &events {
-        let v: serde_json::Value = serde_json::from_str(&ev.body).unwrap_or_default();
-        let d = &v["data"];
-        if let (Some(kind), Some(tenant), Some(model)) =
-            (d["event"].as_str(), d["tenant"].as_str(), d["model"].as_str())
-            && changes_the_catalog(kind)
-        {
-            models.insert((tenant.to_owned(), model.to_owned()));
-        }
-    }
+    let models: BTreeSet<(String, String)> = events
+        .into_iter()
+        .map(crate::fanout::Fanned::of)
+        .filter(|e| changes_the_catalog(&e.kind))
+        .map(|e| (e.tenant, e.model))
+        .collect();
     if !models.is_empty() {
         let _gate = state.write_gate.lock().await;
         for (tenant, name) in models {
