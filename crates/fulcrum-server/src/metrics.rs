@@ -35,11 +35,20 @@ impl Default for RouteStats {
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OTHER"];
 
+/// Per route template (indexed as [`crate::edge::route_labels`]), per method; allocated on a
+/// route's first request, then only atomics (no lock, no reference count per request).
 #[derive(Debug)]
+struct PerRoute(Box<[OnceLock<Box<[RouteStats; METHODS.len()]>>]>);
+
+impl Default for PerRoute {
+    fn default() -> Self {
+        Self(crate::edge::route_labels().iter().map(|_| OnceLock::new()).collect())
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Metrics {
-    /// Per route template (indexed as [`crate::edge::route_labels`]), per method; allocated on
-    /// a route's first request, then only atomics (no lock, no reference count per request).
-    routes: Box<[OnceLock<Box<[RouteStats; METHODS.len()]>>]>,
+    routes: PerRoute,
     pub resolve_permit: AtomicU64,
     pub resolve_deny: AtomicU64,
     pub resolve_cache_miss: AtomicU64,
@@ -57,25 +66,6 @@ pub struct Metrics {
     pub blob_redirects: AtomicU64,
     /// Refused bearer tokens by reason code.
     token_refusals: std::sync::Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            routes: crate::edge::route_labels().iter().map(|_| OnceLock::new()).collect(),
-            resolve_permit: AtomicU64::default(),
-            resolve_deny: AtomicU64::default(),
-            resolve_cache_miss: AtomicU64::default(),
-            startup_permit: AtomicU64::default(),
-            startup_deny: AtomicU64::default(),
-            relay_position: AtomicU64::default(),
-            relay_failures: AtomicU64::default(),
-            webhook_dead: AtomicU64::default(),
-            blob_bytes_served: AtomicU64::default(),
-            blob_redirects: AtomicU64::default(),
-            token_refusals: std::sync::Mutex::default(),
-        }
-    }
 }
 
 /// The index of a method in [`METHODS`].
@@ -98,7 +88,7 @@ impl Metrics {
     /// Count one answer of route `route` (an index of [`crate::edge::route_labels`]) and
     /// method `method` (an index of [`METHODS`], see [`method_index`]).
     pub fn observe(&self, route: usize, method: usize, status: u16, took: Duration) {
-        let Some(slot) = self.routes.get(route) else { return };
+        let Some(slot) = self.routes.0.get(route) else { return };
         let s = &slot.get_or_init(|| Box::new(std::array::from_fn(|_| RouteStats::default())))[method];
         if let Some(c) = s.status.get(usize::from(status.saturating_sub(100))) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -114,10 +104,8 @@ impl Metrics {
     /// The served routes, by label, in label order.
     fn served(&self) -> Vec<(&'static str, &[RouteStats; METHODS.len()])> {
         let labels = crate::edge::route_labels();
-        let mut out: Vec<_> =
-            self.routes.iter().zip(labels).filter_map(|(slot, l)| slot.get().map(|s| (*l, &**s))).collect();
-        out.sort_unstable_by_key(|(l, _)| *l);
-        out
+        // Labels are in order already (templates sorted, `unmatched` last).
+        self.routes.0.iter().zip(labels).filter_map(|(slot, l)| slot.get().map(|s| (*l, &**s))).collect()
     }
 
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
