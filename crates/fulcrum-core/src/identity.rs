@@ -125,10 +125,12 @@ pub enum Action {
     ForensicRead,
     /// Re-hash stored blobs against their digests and report the ones that no longer match.
     ScrubBlobs,
+    /// See the registry's replicas, its leader and their lag (`GET /v1/cluster`).
+    ReadCluster,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -153,6 +155,7 @@ impl Action {
         Action::RedeliverEvents,
         Action::ForensicRead,
         Action::ScrubBlobs,
+        Action::ReadCluster,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -182,6 +185,7 @@ impl Action {
             Action::RedeliverEvents => "redeliver_events",
             Action::ForensicRead => "forensic_read",
             Action::ScrubBlobs => "scrub_blobs",
+            Action::ReadCluster => "read_cluster",
         }
     }
 }

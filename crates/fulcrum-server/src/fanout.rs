@@ -1,15 +1,20 @@
-//! Event fan-out: one reader follows the outbox after each commit and broadcasts every new
-//! event, in order, to all open event streams — one SQL read per commit, not one per stream.
-//! A stream that falls behind the broadcast (lagged) or has just opened catches up from SQL and
-//! drops what it has already sent by position, so it never skips or repeats.
+//! Event fan-out: the registry's one log reader ([`crate::follow`]) broadcasts every committed
+//! event — this replica's and every other's — in outbox order to all open event streams: one SQL
+//! read per batch, not one per stream. A stream that falls behind the broadcast (lagged) or has
+//! just opened catches up from SQL and drops what it has already sent by position, so it never
+//! skips or repeats.
 
 use std::sync::Arc;
 
-use fulcrum_store::Store;
 use tokio::sync::{broadcast, watch};
 
 /// Events buffered for slow streams before they must catch up from SQL.
 const CAPACITY: usize = 4096;
+
+/// The broadcast every event stream subscribes to.
+pub fn channel() -> broadcast::Sender<Arc<Fanned>> {
+    broadcast::channel(CAPACITY).0
+}
 
 /// One committed event, parsed once for every stream.
 #[derive(Debug)]
@@ -31,35 +36,6 @@ impl Fanned {
         let s = |k: &str| v["data"][k].as_str().unwrap_or("").to_owned();
         Self { seq: e.seq, tenant: s("tenant"), domain: s("domain"), model: s("model"), kind: s("event"), body: e.body }
     }
-}
-
-/// Start the reader at position `last`; it wakes whenever `commits` changes.
-pub fn start(store: Store, mut commits: watch::Receiver<u64>, mut last: i64) -> broadcast::Sender<Arc<Fanned>> {
-    let (tx, _) = broadcast::channel(CAPACITY);
-    let out = tx.clone();
-    tokio::spawn(async move {
-        while commits.changed().await.is_ok() {
-            loop {
-                let rows = match store.events_after(None, last, 500).await {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        // Streams catch up from SQL on their own; the next commit retries.
-                        tracing::warn!(error = %e, "event fan-out read failed");
-                        break;
-                    }
-                };
-                if rows.is_empty() {
-                    break;
-                }
-                for r in rows {
-                    last = r.seq;
-                    // No receivers is fine: nobody is streaming.
-                    let _ = tx.send(Arc::new(Fanned::of(r)));
-                }
-            }
-        }
-    });
-    out
 }
 
 /// What a delivering sink (the NATS relay, a webhook) reads next: the committed events after

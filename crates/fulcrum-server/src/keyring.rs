@@ -297,6 +297,29 @@ impl KeyRing {
         Ok(b.version)
     }
 
+    /// Take the key set as stored (another replica may have rotated or retired a key, or
+    /// re-issued the bundle); whether the active signer changed.
+    ///
+    /// # Errors
+    /// The store failing, or an active key this replica cannot open or sign with (it then keeps
+    /// nothing half-changed and its caller stops following; see [`crate::follow`]).
+    pub async fn follow(&self, store: &Store) -> Result<bool, String> {
+        let keys = store.keys().await.map_err(|e| e.to_string())?;
+        let active = keys.iter().find(|k| k.status == "active").ok_or("no active signing key is published")?;
+        let changed = active.kid != self.current().kid();
+        let signer = if changed { Some(Self::open_checked(self.backends.as_ref(), active)?) } else { None };
+        let newer =
+            store.latest_bundle().await.map_err(|e| e.to_string())?.filter(|b| b.version > self.bundle_version());
+        if let Some(signer) = signer {
+            tracing::info!(kid = %active.kid, "the active signing key changed on another replica: following it");
+            *self.active.write().expect("keyring lock") = signer;
+        }
+        if let Some(b) = newer {
+            self.install(&b, issued_at(&b))?;
+        }
+        Ok(changed)
+    }
+
     /// Re-issue the bundle if it is past half its lifetime.
     ///
     /// # Errors

@@ -232,8 +232,6 @@ pub struct Inner {
     pub replica: String,
     /// The leadership term this replica holds, 0 when it does not lead.
     pub leader_term: std::sync::atomic::AtomicI64,
-    /// The outbox position the resolve cache was loaded at (see [`follow`]).
-    followed_from: i64,
     /// When this replica last read the log (staleness bound, see [`follow`]).
     pub view: follow::View,
 }
@@ -338,7 +336,7 @@ impl Registry {
         catalog.refresh_all(clock.now());
 
         let (events_tx, commits) = watch::channel(0);
-        let events_fanout = fanout::start(store.clone(), commits, store.last_event_seq().await?);
+        let events_fanout = fanout::channel();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let started_at = clock.now();
         let release_policy = Arc::new(config.release_policy.clone());
@@ -369,9 +367,9 @@ impl Registry {
             singletons_started: std::sync::atomic::AtomicBool::new(false),
             replica: replica_name(),
             leader_term: std::sync::atomic::AtomicI64::new(0),
-            followed_from,
             view: follow::View::default(),
         }));
+        follow::start(&state, followed_from, commits);
         Ok((state, notes))
     }
 
@@ -388,6 +386,15 @@ impl AppState {
     /// Wake event streams after a commit.
     pub fn notify_events(&self) {
         self.events_tx.send_modify(|n| *n += 1);
+    }
+
+    /// After a change of signing key: re-sign the policy snapshot in force and every cached
+    /// resolve document, so nothing handed out carries a signature a verifier would refuse.
+    pub fn resign_everything(&self) {
+        if let Err(e) = self.policies.resign(self.keys.current().as_ref()) {
+            tracing::error!(error = %e, "re-signing the policy snapshot failed; it keeps the previous signature");
+        }
+        self.catalog.resign_all(self.clock.now());
     }
 
     /// Tell long-lived responses (event streams) to finish so shutdown can complete.
@@ -512,12 +519,42 @@ async fn lead(state: &AppState, mut lease: fulcrum_store::leader::Lease) -> Led 
     led
 }
 
+/// How often a replica records its heartbeat (`GET /v1/cluster`).
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Record this replica's heartbeat every [`BEAT_EVERY`] until shutdown.
+fn spawn_heartbeat(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown_rx.clone();
+        loop {
+            let beat = fulcrum_store::replicas::Beat {
+                name: state.replica.clone(),
+                started_at: state.started_at,
+                seen_at: state.clock.now(),
+                applied_seq: state.view.applied(),
+                view_age_ms: i64::try_from(state.view.age().as_millis()).unwrap_or(i64::MAX),
+                leader_term: state.leader_term.load(std::sync::atomic::Ordering::SeqCst),
+                build: env!("CARGO_PKG_VERSION").into(),
+            };
+            // A database away is reported by the follower and the leader; the beat just waits.
+            if let Err(e) = state.store.heartbeat(&beat).await {
+                tracing::debug!(error = %e, "recording this replica's heartbeat failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(BEAT_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
 /// Run the background tasks (resolve document refresh; once per registry, the event relay and
 /// audit checkpoints) until shutdown.
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     if !state.singletons_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
         spawn_singletons(state);
-        follow::spawn(state.clone(), state.followed_from);
+        spawn_heartbeat(state);
     }
     let state = state.clone();
     tokio::spawn(async move {
@@ -528,8 +565,18 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                 () = tokio::time::sleep(period) => {
                     let now = state.clock.now();
                     state.catalog.refresh_all(now);
-                    if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
-                        tracing::error!(error = %e, "re-issuing the trust bundle failed");
+                    // The leader re-issues the trust bundle at half its lifetime; the others
+                    // take the newest one stored (a re-issue is not an event).
+                    if state.leader_term.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        if let Err(e) = state.keys.refresh_bundle(&state.store, now).await {
+                            tracing::error!(error = %e, "re-issuing the trust bundle failed");
+                        }
+                    } else {
+                        match state.keys.follow(&state.store).await {
+                            Ok(false) => {}
+                            Ok(true) => state.resign_everything(),
+                            Err(e) => tracing::warn!(error = %e, "reading the newest trust bundle failed"),
+                        }
                     }
                 }
                 _ = shutdown.changed() => return,

@@ -227,6 +227,35 @@ impl Policies {
         Ok((cur, kind))
     }
 
+    /// Take the snapshot in force as stored (another replica may have installed one); whether it
+    /// changed. It is compiled again here, off the async workers, and carries the envelope it was
+    /// installed with, re-signed with `signer` when that is another key.
+    ///
+    /// # Errors
+    /// The store failing, or a stored snapshot that no longer compiles (nothing changes).
+    pub async fn follow(&self, store: &Store, signer: &dyn Signer) -> Result<bool, String> {
+        let Some(rec) = store.current_policy().await.map_err(|e| e.to_string())? else { return Ok(false) };
+        let snapshot = Snapshot::from_canonical_bytes(&rec.body).map_err(|e| e.to_string())?;
+        let digest = digest_of(&snapshot);
+        if digest == self.current().digest {
+            return Ok(false);
+        }
+        let policy = {
+            let s = snapshot.clone();
+            tokio::task::spawn_blocking(move || Policy::compile(&s))
+                .await
+                .map_err(|e| format!("the compilation did not finish: {e}"))?
+                .map_err(|e| e.to_string())?
+        };
+        let signed_by_signer = serde_json::from_slice::<Envelope>(&rec.envelope)
+            .is_ok_and(|e| e.signatures.iter().any(|s| s.keyid == signer.kid()));
+        let envelope =
+            if signed_by_signer { rec.envelope } else { envelope(&snapshot, signer).map_err(|e| e.to_string())? };
+        tracing::info!(policy_digest = %digest, "the policy in force changed on another replica: following it");
+        self.current.store(Arc::new(Current { digest, snapshot: snapshot.canonical_bytes(), policy, envelope }));
+        Ok(true)
+    }
+
     /// Re-sign the snapshot in force with a new key (after a rotation).
     ///
     /// # Errors

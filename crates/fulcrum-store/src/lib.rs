@@ -27,6 +27,7 @@ pub mod leader;
 pub mod ledger;
 pub mod policy;
 mod records;
+pub mod replicas;
 pub mod s3;
 pub mod worm;
 

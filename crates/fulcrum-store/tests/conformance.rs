@@ -735,6 +735,35 @@ async fn leadership_terms_and_fencing(cx: &Cx) {
     assert!(sqlx::query("UPDATE leader_terms SET term = 99").execute(&cx.raw).await.is_err());
 }
 
+/// Replica heartbeats: one row per replica, replaced by its next beat; a replica silent for the
+/// forget window is removed by anyone's beat.
+async fn replica_heartbeats(cx: &Cx) {
+    use fulcrum_store::replicas::{Beat, FORGET_AFTER};
+    let s = &cx.store;
+    assert_eq!(s.replicas().await.unwrap(), vec![]);
+    let t0 = now().replace_nanosecond(0).unwrap();
+    let beat = |name: &str, at: OffsetDateTime, applied: i64| Beat {
+        name: name.into(),
+        started_at: t0,
+        seen_at: at,
+        applied_seq: applied,
+        view_age_ms: 40,
+        leader_term: 0,
+        build: "test".into(),
+    };
+    s.heartbeat(&beat("a", t0, 1)).await.unwrap();
+    s.heartbeat(&beat("b", t0, 2)).await.unwrap();
+    s.heartbeat(&beat("a", t0 + time::Duration::seconds(1), 7)).await.unwrap();
+    let seen = s.replicas().await.unwrap();
+    assert_eq!(seen.iter().map(|b| (b.name.as_str(), b.applied_seq)).collect::<Vec<_>>(), [("a", 7), ("b", 2)]);
+    assert_eq!(seen[0].seen_at, t0 + time::Duration::seconds(1));
+    assert_eq!(seen[0].started_at, t0);
+    // Much later, a's beat forgets b (silent since t0).
+    let later = t0 + FORGET_AFTER + time::Duration::seconds(2);
+    s.heartbeat(&beat("a", later, 9)).await.unwrap();
+    assert_eq!(s.replicas().await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["a"]);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -770,4 +799,5 @@ conformance!(
     append_only_guards,
     bad_input_changes_nothing,
     leadership_terms_and_fencing,
+    replica_heartbeats,
 );

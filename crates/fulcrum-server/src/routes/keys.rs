@@ -75,12 +75,6 @@ fn dto(k: fulcrum_store::KeyRecord) -> KeyDto {
     }
 }
 
-fn resign_policy(state: &AppState) {
-    if let Err(e) = state.policies.resign(state.keys.current().as_ref()) {
-        tracing::error!(error = %e, "re-signing the policy snapshot failed; it keeps the previous signature");
-    }
-}
-
 fn rotate_err(e: RotateError) -> ApiError {
     match e {
         RotateError::Unusable(msg) => ApiError::unprocessable("key_unusable", msg),
@@ -137,8 +131,7 @@ pub async fn register_key(
     let now = state.clock.now();
     let version = state.keys.rotate(&state.store, rec, &who.0.subject, now).await.map_err(rotate_err)?;
     // Everything handed out from now on carries the new kid.
-    state.catalog.resign_all(now);
-    resign_policy(&state);
+    state.resign_everything();
     drop(gate);
     state.notify_events();
     Ok((StatusCode::CREATED, Json(BundleAck { kid, trust_bundle_version: version })))
@@ -167,8 +160,7 @@ pub async fn retire_key(
         .await
         .map_err(rotate_err)?;
     // Nothing cached may still carry a signature a verifier would now refuse.
-    state.catalog.resign_all(now);
-    resign_policy(&state);
+    state.resign_everything();
     drop(gate);
     state.notify_events();
     Ok(Json(BundleAck { kid, trust_bundle_version: version }))

@@ -3,6 +3,7 @@
 //! and the shared extractors.
 
 mod blobs;
+mod cluster;
 mod datasets;
 mod events;
 mod findings;
@@ -102,6 +103,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger::write_evidence, ledger::read_evidence))
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(health))
         .routes(routes!(ready))
 }
@@ -190,6 +192,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "fulcrum_view_age_seconds",
             "Seconds since this replica last read the registry's log (resolves stop past the staleness bound).",
             state.view.age().as_secs(),
+        ),
+        (
+            "fulcrum_log_applied_position",
+            "Position of the newest event this replica's caches and event streams applied.",
+            state.view.applied().max(0) as u64,
+        ),
+        (
+            "fulcrum_log_lag_events",
+            "Events committed (by any replica) that this replica has not applied yet.",
+            (last - state.view.applied()).max(0) as u64,
         ),
         (
             "fulcrum_leader",
