@@ -60,7 +60,24 @@ async fn registry_full(
     clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
     tune: impl FnOnce(&mut fulcrum_server::Config),
 ) -> Reg {
+    registry_in(tempfile::tempdir().unwrap(), clock, tune).await
+}
+
+/// Another replica of `first` on the storage `tune` names (replicas sign with one key: here the
+/// first one's key file, in production an HSM/KMS key).
+pub async fn replica_of(first: &Reg, tune: impl FnOnce(&mut fulcrum_server::Config)) -> Reg {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let key = "data/signing-key.pk8";
+    std::fs::copy(first.dir.path().join(key), dir.path().join(key)).unwrap();
+    registry_in(dir, std::sync::Arc::new(fulcrum_server::clock::SystemClock), tune).await
+}
+
+async fn registry_in(
+    dir: tempfile::TempDir,
+    clock: std::sync::Arc<dyn fulcrum_server::clock::Clock>,
+    tune: impl FnOnce(&mut fulcrum_server::Config),
+) -> Reg {
     let people = people();
     let setup = Setup {
         data_dir: &dir.path().join("data"),
