@@ -26,6 +26,39 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
         h.put("rm", "/v1/models/fraud/aliases/production", json!({"version": "v1", "chg_id": "CHG-1"}), StatusCode::OK)
             .await;
 
+        // A second replica of the same registry, and load on both all along: resolves and reads.
+        let two = {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            let key = "data/signing-key.pk8";
+            std::fs::copy(h.dir.path().join(key), dir.path().join(key)).unwrap();
+            Harness::start_in(dir).await
+        };
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        // One lane per replica and kind of request: resolves (from memory) and reads (from the
+        // database) each at their own pace.
+        let load = {
+            let mut lanes = Vec::new();
+            for u in [h.url.clone(), two.url.clone()] {
+                for (who, path) in [("agent", "/v1/resolve?ref=fraud@production&env=prod"), ("ci", "/v1/models")] {
+                    let (u, running) = (u.clone(), running.clone());
+                    lanes.push(tokio::spawn(async move {
+                        let http =
+                            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+                        let mut seen = Vec::new();
+                        while running.load(std::sync::atomic::Ordering::SeqCst) {
+                            let t = std::time::Instant::now();
+                            let r = http.get(format!("{u}{path}")).bearer_auth(common::token(who)).send().await;
+                            seen.push((r.map(|r| r.status()).map_err(|e| e.to_string()), t.elapsed()));
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        seen
+                    }));
+                }
+            }
+            lanes
+        };
+
         common::scale_out::current().unwrap().pg.stop();
         let started = std::time::Instant::now();
         // Resolve is answered from memory while the view is fresh: agents keep starting through
@@ -63,6 +96,11 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
         );
         assert_eq!(h.get("", "/readyz", StatusCode::SERVICE_UNAVAILABLE).await["code"], "stale_view");
 
+        assert_eq!(two.get("", "/readyz", StatusCode::SERVICE_UNAVAILABLE).await["code"], "stale_view");
+        // The database stays away ten seconds in all.
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         common::scale_out::current().unwrap().pg.restart();
         let mut status = StatusCode::SERVICE_UNAVAILABLE;
         for _ in 0..50 {
@@ -104,6 +142,37 @@ fn a_database_that_goes_away_gives_503_and_service_resumes() {
         }
         assert_eq!(status, StatusCode::OK);
         h.get("", "/readyz", StatusCode::OK).await;
+        // The other replica comes back by itself too.
+        for _ in 0..50 {
+            if two.req("", reqwest::Method::GET, "/readyz").send().await.unwrap().status() == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        two.get("", "/readyz", StatusCode::OK).await;
+        two.get("agent", "/v1/resolve?ref=fraud@production&env=prod", StatusCode::OK).await;
+
+        // Under the load: every answer a 200 or a 503 problem, none slower than the database's
+        // acquire timeout plus a margin (no hangs).
+        running.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut seen = Vec::new();
+        for lane in load {
+            seen.extend(lane.await.unwrap());
+        }
+        let unavailable = seen.iter().filter(|(s, _)| *s == Ok(StatusCode::SERVICE_UNAVAILABLE)).count();
+        assert!(unavailable > 0 && seen.len() > unavailable, "{} answers, {unavailable} 503", seen.len());
+        for (status, took) in &seen {
+            assert!(
+                matches!(status, Ok(s) if *s == StatusCode::OK || *s == StatusCode::SERVICE_UNAVAILABLE),
+                "{status:?}"
+            );
+            assert!(*took < std::time::Duration::from_secs(8), "an answer took {took:?}");
+        }
+        let slowest = seen.iter().map(|(_, t)| *t).max().unwrap();
+        eprintln!(
+            "{} answers under a 10 s database outage, {unavailable} of them 503; slowest {slowest:?}",
+            seen.len()
+        );
     });
 }
 
