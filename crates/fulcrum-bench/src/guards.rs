@@ -16,76 +16,104 @@ use crate::lab::{Lab, release, who};
 
 pub async fn run(counts: &[usize], jitter_ms: Option<u64>) -> anyhow::Result<()> {
     let lab = Lab::start().await?;
-    let (dir, url, bundle) = (&lab.dir, lab.url.clone(), lab.bundle.clone());
     println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
     println!("|---|---|---|---|---|---|");
     for &n in counts {
-        let model = format!("bench-{n}");
-        who(&url, "ci")?.post("/v1/models", &json!({"name": model, "domain": "bench"})).await?;
-        release(&url, &model, "v1").await?;
-        release(&url, &model, "v2").await?;
-        let reference = format!("{model}@production");
-        let mut guards = Vec::with_capacity(n);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        for i in 0..n {
-            let state = StateDir::open(&dir.path().join(format!("agents/{n}/{i}")))?;
-            let agent = Agent::new(
-                who(&url, "agent")?,
-                bundle.clone(),
-                state,
-                time::Duration::seconds(30),
-                format!("guard-{i}"),
-            );
-            let mut g = Guard::new(agent, &reference, "prod", Layout::Dir(dir.path().join(format!("models/{n}/{i}"))));
-            if let Some(ms) = jitter_ms {
-                g.reload_jitter = Duration::from_millis(ms);
-            }
-            let g = Arc::new(g);
-            let (g2, mut stop) = (g.clone(), stop_rx.clone());
-            tokio::spawn(async move {
-                g2.run(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            });
-            guards.push(g);
-        }
-        let start = Instant::now();
-        while !guards.iter().all(|g| g.is_ready()) {
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "{n} guards did not all start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Every guard's event stream is open once it is ready (it subscribes before loading).
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let t0 = OffsetDateTime::now_utc();
-        who(&url, "rm")?
-            .post(&format!("/v1/models/{model}/versions/v2/revocation"), &json!({"reason": "bench", "inc_id": "INC-B"}))
-            .await
-            .context("revoking")?;
-        let wait = Instant::now();
-        let quiesced = |g: &Guard| g.timeline().iter().find(|s| s.step == "quiesce" && s.at >= t0).map(|s| s.at);
-        while guards.iter().any(|g| quiesced(g).is_none()) {
-            anyhow::ensure!(wait.elapsed() < Duration::from_secs(60), "not every guard quiesced within 60 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let mut lat: Vec<Duration> =
-            guards.iter().map(|g| (quiesced(g).expect("checked") - t0).unsigned_abs()).collect();
-        lat.sort();
-        while guards.iter().any(|g| !g.is_ready() || g.loaded().is_none_or(|d| d.version != "v1")) {
-            anyhow::ensure!(wait.elapsed() < Duration::from_secs(120), "not every guard rolled back");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let rolled = wait.elapsed();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-        println!(
-            "| {n} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s |",
-            lat.len(),
-            pct(0.5).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            lat[lat.len() - 1].as_secs_f64() * 1e3,
-            rolled.as_secs_f64()
-        );
-        let _ = stop_tx.send(true);
+        measure(std::slice::from_ref(&lab.url), &lab.bundle, lab.dir.path(), n, jitter_ms).await?;
     }
+    Ok(())
+}
+
+/// One row: `n` guards on a fresh model's `production`, spread round-robin over the registries
+/// at `urls` (replicas of one registry), each with its own state and event stream; the version
+/// they serve is revoked through the first registry.
+pub async fn measure(
+    urls: &[String],
+    bundle: &fulcrum_sign::TrustBundle,
+    dir: &std::path::Path,
+    n: usize,
+    jitter_ms: Option<u64>,
+) -> anyhow::Result<()> {
+    let url = urls[0].clone();
+    let model = format!("bench-{n}");
+    who(&url, "ci")?.post("/v1/models", &json!({"name": model, "domain": "bench"})).await?;
+    release(&url, &model, "v1").await?;
+    release(&url, &model, "v2").await?;
+    // Every replica answers v2 before the guards start (they follow the log).
+    let start = Instant::now();
+    for u in urls {
+        while who(u, "agent")?
+            .get(&format!("/v1/resolve?ref={model}@production&env=prod"))
+            .await
+            .ok()
+            .and_then(|d| d["version"].as_str().map(str::to_owned))
+            .as_deref()
+            != Some("v2")
+        {
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "{u} does not follow");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let reference = format!("{model}@production");
+    let mut guards = Vec::with_capacity(n);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for i in 0..n {
+        let state = StateDir::open(&dir.join(format!("agents/{n}/{i}")))?;
+        let agent = Agent::new(
+            who(&urls[i % urls.len()], "agent")?,
+            bundle.clone(),
+            state,
+            time::Duration::seconds(30),
+            format!("guard-{i}"),
+        );
+        let mut g = Guard::new(agent, &reference, "prod", Layout::Dir(dir.join(format!("models/{n}/{i}"))));
+        if let Some(ms) = jitter_ms {
+            g.reload_jitter = Duration::from_millis(ms);
+        }
+        let g = Arc::new(g);
+        let (g2, mut stop) = (g.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            g2.run(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        });
+        guards.push(g);
+    }
+    let start = Instant::now();
+    while !guards.iter().all(|g| g.is_ready()) {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "{n} guards did not all start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every guard's event stream is open once it is ready (it subscribes before loading).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = OffsetDateTime::now_utc();
+    who(&url, "rm")?
+        .post(&format!("/v1/models/{model}/versions/v2/revocation"), &json!({"reason": "bench", "inc_id": "INC-B"}))
+        .await
+        .context("revoking")?;
+    let wait = Instant::now();
+    let quiesced = |g: &Guard| g.timeline().iter().find(|s| s.step == "quiesce" && s.at >= t0).map(|s| s.at);
+    while guards.iter().any(|g| quiesced(g).is_none()) {
+        anyhow::ensure!(wait.elapsed() < Duration::from_secs(60), "not every guard quiesced within 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut lat: Vec<Duration> = guards.iter().map(|g| (quiesced(g).expect("checked") - t0).unsigned_abs()).collect();
+    lat.sort();
+    while guards.iter().any(|g| !g.is_ready() || g.loaded().is_none_or(|d| d.version != "v1")) {
+        anyhow::ensure!(wait.elapsed() < Duration::from_secs(120), "not every guard rolled back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rolled = wait.elapsed();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "| {n} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s |",
+        lat.len(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3,
+        rolled.as_secs_f64()
+    );
+    let _ = stop_tx.send(true);
     Ok(())
 }

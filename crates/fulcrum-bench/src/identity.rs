@@ -32,11 +32,11 @@ use crate::lab::{Lab, release, who};
 
 /// How a connection reaches the registry and who it says it is.
 #[derive(Clone)]
-struct Variant {
-    name: &'static str,
-    addr: String,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    bearer: Option<String>,
+pub(crate) struct Variant {
+    pub(crate) name: &'static str,
+    pub(crate) addr: String,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) bearer: Option<String>,
 }
 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
@@ -56,7 +56,7 @@ async fn connect(v: &Variant) -> anyhow::Result<Box<dyn Io>> {
 
 /// Requests answered per second over `conns` connections for `secs` (connections are opened
 /// first: handshakes are not counted), and the p99 latency in ms.
-async fn load(v: &Variant, models: usize, conns: usize, secs: f64) -> anyhow::Result<(f64, f64)> {
+pub(crate) async fn load(v: &Variant, models: usize, conns: usize, secs: f64) -> anyhow::Result<(f64, f64)> {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(connect(v).await?)).await?;

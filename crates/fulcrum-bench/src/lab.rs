@@ -86,7 +86,25 @@ impl Lab {
         tune: impl FnOnce(&mut fulcrum_server::Config),
         tls: Option<fulcrum_server::TlsFiles>,
     ) -> anyhow::Result<Self> {
+        Self::start_in(tempfile::tempdir()?, tune, tls).await
+    }
+
+    /// Another replica of `first` (same signing key) on the storage `tune` names.
+    ///
+    /// # Errors
+    /// The registry failing to start.
+    pub async fn replica_of(first: &Lab, tune: impl FnOnce(&mut fulcrum_server::Config)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        std::fs::copy(first.dir.path().join("data/signing-key.pk8"), dir.path().join("data/signing-key.pk8"))?;
+        Self::start_in(dir, tune, None).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        tune: impl FnOnce(&mut fulcrum_server::Config),
+        tls: Option<fulcrum_server::TlsFiles>,
+    ) -> anyhow::Result<Self> {
         let people: Vec<Person> = PEOPLE
             .iter()
             .map(|(w, role, env)| Person { subject: (*w).into(), token: format!("tok-{w}"), role: *role, env: *env })

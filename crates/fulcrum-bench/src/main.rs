@@ -13,6 +13,8 @@
 //! - `identity`: resolve throughput with OIDC tokens and with mutual TLS, against tokens-file
 //!   callers over HTTP and HTTPS.
 //! - `blobs`: what hashing every served byte costs (full and ranged downloads).
+//! - `replicas`: three registries on one PostgreSQL: commit → visible on the others, resolve
+//!   throughput while the others take writes, revocation → quiesced for guards on all three.
 
 mod blobs;
 mod events;
@@ -21,6 +23,7 @@ mod guards;
 mod identity;
 mod lab;
 mod ledger;
+mod replicas;
 mod storage;
 
 use std::net::SocketAddr;
@@ -161,6 +164,25 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Three replicas on one PostgreSQL + S3: commit on one → visible in the others' signed
+    /// answers, resolve throughput of one while the others take writes (vs the bare handler and
+    /// vs the others idle), and revocation → quiesced for guards spread over the three.
+    Replicas {
+        /// Alias moves measured for commit → visible.
+        #[arg(long, default_value_t = 200)]
+        moves: usize,
+        /// Guards spread over the three replicas.
+        #[arg(long, default_value_t = 1000)]
+        guards: usize,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        /// Rounds per variant, interleaved.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -186,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Blobs { mib, rounds } => blobs::run(mib, rounds).await,
+        Cmd::Replicas { moves, guards, conns, rounds, secs } => replicas::run(moves, guards, conns, rounds, secs).await,
         Cmd::Storage { clients, secs, event_tasks, mib, rounds } => {
             storage::run(clients, secs, event_tasks, mib, rounds).await
         }
@@ -270,10 +293,19 @@ async fn seed(dir: PathBuf, database_url: Option<String>, models: usize, per_mod
 
 async fn bare(listen: SocketAddr, body: PathBuf) -> anyhow::Result<()> {
     let bytes = Bytes::from(std::fs::read(&body).with_context(|| format!("reading {}", body.display()))?);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("bare listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, bare_router(bytes)).await?;
+    Ok(())
+}
+
+/// One handler at `/v1/resolve` returning `bytes` with the headers of a resolve answer: the
+/// ceiling a registry's resolve is compared against.
+fn bare_router(bytes: Bytes) -> Router {
     let sig = HeaderValue::from_static(
         "c2lnbmF0dXJlLXBsYWNlaG9sZGVyLXNhbWUtbGVuZ3RoLWFzLWFuLWVkMjU1MTktc2lnbmF0dXJlLi4uLi4uLi4uLg==",
     );
-    let app = Router::new().route(
+    Router::new().route(
         "/v1/resolve",
         get(move || {
             let (b, s) = (bytes.clone(), sig.clone());
@@ -288,11 +320,7 @@ async fn bare(listen: SocketAddr, body: PathBuf) -> anyhow::Result<()> {
                 )
             }
         }),
-    );
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("bare listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    )
 }
 
 fn policy_bench(threads: usize, iterations: usize) {
