@@ -114,6 +114,27 @@ pub async fn measure(
         lat[lat.len() - 1].as_secs_f64() * 1e3,
         rolled.as_secs_f64()
     );
+    if urls.len() > 1 {
+        for (r, _) in urls.iter().enumerate() {
+            let mut lat: Vec<Duration> = guards
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % urls.len() == r)
+                .map(|(_, g)| (quiesced(g).expect("checked") - t0).unsigned_abs())
+                .collect();
+            lat.sort();
+            let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+            println!(
+                "| {} on replica {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | |",
+                lat.len(),
+                r + 1,
+                lat.len(),
+                pct(0.5).as_secs_f64() * 1e3,
+                pct(0.99).as_secs_f64() * 1e3,
+                lat[lat.len() - 1].as_secs_f64() * 1e3,
+            );
+        }
+    }
     let _ = stop_tx.send(true);
     Ok(())
 }

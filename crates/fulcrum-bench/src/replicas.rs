@@ -132,12 +132,27 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
         seen[seen.len() - 1].as_secs_f64() * 1e3
     );
 
-    // Models for the resolve load, each with v1 and v2 Approved and `production` on v2.
-    for m in 0..MODELS {
-        let name = format!("model-{m:03}");
-        who(&urls[0], "ci")?.post("/v1/models", &json!({"name": name, "domain": "bench"})).await?;
-        release(&urls[0], &name, "v1").await?;
-        release(&urls[0], &name, "v2").await?;
+    // Models for the resolve load, each with v1 and v2 Approved and `production` on v2; the same
+    // on a registry of its own (another database): the control, whose writes cost the machine
+    // as much but give replica 3 nothing to follow.
+    let stranger = {
+        let (url, blobs) = (so.pg.database("stranger"), so.blob_store());
+        Lab::start_with(
+            move |c| {
+                c.database = Some(fulcrum_store::Database::Postgres { url, password: None });
+                c.blob_store = Some(blobs);
+            },
+            None,
+        )
+        .await?
+    };
+    for u in [&urls[0], &stranger.url] {
+        for m in 0..MODELS {
+            let name = format!("model-{m:03}");
+            who(u, "ci")?.post("/v1/models", &json!({"name": name, "domain": "bench"})).await?;
+            release(u, &name, "v1").await?;
+            release(u, &name, "v2").await?;
+        }
     }
     let http = reqwest::Client::new();
     let sample = http
@@ -153,48 +168,59 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
     let addr = |u: &str| u.trim_start_matches("http://").to_owned();
     let variant = |name, addr| Variant { name, addr, tls: None, bearer: Some("tok-agent".into()) };
     println!(
-        "## resolve on replica 3: bare handler / others idle / others taking writes ({conns} connections, {secs} s rounds)\n"
+        "## resolve on replica 3 ({conns} connections, {secs} s rounds): bare handler; others idle; replicas 1 and 2 taking writes; the same writes on another registry (control)\n"
     );
     println!(
-        "| round | bare | replica 3, others idle | replica 3, others writing | writes/s on 1 and 2 | idle / bare | writing / idle |"
+        "| round | bare | others idle | 1 and 2 writing (writes/s) | stranger writing (writes/s) | idle / bare | writing / idle | stranger / idle |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    let (mut sum_bare, mut sum_idle, mut sum_busy) = (0.0, 0.0, 0.0);
+    println!("|---|---|---|---|---|---|---|---|");
+    let under = |writers_at: Vec<String>| {
+        let three = three.url.clone();
+        async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicU64::new(0));
+            let tasks = writers(&writers_at, stop.clone(), done.clone());
+            let t = Instant::now();
+            let (busy, _) = load(&variant("busy", addr(&three)), MODELS, conns, secs).await?;
+            stop.store(true, Ordering::Relaxed);
+            #[allow(clippy::cast_precision_loss)]
+            let wps = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok::<_, anyhow::Error>((busy, wps))
+        }
+    };
+    let mut sums = [0.0; 4];
     for round in 1..=rounds {
         let (b, _) = load(&variant("bare", bare_addr.clone()), MODELS, conns, secs).await?;
         let (idle, _) = load(&variant("idle", addr(&three.url)), MODELS, conns, secs).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let tasks = writers(&urls[..2], stop.clone(), done.clone());
-        let t = Instant::now();
-        let (busy, _) = load(&variant("busy", addr(&three.url)), MODELS, conns, secs).await?;
-        stop.store(true, Ordering::Relaxed);
-        #[allow(clippy::cast_precision_loss)]
-        let wps = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
-        for task in tasks {
-            let _ = task.await;
-        }
+        let (busy, wps) = under(urls[..2].to_vec()).await?;
+        let (control, cps) = under(vec![stranger.url.clone(), stranger.url.clone()]).await?;
         println!(
-            "| {round} | {b:.0}/s | {idle:.0}/s | {busy:.0}/s | {wps:.0} | {:.1} % | {:.1} % |",
+            "| {round} | {b:.0}/s | {idle:.0}/s | {busy:.0}/s ({wps:.0}) | {control:.0}/s ({cps:.0}) | {:.1} % | {:.1} % | {:.1} % |",
             100.0 * idle / b,
-            100.0 * busy / idle
+            100.0 * busy / idle,
+            100.0 * control / idle
         );
-        (sum_bare, sum_idle, sum_busy) = (sum_bare + b, sum_idle + idle, sum_busy + busy);
+        for (s, v) in sums.iter_mut().zip([b, idle, busy, control]) {
+            *s += v;
+        }
     }
+    #[allow(clippy::cast_precision_loss)]
+    let [b, idle, busy, control] = sums.map(|s| s / rounds as f64);
     println!(
-        "| mean | {:.0}/s | {:.0}/s | {:.0}/s | | {:.1} % | {:.1} % |\n",
-        sum_bare / rounds as f64,
-        sum_idle / rounds as f64,
-        sum_busy / rounds as f64,
-        100.0 * sum_idle / sum_bare,
-        100.0 * sum_busy / sum_idle
+        "| mean | {b:.0}/s | {idle:.0}/s | {busy:.0}/s | {control:.0}/s | {:.1} % | {:.1} % | {:.1} % |\n",
+        100.0 * idle / b,
+        100.0 * busy / idle,
+        100.0 * control / idle
     );
 
     println!("## revocation through replica 1 → quiesced, guards spread over the three\n");
     println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
     println!("|---|---|---|---|---|---|");
     crate::guards::measure(&urls, &one.bundle, one.dir.path(), guards, None).await?;
-    drop((one, two, three));
+    drop((one, two, three, stranger));
     drop(so);
     Ok(())
 }
