@@ -105,6 +105,18 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rolled = wait.elapsed();
+    // What the slowest guard was doing (stderr): why a tail is long.
+    if let Some((i, g)) = guards.iter().enumerate().max_by_key(|(_, g)| quiesced(g)) {
+        let steps: Vec<String> = g
+            .timeline()
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|s| format!("{:+.0} ms {} ({})", (s.at - t0).as_seconds_f64() * 1e3, s.step, s.detail))
+            .collect();
+        eprintln!("slowest guard #{i} (registry {}): {}", i % urls.len() + 1, steps.join("; "));
+    }
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
         "| {n} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s |",

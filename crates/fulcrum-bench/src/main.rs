@@ -182,6 +182,9 @@ enum Cmd {
         /// Seconds per round.
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Parts to run: visible, resolve, guards.
+        #[arg(long, value_delimiter = ',', default_value = "visible,resolve,guards")]
+        parts: Vec<String>,
     },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
@@ -208,7 +211,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Blobs { mib, rounds } => blobs::run(mib, rounds).await,
-        Cmd::Replicas { moves, guards, conns, rounds, secs } => replicas::run(moves, guards, conns, rounds, secs).await,
+        Cmd::Replicas { moves, guards, conns, rounds, secs, parts } => {
+            replicas::run(moves, guards, conns, rounds, secs, &parts).await
+        }
         Cmd::Storage { clients, secs, event_tasks, mib, rounds } => {
             storage::run(clients, secs, event_tasks, mib, rounds).await
         }

@@ -111,7 +111,15 @@ fn writers(urls: &[String], stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> Vec<
     tasks
 }
 
-pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs: f64) -> anyhow::Result<()> {
+pub async fn run(
+    moves: usize,
+    guards: usize,
+    conns: usize,
+    rounds: usize,
+    secs: f64,
+    parts: &[String],
+) -> anyhow::Result<()> {
+    let part = |p: &str| parts.iter().any(|x| x == p);
     let so = fulcrum_server::testing::ScaleOut::start(true)
         .await
         .ok_or_else(|| anyhow::anyhow!("PostgreSQL or SeaweedFS is not installed"))?;
@@ -119,8 +127,25 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
     let two = Lab::replica_of(&one, so.tune()).await?;
     let three = Lab::replica_of(&one, so.tune()).await?;
     let urls = vec![one.url.clone(), two.url.clone(), three.url.clone()];
+    if part("visible") {
+        visible(&urls, moves).await?;
+    }
+    if part("resolve") {
+        resolve_under_writes(&so, &urls, conns, rounds, secs).await?;
+    }
+    if part("guards") {
+        println!("## revocation through replica 1 → quiesced, guards spread over the three\n");
+        println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
+        println!("|---|---|---|---|---|---|");
+        crate::guards::measure(&urls, &one.bundle, one.dir.path(), guards, None).await?;
+    }
+    drop((one, two, three));
+    drop(so);
+    Ok(())
+}
 
-    let seen = commit_to_visible(&urls, moves).await?;
+async fn visible(urls: &[String], moves: usize) -> anyhow::Result<()> {
+    let seen = commit_to_visible(urls, moves).await?;
     println!("## commit on replica 1 → visible in replicas 2 and 3's signed answers ({moves} alias moves)\n");
     println!("| samples | p50 | p99 | max |");
     println!("|---|---|---|---|");
@@ -131,7 +156,18 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
         pct(&seen, 0.99),
         seen[seen.len() - 1].as_secs_f64() * 1e3
     );
+    Ok(())
+}
 
+/// Replica 3's resolve throughput: the bare handler, the others idle, replicas 1 and 2 taking
+/// writes, and the same writes on a registry of its own (the control).
+async fn resolve_under_writes(
+    so: &fulcrum_server::testing::ScaleOut,
+    urls: &[String],
+    conns: usize,
+    rounds: usize,
+    secs: f64,
+) -> anyhow::Result<()> {
     // Models for the resolve load, each with v1 and v2 Approved and `production` on v2; the same
     // on a registry of its own (another database): the control, whose writes cost the machine
     // as much but give replica 3 nothing to follow.
@@ -156,7 +192,7 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
     }
     let http = reqwest::Client::new();
     let sample = http
-        .get(format!("{}/v1/resolve?ref=model-000@production&env=prod", three.url))
+        .get(format!("{}/v1/resolve?ref=model-000@production&env=prod", urls[2]))
         .bearer_auth("tok-agent")
         .send()
         .await?
@@ -175,7 +211,7 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
     );
     println!("|---|---|---|---|---|---|---|---|");
     let under = |writers_at: Vec<String>| {
-        let three = three.url.clone();
+        let three = urls[2].clone();
         async move {
             let stop = Arc::new(AtomicBool::new(false));
             let done = Arc::new(AtomicU64::new(0));
@@ -194,7 +230,7 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
     let mut sums = [0.0; 4];
     for round in 1..=rounds {
         let (b, _) = load(&variant("bare", bare_addr.clone()), MODELS, conns, secs).await?;
-        let (idle, _) = load(&variant("idle", addr(&three.url)), MODELS, conns, secs).await?;
+        let (idle, _) = load(&variant("idle", addr(&urls[2])), MODELS, conns, secs).await?;
         let (busy, wps) = under(urls[..2].to_vec()).await?;
         let (control, cps) = under(vec![stranger.url.clone(), stranger.url.clone()]).await?;
         println!(
@@ -215,12 +251,6 @@ pub async fn run(moves: usize, guards: usize, conns: usize, rounds: usize, secs:
         100.0 * busy / idle,
         100.0 * control / idle
     );
-
-    println!("## revocation through replica 1 → quiesced, guards spread over the three\n");
-    println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
-    println!("|---|---|---|---|---|---|");
-    crate::guards::measure(&urls, &one.bundle, one.dir.path(), guards, None).await?;
-    drop((one, two, three, stranger));
-    drop(so);
+    drop(stranger);
     Ok(())
 }

@@ -6,8 +6,10 @@
 //!
 //! # Invariants
 //! - Every error leaves as RFC 9457 problem+json (see [`problem`]); bad input is a 4xx.
-//! - Writes go through one gate: commit, then apply the effects to the resolve cache, then wake
-//!   event streams — so the cache sees changes in commit order.
+//! - Every change goes through [`AppState::commit`]: under one gate, commit, apply the effects
+//!   to this replica's caches, then wake the one log reader ([`follow`]), which hands the events
+//!   to the streams and is how every other replica (and this one, for their commits) applies
+//!   the change — so caches see changes in commit order on one process and on ten.
 //! - `GET /v1/resolve` answers from the in-memory [`catalog::Catalog`]: no SQL, and no signing
 //!   unless a pinned document is asked for the first time or has aged past half its lifetime.
 //! - No secret (token, key) is ever logged or echoed.
@@ -383,7 +385,30 @@ impl Registry {
 }
 
 impl AppState {
-    /// Wake event streams after a commit.
+    /// Make one change the way every handler makes one (SPEC §11): under this replica's write
+    /// gate, `write` runs (one store transaction, given the time of the change); its effect is
+    /// applied to this replica's caches at once by `apply` (so a caller reads its own write on the
+    /// replica it wrote through); then the log reader is woken, which hands the change's events
+    /// to the event streams — and which is how every other replica applies the same change (see
+    /// [`follow`]). The gate keeps a follower's reload from landing after a newer local apply.
+    ///
+    /// # Errors
+    /// Whatever `write` returns; nothing is applied then.
+    pub async fn commit<T, E>(
+        &self,
+        write: impl AsyncFnOnce(time::OffsetDateTime) -> Result<T, E>,
+        apply: impl FnOnce(&T, time::OffsetDateTime),
+    ) -> Result<T, E> {
+        let gate = self.write_gate.lock().await;
+        let at = self.clock.now();
+        let out = write(at).await?;
+        apply(&out, at);
+        drop(gate);
+        self.notify_events();
+        Ok(out)
+    }
+
+    /// Wake the log reader (and through it the event streams) after a commit.
     pub fn notify_events(&self) {
         self.events_tx.send_modify(|n| *n += 1);
     }

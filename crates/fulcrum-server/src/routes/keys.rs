@@ -127,13 +127,16 @@ pub async fn register_key(
         development: body.backend == "local",
         reason: None,
     };
-    let gate = state.write_gate.lock().await;
-    let now = state.clock.now();
-    let version = state.keys.rotate(&state.store, rec, &who.0.subject, now).await.map_err(rotate_err)?;
     // Everything handed out from now on carries the new kid.
-    state.resign_everything();
-    drop(gate);
-    state.notify_events();
+    let version = state
+        .commit(
+            async |at| state.keys.rotate(&state.store, rec, &who.0.subject, at).await,
+            |_, _| {
+                state.resign_everything();
+            },
+        )
+        .await
+        .map_err(rotate_err)?;
     Ok((StatusCode::CREATED, Json(BundleAck { kid, trust_bundle_version: version })))
 }
 
@@ -152,16 +155,13 @@ pub async fn retire_key(
     if body.reason.trim().is_empty() || body.reason.len() > 1024 {
         return Err(ApiError::unprocessable("invalid_body", "reason must be 1-1024 bytes"));
     }
-    let gate = state.write_gate.lock().await;
-    let now = state.clock.now();
+    // Nothing cached may still carry a signature a verifier would now refuse.
     let version = state
-        .keys
-        .retire(&state.store, &kid, body.compromised, &body.reason, &who.0.subject, now)
+        .commit(
+            async |at| state.keys.retire(&state.store, &kid, body.compromised, &body.reason, &who.0.subject, at).await,
+            |_, _| state.resign_everything(),
+        )
         .await
         .map_err(rotate_err)?;
-    // Nothing cached may still carry a signature a verifier would now refuse.
-    state.resign_everything();
-    drop(gate);
-    state.notify_events();
     Ok(Json(BundleAck { kid, trust_bundle_version: version }))
 }

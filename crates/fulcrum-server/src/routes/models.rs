@@ -123,23 +123,17 @@ pub async fn create_model(
     if !body.description.is_empty() {
         super::check_text("description", &body.description, 4096)?;
     }
-    let _gate = state.write_gate.lock().await;
+    let new = NewModel {
+        tenant: p.tenant.clone(),
+        name,
+        domain: body.domain,
+        description: body.description,
+        owners: body.owners,
+        labels: body.labels,
+    };
     let m = state
-        .store
-        .create_model(
-            NewModel {
-                tenant: p.tenant.clone(),
-                name,
-                domain: body.domain,
-                description: body.description,
-                owners: body.owners,
-                labels: body.labels,
-            },
-            &p.subject,
-            now(&state),
-        )
+        .commit(async |at| state.store.create_model(new, &p.subject, at).await, |m, _| state.catalog.add_model(m))
         .await?;
-    state.catalog.add_model(&m);
     Ok((StatusCode::CREATED, Json(model_dto(m))))
 }
 
@@ -395,31 +389,28 @@ pub async fn register_version(
     let (_, record_blob) =
         futures_util::future::try_join(state.blobs.put_bytes(&manifest_bytes), state.blobs.put_bytes(&record_bytes))
             .await?;
-    let _gate = state.write_gate.lock().await;
+    let new = NewVersion {
+        label,
+        manifest,
+        record_digest: record_blob.digest,
+        release: record,
+        publisher: p.subject.clone(),
+        chg_id: body.chg_id,
+    };
+    // The release record was signed at `at`: the version carries that time.
     let v = state
-        .store
-        .register_version(
-            &p.tenant,
-            name.as_str(),
-            NewVersion {
-                label,
-                manifest,
-                record_digest: record_blob.digest,
-                release: record,
-                publisher: p.subject.clone(),
-                chg_id: body.chg_id,
+        .commit(
+            async |_| {
+                let policy = state.policies.current().digest;
+                state.store.register_version(&p.tenant, name.as_str(), new, &policy, at).await
             },
-            &state.policies.current().digest,
-            at,
+            |v, _| state.catalog.add_version(&VersionBrief::from(v), at),
         )
         .await
         .map_err(|e| match e {
             StoreError::Conflict(msg) => ApiError::conflict("conflict", msg),
             other => other.into(),
         })?;
-    state.catalog.add_version(&VersionBrief::from(&v), at);
-    drop(_gate);
-    state.notify_events();
     Ok((StatusCode::CREATED, Json(version_dto(name.as_str(), v))))
 }
 
@@ -696,10 +687,15 @@ async fn govern(
         fulcrum_core::lifecycle::Command::SetAlias { .. } => crate::gates::alias(state, &policy, &m, st, c, &ctx),
         _ => None,
     };
-    let gate = state.write_gate.lock().await;
-    let at = now(state);
-    let out = match state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
-    {
+    let committed = state
+        .commit(
+            async |at| {
+                state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
+            },
+            |out, at| state.catalog.apply(out.model_id, &out.effects, &out.ledger, at),
+        )
+        .await;
+    let out = match committed {
         Ok(out) => out,
         Err(StoreError::PolicyDenied { reasons, decision }) => {
             state.store.record_decision(&decision).await?;
@@ -709,9 +705,6 @@ async fn govern(
         }
         Err(e) => return Err(e.into()),
     };
-    state.catalog.apply(out.model_id, &out.effects, &out.ledger, at);
-    drop(gate);
-    state.notify_events();
     Ok(out)
 }
 

@@ -112,17 +112,16 @@ async fn put_in_force(
     if let Some(r) = &reason {
         super::check_text("reason", r, 2048)?;
     }
-    let gate = state.write_gate.lock().await;
-    let now = state.clock.now();
-    let signer = state.keys.current();
     let (cur, kind) = state
-        .policies
-        .install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, reason, now)
+        .commit(
+            async |at| {
+                let signer = state.keys.current();
+                state.policies.install(&state.store, &snapshot, signer.as_ref(), &who.0.subject, reason, at).await
+            },
+            |_, at| state.catalog.policy_changed(at),
+        )
         .await
         .map_err(install_error)?;
-    state.catalog.policy_changed(now);
-    drop(gate);
-    state.notify_events();
     Ok((
         axum::http::StatusCode::CREATED,
         axum::Json(Installed { policy_digest: cur.digest.to_string(), kind: kind.as_str().into() }),
