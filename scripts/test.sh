@@ -146,11 +146,13 @@ SEEDS="$CACHE/fuzz-seeds"
 rm -rf "$SEEDS" && mkdir -p "$SEEDS/bundle" "$SEEDS/dsse" "$SEEDS/statement"
 VECTORS="tests/vectors/model-signing"
 cp "$VECTORS"/*.sig "$VECTORS"/negative/*.sig "$SEEDS/bundle/"
+mkdir -p "$SEEDS/profile"
+printf '%s' '{"format":"fulcrum.profile.v1","rows":4,"features":[{"name":"x","kind":"numeric","edges":[1.5],"proportions":[0.5,0.5]},{"name":"c","tensor":"t","column":1,"kind":"categorical","categories":["a"],"proportions":[0.75,0.25]}]}' >"$SEEDS/profile/seed.json"
 (
   cd fuzz
   export CARGO_TARGET_DIR="$CACHE/fuzz-target"
   cargo fuzz build --sanitizer none
-  for target in reference manifest dsse bundle statement findings agent ledger; do
+  for target in reference manifest dsse bundle statement findings agent ledger profile; do
     mkdir -p "$CACHE/fuzz-corpus/$target"
     seeds=()
     [ -d "$SEEDS/$target" ] && seeds=("$SEEDS/$target")

@@ -13,6 +13,7 @@ mod commands;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
 mod login;
+mod profile;
 mod serve;
 mod trust;
 mod upload;
@@ -153,6 +154,13 @@ enum Command {
         #[command(subcommand)]
         cmd: commands::EventsCmd,
     },
+    /// Reference profiles of a version's inputs (drift): build one from a CSV sample, show one.
+    Profile {
+        #[command(flatten)]
+        out: Out,
+        #[command(subcommand)]
+        cmd: profile::ProfileCmd,
+    },
     /// Sign a model directory (OpenSSF model-signing bundle).
     Sign {
         #[command(flatten)]
@@ -250,6 +258,7 @@ impl Command {
             Command::Serve(_)
             | Command::Db { .. }
             | Command::Demo { .. }
+            | Command::Profile { .. }
             | Command::Sign { .. }
             | Command::Verify { .. }
             | Command::Attest { .. } => None,
@@ -323,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(a) => serve::run(a).await,
             Command::Db { cmd } => serve::db(cmd).await,
             Command::Demo { out, args } => demo::run(args, out.output).await,
+            Command::Profile { out, cmd } => profile::run(cmd, out.output),
             Command::Sign { out, cmd } => trust::sign(cmd, out.output),
             Command::Verify { out, cmd } => trust::verify(cmd, out.output),
             Command::Attest { out, cmd } => trust::attest(cmd, out.output),
@@ -350,6 +360,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_)
         | Command::Db { .. }
         | Command::Demo { .. }
+        | Command::Profile { .. }
         | Command::Sign { .. }
         | Command::Verify { .. }
         | Command::Attest { .. } => unreachable!("handled above"),

@@ -10,6 +10,7 @@
 
 pub mod digest;
 pub mod dlp;
+pub mod drift;
 pub mod event;
 pub mod findings;
 pub mod identity;
