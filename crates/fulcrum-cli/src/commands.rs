@@ -143,6 +143,9 @@ pub enum VersionCmd {
         /// SBOM file (uploaded as a blob).
         #[arg(long)]
         sbom: Option<PathBuf>,
+        /// Reference profile of the inputs (`fulcrum profile build`), for drift.
+        #[arg(long)]
+        profile: Option<PathBuf>,
         /// Attestation file(s) (uploaded as blobs).
         #[arg(long = "attestation")]
         attestations: Vec<PathBuf>,
@@ -253,6 +256,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             chg_id,
             model_card,
             sbom,
+            profile,
             attestations,
             signatures,
             revalidate_by,
@@ -280,6 +284,14 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
                 Some(p) => Some(upload_small(&client, &p).await?),
                 None => None,
             };
+            let profile = match profile {
+                Some(p) => {
+                    let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                    fulcrum_core::drift::Profile::parse(&bytes).with_context(|| p.display().to_string())?;
+                    Some(upload_small(&client, &p).await?)
+                }
+                None => None,
+            };
             let mut att = Vec::new();
             for p in &attestations {
                 att.push(upload_small(&client, p).await?);
@@ -291,7 +303,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             let body = json!({
                 "version": version, "files": manifest.files(), "chg_id": chg_id, "model_card": card,
                 "sbom": sbom, "attestations": att, "signatures": sig, "revalidate_by": revalidate_by,
-                "dataset_snapshots": datasets,
+                "dataset_snapshots": datasets, "reference_profile": profile,
             });
             let v = client
                 .post(&format!("/v1/models/{}/versions", checked(&model)?), &body)

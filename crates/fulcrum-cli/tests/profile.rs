@@ -100,3 +100,53 @@ fn a_bad_sample_or_mapping_is_one_error_line_and_writes_nothing() {
     std::fs::write(&out, r#"{"format":"fulcrum.profile.v1","rows":1,"features":[]}"#).unwrap();
     assert!(one_error_line(&fulcrum(&["profile", "show", out.to_str().unwrap()], &[])).contains("1 to 512 features"));
 }
+
+#[test]
+fn a_version_is_registered_with_its_profile() {
+    let s = common::serve();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = sample(dir.path());
+    let out = dir.path().join("profile.json");
+    let o =
+        fulcrum(&["profile", "build", csv.to_str().unwrap(), "--exclude", "id", "--out", out.to_str().unwrap()], &[]);
+    assert!(o.status.success());
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("weights.bin"), b"weights").unwrap();
+    common::ok(&common::run_as(&s, "ci", &["model", "create", "fraud", "--domain", "risk"]));
+    let v = common::ok(&common::run_as(
+        &s,
+        "ci",
+        &[
+            "version",
+            "register",
+            "fraud",
+            "v1",
+            "--dir",
+            model.to_str().unwrap(),
+            "--profile",
+            out.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    let d = fulcrum_core::Digest::of(&std::fs::read(&out).unwrap());
+    assert_eq!(v["release"]["reference_profile"]["digest"], d.to_string(), "{v}");
+    // A file that is not a profile is refused before anything is uploaded.
+    std::fs::write(dir.path().join("bad.json"), "{}").unwrap();
+    let err = one_error_line(&common::run_as(
+        &s,
+        "ci",
+        &[
+            "version",
+            "register",
+            "fraud",
+            "v2",
+            "--dir",
+            model.to_str().unwrap(),
+            "--profile",
+            dir.path().join("bad.json").to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("bad.json") && err.contains("not a profile"), "{err}");
+}

@@ -83,6 +83,11 @@ pub struct RegisterVersion {
     /// Digests of uploaded signature blobs.
     #[serde(default)]
     pub signatures: Vec<String>,
+    /// Digest of an uploaded reference profile of the version's inputs (`fulcrum profile
+    /// build`): what its live inputs are compared with for drift. Checked, then covered by the
+    /// release record like the rest of the evidence.
+    #[serde(default)]
+    pub reference_profile: Option<String>,
     /// The model card (a JSON object), fixed at registration.
     #[serde(default)]
     pub model_card: Option<serde_json::Map<String, serde_json::Value>>,

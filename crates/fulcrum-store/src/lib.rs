@@ -1277,12 +1277,14 @@ pub(crate) async fn append_event(tx: &mut Conn, ev: EventPayload) -> Result<Stor
 }
 
 /// Every blob a version names: its files, its manifest, its release record and the SBOM,
-/// attestations and signatures its record lists (as migration 0014 backfills them).
+/// reference profile, attestations and signatures its record lists (as migration 0014
+/// backfills them; reference profiles came later and were never backfilled: none existed).
 fn version_blobs(manifest: &Manifest, record: &Digest, release: &serde_json::Value) -> Vec<String> {
     let mut out: Vec<String> = manifest.files().iter().map(|f| f.digest.to_string()).collect();
     out.push(manifest.digest().to_string());
     out.push(record.to_string());
     out.extend(release["sbom"].as_str().map(str::to_owned));
+    out.extend(release["reference_profile"]["digest"].as_str().map(str::to_owned));
     for list in ["attestations", "signatures"] {
         out.extend(release[list].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)));
     }

@@ -255,6 +255,7 @@ pub async fn register_version(
     let sbom = refs("sbom", body.sbom.as_slice(), &mut failures);
     let attestations = refs("attestation", &body.attestations, &mut failures);
     let signatures = refs("signature", &body.signatures, &mut failures);
+    let profile = refs("reference_profile", body.reference_profile.as_slice(), &mut failures);
     for (what, list) in
         [("sbom_missing", &sbom), ("attestation_missing", &attestations), ("signature_missing", &signatures)]
     {
@@ -262,6 +263,23 @@ pub async fn register_version(
             if !state.store.tenant_has_blob(&p.tenant, d).await? || state.blobs.stat(d).await?.is_none() {
                 failures.push(CheckFailure { check: what.into(), detail: format!("no uploaded blob {d}") });
             }
+        }
+    }
+    // The reference profile must be one a gateway can bin against: checked fully here, so a
+    // version never carries one that cannot be used.
+    let mut profile_features: Option<Vec<String>> = None;
+    if let Some(d) = profile.first() {
+        let bytes = if state.store.tenant_has_blob(&p.tenant, d).await? {
+            read_doc(&state, d).await?
+        } else {
+            Err(format!("no uploaded blob {d}"))
+        };
+        match bytes.map(|b| fulcrum_core::drift::Profile::parse(&b)) {
+            Ok(Ok(prof)) => profile_features = Some(prof.features.into_iter().map(|f| f.name).collect()),
+            Ok(Err(e)) => {
+                failures.push(CheckFailure { check: "reference_profile_invalid".into(), detail: e.to_string() })
+            }
+            Err(detail) => failures.push(CheckFailure { check: "reference_profile_missing".into(), detail }),
         }
     }
     if let Some(card) = &body.model_card
@@ -351,6 +369,7 @@ pub async fn register_version(
         "sbom": sbom.first().map(ToString::to_string),
         "attestations": attestations.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "signatures": signatures.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "reference_profile": profile.first().map(|d| serde_json::json!({"digest": d.to_string(), "features": profile_features})),
         "model_card": body.model_card.unwrap_or_default(),
         "dataset_snapshots": datasets,
         "revalidate_by": body.revalidate_by,
