@@ -304,7 +304,7 @@ fn categorical(name: &str, values: &[&str]) -> Feature {
     }
     let mut ranked: Vec<(&str, u64)> = freq.into_iter().collect();
     // Most frequent first; ties by value (the map's order, kept by a stable sort).
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     let named: Vec<(&str, u64)> = ranked.iter().take(MAX_CATEGORIES).copied().collect();
     let other: u64 = ranked.iter().skip(MAX_CATEGORIES).map(|(_, c)| c).sum();
     let mut counts: Vec<u64> = named.iter().map(|(_, c)| *c).collect();
