@@ -54,6 +54,9 @@ struct Window {
     refused: u64,
     /// Latencies in µs (the first [`SAMPLES`] of the window).
     latencies: Vec<u32>,
+    /// Every answered request's latency, by bucket (`ServingStats::latency_buckets`).
+    buckets: [u64; 15],
+    sum_us: u64,
 }
 
 /// One version's figures behind a route: the open window and the totals since start.
@@ -237,10 +240,12 @@ impl Gateway {
         if outcome == Outcome::Error {
             w.errors += 1;
         }
-        if let Some(us) = micros
-            && w.latencies.len() < SAMPLES
-        {
-            w.latencies.push(us);
+        if let Some(us) = micros {
+            w.buckets[fulcrum_core::event::ServingStats::bucket_of(u64::from(us))] += 1;
+            w.sum_us += u64::from(us);
+            if w.latencies.len() < SAMPLES {
+                w.latencies.push(us);
+            }
         }
     }
 
@@ -490,6 +495,8 @@ impl Gateway {
                     refused: w.refused,
                     p50_us: at(0.50),
                     p99_us: at(0.99),
+                    latency_buckets: w.buckets,
+                    latency_sum_us: w.sum_us,
                 };
                 out.push((route.alias.clone(), version.clone(), stats));
             }

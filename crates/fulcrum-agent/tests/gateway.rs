@@ -190,6 +190,9 @@ async fn requests_are_pinned_to_the_served_version_and_the_cards_guardrails_appl
     assert_eq!(window.len(), 1);
     assert_eq!((window[0].2.requests, window[0].2.errors, window[0].2.refused), (4, 2, 4), "{window:?}");
     assert!(window[0].2.p50_us <= window[0].2.p99_us && window[0].2.p99_us > 0);
+    // Every answered request is in the latency histogram (refusals are not answered upstream).
+    assert_eq!(window[0].2.latency_buckets.iter().sum::<u64>(), 4, "{window:?}");
+    assert!(window[0].2.latency_sum_us >= window[0].2.p99_us);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,6 +230,15 @@ async fn traffic_splits_by_weight_and_a_revoked_canary_falls_back_to_production(
         }
         assert!(start.elapsed() < Duration::from_secs(10), "serving figures never reached the registry: {totals:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // … and sums them into per-version series on its /metrics: requests and a latency histogram
+    // whose count is every answered request.
+    let m = reqwest::get(format!("{}/metrics", r.url)).await.unwrap().text().await.unwrap();
+    for (alias, version, n) in [("production", "1", 180), ("canary", "2", 20)] {
+        let l = format!(r#"tenant="acme",model="fraud",version="{version}",alias="{alias}",env="prod""#);
+        assert!(m.contains(&format!("fulcrum_version_requests_total{{{l}}} {n}\n")), "{l}: {m}");
+        assert!(m.contains(&format!("fulcrum_version_latency_seconds_count{{{l}}} {n}\n")), "{l}: {m}");
+        assert!(m.contains(&format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"+Inf\"}} {n}\n")), "{l}: {m}");
     }
     as_(&r, "rm")
         .post("/v1/models/fraud/versions/2/revocation", &json!({"reason": "canary errors", "inc_id": "INC-9"}))

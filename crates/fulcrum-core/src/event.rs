@@ -135,6 +135,13 @@ pub struct EventPayload {
     pub stats: Option<ServingStats>,
 }
 
+/// Upper bounds (µs) of the latency histogram buckets a gateway reports; one more bucket counts
+/// everything slower. Fixed, so counts from every gateway and window add up.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
 /// Per-version traffic through a gateway over one reporting window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -146,9 +153,32 @@ pub struct ServingStats {
     pub errors: u64,
     /// Requests the gateway refused itself (guardrails, quiesced).
     pub refused: u64,
-    /// Latency through the gateway, microseconds.
+    /// Latency through the gateway, microseconds (this window, this gateway: for reading, not
+    /// for adding up — the histogram below is what aggregates).
     pub p50_us: u64,
     pub p99_us: u64,
+    /// Answered requests per latency bucket ([`LATENCY_BUCKETS_US`], then everything slower):
+    /// counts, not cumulative, so windows and gateways add up.
+    #[serde(default)]
+    pub latency_buckets: [u64; 15],
+    /// Sum of those requests' latencies, microseconds.
+    #[serde(default)]
+    pub latency_sum_us: u64,
+}
+
+impl ServingStats {
+    /// The bucket a latency of `us` microseconds falls in.
+    pub fn bucket_of(us: u64) -> usize {
+        LATENCY_BUCKETS_US.partition_point(|b| *b < us)
+    }
+
+    /// Whether the figures are consistent (what a registry accepts).
+    pub fn is_consistent(&self) -> bool {
+        self.window_s > 0
+            && self.errors <= self.requests
+            && self.p50_us <= self.p99_us
+            && self.latency_buckets.iter().try_fold(0u64, |a, b| a.checked_add(*b)).is_some_and(|n| n <= self.requests)
+    }
 }
 
 impl EventPayload {

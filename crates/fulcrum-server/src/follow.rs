@@ -6,7 +6,8 @@
 //!    PostgreSQL also every [`FOLLOW_EVERY`], since another replica's commit wakes nothing here);
 //! 2. apply them: reload from the database each model an event changed, the policy in force
 //!    after `policy_changed`, the key ring after `key_rotated`/`key_retired`;
-//! 3. only then hand them to the event streams (SSE, guards; see [`crate::fanout`]), so a guard
+//! 3. add serving and startup reports to the per-version signals ([`crate::signals`]);
+//! 4. only then hand them to the event streams (SSE, guards; see [`crate::fanout`]), so a guard
 //!    told of a revocation re-resolves against a cache that already has it.
 //!
 //! A failed read or reload does not advance the position: the next attempt replays from the last
@@ -166,6 +167,10 @@ async fn follow_once(state: &AppState, mut applied: i64, followed: bool) -> Resu
         let batch: Vec<Arc<Fanned>> = rows.into_iter().map(|r| Arc::new(Fanned::of(r))).collect();
         if followed {
             apply(state, &batch).await?;
+        }
+        let now = state.clock.now();
+        for e in &batch {
+            state.signals.observe(&e.kind, &e.body, now);
         }
         for e in batch {
             applied = e.seq;

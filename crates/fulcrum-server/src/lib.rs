@@ -34,6 +34,7 @@ pub mod problem;
 pub mod relay;
 pub mod release;
 mod routes;
+pub mod signals;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
@@ -236,6 +237,8 @@ pub struct Inner {
     pub leader_term: std::sync::atomic::AtomicI64,
     /// When this replica last read the log (staleness bound, see [`follow`]).
     pub view: follow::View,
+    /// Per-version serving and startup signals summed from the log (see [`signals`]).
+    pub signals: signals::Signals,
 }
 
 /// Bytes signed once and served many times.
@@ -370,6 +373,7 @@ impl Registry {
             replica: replica_name(),
             leader_term: std::sync::atomic::AtomicI64::new(0),
             view: follow::View::default(),
+            signals: signals::Signals::default(),
         }));
         follow::start(&state, followed_from, commits);
         Ok((state, notes))

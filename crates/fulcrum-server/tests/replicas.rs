@@ -246,6 +246,42 @@ fn three_replicas_share_one_log_in_commit_order() {
         assert_eq!(c["head"].as_i64(), rest.last().copied(), "{c}");
         two.get("viewer", "/v1/cluster", StatusCode::FORBIDDEN).await;
         two.get("rm", "/v1/cluster", StatusCode::FORBIDDEN).await;
+
+        // Per-version signals are the cluster's: gateways report to whichever replica, every
+        // replica's /metrics shows the sums.
+        for (h, requests) in [(&one, 10u64), (&two, 5)] {
+            let mut buckets = [0u64; 15];
+            buckets[3] = requests;
+            h.post(
+                "agent",
+                "/v1/agent-reports",
+                json!({"ref": "fraud@production", "env": "prod", "kind": "stats", "version": "v1",
+                       "stats": {"window_s": 10, "requests": requests, "errors": 1, "refused": 0, "p50_us": 3000,
+                                 "p99_us": 4000, "latency_buckets": buckets, "latency_sum_us": requests * 3000}}),
+                StatusCode::CREATED,
+            )
+            .await;
+        }
+        three
+            .post(
+                "agent",
+                "/v1/startup-reports",
+                json!({"ref": "fraud@v1", "env": "prod", "decision": "deny", "reason": "signature_invalid", "version": "v1"}),
+                StatusCode::CREATED,
+            )
+            .await;
+        let l = r#"tenant="acme",model="fraud",version="v1",alias="production",env="prod""#;
+        for h in [&one, &two, &three] {
+            within_seconds("every replica sums the reports", async || {
+                let m = h.get("", "/metrics", StatusCode::OK).await;
+                let m = m.as_str().unwrap();
+                m.contains(&format!("fulcrum_version_requests_total{{{l}}} 15\n"))
+                    && m.contains(&format!("fulcrum_version_errors_total{{{l}}} 2\n"))
+                    && m.contains(&format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"0.005\"}} 15\n"))
+                    && m.contains(r#"decision="deny",reason="signature_invalid"} 1"#)
+            })
+            .await;
+        }
     });
 }
 

@@ -225,6 +225,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ),
     ]);
     let mut body = body;
+    body.push_str(&state.signals.render(state.clock.now()));
     let fetches = state.oidc.fetch_counts();
     if !fetches.is_empty() {
         body.push_str("# HELP fulcrum_oidc_jwks_fetches_total Fetches of an issuer's keys (start-up, age, unknown kid).\n# TYPE fulcrum_oidc_jwks_fetches_total counter\n");

@@ -268,8 +268,11 @@ pub async fn agent_report(
     if let Some(d) = &body.artifact_digest {
         d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
     }
-    if body.stats.is_some_and(|s| s.window_s == 0 || s.errors > s.requests || s.p50_us > s.p99_us) {
-        return Err(ApiError::unprocessable("bad_stats", "stats: window_s > 0, errors ≤ requests, p50 ≤ p99"));
+    if body.stats.is_some_and(|s| !s.is_consistent()) {
+        return Err(ApiError::unprocessable(
+            "bad_stats",
+            "stats: window_s > 0, errors ≤ requests, p50 ≤ p99, latency bucket counts sum to at most requests",
+        ));
     }
     let m = visible_model(&state, &who, Action::ReportStartup, &r.model).await?;
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);

@@ -1,0 +1,289 @@
+//! Per-version signals on `/metrics` (SPEC §12), summed from the committed log: every
+//! `serving_stats` report (a gateway's window: requests, errors, refusals, a latency histogram)
+//! and every startup report (`startup_permit` / `startup_deny` with its reason), whichever
+//! replica took it. The log reader ([`crate::follow`]) hands each such event here, on every
+//! replica, so each replica exposes the same cluster-wide sums since it started.
+//!
+//! Histograms, not percentiles: bucket counts from any number of gateways and windows add up,
+//! and Prometheus computes quantiles from them (`histogram_quantile`); a p99 of p99s would not.
+//!
+//! **Bounded cardinality.** A series (tenant, model, version, alias, env) lives while it is
+//! reported: one silent for [`FORGET_AFTER`] is dropped, and at most [`MAX_SERIES`] are kept (the
+//! longest silent go first). Registered versions that never serve cost nothing here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use fulcrum_core::event::{LATENCY_BUCKETS_US, ServingStats};
+use time::OffsetDateTime;
+
+/// A series not reported for this long is dropped.
+pub const FORGET_AFTER: time::Duration = time::Duration::hours(1);
+/// At most this many serving series and as many startup series.
+pub const MAX_SERIES: usize = 5_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Serving {
+    tenant: String,
+    model: String,
+    version: String,
+    alias: String,
+    env: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Startup {
+    tenant: String,
+    model: String,
+    version: String,
+    env: String,
+    decision: &'static str,
+    reason: String,
+}
+
+#[derive(Debug, Clone)]
+struct Traffic {
+    requests: u64,
+    errors: u64,
+    refused: u64,
+    buckets: [u64; 15],
+    sum_us: u64,
+    last: OffsetDateTime,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    serving: BTreeMap<Serving, Traffic>,
+    startups: BTreeMap<Startup, (u64, OffsetDateTime)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Signals {
+    inner: Mutex<Inner>,
+}
+
+/// A label value as Prometheus' text format needs it.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Drop what is silent for [`FORGET_AFTER`], then the longest silent beyond `MAX_SERIES`.
+fn prune<K: Ord + Clone, V>(m: &mut BTreeMap<K, V>, last: impl Fn(&V) -> OffsetDateTime, now: OffsetDateTime) {
+    m.retain(|_, v| now - last(v) < FORGET_AFTER);
+    if m.len() > MAX_SERIES {
+        let mut by_age: Vec<(OffsetDateTime, K)> = m.iter().map(|(k, v)| (last(v), k.clone())).collect();
+        by_age.sort_by_key(|a| a.0);
+        for (_, k) in by_age.into_iter().take(m.len() - MAX_SERIES) {
+            m.remove(&k);
+        }
+    }
+}
+
+impl Signals {
+    /// Take in one committed event (the CloudEvent as stored); other kinds are ignored.
+    pub fn observe(&self, kind: &str, body: &str, now: OffsetDateTime) {
+        if !matches!(kind, "serving_stats" | "startup_permit" | "startup_deny") {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return };
+        let d = &v["data"];
+        let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        let mut inner = self.inner.lock().expect("signals lock");
+        if kind == "serving_stats" {
+            let Ok(stats) = serde_json::from_value::<ServingStats>(d["stats"].clone()) else { return };
+            let key = Serving {
+                tenant: s("tenant"),
+                model: s("model"),
+                version: s("version"),
+                alias: s("alias"),
+                env: s("env"),
+            };
+            let t = inner.serving.entry(key).or_insert(Traffic {
+                requests: 0,
+                errors: 0,
+                refused: 0,
+                buckets: [0; 15],
+                sum_us: 0,
+                last: now,
+            });
+            t.requests += stats.requests;
+            t.errors += stats.errors;
+            t.refused += stats.refused;
+            for (b, n) in t.buckets.iter_mut().zip(stats.latency_buckets) {
+                *b += n;
+            }
+            t.sum_us += stats.latency_sum_us;
+            t.last = now;
+            prune(&mut inner.serving, |t| t.last, now);
+        } else {
+            let (decision, reason) =
+                if kind == "startup_permit" { ("permit", String::new()) } else { ("deny", s("reason")) };
+            let key = Startup {
+                tenant: s("tenant"),
+                model: s("model"),
+                version: s("version"),
+                env: s("env"),
+                decision,
+                reason,
+            };
+            let e = inner.startups.entry(key).or_insert((0, now));
+            e.0 += 1;
+            e.1 = now;
+            prune(&mut inner.startups, |e| e.1, now);
+        }
+    }
+
+    /// The series, in Prometheus' text format (forgetting what fell silent).
+    pub fn render(&self, now: OffsetDateTime) -> String {
+        let mut inner = self.inner.lock().expect("signals lock");
+        prune(&mut inner.serving, |t| t.last, now);
+        prune(&mut inner.startups, |e| e.1, now);
+        let mut out = String::new();
+        let labels = |k: &Serving| {
+            format!(
+                "tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\"",
+                esc(&k.tenant),
+                esc(&k.model),
+                esc(&k.version),
+                esc(&k.alias),
+                esc(&k.env)
+            )
+        };
+        for (name, help, pick) in [
+            ("requests", "Requests answered through gateways, per version and alias.", 0),
+            ("errors", "Requests that failed upstream (errors, 5xx), per version and alias.", 1),
+            ("refused", "Requests gateways refused themselves (guardrails, quiesced), per version and alias.", 2),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP fulcrum_version_{name}_total {help}\n# TYPE fulcrum_version_{name}_total counter"
+            );
+            for (k, t) in &inner.serving {
+                let n = [t.requests, t.errors, t.refused][pick];
+                let _ = writeln!(out, "fulcrum_version_{name}_total{{{}}} {n}", labels(k));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_version_latency_seconds Latency through gateways, per version and alias.\n# TYPE fulcrum_version_latency_seconds histogram"
+        );
+        for (k, t) in &inner.serving {
+            let l = labels(k);
+            let mut cumulative = 0;
+            for (i, n) in t.buckets.iter().enumerate() {
+                cumulative += n;
+                let le =
+                    LATENCY_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+                let _ = writeln!(out, "fulcrum_version_latency_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "fulcrum_version_latency_seconds_sum{{{l}}} {}", t.sum_us as f64 / 1e6);
+            let _ = writeln!(out, "fulcrum_version_latency_seconds_count{{{l}}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_version_startups_total Startup checks reported by agents, per version, decision and deny reason.\n# TYPE fulcrum_version_startups_total counter"
+        );
+        for (k, (n, _)) in &inner.startups {
+            let _ = writeln!(
+                out,
+                "fulcrum_version_startups_total{{tenant=\"{}\",model=\"{}\",version=\"{}\",env=\"{}\",decision=\"{}\",reason=\"{}\"}} {n}",
+                esc(&k.tenant),
+                esc(&k.model),
+                esc(&k.version),
+                esc(&k.env),
+                k.decision,
+                esc(&k.reason)
+            );
+        }
+        out
+    }
+
+    /// Serving series held (for tests and the cardinality benchmark).
+    pub fn series(&self) -> usize {
+        self.inner.lock().expect("signals lock").serving.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats_event(version: &str, alias: &str, requests: u64, latency_us: &[u64]) -> String {
+        let mut buckets = [0u64; 15];
+        for us in latency_us {
+            buckets[ServingStats::bucket_of(*us)] += 1;
+        }
+        serde_json::json!({"data": {"tenant": "acme", "model": "fraud", "version": version, "alias": alias, "env": "prod",
+            "stats": {"window_s": 10, "requests": requests, "errors": 1, "refused": 0, "p50_us": 0, "p99_us": 0,
+                      "latency_buckets": buckets, "latency_sum_us": latency_us.iter().sum::<u64>()}}})
+        .to_string()
+    }
+
+    #[test]
+    fn windows_from_many_gateways_add_up_into_one_histogram() {
+        let s = Signals::default();
+        let now = OffsetDateTime::now_utc();
+        s.observe("serving_stats", &stats_event("v2", "canary", 3, &[400, 2_000, 2_000_000]), now);
+        s.observe("serving_stats", &stats_event("v2", "canary", 2, &[900, 30_000_000]), now);
+        s.observe("serving_stats", &stats_event("v1", "production", 1, &[600]), now);
+        s.observe("agent_step", "{}", now);
+        let text = s.render(now);
+        let l = "tenant=\"acme\",model=\"fraud\",version=\"v2\",alias=\"canary\",env=\"prod\"";
+        for line in [
+            format!("fulcrum_version_requests_total{{{l}}} 5"),
+            format!("fulcrum_version_errors_total{{{l}}} 2"),
+            format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"0.0005\"}} 1"),
+            format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"0.001\"}} 2"),
+            format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"2.5\"}} 4"),
+            format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"10\"}} 4"),
+            format!("fulcrum_version_latency_seconds_bucket{{{l},le=\"+Inf\"}} 5"),
+            format!("fulcrum_version_latency_seconds_count{{{l}}} 5"),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert_eq!(s.series(), 2);
+    }
+
+    #[test]
+    fn startups_count_by_decision_and_reason() {
+        let s = Signals::default();
+        let now = OffsetDateTime::now_utc();
+        let ev = |reason: &str| {
+            serde_json::json!({"data": {"tenant": "acme", "model": "fraud", "version": "v2", "env": "prod", "reason": reason}})
+                .to_string()
+        };
+        s.observe("startup_deny", &ev("signature_invalid"), now);
+        s.observe("startup_deny", &ev("signature_invalid"), now);
+        s.observe("startup_deny", &ev("revoked"), now);
+        s.observe("startup_permit", &ev(""), now);
+        let text = s.render(now);
+        assert!(text.contains("decision=\"deny\",reason=\"signature_invalid\"} 2"), "{text}");
+        assert!(text.contains("decision=\"deny\",reason=\"revoked\"} 1"), "{text}");
+        assert!(text.contains("decision=\"permit\",reason=\"\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn cardinality_is_bounded_by_silence_and_by_count() {
+        let s = Signals::default();
+        let t0 = OffsetDateTime::now_utc();
+        s.observe("serving_stats", &stats_event("old", "production", 1, &[1]), t0);
+        let later = t0 + FORGET_AFTER + time::Duration::seconds(1);
+        assert!(!s.render(later).contains("version=\"old\""), "a silent series is dropped");
+        for i in 0..(MAX_SERIES + 10) {
+            s.observe(
+                "serving_stats",
+                &stats_event(&format!("v{i}"), "production", 1, &[1]),
+                later + time::Duration::milliseconds(i as i64),
+            );
+        }
+        assert_eq!(s.series(), MAX_SERIES);
+        let text = s.render(later + time::Duration::seconds(10));
+        assert!(!text.contains("version=\"v0\"") && text.contains(&format!("version=\"v{}\"", MAX_SERIES + 9)));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
