@@ -108,6 +108,9 @@ pub struct Permit {
     pub mode: Mode,
     /// What the gateway enforces, from the verified release record's model card.
     pub guardrails: Guardrails,
+    /// The version's reference profile of its inputs (drift), when its release record names
+    /// one: fetched by the digest the signed record gives.
+    pub profile: Option<(Digest, Arc<fulcrum_core::drift::Profile>)>,
     /// Where the files were placed.
     pub dir: PathBuf,
 }
@@ -408,6 +411,7 @@ impl Agent {
             self.prove_on_ledger(&doc, &record.predicate, cp).await?;
         }
         let guardrails = record.guardrails;
+        let profile = self.profile(&record.predicate).await?;
         let artifact: Digest = doc
             .artifact_digest
             .parse()
@@ -443,7 +447,28 @@ impl Agent {
         }
         let dir = dest(&doc);
         place(&dir, &placed)?;
-        Ok(Permit { document: doc, manifest, mode, guardrails, dir })
+        Ok(Permit { document: doc, manifest, mode, guardrails, profile, dir })
+    }
+
+    /// The reference profile the verified release record names, if any. Its bytes are checked
+    /// against the signed digest like every blob; a profile this agent cannot read (a newer
+    /// format) costs drift figures, not serving: it is logged and left out.
+    async fn profile(
+        &self,
+        record: &serde_json::Value,
+    ) -> Result<Option<(Digest, Arc<fulcrum_core::drift::Profile>)>, Stop> {
+        let Some(d) = record["reference_profile"]["digest"].as_str() else { return Ok(None) };
+        let d: Digest = d
+            .parse()
+            .map_err(|_| Stop::Deny(Deny::ReleaseUnverified(format!("reference profile {d}: not a digest"))))?;
+        let path = self.blob(&d, crate::release::MAX_RECORD).await?;
+        match fulcrum_core::drift::Profile::parse(&std::fs::read(path)?) {
+            Ok(p) => Ok(Some((d, Arc::new(p)))),
+            Err(e) => {
+                eprintln!("fulcrum-agent: the reference profile {d} cannot be read here ({e}); no drift figures");
+                Ok(None)
+            }
+        }
     }
 }
 

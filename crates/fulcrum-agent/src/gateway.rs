@@ -12,7 +12,9 @@
 //! 4. the answer: bounded, checked for blocked patterns, and **withheld (503) if the version was
 //!    quiesced while the request was in flight** — after the quiesce point nothing the revoked
 //!    version computed reaches a caller;
-//! 5. per-version latency and error counts, reported to the registry every window.
+//! 5. per-version latency and error counts, reported to the registry every window; and, when
+//!    the version carries a reference profile, its inference inputs binned per feature (drift),
+//!    reported the same way.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +65,8 @@ struct Window {
 #[derive(Debug, Default)]
 struct Counts {
     window: Window,
+    /// This window's inputs binned against the version's reference profile (its digest).
+    inputs: Option<(fulcrum_core::Digest, fulcrum_core::drift::Tally)>,
     /// ok, error, refused since start.
     totals: [u64; 3],
 }
@@ -249,6 +253,24 @@ impl Gateway {
         }
     }
 
+    /// Bin one inference request's inputs against the served version's reference profile.
+    fn tally(&self, route: &Route, version: &str, serving: &Serving, body: &[u8]) {
+        let Some((digest, profile)) = &serving.profile else { return };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let mut t = fulcrum_core::drift::Tally::for_profile(profile);
+        profile.observe_oip(&json, &mut t);
+        let i = self.routes.iter().position(|r| std::ptr::eq(r, route)).expect("a route of this gateway");
+        let mut m = self.counts[i].lock().expect("gateway lock");
+        if !m.contains_key(version) {
+            m.insert(version.to_owned(), Counts::default());
+        }
+        let c = m.get_mut(version).expect("inserted above");
+        match &mut c.inputs {
+            Some((d, sum)) if d == digest => sum.add(&t),
+            other => *other = Some((*digest, t)),
+        }
+    }
+
     /// Serve one request.
     pub async fn handle(&self, req: Request<Body>) -> Response {
         let started = Instant::now();
@@ -356,6 +378,9 @@ impl Gateway {
                 "blocked_content",
                 format!("the request contains a blocked pattern ({p:?})"),
             );
+        }
+        if self.protocol == Protocol::Oip && tail == "/infer" {
+            self.tally(route, &version, &serving, &body);
         }
         let target = match self.protocol {
             Protocol::Oip if path.starts_with("/v2/models/") => {
@@ -504,6 +529,20 @@ impl Gateway {
         out
     }
 
+    /// Close the current window of binned inputs: per (alias, version), the profile's digest and
+    /// the tally (only where inputs were seen).
+    pub fn take_inputs(&self) -> Vec<(String, String, fulcrum_core::Digest, fulcrum_core::drift::Tally)> {
+        let mut out = vec![];
+        for (route, counts) in self.routes.iter().zip(&self.counts) {
+            for (version, c) in counts.lock().expect("gateway lock").iter_mut() {
+                if let Some((d, t)) = c.inputs.take().filter(|(_, t)| t.observed() > 0) {
+                    out.push((route.alias.clone(), version.clone(), d, t));
+                }
+            }
+        }
+        out
+    }
+
     /// Every `window`, send each version's figures to the registry.
     pub async fn report(self: Arc<Self>, reporter: Arc<Reporter>, window: Duration) {
         let mut tick = tokio::time::interval(window);
@@ -515,6 +554,14 @@ impl Gateway {
                 reporter.send(serde_json::json!({
                     "ref": route.guard.reference, "env": route.guard.env, "kind": "stats",
                     "version": version, "agent": route.guard.agent.name, "stats": stats,
+                }));
+            }
+            for (alias, version, profile, tally) in self.take_inputs() {
+                let Some(route) = self.routes.iter().find(|r| r.alias == alias) else { continue };
+                reporter.send(serde_json::json!({
+                    "ref": route.guard.reference, "env": route.guard.env, "kind": "inputs",
+                    "version": version, "agent": route.guard.agent.name,
+                    "inputs": {"profile": profile.to_string(), "window_s": window.as_secs().max(1), "tally": tally},
                 }));
             }
         }

@@ -48,6 +48,8 @@ impl Layout {
 pub struct Serving {
     pub document: ResolveDocument,
     pub guardrails: Guardrails,
+    /// The version's reference profile (drift), with its digest.
+    pub profile: Option<(Digest, Arc<fulcrum_core::drift::Profile>)>,
     pub dir: PathBuf,
     blobs: Vec<Digest>,
     /// The signed manifest's files, to re-check what is on disk.
@@ -256,6 +258,7 @@ impl Guard {
                 if let Ok(d) = p.document.artifact_digest.parse() {
                     blobs.push(d);
                 }
+                blobs.extend(p.profile.as_ref().map(|(d, _)| *d));
                 self.note_for(
                     "permit",
                     Some(&p.document.version),
@@ -278,6 +281,7 @@ impl Guard {
                 let before = self.loaded.lock().expect("guard lock").replace(Arc::new(Serving {
                     document: p.document.clone(),
                     guardrails: p.guardrails,
+                    profile: p.profile.clone(),
                     dir: p.dir.clone(),
                     blobs,
                     files: p.manifest.files().to_vec(),
@@ -397,6 +401,7 @@ impl Guard {
             *l = Some(Arc::new(Serving {
                 document: doc,
                 guardrails: s.guardrails.clone(),
+                profile: s.profile.clone(),
                 dir: s.dir.clone(),
                 blobs: s.blobs.clone(),
                 files: s.files.clone(),

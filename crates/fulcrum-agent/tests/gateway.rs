@@ -317,3 +317,109 @@ async fn after_the_quiesce_point_no_answer_of_the_revoked_version_is_served() {
     assert!(kinds(&|(at, s, v, _)| *at > quiesce && *s == 200 && v.as_deref() == Some("1")) > 0, "v1 after");
     assert!(seen.iter().all(|(_, s, _, _)| *s == 200 || *s == 503), "only answers or 503");
 }
+
+/// A `fulcrum_version_drift_psi` (or `_values`) sample for `feature` of fraud v1 on the
+/// registry's `/metrics`.
+async fn drift_metric(r: &Reg, name: &str, feature: &str, extra: &str) -> Option<f64> {
+    let m = reqwest::get(format!("{}/metrics", r.url)).await.ok()?.text().await.ok()?;
+    let prefix = format!(
+        r#"{name}{{tenant="acme",model="fraud",version="1",alias="production",env="prod",feature="{feature}"{extra}}} "#
+    );
+    m.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+}
+
+/// Drift: a version registered with a reference profile of its training inputs; the gateway bins
+/// each inference's inputs per feature and reports the counts; the registry's PSI per feature
+/// stays under 0.1 for inputs drawn like the training sample, and passes 0.25 for the one
+/// feature whose inputs shift while the other stays put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_are_binned_against_the_reference_profile_and_drift_shows_per_feature() {
+    use fulcrum_core::drift::Profile;
+    let r = registry().await;
+    let ci = as_(&r, "ci");
+    ci.post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    let country = |i: usize| if i % 4 == 3 { "ES" } else { "PT" };
+    let amounts: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let countries: Vec<String> = (0..1000).map(|i| country(i).to_owned()).collect();
+    let profile = Profile::build(&[("amount".into(), amounts), ("country".into(), countries)], 10).unwrap();
+    let p = ci.upload_bytes(profile.to_bytes()).await.unwrap();
+    let w = ci.upload_bytes(b"weights".to_vec()).await.unwrap();
+    ci.post(
+        "/v1/models/fraud/versions",
+        &json!({"version": "1", "files": [{"path": "model.bin", "size": 7, "digest": w.to_string()}],
+                "model_card": plain(), "revalidate_by": "2099-01-01T00:00:00Z", "reference_profile": p.to_string()}),
+    )
+    .await
+    .unwrap();
+    let v = "/v1/models/fraud/versions/1";
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
+    as_(&r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(&r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(&r, "rm")
+        .put("/v1/models/fraud/aliases/production", &json!({"version": "1", "chg_id": "CHG-1"}))
+        .await
+        .unwrap();
+    let up = upstream().await;
+    let g = gateway(&r, &[("production", 100)], &up).await;
+    assert!(g.gw.routes()[0].guard.serving().unwrap().profile.is_some(), "the guard fetched the version's profile");
+    let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
+    tokio::spawn(g.gw.clone().report(reporter, Duration::from_secs(1)));
+
+    let send = |amount: usize, i: usize| {
+        let body = json!({"inputs": [
+            {"name": "amount", "shape": [1], "datatype": "FP64", "data": [amount]},
+            {"name": "country", "shape": [1], "datatype": "BYTES", "data": [country(i)]}
+        ]})
+        .to_string();
+        let url = g.url.clone();
+        async move {
+            let (s, v, _) = call(&url, "/v2/models/fraud/infer", &[], &body).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    let settle = async |binned: f64| {
+        let start = Instant::now();
+        while drift_metric(&r, "fulcrum_version_drift_values", "amount", r#",outcome="binned""#).await != Some(binned)
+            || drift_metric(&r, "fulcrum_version_drift_values", "country", r#",outcome="binned""#).await != Some(binned)
+        {
+            assert!(start.elapsed() < Duration::from_secs(15), "the registry never counted {binned} inputs");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // Like the training sample: amounts spread evenly, countries 3:1.
+    for i in 0..400 {
+        send((i * 7919) % 1000, i).await;
+    }
+    settle(400.0).await;
+    let (amount, country_psi) = (
+        drift_metric(&r, "fulcrum_version_drift_psi", "amount", "").await.unwrap(),
+        drift_metric(&r, "fulcrum_version_drift_psi", "country", "").await.unwrap(),
+    );
+    assert!(amount < 0.1 && country_psi < 0.1, "no drift: amount {amount}, country {country_psi}");
+
+    // Amounts shift to the top tenth; countries do not.
+    for i in 0..400 {
+        send(900 + i % 100, i).await;
+    }
+    settle(800.0).await;
+    let (amount, country_psi) = (
+        drift_metric(&r, "fulcrum_version_drift_psi", "amount", "").await.unwrap(),
+        drift_metric(&r, "fulcrum_version_drift_psi", "country", "").await.unwrap(),
+    );
+    assert!(amount > 0.25, "amount drifted: {amount}");
+    assert!(country_psi < 0.1, "country did not: {country_psi}");
+
+    // A report binned against another profile, or in another shape, is refused.
+    let agent = as_(&r, "agent");
+    let mut tally = fulcrum_core::drift::Tally::for_profile(&profile);
+    let report = |profile: String, tally: &fulcrum_core::drift::Tally| {
+        json!({"ref": "fraud@production", "env": "prod", "kind": "inputs", "version": "1",
+               "inputs": {"profile": profile, "window_s": 10, "tally": tally}})
+    };
+    let e = agent.post("/v1/agent-reports", &report(w.to_string(), &tally)).await.unwrap_err().to_string();
+    assert!(e.contains("bad_inputs") || e.contains("reference profile"), "{e}");
+    tally.counts[0].push(1);
+    let e = agent.post("/v1/agent-reports", &report(p.to_string(), &tally)).await.unwrap_err().to_string();
+    assert!(e.contains("features and bins"), "{e}");
+}

@@ -357,6 +357,114 @@ pub fn psi(expected: &[f64], observed: &[u64]) -> Option<f64> {
     )
 }
 
+/// Observed inputs binned like a profile's features: per feature (in the profile's order), the
+/// count in each bin, and how many values could not be binned (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tally {
+    pub counts: Vec<Vec<u64>>,
+    pub invalid: Vec<u64>,
+}
+
+impl Tally {
+    /// An empty tally shaped for `p`.
+    pub fn for_profile(p: &Profile) -> Self {
+        Self { counts: p.features.iter().map(|f| vec![0; f.bins()]).collect(), invalid: vec![0; p.features.len()] }
+    }
+
+    /// Whether this tally has `p`'s shape (what a registry checks before adding one up).
+    pub fn fits(&self, p: &Profile) -> bool {
+        self.counts.len() == p.features.len()
+            && self.invalid.len() == p.features.len()
+            && self.counts.iter().zip(&p.features).all(|(c, f)| c.len() == f.bins())
+    }
+
+    /// Add `other` (same shape) into this one.
+    pub fn add(&mut self, other: &Tally) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = x.saturating_add(*y);
+            }
+        }
+        for (a, b) in self.invalid.iter_mut().zip(&other.invalid) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// Values seen (binned or not).
+    pub fn observed(&self) -> u64 {
+        self.counts.iter().flatten().chain(&self.invalid).sum()
+    }
+}
+
+/// A JSON leaf as a value to bin.
+fn value_of(v: &serde_json::Value) -> Option<Value<'_>> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().map(Value::Number),
+        serde_json::Value::String(s) => Some(Value::Text(s)),
+        serde_json::Value::Bool(b) => Some(Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// The leaves of a (possibly nested) JSON array, in row-major order, at most `max`.
+fn leaves<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>, max: usize) {
+    match v {
+        serde_json::Value::Array(items) => {
+            for i in items {
+                if out.len() >= max {
+                    return;
+                }
+                leaves(i, out, max);
+            }
+        }
+        other => out.push(other),
+    }
+}
+
+/// Values read from one request, at most (a bound on the work an oversized request causes).
+pub const MAX_VALUES_PER_REQUEST: usize = 1 << 16;
+
+impl Profile {
+    /// Bin the inputs of one Open Inference Protocol inference request body (`{"inputs": [{"name",
+    /// "shape", "datatype", "data"}]}`) into `t`: each feature is read from its tensor (every
+    /// element, or column `column` of a `[batch, n]` tensor). Tensors the profile does not name
+    /// are ignored; a feature whose tensor is absent counts nothing.
+    pub fn observe_oip(&self, body: &serde_json::Value, t: &mut Tally) {
+        let Some(inputs) = body["inputs"].as_array() else { return };
+        for (i, f) in self.features.iter().enumerate() {
+            let Some(tensor) = inputs.iter().find(|x| x["name"].as_str() == Some(f.tensor())) else { continue };
+            let mut data = Vec::new();
+            leaves(&tensor["data"], &mut data, MAX_VALUES_PER_REQUEST);
+            let picked: Box<dyn Iterator<Item = &serde_json::Value>> = match f.column {
+                None => Box::new(data.into_iter()),
+                Some(c) => {
+                    // The row width is the last dimension of the declared shape.
+                    let width = tensor["shape"]
+                        .as_array()
+                        .and_then(|s| s.last())
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|w| usize::try_from(w).ok())
+                        .filter(|w| *w > c);
+                    match width {
+                        Some(w) => Box::new(data.into_iter().skip(c).step_by(w)),
+                        None => {
+                            t.invalid[i] += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            for v in picked {
+                match value_of(v).and_then(|v| f.bin(v)) {
+                    Some(b) => t.counts[i][b] += 1,
+                    None => t.invalid[i] += 1,
+                }
+            }
+        }
+    }
+}
+
 /// How a drift index reads against the policy's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -501,6 +609,43 @@ mod tests {
         assert_eq!(level(0.05, 0.1, 0.25), Level::Stable);
         assert_eq!(level(0.1, 0.1, 0.25), Level::Warn);
         assert_eq!(level(0.3, 0.1, 0.25), Level::Alert);
+    }
+
+    #[test]
+    fn oip_inputs_are_binned_by_tensor_and_column() {
+        let p = Profile::build(
+            &[
+                col("amount", &["1", "2", "3", "4"]),
+                col("country", &["PT", "ES", "PT", "PT"]),
+                col("age", &["20", "40"]),
+            ],
+            2,
+        )
+        .unwrap();
+        let mut p = p;
+        p.features[2].tensor = Some("person".into());
+        p.features[2].column = Some(1);
+        let mut t = Tally::for_profile(&p);
+        let body = serde_json::json!({"inputs": [
+            {"name": "amount", "shape": [3], "datatype": "FP64", "data": [1.0, 3.5, "x"]},
+            {"name": "country", "shape": [2, 1], "datatype": "BYTES", "data": [["ES"], ["DE"]]},
+            {"name": "person", "shape": [2, 2], "datatype": "FP64", "data": [[0, 19], [1, 41]]},
+            {"name": "unrelated", "shape": [1], "datatype": "FP64", "data": [7]}
+        ]});
+        p.observe_oip(&body, &mut t);
+        assert_eq!(t.counts[0], vec![1, 1]);
+        assert_eq!(t.invalid[0], 1);
+        assert_eq!(t.counts[1], vec![0, 1, 1], "PT, ES, other");
+        assert_eq!(t.counts[2], vec![1, 1], "column 1 of [batch, 2]");
+        assert!(t.fits(&p) && t.observed() == 7);
+        let mut sum = Tally::for_profile(&p);
+        sum.add(&t);
+        sum.add(&t);
+        assert_eq!(sum.counts[0], vec![2, 2]);
+        // Not OIP, or a column past the row: nothing binned, nothing panics.
+        p.observe_oip(&serde_json::json!({"inputs": 3}), &mut t);
+        p.observe_oip(&serde_json::json!({"inputs": [{"name": "person", "shape": [2, 1], "data": [1, 2]}]}), &mut t);
+        assert_eq!(t.invalid[2], 1);
     }
 
     proptest! {

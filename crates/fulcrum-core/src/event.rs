@@ -32,6 +32,9 @@ pub enum EventKind {
     AgentStep,
     /// A serving gateway's per-version traffic figures over a window.
     ServingStats,
+    /// A serving gateway's inference inputs over a window, binned against the version's
+    /// reference profile (drift).
+    ServingInputs,
     /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
     BlobCorrupt,
     /// Bytes the download gate refuses were read for an investigation (names the incident).
@@ -39,7 +42,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -54,6 +57,7 @@ impl EventKind {
         EventKind::KeyRetired,
         EventKind::AgentStep,
         EventKind::ServingStats,
+        EventKind::ServingInputs,
         EventKind::BlobCorrupt,
         EventKind::ForensicRead,
     ];
@@ -73,6 +77,7 @@ impl EventKind {
             EventKind::KeyRetired => "key_retired",
             EventKind::AgentStep => "agent_step",
             EventKind::ServingStats => "serving_stats",
+            EventKind::ServingInputs => "serving_inputs",
             EventKind::BlobCorrupt => "blob_corrupt",
             EventKind::ForensicRead => "forensic_read",
         }
@@ -133,6 +138,23 @@ pub struct EventPayload {
     /// `serving_stats`: the figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<ServingStats>,
+    /// `serving_inputs`: the binned inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<ServingInputs>,
+}
+
+/// A gateway's inference inputs for one version over one window, binned against the version's
+/// reference profile (`crate::drift`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServingInputs {
+    /// Digest of the reference profile the inputs were binned against (the version's own).
+    pub profile: String,
+    pub window_s: u32,
+    /// Per feature, in the profile's order: counts per bin, and values that could not be binned.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub tally: crate::drift::Tally,
 }
 
 /// Upper bounds (µs) of the latency histogram buckets a gateway reports; one more bucket counts
@@ -205,6 +227,7 @@ impl EventPayload {
             observed_at: None,
             detail: None,
             stats: None,
+            inputs: None,
         }
     }
 }

@@ -278,7 +278,8 @@ pub struct AgentReport {
     #[serde(rename = "ref")]
     pub reference: String,
     pub env: String,
-    /// `step` (with `step`, `observed_at`) or `stats` (with `stats`).
+    /// `step` (with `step`, `observed_at`), `stats` (with `stats`) or `inputs` (with `inputs` and
+    /// `version`).
     pub kind: String,
     /// `quiesce`, `unload`, `purge`, `reload`, `load`, `permit`, `deny`, `recheck_failed`, … (an identifier).
     #[serde(default)]
@@ -297,6 +298,9 @@ pub struct AgentReport {
     pub agent: Option<String>,
     #[serde(default)]
     pub stats: Option<fulcrum_core::event::ServingStats>,
+    /// `inputs`: inference inputs binned against the version's reference profile.
+    #[serde(default)]
+    pub inputs: Option<fulcrum_core::event::ServingInputs>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -170,6 +170,14 @@ async fn follow_once(state: &AppState, mut applied: i64, followed: bool) -> Resu
         }
         let now = state.clock.now();
         for e in &batch {
+            // Binned inputs count once their version's profile is in memory.
+            if e.kind == EventKind::ServingInputs.as_str()
+                && let Some(d) = crate::signals::Signals::profile_named(&e.body)
+                && state.signals.profile(&d).is_none()
+                && let Err(err) = state.reference_profile(&d).await
+            {
+                tracing::warn!(profile = %d, error = ?err, "cannot read a reference profile; its inputs are not counted");
+            }
             state.signals.observe(&e.kind, &e.body, now);
         }
         for e in batch {

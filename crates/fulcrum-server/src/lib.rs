@@ -412,6 +412,27 @@ impl AppState {
         Ok(out)
     }
 
+    /// A version's reference profile by digest (read from the blob store once, then kept).
+    ///
+    /// # Errors
+    /// The blob store failing, or bytes that are not a profile (they were checked when the
+    /// version was registered: a 500 here means they changed).
+    pub async fn reference_profile(
+        &self,
+        d: &fulcrum_core::Digest,
+    ) -> Result<Arc<fulcrum_core::drift::Profile>, problem::ApiError> {
+        if let Some(p) = self.signals.profile(d) {
+            return Ok(p);
+        }
+        let bytes = self.blobs.read(d).await?;
+        let p = Arc::new(
+            fulcrum_core::drift::Profile::parse(&bytes)
+                .map_err(|e| problem::ApiError::internal(&format!("reference profile {d}: {e}")))?,
+        );
+        self.signals.keep_profile(*d, p.clone());
+        Ok(p)
+    }
+
     /// Wake the log reader (and through it the event streams) after a commit.
     pub fn notify_events(&self) {
         self.events_tx.send_modify(|n| *n += 1);

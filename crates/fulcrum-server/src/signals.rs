@@ -7,6 +7,10 @@
 //! Histograms, not percentiles: bucket counts from any number of gateways and windows add up,
 //! and Prometheus computes quantiles from them (`histogram_quantile`); a p99 of p99s would not.
 //!
+//! **Drift.** `serving_inputs` reports (a gateway's inference inputs binned against the version's
+//! reference profile) are kept for [`DRIFT_WINDOW`]; their sum per series and feature is compared
+//! with the profile by the ε-smoothed PSI (`fulcrum_core::drift`): `fulcrum_version_drift_psi`.
+//!
 //! **Bounded cardinality.** A series (tenant, model, version, alias, env) lives while it is
 //! reported: one silent for [`FORGET_AFTER`] is dropped, and at most [`MAX_SERIES`] are kept (the
 //! longest silent go first). Registered versions that never serve cost nothing here.
@@ -15,13 +19,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use fulcrum_core::event::{LATENCY_BUCKETS_US, ServingStats};
+use std::sync::Arc;
+
+use fulcrum_core::drift::{Profile, Tally};
+use fulcrum_core::event::{LATENCY_BUCKETS_US, ServingInputs, ServingStats};
 use time::OffsetDateTime;
 
 /// A series not reported for this long is dropped.
 pub const FORGET_AFTER: time::Duration = time::Duration::hours(1);
 /// At most this many serving series and as many startup series.
 pub const MAX_SERIES: usize = 5_000;
+/// Inputs count toward a version's drift index for this long.
+pub const DRIFT_WINDOW: time::Duration = time::Duration::minutes(15);
+/// Reference profiles kept in memory (they are small; a version's is read once).
+const PROFILES: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Serving {
@@ -52,15 +63,35 @@ struct Traffic {
     last: OffsetDateTime,
 }
 
+/// A series' recent binned inputs.
+#[derive(Debug, Clone)]
+struct Inputs {
+    profile: fulcrum_core::Digest,
+    reports: std::collections::VecDeque<(OffsetDateTime, Tally)>,
+    last: OffsetDateTime,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     serving: BTreeMap<Serving, Traffic>,
     startups: BTreeMap<Startup, (u64, OffsetDateTime)>,
+    inputs: BTreeMap<Serving, Inputs>,
 }
 
 #[derive(Debug, Default)]
 pub struct Signals {
     inner: Mutex<Inner>,
+    profiles: Mutex<std::collections::HashMap<fulcrum_core::Digest, Arc<Profile>>>,
+}
+
+/// One feature's drift over the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureDrift {
+    pub feature: String,
+    /// `None` while nothing was binned for it.
+    pub psi: Option<f64>,
+    pub values: u64,
+    pub invalid: u64,
 }
 
 /// A label value as Prometheus' text format needs it.
@@ -81,14 +112,64 @@ fn prune<K: Ord + Clone, V>(m: &mut BTreeMap<K, V>, last: impl Fn(&V) -> OffsetD
 }
 
 impl Signals {
-    /// Take in one committed event (the CloudEvent as stored); other kinds are ignored.
+    /// A reference profile already read.
+    pub fn profile(&self, d: &fulcrum_core::Digest) -> Option<Arc<Profile>> {
+        self.profiles.lock().expect("profiles lock").get(d).cloned()
+    }
+
+    /// Keep a profile read from the blob store.
+    pub fn keep_profile(&self, d: fulcrum_core::Digest, p: Arc<Profile>) {
+        let mut m = self.profiles.lock().expect("profiles lock");
+        if m.len() >= PROFILES {
+            m.clear();
+        }
+        m.insert(d, p);
+    }
+
+    /// The profile a `serving_inputs` event (as stored) was binned against.
+    pub fn profile_named(body: &str) -> Option<fulcrum_core::Digest> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v["data"]["inputs"]["profile"].as_str()?.parse().ok()
+    }
+
+    /// Take in one committed event (the CloudEvent as stored); other kinds are ignored. A
+    /// `serving_inputs` event counts only when its profile was read first (see
+    /// [`Signals::profile`]).
     pub fn observe(&self, kind: &str, body: &str, now: OffsetDateTime) {
-        if !matches!(kind, "serving_stats" | "startup_permit" | "startup_deny") {
+        if !matches!(kind, "serving_stats" | "startup_permit" | "startup_deny" | "serving_inputs") {
             return;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return };
         let d = &v["data"];
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        if kind == "serving_inputs" {
+            let Ok(inputs) = serde_json::from_value::<ServingInputs>(d["inputs"].clone()) else { return };
+            let Ok(digest) = inputs.profile.parse::<fulcrum_core::Digest>() else { return };
+            let Some(profile) = self.profile(&digest) else { return };
+            if !inputs.tally.fits(&profile) {
+                return;
+            }
+            let key = Serving {
+                tenant: s("tenant"),
+                model: s("model"),
+                version: s("version"),
+                alias: s("alias"),
+                env: s("env"),
+            };
+            let mut inner = self.inner.lock().expect("signals lock");
+            let e =
+                inner.inputs.entry(key).or_insert(Inputs { profile: digest, reports: Default::default(), last: now });
+            if e.profile != digest {
+                *e = Inputs { profile: digest, reports: Default::default(), last: now };
+            }
+            e.reports.push_back((now, inputs.tally));
+            e.last = now;
+            while e.reports.front().is_some_and(|(at, _)| now - *at > DRIFT_WINDOW) {
+                e.reports.pop_front();
+            }
+            prune(&mut inner.inputs, |i| i.last, now);
+            return;
+        }
         let mut inner = self.inner.lock().expect("signals lock");
         if kind == "serving_stats" {
             let Ok(stats) = serde_json::from_value::<ServingStats>(d["stats"].clone()) else { return };
@@ -134,12 +215,86 @@ impl Signals {
         }
     }
 
+    /// Each series' drift per feature over the window: (tenant, model, version, alias, env).
+    #[allow(clippy::type_complexity)]
+    pub fn drift(&self, now: OffsetDateTime) -> Vec<((String, String, String, String, String), Vec<FeatureDrift>)> {
+        let mut inner = self.inner.lock().expect("signals lock");
+        prune(&mut inner.inputs, |i| i.last, now);
+        let mut out = Vec::new();
+        for (k, i) in &inner.inputs {
+            let Some(profile) = self.profile(&i.profile) else { continue };
+            let mut sum = Tally::for_profile(&profile);
+            for (at, t) in &i.reports {
+                if now - *at <= DRIFT_WINDOW {
+                    sum.add(t);
+                }
+            }
+            let features = profile
+                .features
+                .iter()
+                .zip(sum.counts.iter().zip(&sum.invalid))
+                .map(|(f, (counts, invalid))| FeatureDrift {
+                    feature: f.name.clone(),
+                    psi: fulcrum_core::drift::psi(&f.proportions, counts),
+                    values: counts.iter().sum(),
+                    invalid: *invalid,
+                })
+                .collect();
+            out.push((
+                (k.tenant.clone(), k.model.clone(), k.version.clone(), k.alias.clone(), k.env.clone()),
+                features,
+            ));
+        }
+        out
+    }
+
     /// The series, in Prometheus' text format (forgetting what fell silent).
     pub fn render(&self, now: OffsetDateTime) -> String {
+        let drift = self.drift(now);
         let mut inner = self.inner.lock().expect("signals lock");
         prune(&mut inner.serving, |t| t.last, now);
         prune(&mut inner.startups, |e| e.1, now);
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_version_drift_psi Population Stability Index of a feature's inputs over the last 15 minutes against the version's reference profile.\n# TYPE fulcrum_version_drift_psi gauge"
+        );
+        for ((tenant, model, version, alias, env), features) in &drift {
+            for f in features {
+                if let Some(psi) = f.psi {
+                    let _ = writeln!(
+                        out,
+                        "fulcrum_version_drift_psi{{tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\",feature=\"{}\"}} {psi}",
+                        esc(tenant),
+                        esc(model),
+                        esc(version),
+                        esc(alias),
+                        esc(env),
+                        esc(&f.feature)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_version_drift_values Inputs binned for a feature over the last 15 minutes (and, outcome=\"invalid\", values that could not be).\n# TYPE fulcrum_version_drift_values gauge"
+        );
+        for ((tenant, model, version, alias, env), features) in &drift {
+            for f in features {
+                for (outcome, n) in [("binned", f.values), ("invalid", f.invalid)] {
+                    let _ = writeln!(
+                        out,
+                        "fulcrum_version_drift_values{{tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\",feature=\"{}\",outcome=\"{outcome}\"}} {n}",
+                        esc(tenant),
+                        esc(model),
+                        esc(version),
+                        esc(alias),
+                        esc(env),
+                        esc(&f.feature)
+                    );
+                }
+            }
+        }
         let labels = |k: &Serving| {
             format!(
                 "tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\"",

@@ -243,13 +243,14 @@ pub async fn agent_report(
     who.require(&state, Action::ReportStartup).await?;
     let p = &who.0;
     let (r, env) = report_target(p, &body.reference, &body.env)?;
-    let kind = match (body.kind.as_str(), &body.step, &body.stats) {
-        ("step", Some(_), None) => EventKind::AgentStep,
-        ("stats", None, Some(_)) => EventKind::ServingStats,
+    let kind = match (body.kind.as_str(), &body.step, &body.stats, &body.inputs) {
+        ("step", Some(_), None, None) => EventKind::AgentStep,
+        ("stats", None, Some(_), None) => EventKind::ServingStats,
+        ("inputs", None, None, Some(_)) => EventKind::ServingInputs,
         _ => {
             return Err(ApiError::unprocessable(
                 "bad_report",
-                "kind must be step (with step, no stats) or stats (with stats, no step)",
+                "kind must be step (with step), stats (with stats) or inputs (with inputs), and carry only that",
             ));
         }
     };
@@ -275,10 +276,14 @@ pub async fn agent_report(
         ));
     }
     let m = visible_model(&state, &who, Action::ReportStartup, &r.model).await?;
+    if let Some(inputs) = &body.inputs {
+        check_inputs(&state, &m, body.version.as_deref(), inputs).await?;
+    }
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
     ev.version = body.version;
     ev.artifact_digest = body.artifact_digest;
     ev.env = Some(env.as_str().into());
+    ev.inputs = body.inputs;
     ev.reason = body.step;
     ev.observed_at = body.observed_at;
     ev.detail = body.detail;
@@ -287,6 +292,34 @@ pub async fn agent_report(
     let stored = state.store.record_event(ev).await?;
     state.notify_events();
     Ok((StatusCode::CREATED, Json(EventAck { event: kind.as_str().into(), sequence: stored.seq })))
+}
+
+/// Binned inputs must be for a version that carries that very profile, in its shape: a drift
+/// figure is only as good as the profile it was binned against.
+async fn check_inputs(
+    state: &AppState,
+    m: &fulcrum_store::ModelRecord,
+    version: Option<&str>,
+    inputs: &fulcrum_core::event::ServingInputs,
+) -> ApiResult<()> {
+    let bad = |detail: String| ApiError::unprocessable("bad_inputs", detail);
+    let version = version.ok_or_else(|| bad("inputs name the version they were binned for".into()))?;
+    let v = state.store.get_version(m.id, version).await?.ok_or_else(|| ApiError::not_found("version"))?;
+    let Some(theirs) = v.release["reference_profile"]["digest"].as_str() else {
+        return Err(bad(format!("{}@{version} carries no reference profile", m.name)));
+    };
+    if theirs != inputs.profile {
+        return Err(bad(format!("{}@{version}'s reference profile is {theirs}, not {}", m.name, inputs.profile)));
+    }
+    if inputs.window_s == 0 {
+        return Err(bad("window_s must be positive".into()));
+    }
+    let d: Digest = theirs.parse().map_err(|_| ApiError::internal(&"a stored profile digest"))?;
+    let profile = state.reference_profile(&d).await?;
+    if !inputs.tally.fits(&profile) {
+        return Err(bad("the tally does not have the profile's features and bins".into()));
+    }
+    Ok(())
 }
 
 /// The keys that sign what the registry hands out, as a signed, versioned document. Built when
