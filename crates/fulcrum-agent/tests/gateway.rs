@@ -410,6 +410,50 @@ async fn inputs_are_binned_against_the_reference_profile_and_drift_shows_per_fea
     assert!(amount > 0.25, "amount drifted: {amount}");
     assert!(country_psi < 0.1, "country did not: {country_psi}");
 
+    // The leader's watcher raises drift_detected for amount (not for country), once.
+    let drift_events = async || {
+        let page =
+            as_(&r, "rm").get("/v1/events?model=fraud&types=drift_detected,drift_cleared&limit=1000").await.unwrap();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["data"]["event"].as_str().unwrap().to_owned(),
+                    e["data"]["drift"]["feature"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    while drift_events().await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(15), "no drift_detected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(drift_events().await, [("drift_detected".to_owned(), "amount".to_owned())], "once, for amount only");
+    let page = as_(&r, "rm").get("/v1/events?model=fraud&types=drift_detected&limit=1000").await.unwrap();
+    let d = &page["events"][0]["data"];
+    assert_eq!(
+        (d["version"].as_str(), d["alias"].as_str(), d["drift"]["alert"].as_f64()),
+        (Some("1"), Some("production"), Some(0.25)),
+        "{d}"
+    );
+
+    // The thresholds are the policy's: raised far above the index, the feature is clear again.
+    let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+    data["fulcrum"]["drift"] = json!({"warn": 5.0, "alert": 10.0, "min_values": 100});
+    let modules: std::collections::BTreeMap<String, String> =
+        fulcrum_policy::DEFAULT_MODULES.iter().map(|(p, s)| ((*p).to_owned(), (*s).to_owned())).collect();
+    as_(&r, "policy").put("/v1/policy", &json!({"modules": modules, "data": data})).await.unwrap();
+    let start = Instant::now();
+    while drift_events().await.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(15), "no drift_cleared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(drift_events().await[1], ("drift_cleared".to_owned(), "amount".to_owned()));
+
     // A report binned against another profile, or in another shape, is refused.
     let agent = as_(&r, "agent");
     let mut tally = fulcrum_core::drift::Tally::for_profile(&profile);

@@ -35,6 +35,10 @@ pub enum EventKind {
     /// A serving gateway's inference inputs over a window, binned against the version's
     /// reference profile (drift).
     ServingInputs,
+    /// A feature's drift index passed the policy's alert threshold (leader's watcher).
+    DriftDetected,
+    /// A feature that had drifted is back under the policy's warn threshold.
+    DriftCleared,
     /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
     BlobCorrupt,
     /// Bytes the download gate refuses were read for an investigation (names the incident).
@@ -42,7 +46,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -58,6 +62,8 @@ impl EventKind {
         EventKind::AgentStep,
         EventKind::ServingStats,
         EventKind::ServingInputs,
+        EventKind::DriftDetected,
+        EventKind::DriftCleared,
         EventKind::BlobCorrupt,
         EventKind::ForensicRead,
     ];
@@ -78,6 +84,8 @@ impl EventKind {
             EventKind::AgentStep => "agent_step",
             EventKind::ServingStats => "serving_stats",
             EventKind::ServingInputs => "serving_inputs",
+            EventKind::DriftDetected => "drift_detected",
+            EventKind::DriftCleared => "drift_cleared",
             EventKind::BlobCorrupt => "blob_corrupt",
             EventKind::ForensicRead => "forensic_read",
         }
@@ -101,7 +109,7 @@ impl FromStr for EventKind {
 }
 
 /// The seed's event schema. Field order is the seed's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPayload {
     pub event: EventKind,
     #[serde(with = "time::serde::rfc3339")]
@@ -141,6 +149,22 @@ pub struct EventPayload {
     /// `serving_inputs`: the binned inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<ServingInputs>,
+    /// `drift_detected` / `drift_cleared`: which feature, how far, against which thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftNote>,
+}
+
+/// A drift crossing: a feature's index over the window and the thresholds it was read against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DriftNote {
+    pub feature: String,
+    pub psi: f64,
+    /// Inputs binned for the feature over the window.
+    pub values: u64,
+    pub warn: f64,
+    pub alert: f64,
 }
 
 /// A gateway's inference inputs for one version over one window, binned against the version's
@@ -228,6 +252,7 @@ impl EventPayload {
             detail: None,
             stats: None,
             inputs: None,
+            drift: None,
         }
     }
 }
@@ -340,7 +365,7 @@ pub fn lifecycle_event(
 }
 
 /// A structured-mode CloudEvent 1.0 carrying an [`EventPayload`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
     pub specversion: String,
     pub id: String,

@@ -38,6 +38,7 @@ pub mod signals;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
+pub mod watchers;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -534,6 +535,7 @@ async fn lead(state: &AppState, mut lease: fulcrum_store::leader::Lease) -> Led 
             Err(e) => tracing::error!(webhook = %name, error = %e, "webhook not started: its secret cannot be read"),
         }
     }
+    jobs.push(watchers::spawn(state.clone()));
     let fence = lease.fence();
     let signer = state.clone();
     jobs.push(tokio::spawn(async move {

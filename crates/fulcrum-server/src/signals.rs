@@ -76,7 +76,12 @@ struct Inner {
     serving: BTreeMap<Serving, Traffic>,
     startups: BTreeMap<Startup, (u64, OffsetDateTime)>,
     inputs: BTreeMap<Serving, Inputs>,
+    /// (series, feature) whose last drift event was `drift_detected`.
+    drifted: std::collections::BTreeSet<(Serving, String)>,
 }
+
+/// A series: tenant, model, version, alias, env.
+pub type SeriesKey = (String, String, String, String, String);
 
 #[derive(Debug, Default)]
 pub struct Signals {
@@ -136,12 +141,35 @@ impl Signals {
     /// `serving_inputs` event counts only when its profile was read first (see
     /// [`Signals::profile`]).
     pub fn observe(&self, kind: &str, body: &str, now: OffsetDateTime) {
-        if !matches!(kind, "serving_stats" | "startup_permit" | "startup_deny" | "serving_inputs") {
+        if !matches!(
+            kind,
+            "serving_stats" | "startup_permit" | "startup_deny" | "serving_inputs" | "drift_detected" | "drift_cleared"
+        ) {
             return;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return };
         let d = &v["data"];
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        if kind == "drift_detected" || kind == "drift_cleared" {
+            let Some(feature) = d["drift"]["feature"].as_str() else { return };
+            let key = (
+                Serving {
+                    tenant: s("tenant"),
+                    model: s("model"),
+                    version: s("version"),
+                    alias: s("alias"),
+                    env: s("env"),
+                },
+                feature.to_owned(),
+            );
+            let mut inner = self.inner.lock().expect("signals lock");
+            if kind == "drift_detected" {
+                inner.drifted.insert(key);
+            } else {
+                inner.drifted.remove(&key);
+            }
+            return;
+        }
         if kind == "serving_inputs" {
             let Ok(inputs) = serde_json::from_value::<ServingInputs>(d["inputs"].clone()) else { return };
             let Ok(digest) = inputs.profile.parse::<fulcrum_core::Digest>() else { return };
@@ -215,9 +243,15 @@ impl Signals {
         }
     }
 
-    /// Each series' drift per feature over the window: (tenant, model, version, alias, env).
-    #[allow(clippy::type_complexity)]
-    pub fn drift(&self, now: OffsetDateTime) -> Vec<((String, String, String, String, String), Vec<FeatureDrift>)> {
+    /// Whether the log's last drift event for this series and feature is `drift_detected`.
+    pub fn has_drifted(&self, k: &SeriesKey, feature: &str) -> bool {
+        let (tenant, model, version, alias, env) = k.clone();
+        let key = (Serving { tenant, model, version, alias, env }, feature.to_owned());
+        self.inner.lock().expect("signals lock").drifted.contains(&key)
+    }
+
+    /// Each series' drift per feature over the window.
+    pub fn drift(&self, now: OffsetDateTime) -> Vec<(SeriesKey, Vec<FeatureDrift>)> {
         let mut inner = self.inner.lock().expect("signals lock");
         prune(&mut inner.inputs, |i| i.last, now);
         let mut out = Vec::new();
