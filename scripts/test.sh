@@ -111,6 +111,16 @@ fi
 FULCRUM_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 export FULCRUM_PG_BIN
 "$FULCRUM_PG_BIN/postgres" --version
+# Prometheus (Debian's package, with promtool) for the monitoring kit's test: it scrapes a
+# registry started by the test on a random port and loads deploy/prometheus/fulcrum-rules.yml.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+FULCRUM_PROMETHEUS=$(command -v prometheus)
+export FULCRUM_PROMETHEUS
+"$FULCRUM_PROMETHEUS" --version 2>&1 | head -1
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

