@@ -91,6 +91,9 @@ pub struct Agent {
     /// The bundle adopted through a verified chain, as kept in the state dir: read from disk
     /// once (outer `None`: not read yet), then kept here when a newer one is adopted.
     adopted: std::sync::Mutex<Option<Option<TrustBundle>>>,
+    /// The version and artifact digest the last answer read *claimed* (before any check), so a
+    /// deny report can name what was refused even when the answer itself was the problem.
+    claimed: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// Download progress of the current fetch.
@@ -126,6 +129,7 @@ impl Agent {
             require_ledger_proof: false,
             progress: Arc::default(),
             adopted: std::sync::Mutex::new(None),
+            claimed: std::sync::Mutex::new(None),
         }
     }
 
@@ -163,6 +167,7 @@ impl Agent {
             },
             Err(e) => return Err(from_client(e)),
         };
+        *self.claimed.lock().expect("claimed lock") = claimed(&answer.body);
         let ask = Ask { reference: &reference, env, now: OffsetDateTime::now_utc(), max_skew: self.max_skew };
         let signed = Signed { body: answer.body.as_bytes(), kid: &answer.kid, signature: &answer.signature };
         let mut checked = check::check(&self.trusted()?, &self.state.marks()?, signed, &ask);
@@ -273,12 +278,18 @@ impl Agent {
         env: &str,
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
+        *self.claimed.lock().expect("claimed lock") = None;
         let result = self.fetch_inner(reference, env, dest).await;
         let report = match &result {
             Ok(p) => json!({"ref": reference, "env": env, "decision": "permit", "version": p.document.version,
                             "artifact_digest": p.document.artifact_digest, "policy_digest": p.document.policy_digest,
                             "agent": self.name}),
-            Err(e) => json!({"ref": reference, "env": env, "decision": "deny", "reason": e.code(), "agent": self.name}),
+            Err(e) => {
+                // What was refused: the version and digest the answer claimed, if one was read.
+                let (version, digest) = self.claimed.lock().expect("claimed lock").clone().unzip();
+                json!({"ref": reference, "env": env, "decision": "deny", "reason": e.code(), "agent": self.name,
+                       "version": version, "artifact_digest": digest})
+            }
         };
         // A report that cannot be delivered does not change the decision (the registry may be
         // the thing that is down); it is said on stderr.
@@ -499,4 +510,13 @@ fn place(dest: &Path, files: &[(String, PathBuf)]) -> std::io::Result<()> {
     std::fs::File::open(parent)?.sync_all()?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// The version and artifact digest an answer claims, read without trusting it (only well-formed
+/// values: a report must not carry garbage a forger put there).
+fn claimed(body: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let version = v["version"].as_str().filter(|s| fulcrum_core::VersionLabel::parse(s).is_ok())?;
+    let digest = v["artifact_digest"].as_str().filter(|s| s.parse::<Digest>().is_ok())?;
+    Some((version.to_owned(), digest.to_owned()))
 }

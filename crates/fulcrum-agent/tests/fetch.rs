@@ -65,6 +65,20 @@ async fn fetch_places_the_permitted_version_and_follows_a_rollback() {
     let kinds: Vec<&str> = reports.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| k.ends_with("startup_permit")).count(), 2, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| k.ends_with("startup_deny")).count(), 1, "{kinds:?}");
+    // The deny names what it refused: the version and artifact digest the answer claimed, and
+    // the reason; the registry counts it per version and reason.
+    let deny = reports.iter().find(|e| e["type"].as_str().unwrap().ends_with("startup_deny")).unwrap();
+    let v2_digest = pinned_v2.strip_prefix("fraud@").unwrap();
+    assert_eq!(
+        (deny["data"]["version"].as_str(), deny["data"]["artifact_digest"].as_str(), deny["data"]["reason"].as_str()),
+        (Some("v2"), Some(v2_digest), Some("registry_deny")),
+        "{deny}"
+    );
+    let m = reqwest::get(format!("{}/metrics", r.url)).await.unwrap().text().await.unwrap();
+    assert!(
+        m.contains(r#"fulcrum_version_startups_total{tenant="acme",model="fraud",version="v2",env="prod",decision="deny",reason="registry_deny"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
