@@ -39,6 +39,10 @@ pub enum EventKind {
     DriftDetected,
     /// A feature that had drifted is back under the policy's warn threshold.
     DriftCleared,
+    /// Findings (CVEs, scanner results) recorded against a version.
+    FindingsRecorded,
+    /// A waiver granted for a finding (until it expires).
+    WaiverGranted,
     /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
     BlobCorrupt,
     /// Bytes the download gate refuses were read for an investigation (names the incident).
@@ -46,7 +50,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -64,6 +68,8 @@ impl EventKind {
         EventKind::ServingInputs,
         EventKind::DriftDetected,
         EventKind::DriftCleared,
+        EventKind::FindingsRecorded,
+        EventKind::WaiverGranted,
         EventKind::BlobCorrupt,
         EventKind::ForensicRead,
     ];
@@ -86,6 +92,8 @@ impl EventKind {
             EventKind::ServingInputs => "serving_inputs",
             EventKind::DriftDetected => "drift_detected",
             EventKind::DriftCleared => "drift_cleared",
+            EventKind::FindingsRecorded => "findings_recorded",
+            EventKind::WaiverGranted => "waiver_granted",
             EventKind::BlobCorrupt => "blob_corrupt",
             EventKind::ForensicRead => "forensic_read",
         }

@@ -50,12 +50,13 @@ pub struct Snapshot {
 }
 
 /// The policy set Fulcrum ships: environment rule, promotion gates, role/attribute rules.
-pub const DEFAULT_MODULES: [(&str, &str); 5] = [
+pub const DEFAULT_MODULES: [(&str, &str); 6] = [
     ("authz.rego", include_str!("../policies/authz.rego")),
     ("env.rego", include_str!("../policies/env.rego")),
     ("log.rego", include_str!("../policies/log.rego")),
     ("promotion.rego", include_str!("../policies/promotion.rego")),
     ("release.rego", include_str!("../policies/release.rego")),
+    ("watch.rego", include_str!("../policies/watch.rego")),
 ];
 pub const DEFAULT_DATA: &str = include_str!("../policies/data.json");
 

@@ -3,6 +3,15 @@
 //! event was already raised is read from the log itself (every replica follows it), so a new
 //! leader neither repeats nor forgets one.
 //!
+//! **Findings.** Every serving Approved version with open critical or high findings is put to
+//! the policy (`fulcrum.watch`: may it keep serving, given its findings and the waivers that
+//! cover them?). A deny naming open findings quarantines it under a new incident id (`INC-W-…`),
+//! through the same governance path as a security officer's quarantine: its aliases roll back and
+//! guards quiesce. The decision is logged (and ledgered) like every policy decision. Because the
+//! check runs on every look, a waiver that expires brings it into force the next time. Only
+//! `open_finding:` reasons act: a policy that does not define `fulcrum.watch` quarantines
+//! nothing (its `policy_undefined` is logged).
+//!
 //! **Drift.** A feature whose index over the window reaches the policy's `alert` threshold
 //! (with at least `min_values` inputs binned) raises `drift_detected`; once it is back under
 //! `warn`, `drift_cleared` (the gap between the two keeps a feature hovering at the threshold
@@ -15,6 +24,9 @@ use fulcrum_core::event::{DriftNote, EventKind, EventPayload};
 
 use crate::AppState;
 
+/// How often the findings watcher looks (one indexed query: versions with open blocking
+/// findings).
+pub const FINDINGS_EVERY: Duration = Duration::from_millis(500);
 /// How often the drift watcher looks.
 pub const DRIFT_EVERY: Duration = Duration::from_secs(2);
 
@@ -81,13 +93,83 @@ pub async fn drift_once(state: &AppState) -> Result<usize, fulcrum_store::StoreE
     Ok(raised)
 }
 
-/// Look every [`DRIFT_EVERY`] until aborted (the leader's job).
+/// One look at findings: quarantine what the policy says may not keep serving; how many.
+///
+/// # Errors
+/// Store failures (the next look tries again).
+pub async fn findings_once(state: &AppState) -> Result<usize, fulcrum_store::StoreError> {
+    use fulcrum_store::{Govern, GovernCtx};
+    let mut quarantined = 0;
+    for (tenant, model_id, model, version_id, label) in state.store.serving_versions_with_blocking_findings().await? {
+        let now = state.clock.now();
+        let findings = state.store.findings(version_id).await?;
+        let waivers = state.store.waivers(model_id, Some(version_id)).await?;
+        let ns = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_or(0, |t| t.unix_timestamp_nanos())
+        };
+        let input = serde_json::json!({
+            "now_ns": now.unix_timestamp_nanos(),
+            "version": {"stage": "Approved", "hold": "none"},
+            "findings": findings.iter().map(|f| serde_json::json!({"id": f.id, "severity": f.severity.as_str(), "status": f.status})).collect::<Vec<_>>(),
+            "waivers": waivers.iter().map(|w| serde_json::json!({"id": w.id, "finding": w.finding, "expires_ns": ns(&w.expires_at)})).collect::<Vec<_>>(),
+        });
+        let policy = state.policies.current();
+        let inc_id = format!("INC-W-{}", &uuid::Uuid::now_v7().simple().to_string()[..12]);
+        let ctx = GovernCtx { inc_id: Some(inc_id.clone()), ..Default::default() };
+        let (outcome, row) =
+            crate::gates::decide(state, &policy, "fulcrum.watch", input, &tenant, Some(&model), Some(&label), &ctx);
+        let open: Vec<&str> = outcome.deny.iter().filter_map(|r| r.strip_prefix("open_finding:")).collect();
+        if open.is_empty() {
+            if !outcome.allow {
+                tracing::warn!(%model, version = %label, reasons = ?outcome.deny, "the findings watcher's policy did not decide; nothing done");
+                state.store.record_decision(&row).await?;
+            }
+            continue;
+        }
+        state.store.record_decision(&row).await?;
+        let actor = fulcrum_core::lifecycle::Actor {
+            subject: "fulcrum-watcher".into(),
+            role: fulcrum_core::identity::Role::SecurityOfficer,
+        };
+        let ctx = GovernCtx { reason: Some(format!("open findings without a waiver: {}", open.join(", "))), ..ctx };
+        let cmd = Govern::Quarantine { version: label.clone() };
+        let done = state
+            .commit(
+                async |at| state.store.govern_gated(&tenant, &model, &actor, cmd, &ctx, None, at).await,
+                |out, at| state.catalog.apply(out.model_id, &out.effects, &out.ledger, at),
+            )
+            .await;
+        match done {
+            Ok(_) => {
+                tracing::warn!(%model, version = %label, %inc_id, findings = ?open, "quarantined: open findings without a waiver");
+                quarantined += 1;
+            }
+            // Changed meanwhile (quarantined or revoked by someone): the next look sees it.
+            Err(fulcrum_store::StoreError::Refused(r)) => {
+                tracing::info!(%model, version = %label, refusal = %r, "the findings watcher's quarantine was refused");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(quarantined)
+}
+
+/// Look every [`FINDINGS_EVERY`] (findings) and [`DRIFT_EVERY`] (drift) until aborted (the
+/// leader's job).
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut last_drift = std::time::Instant::now();
         loop {
-            tokio::time::sleep(DRIFT_EVERY).await;
-            if let Err(e) = drift_once(&state).await {
-                tracing::warn!(error = %e, "the drift watcher could not look; trying again");
+            tokio::time::sleep(FINDINGS_EVERY).await;
+            if last_drift.elapsed() >= DRIFT_EVERY {
+                last_drift = std::time::Instant::now();
+                if let Err(e) = drift_once(&state).await {
+                    tracing::warn!(error = %e, "the drift watcher could not look; trying again");
+                }
+            }
+            if let Err(e) = findings_once(&state).await {
+                tracing::warn!(error = %e, "the findings watcher could not look; trying again");
             }
         }
     })

@@ -19,7 +19,8 @@ pub struct WaiverRecord {
 }
 
 impl Store {
-    /// Record findings for a version (a finding already recorded is updated to the new report).
+    /// Record findings for a version (a finding already recorded is updated to the new report),
+    /// with `event` (`findings_recorded`) appended to the log in the same transaction.
     ///
     /// # Errors
     /// Database failures.
@@ -30,8 +31,10 @@ impl Store {
         source: &str,
         who: &str,
         now: OffsetDateTime,
+        event: fulcrum_core::event::EventPayload,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        crate::append_event(&mut tx, event).await?;
         for f in findings {
             sqlx::query(
                 "INSERT INTO findings (version_id, finding, severity, status, package, source, reported_by, reported_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
@@ -73,7 +76,8 @@ impl Store {
             .collect())
     }
 
-    /// Grant a waiver.
+    /// Grant a waiver, with `event` (`waiver_granted`) appended to the log in the same
+    /// transaction.
     ///
     /// # Errors
     /// `Conflict` for a waiver id already used.
@@ -85,11 +89,13 @@ impl Store {
         version_id: Option<i64>,
         w: &WaiverRecord,
         now: OffsetDateTime,
+        event: fulcrum_core::event::EventPayload,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         if sqlx::query("SELECT 1 FROM waivers WHERE id = $1").bind(&w.id).fetch_optional(&mut *tx).await?.is_some() {
             return Err(StoreError::Conflict(format!("waiver {} already exists", w.id)));
         }
+        crate::append_event(&mut tx, event).await?;
         sqlx::query("INSERT INTO waivers (id, tenant, model_id, version_id, finding, justification, approver, expires_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)")
             .bind(&w.id)
             .bind(tenant)
@@ -104,6 +110,25 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Approved versions that serve (no hold) and have open findings of a blocking severity
+    /// (critical, high): what the leader's findings watcher looks at, as (tenant, model id,
+    /// model name, version id, version label).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn serving_versions_with_blocking_findings(&self) -> Result<Vec<(String, i64, String, i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT m.tenant, m.id, m.name, v.id, v.label FROM findings f
+               JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+             WHERE f.status = 'open' AND lower(f.severity) IN ('critical', 'high')
+               AND v.stage = 'Approved' AND v.hold = 'none'
+             ORDER BY m.tenant, m.name, v.label",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
     }
 
     /// Waivers that apply to a model (and, when given, one of its versions).

@@ -516,10 +516,25 @@ async fn findings_and_waivers(cx: &Cx) {
         status: "open".into(),
         package: "numpy".into(),
     };
-    s.record_findings(v.id, &[f("CVE-1", Severity::High), f("CVE-2", Severity::Low)], "grype", "ci", now())
+    let ev = |kind| {
+        let mut e = fulcrum_core::event::EventPayload::new(kind, now(), "acme", "fraud", "fraud");
+        e.version = Some("v1".into());
+        e
+    };
+    let before = s.last_event_seq().await.unwrap();
+    s.record_findings(
+        v.id,
+        &[f("CVE-1", Severity::High), f("CVE-2", Severity::Low)],
+        "grype",
+        "ci",
+        now(),
+        ev(EventKind::FindingsRecorded),
+    )
+    .await
+    .unwrap();
+    s.record_findings(v.id, &[f("CVE-1", Severity::Critical)], "grype", "ci", now(), ev(EventKind::FindingsRecorded))
         .await
         .unwrap();
-    s.record_findings(v.id, &[f("CVE-1", Severity::Critical)], "grype", "ci", now()).await.unwrap();
     let got = s.findings(v.id).await.unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].severity, Severity::Critical, "a re-report updates the finding");
@@ -533,9 +548,20 @@ async fn findings_and_waivers(cx: &Cx) {
         expires_at: "2027-01-01T00:00:00Z".into(),
         created_at: String::new(),
     };
-    s.grant_waiver("acme", mid, Some(v.id), &w, now()).await.unwrap();
-    let again = s.grant_waiver("acme", mid, Some(v.id), &w, now()).await.unwrap_err();
+    s.grant_waiver("acme", mid, Some(v.id), &w, now(), ev(EventKind::WaiverGranted)).await.unwrap();
+    let again = s.grant_waiver("acme", mid, Some(v.id), &w, now(), ev(EventKind::WaiverGranted)).await.unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    // Each recording and grant is one event in the log (ledgered with it); the refused grant none.
+    let kinds: Vec<String> = s
+        .events_after(None, before, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.body).unwrap()["data"]["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["findings_recorded", "findings_recorded", "waiver_granted"]);
     let ws = s.waivers(mid, Some(v.id)).await.unwrap();
     assert_eq!(ws.len(), 1);
     assert_eq!((ws[0].finding.as_str(), ws[0].version.as_deref()), ("CVE-2", Some("v1")));

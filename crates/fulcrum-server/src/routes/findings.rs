@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use fulcrum_core::event::{EventKind, EventPayload};
 use fulcrum_core::findings::{self, Finding};
 use fulcrum_core::identity::Action;
 use fulcrum_store::WaiverRecord;
@@ -35,6 +36,19 @@ pub struct FindingDto {
     pub package: String,
 }
 
+/// Open findings by severity, in words (`2 critical, 1 high open; 5 in the report`).
+fn summary(found: &[Finding]) -> String {
+    let open = |s: findings::Severity| found.iter().filter(|f| f.status == "open" && f.severity == s).count();
+    let by: Vec<String> =
+        [findings::Severity::Critical, findings::Severity::High, findings::Severity::Medium, findings::Severity::Low]
+            .into_iter()
+            .filter(|s| open(*s) > 0)
+            .map(|s| format!("{} {}", open(s), s.as_str()))
+            .collect();
+    let open = if by.is_empty() { "none open".to_owned() } else { format!("{} open", by.join(", ")) };
+    format!("{open}; {} in the report", found.len())
+}
+
 fn dto(f: Finding) -> FindingDto {
     FindingDto { id: f.id, severity: f.severity.as_str().into(), status: f.status, package: f.package }
 }
@@ -55,7 +69,18 @@ pub async fn report(
     let bytes = serde_json::to_vec(&body.report).expect("json");
     let parsed = findings::parse(&body.format, &bytes)
         .map_err(|e| ApiError::unprocessable("findings_invalid", e.to_string()))?;
-    state.store.record_findings(v.id, &parsed, &body.format, &who.0.subject, state.clock.now()).await?;
+    let now = state.clock.now();
+    let mut ev = EventPayload::new(EventKind::FindingsRecorded, now, &m.tenant, &m.domain, &m.name);
+    ev.version = Some(v.label.clone());
+    ev.actor = Some(who.0.subject.clone());
+    ev.reason = Some(summary(&parsed));
+    ev.detail = Some(format!("{} report", body.format));
+    state
+        .commit(
+            async |_| state.store.record_findings(v.id, &parsed, &body.format, &who.0.subject, now, ev).await,
+            |_, _| {},
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(state.store.findings(v.id).await?.into_iter().map(dto).collect())))
 }
 
@@ -131,7 +156,12 @@ pub async fn grant(
         expires_at: body.expires_at,
         created_at: now.format(&Rfc3339).expect("formats"),
     };
-    state.store.grant_waiver(&m.tenant, m.id, version_id, &w, now).await?;
+    let mut ev = EventPayload::new(EventKind::WaiverGranted, now, &m.tenant, &m.domain, &m.name);
+    ev.version = w.version.clone();
+    ev.actor = Some(who.0.subject.clone());
+    ev.reason = Some(w.finding.clone());
+    ev.detail = Some(format!("waiver {} until {}", w.id, w.expires_at));
+    state.commit(async |_| state.store.grant_waiver(&m.tenant, m.id, version_id, &w, now, ev).await, |_, _| {}).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
