@@ -943,7 +943,9 @@ fn explain_reason(code: &str) -> String {
         "four_eyes" => "four-eyes: Approved needs approvals from two different people in two different roles, neither the publisher".into(),
         "open_cve" => format!("open critical/high finding {arg}: fix it, or have a waiver approved"),
         "waiver_expired" => format!("waiver {arg} has expired: renew or mitigate (runbook: expired waiver)"),
-        "revalidation_due" => "the revalidate_by date has passed: revalidate the model and register a new version".into(),
+        "revalidation_overdue" | "revalidation_due" => {
+            "the revalidate_by date has passed: revalidate the model and register a new version".into()
+        }
         "revalidate_by_missing" => "no revalidate_by date: register the version with one".into(),
         "model_card_missing" => format!("the model card lacks the required field {arg:?}"),
         "stage_not_allowed" => "this environment may not load a version at that stage".into(),

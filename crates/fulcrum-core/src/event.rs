@@ -43,6 +43,11 @@ pub enum EventKind {
     FindingsRecorded,
     /// A waiver granted for a finding (until it expires).
     WaiverGranted,
+    /// A serving version's `revalidate_by` date is within the policy's notice period.
+    RevalidationDue,
+    /// A serving version's `revalidate_by` date has passed (promotions and alias moves onto it
+    /// are refused).
+    RevalidationOverdue,
     /// Bytes stored under a digest no longer hash to it (found while serving or scrubbing).
     BlobCorrupt,
     /// Bytes the download gate refuses were read for an investigation (names the incident).
@@ -50,7 +55,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -70,6 +75,8 @@ impl EventKind {
         EventKind::DriftCleared,
         EventKind::FindingsRecorded,
         EventKind::WaiverGranted,
+        EventKind::RevalidationDue,
+        EventKind::RevalidationOverdue,
         EventKind::BlobCorrupt,
         EventKind::ForensicRead,
     ];
@@ -94,6 +101,8 @@ impl EventKind {
             EventKind::DriftCleared => "drift_cleared",
             EventKind::FindingsRecorded => "findings_recorded",
             EventKind::WaiverGranted => "waiver_granted",
+            EventKind::RevalidationDue => "revalidation_due",
+            EventKind::RevalidationOverdue => "revalidation_overdue",
             EventKind::BlobCorrupt => "blob_corrupt",
             EventKind::ForensicRead => "forensic_read",
         }

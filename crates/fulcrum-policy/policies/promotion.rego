@@ -74,7 +74,7 @@ deny contains "revalidate_by_missing" if {
 	not input.version.revalidate_by_ns
 }
 
-deny contains "revalidation_due" if {
+deny contains "revalidation_overdue" if {
 	input.to in {"Staging", "Approved"}
 	input.version.revalidate_by_ns <= input.now_ns
 }

@@ -120,8 +120,8 @@ fn promotion_gates_as_data() {
         })),
         ["waiver_expired:W-9:CVE-2026-1234"]
     );
-    // Revalidation due; model card fields.
-    assert_eq!(reasons(gate("Approved", |i| i["version"]["revalidate_by_ns"] = json!(NOW))), ["revalidation_due"]);
+    // Revalidation overdue; model card fields.
+    assert_eq!(reasons(gate("Approved", |i| i["version"]["revalidate_by_ns"] = json!(NOW))), ["revalidation_overdue"]);
     assert_eq!(
         reasons(gate("Approved", |i| i["version"]
             .as_object_mut()
@@ -145,7 +145,7 @@ fn promotion_gates_as_data() {
             i["version"]["approvals"] = json!([]);
             i["version"]["revalidate_by_ns"] = json!(0);
         })),
-        ["four_eyes", "revalidation_due"]
+        ["four_eyes", "revalidation_overdue"]
     );
 }
 

@@ -144,6 +144,7 @@ pub fn alias(
     st: &ModelState,
     cmd: &Command,
     ctx: &GovernCtx,
+    revalidate_by: Option<OffsetDateTime>,
 ) -> Option<GateResult> {
     let Command::SetAlias { alias, version, env, .. } = cmd else { return None };
     let v = st.version(*version)?;
@@ -153,13 +154,18 @@ pub fn alias(
         .map(|a| a.env)
         .or(*env)
         .unwrap_or_else(|| fulcrum_core::lifecycle::Env::for_alias(alias.as_str()));
-    let input = json!({
+    let mut input = json!({
         "env": alias_env.as_str(),
         "alias": alias.as_str(),
         "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
         "version": {"label": v.label.as_str(), "seq": v.seq, "stage": v.stage.as_str(), "hold": v.hold.as_str()},
+        "now_ns": ns(state.clock.now()),
         "chg_id": ctx.chg_id,
     });
+    // Absent, not null, when the version has none (null would compare below any number).
+    if let Some(t) = revalidate_by {
+        input["version"]["revalidate_by_ns"] = json!(ns(t));
+    }
     let (outcome, decision) =
         decide(state, policy, "fulcrum.env", input, &m.tenant, Some(&m.name), Some(v.label.as_str()), ctx);
     Some(GateResult { allow: outcome.allow, reasons: outcome.deny, decision })

@@ -376,6 +376,24 @@ impl Registry {
             view: follow::View::default(),
             signals: signals::Signals::default(),
         }));
+        // The watchers' notices raised before this start (drift, revalidation): read back, so
+        // none is raised twice and a detected drift can still be cleared.
+        let mut raised = Vec::new();
+        for kind in [
+            fulcrum_core::event::EventKind::DriftDetected,
+            fulcrum_core::event::EventKind::DriftCleared,
+            fulcrum_core::event::EventKind::RevalidationDue,
+            fulcrum_core::event::EventKind::RevalidationOverdue,
+        ] {
+            raised.extend(
+                state.store.events_of_kind(kind, followed_from).await?.into_iter().map(|e| (e.seq, kind, e.body)),
+            );
+        }
+        // In log order across kinds: a drift detected, cleared and detected again is detected.
+        raised.sort_by_key(|(seq, ..)| *seq);
+        for (_, kind, body) in raised {
+            state.signals.observe(kind.as_str(), &body, state.clock.now());
+        }
         follow::start(&state, followed_from, commits);
         Ok((state, notes))
     }

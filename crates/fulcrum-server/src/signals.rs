@@ -78,6 +78,8 @@ struct Inner {
     inputs: BTreeMap<Serving, Inputs>,
     /// (series, feature) whose last drift event was `drift_detected`.
     drifted: std::collections::BTreeSet<(Serving, String)>,
+    /// (event, tenant, model, version) of the revalidation events raised.
+    revalidations: std::collections::BTreeSet<(String, String, String, String)>,
 }
 
 /// A series: tenant, model, version, alias, env.
@@ -143,13 +145,25 @@ impl Signals {
     pub fn observe(&self, kind: &str, body: &str, now: OffsetDateTime) {
         if !matches!(
             kind,
-            "serving_stats" | "startup_permit" | "startup_deny" | "serving_inputs" | "drift_detected" | "drift_cleared"
+            "serving_stats"
+                | "startup_permit"
+                | "startup_deny"
+                | "serving_inputs"
+                | "drift_detected"
+                | "drift_cleared"
+                | "revalidation_due"
+                | "revalidation_overdue"
         ) {
             return;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return };
         let d = &v["data"];
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        if kind == "revalidation_due" || kind == "revalidation_overdue" {
+            let key = (kind.to_owned(), s("tenant"), s("model"), s("version"));
+            self.inner.lock().expect("signals lock").revalidations.insert(key);
+            return;
+        }
         if kind == "drift_detected" || kind == "drift_cleared" {
             let Some(feature) = d["drift"]["feature"].as_str() else { return };
             let key = (
@@ -241,6 +255,12 @@ impl Signals {
             e.1 = now;
             prune(&mut inner.startups, |e| e.1, now);
         }
+    }
+
+    /// Whether this revalidation event was already raised for the version (read from the log).
+    pub fn revalidation_raised(&self, kind: &str, tenant: &str, model: &str, version: &str) -> bool {
+        let key = (kind.to_owned(), tenant.to_owned(), model.to_owned(), version.to_owned());
+        self.inner.lock().expect("signals lock").revalidations.contains(&key)
     }
 
     /// Whether the log's last drift event for this series and feature is `drift_detected`.

@@ -12,6 +12,12 @@
 //! `open_finding:` reasons act: a policy that does not define `fulcrum.watch` quarantines
 //! nothing (its `policy_undefined` is logged).
 //!
+//! **Revalidation.** Every 5 s: an Approved version (not revoked) whose `revalidate_by` is within
+//! the policy's notice period (`data.fulcrum.revalidation.notice_days`, shipped 30) raises
+//! `revalidation_due` once; past the date, `revalidation_overdue` once — and from then on the
+//! policy refuses promotions and alias moves onto it (`revalidation_overdue`, in the promotion
+//! and environment rules).
+//!
 //! **Drift.** A feature whose index over the window reaches the policy's `alert` threshold
 //! (with at least `min_values` inputs binned) raises `drift_detected`; once it is back under
 //! `warn`, `drift_cleared` (the gap between the two keeps a feature hovering at the threshold
@@ -93,6 +99,44 @@ pub async fn drift_once(state: &AppState) -> Result<usize, fulcrum_store::StoreE
     Ok(raised)
 }
 
+/// How often the revalidation watcher looks.
+pub const REVALIDATION_EVERY: Duration = Duration::from_secs(5);
+
+/// The policy's notice period before `revalidate_by` (`data.fulcrum.revalidation.notice_days`).
+pub fn notice(current: &crate::policy::Current) -> time::Duration {
+    let v: serde_json::Value = serde_json::from_slice(&current.snapshot).unwrap_or_default();
+    let days = v["data"]["fulcrum"]["revalidation"]["notice_days"].as_u64().filter(|d| *d <= 3650).unwrap_or(30);
+    time::Duration::days(i64::try_from(days).unwrap_or(30))
+}
+
+/// One look at revalidation dates: raise what is due or overdue and was not raised yet.
+///
+/// # Errors
+/// Store failures (the next look tries again).
+pub async fn revalidation_once(state: &AppState) -> Result<usize, fulcrum_store::StoreError> {
+    let now = state.clock.now();
+    let notice = notice(&state.policies.current());
+    let mut raised = 0;
+    for (tenant, model, domain, version, at) in state.store.revalidations_before(now + notice).await? {
+        let kind = if at <= now { EventKind::RevalidationOverdue } else { EventKind::RevalidationDue };
+        if state.signals.revalidation_raised(kind.as_str(), &tenant, &model, &version) {
+            continue;
+        }
+        let mut ev = EventPayload::new(kind, now, &tenant, &domain, &model);
+        ev.version = Some(version.clone());
+        ev.reason = Some(format!(
+            "revalidate_by {}",
+            at.format(&time::format_description::well_known::Rfc3339).expect("formats")
+        ));
+        state.store.record_event(ev).await?;
+        raised += 1;
+    }
+    if raised > 0 {
+        state.notify_events();
+    }
+    Ok(raised)
+}
+
 /// One look at findings: quarantine what the policy says may not keep serving; how many.
 ///
 /// # Errors
@@ -160,7 +204,14 @@ pub async fn findings_once(state: &AppState) -> Result<usize, fulcrum_store::Sto
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_drift = std::time::Instant::now();
+        let mut last_revalidation: Option<std::time::Instant> = None;
         loop {
+            if last_revalidation.is_none_or(|t| t.elapsed() >= REVALIDATION_EVERY) {
+                last_revalidation = Some(std::time::Instant::now());
+                if let Err(e) = revalidation_once(&state).await {
+                    tracing::warn!(error = %e, "the revalidation watcher could not look; trying again");
+                }
+            }
             tokio::time::sleep(FINDINGS_EVERY).await;
             if last_drift.elapsed() >= DRIFT_EVERY {
                 last_drift = std::time::Instant::now();

@@ -131,6 +131,33 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
     }
 
+    /// Approved versions not revoked whose release record names a `revalidate_by` date at or
+    /// before `until` (RFC 3339, compared as instants here): (tenant, model, domain, version,
+    /// revalidate_by). What the revalidation watcher looks at.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn revalidations_before(
+        &self,
+        until: OffsetDateTime,
+    ) -> Result<Vec<(String, String, String, String, OffsetDateTime)>> {
+        let rb = self.dialect.json_text("v.release", &["revalidate_by"]);
+        let sql = format!(
+            "SELECT m.tenant, m.name, m.domain, v.label, {rb} FROM versions v JOIN models m ON m.id = v.model_id
+             WHERE v.stage = 'Approved' AND v.hold <> 'revoked' AND {rb} IS NOT NULL
+             ORDER BY m.tenant, m.name, v.seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.read).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let at = OffsetDateTime::parse(&r.get::<String, _>(4), &time::format_description::well_known::Rfc3339)
+                    .ok()?;
+                (at <= until).then(|| (r.get(0), r.get(1), r.get(2), r.get(3), at))
+            })
+            .collect())
+    }
+
     /// Waivers that apply to a model (and, when given, one of its versions).
     ///
     /// # Errors

@@ -997,6 +997,20 @@ impl Store {
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
+    /// The events of one kind up to position `upto`, oldest first (indexed by kind; for the
+    /// few kinds a registry reads back at start, such as the notices its watchers raised).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn events_of_kind(&self, kind: EventKind, upto: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT seq, body FROM events WHERE kind = $1 AND seq <= $2 ORDER BY seq")
+            .bind(kind.as_str())
+            .bind(upto)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
+    }
+
     /// # Errors
     /// Database failures.
     pub async fn last_event_seq(&self) -> Result<i64> {

@@ -672,6 +672,10 @@ async fn govern(
         Some(label) => state.store.get_version(m.id, label).await?,
         None => None,
     };
+    let revalidate_by = v
+        .as_ref()
+        .and_then(|v| v.release["revalidate_by"].as_str())
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
     // The resource-level rule: the model's domain and labels, the version's stage and card.
     let card_labels = v.as_ref().map(|v| fulcrum_core::dlp::card_labels(&v.release["model_card"]).unwrap_or_default());
     let labels = fulcrum_core::dlp::version_labels(&m.labels, card_labels.as_deref().unwrap_or_default());
@@ -703,7 +707,9 @@ async fn govern(
         fulcrum_core::lifecycle::Command::Promote { .. } => {
             crate::gates::promotion(state, &policy, &m, &actor, st, c, facts.as_ref(), &ctx)
         }
-        fulcrum_core::lifecycle::Command::SetAlias { .. } => crate::gates::alias(state, &policy, &m, st, c, &ctx),
+        fulcrum_core::lifecycle::Command::SetAlias { .. } => {
+            crate::gates::alias(state, &policy, &m, st, c, &ctx, revalidate_by)
+        }
         _ => None,
     };
     let committed = state
