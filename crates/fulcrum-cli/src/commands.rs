@@ -25,7 +25,7 @@ impl Ctx {
         Ok(Client::with_tls(&self.registry, self.token.clone(), &self.tls)?)
     }
 
-    fn print(&self, v: &Value, text: impl FnOnce(&Value) -> String) {
+    pub(crate) fn print(&self, v: &Value, text: impl FnOnce(&Value) -> String) {
         match self.output {
             Output::Json => crate::outln!("{}", serde_json::to_string_pretty(v).expect("json prints")),
             Output::Text => crate::outln!("{}", text(v)),
@@ -33,7 +33,7 @@ impl Ctx {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -47,7 +47,7 @@ fn seg(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')).collect()
 }
 
-fn checked(s_: &str) -> anyhow::Result<String> {
+pub(crate) fn checked(s_: &str) -> anyhow::Result<String> {
     let clean = seg(s_);
     if clean != s_ || clean.is_empty() {
         bail!("{s_:?} is not a valid name");
@@ -161,6 +161,12 @@ pub enum VersionCmd {
         datasets: Vec<String>,
     },
     Get {
+        model: String,
+        version: String,
+    },
+    /// One version's monitoring signals: stage and hold, revalidation date, open findings,
+    /// traffic per alias, startup denies by reason, drift per feature.
+    Status {
         model: String,
         version: String,
     },
@@ -313,6 +319,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             return Ok(());
         }
         VersionCmd::Get { model, version } => client.get(&vpath(&model, &version)?).await?,
+        VersionCmd::Status { model, version } => return crate::monitoring::status(ctx, &model, &version).await,
         VersionCmd::List { model, after, limit } => {
             let mut path = format!("/v1/models/{}/versions?limit={limit}", checked(&model)?);
             if let Some(a) = after {

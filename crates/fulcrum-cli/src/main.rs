@@ -13,6 +13,7 @@ mod commands;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
 mod login;
+mod monitoring;
 mod profile;
 mod serve;
 mod trust;
@@ -203,6 +204,20 @@ enum Command {
         #[command(flatten)]
         args: commands::DecisionsArgs,
     },
+    /// Findings (CVEs, scanner reports) of versions: add, list.
+    Findings {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: monitoring::FindingsCmd,
+    },
+    /// Waivers for findings: add (security officer), list.
+    Waivers {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: monitoring::WaiversCmd,
+    },
     /// The data catalog: which versions used a dataset snapshot.
     Dataset {
         #[command(flatten)]
@@ -271,6 +286,8 @@ impl Command {
             | Command::Blobs { conn, .. }
             | Command::Decisions { conn, .. }
             | Command::Dataset { conn, .. }
+            | Command::Findings { conn, .. }
+            | Command::Waivers { conn, .. }
             | Command::Explain { conn, .. }
             | Command::Audit { conn, .. }
             | Command::Whoami { conn }
@@ -373,6 +390,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blobs { cmd, .. } => commands::blobs(&ctx, cmd).await,
         Command::Decisions { args, .. } => commands::decisions(&ctx, args).await,
         Command::Dataset { cmd, .. } => commands::dataset(&ctx, cmd).await,
+        Command::Findings { cmd, .. } => monitoring::findings(&ctx, cmd).await,
+        Command::Waivers { cmd, .. } => monitoring::waivers(&ctx, cmd).await,
         Command::Explain { decision_id, .. } => {
             commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
         }

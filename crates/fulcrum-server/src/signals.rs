@@ -106,6 +106,28 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// The `q` quantile of a latency histogram (bucket counts), in seconds, as Prometheus'
+/// `histogram_quantile` estimates it (linear within the bucket); `None` without observations.
+#[allow(clippy::cast_precision_loss)]
+fn quantile(buckets: &[u64; 15], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0u64;
+    for (i, n) in buckets.iter().enumerate() {
+        if *n > 0 && (seen + n) as f64 >= rank {
+            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS_US[i - 1] as f64 / 1e6 };
+            // The last bucket has no upper bound: its lower bound is the estimate.
+            let Some(upper) = LATENCY_BUCKETS_US.get(i).map(|u| *u as f64 / 1e6) else { return Some(lower) };
+            return Some(lower + (upper - lower) * ((rank - seen as f64) / *n as f64));
+        }
+        seen += n;
+    }
+    None
+}
+
 /// Drop what is silent for [`FORGET_AFTER`], then the longest silent beyond `MAX_SERIES`.
 fn prune<K: Ord + Clone, V>(m: &mut BTreeMap<K, V>, last: impl Fn(&V) -> OffsetDateTime, now: OffsetDateTime) {
     m.retain(|_, v| now - last(v) < FORGET_AFTER);
@@ -408,6 +430,43 @@ impl Signals {
         out
     }
 
+    /// One version's signals, as `GET …/versions/{v}/signals` answers them: per alias and
+    /// environment the traffic (with p50/p99 estimated from the histogram), startups by decision
+    /// and reason, and drift per feature over the window.
+    pub fn version_view(&self, tenant: &str, model: &str, version: &str, now: OffsetDateTime) -> serde_json::Value {
+        let drift: Vec<serde_json::Value> = self
+            .drift(now)
+            .into_iter()
+            .filter(|(k, _)| k.0 == tenant && k.1 == model && k.2 == version)
+            .map(|(k, features)| {
+                serde_json::json!({"alias": k.3, "env": k.4, "features": features.iter().map(|f| serde_json::json!({
+                    "feature": f.feature, "psi": f.psi, "values": f.values, "invalid": f.invalid})).collect::<Vec<_>>()})
+            })
+            .collect();
+        let inner = self.inner.lock().expect("signals lock");
+        let mine = |t: &str, m: &str, v: &str| t == tenant && m == model && v == version;
+        let serving: Vec<serde_json::Value> = inner
+            .serving
+            .iter()
+            .filter(|(k, _)| mine(&k.tenant, &k.model, &k.version))
+            .map(|(k, t)| {
+                serde_json::json!({"alias": k.alias, "env": k.env, "requests": t.requests, "errors": t.errors,
+                    "refused": t.refused, "p50_s": quantile(&t.buckets, 0.5), "p99_s": quantile(&t.buckets, 0.99),
+                    "last_report": t.last.format(&time::format_description::well_known::Rfc3339).expect("formats")})
+            })
+            .collect();
+        let startups: Vec<serde_json::Value> = inner
+            .startups
+            .iter()
+            .filter(|(k, _)| mine(&k.tenant, &k.model, &k.version))
+            .map(
+                |(k, (n, _))| serde_json::json!({"env": k.env, "decision": k.decision, "reason": k.reason, "count": n}),
+            )
+            .collect();
+        serde_json::json!({"serving": serving, "startups": startups, "drift": drift,
+                           "window": {"drift_minutes": DRIFT_WINDOW.whole_minutes(), "series_forgotten_after_minutes": FORGET_AFTER.whole_minutes()}})
+    }
+
     /// Serving series held (for tests and the cardinality benchmark).
     pub fn series(&self) -> usize {
         self.inner.lock().expect("signals lock").serving.len()
@@ -489,6 +548,17 @@ mod tests {
         assert_eq!(s.series(), MAX_SERIES);
         let text = s.render(later + time::Duration::seconds(10));
         assert!(!text.contains("version=\"v0\"") && text.contains(&format!("version=\"v{}\"", MAX_SERIES + 9)));
+    }
+
+    #[test]
+    fn quantiles_are_estimated_from_the_histogram() {
+        let mut b = [0u64; 15];
+        assert_eq!(quantile(&b, 0.5), None);
+        b[ServingStats::bucket_of(3_000)] = 100; // (2.5 ms, 5 ms]
+        let p50 = quantile(&b, 0.5).unwrap();
+        assert!((p50 - 0.00375).abs() < 1e-12, "{p50}");
+        b[14] = 1;
+        assert_eq!(quantile(&b, 1.0), Some(10.0), "the open bucket reads as its lower bound");
     }
 
     #[test]

@@ -84,6 +84,32 @@ pub async fn report(
     Ok((StatusCode::CREATED, Json(state.store.findings(v.id).await?.into_iter().map(dto).collect())))
 }
 
+/// A version's monitoring signals (SPEC §12): traffic per alias (latency quantiles estimated
+/// from the summed histogram), startup checks by decision and reason, drift per feature; the same
+/// figures as `/metrics`, for one version.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/signals", tag = "findings",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+pub async fn signals(
+    State(state): State<AppState>,
+    who: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    who.require(&state, Action::Read).await?;
+    let m = visible_model(&state, &who, Action::Read, &parse_model_name(&name)?).await?;
+    let v = state.store.get_version(m.id, &version).await?.ok_or_else(|| ApiError::not_found("version"))?;
+    let mut out = state.signals.version_view(&m.tenant, &m.name, &version, state.clock.now());
+    out["version"] = serde_json::json!(version);
+    out["stage"] = serde_json::json!(v.stage.as_str());
+    out["hold"] = serde_json::json!(v.hold.as_str());
+    out["revalidate_by"] = v.release["revalidate_by"].clone();
+    out["reference_profile"] = v.release["reference_profile"].clone();
+    out["findings"] = serde_json::to_value(state.store.findings(v.id).await?.into_iter().map(dto).collect::<Vec<_>>())
+        .expect("serialises");
+    out["waivers"] = serde_json::to_value(state.store.waivers(m.id, Some(v.id)).await?).expect("serialises");
+    Ok(Json(out))
+}
+
 #[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/findings", tag = "findings",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = Vec<FindingDto>), (status = "4XX", body = Problem)))]

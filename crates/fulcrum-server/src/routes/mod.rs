@@ -86,6 +86,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
         .routes(routes!(findings::report, findings::list))
+        .routes(routes!(findings::signals))
         .routes(routes!(datasets::used_by))
         .routes(routes!(findings::grant, findings::waivers))
         .routes(routes!(policy::current))
