@@ -52,6 +52,7 @@ rng = np.random.default_rng(7)
 X = rng.normal(size=(400, 4)); y = (X @ np.array([1.0, -2.0, 0.5, 0.0]) > 0).astype(int)
 if flip: y = 1 - y
 joblib.dump(LogisticRegression().fit(X, y), out + '/model.joblib')
+np.savetxt(out + '/train.csv', X, delimiter=',', header='f0,f1,f2,f3', comments='')
 ";
     std::fs::create_dir_all(dir).unwrap();
     let st = std::process::Command::new(python)
@@ -257,5 +258,177 @@ async fn promotion_deploys_and_revocation_rolls_back_on_a_real_model_server() {
     let steps: Vec<&str> = timeline.iter().map(|s| s.step).collect();
     let from = steps.iter().position(|s| *s == "quiesce").unwrap();
     assert_eq!(&steps[from..from + 6], ["quiesce", "purge", "unload", "reload", "permit", "load"], "{steps:?}");
+    drop(server);
+}
+
+/// The training sample's columns as `fulcrum profile build` reads them (header row, commas).
+fn columns(csv: &str) -> Vec<(String, Vec<String>)> {
+    let mut lines = csv.lines();
+    let names: Vec<String> = lines.next().unwrap().split(',').map(|s| s.trim().to_owned()).collect();
+    let mut cols: Vec<(String, Vec<String>)> = names.into_iter().map(|n| (n, vec![])).collect();
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        for (c, cell) in cols.iter_mut().zip(l.split(',')) {
+            c.1.push(cell.trim().to_owned());
+        }
+    }
+    cols
+}
+
+/// Standard normal draws (Box–Muller over a fixed LCG: the same inputs every run).
+fn normals(seed: u64, n: usize) -> Vec<f64> {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u, v) = (next(), next());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        })
+        .collect()
+}
+
+/// Drift with a real model server: the version is registered with a reference profile built from
+/// its training sample (its four features are columns of the one input tensor); traffic drawn
+/// like the training data through the gateway to MLServer keeps every feature's PSI under 0.1;
+/// shifting one feature takes its PSI over 0.25 and the registry raises `drift_detected` naming
+/// it, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_server() {
+    let Some(bin) = mlserver() else { return };
+    let python = bin.with_file_name("python");
+    let work = tempfile::tempdir().unwrap();
+    let files = train(&python, &work.path().join("train/1"), "1", false);
+    let csv = std::fs::read_to_string(work.path().join("train/1/train.csv")).unwrap();
+    let mut profile = fulcrum_core::drift::Profile::build(&columns(&csv), 10).unwrap();
+    for (i, f) in profile.features.iter_mut().enumerate() {
+        f.tensor = Some("input-0".into());
+        f.column = Some(i);
+    }
+    profile.check().unwrap();
+
+    let r = registry().await;
+    let ci = as_(&r, "ci");
+    ci.post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    let p = ci.upload_bytes(profile.to_bytes()).await.unwrap();
+    let mut entries = vec![];
+    for (path, bytes) in &files {
+        let d = ci.upload_bytes(bytes.clone()).await.unwrap();
+        entries.push(json!({"path": path, "size": bytes.len(), "digest": d.to_string()}));
+    }
+    ci.post(
+        "/v1/models/fraud/versions",
+        &json!({"version": "1", "files": entries, "model_card": {"owner": "fraud", "intended_use": "scoring"},
+                "revalidate_by": "2099-01-01T00:00:00Z", "reference_profile": p.to_string()}),
+    )
+    .await
+    .unwrap();
+    let v = "/v1/models/fraud/versions/1";
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
+    as_(&r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(&r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(&r, "rm")
+        .put("/v1/models/fraud/aliases/production", &json!({"version": "1", "chg_id": "CHG-1"}))
+        .await
+        .unwrap();
+
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let server = start_mlserver(&bin, &repo, &work.path().join("mlserver.log")).await;
+    let mut g =
+        Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", Layout::Repository(repo));
+    g.oip = Some(Oip::new(&server.url).unwrap());
+    let guard = Arc::new(g);
+    let run = guard.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+    let gw = Arc::new(
+        Gateway::new(
+            vec![Route { alias: "production".into(), weight: 1, guard: guard.clone() }],
+            &server.url,
+            Protocol::Oip,
+        )
+        .unwrap(),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
+    tokio::spawn(gw.clone().report(reporter, Duration::from_secs(1)));
+    let start = Instant::now();
+    while !guard.is_ready() || guard.serving().is_none_or(|s| s.profile.is_none()) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the guard never served v1 with its profile");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let http = reqwest::Client::new();
+    let psi = async |feature: &str| -> Option<f64> {
+        let m = http.get(format!("{}/metrics", r.url)).send().await.ok()?.text().await.ok()?;
+        let prefix = format!(
+            r#"fulcrum_version_drift_psi{{tenant="acme",model="fraud",version="1",alias="production",env="prod",feature="{feature}"}} "#
+        );
+        m.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+    };
+    let values = async |feature: &str| -> f64 {
+        let m = http.get(format!("{}/metrics", r.url)).send().await.unwrap().text().await.unwrap();
+        let prefix = format!(
+            r#"fulcrum_version_drift_values{{tenant="acme",model="fraud",version="1",alias="production",env="prod",feature="{feature}",outcome="binned"}} "#
+        );
+        m.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    // Batches of 10 rows through the gateway to MLServer; `shift` moves feature f1.
+    let send = async |seed: u64, batches: usize, shift: f64| {
+        for b in 0..batches {
+            let mut data = normals(seed * 1000 + b as u64, 40);
+            for row in 0..10 {
+                data[row * 4 + 1] += shift;
+            }
+            let body = json!({"inputs": [{"name": "input-0", "shape": [10, 4], "datatype": "FP64", "data": data}]});
+            let r = http.post(format!("{url}/v2/models/fraud/infer")).json(&body).send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["outputs"][0]["data"].as_array().map(Vec::len), Some(10), "MLServer answered every row: {v}");
+        }
+    };
+    let settle = async |n: f64| {
+        let start = Instant::now();
+        while values("f0").await < n || values("f1").await < n {
+            assert!(start.elapsed() < Duration::from_secs(20), "the registry never counted {n} inputs per feature");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    send(1, 150, 0.0).await;
+    settle(1500.0).await;
+    for f in ["f0", "f1", "f2", "f3"] {
+        let v = psi(f).await.unwrap();
+        assert!(v < 0.1, "{f}: like the training data, PSI {v}");
+    }
+    send(2, 150, 3.0).await;
+    settle(3000.0).await;
+    let shifted = psi("f1").await.unwrap();
+    assert!(shifted > 0.25, "f1 shifted: PSI {shifted}");
+    for f in ["f0", "f2", "f3"] {
+        let v = psi(f).await.unwrap();
+        assert!(v < 0.1, "{f} did not move: PSI {v}");
+    }
+    let start = Instant::now();
+    loop {
+        let page = as_(&r, "rm").get("/v1/events?model=fraud&types=drift_detected&limit=1000").await.unwrap();
+        let features: Vec<&str> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["drift"]["feature"].as_str().unwrap())
+            .collect();
+        if !features.is_empty() {
+            assert_eq!(features, ["f1"]);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no drift_detected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("PSI of f1 after the shift: {shifted:.3}");
     drop(server);
 }

@@ -100,6 +100,14 @@ impl Lab {
         Self::start_in(dir, tune, None).await
     }
 
+    /// A registry on an existing dir (its data under `<dir>/data`, e.g. seeded by `seed`).
+    ///
+    /// # Errors
+    /// The registry failing to start.
+    pub async fn start_on(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::start_in(dir, |_| {}, None).await
+    }
+
     async fn start_in(
         dir: tempfile::TempDir,
         tune: impl FnOnce(&mut fulcrum_server::Config),

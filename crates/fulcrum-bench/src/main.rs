@@ -186,6 +186,29 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "visible,resolve,guards")]
         parts: Vec<String>,
     },
+    /// What drift binning costs the gateway: 20-feature requests through a gateway without and
+    /// with a reference profile, interleaved.
+    DriftGateway {
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// `/metrics` of a registry with many registered versions of which a few serve: scrape time
+    /// and size, and how many per-version series it carries.
+    Metrics {
+        #[arg(long, default_value_t = 1000)]
+        models: usize,
+        #[arg(long, default_value_t = 10)]
+        versions_per_model: usize,
+        /// Versions reported as serving.
+        #[arg(long, default_value_t = 50)]
+        serving: usize,
+        #[arg(long, default_value_t = 200)]
+        scrapes: usize,
+    },
     /// Serve fixed bytes at /v1/resolve.
     Bare {
         #[arg(long)]
@@ -211,6 +234,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
         Cmd::Blobs { mib, rounds } => blobs::run(mib, rounds).await,
+        Cmd::DriftGateway { conns, rounds, secs } => gateway::drift(conns, rounds, secs).await,
+        Cmd::Metrics { models, versions_per_model, serving, scrapes } => {
+            metrics_bench(models, versions_per_model, serving, scrapes).await
+        }
         Cmd::Replicas { moves, guards, conns, rounds, secs, parts } => {
             replicas::run(moves, guards, conns, rounds, secs, &parts).await
         }
@@ -326,6 +353,74 @@ fn bare_router(bytes: Bytes) -> Router {
             }
         }),
     )
+}
+
+/// `/metrics` with `models × per_model` registered versions of which `serving` report traffic.
+async fn metrics_bench(models: usize, per_model: usize, serving: usize, scrapes: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let t = std::time::Instant::now();
+    seed(dir.path().join("data"), None, models, per_model).await?;
+    let seeded = t.elapsed();
+    let lab = lab::Lab::start_on(dir).await?;
+    let http = reqwest::Client::new();
+    let mut buckets = [0u64; 15];
+    buckets[4] = 90;
+    buckets[6] = 10;
+    for m in 0..serving.min(models) {
+        for body in [
+            serde_json::json!({"ref": format!("model-{m:05}@production"), "env": "prod", "kind": "stats", "version": "v0",
+                "stats": {"window_s": 10, "requests": 100, "errors": 1, "refused": 0, "p50_us": 8000, "p99_us": 40000,
+                          "latency_buckets": buckets, "latency_sum_us": 1_000_000}}),
+        ] {
+            let r =
+                http.post(format!("{}/v1/agent-reports", lab.url)).bearer_auth("tok-agent").json(&body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+        }
+        let r = http
+            .post(format!("{}/v1/startup-reports", lab.url))
+            .bearer_auth("tok-agent")
+            .json(&serde_json::json!({"ref": format!("model-{m:05}@production"), "env": "prod", "decision": "permit", "version": "v0"}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    }
+    // The reports reach the signals through the log reader.
+    let series = |body: &str| body.lines().filter(|l| l.starts_with("fulcrum_version_requests_total{")).count();
+    let start = std::time::Instant::now();
+    loop {
+        let body = http.get(format!("{}/metrics", lab.url)).send().await?.text().await?;
+        if series(&body) >= serving.min(models) {
+            break;
+        }
+        anyhow::ensure!(start.elapsed() < std::time::Duration::from_secs(30), "the reports never showed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut took = Vec::with_capacity(scrapes);
+    let mut size = 0;
+    let mut body = String::new();
+    for _ in 0..scrapes {
+        let t = std::time::Instant::now();
+        body = http.get(format!("{}/metrics", lab.url)).send().await?.text().await?;
+        took.push(t.elapsed());
+        size = body.len();
+    }
+    took.sort();
+    let version_lines = body.lines().filter(|l| l.starts_with("fulcrum_version_")).count();
+    let pct = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "| registered versions | serving | per-version series lines | body | scrape p50 | scrape p99 | seeded in |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {version_lines} | {:.1} KiB | {:.2} ms | {:.2} ms | {:.0} s |",
+        models * per_model,
+        serving.min(models),
+        size as f64 / 1024.0,
+        pct(0.5),
+        pct(0.99),
+        seeded.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn policy_bench(threads: usize, iterations: usize) {
