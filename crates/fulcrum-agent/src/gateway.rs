@@ -257,18 +257,18 @@ impl Gateway {
     fn tally(&self, route: &Route, version: &str, serving: &Serving, body: &[u8]) {
         let Some((digest, profile)) = &serving.profile else { return };
         let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else { return };
-        let mut t = fulcrum_core::drift::Tally::for_profile(profile);
-        profile.observe_oip(&json, &mut t);
         let i = self.routes.iter().position(|r| std::ptr::eq(r, route)).expect("a route of this gateway");
         let mut m = self.counts[i].lock().expect("gateway lock");
         if !m.contains_key(version) {
             m.insert(version.to_owned(), Counts::default());
         }
         let c = m.get_mut(version).expect("inserted above");
-        match &mut c.inputs {
-            Some((d, sum)) if d == digest => sum.add(&t),
-            other => *other = Some((*digest, t)),
+        // Binned straight into the window's tally (one per version and profile).
+        if c.inputs.as_ref().is_none_or(|(d, _)| d != digest) {
+            c.inputs = Some((*digest, fulcrum_core::drift::Tally::for_profile(profile)));
         }
+        let (_, tally) = c.inputs.as_mut().expect("set above");
+        profile.observe_oip(&json, tally);
     }
 
     /// Serve one request.

@@ -14,14 +14,25 @@ use time::OffsetDateTime;
 
 use crate::lab::{Lab, release, who};
 
-pub async fn run(counts: &[usize], jitter_ms: Option<u64>) -> anyhow::Result<()> {
+pub async fn run(counts: &[usize], jitter_ms: Option<u64>, finding: bool) -> anyhow::Result<()> {
     let lab = Lab::start().await?;
+    let trigger = if finding { Trigger::Finding } else { Trigger::Revocation };
     println!("| guards | quiesced | p50 | p99 | max | all rolled back |");
     println!("|---|---|---|---|---|---|");
     for &n in counts {
-        measure(std::slice::from_ref(&lab.url), &lab.bundle, lab.dir.path(), n, jitter_ms).await?;
+        measure_on(std::slice::from_ref(&lab.url), &lab.bundle, lab.dir.path(), n, jitter_ms, trigger).await?;
     }
     Ok(())
+}
+
+/// What stops the served version at T0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A release manager revokes it.
+    Revocation,
+    /// A scanner report with a critical finding is recorded against it (the leader's findings
+    /// watcher quarantines it).
+    Finding,
 }
 
 /// One row: `n` guards on a fresh model's `production`, spread round-robin over the registries
@@ -33,6 +44,18 @@ pub async fn measure(
     dir: &std::path::Path,
     n: usize,
     jitter_ms: Option<u64>,
+) -> anyhow::Result<()> {
+    measure_on(urls, bundle, dir, n, jitter_ms, Trigger::Revocation).await
+}
+
+/// [`measure`], stopping the version with `trigger`.
+pub async fn measure_on(
+    urls: &[String],
+    bundle: &fulcrum_sign::TrustBundle,
+    dir: &std::path::Path,
+    n: usize,
+    jitter_ms: Option<u64>,
+    trigger: Trigger,
 ) -> anyhow::Result<()> {
     let url = urls[0].clone();
     let model = format!("bench-{n}");
@@ -88,10 +111,20 @@ pub async fn measure(
     // Every guard's event stream is open once it is ready (it subscribes before loading).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t0 = OffsetDateTime::now_utc();
-    who(&url, "rm")?
-        .post(&format!("/v1/models/{model}/versions/v2/revocation"), &json!({"reason": "bench", "inc_id": "INC-B"}))
-        .await
-        .context("revoking")?;
+    match trigger {
+        Trigger::Revocation => who(&url, "rm")?
+            .post(&format!("/v1/models/{model}/versions/v2/revocation"), &json!({"reason": "bench", "inc_id": "INC-B"}))
+            .await
+            .context("revoking")?,
+        Trigger::Finding => who(&url, "ci")?
+            .post(
+                &format!("/v1/models/{model}/versions/v2/findings"),
+                &json!({"format": "grype", "report": {"matches": [{"vulnerability": {"id": "CVE-2026-9999", "severity": "Critical"},
+                                                                    "artifact": {"name": "tokenizers"}}]}}),
+            )
+            .await
+            .context("recording a finding")?,
+    };
     let wait = Instant::now();
     let quiesced = |g: &Guard| g.timeline().iter().find(|s| s.step == "quiesce" && s.at >= t0).map(|s| s.at);
     while guards.iter().any(|g| quiesced(g).is_none()) {

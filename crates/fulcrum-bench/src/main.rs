@@ -77,6 +77,10 @@ enum Cmd {
         /// the guard's own default).
         #[arg(long)]
         jitter_ms: Option<u64>,
+        /// Stop the version with a critical finding (the findings watcher quarantines it)
+        /// instead of a revocation.
+        #[arg(long)]
+        finding: bool,
     },
     /// The gateway's added latency: interleaved rounds direct vs through the gateway.
     Gateway {
@@ -225,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
             seed(data_dir, database_url, models, versions_per_model).await
         }
         Cmd::Bare { listen, body } => bare(listen, body).await,
-        Cmd::Guards { counts, jitter_ms } => guards::run(&counts, jitter_ms).await,
+        Cmd::Guards { counts, jitter_ms, finding } => guards::run(&counts, jitter_ms, finding).await,
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }

@@ -432,33 +432,43 @@ impl Profile {
     /// are ignored; a feature whose tensor is absent counts nothing.
     pub fn observe_oip(&self, body: &serde_json::Value, t: &mut Tally) {
         let Some(inputs) = body["inputs"].as_array() else { return };
-        for (i, f) in self.features.iter().enumerate() {
-            let Some(tensor) = inputs.iter().find(|x| x["name"].as_str() == Some(f.tensor())) else { continue };
-            let mut data = Vec::new();
-            leaves(&tensor["data"], &mut data, MAX_VALUES_PER_REQUEST);
-            let picked: Box<dyn Iterator<Item = &serde_json::Value>> = match f.column {
-                None => Box::new(data.into_iter()),
-                Some(c) => {
-                    // The row width is the last dimension of the declared shape.
-                    let width = tensor["shape"]
-                        .as_array()
-                        .and_then(|s| s.last())
-                        .and_then(serde_json::Value::as_u64)
-                        .and_then(|w| usize::try_from(w).ok())
-                        .filter(|w| *w > c);
-                    match width {
-                        Some(w) => Box::new(data.into_iter().skip(c).step_by(w)),
-                        None => {
-                            t.invalid[i] += 1;
-                            continue;
+        let mut seen: Vec<&str> = Vec::new();
+        for tensor in inputs {
+            // The first tensor of a name is the one read (as a model server would).
+            let Some(name) = tensor["name"].as_str().filter(|n| !seen.contains(n)) else { continue };
+            seen.push(name);
+            // Flattened once per tensor, whatever number of features it carries.
+            let mut data: Option<Vec<&serde_json::Value>> = None;
+            for (i, f) in self.features.iter().enumerate().filter(|(_, f)| f.tensor() == name) {
+                let data = data.get_or_insert_with(|| {
+                    let mut d = Vec::new();
+                    leaves(&tensor["data"], &mut d, MAX_VALUES_PER_REQUEST);
+                    d
+                });
+                let (start, step) = match f.column {
+                    None => (0, 1),
+                    Some(c) => {
+                        // The row width is the last dimension of the declared shape.
+                        let width = tensor["shape"]
+                            .as_array()
+                            .and_then(|s| s.last())
+                            .and_then(serde_json::Value::as_u64)
+                            .and_then(|w| usize::try_from(w).ok())
+                            .filter(|w| *w > c);
+                        match width {
+                            Some(w) => (c, w),
+                            None => {
+                                t.invalid[i] += 1;
+                                continue;
+                            }
                         }
                     }
-                }
-            };
-            for v in picked {
-                match value_of(v).and_then(|v| f.bin(v)) {
-                    Some(b) => t.counts[i][b] += 1,
-                    None => t.invalid[i] += 1,
+                };
+                for v in data.iter().skip(start).step_by(step) {
+                    match value_of(v).and_then(|v| f.bin(v)) {
+                        Some(b) => t.counts[i][b] += 1,
+                        None => t.invalid[i] += 1,
+                    }
                 }
             }
         }
