@@ -85,9 +85,20 @@ struct Inner {
 /// A series: tenant, model, version, alias, env.
 pub type SeriesKey = (String, String, String, String, String);
 
+/// What the leader's watchers saw at their last look (only the leader has them).
+#[derive(Debug, Default)]
+struct Watched {
+    /// (tenant, model, version, severity, open findings) of Approved versions without a hold.
+    findings: Vec<(String, String, String, String, i64)>,
+    /// (tenant, model, version, seconds until `revalidate_by`; negative when overdue) of
+    /// Approved versions inside the notice period.
+    revalidation: Vec<(String, String, String, i64)>,
+}
+
 #[derive(Debug, Default)]
 pub struct Signals {
     inner: Mutex<Inner>,
+    watched: Mutex<Watched>,
     profiles: Mutex<std::collections::HashMap<fulcrum_core::Digest, Arc<Profile>>>,
 }
 
@@ -141,6 +152,16 @@ fn prune<K: Ord + Clone, V>(m: &mut BTreeMap<K, V>, last: impl Fn(&V) -> OffsetD
 }
 
 impl Signals {
+    /// The findings watcher's last look (see [`Watched`]).
+    pub fn set_findings(&self, findings: Vec<(String, String, String, String, i64)>) {
+        self.watched.lock().expect("watched lock").findings = findings;
+    }
+
+    /// The revalidation watcher's last look (see [`Watched`]).
+    pub fn set_revalidation(&self, revalidation: Vec<(String, String, String, i64)>) {
+        self.watched.lock().expect("watched lock").revalidation = revalidation;
+    }
+
     /// A reference profile already read.
     pub fn profile(&self, d: &fulcrum_core::Digest) -> Option<Arc<Profile>> {
         self.profiles.lock().expect("profiles lock").get(d).cloned()
@@ -327,10 +348,40 @@ impl Signals {
     /// The series, in Prometheus' text format (forgetting what fell silent).
     pub fn render(&self, now: OffsetDateTime) -> String {
         let drift = self.drift(now);
+        let mut out = String::new();
+        {
+            let w = self.watched.lock().expect("watched lock");
+            let _ = writeln!(
+                out,
+                "# HELP fulcrum_version_findings_open Open findings of Approved versions without a hold, by severity (the leader's findings watcher; other replicas show none).\n# TYPE fulcrum_version_findings_open gauge"
+            );
+            for (tenant, model, version, severity, n) in &w.findings {
+                let _ = writeln!(
+                    out,
+                    "fulcrum_version_findings_open{{tenant=\"{}\",model=\"{}\",version=\"{}\",severity=\"{}\"}} {n}",
+                    esc(tenant),
+                    esc(model),
+                    esc(version),
+                    esc(severity)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP fulcrum_version_revalidate_in_seconds Seconds until an Approved version's revalidate_by, inside the policy's notice period (negative: overdue; the leader's watcher).\n# TYPE fulcrum_version_revalidate_in_seconds gauge"
+            );
+            for (tenant, model, version, secs) in &w.revalidation {
+                let _ = writeln!(
+                    out,
+                    "fulcrum_version_revalidate_in_seconds{{tenant=\"{}\",model=\"{}\",version=\"{}\"}} {secs}",
+                    esc(tenant),
+                    esc(model),
+                    esc(version)
+                );
+            }
+        }
         let mut inner = self.inner.lock().expect("signals lock");
         prune(&mut inner.serving, |t| t.last, now);
         prune(&mut inner.startups, |e| e.1, now);
-        let mut out = String::new();
         let _ = writeln!(
             out,
             "# HELP fulcrum_version_drift_psi Population Stability Index of a feature's inputs over the last 15 minutes against the version's reference profile.\n# TYPE fulcrum_version_drift_psi gauge"

@@ -117,7 +117,12 @@ pub async fn revalidation_once(state: &AppState) -> Result<usize, fulcrum_store:
     let now = state.clock.now();
     let notice = notice(&state.policies.current());
     let mut raised = 0;
-    for (tenant, model, domain, version, at) in state.store.revalidations_before(now + notice).await? {
+    let within = state.store.revalidations_before(now + notice).await?;
+    state.signals.set_revalidation(
+        within.iter().map(|(t, m, _, v, at)| (t.clone(), m.clone(), v.clone(), (*at - now).whole_seconds())).collect(),
+    );
+    state.signals.set_findings(state.store.open_findings_of_serving().await?);
+    for (tenant, model, domain, version, at) in within {
         let kind = if at <= now { EventKind::RevalidationOverdue } else { EventKind::RevalidationDue };
         if state.signals.revalidation_raised(kind.as_str(), &tenant, &model, &version) {
             continue;

@@ -56,13 +56,17 @@ async fn prometheus_scrapes_the_signals_fires_the_alerts_and_fills_the_dashboard
     let cells: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     let profile = fulcrum_core::drift::Profile::build(&[("amount".into(), cells)], 10).unwrap();
     let p = h.upload("ci", &profile.to_bytes()).await;
+    // Ten days from revalidation: inside the shipped 30-day notice period.
+    let revalidate_by = (time::OffsetDateTime::now_utc() + time::Duration::days(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     for (v, alias) in [("v1", "production"), ("v2", "canary")] {
         let w = h.upload("ci", v.as_bytes()).await;
         h.post(
             "ci",
             "/v1/models/fraud/versions",
             json!({"version": v, "files": [{"path": "w.bin", "size": 2, "digest": w.to_string()}],
-                   "model_card": {"owner": "fraud", "intended_use": "scoring"}, "revalidate_by": "2099-01-01T00:00:00Z",
+                   "model_card": {"owner": "fraud", "intended_use": "scoring"}, "revalidate_by": revalidate_by,
                    "reference_profile": p.to_string()}),
             StatusCode::CREATED,
         )
@@ -76,6 +80,16 @@ async fn prometheus_scrapes_the_signals_fires_the_alerts_and_fills_the_dashboard
         )
         .await;
     }
+
+    // An open low finding (not blocking: the version keeps serving, and the gauge shows it).
+    let grype = json!({"matches": [{"vulnerability": {"id": "CVE-2026-0001", "severity": "Low"}, "artifact": {"name": "numpy"}}]});
+    h.post(
+        "ci",
+        "/v1/models/fraud/versions/v1/findings",
+        json!({"format": "grype", "report": grype}),
+        StatusCode::CREATED,
+    )
+    .await;
 
     // The shipped rules with a short hold.
     let dir = tempfile::tempdir().unwrap();
@@ -159,6 +173,12 @@ async fn prometheus_scrapes_the_signals_fires_the_alerts_and_fills_the_dashboard
             }
         }
     }
+    // The leader's watchers' gauges: the open finding, and about ten days to revalidation.
+    let open = query(&prom, r#"fulcrum_version_findings_open{model="fraud",version="v1",severity="low"}"#).await;
+    assert_eq!(open[0]["value"][1], "1", "{open:?}");
+    let days = query(&prom, r#"fulcrum_version_revalidate_in_seconds{model="fraud",version="v1"} / 86400"#).await;
+    let d: f64 = days[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!((9.9..=10.0).contains(&d), "{days:?}");
     // The figures behind them are right: canary error ratio 0.3, production 0.
     let ratio = query(&prom, r#"fulcrum:version_error_ratio:rate5m{model="fraud",alias="canary"}"#).await;
     let v: f64 = ratio[0]["value"][1].as_str().unwrap().parse().unwrap();

@@ -131,6 +131,24 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
     }
 
+    /// Open findings by severity of every Approved version without a hold: (tenant, model,
+    /// version, severity, count). What the findings gauge shows.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn open_findings_of_serving(&self) -> Result<Vec<(String, String, String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT m.tenant, m.name, v.label, lower(f.severity), COUNT(*) FROM findings f
+               JOIN versions v ON v.id = f.version_id JOIN models m ON m.id = v.model_id
+             WHERE f.status = 'open' AND v.stage = 'Approved' AND v.hold = 'none'
+             GROUP BY m.tenant, m.name, v.label, lower(f.severity)
+             ORDER BY m.tenant, m.name, v.label",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
+    }
+
     /// Approved versions not revoked whose release record names a `revalidate_by` date at or
     /// before `until` (RFC 3339, compared as instants here): (tenant, model, domain, version,
     /// revalidate_by). What the revalidation watcher looks at.
