@@ -432,3 +432,79 @@ async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_serve
     eprintln!("PSI of f1 after the shift: {shifted:.3}");
     drop(server);
 }
+
+/// Canary and production side by side on a real model server: two guards place v1 and v2 in one
+/// model repository, the gateway splits traffic 80/20, and the registry's per-version series show
+/// each alias with its own requests and latency histogram (from the gateway's reports).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_and_production_each_have_their_own_series_on_a_real_model_server() {
+    let Some(bin) = mlserver() else { return };
+    let python = bin.with_file_name("python");
+    let work = tempfile::tempdir().unwrap();
+    let v1 = train(&python, &work.path().join("train/1"), "1", false);
+    let v2 = train(&python, &work.path().join("train/2"), "2", true);
+    let r = registry().await;
+    as_(&r, "ci").post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
+    let card = json!({"owner": "fraud", "intended_use": "scoring"});
+    register_as(&r, "fraud", "1", &as_refs(&v1), card.clone(), "production").await;
+    register_as(&r, "fraud", "2", &as_refs(&v2), card, "canary").await;
+
+    let repo = work.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let server = start_mlserver(&bin, &repo, &work.path().join("mlserver.log")).await;
+    let mut routes = vec![];
+    for (alias, weight) in [("production", 80), ("canary", 20)] {
+        let mut g = Guard::new(
+            agent(&r, &work.path().join(format!("state-{alias}"))).await,
+            &format!("fraud@{alias}"),
+            "prod",
+            Layout::Repository(repo.clone()),
+        );
+        g.oip = Some(Oip::new(&server.url).unwrap());
+        let guard = Arc::new(g);
+        let run = guard.clone();
+        tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+        routes.push(Route { alias: alias.into(), weight, guard });
+    }
+    let gw = Arc::new(Gateway::new(routes, &server.url, Protocol::Oip).unwrap());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
+    tokio::spawn(gw.clone().report(reporter, Duration::from_secs(1)));
+    let start = Instant::now();
+    while !gw.routes().iter().all(|r| r.guard.is_ready()) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the guards never served both versions");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let mut answered = std::collections::BTreeMap::<String, u64>::new();
+    for _ in 0..200 {
+        let (s, v) = infer(&http, &url).await;
+        assert_eq!(s, 200, "{v}");
+        let (version, data) = prediction(&v).unwrap();
+        assert_eq!(data, if version == "1" { vec![1, 0] } else { vec![0, 1] }, "each version answers its own way");
+        *answered.entry(version).or_default() += 1;
+    }
+    assert!(answered["1"] > answered["2"] && answered["2"] > 0, "{answered:?}");
+    // The registry's series, per alias, add up to what each version answered.
+    let start = Instant::now();
+    loop {
+        let m = http.get(format!("{}/metrics", r.url)).send().await.unwrap().text().await.unwrap();
+        let count = |alias: &str, version: &str| -> Option<u64> {
+            let prefix = format!(
+                r#"fulcrum_version_latency_seconds_count{{tenant="acme",model="fraud",version="{version}",alias="{alias}",env="prod"}} "#
+            );
+            m.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+        };
+        if count("production", "1") == Some(answered["1"]) && count("canary", "2") == Some(answered["2"]) {
+            assert!(m.contains(
+                r#"fulcrum_version_errors_total{tenant="acme",model="fraud",version="2",alias="canary",env="prod"} 0"#
+            ));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "series never matched {answered:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+}
