@@ -112,6 +112,11 @@ pub struct FeatureDrift {
     pub invalid: u64,
 }
 
+/// `name="value",…` with every value escaped (what goes between a series' braces).
+fn labels(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))).collect::<Vec<_>>().join(",")
+}
+
 /// A label value as Prometheus' text format needs it.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -202,6 +207,13 @@ impl Signals {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return };
         let d = &v["data"];
         let s = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        let series = || Serving {
+            tenant: s("tenant"),
+            model: s("model"),
+            version: s("version"),
+            alias: s("alias"),
+            env: s("env"),
+        };
         if kind == "revalidation_due" || kind == "revalidation_overdue" {
             let key = (kind.to_owned(), s("tenant"), s("model"), s("version"));
             self.inner.lock().expect("signals lock").revalidations.insert(key);
@@ -209,16 +221,7 @@ impl Signals {
         }
         if kind == "drift_detected" || kind == "drift_cleared" {
             let Some(feature) = d["drift"]["feature"].as_str() else { return };
-            let key = (
-                Serving {
-                    tenant: s("tenant"),
-                    model: s("model"),
-                    version: s("version"),
-                    alias: s("alias"),
-                    env: s("env"),
-                },
-                feature.to_owned(),
-            );
+            let key = (series(), feature.to_owned());
             let mut inner = self.inner.lock().expect("signals lock");
             if kind == "drift_detected" {
                 inner.drifted.insert(key);
@@ -234,13 +237,7 @@ impl Signals {
             if !inputs.tally.fits(&profile) {
                 return;
             }
-            let key = Serving {
-                tenant: s("tenant"),
-                model: s("model"),
-                version: s("version"),
-                alias: s("alias"),
-                env: s("env"),
-            };
+            let key = series();
             let mut inner = self.inner.lock().expect("signals lock");
             let e =
                 inner.inputs.entry(key).or_insert(Inputs { profile: digest, reports: Default::default(), last: now });
@@ -258,13 +255,7 @@ impl Signals {
         let mut inner = self.inner.lock().expect("signals lock");
         if kind == "serving_stats" {
             let Ok(stats) = serde_json::from_value::<ServingStats>(d["stats"].clone()) else { return };
-            let key = Serving {
-                tenant: s("tenant"),
-                model: s("model"),
-                version: s("version"),
-                alias: s("alias"),
-                env: s("env"),
-            };
+            let key = series();
             let t = inner.serving.entry(key).or_insert(Traffic {
                 requests: 0,
                 errors: 0,
@@ -356,27 +347,16 @@ impl Signals {
                 "# HELP fulcrum_version_findings_open Open findings of Approved versions without a hold, by severity (the leader's findings watcher; other replicas show none).\n# TYPE fulcrum_version_findings_open gauge"
             );
             for (tenant, model, version, severity, n) in &w.findings {
-                let _ = writeln!(
-                    out,
-                    "fulcrum_version_findings_open{{tenant=\"{}\",model=\"{}\",version=\"{}\",severity=\"{}\"}} {n}",
-                    esc(tenant),
-                    esc(model),
-                    esc(version),
-                    esc(severity)
-                );
+                let l = labels(&[("tenant", tenant), ("model", model), ("version", version), ("severity", severity)]);
+                let _ = writeln!(out, "fulcrum_version_findings_open{{{l}}} {n}");
             }
             let _ = writeln!(
                 out,
                 "# HELP fulcrum_version_revalidate_in_seconds Seconds until an Approved version's revalidate_by, inside the policy's notice period (negative: overdue; the leader's watcher).\n# TYPE fulcrum_version_revalidate_in_seconds gauge"
             );
             for (tenant, model, version, secs) in &w.revalidation {
-                let _ = writeln!(
-                    out,
-                    "fulcrum_version_revalidate_in_seconds{{tenant=\"{}\",model=\"{}\",version=\"{}\"}} {secs}",
-                    esc(tenant),
-                    esc(model),
-                    esc(version)
-                );
+                let l = labels(&[("tenant", tenant), ("model", model), ("version", version)]);
+                let _ = writeln!(out, "fulcrum_version_revalidate_in_seconds{{{l}}} {secs}");
             }
         }
         let mut inner = self.inner.lock().expect("signals lock");
@@ -386,19 +366,20 @@ impl Signals {
             out,
             "# HELP fulcrum_version_drift_psi Population Stability Index of a feature's inputs over the last 15 minutes against the version's reference profile.\n# TYPE fulcrum_version_drift_psi gauge"
         );
-        for ((tenant, model, version, alias, env), features) in &drift {
+        let feature_labels = |(tenant, model, version, alias, env): &SeriesKey, feature: &str| {
+            labels(&[
+                ("tenant", tenant),
+                ("model", model),
+                ("version", version),
+                ("alias", alias),
+                ("env", env),
+                ("feature", feature),
+            ])
+        };
+        for (k, features) in &drift {
             for f in features {
                 if let Some(psi) = f.psi {
-                    let _ = writeln!(
-                        out,
-                        "fulcrum_version_drift_psi{{tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\",feature=\"{}\"}} {psi}",
-                        esc(tenant),
-                        esc(model),
-                        esc(version),
-                        esc(alias),
-                        esc(env),
-                        esc(&f.feature)
-                    );
+                    let _ = writeln!(out, "fulcrum_version_drift_psi{{{}}} {psi}", feature_labels(k, &f.feature));
                 }
             }
         }
@@ -406,31 +387,22 @@ impl Signals {
             out,
             "# HELP fulcrum_version_drift_values Inputs binned for a feature over the last 15 minutes (and, outcome=\"invalid\", values that could not be).\n# TYPE fulcrum_version_drift_values gauge"
         );
-        for ((tenant, model, version, alias, env), features) in &drift {
+        for (k, features) in &drift {
             for f in features {
                 for (outcome, n) in [("binned", f.values), ("invalid", f.invalid)] {
-                    let _ = writeln!(
-                        out,
-                        "fulcrum_version_drift_values{{tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\",feature=\"{}\",outcome=\"{outcome}\"}} {n}",
-                        esc(tenant),
-                        esc(model),
-                        esc(version),
-                        esc(alias),
-                        esc(env),
-                        esc(&f.feature)
-                    );
+                    let l = feature_labels(k, &f.feature);
+                    let _ = writeln!(out, "fulcrum_version_drift_values{{{l},outcome=\"{outcome}\"}} {n}");
                 }
             }
         }
-        let labels = |k: &Serving| {
-            format!(
-                "tenant=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\",env=\"{}\"",
-                esc(&k.tenant),
-                esc(&k.model),
-                esc(&k.version),
-                esc(&k.alias),
-                esc(&k.env)
-            )
+        let serving_labels = |k: &Serving| {
+            labels(&[
+                ("tenant", &k.tenant),
+                ("model", &k.model),
+                ("version", &k.version),
+                ("alias", &k.alias),
+                ("env", &k.env),
+            ])
         };
         for (name, help, pick) in [
             ("requests", "Requests answered through gateways, per version and alias.", 0),
@@ -443,7 +415,7 @@ impl Signals {
             );
             for (k, t) in &inner.serving {
                 let n = [t.requests, t.errors, t.refused][pick];
-                let _ = writeln!(out, "fulcrum_version_{name}_total{{{}}} {n}", labels(k));
+                let _ = writeln!(out, "fulcrum_version_{name}_total{{{}}} {n}", serving_labels(k));
             }
         }
         let _ = writeln!(
@@ -451,7 +423,7 @@ impl Signals {
             "# HELP fulcrum_version_latency_seconds Latency through gateways, per version and alias.\n# TYPE fulcrum_version_latency_seconds histogram"
         );
         for (k, t) in &inner.serving {
-            let l = labels(k);
+            let l = serving_labels(k);
             let mut cumulative = 0;
             for (i, n) in t.buckets.iter().enumerate() {
                 cumulative += n;
@@ -467,16 +439,15 @@ impl Signals {
             "# HELP fulcrum_version_startups_total Startup checks reported by agents, per version, decision and deny reason.\n# TYPE fulcrum_version_startups_total counter"
         );
         for (k, (n, _)) in &inner.startups {
-            let _ = writeln!(
-                out,
-                "fulcrum_version_startups_total{{tenant=\"{}\",model=\"{}\",version=\"{}\",env=\"{}\",decision=\"{}\",reason=\"{}\"}} {n}",
-                esc(&k.tenant),
-                esc(&k.model),
-                esc(&k.version),
-                esc(&k.env),
-                k.decision,
-                esc(&k.reason)
-            );
+            let l = labels(&[
+                ("tenant", &k.tenant),
+                ("model", &k.model),
+                ("version", &k.version),
+                ("env", &k.env),
+                ("decision", k.decision),
+                ("reason", &k.reason),
+            ]);
+            let _ = writeln!(out, "fulcrum_version_startups_total{{{l}}} {n}");
         }
         out
     }
