@@ -355,7 +355,7 @@ async fn inputs_are_binned_against_the_reference_profile_and_drift_shows_per_fea
     as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
     as_(&r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
     as_(&r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
-    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": "CHG-T"})).await.unwrap();
     as_(&r, "rm")
         .put("/v1/models/fraud/aliases/production", &json!({"version": "1", "chg_id": "CHG-1"}))
         .await

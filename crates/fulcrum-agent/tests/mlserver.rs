@@ -328,7 +328,7 @@ async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_serve
     as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
     as_(&r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
     as_(&r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
-    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(&r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": "CHG-T"})).await.unwrap();
     as_(&r, "rm")
         .put("/v1/models/fraud/aliases/production", &json!({"version": "1", "chg_id": "CHG-1"}))
         .await

@@ -26,7 +26,7 @@ pub async fn approve(url: &str, model: &str, version: &str) -> anyhow::Result<()
     who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await?;
     who(url, "ana")?.post(&format!("{v}/approvals"), &json!({})).await?;
     who(url, "bo")?.post(&format!("{v}/approvals"), &json!({})).await?;
-    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await?;
+    who(url, "rm")?.post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": "CHG-T"})).await?;
     Ok(())
 }
 

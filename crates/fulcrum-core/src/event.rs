@@ -52,10 +52,14 @@ pub enum EventKind {
     BlobCorrupt,
     /// Bytes the download gate refuses were read for an investigation (names the incident).
     ForensicRead,
+    /// An incident record was opened (by a person, a runbook, a revocation or a watcher).
+    IncidentOpened,
+    /// An incident was closed, with its resolution.
+    IncidentClosed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -79,6 +83,8 @@ impl EventKind {
         EventKind::RevalidationOverdue,
         EventKind::BlobCorrupt,
         EventKind::ForensicRead,
+        EventKind::IncidentOpened,
+        EventKind::IncidentClosed,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,6 +111,8 @@ impl EventKind {
             EventKind::RevalidationOverdue => "revalidation_overdue",
             EventKind::BlobCorrupt => "blob_corrupt",
             EventKind::ForensicRead => "forensic_read",
+            EventKind::IncidentOpened => "incident_opened",
+            EventKind::IncidentClosed => "incident_closed",
         }
     }
     pub fn cloudevent_type(self) -> String {
@@ -169,6 +177,9 @@ pub struct EventPayload {
     /// `drift_detected` / `drift_cleared`: which feature, how far, against which thresholds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftNote>,
+    /// `incident_opened`: the incident's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
 
 /// A drift crossing: a feature's index over the window and the thresholds it was read against.
@@ -270,6 +281,7 @@ impl EventPayload {
             stats: None,
             inputs: None,
             drift: None,
+            severity: None,
         }
     }
 }

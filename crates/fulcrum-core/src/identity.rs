@@ -127,10 +127,14 @@ pub enum Action {
     ScrubBlobs,
     /// See the registry's replicas, its leader and their lag (`GET /v1/cluster`).
     ReadCluster,
+    /// Open an incident record (`POST /v1/incidents`).
+    OpenIncident,
+    /// Close an incident (the policy names who may).
+    CloseIncident,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 27] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -156,6 +160,8 @@ impl Action {
         Action::ForensicRead,
         Action::ScrubBlobs,
         Action::ReadCluster,
+        Action::OpenIncident,
+        Action::CloseIncident,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -186,6 +192,8 @@ impl Action {
             Action::ForensicRead => "forensic_read",
             Action::ScrubBlobs => "scrub_blobs",
             Action::ReadCluster => "read_cluster",
+            Action::OpenIncident => "open_incident",
+            Action::CloseIncident => "close_incident",
         }
     }
 }
@@ -227,6 +235,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::DownloadBlob
                 | A::ReadDecisions
                 | A::RecordFindings
+                | A::OpenIncident
+                | A::CloseIncident
         ),
         R::SecurityOfficer => matches!(
             action,
@@ -242,6 +252,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::GrantWaiver
                 | A::ForensicRead
                 | A::ScrubBlobs
+                | A::OpenIncident
+                | A::CloseIncident
         ),
         R::Serving => matches!(action, A::Read | A::Resolve | A::DownloadBlob | A::ReportStartup | A::ReadEvents),
         R::KeyAdmin => matches!(action, A::ReadKeys | A::AdministerKeys),

@@ -14,6 +14,7 @@ pub mod drift;
 pub mod event;
 pub mod findings;
 pub mod identity;
+pub mod incident;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;

@@ -85,9 +85,21 @@ deny contains sprintf("model_card_missing:%s", [field]) if {
 	not input.version.model_card[field]
 }
 
+# Change control (seed §4.3): a promotion into a stage the policy names is correlated to a change
+# record (data.fulcrum.change_control.chg_id_for_promotion_to; empty to turn it off).
+chg_id_given if {
+	is_string(input.chg_id)
+	input.chg_id != ""
+}
+
+deny contains "chg_id_required" if {
+	input.to in data.fulcrum.change_control.chg_id_for_promotion_to
+	not chg_id_given
+}
+
 decision := {"allow": count(deny) == 0, "deny": deny}
 
-base := {"to": "Approved", "now_ns": 100, "version": {"publisher": "ci", "revalidate_by_ns": 200,
+base := {"to": "Approved", "now_ns": 100, "chg_id": "CHG-1", "version": {"publisher": "ci", "revalidate_by_ns": 200,
 	"model_card": {"owner": "risk", "intended_use": "scoring"},
 	"approvals": [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}],
 	"findings": []}, "waivers": []}
@@ -112,4 +124,10 @@ test_sensitive_version_needs_a_third_approver if {
 	"sensitive_needs_approvals:3" in deny with input as sensitive_in
 	three := [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}, {"subject": "rm", "role": "release-manager"}]
 	decision.allow with input as object.union(sensitive_in, {"version": object.union(sensitive_in.version, {"approvals": three})})
+}
+
+test_approved_needs_a_change_id if {
+	"chg_id_required" in deny with input as object.remove(base, ["chg_id"])
+	"chg_id_required" in deny with input as object.union(base, {"chg_id": null})
+	not "chg_id_required" in deny with input as object.union(object.remove(base, ["chg_id"]), {"to": "Staging"})
 }

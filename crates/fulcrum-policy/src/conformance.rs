@@ -79,7 +79,7 @@ fn env_input(env: &str, stage: &str, hold: &str) -> Value {
 }
 
 fn promotion(approvals: Value) -> Value {
-    json!({"to": "Approved", "now_ns": NOW_NS,
+    json!({"to": "Approved", "now_ns": NOW_NS, "chg_id": "CHG-1",
            "principal": {"subject": "rm", "role": "release-manager"},
            "model": {"name": "m", "tenant": "t", "domain": "d"},
            "version": {"label": "v1", "seq": 1, "stage": "Staging", "publisher": "ci", "approvals": approvals,

@@ -57,7 +57,7 @@ fn tenant_and_domain_attributes() {
 const NOW: i64 = 1_800_000_000_000_000_000;
 
 fn gate(to: &str, f: impl FnOnce(&mut Value)) -> Outcome {
-    let mut input = json!({"to": to, "now_ns": NOW, "version": {
+    let mut input = json!({"to": to, "now_ns": NOW, "chg_id": "CHG-1", "version": {
         "publisher": "ci", "revalidate_by_ns": NOW + 1_000_000_000,
         "model_card": {"owner": "risk-analytics", "intended_use": "credit scoring"},
         "approvals": [{"subject": "ana", "role": "approver"}, {"subject": "bo", "role": "security-officer"}],

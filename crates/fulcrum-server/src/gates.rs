@@ -15,6 +15,61 @@ fn ns(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos()
 }
 
+/// The rule path under which the lifecycle's own refusals are logged (four-eyes, the
+/// publisher's approval, a downgrade without a change id, …): they are decisions too, and an
+/// auditor counts them next to the policy's.
+pub const LIFECYCLE_PATH: &str = "fulcrum/lifecycle/decision";
+
+/// A refusal by the lifecycle rules, as a decision record (OPA shape; `revision` is the policy in
+/// force, which did not decide it).
+#[allow(clippy::too_many_arguments)]
+pub fn refusal(
+    state: &AppState,
+    policy: &Current,
+    m: &ModelRecord,
+    actor: &fulcrum_core::lifecycle::Actor,
+    operation: &str,
+    version: Option<&str>,
+    refusal: &fulcrum_core::lifecycle::Refusal,
+    ctx: &GovernCtx,
+) -> DecisionRow {
+    let now = state.clock.now();
+    let result = fulcrum_policy::Outcome { allow: false, deny: vec![refusal.code().to_owned()] };
+    let input = json!({
+        "operation": operation,
+        "principal": {"subject": actor.subject, "role": actor.role.as_str()},
+        "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
+        "version": version,
+        "chg_id": ctx.chg_id, "inc_id": ctx.inc_id,
+        "refusal": refusal.to_string(),
+    });
+    let record = DecisionRecord {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        path: LIFECYCLE_PATH.to_owned(),
+        input,
+        result,
+        bundles: json!({"fulcrum": {"revision": policy.digest.to_string()}}),
+        timestamp: now.format(&Rfc3339).expect("formats"),
+        labels: json!({"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}),
+        erased: vec![],
+        masked: vec![],
+        chg_id: ctx.chg_id.clone(),
+        inc_id: ctx.inc_id.clone(),
+    };
+    DecisionRow {
+        decision_id: record.decision_id.clone(),
+        tenant: m.tenant.clone(),
+        model: Some(m.name.clone()),
+        version: version.map(str::to_owned),
+        path: record.path.clone(),
+        allow: false,
+        revision: policy.digest.to_string(),
+        chg_id: ctx.chg_id.clone(),
+        inc_id: ctx.inc_id.clone(),
+        record: serde_json::to_string(&record).expect("records serialise"),
+    }
+}
+
 /// Build, evaluate and record one decision.
 #[allow(clippy::too_many_arguments)]
 pub fn decide(
@@ -155,6 +210,7 @@ pub fn alias(
         .or(*env)
         .unwrap_or_else(|| fulcrum_core::lifecycle::Env::for_alias(alias.as_str()));
     let mut input = json!({
+        "operation": "set_alias",
         "env": alias_env.as_str(),
         "alias": alias.as_str(),
         "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},

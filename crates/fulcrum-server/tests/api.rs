@@ -299,7 +299,9 @@ async fn promotion_ladder_roles_and_four_eyes() {
     h.register("ci", "m", "v1", &[("w", b"1")]).await;
     let v = "/v1/models/m/versions/v1";
     let before = h.events("viewer").await.len();
-    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+        .await;
     assert_eq!(p["code"], "not_next_rung");
     h.post("ci", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::FORBIDDEN).await;
     h.post("keys", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::FORBIDDEN).await;
@@ -317,7 +319,9 @@ async fn promotion_ladder_roles_and_four_eyes() {
         h.post("ana", &format!("{v}/approvals"), json!({}), StatusCode::CONFLICT).await["code"],
         "already_approved_by_subject"
     );
-    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+        .await;
     assert_eq!(p["code"], "four_eyes");
     h.post("bo", &format!("{v}/approvals"), json!({}), S201).await;
     let out = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-10234"}), S200).await;
@@ -326,7 +330,8 @@ async fn promotion_ladder_roles_and_four_eyes() {
         out["approvals"].as_array().unwrap().iter().map(|a| a["subject"].as_str().unwrap()).collect();
     assert_eq!(approvals, ["ana", "bo"]);
     assert_eq!(
-        h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await["code"],
+        h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+            .await["code"],
         "already_at_stage"
     );
     let evs = h.events("viewer").await;

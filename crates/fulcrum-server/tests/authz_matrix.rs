@@ -375,20 +375,24 @@ async fn separation_of_duties() {
     let p = h.post("m-acme-admin", &format!("{v}/approvals"), json!({"comment": "mine"}), StatusCode::CONFLICT).await;
     assert_eq!(p["code"], "publisher_cannot_approve");
     h.post("ana", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
-    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+        .await;
     assert_eq!(p["code"], "four_eyes", "{p}");
     h.post("bo", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
-    h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::OK).await;
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::OK).await;
 
     // A sensitive version needs a third approver (data.fulcrum.dlp.extra_approvals = 1).
     let v = "/v1/models/patients/versions/v1";
     h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
     h.post("ana", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
     h.post("bo", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
-    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+        .await;
     assert_eq!(p["errors"][0]["detail"], "sensitive_needs_approvals:3", "{p}");
     h.post("rm", &format!("{v}/approvals"), json!({"comment": "ok"}), StatusCode::CREATED).await;
-    h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::OK).await;
+    h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::OK).await;
 }
 
 /// The resource's attributes reach the access rules, so a policy can use them: here one that

@@ -145,7 +145,9 @@ async fn policy_admin_installs_snapshots() {
     h.post("rm", &format!("{v}/promotions"), json!({"to": "Staging"}), StatusCode::OK).await;
     h.post("ana", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
     h.post("bo", &format!("{v}/approvals"), json!({}), StatusCode::CREATED).await;
-    let p = h.post("rm", &format!("{v}/promotions"), json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post("rm", &format!("{v}/promotions"), json!({"to": "Approved", "chg_id": "CHG-T"}), StatusCode::CONFLICT)
+        .await;
     assert_eq!(p["errors"][0]["detail"], "model_card_missing:risk_tier");
     // And it survives a restart.
     let dir = h.stop().await;

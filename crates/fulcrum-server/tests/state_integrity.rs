@@ -75,8 +75,14 @@ async fn a_revocation_undone_in_the_database_is_caught_and_never_signed() {
     let two = fulcrum_core::Digest::of(b"two");
     let p = h.get("agent", &format!("/v1/blobs/{two}"), StatusCode::FORBIDDEN).await;
     assert_eq!(p["code"], "state_divergent");
-    let p =
-        h.post("rm", "/v1/models/fraud/versions/v1/promotions", json!({"to": "Approved"}), StatusCode::CONFLICT).await;
+    let p = h
+        .post(
+            "rm",
+            "/v1/models/fraud/versions/v1/promotions",
+            json!({"to": "Approved", "chg_id": "CHG-T"}),
+            StatusCode::CONFLICT,
+        )
+        .await;
     assert_eq!(p["code"], "state_divergent");
     assert!(
         p["detail"].as_str().unwrap().contains("version v2: hold is none in the table, revoked in the ledger"),

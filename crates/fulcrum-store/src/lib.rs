@@ -22,6 +22,7 @@ pub mod blobs;
 pub mod datasets;
 pub mod db;
 pub mod findings;
+pub mod incidents;
 pub mod keys;
 pub mod leader;
 pub mod ledger;
@@ -51,6 +52,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use findings::WaiverRecord;
+pub use incidents::{IncidentRecord, IncidentVersion, NewIncident};
 pub use keys::{BundleRecord, KeyRecord};
 pub use policy::{DecisionQuery, DecisionRow, InstallKind, PolicyHistoryEntry, PolicyInstall, SnapshotRecord};
 pub use records::*;

@@ -116,7 +116,7 @@ pub async fn register_as(r: &Reg, model: &str, version: &str, files: &[(&str, &[
     as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
     as_(r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
     as_(r, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
-    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved"})).await.unwrap();
+    as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": "CHG-T"})).await.unwrap();
     as_(r, "rm")
         .put(&format!("/v1/models/{model}/aliases/{alias}"), &json!({"version": version, "chg_id": "CHG-1"}))
         .await

@@ -8,6 +8,7 @@ mod datasets;
 mod events;
 mod findings;
 mod identity;
+pub(crate) mod incidents;
 mod keys;
 mod ledger;
 mod models;
@@ -105,6 +106,10 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::dead_letters))
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(incidents::open, incidents::list))
+        .routes(routes!(incidents::get))
+        .routes(routes!(incidents::close))
+        .routes(routes!(incidents::timeline))
         .routes(routes!(health))
         .routes(routes!(ready))
 }

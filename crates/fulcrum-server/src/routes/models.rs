@@ -703,6 +703,16 @@ async fn govern(
         }),
         _ => None,
     };
+    let operation = match &cmd {
+        Govern::Approve { .. } => "approve".to_owned(),
+        Govern::Promote { to, .. } => format!("promote:{}", to.as_str()),
+        Govern::Quarantine { .. } => "quarantine".to_owned(),
+        Govern::LiftQuarantine { .. } => "lift_quarantine".to_owned(),
+        Govern::Revoke { .. } => "revoke".to_owned(),
+        Govern::SetAlias { alias, .. } => format!("set_alias:{alias}"),
+        Govern::DeleteAlias { alias } => format!("delete_alias:{alias}"),
+    };
+    let label = version.cloned();
     let gate_fn = |st: &fulcrum_core::lifecycle::ModelState, c: &fulcrum_core::lifecycle::Command| match c {
         fulcrum_core::lifecycle::Command::Promote { .. } => {
             crate::gates::promotion(state, &policy, &m, &actor, st, c, facts.as_ref(), &ctx)
@@ -722,6 +732,12 @@ async fn govern(
         .await;
     let out = match committed {
         Ok(out) => out,
+        Err(StoreError::Refused(r)) => {
+            // The lifecycle's refusals are on the record too (an auditor counts enforced denials).
+            let row = crate::gates::refusal(state, &policy, &m, &actor, &operation, label.as_deref(), &r, &ctx);
+            state.store.record_decision(&row).await?;
+            return Err(StoreError::Refused(r).into());
+        }
         Err(StoreError::PolicyDenied { reasons, decision }) => {
             state.store.record_decision(&decision).await?;
             let errors = reasons.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
@@ -809,7 +825,22 @@ pub async fn revoke(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(&state, Action::Revoke).await?;
-    govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, hold_ctx(body)?).await?;
+    let ctx = hold_ctx(body)?;
+    let attach = ctx.inc_id.clone().zip(ctx.reason.clone());
+    govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, ctx).await?;
+    if let Some((inc, reason)) = attach {
+        super::incidents::attach_or_open(
+            &state,
+            &who.0.tenant,
+            &inc,
+            &name,
+            &version,
+            "revocation",
+            &who.0.subject,
+            &reason,
+        )
+        .await;
+    }
     version_after(&state, &who, &name, &version).await
 }
 
@@ -824,7 +855,22 @@ pub async fn quarantine(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(&state, Action::Quarantine).await?;
-    govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, hold_ctx(body)?).await?;
+    let ctx = hold_ctx(body)?;
+    let attach = ctx.inc_id.clone().zip(ctx.reason.clone());
+    govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, ctx).await?;
+    if let Some((inc, reason)) = attach {
+        super::incidents::attach_or_open(
+            &state,
+            &who.0.tenant,
+            &inc,
+            &name,
+            &version,
+            "quarantine",
+            &who.0.subject,
+            &reason,
+        )
+        .await;
+    }
     version_after(&state, &who, &name, &version).await
 }
 

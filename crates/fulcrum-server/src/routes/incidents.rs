@@ -1,0 +1,301 @@
+//! Incidents (seed §5.2, §8; SPEC §12): records with a severity and the versions they name,
+//! opened by a person, a runbook, a revocation or quarantine carrying their id, or a watcher;
+//! closed by a role the policy names (`close_incident`). The timeline T0→T+N folds the log:
+//! the withdrawal, each serving replica's quiesce, purge, unload, verified reload and
+//! post-backout validation, with each step's delay from T0.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fulcrum_core::event::{EventKind, EventPayload};
+use fulcrum_core::identity::Action;
+use fulcrum_core::incident::{Logged, Timeline};
+use fulcrum_store::{IncidentRecord, NewIncident};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiJson, ApiQuery, check_id, check_text};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Incident events carry this model name (they belong to the tenant, not to one model).
+pub const INCIDENT_MODEL: &str = "_incidents";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenIncident {
+    /// The incident id (e.g. the ITSM ticket, `INC-4711`).
+    pub id: String,
+    pub title: String,
+    /// One of the policy's `data.fulcrum.incidents.severities` (`critical`, `high`, `medium`, `low`).
+    pub severity: String,
+    /// Versions it names, `model@version`.
+    #[serde(default)]
+    pub versions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseIncident {
+    /// How it ended (what was done, what was learned).
+    pub resolution: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsQuery {
+    /// Only incidents still open.
+    #[serde(default)]
+    pub open: bool,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+fn severities(state: &AppState) -> Vec<String> {
+    let policy = state.policies.current();
+    let snapshot: serde_json::Value = serde_json::from_slice(&policy.snapshot).unwrap_or_default();
+    snapshot
+        .pointer("/data/fulcrum/incidents/severities")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .unwrap_or_else(|| ["critical", "high", "medium", "low"].map(str::to_owned).to_vec())
+}
+
+/// Split `model@version`, both checked.
+fn model_version(s: &str) -> ApiResult<(String, String)> {
+    let bad = || ApiError::bad_request("bad_version_ref", format!("{s:?}: expected model@version"));
+    let (m, v) = s.split_once('@').ok_or_else(bad)?;
+    fulcrum_core::ModelName::parse(m).map_err(|_| bad())?;
+    fulcrum_core::VersionLabel::parse(v).map_err(|_| bad())?;
+    Ok((m.to_owned(), v.to_owned()))
+}
+
+/// The versions of `i` the caller may see (a domain-bound principal sees its domain's only).
+async fn visible(state: &AppState, who: &Caller, mut i: IncidentRecord) -> ApiResult<IncidentRecord> {
+    let mut kept = Vec::with_capacity(i.versions.len());
+    for v in i.versions {
+        if let Some(m) = state.store.get_model(&who.0.tenant, &v.model).await?
+            && who.0.may_use_domain(&m.domain)
+        {
+            kept.push(v);
+        }
+    }
+    i.versions = kept;
+    Ok(i)
+}
+
+/// Open an incident record.
+#[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = OpenIncident,
+    responses((status = 201, body = Object), (status = 409, body = Problem), (status = "4XX", body = Problem)))]
+pub async fn open(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(body): ApiJson<OpenIncident>,
+) -> ApiResult<(StatusCode, Json<IncidentRecord>)> {
+    who.require(&state, Action::OpenIncident).await?;
+    check_id("incident id", Some(&body.id))?;
+    check_text("title", &body.title, 512)?;
+    if !severities(&state).contains(&body.severity) {
+        return Err(ApiError::unprocessable(
+            "bad_severity",
+            format!("severity must be one of {}", severities(&state).join(", ")),
+        ));
+    }
+    if body.versions.len() > 100 {
+        return Err(ApiError::unprocessable("invalid_body", "at most 100 versions"));
+    }
+    let mut versions = Vec::with_capacity(body.versions.len());
+    for s in &body.versions {
+        let (m, v) = model_version(s)?;
+        let model =
+            super::visible_model(&state, &who, Action::Read, &fulcrum_core::ModelName::parse(&m).expect("checked"))
+                .await?;
+        state.store.get_version(model.id, &v).await?.ok_or_else(|| ApiError::not_found("version"))?;
+        versions.push((m, v));
+    }
+    open_record(&state, &who.0.tenant, &body.id, &body.title, &body.severity, "operator", &who.0.subject, &versions)
+        .await?;
+    let i = state.store.incident(&who.0.tenant, &body.id).await?.ok_or_else(|| ApiError::internal(&"just opened"))?;
+    Ok((StatusCode::CREATED, Json(i)))
+}
+
+/// Open the record and its ledgered event.
+#[allow(clippy::too_many_arguments)]
+async fn open_record(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    title: &str,
+    severity: &str,
+    source: &str,
+    by: &str,
+    versions: &[(String, String)],
+) -> ApiResult<()> {
+    let now = state.clock.now();
+    let mut ev = EventPayload::new(EventKind::IncidentOpened, now, tenant, "*", INCIDENT_MODEL);
+    ev.inc_id = Some(id.to_owned());
+    ev.actor = Some(by.to_owned());
+    ev.reason = Some(title.to_owned());
+    ev.severity = Some(severity.to_owned());
+    ev.detail = Some(format!(
+        "opened by {source}{}",
+        if versions.is_empty() {
+            String::new()
+        } else {
+            format!("; names {}", versions.iter().map(|(m, v)| format!("{m}@{v}")).collect::<Vec<_>>().join(", "))
+        }
+    ));
+    let n = NewIncident { tenant, id, title, severity, source, opened_by: by, versions };
+    state.commit(async |_| state.store.open_incident(&n, now, ev).await, |_, _| {}).await?;
+    Ok(())
+}
+
+/// A withdrawal (revocation, quarantine, a watcher's quarantine) carrying `inc_id` committed:
+/// name the version in that incident, opening it first when no record exists yet. Best effort
+/// after the change: the change's own event already carries the id, which is what the timeline
+/// and the evidence read; a failure here is logged, never undoes the withdrawal.
+pub(crate) async fn attach_or_open(
+    state: &AppState,
+    tenant: &str,
+    inc_id: &str,
+    model: &str,
+    version: &str,
+    via: &str,
+    by: &str,
+    title: &str,
+) {
+    let now = state.clock.now();
+    let attached = match state.store.attach_to_incident(tenant, inc_id, model, version, via, now).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, inc_id, "could not attach the version to its incident");
+            return;
+        }
+    };
+    if attached {
+        return;
+    }
+    let severity = if via == "revocation" { "critical" } else { "high" };
+    let versions = [(model.to_owned(), version.to_owned())];
+    match open_record(state, tenant, inc_id, title, severity, via, by, &versions).await {
+        Ok(()) => {}
+        // Opened meanwhile by another request: attach to it.
+        Err(_) => {
+            if let Err(e) = state.store.attach_to_incident(tenant, inc_id, model, version, via, now).await {
+                tracing::warn!(error = %e, inc_id, "could not attach the version to its incident");
+            }
+        }
+    }
+}
+
+/// A tenant's incidents, newest first.
+#[utoipa::path(get, path = "/v1/incidents", tag = "incidents", params(IncidentsQuery),
+    responses((status = 200, body = Vec<Object>), (status = "4XX", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiQuery(q): ApiQuery<IncidentsQuery>,
+) -> ApiResult<Json<Vec<IncidentRecord>>> {
+    who.require(&state, Action::Read).await?;
+    let all = state.store.incidents(&who.0.tenant, q.open, q.limit.unwrap_or(100).min(1000)).await?;
+    let mut out = Vec::with_capacity(all.len());
+    for i in all {
+        out.push(visible(&state, &who, i).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn load(state: &AppState, who: &Caller, id: &str) -> ApiResult<IncidentRecord> {
+    check_id("incident id", Some(id))?;
+    let i = state.store.incident(&who.0.tenant, id).await?.ok_or_else(|| ApiError::not_found("incident"))?;
+    visible(state, who, i).await
+}
+
+/// One incident.
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentRecord>> {
+    who.require(&state, Action::Read).await?;
+    Ok(Json(load(&state, &who, &id).await?))
+}
+
+/// Close an incident (the policy names the roles that may: `close_incident`).
+#[utoipa::path(post, path = "/v1/incidents/{id}/close", tag = "incidents", params(("id" = String, Path)),
+    request_body = CloseIncident, responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+pub async fn close(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CloseIncident>,
+) -> ApiResult<Json<IncidentRecord>> {
+    who.require(&state, Action::CloseIncident).await?;
+    check_text("resolution", &body.resolution, 4096)?;
+    load(&state, &who, &id).await?;
+    let now = state.clock.now();
+    let mut ev = EventPayload::new(EventKind::IncidentClosed, now, &who.0.tenant, "*", INCIDENT_MODEL);
+    ev.inc_id = Some(id.clone());
+    ev.actor = Some(who.0.subject.clone());
+    ev.reason = Some(body.resolution.clone());
+    state
+        .commit(
+            async |_| state.store.close_incident(&who.0.tenant, &id, &who.0.subject, &body.resolution, now, ev).await,
+            |_, _| {},
+        )
+        .await?;
+    Ok(Json(load(&state, &who, &id).await?))
+}
+
+/// Serving events read per model for a timeline: from this many positions before T0 (to find
+/// who served the withdrawn versions) up to this many after.
+const BEFORE_T0: i64 = 20_000;
+const AFTER_T0: u32 = 20_000;
+
+/// Build an incident's timeline from the log.
+pub(crate) async fn timeline_of(state: &AppState, tenant: &str, id: &str) -> ApiResult<Timeline> {
+    let parse = |seq: i64, body: &str| -> Option<Logged> {
+        let ce: fulcrum_core::event::CloudEvent = serde_json::from_str(body).ok()?;
+        Some(Logged { seq, event: ce.data })
+    };
+    let incident: Vec<Logged> =
+        state.store.incident_events(tenant, id).await?.iter().filter_map(|e| parse(e.seq, &e.body)).collect();
+    let t0 = incident.iter().find(|l| matches!(l.event.event, EventKind::Revocation | EventKind::Quarantined));
+    let mut serving = Vec::new();
+    if let Some(t0) = t0 {
+        let models: std::collections::BTreeSet<&str> = incident
+            .iter()
+            .filter(|l| matches!(l.event.event, EventKind::Revocation | EventKind::Quarantined))
+            .map(|l| l.event.model.as_str())
+            .collect();
+        let kinds = [EventKind::AgentStep, EventKind::StartupPermit, EventKind::StartupDeny, EventKind::ServingStats];
+        for m in models {
+            let evs = state
+                .store
+                .model_events_between(tenant, m, &kinds, t0.seq - BEFORE_T0, t0.seq + i64::from(AFTER_T0), AFTER_T0 * 2)
+                .await?;
+            serving.extend(evs.iter().filter_map(|e| parse(e.seq, &e.body)));
+        }
+        serving.sort_by_key(|l| l.seq);
+    }
+    Ok(fulcrum_core::incident::timeline(id, &incident, &serving))
+}
+
+/// The incident's timeline T0→T+N: each step with its delay from T0, per replica its quiesce,
+/// purge (or error), unload, verified reload and post-backout validation; replicas that served
+/// the withdrawn version and stayed silent are named in `missing`.
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+pub async fn timeline(State(state): State<AppState>, who: Caller, Path(id): Path<String>) -> ApiResult<Json<Timeline>> {
+    who.require(&state, Action::ReadEvents).await?;
+    let i = load(&state, &who, &id).await?;
+    let t = timeline_of(&state, &who.0.tenant, &i.id).await?;
+    // A domain-bound caller sees the steps of its own domains' models only.
+    let seen: std::collections::BTreeSet<String> = i.versions.iter().map(|v| v.model.clone()).collect();
+    let mut t = t;
+    t.steps.retain(|s| s.model == INCIDENT_MODEL || seen.contains(&s.model) || who.0.domain == "*");
+    Ok(Json(t))
+}
