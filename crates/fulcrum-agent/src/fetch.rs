@@ -278,17 +278,52 @@ impl Agent {
         env: &str,
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
+        let result = self.fetch_unreported(reference, env, dest).await;
+        self.report_startup(reference, env, &result, None).await;
+        result
+    }
+
+    /// As [`Agent::fetch_into`] without the startup report: the caller reports it with
+    /// [`Agent::report_startup`] once it knows what it keeps serving instead.
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why; nothing is placed then.
+    pub async fn fetch_unreported(
+        &self,
+        reference: &str,
+        env: &str,
+        dest: impl Fn(&ResolveDocument) -> PathBuf,
+    ) -> Result<Permit, Stop> {
         *self.claimed.lock().expect("claimed lock") = None;
-        let result = self.fetch_inner(reference, env, dest).await;
-        let report = match &result {
+        self.fetch_inner(reference, env, dest).await
+    }
+
+    /// The version and artifact digest the last answer claimed (before any check): what a deny
+    /// refused.
+    pub fn claimed(&self) -> Option<(String, String)> {
+        self.claimed.lock().expect("claimed lock").clone()
+    }
+
+    /// Report a startup decision (`startup_permit` / `startup_deny`). A deny names the version
+    /// and digest the answer claimed and, when the caller kept serving an earlier verified
+    /// version, that `fallback` (`name@version (digest)`).
+    pub async fn report_startup(
+        &self,
+        reference: &str,
+        env: &str,
+        result: &Result<Permit, Stop>,
+        fallback: Option<&str>,
+    ) {
+        let report = match result {
             Ok(p) => json!({"ref": reference, "env": env, "decision": "permit", "version": p.document.version,
                             "artifact_digest": p.document.artifact_digest, "policy_digest": p.document.policy_digest,
                             "agent": self.name}),
             Err(e) => {
                 // What was refused: the version and digest the answer claimed, if one was read.
-                let (version, digest) = self.claimed.lock().expect("claimed lock").clone().unzip();
+                let (version, digest) = self.claimed().unzip();
                 json!({"ref": reference, "env": env, "decision": "deny", "reason": e.code(), "agent": self.name,
-                       "version": version, "artifact_digest": digest})
+                       "version": version, "artifact_digest": digest, "detail": e.to_string().chars().filter(|c| !c.is_control()).take(512).collect::<String>(),
+                       "fallback": fallback})
             }
         };
         // A report that cannot be delivered does not change the decision (the registry may be
@@ -296,7 +331,6 @@ impl Agent {
         if let Err(e) = self.client.post("/v1/startup-reports", &report).await {
             eprintln!("fulcrum-agent: could not report the startup decision: {e}");
         }
-        result
     }
 
     /// The policy snapshot the answer names, verified (kept in the blob cache by its digest),

@@ -105,6 +105,16 @@ pub struct Guard {
     loaded: Mutex<Option<Arc<Serving>>>,
     /// The latest [`TIMELINE`] steps (the registry has them all).
     timeline: Mutex<std::collections::VecDeque<Step>>,
+    /// The incident and change ids of the registry event being acted on: every step it causes
+    /// carries them, so an incident's timeline finds each replica's quiesce, purge and reload.
+    cause: Mutex<Cause>,
+}
+
+/// What caused the steps being taken (from the registry event).
+#[derive(Debug, Clone, Default)]
+struct Cause {
+    inc_id: Option<String>,
+    chg_id: Option<String>,
 }
 
 impl Guard {
@@ -123,6 +133,7 @@ impl Guard {
             ready: AtomicBool::new(false),
             loaded: Mutex::new(None),
             timeline: Mutex::new(std::collections::VecDeque::new()),
+            cause: Mutex::new(Cause::default()),
         }
     }
 
@@ -166,11 +177,14 @@ impl Guard {
         let at = OffsetDateTime::now_utc();
         let detail: String = detail.into();
         if let Some(r) = &self.reporter {
+            let cause = self.cause.lock().expect("guard lock").clone();
+            let policy = self.loaded().map(|d| d.policy_digest);
             r.send(serde_json::json!({
                 "ref": self.reference, "env": self.env, "kind": "step", "step": step,
                 "observed_at": at.format(&time::format_description::well_known::Rfc3339).expect("formats"),
                 "detail": detail.chars().filter(|c| !c.is_control()).take(512).collect::<String>(),
                 "version": version, "agent": self.agent.name,
+                "inc_id": cause.inc_id, "chg_id": cause.chg_id, "policy_digest": policy,
             }));
         }
         let mut t = self.timeline.lock().expect("guard lock");
@@ -217,19 +231,34 @@ impl Guard {
     /// server: `load` drops versions no longer on disk; with none left, `unload`.
     async fn purge(&self) {
         let Some(s) = self.loaded.lock().expect("guard lock").take() else { return };
-        let _ = std::fs::remove_dir_all(&s.dir);
+        let mut failed = match std::fs::remove_dir_all(&s.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(format!("{}: {e}", s.dir.display())),
+            _ => None,
+        };
         let mut n = 0;
         for d in &s.blobs {
-            if std::fs::remove_file(self.agent.state.blob(d)).is_ok() {
-                n += 1;
+            match std::fs::remove_file(self.agent.state.blob(d)) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("cached blob {d}: {e}"));
+                }
             }
         }
         let doc = &s.document;
-        self.note_for(
-            "purge",
-            Some(&doc.version),
-            format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version),
-        );
+        match failed {
+            // Not ready already; the files that stayed are named so an operator removes them.
+            Some(e) => self.note_for(
+                "purge_failed",
+                Some(&doc.version),
+                format!("{}@{}: purge failed, files may remain: {e}", doc.name, doc.version),
+            ),
+            None => self.note_for(
+                "purge",
+                Some(&doc.version),
+                format!("{}@{}: placed files and {n} cached blobs removed", doc.name, doc.version),
+            ),
+        }
         if let (Some(oip), Layout::Repository(repo)) = (&self.oip, &self.layout) {
             let others = std::fs::read_dir(repo.join(&doc.name))
                 .map(|d| d.filter_map(Result::ok).any(|e| !e.file_name().to_string_lossy().starts_with('.')))
@@ -252,7 +281,14 @@ impl Guard {
     /// # Errors
     /// The deny.
     pub async fn load(&self) -> Result<ResolveDocument, Stop> {
-        match self.agent.fetch_into(&self.reference, &self.env, |d| self.layout.dir_for(d)).await {
+        let result = self.agent.fetch_unreported(&self.reference, &self.env, |d| self.layout.dir_for(d)).await;
+        let fallback = match &result {
+            Err(_) => self.fallback().await,
+            Ok(_) => None,
+        };
+        let kept = fallback.as_ref().map(|d| format!("{}@{} ({})", d.name, d.version, d.artifact_digest));
+        self.agent.report_startup(&self.reference, &self.env, &result, kept.as_deref()).await;
+        match result {
             Ok(p) => {
                 let mut blobs: Vec<Digest> = p.manifest.files().iter().map(|f| f.digest).collect();
                 if let Ok(d) = p.document.artifact_digest.parse() {
@@ -306,11 +342,39 @@ impl Guard {
                 Ok(p.document)
             }
             Err(e) => {
-                self.ready.store(false, Ordering::SeqCst);
-                self.note("deny", format!("{}: {e}", e.code()));
+                let refused = match self.agent.claimed() {
+                    Some((v, d)) => format!("{v} ({d})"),
+                    None => "the answer".to_owned(),
+                };
+                match kept {
+                    // The version that passed keeps serving: a bad new target must not take
+                    // every server down.
+                    Some(k) => {
+                        self.note("deny", format!("{}: refused {refused}: {e}", e.code()));
+                        self.note("fallback", format!("kept serving {k}, still permitted; refused {refused}"));
+                    }
+                    None => {
+                        self.ready.store(false, Ordering::SeqCst);
+                        self.note("deny", format!("{}: refused {refused}: {e}", e.code()));
+                    }
+                }
                 Err(e)
             }
         }
+    }
+
+    /// The version still loaded (the target it was moving to failed its check) if the registry
+    /// and the policy in force still permit it here: a fresh signed answer pinned to that version,
+    /// for the same bytes, that the snapshot's environment rule allows.
+    async fn fallback(&self) -> Option<ResolveDocument> {
+        let old = self.loaded()?;
+        let pinned = format!("{}@{}", old.name, old.version);
+        let doc = self.agent.resolve(&pinned, &self.env).await.ok()?;
+        if doc.artifact_digest != old.artifact_digest {
+            return None;
+        }
+        self.agent.check_policy(&doc).await.ok()?;
+        Some(old)
     }
 
     /// React to one registry event (the CloudEvent JSON of an SSE message).
@@ -324,6 +388,8 @@ impl Guard {
         };
         let ours = d["model"].as_str() == Some(loaded.name.as_str());
         let this_version = ours && d["version"].as_str() == Some(loaded.version.as_str());
+        *self.cause.lock().expect("guard lock") =
+            Cause { inc_id: d["inc_id"].as_str().map(str::to_owned), chg_id: d["chg_id"].as_str().map(str::to_owned) };
         match d["event"].as_str().unwrap_or("") {
             "revocation" | "quarantined" if this_version => {
                 let why = format!("{} of {}@{}", d["event"].as_str().unwrap_or(""), loaded.name, loaded.version);
@@ -337,6 +403,7 @@ impl Guard {
             }
             _ => {}
         }
+        *self.cause.lock().expect("guard lock") = Cause::default();
     }
 
     /// Re-resolve and re-check the served reference. The registry denying the served version

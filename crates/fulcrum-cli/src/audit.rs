@@ -432,6 +432,27 @@ fn check_evidence(bytes: &[u8], bundle: Option<&TrustBundle>) -> anyhow::Result<
         audit::check_inclusion(index, r["data"].as_str().unwrap_or("").as_bytes(), &proof, &cp)
             .with_context(|| format!("record {index} is not in the signed tree"))?;
     }
+    // An incident's timeline: every step it states stands on a record proven above (the event
+    // at that position, of that kind), so the T0→T+N figures are no more than the ledger says.
+    if let Some(steps) = doc["timeline"]["steps"].as_array() {
+        let proven: std::collections::BTreeMap<i64, Value> = records
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r["data"].as_str()?).ok())
+            .filter_map(|ev| Some((ev["sequence"].as_str()?.parse().ok()?, ev)))
+            .collect();
+        for s in steps {
+            let seq = s["seq"].as_i64().context("a timeline step has no position")?;
+            let ev = proven.get(&seq).with_context(|| format!("timeline step at {seq} has no proven record"))?;
+            let (data, step) = (&ev["data"], s_(&s["step"]));
+            let matches = data["event"].as_str() == Some(step.as_str())
+                || data["reason"].as_str() == Some(step.as_str())
+                || (step == "validated" && data["event"] == "serving_stats")
+                || (step == "startup_deny" && data["event"] == "startup_deny");
+            if !matches || data["model"] != s["model"] {
+                bail!("timeline step at {seq} ({step}) is not what the record at that position says");
+            }
+        }
+    }
     let a = &doc["attachments"];
     for r in a["release_records"].as_array().into_iter().flatten() {
         let (what, digest) =

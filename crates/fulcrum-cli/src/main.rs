@@ -12,6 +12,7 @@ mod commands;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
+mod incident;
 mod login;
 mod monitoring;
 mod profile;
@@ -225,12 +226,31 @@ enum Command {
         #[command(subcommand)]
         cmd: commands::DatasetCmd,
     },
-    /// Explain a decision: which rules denied and why, in plain words.
+    /// Explain a decision (which rules denied and why, in plain words), or a serving agent's
+    /// startup deny (`fulcrum explain startup-deny ID`).
+    #[command(args_conflicts_with_subcommands = true)]
     Explain {
         #[command(flatten)]
         conn: Conn,
+        #[command(subcommand)]
+        what: Option<incident::ExplainCmd>,
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
-        decision_id: String,
+        decision_id: Option<String>,
+    },
+    /// Incidents: open, show, close, list, timeline (T0→T+N with post-backout validation).
+    Incident {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: incident::IncidentCmd,
+    },
+    /// Runbooks as commands (seed §8): cve, policy-changed, waiver-expired. Each prints what it
+    /// will do and asks (or --yes); each action is an ordinary governed call.
+    Runbook {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: incident::RunbookCmd,
     },
     /// The audit ledger: verify it end to end (as a witness), prove one entry's inclusion.
     Audit {
@@ -289,6 +309,8 @@ impl Command {
             | Command::Findings { conn, .. }
             | Command::Waivers { conn, .. }
             | Command::Explain { conn, .. }
+            | Command::Incident { conn, .. }
+            | Command::Runbook { conn, .. }
             | Command::Audit { conn, .. }
             | Command::Whoami { conn }
             | Command::Login { conn, .. }
@@ -392,9 +414,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset { cmd, .. } => commands::dataset(&ctx, cmd).await,
         Command::Findings { cmd, .. } => monitoring::findings(&ctx, cmd).await,
         Command::Waivers { cmd, .. } => monitoring::waivers(&ctx, cmd).await,
-        Command::Explain { decision_id, .. } => {
-            commands::decisions(&ctx, commands::DecisionsArgs::explain(decision_id)).await
+        Command::Explain { what: Some(what), .. } => incident::explain(&ctx, what).await,
+        Command::Explain { decision_id: Some(id), .. } => {
+            commands::decisions(&ctx, commands::DecisionsArgs::explain(id)).await
         }
+        Command::Explain { .. } => anyhow::bail!("explain what? a decision id, or startup-deny ID"),
+        Command::Incident { cmd, .. } => incident::incident(&ctx, cmd).await,
+        Command::Runbook { cmd, .. } => incident::runbook(&ctx, cmd).await,
         Command::Whoami { .. } => commands::whoami(&ctx).await,
         Command::Audit { cmd, .. } => audit::run(&ctx, cmd).await,
         Command::Login { args, .. } => {

@@ -269,6 +269,12 @@ pub struct StartupReport {
     /// Which agent/replica reports.
     #[serde(default)]
     pub agent: Option<String>,
+    /// A deny's failed check in words (at most 512 printable characters).
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// A deny: the earlier verified version the agent kept serving instead (`name@version (digest)`).
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 /// A serving agent's runtime report: one guard step, or a gateway's per-version figures.
@@ -301,6 +307,15 @@ pub struct AgentReport {
     /// `inputs`: inference inputs binned against the version's reference profile.
     #[serde(default)]
     pub inputs: Option<fulcrum_core::event::ServingInputs>,
+    /// `step`: the incident that caused it (the revocation or quarantine's `inc_id`).
+    #[serde(default)]
+    pub inc_id: Option<String>,
+    /// `step`: the change that caused it (the alias move's or withdrawal's `chg_id`).
+    #[serde(default)]
+    pub chg_id: Option<String>,
+    /// `step`: the policy snapshot the served version was last checked under.
+    #[serde(default)]
+    pub policy_digest: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -52,10 +52,24 @@ pub async fn write(
             "the evidence cannot be written now",
         )
     };
-    let records = state.store.evidence_records(tenant, chg_id, inc_id).await?;
+    let mut records = state.store.evidence_records(tenant, chg_id, inc_id).await?;
     if records.is_empty() {
         return Err(ApiError::not_found("change or incident"));
     }
+    // An incident's evidence carries its timeline T0→T+N, and every event the timeline was
+    // drawn from (serving figures carry no incident id) with its proof like the rest.
+    let timeline = match (chg_id, inc_id) {
+        (None, Some(i)) => {
+            let t = crate::routes::incidents::timeline_of(state, tenant, i).await?;
+            let have: std::collections::BTreeSet<u64> = records.iter().map(|r| r.index).collect();
+            let seqs: Vec<i64> = t.steps.iter().map(|s| s.seq).collect();
+            let more = state.store.event_records(tenant, &seqs).await?;
+            records.extend(more.into_iter().filter(|r| !have.contains(&r.index)));
+            records.sort_by_key(|r| r.index);
+            Some(t)
+        }
+        _ => None,
+    };
     let cp = state.ledger.checkpoint(state, time::Duration::ZERO).await.map_err(|e| unavailable(&e))?;
     // Every record's proof from one read of the stored subtrees.
     let paths: Vec<Vec<merkle::Range>> = records.iter().map(|r| merkle::inclusion_path(r.index, cp.size)).collect();
@@ -85,6 +99,7 @@ pub async fn write(
         "trust_bundle": bundle,
         "records": out,
         "attachments": attachments,
+        "timeline": timeline,
     }))
     .expect("json serialises");
     let signer = state.keys.current();

@@ -550,4 +550,28 @@ impl Store {
             })
             .collect()
     }
+
+    /// The ledger records of these events (by position), for evidence that names events
+    /// beyond a change's or incident's own (an incident timeline's serving figures).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn event_records(&self, tenant: &str, seqs: &[i64]) -> Result<Vec<EvidenceRecord>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let sql = format!(
+                "SELECT l.idx, e.body FROM ledger_leaves l JOIN events e ON l.kind = 'event' AND e.seq = l.ref
+                 WHERE l.tenant = $1 AND l.kind = 'event' AND l.ref IN ({}) ORDER BY l.idx",
+                list.join(",")
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.read).await?;
+            out.extend(rows.iter().map(|r| EvidenceRecord {
+                index: r.get::<i64, _>(0) as u64,
+                kind: LeafKind::Event,
+                data: r.get::<String, _>(1).into_bytes(),
+            }));
+        }
+        Ok(out)
+    }
 }

@@ -213,8 +213,18 @@ pub async fn startup_report(
     for d in [&body.artifact_digest, &body.policy_digest].into_iter().flatten() {
         d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
     }
+    for (what, t) in [("detail", &body.detail), ("fallback", &body.fallback)] {
+        if t.as_ref().is_some_and(|d| d.chars().count() > 512 || d.chars().any(char::is_control)) {
+            return Err(ApiError::bad_request("bad_detail", format!("{what}: at most 512 printable characters")));
+        }
+    }
     let m = visible_model(&state, &who, Action::ReportStartup, &r.model).await?;
     let mut ev = EventPayload::new(kind, state.clock.now(), &m.tenant, &m.domain, &m.name);
+    ev.detail = match (body.detail, body.fallback) {
+        (Some(d), Some(f)) => Some(format!("{d}; kept serving {f}")),
+        (None, Some(f)) => Some(format!("kept serving {f}")),
+        (d, None) => d,
+    };
     ev.version = body.version;
     ev.artifact_digest = body.artifact_digest;
     ev.policy_digest = body.policy_digest;
@@ -256,6 +266,11 @@ pub async fn agent_report(
     };
     check_id("step", body.step.as_deref())?;
     check_id("agent", body.agent.as_deref())?;
+    check_id("inc_id", body.inc_id.as_deref())?;
+    check_id("chg_id", body.chg_id.as_deref())?;
+    if let Some(d) = &body.policy_digest {
+        d.parse::<Digest>().map_err(|e| ApiError::bad_request("bad_digest", e.to_string()))?;
+    }
     if let Some(at) = &body.observed_at {
         time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
             .map_err(|_| ApiError::bad_request("bad_time", "observed_at must be an RFC 3339 date-time"))?;
@@ -288,6 +303,9 @@ pub async fn agent_report(
     ev.observed_at = body.observed_at;
     ev.detail = body.detail;
     ev.stats = body.stats;
+    ev.inc_id = body.inc_id;
+    ev.chg_id = body.chg_id;
+    ev.policy_digest = body.policy_digest;
     stamp(&state, &mut ev, &m, &r, p, body.agent);
     let stored = state.store.record_event(ev).await?;
     state.notify_events();
