@@ -279,7 +279,7 @@ impl Agent {
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
         let result = self.fetch_unreported(reference, env, dest).await;
-        self.report_startup(reference, env, &result, None).await;
+        self.report_startup(reference, env, &result, self.claimed(), None).await;
         result
     }
 
@@ -305,13 +305,15 @@ impl Agent {
     }
 
     /// Report a startup decision (`startup_permit` / `startup_deny`). A deny names the version
-    /// and digest the answer claimed and, when the caller kept serving an earlier verified
-    /// version, that `fallback` (`name@version (digest)`).
+    /// and digest the refused answer `claimed` ([`Agent::claimed`] right after the fetch) and,
+    /// when the caller kept serving an earlier verified version, that `fallback`
+    /// (`name@version (digest)`).
     pub async fn report_startup(
         &self,
         reference: &str,
         env: &str,
         result: &Result<Permit, Stop>,
+        claimed: Option<(String, String)>,
         fallback: Option<&str>,
     ) {
         let report = match result {
@@ -320,7 +322,7 @@ impl Agent {
                             "agent": self.name}),
             Err(e) => {
                 // What was refused: the version and digest the answer claimed, if one was read.
-                let (version, digest) = self.claimed().unzip();
+                let (version, digest) = claimed.unzip();
                 json!({"ref": reference, "env": env, "decision": "deny", "reason": e.code(), "agent": self.name,
                        "version": version, "artifact_digest": digest, "detail": e.to_string().chars().filter(|c| !c.is_control()).take(512).collect::<String>(),
                        "fallback": fallback})

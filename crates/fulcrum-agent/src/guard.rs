@@ -282,12 +282,14 @@ impl Guard {
     /// The deny.
     pub async fn load(&self) -> Result<ResolveDocument, Stop> {
         let result = self.agent.fetch_unreported(&self.reference, &self.env, |d| self.layout.dir_for(d)).await;
+        // What was refused, read before the fallback's own resolve replaces it.
+        let claimed = self.agent.claimed();
         let fallback = match &result {
             Err(_) => self.fallback().await,
             Ok(_) => None,
         };
         let kept = fallback.as_ref().map(|d| format!("{}@{} ({})", d.name, d.version, d.artifact_digest));
-        self.agent.report_startup(&self.reference, &self.env, &result, kept.as_deref()).await;
+        self.agent.report_startup(&self.reference, &self.env, &result, claimed.clone(), kept.as_deref()).await;
         match result {
             Ok(p) => {
                 let mut blobs: Vec<Digest> = p.manifest.files().iter().map(|f| f.digest).collect();
@@ -342,7 +344,7 @@ impl Guard {
                 Ok(p.document)
             }
             Err(e) => {
-                let refused = match self.agent.claimed() {
+                let refused = match claimed {
                     Some((v, d)) => format!("{v} ({d})"),
                     None => "the answer".to_owned(),
                 };

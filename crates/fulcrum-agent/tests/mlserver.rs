@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,99 +21,8 @@ use common::{agent, as_, register_as, registry};
 use fulcrum_agent::gateway::{Gateway, Protocol, Route};
 use fulcrum_agent::guard::{Guard, Layout};
 use fulcrum_agent::oip::Oip;
+use fulcrum_testkit::mlserver::{self, start as start_mlserver, train};
 use serde_json::{Value, json};
-
-fn mlserver() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_MLSERVER").map(PathBuf::from).or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        Some(PathBuf::from(home).join(".cache/fulcrum/venv-mlserver-1.7.1/bin/mlserver"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "MLServer is missing ({}): run scripts/test.sh", p.display());
-    eprintln!("SKIPPED LOCALLY: MLServer not installed at {} (scripts/test.sh installs it)", p.display());
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Train a logistic regression (labels flipped for `flip`) and write the version's files:
-/// `model.joblib` and the MLServer `model-settings.json` naming the version.
-fn train(python: &Path, dir: &Path, version: &str, flip: bool) -> Vec<(String, Vec<u8>)> {
-    let script = r"
-import sys, joblib, numpy as np
-from sklearn.linear_model import LogisticRegression
-out, flip = sys.argv[1], sys.argv[2] == 'flip'
-rng = np.random.default_rng(7)
-X = rng.normal(size=(400, 4)); y = (X @ np.array([1.0, -2.0, 0.5, 0.0]) > 0).astype(int)
-if flip: y = 1 - y
-joblib.dump(LogisticRegression().fit(X, y), out + '/model.joblib')
-np.savetxt(out + '/train.csv', X, delimiter=',', header='f0,f1,f2,f3', comments='')
-";
-    std::fs::create_dir_all(dir).unwrap();
-    let st = std::process::Command::new(python)
-        .args(["-c", script])
-        .arg(dir)
-        .arg(if flip { "flip" } else { "noflip" })
-        .status()
-        .unwrap();
-    assert!(st.success(), "training failed");
-    let settings = json!({"name": "fraud", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib", "version": version}});
-    vec![
-        ("model-settings.json".to_owned(), serde_json::to_vec_pretty(&settings).unwrap()),
-        ("model.joblib".to_owned(), std::fs::read(dir.join("model.joblib")).unwrap()),
-    ]
-}
-
-struct Server {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SIGTERM lets MLServer stop its own children; kill_on_drop is the backstop.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        }
-    }
-}
-
-async fn start_mlserver(bin: &Path, repo: &Path, log: &Path) -> Server {
-    let port = free_port();
-    let child = tokio::process::Command::new(bin)
-        .arg("start")
-        .arg(repo)
-        .env("MLSERVER_HOST", "127.0.0.1")
-        .env("MLSERVER_HTTP_PORT", port.to_string())
-        .env("MLSERVER_GRPC_PORT", free_port().to_string())
-        .env("MLSERVER_METRICS_ENDPOINT", "")
-        .env("MLSERVER_PARALLEL_WORKERS", "0")
-        .env("MLSERVER_LOAD_MODELS_AT_STARTUP", "false")
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let s = Server { child, url: format!("http://127.0.0.1:{port}") };
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if http.get(format!("{}/v2/health/live", s.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "MLServer did not start: {}",
-            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Rows `[1,0,0,0]` and `[-1,2,0,0]`: v1 predicts `[1,0]`, v2 (labels flipped) `[0,1]`.
 const BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[1,0,0,0,-1,2,0,0]}]}"#;
@@ -141,7 +49,7 @@ fn prediction(v: &Value) -> Option<(String, Vec<i64>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_deploys_and_revocation_rolls_back_on_a_real_model_server() {
-    let Some(bin) = mlserver() else { return };
+    let Some(bin) = mlserver::bin() else { return };
     let python = bin.with_file_name("python");
     let work = tempfile::tempdir().unwrap();
     let v1 = train(&python, &work.path().join("train/1"), "1", false);
@@ -296,7 +204,7 @@ fn normals(seed: u64, n: usize) -> Vec<f64> {
 /// it, and only it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_server() {
-    let Some(bin) = mlserver() else { return };
+    let Some(bin) = mlserver::bin() else { return };
     let python = bin.with_file_name("python");
     let work = tempfile::tempdir().unwrap();
     let files = train(&python, &work.path().join("train/1"), "1", false);
@@ -438,7 +346,7 @@ async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_serve
 /// each alias with its own requests and latency histogram (from the gateway's reports).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_and_production_each_have_their_own_series_on_a_real_model_server() {
-    let Some(bin) = mlserver() else { return };
+    let Some(bin) = mlserver::bin() else { return };
     let python = bin.with_file_name("python");
     let work = tempfile::tempdir().unwrap();
     let v1 = train(&python, &work.path().join("train/1"), "1", false);

@@ -85,7 +85,7 @@ async fn bundle(client: &Client, pinned: Option<&Path>) -> anyhow::Result<TrustB
 }
 
 /// The newest checkpoint, its note verified with the registry key it names.
-async fn checkpoint(client: &Client, pinned: Option<&Path>) -> anyhow::Result<(Checkpoint, String)> {
+pub(crate) async fn checkpoint(client: &Client, pinned: Option<&Path>) -> anyhow::Result<(Checkpoint, String)> {
     let v = client.get("/v1/ledger/checkpoint").await?;
     let (note, kid, origin) = (
         v["note"].as_str().context("no note")?,
@@ -124,7 +124,7 @@ fn save_witness(dir: &Path, note: &str, w: &Witness) -> anyhow::Result<()> {
 }
 
 /// Entries `[from, size)` as leaves (with their kinds).
-async fn leaves(client: &Client, from: u64, size: u64) -> anyhow::Result<(Vec<Leaf>, Vec<String>)> {
+pub(crate) async fn leaves(client: &Client, from: u64, size: u64) -> anyhow::Result<(Vec<Leaf>, Vec<String>)> {
     let mut out = Vec::with_capacity(size.saturating_sub(from) as usize);
     let mut kinds = Vec::with_capacity(size.saturating_sub(from) as usize);
     let mut start = from;

@@ -216,9 +216,9 @@ pub fn startup_check(code: &str) -> (&'static str, &'static str, &'static str) {
             "the agent's trust bundle cannot be brought forward (chain broken or expired)",
             "fulcrum keys list; re-pin the agent's bundle from a trusted copy",
         ),
-        "artifact_tampered" => (
+        "artifact_tampered" | "blob_corrupt" => (
             "signature",
-            "bytes did not hash to the digest the signed manifest names (tampered in transit or in the store)",
+            "bytes do not hash to the digest the signed manifest names (tampered in transit, or in the registry's store)",
             "fulcrum blobs scrub; then fulcrum version get MODEL VERSION",
         ),
         "release_unverified" => (
@@ -507,7 +507,7 @@ pub async fn runbook(ctx: &Ctx, c: RunbookCmd) -> anyhow::Result<()> {
                 .collect();
             let versions = client.get(&format!("/v1/models/{m}/versions")).await?;
             let mut affected: Vec<(String, String, String)> = Vec::new(); // (version, finding, waiver)
-            for v in versions.as_array().into_iter().flatten() {
+            for v in versions["items"].as_array().into_iter().flatten() {
                 let label = s(&v["version"]);
                 if v["stage"] != "Approved" || v["hold"] != "none" {
                     continue;

@@ -5,6 +5,7 @@
 
 mod audit;
 mod commands;
+mod compliance;
 
 /// mimalloc: the registry allocates and frees small buffers on every request (headers, bodies,
 /// futures) from many threads; glibc's allocator spent ~10 % of a resolve in malloc/free and
@@ -237,6 +238,13 @@ enum Command {
         /// The decision id (from `fulcrum decisions` or a 409 policy_denied answer's log).
         decision_id: Option<String>,
     },
+    /// Reports: `report compliance` (controls mapped to mechanisms and live, verified evidence).
+    Report {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Incidents: open, show, close, list, timeline (T0→T+N with post-backout validation).
     Incident {
         #[command(flatten)]
@@ -286,6 +294,14 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ReportCmd {
+    /// Each control of NIST SP 800-53, SSDF, SLSA, AI RMF, CSA CCM and ISO 27001 the seed names,
+    /// the mechanism that implements it, and evidence counted from the ledger (verified here
+    /// against a signed checkpoint), with exceptions and enforced denials (auditor role).
+    Compliance(compliance::ComplianceArgs),
+}
+
 impl Command {
     /// How this command reaches the registry, if it does.
     fn conn(&self) -> Option<&Conn> {
@@ -310,6 +326,7 @@ impl Command {
             | Command::Waivers { conn, .. }
             | Command::Explain { conn, .. }
             | Command::Incident { conn, .. }
+            | Command::Report { conn, .. }
             | Command::Runbook { conn, .. }
             | Command::Audit { conn, .. }
             | Command::Whoami { conn }
@@ -420,6 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Explain { .. } => anyhow::bail!("explain what? a decision id, or startup-deny ID"),
         Command::Incident { cmd, .. } => incident::incident(&ctx, cmd).await,
+        Command::Report { cmd: ReportCmd::Compliance(a), .. } => compliance::run(&ctx, a).await,
         Command::Runbook { cmd, .. } => incident::runbook(&ctx, cmd).await,
         Command::Whoami { .. } => commands::whoami(&ctx).await,
         Command::Audit { cmd, .. } => audit::run(&ctx, cmd).await,

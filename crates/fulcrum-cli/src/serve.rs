@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// dead-lettered.
     #[arg(long)]
     webhooks: Option<PathBuf>,
+    /// Push decision logs to this endpoint in OPA's upload format (gzip JSON batches, in order,
+    /// retried; masked as stored). OPA uploads go to `<service>/logs`.
+    #[arg(long)]
+    decision_log_url: Option<String>,
+    /// A bearer token for the decision-log endpoint, read from this file.
+    #[arg(long, requires = "decision_log_url")]
+    decision_log_token_file: Option<PathBuf>,
     /// Write evidence archives to this S3 endpoint (bucket with Object Lock, COMPLIANCE) instead
     /// of <data-dir>/evidence; with --evidence-s3-bucket and the key files.
     #[arg(long, requires_all = ["evidence_s3_bucket", "evidence_s3_access_key_file", "evidence_s3_secret_key_file"])]
@@ -249,6 +256,17 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = &a.nats_url {
         config.nats = Some(fulcrum_server::relay::NatsConfig::new(url));
+    }
+    if let Some(url) = &a.decision_log_url {
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--decision-log-url {url}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("--decision-log-url {url}: the URL must be http(s)");
+        }
+        config.decision_log = Some(fulcrum_server::siem::DecisionLogConfig {
+            url: url.clone(),
+            token_file: a.decision_log_token_file.clone(),
+            batch: 500,
+        });
     }
     if let Some(p) = &a.client_identities {
         config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;

@@ -104,7 +104,9 @@ fn full_flow_through_the_cli() {
             "promotion",
             "alias_updated",
             "revocation",
-            "alias_updated"
+            "alias_updated",
+            // The revocation named INC-1, which had no record yet: it opened one.
+            "incident_opened"
         ]
     );
     // Decisions of the promotion gate, and the policy in force.
@@ -116,14 +118,21 @@ fn full_flow_through_the_cli() {
         [
             "fulcrum/release/decision",
             "fulcrum/promotion/decision",
+            // The promotion to Approved refused by four-eyes before the approvals came.
+            "fulcrum/lifecycle/decision",
             "fulcrum/promotion/decision",
             "fulcrum/env/decision"
         ],
         "registration, Staging, Approved, alias"
     );
-    let id = ds[2]["decision_id"].as_str().unwrap();
+    let id = ds[3]["decision_id"].as_str().unwrap();
     let text = run("rm", &["explain", id]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALLOW"), "{}", String::from_utf8_lossy(&text.stdout));
+    assert_eq!(
+        ds[2]["result"]["deny"],
+        serde_json::json!(["four_eyes"]),
+        "the refusal is on the record with its reason"
+    );
     // Access decisions: every call above was one, taken by the policy and logged.
     let a = ok(run("rm", &["decisions", "--path", "fulcrum/authz/decision", "--output", "json"]));
     let access = a["decisions"].as_array().unwrap();

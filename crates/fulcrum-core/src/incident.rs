@@ -83,8 +83,8 @@ pub struct Replica {
     pub validated_ms: Option<i64>,
     pub validated_requests: Option<u64>,
     pub validated_errors: Option<u64>,
-    /// `validated`, `reloaded` (not yet validated by traffic), `reload_denied`, `purge_failed`,
-    /// `quiesced`, or `silent`.
+    /// `purge_failed` (whatever followed: the withdrawn files may remain), `validated`,
+    /// `reloaded` (not yet validated by traffic), `reload_denied`, `quiesced`, or `silent`.
     pub status: String,
 }
 
@@ -218,12 +218,13 @@ pub fn timeline(inc_id: &str, incident: &[Logged], serving: &[Logged]) -> Timeli
     // Replicas that only appeared after T0 without acting on the incident are not part of it.
     replicas.retain(|_, r| r.expected || r.quiesce_ms.is_some() || r.purge_ms.is_some());
     for r in replicas.values_mut() {
-        r.status = if r.validated_ms.is_some() {
+        // A failed purge outranks everything: the withdrawn files may still be on that host.
+        r.status = if r.purge_error.is_some() {
+            "purge_failed"
+        } else if r.validated_ms.is_some() {
             "validated"
         } else if r.reload_denied.is_some() && r.reload_ms.is_none() {
             "reload_denied"
-        } else if r.purge_error.is_some() {
-            "purge_failed"
         } else if r.reload_ms.is_some() {
             "reloaded"
         } else if r.quiesce_ms.is_some() {

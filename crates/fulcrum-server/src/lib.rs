@@ -34,6 +34,7 @@ pub mod problem;
 pub mod relay;
 pub mod release;
 mod routes;
+pub mod siem;
 pub mod signals;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -96,6 +97,8 @@ pub struct Config {
     pub evidence_s3: Option<fulcrum_store::s3::S3Config>,
     /// Relay every committed event to NATS JetStream.
     pub nats: Option<relay::NatsConfig>,
+    /// Push decision logs to a SIEM endpoint (OPA's upload format).
+    pub decision_log: Option<siem::DecisionLogConfig>,
     /// The audit ledger's origin (its checkpoints' first line and key name).
     pub ledger_origin: String,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
@@ -121,6 +124,7 @@ impl Config {
             oidc: vec![],
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
+            decision_log: None,
             evidence_s3: None,
             webhooks: vec![],
             client_identities: auth::ClientIdentities::default(),
@@ -552,6 +556,9 @@ async fn lead(state: &AppState, mut lease: fulcrum_store::leader::Lease) -> Led 
             Ok(job) => jobs.push(job),
             Err(e) => tracing::error!(webhook = %name, error = %e, "webhook not started: its secret cannot be read"),
         }
+    }
+    if let Some(cfg) = state.config.decision_log.clone() {
+        jobs.push(siem::spawn(state.clone(), cfg));
     }
     jobs.push(watchers::spawn(state.clone()));
     let fence = lease.fence();

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub relay_failures: AtomicU64,
     /// Events webhooks gave up on (dead letters).
     pub webhook_dead: AtomicU64,
+    /// Position (in the decision log) of the last decision the SIEM endpoint accepted.
+    pub decision_log_position: AtomicU64,
+    /// Decision-log uploads retried (the endpoint refused or was unreachable).
+    pub decision_log_retries: AtomicU64,
     /// Blob bytes the registry sent itself.
     pub blob_bytes_served: AtomicU64,
     /// Downloads answered with a pre-signed object-storage URL instead of the bytes.
@@ -192,6 +196,12 @@ impl Metrics {
             out,
             "# HELP fulcrum_webhook_dead_letters_total Events webhooks gave up on after every retry.\n# TYPE fulcrum_webhook_dead_letters_total counter\nfulcrum_webhook_dead_letters_total {}",
             self.webhook_dead.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fulcrum_decision_log_position Position of the last decision the SIEM endpoint accepted.\n# TYPE fulcrum_decision_log_position gauge\nfulcrum_decision_log_position {}\n# HELP fulcrum_decision_log_retries_total Decision-log uploads retried.\n# TYPE fulcrum_decision_log_retries_total counter\nfulcrum_decision_log_retries_total {}",
+            self.decision_log_position.load(Ordering::Relaxed),
+            self.decision_log_retries.load(Ordering::Relaxed)
         );
         let refusals: Vec<(&str, u64)> =
             self.token_refusals.lock().expect("metrics lock").iter().map(|(k, v)| (*k, *v)).collect();

@@ -508,7 +508,7 @@ async fn aliases_downgrade_revocation_rollback_and_quarantine() {
         h.put("rm", a, json!({"version": "v2", "env": "dev"}), StatusCode::CONFLICT).await["code"],
         "alias_env_fixed"
     );
-    h.put("rm", "/v1/models/risk/aliases/canary", json!({"version": "v2"}), S200).await;
+    h.put("rm", "/v1/models/risk/aliases/canary", json!({"version": "v2", "chg_id": "CHG-C"}), S200).await;
 
     // Revocation rolls both aliases back to v1, with the incident id, in the same transaction.
     h.post("bo", "/v1/models/risk/versions/v2/revocation", json!({"reason": "critical CVE", "inc_id": "INC-7"}), S200)
@@ -523,7 +523,8 @@ async fn aliases_downgrade_revocation_rollback_and_quarantine() {
     // canary only ever pointed at v2: no healthy Approved version in its history, so it is emptied.
     assert_eq!(h.get("viewer", "/v1/models/risk/aliases/canary", S200).await["version"], Value::Null);
     let kinds = h.event_kinds("viewer").await;
-    assert_eq!(&kinds[kinds.len() - 3..], ["revocation", "alias_updated", "alias_updated"]);
+    // The revocation named INC-7, which had no record yet: it opened one, after the change.
+    assert_eq!(&kinds[kinds.len() - 4..], ["revocation", "alias_updated", "alias_updated", "incident_opened"]);
     let doc: ResolveDocument = h
         .req("agent", Method::GET, "/v1/resolve?ref=risk@production&env=prod")
         .send()

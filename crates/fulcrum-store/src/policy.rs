@@ -244,6 +244,20 @@ impl Store {
         Ok(idx)
     }
 
+    /// Decision records of every tenant after position `after`, oldest first, at most `limit`
+    /// (what the SIEM push sends, in order).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn decisions_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT seq, record FROM decisions WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Decision records of a tenant, oldest first, filtered.
     ///
     /// # Errors

@@ -65,6 +65,8 @@ pub fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
         {"token": "t-keys", "subject": "keys", "role": "key-admin", "tenant": "acme"},
         {"token": "t-auditor", "subject": "auditor", "role": "auditor", "tenant": "acme"},
         {"token": "t-admin", "subject": "admin", "role": "admin", "tenant": "acme"},
+        {"token": "t-ci-approver", "subject": "ci", "role": "approver", "tenant": "acme"},
+        {"token": "t-viewer", "subject": "viewer", "role": "viewer", "tenant": "acme"},
         {"token": "t-policy", "subject": "policy", "role": "policy-admin", "tenant": "acme"},
     ]});
     std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
