@@ -121,6 +121,17 @@ fi
 FULCRUM_PROMETHEUS=$(command -v prometheus)
 export FULCRUM_PROMETHEUS
 "$FULCRUM_PROMETHEUS" --version 2>&1 | head -1
+# Headless Chromium renders the compliance report's PDF (and will drive the web console's
+# tests); poppler's pdftoppm turns a page of it into PNG to check it rendered.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core >/dev/null
+fi
+FULCRUM_CHROMIUM=$(command -v chromium)
+export FULCRUM_CHROMIUM
+"$FULCRUM_CHROMIUM" --version 2>/dev/null | head -1
+pdftoppm -v 2>&1 | head -1
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"

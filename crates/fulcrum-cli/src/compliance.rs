@@ -405,6 +405,9 @@ pub async fn run(ctx: &Ctx, a: ComplianceArgs) -> anyhow::Result<()> {
     }
     let client = ctx.client()?;
     let me = client.get("/v1/me").await.unwrap_or_default();
+    // The report lists decisions and their inputs: the registry decides who may read those
+    // (auditors, security officers, release managers, policy admins — not viewers).
+    client.get("/v1/decisions").await.context("the compliance report reads decision logs")?;
     let (cp, note) = crate::audit::checkpoint(&client, None).await?;
     let (leaves, kinds) = crate::audit::leaves(&client, 0, cp.size).await?;
     let empty = fulcrum_ledger::audit::Witness::default();

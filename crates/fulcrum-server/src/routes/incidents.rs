@@ -155,6 +155,7 @@ async fn open_record(
 /// name the version in that incident, opening it first when no record exists yet. Best effort
 /// after the change: the change's own event already carries the id, which is what the timeline
 /// and the evidence read; a failure here is logged, never undoes the withdrawal.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn attach_or_open(
     state: &AppState,
     tenant: &str,
