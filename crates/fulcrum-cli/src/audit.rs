@@ -202,7 +202,32 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
             save_witness(&state, &note, &new)?;
             // The governance state the verified events imply, held against what the registry
             // serves and against the state map its checkpoint commits to.
-            let replay = if new_only { None } else { Some(replay_state(&client, &cp, &ls, bundle.as_deref()).await?) };
+            // A change committed after the checkpoint (signed at most once a second) makes the
+            // registry serve a state the checkpoint cannot imply yet: on a disagreement, take the
+            // next checkpoint, verify what it adds, and compare once more before failing.
+            let mut cp = cp;
+            let replay = if new_only {
+                None
+            } else {
+                match replay_state(&client, &cp, &ls, bundle.as_deref()).await {
+                    Ok(r) => Some(r),
+                    Err(first) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+                        let (cp2, note2) = checkpoint(&client, bundle.as_deref()).await?;
+                        if cp2.size <= cp.size {
+                            return Err(first);
+                        }
+                        let (more, more_kinds) = leaves(&client, cp.size, cp2.size).await?;
+                        ls.extend(more);
+                        kinds.extend(more_kinds);
+                        let newer = audit::verify(&cp2, &ls, &new).map_err(|p| anyhow::anyhow!("audit failed: {p}"))?;
+                        save_witness(&state, &note2, &newer)?;
+                        let r = replay_state(&client, &cp2, &ls, bundle.as_deref()).await?;
+                        cp = cp2;
+                        Some(r)
+                    }
+                }
+            };
             let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
             let v = json!({"verified": true, "size": cp.size, "root": B64.encode(cp.root),
                 "previously_verified": witness.size, "read": cp.size - from, "events": count("event"), "decisions": count("decision"),
