@@ -80,11 +80,11 @@ async fn a_critical_finding_without_a_waiver_quarantines_the_serving_version() {
         "{d}"
     );
     assert_eq!(d["result"]["deny"], json!(["open_finding:CVE-2026-4242"]));
-    // The watcher opened the incident as a record naming the version.
+    // The watcher's quarantine opened the incident as a record naming the version.
     let i = as_(&r, "bo").get(&format!("/v1/incidents/{inc}")).await.unwrap();
     assert_eq!(
         (i["source"].as_str(), i["opened_by"].as_str(), i["severity"].as_str()),
-        (Some("watcher"), Some("fulcrum-watcher"), Some("high")),
+        (Some("quarantine"), Some("fulcrum-watcher"), Some("high")),
         "{i}"
     );
     assert_eq!(i["versions"][0]["version"], "v2", "{i}");

@@ -505,9 +505,18 @@ pub async fn runbook(ctx: &Ctx, c: RunbookCmd) -> anyhow::Result<()> {
                 })
                 .cloned()
                 .collect();
-            let versions = client.get(&format!("/v1/models/{m}/versions")).await?;
+            let mut versions: Vec<Value> = Vec::new();
+            let mut after = String::new();
+            loop {
+                let page = client.get(&format!("/v1/models/{m}/versions?limit=500&after={after}")).await?;
+                versions.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match page["next"].as_str() {
+                    Some(n) => after = n.to_owned(),
+                    None => break,
+                }
+            }
             let mut affected: Vec<(String, String, String)> = Vec::new(); // (version, finding, waiver)
-            for v in versions["items"].as_array().into_iter().flatten() {
+            for v in &versions {
                 let label = s(&v["version"]);
                 if v["stage"] != "Approved" || v["hold"] != "none" {
                     continue;

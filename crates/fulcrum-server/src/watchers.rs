@@ -6,7 +6,7 @@
 //! **Findings.** Every serving Approved version with open critical or high findings is put to
 //! the policy (`fulcrum.watch`: may it keep serving, given its findings and the waivers that
 //! cover them?). A deny naming open findings quarantines it under a new incident (`INC-W-…`, an
-//! incident record opened by the watcher, severity high),
+//! incident record opened with the quarantine, by `fulcrum-watcher`, severity high),
 //! through the same governance path as a security officer's quarantine: its aliases roll back and
 //! guards quiesce. The decision is logged (and ledgered) like every policy decision. Because the
 //! check runs on every look, a waiver that expires brings it into force the next time. Only
@@ -193,18 +193,6 @@ pub async fn findings_once(state: &AppState) -> Result<usize, fulcrum_store::Sto
         match done {
             Ok(_) => {
                 tracing::warn!(%model, version = %label, %inc_id, findings = ?open, "quarantined: open findings without a waiver");
-                let title = format!("open findings without a waiver on {model}@{label}: {}", open.join(", "));
-                crate::routes::incidents::attach_or_open(
-                    state,
-                    &tenant,
-                    &inc_id,
-                    &model,
-                    &label,
-                    "watcher",
-                    "fulcrum-watcher",
-                    &title,
-                )
-                .await;
                 quarantined += 1;
             }
             // Changed meanwhile (quarantined or revoked by someone): the next look sees it.

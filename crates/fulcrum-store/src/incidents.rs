@@ -255,6 +255,61 @@ impl Store {
     }
 }
 
+/// Inside a withdrawal's transaction: file `model@version` under the incident `inc_id`, opening
+/// the incident (its `incident_opened` event appended with it) when no record exists yet. So a
+/// revocation or quarantine and its incident commit together or not at all.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn file_withdrawal(
+    tx: &mut Conn,
+    tenant: &str,
+    inc_id: &str,
+    model: &str,
+    version: &str,
+    via: &str,
+    by: &str,
+    title: &str,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let exists = sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(inc_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if !exists {
+        let severity = if via == "revocation" { "critical" } else { "high" };
+        let mut ev = fulcrum_core::event::EventPayload::new(
+            fulcrum_core::event::EventKind::IncidentOpened,
+            now,
+            tenant,
+            "*",
+            INCIDENT_MODEL,
+        );
+        ev.inc_id = Some(inc_id.to_owned());
+        ev.actor = Some(by.to_owned());
+        ev.reason = Some(title.to_owned());
+        ev.severity = Some(severity.to_owned());
+        ev.detail = Some(format!("opened by the {via} of {model}@{version}"));
+        crate::append_event(tx, ev).await?;
+        sqlx::query(
+            "INSERT INTO incidents (tenant, id, title, severity, source, opened_by, opened_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        )
+        .bind(tenant)
+        .bind(inc_id)
+        .bind(title)
+        .bind(severity)
+        .bind(via)
+        .bind(by)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    attach(tx, tenant, inc_id, model, version, via, now).await
+}
+
+/// Incident events carry this model name (they belong to the tenant, not to one model).
+pub const INCIDENT_MODEL: &str = "_incidents";
+
 async fn attach(
     tx: &mut Conn,
     tenant: &str,

@@ -725,6 +725,16 @@ impl Store {
             link_ledger(&mut tx, m.id, fx, leaf).await?;
             ledger.push(leaf);
         }
+        // A withdrawal under an incident files its version there in the same transaction.
+        if let (Some(inc), Command::Revoke { version, .. } | Command::Quarantine { version, .. }) =
+            (&ctx.inc_id, &command)
+        {
+            let via = if matches!(command, Command::Revoke { .. }) { "revocation" } else { "quarantine" };
+            let label = state.version(*version).map(|v| v.label.to_string()).unwrap_or_default();
+            let title = ctx.reason.clone().unwrap_or_else(|| format!("{via} of {}@{label}", m.name));
+            incidents::file_withdrawal(&mut tx, &m.tenant, inc, &m.name, &label, via, &actor.subject, &title, now)
+                .await?;
+        }
         tx.commit().await?;
         let labels = state.versions.iter().map(|v| (v.id, v.label.to_string())).collect();
         Ok(Governed { model_id: m.id, effects, ledger, labels })

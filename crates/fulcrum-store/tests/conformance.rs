@@ -790,6 +790,91 @@ async fn replica_heartbeats(cx: &Cx) {
     assert_eq!(s.replicas().await.unwrap().iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["a"]);
 }
 
+/// Incidents: opened once per tenant and id (with their event), versions attached idempotently,
+/// closed once; the events carrying an incident id and a model's serving events are read back
+/// by position; decisions are read in order for the SIEM push.
+async fn incidents_and_their_events(cx: &Cx) {
+    use fulcrum_store::NewIncident;
+    let s = &cx.store;
+    model(s, "acme", "fraud").await;
+    let ev = |kind, inc: Option<&str>| {
+        let mut e = EventPayload::new(kind, now(), "acme", "*", "_incidents");
+        e.inc_id = inc.map(Into::into);
+        e
+    };
+    let versions = [("fraud".to_owned(), "v1".to_owned())];
+    let n = NewIncident {
+        tenant: "acme",
+        id: "INC-1",
+        title: "critical CVE",
+        severity: "critical",
+        source: "operator",
+        opened_by: "bo",
+        versions: &versions,
+    };
+    let before = s.last_event_seq().await.unwrap();
+    s.open_incident(&n, now(), ev(EventKind::IncidentOpened, Some("INC-1"))).await.unwrap();
+    let again = s.open_incident(&n, now(), ev(EventKind::IncidentOpened, Some("INC-1"))).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    // The same id in another tenant is another incident.
+    s.open_incident(&NewIncident { tenant: "globex", ..n.clone() }, now(), ev(EventKind::IncidentOpened, None))
+        .await
+        .unwrap();
+    assert!(s.attach_to_incident("acme", "INC-1", "fraud", "v2", "revocation", now()).await.unwrap());
+    assert!(s.attach_to_incident("acme", "INC-1", "fraud", "v2", "revocation", now()).await.unwrap(), "idempotent");
+    assert!(!s.attach_to_incident("acme", "INC-404", "fraud", "v2", "revocation", now()).await.unwrap());
+    let i = s.incident("acme", "INC-1").await.unwrap().unwrap();
+    assert_eq!(
+        i.versions.iter().map(|v| (v.version.as_str(), v.via.as_str())).collect::<Vec<_>>(),
+        [("v1", "declared"), ("v2", "revocation")]
+    );
+    assert_eq!(s.incidents("acme", true, 10).await.unwrap().len(), 1);
+    s.close_incident("acme", "INC-1", "bo", "rolled back", now(), ev(EventKind::IncidentClosed, Some("INC-1")))
+        .await
+        .unwrap();
+    let twice = s
+        .close_incident("acme", "INC-1", "bo", "again", now(), ev(EventKind::IncidentClosed, Some("INC-1")))
+        .await
+        .unwrap_err();
+    assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
+    assert!(matches!(
+        s.close_incident("acme", "INC-404", "bo", "x", now(), ev(EventKind::IncidentClosed, None)).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    assert_eq!(s.incidents("acme", true, 10).await.unwrap().len(), 0, "closed");
+    let closed = s.incident("acme", "INC-1").await.unwrap().unwrap();
+    assert_eq!((closed.closed_by.as_deref(), closed.resolution.as_deref()), (Some("bo"), Some("rolled back")));
+    // The incident's own events (by the id inside the JSON), not globex's.
+    let kinds_of = |evs: &[fulcrum_store::StoredEvent]| kinds(evs);
+    assert_eq!(
+        kinds_of(&s.incident_events("acme", "INC-1").await.unwrap()),
+        ["io.fulcrum.registry.incident_opened", "io.fulcrum.registry.incident_closed"]
+    );
+    // A model's serving events by kind and position.
+    let mut step = EventPayload::new(EventKind::AgentStep, now(), "acme", "fraud", "fraud");
+    step.reason = Some("quiesce".into());
+    s.record_event(step).await.unwrap();
+    s.record_event(EventPayload::new(EventKind::FindingsRecorded, now(), "acme", "fraud", "fraud")).await.unwrap();
+    let head = s.last_event_seq().await.unwrap();
+    let serving = s.model_events_between("acme", "fraud", &[EventKind::AgentStep], before, head, 100).await.unwrap();
+    assert_eq!(kinds_of(&serving), ["io.fulcrum.registry.agent_step"]);
+    // Their ledger records, for evidence.
+    let recs = s.event_records("acme", &serving.iter().map(|e| e.seq).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(recs.len(), 1);
+    assert!(String::from_utf8_lossy(&recs[0].data).contains("quiesce"));
+    // Decisions in log order, every tenant.
+    s.record_decision(&decision("acme", "d-1", None, true)).await.unwrap();
+    s.record_decision(&decision("globex", "d-2", None, false)).await.unwrap();
+    let all = s.decisions_after(0, 100).await.unwrap();
+    let ids: Vec<String> = all
+        .iter()
+        .map(|(_, r)| serde_json::from_str::<serde_json::Value>(r).unwrap()["decision_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids[ids.len() - 2..], ["d-1", "d-2"]);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(s.decisions_after(all[all.len() - 2].0, 100).await.unwrap().len(), 1);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -826,4 +911,5 @@ conformance!(
     bad_input_changes_nothing,
     leadership_terms_and_fencing,
     replica_heartbeats,
+    incidents_and_their_events,
 );

@@ -19,8 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiError, ApiResult, Problem};
 
-/// Incident events carry this model name (they belong to the tenant, not to one model).
-pub const INCIDENT_MODEL: &str = "_incidents";
+pub use fulcrum_store::incidents::INCIDENT_MODEL;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,45 +148,6 @@ async fn open_record(
     let n = NewIncident { tenant, id, title, severity, source, opened_by: by, versions };
     state.commit(async |_| state.store.open_incident(&n, now, ev).await, |_, _| {}).await?;
     Ok(())
-}
-
-/// A withdrawal (revocation, quarantine, a watcher's quarantine) carrying `inc_id` committed:
-/// name the version in that incident, opening it first when no record exists yet. Best effort
-/// after the change: the change's own event already carries the id, which is what the timeline
-/// and the evidence read; a failure here is logged, never undoes the withdrawal.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn attach_or_open(
-    state: &AppState,
-    tenant: &str,
-    inc_id: &str,
-    model: &str,
-    version: &str,
-    via: &str,
-    by: &str,
-    title: &str,
-) {
-    let now = state.clock.now();
-    let attached = match state.store.attach_to_incident(tenant, inc_id, model, version, via, now).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, inc_id, "could not attach the version to its incident");
-            return;
-        }
-    };
-    if attached {
-        return;
-    }
-    let severity = if via == "revocation" { "critical" } else { "high" };
-    let versions = [(model.to_owned(), version.to_owned())];
-    match open_record(state, tenant, inc_id, title, severity, via, by, &versions).await {
-        Ok(()) => {}
-        // Opened meanwhile by another request: attach to it.
-        Err(_) => {
-            if let Err(e) = state.store.attach_to_incident(tenant, inc_id, model, version, via, now).await {
-                tracing::warn!(error = %e, inc_id, "could not attach the version to its incident");
-            }
-        }
-    }
 }
 
 /// A tenant's incidents, newest first.

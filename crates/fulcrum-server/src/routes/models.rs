@@ -825,22 +825,7 @@ pub async fn revoke(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(&state, Action::Revoke).await?;
-    let ctx = hold_ctx(body)?;
-    let attach = ctx.inc_id.clone().zip(ctx.reason.clone());
-    govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, ctx).await?;
-    if let Some((inc, reason)) = attach {
-        super::incidents::attach_or_open(
-            &state,
-            &who.0.tenant,
-            &inc,
-            &name,
-            &version,
-            "revocation",
-            &who.0.subject,
-            &reason,
-        )
-        .await;
-    }
+    govern(&state, &who, &name, Govern::Revoke { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
 
@@ -855,22 +840,7 @@ pub async fn quarantine(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> ApiResult<Json<VersionDto>> {
     who.require(&state, Action::Quarantine).await?;
-    let ctx = hold_ctx(body)?;
-    let attach = ctx.inc_id.clone().zip(ctx.reason.clone());
-    govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, ctx).await?;
-    if let Some((inc, reason)) = attach {
-        super::incidents::attach_or_open(
-            &state,
-            &who.0.tenant,
-            &inc,
-            &name,
-            &version,
-            "quarantine",
-            &who.0.subject,
-            &reason,
-        )
-        .await;
-    }
+    govern(&state, &who, &name, Govern::Quarantine { version: version.clone() }, hold_ctx(body)?).await?;
     version_after(&state, &who, &name, &version).await
 }
 
