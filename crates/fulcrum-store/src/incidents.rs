@@ -50,16 +50,11 @@ pub struct NewIncident<'a> {
 }
 
 impl Store {
-    /// Open an incident, with `event` (`incident_opened`) in the same transaction.
+    /// Open an incident, with its `incident_opened` event in the same transaction.
     ///
     /// # Errors
     /// `Conflict` when the id is already used in this tenant.
-    pub async fn open_incident(
-        &self,
-        n: &NewIncident<'_>,
-        now: OffsetDateTime,
-        event: fulcrum_core::event::EventPayload,
-    ) -> Result<()> {
+    pub async fn open_incident(&self, n: &NewIncident<'_>, now: OffsetDateTime) -> Result<()> {
         let mut tx = self.begin_write().await?;
         if sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
             .bind(n.tenant)
@@ -70,19 +65,7 @@ impl Store {
         {
             return Err(StoreError::Conflict(format!("incident {} already exists", n.id)));
         }
-        crate::append_event(&mut tx, event).await?;
-        sqlx::query(
-            "INSERT INTO incidents (tenant, id, title, severity, source, opened_by, opened_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        )
-        .bind(n.tenant)
-        .bind(n.id)
-        .bind(n.title)
-        .bind(n.severity)
-        .bind(n.source)
-        .bind(n.opened_by)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        insert(&mut tx, n, now).await?;
         for (m, v) in n.versions {
             attach(&mut tx, n.tenant, n.id, m, v, "declared", now).await?;
         }
@@ -278,37 +261,50 @@ pub(crate) async fn file_withdrawal(
         .is_some();
     if !exists {
         let severity = if via == "revocation" { "critical" } else { "high" };
-        let mut ev = fulcrum_core::event::EventPayload::new(
-            fulcrum_core::event::EventKind::IncidentOpened,
-            now,
-            tenant,
-            "*",
-            INCIDENT_MODEL,
-        );
-        ev.inc_id = Some(inc_id.to_owned());
-        ev.actor = Some(by.to_owned());
-        ev.reason = Some(title.to_owned());
-        ev.severity = Some(severity.to_owned());
-        ev.detail = Some(format!("opened by the {via} of {model}@{version}"));
-        crate::append_event(tx, ev).await?;
-        sqlx::query(
-            "INSERT INTO incidents (tenant, id, title, severity, source, opened_by, opened_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        )
-        .bind(tenant)
-        .bind(inc_id)
-        .bind(title)
-        .bind(severity)
-        .bind(via)
-        .bind(by)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        let versions = [(model.to_owned(), version.to_owned())];
+        let n = NewIncident { tenant, id: inc_id, title, severity, source: via, opened_by: by, versions: &versions };
+        insert(tx, &n, now).await?;
     }
     attach(tx, tenant, inc_id, model, version, via, now).await
 }
 
 /// Incident events carry this model name (they belong to the tenant, not to one model).
 pub const INCIDENT_MODEL: &str = "_incidents";
+
+/// The record and its ledgered `incident_opened` event (one place builds both).
+async fn insert(tx: &mut Conn, n: &NewIncident<'_>, now: OffsetDateTime) -> Result<()> {
+    let mut ev = fulcrum_core::event::EventPayload::new(
+        fulcrum_core::event::EventKind::IncidentOpened,
+        now,
+        n.tenant,
+        "*",
+        INCIDENT_MODEL,
+    );
+    ev.inc_id = Some(n.id.to_owned());
+    ev.actor = Some(n.opened_by.to_owned());
+    ev.reason = Some(n.title.to_owned());
+    ev.severity = Some(n.severity.to_owned());
+    let named: Vec<String> = n.versions.iter().map(|(m, v)| format!("{m}@{v}")).collect();
+    ev.detail = Some(match n.source {
+        "operator" if named.is_empty() => "opened by an operator".to_owned(),
+        "operator" => format!("opened by an operator; names {}", named.join(", ")),
+        via => format!("opened by the {via} of {}", named.join(", ")),
+    });
+    crate::append_event(tx, ev).await?;
+    sqlx::query(
+        "INSERT INTO incidents (tenant, id, title, severity, source, opened_by, opened_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    )
+    .bind(n.tenant)
+    .bind(n.id)
+    .bind(n.title)
+    .bind(n.severity)
+    .bind(n.source)
+    .bind(n.opened_by)
+    .bind(ts(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
 
 async fn attach(
     tx: &mut Conn,

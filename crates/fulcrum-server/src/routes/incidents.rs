@@ -113,41 +113,19 @@ pub async fn open(
         state.store.get_version(model.id, &v).await?.ok_or_else(|| ApiError::not_found("version"))?;
         versions.push((m, v));
     }
-    open_record(&state, &who.0.tenant, &body.id, &body.title, &body.severity, "operator", &who.0.subject, &versions)
-        .await?;
+    let n = NewIncident {
+        tenant: &who.0.tenant,
+        id: &body.id,
+        title: &body.title,
+        severity: &body.severity,
+        source: "operator",
+        opened_by: &who.0.subject,
+        versions: &versions,
+    };
+    let now = state.clock.now();
+    state.commit(async |_| state.store.open_incident(&n, now).await, |_, _| {}).await?;
     let i = state.store.incident(&who.0.tenant, &body.id).await?.ok_or_else(|| ApiError::internal(&"just opened"))?;
     Ok((StatusCode::CREATED, Json(i)))
-}
-
-/// Open the record and its ledgered event.
-#[allow(clippy::too_many_arguments)]
-async fn open_record(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-    title: &str,
-    severity: &str,
-    source: &str,
-    by: &str,
-    versions: &[(String, String)],
-) -> ApiResult<()> {
-    let now = state.clock.now();
-    let mut ev = EventPayload::new(EventKind::IncidentOpened, now, tenant, "*", INCIDENT_MODEL);
-    ev.inc_id = Some(id.to_owned());
-    ev.actor = Some(by.to_owned());
-    ev.reason = Some(title.to_owned());
-    ev.severity = Some(severity.to_owned());
-    ev.detail = Some(format!(
-        "opened by {source}{}",
-        if versions.is_empty() {
-            String::new()
-        } else {
-            format!("; names {}", versions.iter().map(|(m, v)| format!("{m}@{v}")).collect::<Vec<_>>().join(", "))
-        }
-    ));
-    let n = NewIncident { tenant, id, title, severity, source, opened_by: by, versions };
-    state.commit(async |_| state.store.open_incident(&n, now, ev).await, |_, _| {}).await?;
-    Ok(())
 }
 
 /// A tenant's incidents, newest first.
