@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// A bearer token for the decision-log endpoint, read from this file.
     #[arg(long, requires = "decision_log_url")]
     decision_log_token_file: Option<PathBuf>,
+    /// The web console's session key (at least 32 bytes; the same file on every replica so a
+    /// console session works on all). Without it each process makes its own.
+    #[arg(long)]
+    ui_session_key_file: Option<PathBuf>,
     /// Write evidence archives to this S3 endpoint (bucket with Object Lock, COMPLIANCE) instead
     /// of <data-dir>/evidence; with --evidence-s3-bucket and the key files.
     #[arg(long, requires_all = ["evidence_s3_bucket", "evidence_s3_access_key_file", "evidence_s3_secret_key_file"])]
@@ -257,6 +261,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(url) = &a.nats_url {
         config.nats = Some(fulcrum_server::relay::NatsConfig::new(url));
     }
+    config.ui_session_key_file.clone_from(&a.ui_session_key_file);
     if let Some(url) = &a.decision_log_url {
         let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--decision-log-url {url}: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {

@@ -39,6 +39,7 @@ pub mod signals;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod tls;
+pub mod ui;
 pub mod watchers;
 pub mod webhooks;
 
@@ -99,6 +100,9 @@ pub struct Config {
     pub nats: Option<relay::NatsConfig>,
     /// Push decision logs to a SIEM endpoint (OPA's upload format).
     pub decision_log: Option<siem::DecisionLogConfig>,
+    /// The web console's session key (32 bytes, shared by replicas so a session works on all);
+    /// `None`: a key per process (sessions end when it restarts).
+    pub ui_session_key_file: Option<PathBuf>,
     /// The audit ledger's origin (its checkpoints' first line and key name).
     pub ledger_origin: String,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
@@ -125,6 +129,7 @@ impl Config {
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
             decision_log: None,
+            ui_session_key_file: None,
             evidence_s3: None,
             webhooks: vec![],
             client_identities: auth::ClientIdentities::default(),
@@ -152,6 +157,8 @@ pub enum OpenError {
     Oidc(String),
     #[error("evidence store: {0}")]
     Evidence(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The start-up check (SPEC §8): the governance tables must be the projection of the ledgered
@@ -244,6 +251,8 @@ pub struct Inner {
     pub view: follow::View,
     /// Per-version serving and startup signals summed from the log (see [`signals`]).
     pub signals: signals::Signals,
+    /// Seals the web console's session cookies and derives their CSRF tokens.
+    pub ui_key: ui::SessionKey,
 }
 
 /// Bytes signed once and served many times.
@@ -351,7 +360,14 @@ impl Registry {
         let started_at = clock.now();
         let release_policy = Arc::new(config.release_policy.clone());
         let access = access::Access::start(store.clone());
+        let ui_key = match &config.ui_session_key_file {
+            Some(f) => {
+                ui::SessionKey::from_file(f).map_err(|e| OpenError::Config(format!("--ui-session-key-file: {e}")))?
+            }
+            None => ui::SessionKey::random(),
+        };
         let state = AppState(Arc::new(Inner {
+            ui_key,
             release_policy,
             config,
             store,

@@ -11,7 +11,7 @@ mod identity;
 pub(crate) mod incidents;
 mod keys;
 mod ledger;
-mod models;
+pub(crate) mod models;
 mod policy;
 mod resolve;
 mod webhooks;
@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route(metrics_path, get(metrics))
+    .merge(crate::ui::router())
     .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")

@@ -1,0 +1,66 @@
+//! The web console (SPEC §12), served by the registry at `/ui/`: server-rendered HTML (askama
+//! templates compiled into the binary), readable without JavaScript, with the same identities and
+//! access decisions as the API — a console page asks the same questions of the same policy.
+//!
+//! - **Session**: `POST /ui/login` takes a pasted token, checks it like any bearer token, and seals
+//!   it with an expiry (AES-256-GCM, key from `--ui-session-key-file`, else one per process) into a
+//!   `Secure; HttpOnly; SameSite=Strict; Path=/ui` cookie that lives [`SESSION`]. The token never
+//!   reaches the page or its scripts. A request with the cookie is authenticated exactly as
+//!   `Authorization: Bearer <token>` would be.
+//! - **Actions** are forms that POST to `/ui/…` with a CSRF token (HMAC of the session under the
+//!   same key) and a same-origin check; each is the API's own governed call.
+//! - **Headers**: a strict Content-Security-Policy (no inline script or style, no framing), no
+//!   referrer, no sniffing, `Cache-Control: no-store`.
+
+mod pages;
+mod session;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub use session::{SESSION, SessionKey};
+
+/// The console's Content-Security-Policy: only this origin's stylesheet and scripts, no inline
+/// code, no plugins, no framing, forms only to this origin.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("../../assets/ui.css");
+
+/// The `/ui/` routes (merged into the main router; every other `/ui/…` path is the console's
+/// own "no such page").
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
+        .route("/ui/", get(pages::models))
+        .route("/ui/login", get(pages::login_form).post(pages::login))
+        .route("/ui/logout", post(pages::logout))
+        .route("/ui/models/{name}", get(pages::model))
+        .route("/ui/models/{name}/versions/{version}", get(pages::version))
+        .route("/ui/models/{name}/versions/{version}/{action}", post(pages::act))
+        .route(
+            "/ui/static/ui.css",
+            get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))], CSS) }),
+        )
+        .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// Every console answer carries the security headers.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    res
+}

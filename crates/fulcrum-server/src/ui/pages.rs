@@ -1,0 +1,471 @@
+//! The console's pages and actions. Reading pages ask the store through the same visibility
+//! rules as the API (`visible_model`: tenant, domain, the policy's access decision); actions call
+//! the API's own handlers, so a refusal is the same decision with the same reasons.
+
+use askama::Template;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use fulcrum_core::identity::{Action, role_allows};
+use serde::Deserialize;
+
+use super::session::{COOKIE, SESSION};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::ApiError;
+use crate::routes::{ApiJson, parse_model_name, visible_model};
+
+/// Who is signed in, for the page header (empty on the sign-in page).
+#[derive(Debug, Default)]
+pub struct Who {
+    pub subject: String,
+    pub role: String,
+    pub tenant: String,
+    pub csrf: String,
+}
+
+/// A signed-in console caller: the API caller its session's token makes, and the session.
+pub struct UiCaller {
+    pub caller: Caller,
+    cookie: String,
+}
+
+impl UiCaller {
+    fn who(&self, state: &AppState) -> Who {
+        let p = &self.caller.0;
+        Who {
+            subject: p.subject.clone(),
+            role: p.role.as_str().to_owned(),
+            tenant: p.tenant.clone(),
+            csrf: state.ui_key.csrf(&self.cookie),
+        }
+    }
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+}
+
+/// Not signed in (or the session ended): to the sign-in page.
+pub struct SignIn;
+
+impl IntoResponse for SignIn {
+    fn into_response(self) -> Response {
+        Redirect::to("/ui/login").into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for UiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let cookie = cookie_of(&parts.headers).ok_or_else(|| SignIn.into_response())?;
+        let token =
+            state.ui_key.open(&cookie, state.clock.now().unix_timestamp()).ok_or_else(|| SignIn.into_response())?;
+        // Exactly as the API would see `Authorization: Bearer <token>` (client certificates too).
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| SignIn.into_response())?;
+        parts.headers.insert(header::AUTHORIZATION, bearer);
+        let caller = Caller::from_request_parts(parts, state).await.map_err(|_| SignIn.into_response())?;
+        Ok(Self { caller, cookie })
+    }
+}
+
+fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/problem.html")]
+struct ProblemPage {
+    who: Who,
+    title: String,
+    detail: String,
+    reasons: Vec<String>,
+}
+
+/// An API refusal as a page: the same status, the problem's words and reasons.
+fn problem(who: Who, e: &ApiError) -> Response {
+    let reasons = e.errors.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
+    let title = e.status.canonical_reason().unwrap_or("Refused").to_owned();
+    render(e.status, &ProblemPage { who, title, detail: format!("{} ({})", e.detail, e.code), reasons })
+}
+
+pub async fn not_found() -> Response {
+    let e = ApiError::new(StatusCode::NOT_FOUND, "no_page", "no such page");
+    problem(Who::default(), &e)
+}
+
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+struct LoginPage {
+    who: Who,
+    error: String,
+    minutes: i64,
+}
+
+pub async fn login_form() -> Response {
+    render(StatusCode::OK, &LoginPage { who: Who::default(), error: String::new(), minutes: SESSION.whole_minutes() })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// Check the pasted token as the API would, then seal it into the session cookie.
+pub async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    let refused = || {
+        render(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                who: Who::default(),
+                error: "That token was not accepted.".into(),
+                minutes: SESSION.whole_minutes(),
+            },
+        )
+    };
+    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else { return refused() };
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.headers.insert(header::AUTHORIZATION, bearer);
+    if token.is_empty() || Caller::from_request_parts(&mut parts, &state).await.is_err() {
+        return refused();
+    }
+    let until = (state.clock.now() + SESSION).unix_timestamp();
+    let sealed = state.ui_key.seal(token, until);
+    let cookie =
+        format!("{COOKIE}={sealed}; Path=/ui; Max-Age={}; HttpOnly; Secure; SameSite=Strict", SESSION.whole_seconds());
+    let mut res = Redirect::to("/ui/").into_response();
+    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie header"));
+    res
+}
+
+/// A form POST must come from a console page of this session: its CSRF token, and no foreign
+/// `Origin`.
+fn same_origin_form(state: &AppState, ui: &UiCaller, headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && origin != "null"
+        && origin.split("://").nth(1) != Some(host)
+    {
+        return Err(ApiError::forbidden("cross-origin form refused"));
+    }
+    if !state.ui_key.csrf_ok(&ui.cookie, csrf) {
+        return Err(ApiError::forbidden("the form's CSRF token is missing or not this session's"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ui: UiCaller,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = same_origin_form(&state, &ui, &headers, &f.csrf) {
+        return problem(ui.who(&state), &e);
+    }
+    let mut res = Redirect::to("/ui/login").into_response();
+    let gone = format!("{COOKIE}=; Path=/ui; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&gone).expect("a cookie header"));
+    res
+}
+
+struct ModelRow {
+    name: String,
+    domain: String,
+    description: String,
+    labels: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/models.html")]
+struct ModelsPage {
+    who: Who,
+    q: String,
+    domain: String,
+    models: Vec<ModelRow>,
+}
+
+#[derive(Deserialize)]
+pub struct ModelsQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    domain: String,
+}
+
+/// Models of the caller's tenant and domains, filtered by name and domain.
+pub async fn models(State(state): State<AppState>, ui: UiCaller, Query(f): Query<ModelsQuery>) -> Response {
+    let who = ui.who(&state);
+    if let Err(e) = ui.caller.require(&state, Action::Read).await {
+        return problem(who, &e);
+    }
+    let p = &ui.caller.0;
+    let mut rows = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = match state.store.list_models(&p.tenant, &after, 500).await {
+            Ok(p) => p,
+            Err(e) => return problem(who, &e.into()),
+        };
+        let last = page.last().map(|m| m.name.clone());
+        rows.extend(page.into_iter().filter(|m| {
+            p.may_use_domain(&m.domain)
+                && (f.q.is_empty() || m.name.contains(&f.q))
+                && (f.domain.is_empty() || m.domain == f.domain)
+        }));
+        match last {
+            Some(l) if rows.len() < 5_000 => after = l,
+            _ => break,
+        }
+    }
+    let models = rows
+        .into_iter()
+        .map(|m| ModelRow {
+            labels: m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+            name: m.name,
+            domain: m.domain,
+            description: m.description,
+            created: m.created_at,
+        })
+        .collect();
+    render(StatusCode::OK, &ModelsPage { who, q: f.q, domain: f.domain, models })
+}
+
+struct AliasRow {
+    name: String,
+    env: String,
+    version: String,
+    position: u64,
+    cause: String,
+}
+
+struct VersionRow {
+    label: String,
+    seq: u64,
+    stage: String,
+    hold: String,
+    publisher: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/model.html")]
+struct ModelPage {
+    who: Who,
+    name: String,
+    description: String,
+    domain: String,
+    aliases: Vec<AliasRow>,
+    versions: Vec<VersionRow>,
+}
+
+pub async fn model(State(state): State<AppState>, ui: UiCaller, Path(name): Path<String>) -> Response {
+    let who = ui.who(&state);
+    let m = match async {
+        let n = parse_model_name(&name)?;
+        visible_model(&state, &ui.caller, Action::Read, &n).await
+    }
+    .await
+    {
+        Ok(m) => m,
+        Err(e) => return problem(who, &e),
+    };
+    let (aliases, versions) =
+        match tokio::try_join!(state.store.aliases_of(m.id), state.store.list_versions(m.id, 0, 500)) {
+            Ok(x) => x,
+            Err(e) => return problem(who, &e.into()),
+        };
+    let aliases = aliases
+        .into_iter()
+        .map(|a| AliasRow {
+            name: a.name,
+            env: a.env.as_str().to_owned(),
+            version: a.version.unwrap_or_else(|| "(none)".into()),
+            position: a.position,
+            cause: a.cause.as_str().to_owned(),
+        })
+        .collect();
+    let versions = versions
+        .into_iter()
+        .rev()
+        .map(|v| VersionRow {
+            label: v.label,
+            seq: v.seq,
+            stage: v.stage.as_str().to_owned(),
+            hold: v.hold.as_str().to_owned(),
+            publisher: v.publisher,
+            created: v.created_at,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &ModelPage { who, name: m.name, description: m.description, domain: m.domain, aliases, versions },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "ui/version.html")]
+struct VersionPage {
+    who: Who,
+    csrf: String,
+    model: String,
+    label: String,
+    stage: String,
+    hold: String,
+    hold_reason: String,
+    artifact_digest: String,
+    record_digest: String,
+    publisher: String,
+    revalidate_by: String,
+    chg_id: String,
+    approvals: Vec<String>,
+    card: Vec<(String, String)>,
+    findings: Vec<(String, String, String, String)>,
+    files: Vec<(String, u64, String)>,
+    /// (path segment, button text, needs a reason and an incident id)
+    actions: Vec<(&'static str, &'static str, bool)>,
+}
+
+/// The actions a role may take on a version, as the console offers them (the registry still
+/// decides each one when it is sent).
+fn actions_for(
+    role: fulcrum_core::identity::Role,
+    hold: fulcrum_core::Hold,
+) -> Vec<(&'static str, &'static str, bool)> {
+    let mut out = Vec::new();
+    if hold != fulcrum_core::Hold::Revoked {
+        if role_allows(role, Action::Approve) {
+            out.push(("approve", "Approve", false));
+        }
+        if role_allows(role, Action::Quarantine) && hold == fulcrum_core::Hold::None {
+            out.push(("quarantine", "Quarantine", true));
+        }
+        if role_allows(role, Action::Revoke) {
+            out.push(("revoke", "Revoke", true));
+        }
+    }
+    out
+}
+
+pub async fn version(
+    State(state): State<AppState>,
+    ui: UiCaller,
+    Path((name, label)): Path<(String, String)>,
+) -> Response {
+    let who = ui.who(&state);
+    let loaded = async {
+        let n = parse_model_name(&name)?;
+        let m = visible_model(&state, &ui.caller, Action::Read, &n).await?;
+        let v = state.store.get_version(m.id, &label).await?.ok_or_else(|| ApiError::not_found("version"))?;
+        let findings = state.store.findings(v.id).await?;
+        Ok::<_, ApiError>((m, v, findings))
+    }
+    .await;
+    let (m, v, findings) = match loaded {
+        Ok(x) => x,
+        Err(e) => return problem(who, &e),
+    };
+    let text = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    let card = v.release["model_card"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, x)| (k.clone(), text(x))).collect())
+        .unwrap_or_default();
+    let page = VersionPage {
+        csrf: who.csrf.clone(),
+        actions: actions_for(ui.caller.0.role, v.hold),
+        model: m.name,
+        stage: v.stage.as_str().to_owned(),
+        hold: v.hold.as_str().to_owned(),
+        hold_reason: v.hold_reason.unwrap_or_default(),
+        artifact_digest: v.artifact_digest.to_string(),
+        record_digest: v.record_digest.to_string(),
+        publisher: v.publisher,
+        revalidate_by: text(&v.release["revalidate_by"]),
+        chg_id: v.chg_id.unwrap_or_else(|| "—".into()),
+        approvals: v
+            .approvals
+            .iter()
+            .map(|a| format!("{} ({}) {} — {}", a.subject, a.role.as_str(), a.created_at, a.kind))
+            .collect(),
+        card,
+        findings: findings.into_iter().map(|f| (f.id, f.severity.as_str().to_owned(), f.status, f.package)).collect(),
+        files: v.files.iter().map(|f| (f.path.clone(), f.size, f.digest.to_string())).collect(),
+        label: v.label,
+        who,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    inc_id: String,
+}
+
+/// A console action: the API's own handler with the session's caller.
+pub async fn act(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ui: UiCaller,
+    Path((name, label, action)): Path<(String, String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let who = ui.who(&state);
+    if let Err(e) = same_origin_form(&state, &ui, &headers, &f.csrf) {
+        return problem(who, &e);
+    }
+    let path = Path((name.clone(), label.clone()));
+    let hold = || crate::dto::HoldBody {
+        reason: f.reason.clone(),
+        chg_id: None,
+        inc_id: (!f.inc_id.trim().is_empty()).then(|| f.inc_id.trim().to_owned()),
+    };
+    let done: Result<Json<crate::dto::VersionDto>, ApiError> = match action.as_str() {
+        "approve" => crate::routes::models::approve(
+            State(state.clone()),
+            ui.caller,
+            path,
+            ApiJson(crate::dto::ApproveBody { comment: "approved in the console".into() }),
+        )
+        .await
+        .map(|(_, j)| j),
+        "quarantine" => crate::routes::models::quarantine(State(state.clone()), ui.caller, path, ApiJson(hold())).await,
+        "revoke" => crate::routes::models::revoke(State(state.clone()), ui.caller, path, ApiJson(hold())).await,
+        _ => Err(ApiError::not_found("action")),
+    };
+    match done {
+        Ok(_) => Redirect::to(&format!("/ui/models/{name}/versions/{label}")).into_response(),
+        Err(e) => problem(who, &e),
+    }
+}

@@ -1,0 +1,146 @@
+//! The web console over HTTP (its browser tests drive Chromium separately): sign-in by token
+//! paste, the session cookie's flags, security headers on every page, pages scoped like the API,
+//! actions only with the session's CSRF token from this origin, and the policy's refusals shown.
+
+mod common;
+
+use common::{Harness, token, with_production};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn assert_headers(h: &HeaderMap) {
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+}
+
+/// Sign in as `who`; the session cookie (`name=value`).
+async fn sign_in(h: &Harness, who: &str) -> String {
+    let r = browser().post(format!("{}/ui/login", h.url)).form(&[("token", token(who))]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/ui/");
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/ui", "Max-Age=900"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    assert!(!set.contains(&token(who)), "the token is sealed, not stored in the clear");
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(h: &Harness, cookie: &str, path: &str) -> (StatusCode, String) {
+    let r = browser().get(format!("{}{path}", h.url)).header("cookie", cookie).send().await.unwrap();
+    assert_headers(r.headers());
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[at..at + 32].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_pages_and_governed_actions() {
+    let h = Harness::start().await;
+    with_production(&h, "fraud").await;
+    let b = browser();
+
+    // Not signed in: to the sign-in page, which carries the headers too.
+    let r = b.get(format!("{}/ui/", h.url)).send().await.unwrap();
+    assert!(r.headers().contains_key(LOCATION), "{:?} {:?}", r.status(), r.headers());
+    assert_eq!((r.status(), r.headers()[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/ui/login"));
+    let r = b.get(format!("{}/ui/login", h.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_headers(r.headers());
+    assert!(r.text().await.unwrap().contains("<label for=\"token\">"));
+    let r = b.post(format!("{}/ui/login", h.url)).form(&[("token", "nope")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    // A forged or edited cookie is no session.
+    let r = b.get(format!("{}/ui/", h.url)).header("cookie", "fulcrum_ui=AAAA").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // A viewer reads every page and is offered no action.
+    let viewer = sign_in(&h, "viewer").await;
+    let (s, list) = page(&h, &viewer, "/ui/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains("href=\"/ui/models/fraud\"") && list.contains("viewer · viewer · acme"), "{list}");
+    let (s, model) = page(&h, &viewer, "/ui/models/fraud").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(model.contains("production") && model.contains("/ui/models/fraud/versions/v1"), "{model}");
+    let (s, v) = page(&h, &viewer, "/ui/models/fraud/versions/v1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.contains("<dd id=\"stage\">Approved</dd>"), "{v}");
+    assert!(!v.contains("/versions/v1/revoke") && !v.contains("/versions/v1/approve"), "no action for a viewer");
+    // A forged action (the viewer's own CSRF token, this origin): the policy refuses it.
+    let csrf = csrf_of(&v);
+    let r = b
+        .post(format!("{}/ui/models/fraud/versions/v1/revoke", h.url))
+        .header("cookie", &viewer)
+        .form(&[("csrf", csrf.as_str()), ("reason", "forged"), ("inc_id", "INC-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("role_forbids:revoke"));
+    // Another tenant's model: not found, like the API says.
+    let other = sign_in(&h, "other-admin").await;
+    assert_eq!(page(&h, &other, "/ui/models/fraud").await.0, StatusCode::NOT_FOUND);
+    assert!(!page(&h, &other, "/ui/").await.1.contains("/ui/models/fraud\""));
+
+    // A security officer revokes from the version page, with the session's CSRF token.
+    let bo = sign_in(&h, "bo").await;
+    let (_, v) = page(&h, &bo, "/ui/models/fraud/versions/v1").await;
+    assert!(v.contains("action=\"/ui/models/fraud/versions/v1/revoke\""), "{v}");
+    let csrf = csrf_of(&v);
+    let send = |cookie: &str, csrf: &str, origin: Option<&str>| {
+        let mut rb = b.post(format!("{}/ui/models/fraud/versions/v1/revoke", h.url)).header("cookie", cookie).form(&[
+            ("csrf", csrf),
+            ("reason", "critical CVE"),
+            ("inc_id", "INC-9"),
+        ]);
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        rb.send()
+    };
+    // Without the token, with another session's, or from another origin: refused, nothing done.
+    assert_eq!(send(&bo, "", None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&bo, &csrf_of(&page(&h, &viewer, "/ui/").await.1), None).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(send(&bo, &csrf, Some("https://evil.example")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(h.get("viewer", "/v1/models/fraud/versions/v1", StatusCode::OK).await["hold"], "none");
+    let r = send(&bo, &csrf, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    let (_, v) = page(&h, &bo, "/ui/models/fraud/versions/v1").await;
+    assert!(v.contains("<dd id=\"hold\" class=\"revoked\">revoked: critical CVE</dd>"), "{v}");
+    assert_eq!(
+        h.get("viewer", "/v1/incidents/INC-9", StatusCode::OK).await["source"],
+        "revocation",
+        "the same governed call"
+    );
+
+    // Signing out ends the cookie.
+    let csrf = csrf_of(&page(&h, &bo, "/ui/").await.1);
+    let r = b
+        .post(format!("{}/ui/logout", h.url))
+        .header("cookie", &bo)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    // No page shows a server error, and unknown console paths are pages too.
+    assert_eq!(page(&h, &viewer, "/ui/nowhere").await.0, StatusCode::NOT_FOUND);
+}
