@@ -121,13 +121,16 @@ fi
 FULCRUM_PROMETHEUS=$(command -v prometheus)
 export FULCRUM_PROMETHEUS
 "$FULCRUM_PROMETHEUS" --version 2>&1 | head -1
-# Headless Chromium renders the compliance report's PDF (and will drive the web console's
-# tests); poppler's pdftoppm turns a page of it into PNG to check it rendered.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
+# Headless Chromium renders the compliance report's PDF and, through chromedriver (WebDriver),
+# runs the web console's browser tests; poppler's pdftoppm turns a PDF page into PNG.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver poppler-utils fonts-dejavu-core >/dev/null
 fi
+FULCRUM_CHROMEDRIVER=$(command -v chromedriver)
+export FULCRUM_CHROMEDRIVER
+"$FULCRUM_CHROMEDRIVER" --version | head -1
 FULCRUM_CHROMIUM=$(command -v chromium)
 export FULCRUM_CHROMIUM
 "$FULCRUM_CHROMIUM" --version 2>/dev/null | head -1

@@ -7,6 +7,7 @@ mod common;
 use common::{Harness, token, with_production};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -143,4 +144,57 @@ async fn sign_in_pages_and_governed_actions() {
     assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     // No page shows a server error, and unknown console paths are pages too.
     assert_eq!(page(&h, &viewer, "/ui/nowhere").await.0, StatusCode::NOT_FOUND);
+}
+
+/// The same in a real headless Chromium: sign in by token paste, read the pages (no console
+/// error, no server error), a viewer is offered no action, a security officer revokes with an
+/// incident id and the version page shows it. Screenshots go to the build's temp dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser() {
+    let Some(driver) = fulcrum_testkit::browser::chromedriver() else { return };
+    let h = Harness::start().await;
+    with_production(&h, "fraud").await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let b = fulcrum_testkit::browser::Browser::start(&driver).await;
+    let sign_in = |who: &'static str| {
+        let (b, url) = (&b, h.url.clone());
+        async move {
+            b.goto(&format!("{url}/ui/login")).await;
+            b.type_into("#token", &token(who)).await;
+            b.click("form[action='/ui/login'] button").await;
+            b.wait_for_url("/ui/").await;
+        }
+    };
+    sign_in("viewer").await;
+    assert_eq!(b.text("h1").await, "Models");
+    b.screenshot(&shots.join("models.png")).await;
+    b.click("a[href='/ui/models/fraud']").await;
+    b.wait_for_url("/ui/models/fraud").await;
+    assert_eq!(b.text("h1").await, "fraud");
+    b.screenshot(&shots.join("model.png")).await;
+    b.click("a[href='/ui/models/fraud/versions/v1']").await;
+    b.wait_for_url("/versions/v1").await;
+    assert_eq!(b.text("#stage").await, "Approved");
+    assert!(b.find_all(".actions form").await.is_empty(), "a viewer is offered no action");
+    b.screenshot(&shots.join("version-viewer.png")).await;
+    // Every image loaded (none broken), and the page wrote no error to the console.
+    let broken = b
+        .execute("return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length", json!([]))
+        .await;
+    assert_eq!(broken, json!(0));
+    assert_eq!(b.console_errors().await, Vec::<String>::new());
+
+    b.click("header form button").await; // sign out
+    b.wait_for_url("/ui/login").await;
+    sign_in("bo").await;
+    b.goto(&format!("{}/ui/models/fraud/versions/v1", h.url)).await;
+    assert!(b.text("header").await.contains("bo · security-officer"));
+    b.type_into("#reason-revoke", "critical CVE").await;
+    b.type_into("#inc-revoke", "INC-77").await;
+    b.click("form[action$='/revoke'] button").await;
+    b.wait_for_text("#hold", "revoked: critical CVE").await;
+    b.screenshot(&shots.join("version-revoked.png")).await;
+    assert_eq!(b.console_errors().await, Vec::<String>::new());
+    assert_eq!(h.get("viewer", "/v1/incidents/INC-77", StatusCode::OK).await["versions"][0]["version"], "v1");
+    assert!(!b.source().await.contains(&token("bo")), "the token never reaches the page");
 }

@@ -8,6 +8,7 @@
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
+pub mod browser;
 pub mod mlserver;
 pub mod postgres;
 pub use postgres::{Postgres, pg_bin};

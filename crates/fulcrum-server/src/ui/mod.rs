@@ -32,6 +32,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const CSS: &str = include_str!("../../assets/ui.css");
+const ICON: &str = include_str!("../../assets/favicon.svg");
 
 /// The `/ui/` routes (merged into the main router; every other `/ui/…` path is the console's
 /// own "no such page").
@@ -47,6 +48,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/ui/static/ui.css",
             get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))], CSS) }),
+        )
+        .route(
+            "/ui/static/favicon.svg",
+            get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"))], ICON) }),
         )
         .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
         .layer(middleware::from_fn(security_headers))
