@@ -142,6 +142,14 @@ async fn sign_in_pages_and_governed_actions() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    // The incidents pages, scoped like the API.
+    let (s, list) = page(&h, &viewer, "/ui/incidents").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains("/ui/incidents/INC-9"), "{list}");
+    let (s, inc) = page(&h, &viewer, "/ui/incidents/INC-9").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(inc.contains("revocation") && inc.contains("<dd id=\"state\">open</dd>"), "{inc}");
+    assert_eq!(page(&h, &other, "/ui/incidents/INC-9").await.0, StatusCode::NOT_FOUND);
     // No page shows a server error, and unknown console paths are pages too.
     assert_eq!(page(&h, &viewer, "/ui/nowhere").await.0, StatusCode::NOT_FOUND);
 }
@@ -196,5 +204,15 @@ async fn in_a_real_browser() {
     b.screenshot(&shots.join("version-revoked.png")).await;
     assert_eq!(b.console_errors().await, Vec::<String>::new());
     assert_eq!(h.get("viewer", "/v1/incidents/INC-77", StatusCode::OK).await["versions"][0]["version"], "v1");
+    // The incident it opened, listed and with its timeline.
+    b.click("nav a[href='/ui/incidents']").await;
+    b.wait_for_url("/ui/incidents").await;
+    b.click("a[href='/ui/incidents/INC-77']").await;
+    b.wait_for_url("/ui/incidents/INC-77").await;
+    assert_eq!(b.text("#state").await, "open");
+    let steps = b.text("#timeline").await;
+    assert!(steps.contains("revocation") && steps.contains("incident_opened"), "{steps}");
+    b.screenshot(&shots.join("incident.png")).await;
+    assert_eq!(b.console_errors().await, Vec::<String>::new());
     assert!(!b.source().await.contains(&token("bo")), "the token never reaches the page");
 }

@@ -136,13 +136,18 @@ pub async fn list(
     who: Caller,
     ApiQuery(q): ApiQuery<IncidentsQuery>,
 ) -> ApiResult<Json<Vec<IncidentRecord>>> {
-    who.require(&state, Action::Read).await?;
-    let all = state.store.incidents(&who.0.tenant, q.open, q.limit.unwrap_or(100).min(1000)).await?;
+    Ok(Json(list_for(&state, &who, q.open, q.limit.unwrap_or(100)).await?))
+}
+
+/// The caller's incidents as the API lists them (the console's list too).
+pub(crate) async fn list_for(state: &AppState, who: &Caller, open: bool, limit: u32) -> ApiResult<Vec<IncidentRecord>> {
+    who.require(state, Action::Read).await?;
+    let all = state.store.incidents(&who.0.tenant, open, limit.min(1000)).await?;
     let mut out = Vec::with_capacity(all.len());
     for i in all {
-        out.push(visible(&state, &who, i).await?);
+        out.push(visible(state, who, i).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 async fn load(state: &AppState, who: &Caller, id: &str) -> ApiResult<IncidentRecord> {
@@ -229,12 +234,16 @@ pub(crate) async fn timeline_of(state: &AppState, tenant: &str, id: &str) -> Api
 #[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn timeline(State(state): State<AppState>, who: Caller, Path(id): Path<String>) -> ApiResult<Json<Timeline>> {
-    who.require(&state, Action::ReadEvents).await?;
-    let i = load(&state, &who, &id).await?;
-    let t = timeline_of(&state, &who.0.tenant, &i.id).await?;
+    Ok(Json(with_timeline(&state, &who, &id).await?.1))
+}
+
+/// An incident and its timeline as the caller may see them (the console's incident page too).
+pub(crate) async fn with_timeline(state: &AppState, who: &Caller, id: &str) -> ApiResult<(IncidentRecord, Timeline)> {
+    who.require(state, Action::ReadEvents).await?;
+    let i = load(state, who, id).await?;
+    let mut t = timeline_of(state, &who.0.tenant, &i.id).await?;
     // A domain-bound caller sees the steps of its own domains' models only.
     let seen: std::collections::BTreeSet<String> = i.versions.iter().map(|v| v.model.clone()).collect();
-    let mut t = t;
     t.steps.retain(|s| s.model == INCIDENT_MODEL || seen.contains(&s.model) || who.0.domain == "*");
-    Ok(Json(t))
+    Ok((i, t))
 }

@@ -42,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/ui/", get(pages::models))
         .route("/ui/login", get(pages::login_form).post(pages::login))
         .route("/ui/logout", post(pages::logout))
+        .route("/ui/incidents", get(pages::incidents))
+        .route("/ui/incidents/{id}", get(pages::incident))
         .route("/ui/models/{name}", get(pages::model))
         .route("/ui/models/{name}/versions/{version}", get(pages::version))
         .route("/ui/models/{name}/versions/{version}/{action}", post(pages::act))

@@ -469,3 +469,119 @@ pub async fn act(
         Err(e) => problem(who, &e),
     }
 }
+
+struct IncidentRow {
+    id: String,
+    severity: String,
+    title: String,
+    versions: String,
+    opened: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/incidents.html")]
+struct IncidentsPage {
+    who: Who,
+    incidents: Vec<IncidentRow>,
+}
+
+fn state_of(i: &fulcrum_store::IncidentRecord) -> String {
+    match (&i.closed_at, &i.closed_by) {
+        (Some(at), Some(by)) => format!("closed {at} by {by}"),
+        _ => "open".to_owned(),
+    }
+}
+
+/// The tenant's incidents (the API's list: versions outside the caller's domains left out).
+pub async fn incidents(State(state): State<AppState>, ui: UiCaller) -> Response {
+    let who = ui.who(&state);
+    match crate::routes::incidents::list_for(&state, &ui.caller, false, 200).await {
+        Ok(list) => {
+            let incidents = list
+                .iter()
+                .map(|i| IncidentRow {
+                    id: i.id.clone(),
+                    severity: i.severity.clone(),
+                    title: i.title.clone(),
+                    versions: i
+                        .versions
+                        .iter()
+                        .map(|v| format!("{}@{}", v.model, v.version))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    opened: format!("{} by {}", i.opened_at, i.opened_by),
+                    state: state_of(i),
+                })
+                .collect();
+            render(StatusCode::OK, &IncidentsPage { who, incidents })
+        }
+        Err(e) => problem(who, &e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/incident.html")]
+struct IncidentPage {
+    who: Who,
+    id: String,
+    title: String,
+    severity: String,
+    opened: String,
+    state: String,
+    t0: String,
+    complete: bool,
+    /// (name, status, quiesce, purge, reload, validated)
+    replicas: Vec<(String, String, String, String, String, String)>,
+    missing: String,
+    /// (T+, step, by, version, detail)
+    steps: Vec<(String, String, String, String, String)>,
+}
+
+/// One incident and its timeline T0→T+N.
+pub async fn incident(State(state): State<AppState>, ui: UiCaller, Path(id): Path<String>) -> Response {
+    let who = ui.who(&state);
+    let got = crate::routes::incidents::with_timeline(&state, &ui.caller, &id).await;
+    let (i, t) = match got {
+        Ok(x) => x,
+        Err(e) => return problem(who, &e),
+    };
+    let ms = |x: Option<i64>| x.map_or_else(|| "—".to_owned(), |m| format!("{:.3} s", m as f64 / 1e3));
+    let page = IncidentPage {
+        who,
+        state: state_of(&i),
+        opened: format!("{} by {}", i.opened_at, i.opened_by),
+        id: i.id,
+        title: i.title,
+        severity: i.severity,
+        t0: t.t0.clone().unwrap_or_else(|| "(nothing withdrawn yet)".into()),
+        complete: t.complete,
+        replicas: t
+            .replicas
+            .iter()
+            .map(|r| {
+                let purge = match &r.purge_error {
+                    Some(e) => format!("{} FAILED: {e}", ms(r.purge_ms)),
+                    None => ms(r.purge_ms),
+                };
+                let reload = format!("{} ({})", ms(r.reload_ms), r.reloaded.as_deref().unwrap_or("—"));
+                (r.name.clone(), r.status.clone(), ms(r.quiesce_ms), purge, reload, ms(r.validated_ms))
+            })
+            .collect(),
+        missing: t.missing.join(", "),
+        steps: t
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    format!("{:.3} s", s.delay_ms as f64 / 1e3),
+                    s.step.clone(),
+                    s.by.clone().unwrap_or_default(),
+                    s.version.as_ref().map(|v| format!("{}@{v}", s.model)).unwrap_or_default(),
+                    s.detail.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
+}
