@@ -131,6 +131,14 @@ fi
 FULCRUM_CHROMEDRIVER=$(command -v chromedriver)
 export FULCRUM_CHROMEDRIVER
 "$FULCRUM_CHROMEDRIVER" --version | head -1
+# axe-core (pinned with its lock file in tests/axe) for the console's accessibility check.
+AXE_DIR="$CACHE/axe-4.14.1"
+if ! cmp -s tests/axe/package-lock.json "$AXE_DIR/package-lock.json" || [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
+  rm -rf "$AXE_DIR" && mkdir -p "$AXE_DIR"
+  cp tests/axe/package.json tests/axe/package-lock.json "$AXE_DIR/"
+  (cd "$AXE_DIR" && npm ci --no-audit --no-fund --silent)
+fi
+export FULCRUM_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
 FULCRUM_CHROMIUM=$(command -v chromium)
 export FULCRUM_CHROMIUM
 "$FULCRUM_CHROMIUM" --version 2>/dev/null | head -1

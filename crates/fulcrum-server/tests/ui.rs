@@ -162,8 +162,18 @@ async fn in_a_real_browser() {
     let Some(driver) = fulcrum_testkit::browser::chromedriver() else { return };
     let h = Harness::start().await;
     with_production(&h, "fraud").await;
+    let Some(axe) = fulcrum_testkit::browser::axe() else { return };
+    let axe = std::fs::read_to_string(axe).unwrap();
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     let b = fulcrum_testkit::browser::Browser::start(&driver).await;
+    // Accessibility (axe-core, WCAG 2.1 A/AA): no serious or critical violation on a main page.
+    let accessible = |page: &'static str| {
+        let (b, axe) = (&b, axe.clone());
+        async move {
+            let v = b.accessibility_violations(&axe).await;
+            assert!(v.is_empty(), "{page}: {v:?}");
+        }
+    };
     let sign_in = |who: &'static str| {
         let (b, url) = (&b, h.url.clone());
         async move {
@@ -173,18 +183,23 @@ async fn in_a_real_browser() {
             b.wait_for_url("/ui/").await;
         }
     };
+    b.goto(&format!("{}/ui/login", h.url)).await;
+    accessible("sign-in").await;
     sign_in("viewer").await;
     assert_eq!(b.text("h1").await, "Models");
     b.screenshot(&shots.join("models.png")).await;
+    accessible("models").await;
     b.click("a[href='/ui/models/fraud']").await;
     b.wait_for_url("/ui/models/fraud").await;
     assert_eq!(b.text("h1").await, "fraud");
     b.screenshot(&shots.join("model.png")).await;
+    accessible("model").await;
     b.click("a[href='/ui/models/fraud/versions/v1']").await;
     b.wait_for_url("/versions/v1").await;
     assert_eq!(b.text("#stage").await, "Approved");
     assert!(b.find_all(".actions form").await.is_empty(), "a viewer is offered no action");
     b.screenshot(&shots.join("version-viewer.png")).await;
+    accessible("version").await;
     // Every image loaded (none broken), and the page wrote no error to the console.
     let broken = b
         .execute("return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length", json!([]))
@@ -213,6 +228,15 @@ async fn in_a_real_browser() {
     let steps = b.text("#timeline").await;
     assert!(steps.contains("revocation") && steps.contains("incident_opened"), "{steps}");
     b.screenshot(&shots.join("incident.png")).await;
+    accessible("incident").await;
     assert_eq!(b.console_errors().await, Vec::<String>::new());
     assert!(!b.source().await.contains(&token("bo")), "the token never reaches the page");
+    // The accessibility check can fail: an image without a text alternative is reported.
+    b.execute(
+        "const i = document.createElement('img'); i.src = '/ui/static/favicon.svg'; document.body.append(i);",
+        json!([]),
+    )
+    .await;
+    let v = b.accessibility_violations(&axe).await;
+    assert!(v.iter().any(|x| x.starts_with("image-alt")), "{v:?}");
 }

@@ -24,6 +24,21 @@ pub fn chromedriver() -> Option<PathBuf> {
     None
 }
 
+/// axe-core's `axe.min.js` (pinned in `tests/axe`, installed by `scripts/test.sh`); `None`
+/// locally when missing, a failure under `CI=true`.
+pub fn axe() -> Option<PathBuf> {
+    let p = std::env::var_os("FULCRUM_AXE").map(PathBuf::from).or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        Some(PathBuf::from(home).join(".cache/fulcrum/axe-4.14.1/node_modules/axe-core/axe.min.js"))
+    })?;
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "axe-core is missing ({}): run scripts/test.sh", p.display());
+    eprintln!("SKIPPED LOCALLY: axe-core not installed at {} (scripts/test.sh installs it)", p.display());
+    None
+}
+
 /// The W3C element key in WebDriver answers (W3C WebDriver §12.1, "web element identifier").
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -179,6 +194,29 @@ impl Browser {
     /// Run a script in the page (`arguments` as given); its return value.
     pub async fn execute(&self, script: &str, args: Value) -> Value {
         self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// Run an asynchronous script (it calls `arguments[arguments.length - 1]` with its result).
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// axe-core's serious and critical violations of WCAG 2 A/AA on the current page
+    /// (`id: help (n nodes)`), with `axe` the text of `axe.min.js`.
+    pub async fn accessibility_violations(&self, axe: &str) -> Vec<String> {
+        self.execute(axe, json!([])).await;
+        let v = self
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done(r.violations
+                       .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                       .map(v => v.id + ': ' + v.help + ' (' + v.nodes.length + ' nodes)')))
+                   .catch(e => done(['axe failed: ' + e]));",
+                json!([]),
+            )
+            .await;
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect()
     }
 
     /// The page as PNG, written to `path`.
