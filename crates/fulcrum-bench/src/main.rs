@@ -60,6 +60,15 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         versions_per_model: usize,
     },
+    /// The web console's page times at `models × versions_per_model` versions.
+    Console {
+        #[arg(long, default_value_t = 100)]
+        models: usize,
+        #[arg(long, default_value_t = 100)]
+        versions_per_model: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Decision latency of the default policy (access check and the Approved gate), from
     /// `threads` threads at once.
     Policy {
@@ -229,6 +238,9 @@ async fn main() -> anyhow::Result<()> {
             seed(data_dir, database_url, models, versions_per_model).await
         }
         Cmd::Bare { listen, body } => bare(listen, body).await,
+        Cmd::Console { models, versions_per_model, requests } => {
+            console_bench(models, versions_per_model, requests).await
+        }
         Cmd::Guards { counts, jitter_ms, finding } => guards::run(&counts, jitter_ms, finding).await,
         Cmd::Gateway { conns, rates, rounds, secs, compute_ms } => {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
@@ -548,5 +560,51 @@ async fn served_access_bench(threads: usize, iterations: usize) -> anyhow::Resul
         written as f64 / took.as_secs_f64()
     );
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// The web console's server time per page at `models × per_model` versions: signed in once,
+/// each page fetched `requests` times over loopback (so the figure is the server's time plus a
+/// loopback round trip), p50/p99 and the bytes each page transfers.
+async fn console_bench(models: usize, per_model: usize, requests: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    seed(dir.path().join("data"), None, models, per_model).await?;
+    let lab = lab::Lab::start_on(dir).await?;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let r = http.post(format!("{}/ui/login", lab.url)).form(&[("token", "tok-rm")]).send().await?;
+    anyhow::ensure!(r.status() == reqwest::StatusCode::SEE_OTHER, "sign-in refused: {}", r.status());
+    let cookie = r
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    let mid = format!("model-{:05}", models / 2);
+    let pages = [
+        ("models", "/ui/".to_owned()),
+        ("model", format!("/ui/models/{mid}")),
+        ("version", format!("/ui/models/{mid}/versions/v{}", per_model / 2)),
+        ("incidents", "/ui/incidents".to_owned()),
+        ("sign-in", "/ui/login".to_owned()),
+    ];
+    println!("| page | p50 | p99 | bytes |");
+    println!("|---|---|---|---|");
+    for (name, path) in pages {
+        let mut took = Vec::with_capacity(requests);
+        let mut bytes = 0;
+        for i in 0..requests + 5 {
+            let t = std::time::Instant::now();
+            let r = http.get(format!("{}{path}", lab.url)).header("cookie", &cookie).send().await?;
+            anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+            bytes = r.bytes().await?.len();
+            if i >= 5 {
+                took.push(t.elapsed());
+            }
+        }
+        took.sort();
+        let pct = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)].as_secs_f64() * 1e3;
+        println!("| {name} (`{path}`) | {:.2} ms | {:.2} ms | {:.1} KiB |", pct(0.5), pct(0.99), bytes as f64 / 1024.0);
+    }
     Ok(())
 }

@@ -504,6 +504,19 @@ impl Store {
         rows.iter().map(VersionRecord::from_row).collect()
     }
 
+    /// A model's newest versions, newest first, at most `limit` (the console's model page).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn latest_versions(&self, model_id: i64, limit: u32) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query("SELECT * FROM versions WHERE model_id = $1 ORDER BY seq DESC LIMIT $2")
+            .bind(model_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(VersionRecord::from_row).collect()
+    }
+
     /// Every version without its file list, streamed row by row (for building the resolve
     /// cache at start-up without holding every row in memory at once).
     pub fn versions_brief(&self) -> impl futures_util::Stream<Item = Result<VersionBrief>> + '_ {

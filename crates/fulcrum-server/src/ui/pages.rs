@@ -310,7 +310,6 @@ pub async fn model(State(state): State<AppState>, ui: UiCaller, Path(name): Path
         .collect();
     let versions = versions
         .into_iter()
-        .rev()
         .map(|v| VersionRow {
             label: v.label,
             seq: v.seq,
