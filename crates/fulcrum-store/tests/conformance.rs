@@ -245,6 +245,8 @@ async fn register_and_read(cx: &Cx) {
     let page2 = s.list_versions(id, page1[1].seq, 10).await.unwrap();
     let labels: Vec<_> = page1.iter().chain(&page2).map(|v| v.label.as_str()).collect();
     assert_eq!(labels, ["v1", "v2", "v3", "v4", "v5"]);
+    let newest: Vec<String> = s.latest_versions(id, 2).await.unwrap().into_iter().map(|v| v.label).collect();
+    assert_eq!(newest, ["v5", "v4"], "newest first");
     let models = s.list_models("acme", "", 10).await.unwrap();
     assert_eq!(models.len(), 1);
 
