@@ -96,6 +96,11 @@ async fn sign_in_pages_and_governed_actions() {
     let other = sign_in(&h, "other-admin").await;
     assert_eq!(page(&h, &other, "/ui/models/fraud").await.0, StatusCode::NOT_FOUND);
     assert!(!page(&h, &other, "/ui/").await.1.contains("/ui/models/fraud\""));
+    assert_eq!(
+        page(&h, &other, "/ui/models/fraud/versions/v1/live").await.0,
+        StatusCode::NOT_FOUND,
+        "no stream of theirs"
+    );
 
     // A security officer revokes from the version page, with the session's CSRF token.
     let bo = sign_in(&h, "bo").await;
@@ -205,6 +210,16 @@ async fn in_a_real_browser() {
         .execute("return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length", json!([]))
         .await;
     assert_eq!(broken, json!(0));
+    assert_eq!(b.console_errors().await, Vec::<String>::new());
+    // Live: a quarantine made elsewhere shows on the open page without a reload by hand.
+    h.post(
+        "bo",
+        "/v1/models/fraud/versions/v1/quarantine",
+        json!({"reason": "suspicious drift", "inc_id": "INC-76"}),
+        StatusCode::OK,
+    )
+    .await;
+    b.wait_for_text("#hold", "quarantined: suspicious drift").await;
     assert_eq!(b.console_errors().await, Vec::<String>::new());
 
     b.click("header form button").await; // sign out

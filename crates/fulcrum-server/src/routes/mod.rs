@@ -5,7 +5,7 @@
 mod blobs;
 mod cluster;
 mod datasets;
-mod events;
+pub(crate) mod events;
 mod findings;
 mod identity;
 pub(crate) mod incidents;

@@ -33,6 +33,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 const CSS: &str = include_str!("../../assets/ui.css");
 const ICON: &str = include_str!("../../assets/favicon.svg");
+const LIVE: &str = include_str!("../../assets/live.js");
 
 /// The `/ui/` routes (merged into the main router; every other `/ui/…` path is the console's
 /// own "no such page").
@@ -46,10 +47,17 @@ pub fn router() -> Router<AppState> {
         .route("/ui/incidents/{id}", get(pages::incident))
         .route("/ui/models/{name}", get(pages::model))
         .route("/ui/models/{name}/versions/{version}", get(pages::version))
+        .route("/ui/models/{name}/versions/{version}/live", get(pages::live))
         .route("/ui/models/{name}/versions/{version}/{action}", post(pages::act))
         .route(
             "/ui/static/ui.css",
             get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))], CSS) }),
+        )
+        .route(
+            "/ui/static/live.js",
+            get(|| async {
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"))], LIVE)
+            }),
         )
         .route(
             "/ui/static/favicon.svg",

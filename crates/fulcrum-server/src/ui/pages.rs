@@ -584,3 +584,35 @@ pub async fn incident(State(state): State<AppState>, ui: UiCaller, Path(id): Pat
     };
     render(StatusCode::OK, &page)
 }
+
+/// The version page's live updates: the API's event stream for the model (server-sent events),
+/// with the session's identity, after the same visibility check as the page.
+pub async fn live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ui: UiCaller,
+    Path((name, label)): Path<(String, String)>,
+) -> Response {
+    let who = ui.who(&state);
+    let seen = async {
+        let n = parse_model_name(&name)?;
+        let m = visible_model(&state, &ui.caller, Action::Read, &n).await?;
+        state.store.get_version(m.id, &label).await?.ok_or_else(|| ApiError::not_found("version"))?;
+        Ok::<_, ApiError>(m.name)
+    }
+    .await;
+    let model = match seen {
+        Ok(m) => m,
+        Err(e) => return problem(who, &e),
+    };
+    let q = crate::dto::EventsQuery {
+        after: None,
+        limit: None,
+        model: Some(model),
+        types: Some("revocation,quarantined,quarantine_released,approval,promotion,alias_updated".into()),
+    };
+    match crate::routes::events::stream_events(State(state), ui.caller, headers, crate::routes::ApiQuery(q)).await {
+        Ok(sse) => sse.into_response(),
+        Err(e) => problem(who, &e),
+    }
+}
