@@ -120,7 +120,7 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
 fi
 FULCRUM_PROMETHEUS=$(command -v prometheus)
 export FULCRUM_PROMETHEUS
-"$FULCRUM_PROMETHEUS" --version 2>&1 | head -1
+"$FULCRUM_PROMETHEUS" --version 2>&1 | sed -n 1p
 # Headless Chromium renders the compliance report's PDF and, through chromedriver (WebDriver),
 # runs the web console's browser tests; poppler's pdftoppm turns a PDF page into PNG.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
@@ -130,7 +130,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 FULCRUM_CHROMEDRIVER=$(command -v chromedriver)
 export FULCRUM_CHROMEDRIVER
-"$FULCRUM_CHROMEDRIVER" --version | head -1
+"$FULCRUM_CHROMEDRIVER" --version | sed -n 1p
 # axe-core (pinned with its lock file in tests/axe) for the console's accessibility check.
 AXE_DIR="$CACHE/axe-4.14.1"
 if ! cmp -s tests/axe/package-lock.json "$AXE_DIR/package-lock.json" || [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
@@ -141,8 +141,8 @@ fi
 export FULCRUM_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
 FULCRUM_CHROMIUM=$(command -v chromium)
 export FULCRUM_CHROMIUM
-"$FULCRUM_CHROMIUM" --version 2>/dev/null | head -1
-pdftoppm -v 2>&1 | head -1
+"$FULCRUM_CHROMIUM" --version 2>/dev/null | sed -n 1p
+pdftoppm -v 2>&1 | sed -n 1p
 # Each test process makes its own token under this directory; start clean.
 rm -rf "$CACHE/softhsm" && mkdir -p "$CACHE/softhsm"
 export SOFTHSM2_CONF="$CACHE/softhsm/softhsm2.conf"
