@@ -21,21 +21,25 @@ use common::{agent, as_, register_as, registry};
 use fulcrum_agent::gateway::{Gateway, Protocol, Route};
 use fulcrum_agent::guard::{Guard, Layout};
 use fulcrum_agent::oip::Oip;
-use fulcrum_testkit::mlserver::{self, start as start_mlserver, train};
+use fulcrum_testkit::mlserver::{self, infer, start as start_mlserver, train};
 use serde_json::{Value, json};
 
-/// Rows `[1,0,0,0]` and `[-1,2,0,0]`: v1 predicts `[1,0]`, v2 (labels flipped) `[0,1]`.
-const BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[1,0,0,0,-1,2,0,0]}]}"#;
+/// Run `g` (it follows the registry until the test ends).
+fn follow(g: Guard) -> Arc<Guard> {
+    let guard = Arc::new(g);
+    let run = guard.clone();
+    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
+    guard
+}
 
-async fn infer(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let r = http
-        .post(format!("{url}/v2/models/fraud/infer"))
-        .header("content-type", "application/json")
-        .body(BODY)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+/// A gateway for `routes` in front of the model server at `upstream`, on a loopback port: the
+/// gateway and its URL.
+async fn front(routes: Vec<Route>, upstream: &str) -> (Arc<Gateway>, String) {
+    let gw = Arc::new(Gateway::new(routes, upstream, Protocol::Oip).unwrap());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    (gw, url)
 }
 
 fn as_refs(v: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
@@ -71,20 +75,9 @@ async fn promotion_deploys_and_revocation_rolls_back_on_a_real_model_server() {
     );
     g.oip = Some(Oip::new(&server.url).unwrap());
     g.reload_jitter = Duration::from_millis(200);
-    let guard = Arc::new(g);
-    let run = guard.clone();
-    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-    let gw = Arc::new(
-        Gateway::new(
-            vec![Route { alias: "production".into(), weight: 1, guard: guard.clone() }],
-            &server.url,
-            Protocol::Oip,
-        )
-        .unwrap(),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let guard = follow(g);
+    let (_gw, url) =
+        front(vec![Route { alias: "production".into(), weight: 1, guard: guard.clone() }], &server.url).await;
     let http = reqwest::Client::new();
     let wait_for = |want: &'static str| {
         let (http, url) = (http.clone(), url.clone());
@@ -248,20 +241,9 @@ async fn drift_of_live_inputs_against_the_training_profile_on_a_real_model_serve
     let mut g =
         Guard::new(agent(&r, &work.path().join("state")).await, "fraud@production", "prod", Layout::Repository(repo));
     g.oip = Some(Oip::new(&server.url).unwrap());
-    let guard = Arc::new(g);
-    let run = guard.clone();
-    tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-    let gw = Arc::new(
-        Gateway::new(
-            vec![Route { alias: "production".into(), weight: 1, guard: guard.clone() }],
-            &server.url,
-            Protocol::Oip,
-        )
-        .unwrap(),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let guard = follow(g);
+    let (gw, url) =
+        front(vec![Route { alias: "production".into(), weight: 1, guard: guard.clone() }], &server.url).await;
     let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
     tokio::spawn(gw.clone().report(reporter, Duration::from_secs(1)));
     let start = Instant::now();
@@ -369,15 +351,9 @@ async fn canary_and_production_each_have_their_own_series_on_a_real_model_server
             Layout::Repository(repo.clone()),
         );
         g.oip = Some(Oip::new(&server.url).unwrap());
-        let guard = Arc::new(g);
-        let run = guard.clone();
-        tokio::spawn(async move { run.run(std::future::pending::<()>()).await });
-        routes.push(Route { alias: alias.into(), weight, guard });
+        routes.push(Route { alias: alias.into(), weight, guard: follow(g) });
     }
-    let gw = Arc::new(Gateway::new(routes, &server.url, Protocol::Oip).unwrap());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(fulcrum_agent::gateway::serve(gw.clone(), l));
+    let (gw, url) = front(routes, &server.url).await;
     let reporter = Arc::new(fulcrum_agent::report::Reporter::start(as_(&r, "agent")));
     tokio::spawn(gw.clone().report(reporter, Duration::from_secs(1)));
     let start = Instant::now();

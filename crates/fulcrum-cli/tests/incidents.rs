@@ -101,17 +101,12 @@ async fn replica(s: &Server, bin: &Path, dir: &Path, name: &str) -> Replica {
     Replica { guard, gateway, repo, _server: server }
 }
 
-const BODY: &str = r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[1,0,0,0,-1,2,0,0]}]}"#;
-
 /// Call the gateway until it answers with `version`.
 async fn served_by(http: &reqwest::Client, gateway: &str, version: &str) {
     let start = Instant::now();
     loop {
-        let r = http.post(format!("{gateway}/v2/models/fraud/infer")).body(BODY).send().await;
-        if let Ok(r) = r
-            && r.status().is_success()
-            && r.json::<Value>().await.is_ok_and(|v| v["model_version"] == version)
-        {
+        let (status, v) = mlserver::infer(http, gateway).await;
+        if status == 200 && v["model_version"] == version {
             return;
         }
         assert!(start.elapsed() < Duration::from_secs(90), "{gateway} never served {version}");
@@ -179,7 +174,7 @@ async fn revocation_timeline_on_two_guarded_replicas_with_a_failed_purge_and_a_s
         let (http, stop) = (http.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = http.post(format!("{gw}/v2/models/fraud/infer")).body(BODY).send().await;
+                mlserver::infer(&http, &gw).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });

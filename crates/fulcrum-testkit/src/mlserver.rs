@@ -9,15 +9,26 @@ use std::time::{Duration, Instant};
 /// `CI=true`.
 pub fn bin() -> Option<PathBuf> {
     let p = std::env::var_os("FULCRUM_MLSERVER").map(PathBuf::from).or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        Some(PathBuf::from(home).join(".cache/fulcrum/venv-mlserver-1.7.1/bin/mlserver"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "MLServer is missing ({}): run scripts/test.sh", p.display());
-    eprintln!("SKIPPED LOCALLY: MLServer not installed at {} (scripts/test.sh installs it)", p.display());
-    None
+        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-mlserver-1.7.1/bin/mlserver"))
+    });
+    crate::installed("MLServer", p)
+}
+
+/// Rows `[1,0,0,0]` and `[-1,2,0,0]` for the model [`train`] makes: unflipped it predicts
+/// `[1,0]`, flipped `[0,1]`.
+pub const INFER_BODY: &str =
+    r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[1,0,0,0,-1,2,0,0]}]}"#;
+
+/// [`INFER_BODY`] to `<url>/v2/models/fraud/infer`: the status and the JSON answer (or null).
+pub async fn infer(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let r = http
+        .post(format!("{url}/v2/models/fraud/infer"))
+        .header("content-type", "application/json")
+        .body(INFER_BODY)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 fn free_port() -> u16 {
@@ -87,9 +98,10 @@ pub async fn start(bin: &Path, repo: &Path, log: &Path) -> Server {
         .spawn()
         .unwrap();
     let s = Server { child, url: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        if live(port).await {
+        if http.get(format!("{}/v2/health/live", s.url)).send().await.is_ok_and(|r| r.status().is_success()) {
             return s;
         }
         assert!(
@@ -99,16 +111,4 @@ pub async fn start(bin: &Path, repo: &Path, log: &Path) -> Server {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `GET /v2/health/live` answers 200 (a plain HTTP/1.1 request: no client library needed).
-async fn live(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    let req = format!("GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if c.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    c.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
