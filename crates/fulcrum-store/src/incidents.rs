@@ -56,13 +56,7 @@ impl Store {
     /// `Conflict` when the id is already used in this tenant.
     pub async fn open_incident(&self, n: &NewIncident<'_>, now: OffsetDateTime) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        if sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
-            .bind(n.tenant)
-            .bind(n.id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some()
-        {
+        if exists(&mut tx, n.tenant, n.id).await? {
             return Err(StoreError::Conflict(format!("incident {} already exists", n.id)));
         }
         insert(&mut tx, n, now).await?;
@@ -73,34 +67,7 @@ impl Store {
         Ok(())
     }
 
-    /// Name `model@version` in an incident (idempotent). Returns whether the incident exists.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn attach_to_incident(
-        &self,
-        tenant: &str,
-        id: &str,
-        model: &str,
-        version: &str,
-        via: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let exists = sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if exists {
-            attach(&mut tx, tenant, id, model, version, via, now).await?;
-        }
-        tx.commit().await?;
-        Ok(exists)
-    }
-
-    /// Close an open incident, with `event` (`incident_closed`) in the same transaction.
+    /// Close an open incident, with its `incident_closed` event in the same transaction.
     ///
     /// # Errors
     /// `NotFound`; `Conflict` when it is already closed.
@@ -111,7 +78,6 @@ impl Store {
         by: &str,
         resolution: &str,
         now: OffsetDateTime,
-        event: fulcrum_core::event::EventPayload,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT closed_at FROM incidents WHERE tenant = $1 AND id = $2")
@@ -123,7 +89,9 @@ impl Store {
         if let Some(at) = row.get::<Option<String>, _>(0) {
             return Err(StoreError::Conflict(format!("incident {id} was closed at {at}")));
         }
-        crate::append_event(&mut tx, event).await?;
+        let mut ev = incident_event(fulcrum_core::event::EventKind::IncidentClosed, tenant, id, by, now);
+        ev.reason = Some(resolution.to_owned());
+        crate::append_event(&mut tx, ev).await?;
         sqlx::query(
             "UPDATE incidents SET closed_by = $1, closed_at = $2, resolution = $3 WHERE tenant = $4 AND id = $5",
         )
@@ -185,11 +153,32 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut i = incident_from_row(r);
-            i.versions = self.incident_versions(tenant, &i.id).await?;
-            out.push(i);
+        let mut out: Vec<IncidentRecord> = rows.iter().map(incident_from_row).collect();
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // Every listed incident's versions in one query.
+        let marks: Vec<String> = (0..out.len()).map(|k| format!("${}", k + 2)).collect();
+        let sql = format!(
+            "SELECT incident, model, version, attached_at, via FROM incident_versions WHERE tenant = $1 AND incident IN ({})
+             ORDER BY attached_at, model, version",
+            marks.join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+        for i in &out {
+            q = q.bind(i.id.clone());
+        }
+        let mut by_id: std::collections::HashMap<String, Vec<IncidentVersion>> = std::collections::HashMap::new();
+        for r in q.fetch_all(&self.read).await? {
+            by_id.entry(r.get(0)).or_default().push(IncidentVersion {
+                model: r.get(1),
+                version: r.get(2),
+                attached_at: r.get(3),
+                via: r.get(4),
+            });
+        }
+        for i in &mut out {
+            i.versions = by_id.remove(&i.id).unwrap_or_default();
         }
         Ok(out)
     }
@@ -253,13 +242,7 @@ pub(crate) async fn file_withdrawal(
     title: &str,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let exists = sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
-        .bind(tenant)
-        .bind(inc_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    if !exists {
+    if !exists(tx, tenant, inc_id).await? {
         let severity = if via == "revocation" { "critical" } else { "high" };
         let versions = [(model.to_owned(), version.to_owned())];
         let n = NewIncident { tenant, id: inc_id, title, severity, source: via, opened_by: by, versions: &versions };
@@ -271,17 +254,32 @@ pub(crate) async fn file_withdrawal(
 /// Incident events carry this model name (they belong to the tenant, not to one model).
 pub const INCIDENT_MODEL: &str = "_incidents";
 
+async fn exists(tx: &mut Conn, tenant: &str, id: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT 1 FROM incidents WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some())
+}
+
+/// An incident's event: the tenant's, under [`INCIDENT_MODEL`], naming the incident and who acted.
+fn incident_event(
+    kind: fulcrum_core::event::EventKind,
+    tenant: &str,
+    id: &str,
+    by: &str,
+    now: OffsetDateTime,
+) -> fulcrum_core::event::EventPayload {
+    let mut ev = fulcrum_core::event::EventPayload::new(kind, now, tenant, "*", INCIDENT_MODEL);
+    ev.inc_id = Some(id.to_owned());
+    ev.actor = Some(by.to_owned());
+    ev
+}
+
 /// The record and its ledgered `incident_opened` event (one place builds both).
 async fn insert(tx: &mut Conn, n: &NewIncident<'_>, now: OffsetDateTime) -> Result<()> {
-    let mut ev = fulcrum_core::event::EventPayload::new(
-        fulcrum_core::event::EventKind::IncidentOpened,
-        now,
-        n.tenant,
-        "*",
-        INCIDENT_MODEL,
-    );
-    ev.inc_id = Some(n.id.to_owned());
-    ev.actor = Some(n.opened_by.to_owned());
+    let mut ev = incident_event(fulcrum_core::event::EventKind::IncidentOpened, n.tenant, n.id, n.opened_by, now);
     ev.reason = Some(n.title.to_owned());
     ev.severity = Some(n.severity.to_owned());
     let named: Vec<String> = n.versions.iter().map(|(m, v)| format!("{m}@{v}")).collect();

@@ -799,11 +799,9 @@ async fn incidents_and_their_events(cx: &Cx) {
     use fulcrum_store::NewIncident;
     let s = &cx.store;
     model(s, "acme", "fraud").await;
-    let ev = |kind, inc: Option<&str>| {
-        let mut e = EventPayload::new(kind, now(), "acme", "*", "_incidents");
-        e.inc_id = inc.map(Into::into);
-        e
-    };
+    approved(s, "acme", "fraud", "v1").await;
+    approved(s, "acme", "fraud", "v2").await;
+    approved(s, "acme", "fraud", "v3").await;
     let versions = [("fraud".to_owned(), "v1".to_owned())];
     let n = NewIncident {
         tenant: "acme",
@@ -820,35 +818,54 @@ async fn incidents_and_their_events(cx: &Cx) {
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     // The same id in another tenant is another incident.
     s.open_incident(&NewIncident { tenant: "globex", ..n.clone() }, now()).await.unwrap();
-    assert!(s.attach_to_incident("acme", "INC-1", "fraud", "v2", "revocation", now()).await.unwrap());
-    assert!(s.attach_to_incident("acme", "INC-1", "fraud", "v2", "revocation", now()).await.unwrap(), "idempotent");
-    assert!(!s.attach_to_incident("acme", "INC-404", "fraud", "v2", "revocation", now()).await.unwrap());
+    // A withdrawal under an incident files its version there in the same transaction, and a
+    // withdrawal under an id with no record opens one.
+    let bo = actor("bo", Role::SecurityOfficer);
+    let under = |inc: &str| GovernCtx { inc_id: Some(inc.into()), reason: Some("CVE".into()), ..GovernCtx::default() };
+    s.govern("acme", "fraud", &bo, Govern::Revoke { version: "v2".into() }, &under("INC-1"), now()).await.unwrap();
+    s.govern("acme", "fraud", &bo, Govern::Quarantine { version: "v3".into() }, &under("INC-2"), now()).await.unwrap();
     let i = s.incident("acme", "INC-1").await.unwrap().unwrap();
     assert_eq!(
         i.versions.iter().map(|v| (v.version.as_str(), v.via.as_str())).collect::<Vec<_>>(),
         [("v1", "declared"), ("v2", "revocation")]
     );
-    assert_eq!(s.incidents("acme", true, 10).await.unwrap().len(), 1);
-    s.close_incident("acme", "INC-1", "bo", "rolled back", now(), ev(EventKind::IncidentClosed, Some("INC-1")))
-        .await
-        .unwrap();
-    let twice = s
-        .close_incident("acme", "INC-1", "bo", "again", now(), ev(EventKind::IncidentClosed, Some("INC-1")))
-        .await
-        .unwrap_err();
+    let opened = s.incident("acme", "INC-2").await.unwrap().unwrap();
+    assert_eq!(
+        (opened.source.as_str(), opened.severity.as_str(), opened.opened_by.as_str()),
+        ("quarantine", "high", "bo")
+    );
+    assert_eq!(opened.versions.len(), 1);
+    // A refused withdrawal files nothing and opens nothing (nothing half-applied).
+    let refused =
+        s.govern("acme", "fraud", &bo, Govern::Quarantine { version: "v2".into() }, &under("INC-3"), now()).await;
+    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert!(s.incident("acme", "INC-3").await.unwrap().is_none());
+    // The list carries each incident's versions.
+    let listed = s.incidents("acme", true, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|i| (i.id.as_str(), i.versions.len())).collect::<Vec<_>>(),
+        [("INC-2", 1), ("INC-1", 2)]
+    );
+    s.close_incident("acme", "INC-1", "bo", "rolled back", now()).await.unwrap();
+    let twice = s.close_incident("acme", "INC-1", "bo", "again", now()).await.unwrap_err();
     assert!(matches!(twice, StoreError::Conflict(_)), "{twice:?}");
     assert!(matches!(
-        s.close_incident("acme", "INC-404", "bo", "x", now(), ev(EventKind::IncidentClosed, None)).await.unwrap_err(),
+        s.close_incident("acme", "INC-404", "bo", "x", now()).await.unwrap_err(),
         StoreError::NotFound(_)
     ));
-    assert_eq!(s.incidents("acme", true, 10).await.unwrap().len(), 0, "closed");
+    let open: Vec<String> = s.incidents("acme", true, 10).await.unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(open, ["INC-2"], "INC-1 closed");
     let closed = s.incident("acme", "INC-1").await.unwrap().unwrap();
     assert_eq!((closed.closed_by.as_deref(), closed.resolution.as_deref()), (Some("bo"), Some("rolled back")));
     // The incident's own events (by the id inside the JSON), not globex's.
     let kinds_of = |evs: &[fulcrum_store::StoredEvent]| kinds(evs);
     assert_eq!(
         kinds_of(&s.incident_events("acme", "INC-1").await.unwrap()),
-        ["io.fulcrum.registry.incident_opened", "io.fulcrum.registry.incident_closed"]
+        [
+            "io.fulcrum.registry.incident_opened",
+            "io.fulcrum.registry.revocation",
+            "io.fulcrum.registry.incident_closed"
+        ]
     );
     // A model's serving events by kind and position.
     let mut step = EventPayload::new(EventKind::AgentStep, now(), "acme", "fraud", "fraud");

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use fulcrum_core::event::{EventKind, EventPayload};
+use fulcrum_core::event::EventKind;
 use fulcrum_core::identity::Action;
 use fulcrum_core::incident::{Logged, Timeline};
 use fulcrum_store::{IncidentRecord, NewIncident};
@@ -71,17 +71,31 @@ fn model_version(s: &str) -> ApiResult<(String, String)> {
 }
 
 /// The versions of `i` the caller may see (a domain-bound principal sees its domain's only).
-async fn visible(state: &AppState, who: &Caller, mut i: IncidentRecord) -> ApiResult<IncidentRecord> {
-    let mut kept = Vec::with_capacity(i.versions.len());
-    for v in i.versions {
-        if let Some(m) = state.store.get_model(&who.0.tenant, &v.model).await?
-            && who.0.may_use_domain(&m.domain)
-        {
-            kept.push(v);
-        }
+/// Each model's domain is read once per call; a caller of every domain reads none.
+async fn visible(state: &AppState, who: &Caller, mut list: Vec<IncidentRecord>) -> ApiResult<Vec<IncidentRecord>> {
+    if who.0.domain == "*" {
+        return Ok(list);
     }
-    i.versions = kept;
-    Ok(i)
+    let mut seen: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for i in &mut list {
+        let mut kept = Vec::with_capacity(i.versions.len());
+        for v in std::mem::take(&mut i.versions) {
+            let ok = match seen.get(&v.model) {
+                Some(ok) => *ok,
+                None => {
+                    let m = state.store.get_model(&who.0.tenant, &v.model).await?;
+                    let ok = m.is_some_and(|m| who.0.may_use_domain(&m.domain));
+                    seen.insert(v.model.clone(), ok);
+                    ok
+                }
+            };
+            if ok {
+                kept.push(v);
+            }
+        }
+        i.versions = kept;
+    }
+    Ok(list)
 }
 
 /// Open an incident record.
@@ -142,18 +156,13 @@ pub async fn list(
 /// The caller's incidents as the API lists them (the console's list too).
 pub(crate) async fn list_for(state: &AppState, who: &Caller, open: bool, limit: u32) -> ApiResult<Vec<IncidentRecord>> {
     who.require(state, Action::Read).await?;
-    let all = state.store.incidents(&who.0.tenant, open, limit.min(1000)).await?;
-    let mut out = Vec::with_capacity(all.len());
-    for i in all {
-        out.push(visible(state, who, i).await?);
-    }
-    Ok(out)
+    visible(state, who, state.store.incidents(&who.0.tenant, open, limit.min(1000)).await?).await
 }
 
 async fn load(state: &AppState, who: &Caller, id: &str) -> ApiResult<IncidentRecord> {
     check_id("incident id", Some(id))?;
     let i = state.store.incident(&who.0.tenant, id).await?.ok_or_else(|| ApiError::not_found("incident"))?;
-    visible(state, who, i).await
+    Ok(visible(state, who, vec![i]).await?.pop().expect("one in, one out"))
 }
 
 /// One incident.
@@ -181,13 +190,9 @@ pub async fn close(
     check_text("resolution", &body.resolution, 4096)?;
     load(&state, &who, &id).await?;
     let now = state.clock.now();
-    let mut ev = EventPayload::new(EventKind::IncidentClosed, now, &who.0.tenant, "*", INCIDENT_MODEL);
-    ev.inc_id = Some(id.clone());
-    ev.actor = Some(who.0.subject.clone());
-    ev.reason = Some(body.resolution.clone());
     state
         .commit(
-            async |_| state.store.close_incident(&who.0.tenant, &id, &who.0.subject, &body.resolution, now, ev).await,
+            async |_| state.store.close_incident(&who.0.tenant, &id, &who.0.subject, &body.resolution, now).await,
             |_, _| {},
         )
         .await?;
