@@ -92,6 +92,30 @@ impl Tally {
     }
 }
 
+/// Events counted one for one into a metric (the mapping's `metrics`).
+const EVENT_METRICS: [(&str, &str); 20] = [
+    ("release_published", "releases_published"),
+    ("alias_updated", "alias_moves"),
+    ("policy_changed", "policy_changes"),
+    ("revocation", "revocations"),
+    ("quarantined", "quarantines"),
+    ("incident_opened", "incidents_opened"),
+    ("incident_closed", "incidents_closed"),
+    ("startup_permit", "startup_permits"),
+    ("startup_deny", "startup_denies"),
+    ("agent_step", "agent_steps"),
+    ("key_rotated", "key_rotations"),
+    ("key_retired", "key_rotations"),
+    ("findings_recorded", "findings_recorded"),
+    ("waiver_granted", "waivers_granted"),
+    ("drift_detected", "drift_events"),
+    ("drift_cleared", "drift_events"),
+    ("revalidation_due", "revalidation_events"),
+    ("revalidation_overdue", "revalidation_events"),
+    ("serving_stats", "serving_stats"),
+    ("forensic_read", "forensic_reads"),
+];
+
 /// Count the controls' metrics from ledger records (`(kind, data)`: `event` records are
 /// CloudEvents, `decision` records OPA decision records) at or after `since`. Pure.
 pub fn tally(records: &[(String, Value)], since: Option<OffsetDateTime>) -> Tally {
@@ -105,11 +129,11 @@ pub fn tally(records: &[(String, Value)], since: Option<OffsetDateTime>) -> Tall
                     continue;
                 }
                 t.add("ledger_records");
-                let prod_change = match d["event"].as_str().unwrap_or("") {
-                    "release_published" => {
-                        t.add("releases_published");
-                        false
-                    }
+                let event = d["event"].as_str().unwrap_or("");
+                if let Some((_, metric)) = EVENT_METRICS.iter().find(|(e, _)| *e == event) {
+                    t.add(metric);
+                }
+                let prod_change = match event {
                     "promotion" if d["to"] == "Approved" => {
                         let approvers: std::collections::BTreeSet<&str> = d["approvals"]
                             .as_array()
@@ -127,71 +151,10 @@ pub fn tally(records: &[(String, Value)], since: Option<OffsetDateTime>) -> Tall
                         true
                     }
                     "alias_updated" => {
-                        t.add("alias_moves");
                         if d["inc_id"].is_string() {
                             t.add("alias_rollbacks");
                         }
                         d["env"] == "prod"
-                    }
-                    "policy_changed" => {
-                        t.add("policy_changes");
-                        false
-                    }
-                    "revocation" => {
-                        t.add("revocations");
-                        false
-                    }
-                    "quarantined" => {
-                        t.add("quarantines");
-                        false
-                    }
-                    "incident_opened" => {
-                        t.add("incidents_opened");
-                        false
-                    }
-                    "incident_closed" => {
-                        t.add("incidents_closed");
-                        false
-                    }
-                    "startup_permit" => {
-                        t.add("startup_permits");
-                        false
-                    }
-                    "startup_deny" => {
-                        t.add("startup_denies");
-                        false
-                    }
-                    "agent_step" => {
-                        t.add("agent_steps");
-                        false
-                    }
-                    "key_rotated" | "key_retired" => {
-                        t.add("key_rotations");
-                        false
-                    }
-                    "findings_recorded" => {
-                        t.add("findings_recorded");
-                        false
-                    }
-                    "waiver_granted" => {
-                        t.add("waivers_granted");
-                        false
-                    }
-                    "drift_detected" | "drift_cleared" => {
-                        t.add("drift_events");
-                        false
-                    }
-                    "revalidation_due" | "revalidation_overdue" => {
-                        t.add("revalidation_events");
-                        false
-                    }
-                    "serving_stats" => {
-                        t.add("serving_stats");
-                        false
-                    }
-                    "forensic_read" => {
-                        t.add("forensic_reads");
-                        false
                     }
                     _ => false,
                 };
