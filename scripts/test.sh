@@ -73,12 +73,17 @@ if [ "$node_major" -lt 20 ]; then
   fi
   export PATH="$NODE_VENV/bin:$PATH"
 fi
+# npm_pinned SRC DIR WANT: the packages locked in SRC (package.json + package-lock.json) installed
+# into DIR with `npm ci`, again whenever the lock file changed or WANT is missing.
+npm_pinned() {
+  if ! cmp -s "$1/package-lock.json" "$2/package-lock.json" || [ ! -e "$2/$3" ]; then
+    rm -rf "$2" && mkdir -p "$2"
+    cp "$1/package.json" "$1/package-lock.json" "$2/"
+    (cd "$2" && npm ci --no-audit --no-fund --silent)
+  fi
+}
 IDP_DIR="$CACHE/idp-9.13.3"
-if ! cmp -s tests/idp/package-lock.json "$IDP_DIR/package-lock.json" || [ ! -d "$IDP_DIR/node_modules/oidc-provider" ]; then
-  rm -rf "$IDP_DIR" && mkdir -p "$IDP_DIR"
-  cp tests/idp/package.json tests/idp/package-lock.json "$IDP_DIR/"
-  (cd "$IDP_DIR" && npm ci --no-audit --no-fund --silent)
-fi
+npm_pinned tests/idp "$IDP_DIR" node_modules/oidc-provider
 export FULCRUM_TEST_IDP_MODULES="$IDP_DIR/node_modules"
 echo "test IdP: node $(node --version), oidc-provider $(node -p "require('$IDP_DIR/node_modules/oidc-provider/package.json').version")"
 # A current NATS server with JetStream (Debian's 2.9 ignores newer stream fields), for the event
@@ -133,11 +138,7 @@ export FULCRUM_CHROMEDRIVER
 "$FULCRUM_CHROMEDRIVER" --version | sed -n 1p
 # axe-core (pinned with its lock file in tests/axe) for the console's accessibility check.
 AXE_DIR="$CACHE/axe-4.14.1"
-if ! cmp -s tests/axe/package-lock.json "$AXE_DIR/package-lock.json" || [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ]; then
-  rm -rf "$AXE_DIR" && mkdir -p "$AXE_DIR"
-  cp tests/axe/package.json tests/axe/package-lock.json "$AXE_DIR/"
-  (cd "$AXE_DIR" && npm ci --no-audit --no-fund --silent)
-fi
+npm_pinned tests/axe "$AXE_DIR" node_modules/axe-core/axe.min.js
 export FULCRUM_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
 FULCRUM_CHROMIUM=$(command -v chromium)
 export FULCRUM_CHROMIUM

@@ -178,7 +178,7 @@ impl Guard {
         let detail: String = detail.into();
         if let Some(r) = &self.reporter {
             let cause = self.cause.lock().expect("guard lock").clone();
-            let policy = self.loaded().map(|d| d.policy_digest);
+            let policy = self.loaded.lock().expect("guard lock").as_ref().map(|s| s.document.policy_digest.clone());
             r.send(serde_json::json!({
                 "ref": self.reference, "env": self.env, "kind": "step", "step": step,
                 "observed_at": at.format(&time::format_description::well_known::Rfc3339).expect("formats"),

@@ -610,7 +610,7 @@ pub async fn list_versions(
     Ok(Json(VersionPage { items: rows.into_iter().map(|v| version_dto(&m.name, v)).collect(), next }))
 }
 
-async fn load_version(
+pub(crate) async fn load_version(
     state: &AppState,
     who: &Caller,
     name: &str,

@@ -15,6 +15,7 @@ use super::session::{COOKIE, SESSION};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::ApiError;
+use crate::routes::models::load_version;
 use crate::routes::{ApiJson, parse_model_name, visible_model};
 
 /// Who is signed in, for the page header (empty on the sign-in page).
@@ -376,9 +377,7 @@ pub async fn version(
 ) -> Response {
     let who = ui.who(&state);
     let loaded = async {
-        let n = parse_model_name(&name)?;
-        let m = visible_model(&state, &ui.caller, Action::Read, &n).await?;
-        let v = state.store.get_version(m.id, &label).await?.ok_or_else(|| ApiError::not_found("version"))?;
+        let (m, v) = load_version(&state, &ui.caller, &name, &label).await?;
         let findings = state.store.findings(v.id).await?;
         Ok::<_, ApiError>((m, v, findings))
     }
@@ -594,15 +593,8 @@ pub async fn live(
     Path((name, label)): Path<(String, String)>,
 ) -> Response {
     let who = ui.who(&state);
-    let seen = async {
-        let n = parse_model_name(&name)?;
-        let m = visible_model(&state, &ui.caller, Action::Read, &n).await?;
-        state.store.get_version(m.id, &label).await?.ok_or_else(|| ApiError::not_found("version"))?;
-        Ok::<_, ApiError>(m.name)
-    }
-    .await;
-    let model = match seen {
-        Ok(m) => m,
+    let model = match load_version(&state, &ui.caller, &name, &label).await {
+        Ok((m, _)) => m.name,
         Err(e) => return problem(who, &e),
     };
     let q = crate::dto::EventsQuery {
