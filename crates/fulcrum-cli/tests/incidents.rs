@@ -224,7 +224,9 @@ async fn revocation_timeline_on_two_guarded_replicas_with_a_failed_purge_and_a_s
     assert_eq!(t["complete"], false, "a failed purge and a silent replica: not complete");
     // Agents' steps carry the incident id that caused them.
     let steps = t["steps"].as_array().unwrap();
-    assert!(steps.iter().filter(|s| s["step"] == "quiesce").all(|s| s["inc_id"] == "INC-4711"), "{steps:?}");
+    let quiesces: Vec<&Value> = steps.iter().filter(|s| s["step"] == "quiesce").collect();
+    assert_eq!(quiesces.len(), 2, "both replicas quiesced: {steps:?}");
+    assert!(quiesces.iter().all(|s| s["inc_id"] == "INC-4711"), "{steps:?}");
     assert!(steps.iter().any(|s| s["step"] == "revocation" && s["delay_ms"] == 0));
     // In words, for an operator.
     let text = String::from_utf8(run_as(&s, "auditor", &["incident", "timeline", "INC-4711"]).stdout).unwrap();

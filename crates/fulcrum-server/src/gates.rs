@@ -33,9 +33,8 @@ pub fn refusal(
     refusal: &fulcrum_core::lifecycle::Refusal,
     ctx: &GovernCtx,
 ) -> DecisionRow {
-    let now = state.clock.now();
     let result = fulcrum_policy::Outcome { allow: false, deny: vec![refusal.code().to_owned()] };
-    let input = json!({
+    let mut input = json!({
         "operation": operation,
         "principal": {"subject": actor.subject, "role": actor.role.as_str()},
         "model": {"name": m.name, "tenant": m.tenant, "domain": m.domain},
@@ -43,26 +42,46 @@ pub fn refusal(
         "chg_id": ctx.chg_id, "inc_id": ctx.inc_id,
         "refusal": refusal.to_string(),
     });
+    // Logged with the same masking as the policy's own decisions.
+    let erased = policy.policy.mask(&mut input);
+    let about = (m.tenant.as_str(), Some(m.name.as_str()), version);
+    row(state, policy, LIFECYCLE_PATH.to_owned(), input, result, erased, about, ctx)
+}
+
+/// A decision as logged: the OPA-shaped record (`revision` = the policy in force) and the
+/// columns it is found by. One shape for the gates' decisions and the lifecycle's refusals.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    state: &AppState,
+    policy: &Current,
+    path: String,
+    input: Value,
+    result: fulcrum_policy::Outcome,
+    erased: Vec<String>,
+    (tenant, model, version): (&str, Option<&str>, Option<&str>),
+    ctx: &GovernCtx,
+) -> DecisionRow {
+    let allow = result.allow;
     let record = DecisionRecord {
         decision_id: uuid::Uuid::now_v7().to_string(),
-        path: LIFECYCLE_PATH.to_owned(),
+        path,
         input,
         result,
         bundles: json!({"fulcrum": {"revision": policy.digest.to_string()}}),
-        timestamp: now.format(&Rfc3339).expect("formats"),
+        timestamp: state.clock.now().format(&Rfc3339).expect("formats"),
         labels: json!({"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}),
-        erased: vec![],
+        erased,
         masked: vec![],
         chg_id: ctx.chg_id.clone(),
         inc_id: ctx.inc_id.clone(),
     };
     DecisionRow {
         decision_id: record.decision_id.clone(),
-        tenant: m.tenant.clone(),
-        model: Some(m.name.clone()),
+        tenant: tenant.to_owned(),
+        model: model.map(str::to_owned),
         version: version.map(str::to_owned),
         path: record.path.clone(),
-        allow: false,
+        allow,
         revision: policy.digest.to_string(),
         chg_id: ctx.chg_id.clone(),
         inc_id: ctx.inc_id.clone(),
@@ -86,33 +105,9 @@ pub fn decide(
     // Decided on the full input; stored with what the policy's masking rule names erased.
     let mut stored = input;
     let erased = policy.policy.mask(&mut stored);
-    let now = state.clock.now();
-    let record = DecisionRecord {
-        decision_id: uuid::Uuid::now_v7().to_string(),
-        path: format!("{}/decision", package.replace('.', "/")),
-        input: stored,
-        result: outcome.clone(),
-        bundles: json!({"fulcrum": {"revision": policy.digest.to_string()}}),
-        timestamp: now.format(&Rfc3339).expect("formats"),
-        labels: json!({"id": "fulcrum-registry", "version": env!("CARGO_PKG_VERSION")}),
-        erased,
-        masked: vec![],
-        chg_id: ctx.chg_id.clone(),
-        inc_id: ctx.inc_id.clone(),
-    };
-    let row = DecisionRow {
-        decision_id: record.decision_id.clone(),
-        tenant: tenant.to_owned(),
-        model: model.map(str::to_owned),
-        version: version.map(str::to_owned),
-        path: record.path.clone(),
-        allow: outcome.allow,
-        revision: policy.digest.to_string(),
-        chg_id: ctx.chg_id.clone(),
-        inc_id: ctx.inc_id.clone(),
-        record: serde_json::to_string(&record).expect("records serialise"),
-    };
-    (outcome, row)
+    let path = format!("{}/decision", package.replace('.', "/"));
+    let logged = row(state, policy, path, stored, outcome.clone(), erased, (tenant, model, version), ctx);
+    (outcome, logged)
 }
 
 /// What the promotion gate reads besides the governance state: the version's immutable release
