@@ -96,6 +96,10 @@ fn ms(from: OffsetDateTime, to: OffsetDateTime) -> i64 {
     i64::try_from((to - from).whole_milliseconds()).unwrap_or(i64::MAX)
 }
 
+fn is_serving(k: EventKind) -> bool {
+    matches!(k, EventKind::AgentStep | EventKind::StartupPermit | EventKind::StartupDeny | EventKind::ServingStats)
+}
+
 fn is_withdrawal(k: EventKind) -> bool {
     matches!(k, EventKind::Revocation | EventKind::Quarantined)
 }
@@ -127,7 +131,9 @@ pub fn timeline(inc_id: &str, incident: &[Logged], serving: &[Logged]) -> Timeli
     let is_withdrawn =
         |ev: &EventPayload| ev.version.as_ref().is_some_and(|v| withdrawn.contains(&(ev.model.clone(), v.clone())));
 
-    let mut steps: Vec<Step> = incident.iter().map(|l| registry_step(l, t0)).collect();
+    // Serving events that carry the incident id are in both lists: drawn once, from `serving`.
+    let mut steps: Vec<Step> =
+        incident.iter().filter(|l| !is_serving(l.event.event)).map(|l| registry_step(l, t0)).collect();
     // Who served a withdrawn version before T0 (a permit, a load or traffic for it, not
     // retired or purged before T0).
     let mut serving_before: BTreeMap<String, bool> = BTreeMap::new();
@@ -373,6 +379,13 @@ mod tests {
         assert!(!t.complete);
         assert_eq!(t.steps.first().map(|s| s.step.as_str()), Some("revocation"));
         assert!(t.steps.windows(2).all(|w| w[0].delay_ms <= w[1].delay_ms), "ordered by delay");
+    }
+
+    #[test]
+    fn a_step_in_both_lists_is_drawn_once() {
+        let quiesce = step(11, "agent/a", "quiesce", "v2", 0.1, Some("INC-1"));
+        let t = timeline("INC-1", &[revocation(), quiesce.clone()], &[quiesce]);
+        assert_eq!(t.steps.iter().filter(|s| s.step == "quiesce").count(), 1, "{:?}", t.steps);
     }
 
     #[test]
