@@ -17,6 +17,11 @@
 // approves the user code, the client polls /token and gets an access token carrying the
 // person's claims (and a refresh token with offline_access). The person's step at the IdP (a
 // browser, a login form) is replaced here by POST /test/device/approve {"user_code", "account"}.
+//
+// People also sign in to the web console with the authorization code flow and PKCE: the IdP's
+// login page (/interaction/<uid>) asks for an account id (any of IDP_USERS; no password — this is
+// a test IdP), consent to the registry's audience is given at once, and the access token carries
+// the person's claims.
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
@@ -70,6 +75,7 @@ const provider = new Provider(issuer, {
     if (!users[id]) return undefined;
     return { accountId: id, async claims() { return { sub: id }; } };
   },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
@@ -122,10 +128,49 @@ async function approve(req, res) {
   await code.save();
   res.writeHead(204).end();
 }
+const escape = (t) => String(t).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// The IdP's login page and consent, for the authorization code flow.
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const uid = details.uid;
+  if (req.method === 'POST') {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const account = new URLSearchParams(body).get('account') || '';
+    if (!users[account]) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(page(uid, `No account ${escape(account)}.`));
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: account } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (details.prompt.name === 'login') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(page(uid, ''));
+    return;
+  }
+  // Consent: the registry's scopes and audience, granted at once.
+  const grant = details.grantId ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+  grant.addOIDCScope(details.params.scope || 'openid');
+  grant.addResourceScope(audience, 'registry:read registry:write');
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+function page(uid, error) {
+  return `<!doctype html><html lang="en"><head><title>Test IdP sign-in</title></head><body><main>
+<h1>Test IdP</h1>${error ? `<p role="alert">${error}</p>` : ''}
+<form method="post" action="/interaction/${uid}"><label for="account">Account</label>
+<input id="account" name="account" autocomplete="username" required><button id="signin" type="submit">Sign in</button></form>
+</main></body></html>`;
+}
 const callback = provider.callback();
 server.on('request', (req, res) => {
   if (req.method === 'POST' && req.url === '/test/device/approve') {
     approve(req, res).catch((e) => res.writeHead(500).end(String(e)));
+  } else if (req.url.startsWith('/interaction/')) {
+    interaction(req, res).catch((e) => { res.writeHead(400).end(String(e)); });
   } else {
     callback(req, res);
   }

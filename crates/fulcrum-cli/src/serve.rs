@@ -277,7 +277,9 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;
     }
     if let Some(p) = &a.oidc_config {
-        config.oidc = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?.issuers;
+        let file = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?;
+        config.oidc = file.issuers;
+        config.console_login = file.console;
     }
     if let Some(p) = &a.release_policy {
         config.release_policy =

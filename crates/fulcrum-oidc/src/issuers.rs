@@ -202,7 +202,7 @@ impl IssuerConfig {
     }
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(u).map_err(|e| format!("{u} is not a URL: {e}"))?;
     let loopback = url.host_str().is_some_and(|h| {
         h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -463,6 +463,9 @@ impl Issuers {
 #[serde(deny_unknown_fields)]
 pub struct OidcFile {
     pub issuers: Vec<IssuerConfig>,
+    /// The web console's sign-in client at one of these issuers (authorization code + PKCE).
+    #[serde(default)]
+    pub console: Option<crate::login::ConsoleLogin>,
 }
 
 impl OidcFile {
@@ -475,6 +478,12 @@ impl OidcFile {
         let bytes = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
         let file: OidcFile = serde_json::from_slice(&bytes).map_err(|e| format!("{name}: {e}"))?;
         Issuers::new(file.issuers.clone()).map_err(|e| format!("{name}: {e}"))?;
+        if let Some(c) = &file.console {
+            if !file.issuers.iter().any(|i| i.issuer == c.issuer) {
+                return Err(format!("{name}: console.issuer {} is not one of the trusted issuers", c.issuer));
+            }
+            crate::login::LoginClient::new(c.clone()).map_err(|e| format!("{name}: console: {e}"))?;
+        }
         Ok(file)
     }
 }

@@ -5,6 +5,7 @@
 //!   `exp`, `nbf`, `iat`, maximum lifetime, bounded leeway, `typ`).
 //! - [`issuers`]: trusted issuers — discovery, a JWKS cache per issuer refreshed on an unknown
 //!   `kid` (single-flight, rate-limited), and the mapping of claims to a [`Principal`].
+//! - [`login`]: the console's sign-in, authorization code with PKCE at one trusted issuer.
 //!
 //! # Invariants
 //! - Nothing in a token is trusted before its signature verifies, except `iss` and `kid`, which
@@ -15,9 +16,11 @@
 //! [`Principal`]: fulcrum_core::identity::Principal
 
 pub mod issuers;
+pub mod login;
 #[cfg(feature = "test-idp")]
 pub mod test_idp;
 pub mod verify;
 
 pub use issuers::{ClaimNames, IssuerConfig, Issuers, OidcFile};
+pub use login::{ConsoleLogin, LoginClient, LoginError};
 pub use verify::{KeySet, Rules, TokenError, Verified};

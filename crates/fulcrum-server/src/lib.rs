@@ -107,6 +107,8 @@ pub struct Config {
     pub ledger_origin: String,
     /// Trusted OIDC issuers; their JWT access tokens are accepted beside the tokens file.
     pub oidc: Vec<fulcrum_oidc::IssuerConfig>,
+    /// The console's sign-in client (authorization code + PKCE) at one of the `oidc` issuers.
+    pub console_login: Option<fulcrum_oidc::ConsoleLogin>,
 }
 
 impl Config {
@@ -126,6 +128,7 @@ impl Config {
             release_policy: release::ReleasePolicy::default(),
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
+            console_login: None,
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
             decision_log: None,
@@ -253,6 +256,8 @@ pub struct Inner {
     pub signals: signals::Signals,
     /// Seals the web console's session cookies and derives their CSRF tokens.
     pub ui_key: ui::SessionKey,
+    /// The console's OIDC sign-in, when configured.
+    pub ui_login: Option<fulcrum_oidc::LoginClient>,
 }
 
 /// Bytes signed once and served many times.
@@ -366,8 +371,16 @@ impl Registry {
             }
             None => ui::SessionKey::random(),
         };
+        let ui_login = match &config.console_login {
+            Some(c) if config.oidc.iter().any(|i| i.issuer == c.issuer) => {
+                Some(fulcrum_oidc::LoginClient::new(c.clone()).map_err(|e| OpenError::Config(format!("console login: {e}")))?)
+            }
+            Some(c) => return Err(OpenError::Config(format!("console login: {} is not a trusted issuer", c.issuer))),
+            None => None,
+        };
         let state = AppState(Arc::new(Inner {
             ui_key,
+            ui_login,
             release_policy,
             config,
             store,

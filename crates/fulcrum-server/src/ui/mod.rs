@@ -42,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
         .route("/ui/", get(pages::models))
         .route("/ui/login", get(pages::login_form).post(pages::login))
+        .route("/ui/login/start", get(pages::login_start))
+        .route("/ui/login/callback", get(pages::login_callback))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/incidents", get(pages::incidents))
         .route("/ui/incidents/{id}", get(pages::incident))

@@ -45,13 +45,17 @@ impl UiCaller {
     }
 }
 
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
+fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
 }
 
 /// Not signed in (or the session ended): to the sign-in page.
@@ -116,10 +120,22 @@ struct LoginPage {
     who: Who,
     error: String,
     minutes: i64,
+    /// The identity provider's sign-in is offered.
+    idp: bool,
 }
 
-pub async fn login_form() -> Response {
-    render(StatusCode::OK, &LoginPage { who: Who::default(), error: String::new(), minutes: SESSION.whole_minutes() })
+fn login_page(state: &AppState, status: StatusCode, error: &str) -> Response {
+    let page = LoginPage {
+        who: Who::default(),
+        error: error.to_owned(),
+        minutes: SESSION.whole_minutes(),
+        idp: state.ui_login.is_some(),
+    };
+    render(status, &page)
+}
+
+pub async fn login_form(State(state): State<AppState>) -> Response {
+    login_page(&state, StatusCode::OK, "")
 }
 
 #[derive(Deserialize)]
@@ -127,32 +143,123 @@ pub struct LoginForm {
     token: String,
 }
 
-/// Check the pasted token as the API would, then seal it into the session cookie.
-pub async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
-    let token = f.token.trim();
-    let refused = || {
-        render(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                who: Who::default(),
-                error: "That token was not accepted.".into(),
-                minutes: SESSION.whole_minutes(),
-            },
-        )
-    };
-    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else { return refused() };
+/// The API caller a token makes, or `None` when the API would refuse it.
+async fn caller_of(state: &AppState, token: &str) -> Option<Caller> {
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
     let (mut parts, ()) = axum::http::Request::new(()).into_parts();
     parts.headers.insert(header::AUTHORIZATION, bearer);
-    if token.is_empty() || Caller::from_request_parts(&mut parts, &state).await.is_err() {
-        return refused();
+    if token.is_empty() {
+        return None;
     }
+    Caller::from_request_parts(&mut parts, state).await.ok()
+}
+
+/// The session cookie for an accepted token.
+fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
     let until = (state.clock.now() + SESSION).unix_timestamp();
     let sealed = state.ui_key.seal(token, until);
     let cookie =
         format!("{COOKIE}={sealed}; Path=/ui; Max-Age={}; HttpOnly; Secure; SameSite=Strict", SESSION.whole_seconds());
+    HeaderValue::from_str(&cookie).expect("a cookie header")
+}
+
+/// Check the pasted token as the API would, then seal it into the session cookie.
+pub async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    if caller_of(&state, token).await.is_none() {
+        return login_page(&state, StatusCode::UNAUTHORIZED, "That token was not accepted.");
+    }
     let mut res = Redirect::to("/ui/").into_response();
+    res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, token));
+    res
+}
+
+/// The pending sign-in's cookie: `state` and the PKCE verifier, sealed, for ten minutes.
+const PENDING: &str = "fulcrum_ui_login";
+const PENDING_S: i64 = 600;
+
+fn random_text() -> String {
+    use base64::Engine as _;
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).expect("the system's randomness");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Start a sign-in at the identity provider: authorization code with PKCE (S256).
+pub async fn login_start(State(state): State<AppState>) -> Response {
+    let Some(client) = &state.ui_login else {
+        return login_page(&state, StatusCode::NOT_FOUND, "No identity provider is configured for the console.");
+    };
+    let (st, verifier) = (random_text(), random_text());
+    let url = match client.authorize_url(&st, &verifier).await {
+        Ok(u) => u,
+        Err(e) => return login_page(&state, StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let sealed = state.ui_key.seal(&format!("{st} {verifier}"), state.clock.now().unix_timestamp() + PENDING_S);
+    // Lax, not Strict: the callback is a top-level navigation coming back from the IdP's site.
+    let cookie = format!("{PENDING}={sealed}; Path=/ui/login; Max-Age={PENDING_S}; HttpOnly; Secure; SameSite=Lax");
+    let mut res = Redirect::to(&url).into_response();
     res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie header"));
     res
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/signed_in.html")]
+struct SignedIn {
+    who: Who,
+}
+
+/// Back from the identity provider: the `state` must be this browser's pending sign-in; the code
+/// is exchanged with its verifier, and the access token is checked like any bearer token.
+pub async fn login_callback(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<Callback>) -> Response {
+    let Some(client) = &state.ui_login else {
+        return login_page(&state, StatusCode::NOT_FOUND, "No identity provider is configured for the console.");
+    };
+    let pending = cookie_named(&headers, PENDING)
+        .and_then(|c| state.ui_key.open(&c, state.clock.now().unix_timestamp()))
+        .and_then(|p| p.split_once(' ').map(|(s, v)| (s.to_owned(), v.to_owned())));
+    let gone = format!("{PENDING}=; Path=/ui/login; Max-Age=0; HttpOnly; Secure; SameSite=Lax");
+    let outcome = async {
+        let (st, verifier) = pending.ok_or("This sign-in was not started here, or it took too long. Try again.")?;
+        if !q.error.is_empty() {
+            return Err(format!("The identity provider refused: {} {}", q.error, q.error_description).trim().to_owned());
+        }
+        if q.code.is_empty() || !constant_time_eq(q.state.as_bytes(), st.as_bytes()) {
+            return Err("The answer does not belong to this sign-in. Try again.".to_owned());
+        }
+        let token = client.exchange(&q.code, &verifier).await.map_err(|e| e.to_string())?;
+        caller_of(&state, &token).await.ok_or("The identity provider's token was not accepted by the registry.")?;
+        Ok(token)
+    }
+    .await;
+    let mut res = match outcome {
+        Ok(token) => {
+            // A page, not a redirect: the session cookie is SameSite=Strict, and a redirect chain
+            // that began at the IdP would not send it. The page moves on by itself.
+            let mut res = render(StatusCode::OK, &SignedIn { who: Who::default() });
+            res.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token));
+            res
+        }
+        Err(e) => login_page(&state, StatusCode::UNAUTHORIZED, &e),
+    };
+    res.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&gone).expect("a cookie header"));
+    res
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 /// A form POST must come from a console page of this session: its CSRF token, and no foreign
