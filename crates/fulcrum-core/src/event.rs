@@ -216,6 +216,28 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     10_000_000,
 ];
 
+/// The `q` quantile of a latency histogram (bucket counts), in seconds, as Prometheus'
+/// `histogram_quantile` estimates it (linear within the bucket); `None` without observations.
+#[allow(clippy::cast_precision_loss)]
+pub fn latency_quantile(buckets: &[u64; 15], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0u64;
+    for (i, n) in buckets.iter().enumerate() {
+        if *n > 0 && (seen + n) as f64 >= rank {
+            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS_US[i - 1] as f64 / 1e6 };
+            // The last bucket has no upper bound: its lower bound is the estimate.
+            let Some(upper) = LATENCY_BUCKETS_US.get(i).map(|u| *u as f64 / 1e6) else { return Some(lower) };
+            return Some(lower + (upper - lower) * ((rank - seen as f64) / *n as f64));
+        }
+        seen += n;
+    }
+    None
+}
+
 /// Per-version traffic through a gateway over one reporting window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -294,6 +316,10 @@ pub struct GovernCtx {
     pub reason: Option<String>,
     pub comment: Option<String>,
     pub policy_digest: Option<crate::Digest>,
+    /// A preview: every lifecycle rule and the policy gate are evaluated on the current state,
+    /// and nothing is changed, appended or logged (the console shows the gate's decision before
+    /// the person confirms).
+    pub dry_run: bool,
 }
 
 /// The names a model's events carry.

@@ -8,10 +8,12 @@
 //! - No I/O, no sockets, no SQL, no clocks: time is always an argument.
 //! - Every refusal is a typed, named reason (`Refusal`), never a string.
 
+pub mod dashboard;
 pub mod digest;
 pub mod dlp;
 pub mod drift;
 pub mod event;
+pub mod explain;
 pub mod findings;
 pub mod identity;
 pub mod incident;

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::sync::Arc;
 
 use fulcrum_core::drift::{Profile, Tally};
-use fulcrum_core::event::{LATENCY_BUCKETS_US, ServingInputs, ServingStats};
+use fulcrum_core::event::{LATENCY_BUCKETS_US, ServingInputs, ServingStats, latency_quantile as quantile};
 use time::OffsetDateTime;
 
 /// A series not reported for this long is dropped.
@@ -120,28 +120,6 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 /// A label value as Prometheus' text format needs it.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// The `q` quantile of a latency histogram (bucket counts), in seconds, as Prometheus'
-/// `histogram_quantile` estimates it (linear within the bucket); `None` without observations.
-#[allow(clippy::cast_precision_loss)]
-fn quantile(buckets: &[u64; 15], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let mut seen = 0u64;
-    for (i, n) in buckets.iter().enumerate() {
-        if *n > 0 && (seen + n) as f64 >= rank {
-            let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS_US[i - 1] as f64 / 1e6 };
-            // The last bucket has no upper bound: its lower bound is the estimate.
-            let Some(upper) = LATENCY_BUCKETS_US.get(i).map(|u| *u as f64 / 1e6) else { return Some(lower) };
-            return Some(lower + (upper - lower) * ((rank - seen as f64) / *n as f64));
-        }
-        seen += n;
-    }
-    None
 }
 
 /// Drop what is silent for [`FORGET_AFTER`], then the longest silent beyond `MAX_SERIES`.

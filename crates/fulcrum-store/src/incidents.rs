@@ -225,6 +225,31 @@ impl Store {
             .await?;
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
+
+    /// A model's newest `limit` events of the given kinds, oldest first (a version's dashboard).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn model_events_newest(
+        &self,
+        tenant: &str,
+        model: &str,
+        kinds: &[fulcrum_core::event::EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+        let sql = format!(
+            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND kind IN ({}) ORDER BY seq DESC LIMIT $3",
+            kinds.join(",")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(model)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().rev().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
+    }
 }
 
 /// Inside a withdrawal's transaction: file `model@version` under the incident `inc_id`, opening

@@ -723,7 +723,15 @@ impl Store {
                     decision: Box::new(g.decision.clone()),
                 });
             }
-            policy::insert_decision(&mut tx, &g.decision).await?;
+            if !ctx.dry_run {
+                policy::insert_decision(&mut tx, &g.decision).await?;
+            }
+        }
+        if ctx.dry_run {
+            // Dropped, not committed: nothing of the preview is kept.
+            drop(tx);
+            let labels = state.versions.iter().map(|v| (v.id, v.label.to_string())).collect();
+            return Ok(Governed { model_id: m.id, effects, ledger: vec![], labels });
         }
         let label = |id: VersionId| state.version(id).map(|v| v.label.to_string());
         let mut ledger = Vec::with_capacity(effects.len());

@@ -638,7 +638,7 @@ pub async fn get_version(
 /// Run one governance command through the write gate and keep the resolve cache current.
 /// Promotions pass the policy's promotion gate and alias moves its environment rule; each
 /// decision is logged: in the same transaction when it allows, on its own when it denies.
-async fn govern(
+pub(crate) async fn govern(
     state: &AppState,
     who: &Caller,
     name: &str,
@@ -722,16 +722,28 @@ async fn govern(
         }
         _ => None,
     };
-    let committed = state
-        .commit(
-            async |at| {
-                state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
-            },
-            |out, at| state.catalog.apply(out.model_id, &out.effects, &out.ledger, at),
-        )
-        .await;
+    let committed = if ctx.dry_run {
+        // A preview: decided on the current state, nothing kept, nothing logged.
+        let at = state.clock.now();
+        state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
+    } else {
+        state
+            .commit(
+                async |at| {
+                    state.store.govern_gated(&who.0.tenant, model.as_str(), &actor, cmd, &ctx, Some(&gate_fn), at).await
+                },
+                |out, at| state.catalog.apply(out.model_id, &out.effects, &out.ledger, at),
+            )
+            .await
+    };
     let out = match committed {
         Ok(out) => out,
+        Err(StoreError::Refused(r)) if ctx.dry_run => return Err(StoreError::Refused(r).into()),
+        Err(StoreError::PolicyDenied { reasons, .. }) if ctx.dry_run => {
+            let errors = reasons.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
+            return Err(ApiError::conflict("policy_denied", format!("the policy would deny it: {}", reasons.join(", ")))
+                .with_errors(errors));
+        }
         Err(StoreError::Refused(r)) => {
             // The lifecycle's refusals are on the record too (an auditor counts enforced denials).
             let row = crate::gates::refusal(state, &policy, &m, &actor, &operation, label.as_deref(), &r, &ctx);

@@ -12,6 +12,7 @@
 //! - **Headers**: a strict Content-Security-Policy (no inline script or style, no framing), no
 //!   referrer, no sniffing, `Cache-Control: no-store`.
 
+mod dashboard;
 mod pages;
 mod session;
 
@@ -34,6 +35,14 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 const CSS: &str = include_str!("../../assets/ui.css");
 const ICON: &str = include_str!("../../assets/favicon.svg");
 const LIVE: &str = include_str!("../../assets/live.js");
+const DASHBOARD: &str = include_str!("../../assets/dashboard.js");
+/// uPlot 1.6.32 (MIT), vendored unchanged: `assets/vendor/uplot-1.6.32/` (see its README).
+pub const UPLOT_JS: &str = include_str!("../../assets/vendor/uplot-1.6.32/uPlot.iife.min.js");
+pub const UPLOT_CSS: &str = include_str!("../../assets/vendor/uplot-1.6.32/uPlot.min.css");
+
+fn asset(kind: &'static str, body: &'static str) -> ([(header::HeaderName, HeaderValue); 1], &'static str) {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(kind))], body)
+}
 
 /// The `/ui/` routes (merged into the main router; every other `/ui/…` path is the console's
 /// own "no such page").
@@ -50,21 +59,15 @@ pub fn router() -> Router<AppState> {
         .route("/ui/models/{name}", get(pages::model))
         .route("/ui/models/{name}/versions/{version}", get(pages::version))
         .route("/ui/models/{name}/versions/{version}/live", get(pages::live))
+        .route("/ui/models/{name}/versions/{version}/dashboard", get(dashboard::page))
+        .route("/ui/models/{name}/versions/{version}/dashboard.json", get(dashboard::data))
         .route("/ui/models/{name}/versions/{version}/{action}", post(pages::act))
-        .route(
-            "/ui/static/ui.css",
-            get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))], CSS) }),
-        )
-        .route(
-            "/ui/static/live.js",
-            get(|| async {
-                ([(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"))], LIVE)
-            }),
-        )
-        .route(
-            "/ui/static/favicon.svg",
-            get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"))], ICON) }),
-        )
+        .route("/ui/static/ui.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/ui/static/live.js", get(|| async { asset("text/javascript; charset=utf-8", LIVE) }))
+        .route("/ui/static/dashboard.js", get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD) }))
+        .route("/ui/static/uPlot.iife.min.js", get(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
+        .route("/ui/static/uPlot.min.css", get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))
+        .route("/ui/static/favicon.svg", get(|| async { asset("image/svg+xml", ICON) }))
         .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
         .layer(middleware::from_fn(security_headers))
 }
@@ -80,4 +83,20 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_vendored_chart_library_is_the_pinned_one() {
+        let hex = |b: &str| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b.as_bytes())
+                .as_ref()
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(hex(super::UPLOT_JS), "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f");
+        assert_eq!(hex(super::UPLOT_CSS), "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04");
+    }
 }

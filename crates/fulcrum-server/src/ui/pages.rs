@@ -34,7 +34,7 @@ pub struct UiCaller {
 }
 
 impl UiCaller {
-    fn who(&self, state: &AppState) -> Who {
+    pub(super) fn who(&self, state: &AppState) -> Who {
         let p = &self.caller.0;
         Who {
             subject: p.subject.clone(),
@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for UiCaller {
     }
 }
 
-fn render(status: StatusCode, t: &impl Template) -> Response {
+pub(super) fn render(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html)
             .into_response(),
@@ -103,7 +103,7 @@ struct ProblemPage {
 }
 
 /// An API refusal as a page: the same status, the problem's words and reasons.
-fn problem(who: Who, e: &ApiError) -> Response {
+pub(super) fn problem(who: Who, e: &ApiError) -> Response {
     let reasons = e.errors.iter().map(|c| format!("{}: {}", c.check, c.detail)).collect();
     let title = e.status.canonical_reason().unwrap_or("Refused").to_owned();
     render(e.status, &ProblemPage { who, title, detail: format!("{} ({})", e.detail, e.code), reasons })
