@@ -168,10 +168,7 @@ pub fn fold<'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e EventPayload>
                 .enumerate()
                 .map(|(i, f)| FeatureSeries {
                     feature: f.name.clone(),
-                    psi: tallies
-                        .iter()
-                        .map(|t| t.as_ref().and_then(|t| psi(&f.proportions, &t.counts[i])))
-                        .collect(),
+                    psi: tallies.iter().map(|t| t.as_ref().and_then(|t| psi(&f.proportions, &t.counts[i]))).collect(),
                     overall: psi(&f.proportions, &all.counts[i]),
                 })
                 .collect()

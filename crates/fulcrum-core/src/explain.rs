@@ -10,7 +10,9 @@ pub fn reason(code: &str) -> String {
     let a = parts.next().unwrap_or_default();
     let b = parts.next().unwrap_or_default();
     match head {
-        "four_eyes" => "Two approvals by different people in different roles, neither the publisher, are needed first.".into(),
+        "four_eyes" => {
+            "Two approvals by different people in different roles, neither the publisher, are needed first.".into()
+        }
         "chg_id_required" => "A change id (chg_id) is required for this move.".into(),
         "stage_not_allowed" => "The version's stage is not allowed in this environment.".into(),
         "revoked" => "The version is revoked; it can never be served again.".into(),

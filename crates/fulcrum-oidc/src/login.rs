@@ -86,9 +86,7 @@ impl LoginClient {
     pub fn new(config: ConsoleLogin) -> Result<Self, String> {
         crate::issuers::check_url(&config.redirect_uri)?;
         let secret = match &config.client_secret_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.trim().to_owned(),
-            ),
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.trim().to_owned()),
             None => None,
         };
         let http = reqwest::Client::builder()
@@ -131,8 +129,7 @@ impl LoginClient {
     /// The issuer's discovery document cannot be read.
     pub async fn authorize_url(&self, state: &str, verifier: &str) -> Result<String, LoginError> {
         let ep = self.endpoints().await?;
-        let mut url =
-            reqwest::Url::parse(&ep.authorization_endpoint).map_err(|e| LoginError::Answer(e.to_string()))?;
+        let mut url = reqwest::Url::parse(&ep.authorization_endpoint).map_err(|e| LoginError::Answer(e.to_string()))?;
         let mut scope = vec!["openid".to_owned()];
         scope.extend(self.config.scopes.iter().filter(|s| *s != "openid").cloned());
         {

@@ -372,9 +372,10 @@ impl Registry {
             None => ui::SessionKey::random(),
         };
         let ui_login = match &config.console_login {
-            Some(c) if config.oidc.iter().any(|i| i.issuer == c.issuer) => {
-                Some(fulcrum_oidc::LoginClient::new(c.clone()).map_err(|e| OpenError::Config(format!("console login: {e}")))?)
-            }
+            Some(c) if config.oidc.iter().any(|i| i.issuer == c.issuer) => Some(
+                fulcrum_oidc::LoginClient::new(c.clone())
+                    .map_err(|e| OpenError::Config(format!("console login: {e}")))?,
+            ),
             Some(c) => return Err(OpenError::Config(format!("console login: {} is not a trusted issuer", c.issuer))),
             None => None,
         };

@@ -245,6 +245,27 @@ impl Store {
         Ok(ranges.iter().map(|r| merkle::range_hash(*r, &|n| nodes[&n])).collect())
     }
 
+    /// The stored hashes of leaves `[start, end)`, in order (a browser recomputing the root).
+    ///
+    /// # Errors
+    /// Database failures, or a stored hash that is not 32 bytes.
+    pub async fn ledger_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Hash>> {
+        let hash = self.dialect.bytes("hash");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {hash} AS hash FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+        )))
+        .bind(start as i64)
+        .bind(end as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let b: Vec<u8> = r.get("hash");
+                b.try_into().map_err(|_| crate::records::corrupt("leaf hash"))
+            })
+            .collect()
+    }
+
     /// Leaves `[start, end)` with their records' bytes as stored now.
     ///
     /// # Errors

@@ -741,8 +741,11 @@ pub(crate) async fn govern(
         Err(StoreError::Refused(r)) if ctx.dry_run => return Err(StoreError::Refused(r).into()),
         Err(StoreError::PolicyDenied { reasons, .. }) if ctx.dry_run => {
             let errors = reasons.iter().map(|r| CheckFailure { check: "policy".into(), detail: r.clone() }).collect();
-            return Err(ApiError::conflict("policy_denied", format!("the policy would deny it: {}", reasons.join(", ")))
-                .with_errors(errors));
+            return Err(ApiError::conflict(
+                "policy_denied",
+                format!("the policy would deny it: {}", reasons.join(", ")),
+            )
+            .with_errors(errors));
         }
         Err(StoreError::Refused(r)) => {
             // The lifecycle's refusals are on the record too (an auditor counts enforced denials).
@@ -892,7 +895,7 @@ pub async fn lift_quarantine(
 
 // ----------------------------------------------------------------------------- aliases
 
-fn parse_alias(s: &str) -> ApiResult<AliasName> {
+pub(crate) fn parse_alias(s: &str) -> ApiResult<AliasName> {
     AliasName::parse(s).map_err(|e| ApiError::bad_request("bad_alias", e.to_string()))
 }
 

@@ -48,7 +48,13 @@ fn range_of(q: &RangeQuery) -> Result<(&'static str, time::Duration), ApiError> 
 }
 
 /// The dashboard's figures for a version the caller may read.
-async fn figures(state: &AppState, ui: &UiCaller, name: &str, label: &str, span: time::Duration) -> Result<(String, Dashboard), ApiError> {
+async fn figures(
+    state: &AppState,
+    ui: &UiCaller,
+    name: &str,
+    label: &str,
+    span: time::Duration,
+) -> Result<(String, Dashboard), ApiError> {
     let (m, v) = load_version(state, &ui.caller, name, label).await?;
     let profile = match v.release["reference_profile"]["digest"].as_str().and_then(|d| d.parse().ok()) {
         Some(d) => Some(state.reference_profile(&d).await?),
@@ -56,12 +62,11 @@ async fn figures(state: &AppState, ui: &UiCaller, name: &str, label: &str, span:
     };
     let kinds = [EventKind::ServingStats, EventKind::ServingInputs, EventKind::StartupPermit, EventKind::StartupDeny];
     let events = state.store.model_events_newest(&m.tenant, &m.name, &kinds, MAX_EVENTS).await?;
-    let payloads: Vec<_> = events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| c.data))
-        .collect();
+    let payloads: Vec<_> =
+        events.iter().filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| c.data)).collect();
     let to = state.clock.now();
-    let range = dashboard::Range { version: &v.label, from: to - span, to, buckets: BUCKETS, profile: profile.as_deref() };
+    let range =
+        dashboard::Range { version: &v.label, from: to - span, to, buckets: BUCKETS, profile: profile.as_deref() };
     Ok((m.name, dashboard::fold(range, &payloads)))
 }
 

@@ -13,8 +13,10 @@
 //!   referrer, no sniffing, `Cache-Control: no-store`.
 
 mod dashboard;
+mod governance;
 mod pages;
 mod session;
+mod version;
 
 use axum::Router;
 use axum::extract::Request;
@@ -36,6 +38,7 @@ const CSS: &str = include_str!("../../assets/ui.css");
 const ICON: &str = include_str!("../../assets/favicon.svg");
 const LIVE: &str = include_str!("../../assets/live.js");
 const DASHBOARD: &str = include_str!("../../assets/dashboard.js");
+const AUDIT: &str = include_str!("../../assets/audit.js");
 /// uPlot 1.6.32 (MIT), vendored unchanged: `assets/vendor/uplot-1.6.32/` (see its README).
 pub const UPLOT_JS: &str = include_str!("../../assets/vendor/uplot-1.6.32/uPlot.iife.min.js");
 pub const UPLOT_CSS: &str = include_str!("../../assets/vendor/uplot-1.6.32/uPlot.min.css");
@@ -55,15 +58,21 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login/callback", get(pages::login_callback))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/incidents", get(pages::incidents))
+        .route("/ui/policy", get(governance::policy))
+        .route("/ui/audit", get(governance::audit))
+        .route("/ui/audit/leaves", get(governance::leaves))
+        .route("/ui/audit/proof/{index}", get(governance::proof))
         .route("/ui/incidents/{id}", get(pages::incident))
         .route("/ui/models/{name}", get(pages::model))
-        .route("/ui/models/{name}/versions/{version}", get(pages::version))
+        .route("/ui/models/{name}/versions/{version}", get(version::page))
         .route("/ui/models/{name}/versions/{version}/live", get(pages::live))
         .route("/ui/models/{name}/versions/{version}/dashboard", get(dashboard::page))
         .route("/ui/models/{name}/versions/{version}/dashboard.json", get(dashboard::data))
-        .route("/ui/models/{name}/versions/{version}/{action}", post(pages::act))
+        .route("/ui/models/{name}/versions/{version}/preview/{action}", post(version::preview))
+        .route("/ui/models/{name}/versions/{version}/{action}", post(version::act))
         .route("/ui/static/ui.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/ui/static/live.js", get(|| async { asset("text/javascript; charset=utf-8", LIVE) }))
+        .route("/ui/static/audit.js", get(|| async { asset("text/javascript; charset=utf-8", AUDIT) }))
         .route("/ui/static/dashboard.js", get(|| async { asset("text/javascript; charset=utf-8", DASHBOARD) }))
         .route("/ui/static/uPlot.iife.min.js", get(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }))
         .route("/ui/static/uPlot.min.css", get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }))

@@ -3,12 +3,12 @@
 //! the API's own handlers, so a refusal is the same decision with the same reasons.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use fulcrum_core::identity::{Action, role_allows};
+use fulcrum_core::identity::Action;
 use serde::Deserialize;
 
 use super::session::{COOKIE, SESSION};
@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::ApiError;
 use crate::routes::models::load_version;
-use crate::routes::{ApiJson, parse_model_name, visible_model};
+use crate::routes::{parse_model_name, visible_model};
 
 /// Who is signed in, for the page header (empty on the sign-in page).
 #[derive(Debug, Default)]
@@ -30,7 +30,7 @@ pub struct Who {
 /// A signed-in console caller: the API caller its session's token makes, and the session.
 pub struct UiCaller {
     pub caller: Caller,
-    cookie: String,
+    pub(super) cookie: String,
 }
 
 impl UiCaller {
@@ -234,7 +234,9 @@ pub async fn login_callback(State(state): State<AppState>, headers: HeaderMap, Q
     let outcome = async {
         let (st, verifier) = pending.ok_or("This sign-in was not started here, or it took too long. Try again.")?;
         if !q.error.is_empty() {
-            return Err(format!("The identity provider refused: {} {}", q.error, q.error_description).trim().to_owned());
+            return Err(format!("The identity provider refused: {} {}", q.error, q.error_description)
+                .trim()
+                .to_owned());
         }
         if q.code.is_empty() || !constant_time_eq(q.state.as_bytes(), st.as_bytes()) {
             return Err("The answer does not belong to this sign-in. Try again.".to_owned());
@@ -264,7 +266,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A form POST must come from a console page of this session: its CSRF token, and no foreign
 /// `Origin`.
-fn same_origin_form(state: &AppState, ui: &UiCaller, headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
+pub(super) fn same_origin_form(
+    state: &AppState,
+    ui: &UiCaller,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(), ApiError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && origin != "null"
@@ -431,148 +438,6 @@ pub async fn model(State(state): State<AppState>, ui: UiCaller, Path(name): Path
         StatusCode::OK,
         &ModelPage { who, name: m.name, description: m.description, domain: m.domain, aliases, versions },
     )
-}
-
-#[derive(Template)]
-#[template(path = "ui/version.html")]
-struct VersionPage {
-    who: Who,
-    csrf: String,
-    model: String,
-    label: String,
-    stage: String,
-    hold: String,
-    hold_reason: String,
-    artifact_digest: String,
-    record_digest: String,
-    publisher: String,
-    revalidate_by: String,
-    chg_id: String,
-    approvals: Vec<String>,
-    card: Vec<(String, String)>,
-    findings: Vec<(String, String, String, String)>,
-    files: Vec<(String, u64, String)>,
-    /// (path segment, button text, needs a reason and an incident id)
-    actions: Vec<(&'static str, &'static str, bool)>,
-}
-
-/// The actions a role may take on a version, as the console offers them (the registry still
-/// decides each one when it is sent).
-fn actions_for(
-    role: fulcrum_core::identity::Role,
-    hold: fulcrum_core::Hold,
-) -> Vec<(&'static str, &'static str, bool)> {
-    let mut out = Vec::new();
-    if hold != fulcrum_core::Hold::Revoked {
-        if role_allows(role, Action::Approve) {
-            out.push(("approve", "Approve", false));
-        }
-        if role_allows(role, Action::Quarantine) && hold == fulcrum_core::Hold::None {
-            out.push(("quarantine", "Quarantine", true));
-        }
-        if role_allows(role, Action::Revoke) {
-            out.push(("revoke", "Revoke", true));
-        }
-    }
-    out
-}
-
-pub async fn version(
-    State(state): State<AppState>,
-    ui: UiCaller,
-    Path((name, label)): Path<(String, String)>,
-) -> Response {
-    let who = ui.who(&state);
-    let loaded = async {
-        let (m, v) = load_version(&state, &ui.caller, &name, &label).await?;
-        let findings = state.store.findings(v.id).await?;
-        Ok::<_, ApiError>((m, v, findings))
-    }
-    .await;
-    let (m, v, findings) = match loaded {
-        Ok(x) => x,
-        Err(e) => return problem(who, &e),
-    };
-    let text = |x: &serde_json::Value| match x {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "—".into(),
-        other => other.to_string(),
-    };
-    let card = v.release["model_card"]
-        .as_object()
-        .map(|o| o.iter().map(|(k, x)| (k.clone(), text(x))).collect())
-        .unwrap_or_default();
-    let page = VersionPage {
-        csrf: who.csrf.clone(),
-        actions: actions_for(ui.caller.0.role, v.hold),
-        model: m.name,
-        stage: v.stage.as_str().to_owned(),
-        hold: v.hold.as_str().to_owned(),
-        hold_reason: v.hold_reason.unwrap_or_default(),
-        artifact_digest: v.artifact_digest.to_string(),
-        record_digest: v.record_digest.to_string(),
-        publisher: v.publisher,
-        revalidate_by: text(&v.release["revalidate_by"]),
-        chg_id: v.chg_id.unwrap_or_else(|| "—".into()),
-        approvals: v
-            .approvals
-            .iter()
-            .map(|a| format!("{} ({}) {} — {}", a.subject, a.role.as_str(), a.created_at, a.kind))
-            .collect(),
-        card,
-        findings: findings.into_iter().map(|f| (f.id, f.severity.as_str().to_owned(), f.status, f.package)).collect(),
-        files: v.files.iter().map(|f| (f.path.clone(), f.size, f.digest.to_string())).collect(),
-        label: v.label,
-        who,
-    };
-    render(StatusCode::OK, &page)
-}
-
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    inc_id: String,
-}
-
-/// A console action: the API's own handler with the session's caller.
-pub async fn act(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ui: UiCaller,
-    Path((name, label, action)): Path<(String, String, String)>,
-    Form(f): Form<ActionForm>,
-) -> Response {
-    let who = ui.who(&state);
-    if let Err(e) = same_origin_form(&state, &ui, &headers, &f.csrf) {
-        return problem(who, &e);
-    }
-    let path = Path((name.clone(), label.clone()));
-    let hold = || crate::dto::HoldBody {
-        reason: f.reason.clone(),
-        chg_id: None,
-        inc_id: (!f.inc_id.trim().is_empty()).then(|| f.inc_id.trim().to_owned()),
-    };
-    let done: Result<Json<crate::dto::VersionDto>, ApiError> = match action.as_str() {
-        "approve" => crate::routes::models::approve(
-            State(state.clone()),
-            ui.caller,
-            path,
-            ApiJson(crate::dto::ApproveBody { comment: "approved in the console".into() }),
-        )
-        .await
-        .map(|(_, j)| j),
-        "quarantine" => crate::routes::models::quarantine(State(state.clone()), ui.caller, path, ApiJson(hold())).await,
-        "revoke" => crate::routes::models::revoke(State(state.clone()), ui.caller, path, ApiJson(hold())).await,
-        _ => Err(ApiError::not_found("action")),
-    };
-    match done {
-        Ok(_) => Redirect::to(&format!("/ui/models/{name}/versions/{label}")).into_response(),
-        Err(e) => problem(who, &e),
-    }
 }
 
 struct IncidentRow {
