@@ -159,7 +159,7 @@ async function interaction(req, res) {
   await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }
 function page(uid, error) {
-  return `<!doctype html><html lang="en"><head><title>Test IdP sign-in</title></head><body><main>
+  return `<!doctype html><html lang="en"><head><title>Test IdP sign-in</title><link rel="icon" href="data:,"></head><body><main>
 <h1>Test IdP</h1>${error ? `<p role="alert">${error}</p>` : ''}
 <form method="post" action="/interaction/${uid}"><label for="account">Account</label>
 <input id="account" name="account" autocomplete="username" required><button id="signin" type="submit">Sign in</button></form>

@@ -16,7 +16,7 @@
       width: Math.max(el.clientWidth, 320),
       height: 200,
       series: [{}].concat(series.map(function (s, i) {
-        return { label: s.label, stroke: palette[i % palette.length], width: 2, spanGaps: false };
+        return { label: s.label, stroke: palette[i % palette.length], width: 2, spanGaps: false, points: { show: true, size: 6 } };
       })),
       axes: [{}, {}],
     };

@@ -115,6 +115,12 @@ impl Browser {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
     }
 
+    /// Forget every cookie of the current page's host (a person leaving a shared browser: the
+    /// console's session and the identity provider's alike).
+    pub async fn delete_cookies(&self) {
+        self.call(reqwest::Method::DELETE, "/cookie", None).await;
+    }
+
     pub async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
@@ -148,6 +154,51 @@ impl Browser {
                 return;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "{css} reads {got}, not {want:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Wait (up to 10 s) until the element matching `css` contains `want` in its text.
+    pub async fn wait_for_text_containing(&self, css: &str, want: &str) {
+        self.wait_until(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent.includes(arguments[1]) : false",
+            json!([css, want]),
+            &format!("{css} to contain {want:?}"),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
+    /// Wait (up to 30 s: scripts fetch and compute) until the element matching `css` has the
+    /// attribute `name` equal to `value`.
+    pub async fn wait_for_attribute(&self, css: &str, name: &str, value: &str) {
+        self.wait_until(
+            "const e = document.querySelector(arguments[0]); return !!e && e.getAttribute(arguments[1]) === arguments[2]",
+            json!([css, name, value]),
+            &format!("{css}[{name}={value:?}]"),
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// Wait (up to 10 s) until the page's URL contains `part` and the page has loaded.
+    pub async fn wait_for_url_containing(&self, part: &str) {
+        self.wait_until(
+            "return location.href.includes(arguments[0]) && document.readyState === 'complete'",
+            json!([part]),
+            &format!("a URL containing {part:?}"),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
+    async fn wait_until(&self, script: &str, args: Value, what: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.execute(script, args.clone()).await == json!(true) {
+                return;
+            }
+            assert!(start.elapsed() < limit, "waited in vain for {what} (at {})", self.url().await);
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod serving;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
@@ -56,6 +58,12 @@ pub fn serve() -> Server {
 }
 
 pub fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
+    serve_listening("127.0.0.1:0", extra, dir).unwrap_or_else(|| panic!("fulcrum serve did not start"))
+}
+
+/// `fulcrum serve` on `listen`; `None` when it did not start (e.g. the port was taken meanwhile:
+/// pick another and try again).
+pub fn serve_listening(listen: &str, extra: &[&str], dir: tempfile::TempDir) -> Option<Server> {
     let tokens = json!({"tokens": [
         {"token": "t-ci", "subject": "ci", "role": "publisher", "tenant": "acme"},
         {"token": "t-rm", "subject": "rm", "role": "release-manager", "tenant": "acme"},
@@ -71,7 +79,7 @@ pub fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
     ]});
     std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--tokens-file")
         .arg(dir.path().join("tokens.json"))
@@ -82,6 +90,11 @@ pub fn serve_with(extra: &[&str], dir: tempfile::TempDir) -> Server {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("fulcrum: listening on ").unwrap().to_owned();
-    Server { child, url, dir }
+    let Some(url) = line.trim().strip_prefix("fulcrum: listening on ") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
+    let url = url.to_owned();
+    Some(Server { child, url, dir })
 }
