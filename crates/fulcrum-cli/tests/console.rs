@@ -145,6 +145,48 @@ async fn preview(b: &Browser, form: &str, fields: &[(&str, &str)]) -> (bool, Str
     (allowed, detail)
 }
 
+/// The sign-in's own checks, as an attacker would probe them: the start sets a short-lived,
+/// `HttpOnly; Secure; SameSite=Lax` cookie holding the state and verifier (sealed) and sends the
+/// browser to the IdP with an S256 challenge; a callback without that cookie, with another
+/// state, or carrying the IdP's refusal signs nobody in.
+async fn sign_in_is_bound_to_this_browser(s: &Server) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(format!("{}/ui/login/start", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    for part in ["response_type=code", "code_challenge_method=S256", "client_id=fulcrum-console", "state="] {
+        assert!(to.contains(part), "{part} missing: {to}");
+    }
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["fulcrum_ui_login=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/ui/login", "Max-Age=600"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    let state = to.split("state=").nth(1).unwrap().split('&').next().unwrap();
+    assert!(!set.contains(state), "the state is sealed in the cookie, not readable");
+    let pending = set.split(';').next().unwrap().to_owned();
+    let callback = |query: String, cookie: Option<String>| {
+        let mut rb = http.get(format!("{}/ui/login/callback?{query}", s.url));
+        if let Some(c) = cookie {
+            rb = rb.header("cookie", c);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let signed_in =
+                r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("fulcrum_ui="));
+            (r.status().as_u16(), signed_in, r.text().await.unwrap())
+        }
+    };
+    let (st, signed_in, body) = callback(format!("code=abc&state={state}"), None).await;
+    assert!(st == 401 && !signed_in && body.contains("not started here"), "{st} {body}");
+    let (st, signed_in, body) = callback("code=abc&state=forged".into(), Some(pending.clone())).await;
+    assert!(st == 401 && !signed_in && body.contains("does not belong to this sign-in"), "{st} {body}");
+    let (st, signed_in, body) = callback(format!("error=access_denied&state={state}"), Some(pending.clone())).await;
+    assert!(st == 401 && !signed_in && body.contains("access_denied"), "{st} {body}");
+    // A made-up code with the right state: the IdP refuses the exchange.
+    let (st, signed_in, body) = callback(format!("code=made-up&state={state}"), Some(pending)).await;
+    assert!(st == 401 && !signed_in && body.contains("invalid_grant"), "{st} {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_seeds_two_flows_in_a_browser_as_each_role() {
     let Some(bin) = mlserver::bin() else { return };
@@ -158,6 +200,7 @@ async fn the_seeds_two_flows_in_a_browser_as_each_role() {
     let v2 = mlserver::train(&python, &work.path().join("train/2"), "2", true);
     ok(&run_as(&s, "ci", &["model", "create", "fraud", "--domain", "fraud"]));
     register(&s, work.path(), "1", &v1);
+    sign_in_is_bound_to_this_browser(&s).await;
     let b = Browser::start(&driver).await;
     let page = |v: &str| format!("{}/ui/models/fraud/versions/{v}", s.url);
 

@@ -128,6 +128,16 @@ pub enum Miss {
     Signer,
 }
 
+/// See [`Catalog::glance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glance {
+    pub versions: usize,
+    /// The stages of its versions without a hold.
+    pub live_stages: Vec<Stage>,
+    /// The newest version: label, stage, hold.
+    pub newest: Option<(String, Stage, Hold)>,
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     inner: RwLock<Inner>,
@@ -251,6 +261,22 @@ impl Catalog {
         }
         let inner = self.inner.read().expect("catalog lock");
         inner.models.get(tenant).and_then(|ms| ms.get(model)).and_then(|m| m.divergent.clone())
+    }
+
+    /// A model's versions at a glance, from memory (the console's model list and its filters).
+    pub fn glance(&self, tenant: &str, model: &str) -> Option<Glance> {
+        let inner = self.inner.read().expect("catalog lock");
+        let m = inner.models.get(tenant)?.get(model)?;
+        let newest = m.versions.values().max_by_key(|v| v.seq);
+        let mut live_stages: Vec<Stage> =
+            m.versions.values().filter(|v| v.hold == Hold::None).map(|v| v.stage).collect();
+        live_stages.sort_by_key(|s| s.as_str());
+        live_stages.dedup();
+        Some(Glance {
+            versions: m.versions.len(),
+            live_stages,
+            newest: newest.map(|v| (v.label.to_string(), v.stage, v.hold)),
+        })
     }
 
     /// Whether `word` is a live alias of the model (answered from memory: agent reports ask it

@@ -311,6 +311,8 @@ struct ModelRow {
     domain: String,
     description: String,
     labels: String,
+    versions: usize,
+    newest: String,
     created: String,
 }
 
@@ -320,7 +322,12 @@ struct ModelsPage {
     who: Who,
     q: String,
     domain: String,
+    label: String,
+    stage: String,
+    stages: [&'static str; 3],
     models: Vec<ModelRow>,
+    /// The list stopped at [`MODELS_SHOWN`]: narrow the filters.
+    more: bool,
 }
 
 #[derive(Deserialize)]
@@ -329,44 +336,92 @@ pub struct ModelsQuery {
     q: String,
     #[serde(default)]
     domain: String,
+    /// `key=value` (or just `key`): a model label.
+    #[serde(default)]
+    label: String,
+    /// Models with a version at this stage and no hold.
+    #[serde(default)]
+    stage: String,
 }
 
-/// Models of the caller's tenant and domains, filtered by name and domain.
+/// Most models one page lists.
+const MODELS_SHOWN: usize = 2_000;
+
+/// Models of the caller's tenant (the only tenant a principal speaks for) and domains, filtered
+/// by name, domain, label and the stage of a version without a hold.
 pub async fn models(State(state): State<AppState>, ui: UiCaller, Query(f): Query<ModelsQuery>) -> Response {
     let who = ui.who(&state);
     if let Err(e) = ui.caller.require(&state, Action::Read).await {
         return problem(who, &e);
     }
+    let stage = match f.stage.as_str() {
+        "" => None,
+        s => match s.parse::<fulcrum_core::lifecycle::Stage>() {
+            Ok(st) => Some(st),
+            Err(()) => {
+                return problem(who, &ApiError::bad_request("bad_stage", "stage is Candidate, Staging or Approved"));
+            }
+        },
+    };
+    let (label_key, label_value) = match f.label.split_once('=') {
+        Some((k, v)) => (k.trim(), Some(v.trim())),
+        None => (f.label.trim(), None),
+    };
     let p = &ui.caller.0;
     let mut rows = Vec::new();
     let mut after = String::new();
-    loop {
+    let mut more = false;
+    'pages: loop {
         let page = match state.store.list_models(&p.tenant, &after, 500).await {
             Ok(p) => p,
             Err(e) => return problem(who, &e.into()),
         };
-        let last = page.last().map(|m| m.name.clone());
-        rows.extend(page.into_iter().filter(|m| {
-            p.may_use_domain(&m.domain)
+        let Some(last) = page.last().map(|m| m.name.clone()) else { break };
+        for m in page {
+            let glance = state.catalog.glance(&m.tenant, &m.name).unwrap_or(crate::catalog::Glance {
+                versions: 0,
+                live_stages: vec![],
+                newest: None,
+            });
+            let keep = p.may_use_domain(&m.domain)
                 && (f.q.is_empty() || m.name.contains(&f.q))
                 && (f.domain.is_empty() || m.domain == f.domain)
-        }));
-        match last {
-            Some(l) if rows.len() < 5_000 => after = l,
-            _ => break,
+                && (label_key.is_empty()
+                    || m.labels.get(label_key).is_some_and(|v| label_value.is_none_or(|want| v == want)))
+                && stage.is_none_or(|st| glance.live_stages.contains(&st));
+            if !keep {
+                continue;
+            }
+            if rows.len() == MODELS_SHOWN {
+                more = true;
+                break 'pages;
+            }
+            rows.push(ModelRow {
+                labels: m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+                versions: glance.versions,
+                newest: glance.newest.map_or_else(String::new, |(l, st, h)| match h {
+                    fulcrum_core::Hold::None => format!("{l} ({})", st.as_str()),
+                    h => format!("{l} ({}, {})", st.as_str(), h.as_str()),
+                }),
+                name: m.name,
+                domain: m.domain,
+                description: m.description,
+                created: m.created_at,
+            });
         }
+        after = last;
     }
-    let models = rows
-        .into_iter()
-        .map(|m| ModelRow {
-            labels: m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
-            name: m.name,
-            domain: m.domain,
-            description: m.description,
-            created: m.created_at,
-        })
-        .collect();
-    render(StatusCode::OK, &ModelsPage { who, q: f.q, domain: f.domain, models })
+    let page = ModelsPage {
+        who,
+        q: f.q,
+        domain: f.domain,
+        label: f.label,
+        stage: f.stage,
+        stages: ["Candidate", "Staging", "Approved"],
+        models: rows,
+        more,
+    };
+    render(StatusCode::OK, &page)
 }
 
 struct AliasRow {
@@ -375,7 +430,12 @@ struct AliasRow {
     version: String,
     position: u64,
     cause: String,
+    /// Its moves, newest first (at most [`ALIAS_MOVES`]): (when, to, cause, by, change/incident)
+    history: Vec<(String, String, String, String, String)>,
 }
+
+/// Moves shown per alias on a model page.
+const ALIAS_MOVES: usize = 20;
 
 struct VersionRow {
     label: String,
@@ -408,21 +468,37 @@ pub async fn model(State(state): State<AppState>, ui: UiCaller, Path(name): Path
         Ok(m) => m,
         Err(e) => return problem(who, &e),
     };
-    let (aliases, versions) =
-        match tokio::try_join!(state.store.aliases_of(m.id), state.store.list_versions(m.id, 0, 500)) {
-            Ok(x) => x,
-            Err(e) => return problem(who, &e.into()),
-        };
-    let aliases = aliases
-        .into_iter()
-        .map(|a| AliasRow {
-            name: a.name,
-            env: a.env.as_str().to_owned(),
-            version: a.version.unwrap_or_else(|| "(none)".into()),
-            position: a.position,
-            cause: a.cause.as_str().to_owned(),
-        })
-        .collect();
+    let loaded = async {
+        let (aliases, versions) =
+            tokio::try_join!(state.store.aliases_of(m.id), state.store.latest_versions(m.id, 200))?;
+        let mut rows = Vec::with_capacity(aliases.len());
+        for a in aliases {
+            let moves = state.store.alias_history(m.id, &a.name).await?;
+            let history = moves
+                .into_iter()
+                .rev()
+                .take(ALIAS_MOVES)
+                .map(|h| {
+                    let ids = [h.chg_id, h.inc_id].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                    (h.at, h.version.unwrap_or_else(|| "(none)".into()), h.cause, h.actor, ids)
+                })
+                .collect();
+            rows.push(AliasRow {
+                name: a.name,
+                env: a.env.as_str().to_owned(),
+                version: a.version.unwrap_or_else(|| "(none)".into()),
+                position: a.position,
+                cause: a.cause.as_str().to_owned(),
+                history,
+            });
+        }
+        Ok::<_, fulcrum_store::StoreError>((rows, versions))
+    }
+    .await;
+    let (aliases, versions) = match loaded {
+        Ok(x) => x,
+        Err(e) => return problem(who, &e.into()),
+    };
     let versions = versions
         .into_iter()
         .map(|v| VersionRow {
