@@ -225,4 +225,32 @@ mod tests {
         assert_eq!(d.denies, vec![("revoked".into(), 1), ("signature_invalid".into(), 2)]);
         assert!(d.psi.is_empty(), "no profile, no PSI");
     }
+
+    #[test]
+    fn psi_is_per_bucket_and_over_the_range_against_the_profile() {
+        let values: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let profile = Profile::build(&[("amount".into(), values)], 4).unwrap();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let inputs = |at: OffsetDateTime, counts: Vec<u64>| -> EventPayload {
+            serde_json::from_value(serde_json::json!({"event": "serving_inputs",
+                "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [],
+                "inputs": {"profile": "sha256:00", "window_s": 10, "tally": {"counts": [counts], "invalid": [0]}}}))
+            .unwrap()
+        };
+        let bins = profile.features[0].bins();
+        let even = vec![25u64; bins];
+        let mut skewed = vec![0u64; bins];
+        skewed[0] = 100;
+        let m = time::Duration::minutes(1);
+        let events = [inputs(t0 + m, even.clone()), inputs(t0 + m * 40, skewed)];
+        let d = fold(Range { version: "v2", from: t0, to: t0 + m * 60, buckets: 3, profile: Some(&profile) }, &events);
+        let f = &d.psi[0];
+        assert_eq!(f.feature, "amount");
+        assert!(f.psi[0].unwrap() < 0.1, "like the reference: {:?}", f.psi);
+        assert_eq!(f.psi[1], None, "no inputs in that bucket");
+        assert!(f.psi[2].unwrap() > 1.0, "all in one bin drifts: {:?}", f.psi);
+        let overall = f.overall.unwrap();
+        assert!(overall > f.psi[0].unwrap() && overall < f.psi[2].unwrap(), "{overall}");
+    }
 }

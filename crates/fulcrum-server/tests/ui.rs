@@ -159,6 +159,117 @@ async fn sign_in_pages_and_governed_actions() {
     assert_eq!(page(&h, &viewer, "/ui/nowhere").await.0, StatusCode::NOT_FOUND);
 }
 
+/// The models list's filters; every page of a model, version, dashboard, preview and ledger
+/// entry answers "not found" to another tenant; a preview is decided like the action and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_previews_and_every_page_scoped_to_the_tenant() {
+    let h = Harness::start().await;
+    with_production(&h, "fraud").await;
+    h.post(
+        "ci",
+        "/v1/models",
+        json!({"name": "churn", "domain": "risk", "description": "x", "labels": {"pii": "none"}}),
+        StatusCode::CREATED,
+    )
+    .await;
+    h.register("ci", "churn", "c1", &[("w.bin", b"c")]).await;
+    let viewer = sign_in(&h, "viewer").await;
+    let listed = |html: &str, m: &str| html.contains(&format!("href=\"/ui/models/{m}\""));
+    for (query, fraud, churn) in [
+        ("", true, true),
+        ("?stage=Approved", true, false),
+        ("?stage=Candidate", false, true),
+        ("?label=pii=none", false, true),
+        ("?label=pii", false, true),
+        ("?label=pii=high", false, false),
+        ("?q=chu", false, true),
+    ] {
+        let (s, html) = page(&h, &viewer, &format!("/ui/{query}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!((listed(&html, "fraud"), listed(&html, "churn")), (fraud, churn), "{query}");
+    }
+    assert_eq!(page(&h, &viewer, "/ui/?stage=Shipped").await.0, StatusCode::BAD_REQUEST);
+    let (_, model) = page(&h, &viewer, "/ui/models/fraud").await;
+    assert!(model.contains("id=\"alias-production\"") && model.contains("CHG-9"), "alias moves: {model}");
+
+    // A preview: refused in plain words without a change id, allowed with one; nothing moves.
+    let rm = sign_in(&h, "rm").await;
+    let (_, v) = page(&h, &rm, "/ui/models/churn/versions/c1").await;
+    let csrf = csrf_of(&v);
+    let preview = |form: Vec<(&'static str, String)>| {
+        let (b, url, rm) = (browser(), h.url.clone(), rm.clone());
+        async move {
+            let r = b
+                .post(format!("{url}/ui/models/fraud/versions/v1/preview/alias"))
+                .header("cookie", rm)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (s, html) = preview(vec![("csrf", csrf.clone()), ("alias", "canary".into())]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("This would be refused") && html.contains("A change id (chg_id) is required"), "{html}");
+    let (s, html) =
+        preview(vec![("csrf", csrf.clone()), ("alias", "canary".into()), ("chg_id", "CHG-10".into())]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("would allow") && html.contains("id=\"confirm\""), "{html}");
+    let (s, _) = preview(vec![("csrf", "forged".into()), ("alias", "canary".into())]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a preview needs the session's CSRF token too");
+    assert_eq!(
+        h.get("viewer", "/v1/models/fraud/aliases/canary", StatusCode::NOT_FOUND).await["code"],
+        "not_found",
+        "a preview moves nothing"
+    );
+    let d = h.get("auditor", "/v1/decisions?model=fraud&path=fulcrum/env/decision", StatusCode::OK).await;
+    assert_eq!(d["decisions"].as_array().unwrap().len(), 1, "and logs nothing: {d}");
+
+    // Another tenant: every page of acme's model is "not found".
+    let other = sign_in(&h, "other-admin").await;
+    let (_, audit) = page(&h, &viewer, "/ui/audit").await;
+    assert!(audit.contains("valid under the registry"), "{audit}");
+    let (_, version) = page(&h, &viewer, "/ui/models/fraud/versions/v1").await;
+    let at = version.find("/ui/audit/proof/").expect("an event with its ledger entry") + 16;
+    let entry: String = version[at..].chars().take_while(char::is_ascii_digit).collect();
+    let (s, proof) = page(&h, &viewer, &format!("/ui/audit/proof/{entry}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(proof.contains("proven: this entry is in the signed tree"), "{proof}");
+    for path in [
+        "/ui/models/fraud".to_owned(),
+        "/ui/models/fraud/versions/v1".to_owned(),
+        "/ui/models/fraud/versions/v1/dashboard".to_owned(),
+        "/ui/models/fraud/versions/v1/dashboard.json".to_owned(),
+        format!("/ui/audit/proof/{entry}"),
+    ] {
+        let (s, body) = page(&h, &other, &path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert!(!body.contains("CHG-9") && !body.contains("weights.bin"), "{path}: {body}");
+    }
+    let (_, v) = page(&h, &other, "/ui/").await;
+    let r = browser()
+        .post(format!("{}/ui/models/fraud/versions/v1/preview/promote", h.url))
+        .header("cookie", &other)
+        .form(&[("csrf", csrf_of(&v).as_str()), ("to", "Approved")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nor a preview of it");
+    // The dashboard's figures, for who may read the model.
+    let r = browser()
+        .get(format!("{}/ui/models/fraud/versions/v1/dashboard.json?range=1h", h.url))
+        .header("cookie", &viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["times"].as_array().unwrap().len(), 60);
+    assert_eq!(page(&h, &viewer, "/ui/models/fraud/versions/v1/dashboard?range=2y").await.0, StatusCode::BAD_REQUEST);
+}
+
 /// The same in a real headless Chromium: sign in by token paste, read the pages (no console
 /// error, no server error), a viewer is offered no action, a security officer revokes with an
 /// incident id and the version page shows it. Screenshots go to the build's temp dir.

@@ -545,3 +545,30 @@ pub async fn act(
         Err(e) => problem(who, &e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_gate_verified_reads_from_the_release_record() {
+        let release = serde_json::json!({
+            "policy_digest": "sha256:ab",
+            "release_gate": {"mode": "enforced", "required": ["signature", "provenance", "sbom"],
+                "artifact_signature": {"format": "model-signing/v1.0", "signer": "SHA256:k1", "method": "key", "hash": "sha256"},
+                "provenance": [{"builder_id": "https://ci.example/builder", "build_type": "https://ci.example/type"}],
+                "sbom": {"format": "cyclonedx"}},
+            "release_gate_decision": {"decision_id": "d-1", "ledger_index": 7},
+        });
+        let rows = gate_rows(&release);
+        let get = |k: &str| rows.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap();
+        assert_eq!(get("Release policy"), "enforced (required: signature, provenance, sbom)");
+        assert_eq!(get("Artifact signature"), "verified: model-signing/v1.0 signed by SHA256:k1 (key, sha256)");
+        assert_eq!(get("Provenance"), "verified: builder https://ci.example/builder (https://ci.example/type)");
+        assert_eq!(get("SBOM"), "verified: cyclonedx");
+        assert_eq!(get("Gate decision"), "d-1 (ledger entry 7)");
+        let none = gate_rows(&serde_json::json!({"release_gate": {"mode": "development", "required": []}}));
+        assert!(none.iter().any(|(k, v)| k == "Artifact signature" && v == "not given"));
+        assert!(none.iter().any(|(k, v)| k == "Release policy" && v == "development (required: nothing)"));
+    }
+}
