@@ -569,6 +569,9 @@ async fn served_access_bench(threads: usize, iterations: usize) -> anyhow::Resul
 async fn console_bench(models: usize, per_model: usize, requests: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     seed(dir.path().join("data"), None, models, per_model).await?;
+    let mid = format!("model-{:05}", models / 2);
+    let windows = traffic(&dir.path().join("data"), &mid, &format!("v{}", per_model / 2)).await?;
+    eprintln!("seeded {windows} gateway windows for {mid}");
     let lab = lab::Lab::start_on(dir).await?;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let r = http.post(format!("{}/ui/login", lab.url)).form(&[("token", "tok-rm")]).send().await?;
@@ -580,12 +583,24 @@ async fn console_bench(models: usize, per_model: usize, requests: usize) -> anyh
         .and_then(|c| c.split(';').next())
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
-    let mid = format!("model-{:05}", models / 2);
+    let version = format!("/ui/models/{mid}/versions/v{}", per_model / 2);
+    let size = {
+        let r = http.get(format!("{}/ui/audit", lab.url)).header("cookie", &cookie).send().await?.text().await?;
+        let at = r.find("id=\"size\">").ok_or_else(|| anyhow::anyhow!("no ledger size on the audit page"))? + 10;
+        r[at..].chars().take_while(char::is_ascii_digit).collect::<String>()
+    };
     let pages = [
         ("models", "/ui/".to_owned()),
+        ("models, filtered by stage", "/ui/?stage=Approved".to_owned()),
         ("model", format!("/ui/models/{mid}")),
-        ("version", format!("/ui/models/{mid}/versions/v{}", per_model / 2)),
+        ("version", version.clone()),
+        ("dashboard, 24 h", format!("{version}/dashboard?range=24h")),
+        ("dashboard figures, 24 h (JSON)", format!("{version}/dashboard.json?range=24h")),
         ("incidents", "/ui/incidents".to_owned()),
+        ("policy", "/ui/policy".to_owned()),
+        ("audit", "/ui/audit".to_owned()),
+        ("audit leaves (the browser's check)", format!("/ui/audit/leaves?size={size}")),
+        ("ledger entry proof", "/ui/audit/proof/1".to_owned()),
         ("sign-in", "/ui/login".to_owned()),
     ];
     println!("| page | p50 | p99 | bytes |");
@@ -607,4 +622,34 @@ async fn console_bench(models: usize, per_model: usize, requests: usize) -> anyh
         println!("| {name} (`{path}`) | {:.2} ms | {:.2} ms | {:.1} KiB |", pct(0.5), pct(0.99), bytes as f64 / 1024.0);
     }
     Ok(())
+}
+
+/// A day of gateway windows (every 10 s, a canary and a production gateway) for one version,
+/// appended to the seeded registry's log: what its dashboard folds.
+async fn traffic(dir: &std::path::Path, model: &str, version: &str) -> anyhow::Result<u64> {
+    let db = fulcrum_store::Database::Sqlite { path: dir.join("registry.db") };
+    let store = Store::connect(&db, StoreOptions { durable: false, read_connections: 1 }).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut events = Vec::new();
+    for i in 0..8_640i64 {
+        for (alias, slow) in [("canary", 3_000u64), ("production", 1_000)] {
+            let mut buckets = [0u64; 15];
+            buckets[fulcrum_core::event::ServingStats::bucket_of(slow + (i as u64 % 7) * 500)] = 95;
+            buckets[fulcrum_core::event::ServingStats::bucket_of(slow * 20)] = 4;
+            let at = now - time::Duration::seconds(10 * i);
+            events.push(serde_json::from_value(serde_json::json!({
+                "event": "serving_stats", "ts": at.format(&time::format_description::well_known::Rfc3339)?,
+                "model": model, "version": version, "tenant": "bench", "domain": "bench", "approvals": [],
+                "alias": alias, "env": "prod",
+                "stats": {"window_s": 10, "requests": 100, "errors": 1, "refused": 0, "p50_us": slow, "p99_us": slow * 20,
+                          "latency_buckets": buckets, "latency_sum_us": slow * 100},
+            }))?);
+        }
+    }
+    events.reverse();
+    let mut n = 0;
+    for chunk in events.chunks(2_000) {
+        n += store.record_events(chunk.to_vec()).await?;
+    }
+    Ok(n)
 }

@@ -4,17 +4,52 @@
 //! version's reference profile; startup denials by reason. The console charts these figures.
 //!
 //! Pure: the caller reads the model's `serving_stats`, `serving_inputs`, `startup_permit` and
-//! `startup_deny` events; events of other versions or outside the range are ignored. Latencies
-//! come from the summed histograms (quantiles of sums, never of quantiles), PSI from the summed
-//! tallies of a bucket.
+//! `startup_deny` events as [`Observation`]s (the few fields the dashboard needs, borrowed from
+//! the stored bytes: a day of windows is tens of thousands of events); events of other versions
+//! or outside the range are ignored. Latencies come from the summed histograms (quantiles of
+//! sums, never of quantiles), PSI from the summed tallies of a bucket.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::drift::{Profile, Tally, psi};
-use crate::event::{EventKind, EventPayload, latency_quantile};
+use crate::event::{EventKind, ServingInputs, ServingStats, latency_quantile};
+
+/// The fields of a stored event (its CloudEvent's `data`) that a dashboard reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Observation<'a> {
+    pub event: EventKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    #[serde(borrow, default)]
+    pub version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub alias: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub env: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stats: Option<ServingStats>,
+    #[serde(default)]
+    pub inputs: Option<ServingInputs>,
+}
+
+#[derive(Deserialize)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    data: Observation<'a>,
+}
+
+impl<'a> Observation<'a> {
+    /// Read one stored CloudEvent; `None` when it is not one (it is then left out).
+    pub fn from_stored(body: &'a str) -> Option<Self> {
+        serde_json::from_str::<Stored<'a>>(body).ok().map(|s| s.data)
+    }
+}
 
 /// What to fold.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +113,7 @@ struct Traffic {
 
 /// Fold the events into the dashboard for `r`.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
-pub fn fold<'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e EventPayload>) -> Dashboard {
+pub fn fold<'e, 'a: 'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e Observation<'a>>) -> Dashboard {
     let n = r.buckets.max(1);
     let span = (r.to - r.from).whole_seconds().max(1);
     let step = (span + n as i64 - 1) / n as i64;
@@ -102,14 +137,20 @@ pub fn fold<'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e EventPayload>
         match e.event {
             EventKind::ServingStats => {
                 let Some(s) = &e.stats else { continue };
-                let alias = e.alias.clone().unwrap_or_default();
-                let t = traffic.entry(alias).or_insert_with(|| Traffic {
-                    env: e.env.clone().unwrap_or_default(),
-                    requests: vec![0; n],
-                    errors: vec![0; n],
-                    refused: vec![0; n],
-                    buckets: vec![[0; 15]; n],
-                });
+                let alias = e.alias.as_deref().unwrap_or_default();
+                if !traffic.contains_key(alias) {
+                    traffic.insert(
+                        alias.to_owned(),
+                        Traffic {
+                            env: e.env.as_deref().unwrap_or_default().to_owned(),
+                            requests: vec![0; n],
+                            errors: vec![0; n],
+                            refused: vec![0; n],
+                            buckets: vec![[0; 15]; n],
+                        },
+                    );
+                }
+                let t = traffic.get_mut(alias).expect("inserted");
                 t.requests[b] += s.requests;
                 t.errors[b] += s.errors;
                 t.refused[b] += s.refused;
@@ -126,7 +167,7 @@ pub fn fold<'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e EventPayload>
             }
             EventKind::StartupPermit => permits += 1,
             EventKind::StartupDeny => {
-                *denies.entry(e.reason.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+                *denies.entry(e.reason.as_deref().unwrap_or("unknown").to_owned()).or_default() += 1;
             }
             _ => {}
         }
@@ -180,21 +221,29 @@ pub fn fold<'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e EventPayload>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ServingStats;
 
-    fn stats(version: &str, alias: &str, at: OffsetDateTime, requests: u64, errors: u64, us: u64) -> EventPayload {
+    /// A stored CloudEvent around `data`.
+    fn stored(data: serde_json::Value) -> String {
+        serde_json::json!({"specversion": "1.0", "id": "x", "source": "fulcrum", "type": "t", "data": data}).to_string()
+    }
+
+    fn stats(version: &str, alias: &str, at: OffsetDateTime, requests: u64, errors: u64, us: u64) -> String {
         let mut buckets = [0u64; 15];
         buckets[ServingStats::bucket_of(us)] = requests - errors;
         let body = serde_json::json!({"event": "serving_stats", "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
             "model": "fraud", "version": version, "tenant": "acme", "domain": "fraud", "approvals": [], "alias": alias, "env": "prod",
             "stats": {"window_s": 10, "requests": requests, "errors": errors, "refused": 1, "p50_us": us, "p99_us": us,
                       "latency_buckets": buckets, "latency_sum_us": us * (requests - errors)}});
-        serde_json::from_value(body).unwrap()
+        stored(body)
     }
 
-    fn deny(at: OffsetDateTime, reason: &str) -> EventPayload {
-        serde_json::from_value(serde_json::json!({"event": "startup_deny", "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
-            "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [], "reason": reason})).unwrap()
+    fn deny(at: OffsetDateTime, reason: &str) -> String {
+        stored(serde_json::json!({"event": "startup_deny", "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [], "reason": reason}))
+    }
+
+    fn observe(bodies: &[String]) -> Vec<Observation<'_>> {
+        bodies.iter().map(|b| Observation::from_stored(b).expect("a stored event")).collect()
     }
 
     #[test]
@@ -211,6 +260,7 @@ mod tests {
             deny(t0 + m * 4, "signature_invalid"),
             deny(t0 + m * 4, "revoked"),
         ];
+        let events = observe(&events);
         let d = fold(Range { version: "v2", from: t0, to: t0 + m * 60, buckets: 6, profile: None }, &events);
         assert_eq!(d.step_s, 600);
         assert_eq!(d.times.len(), 6);
@@ -231,12 +281,11 @@ mod tests {
         let values: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         let profile = Profile::build(&[("amount".into(), values)], 4).unwrap();
         let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let inputs = |at: OffsetDateTime, counts: Vec<u64>| -> EventPayload {
-            serde_json::from_value(serde_json::json!({"event": "serving_inputs",
+        let inputs = |at: OffsetDateTime, counts: Vec<u64>| -> String {
+            stored(serde_json::json!({"event": "serving_inputs",
                 "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
                 "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [],
                 "inputs": {"profile": "sha256:00", "window_s": 10, "tally": {"counts": [counts], "invalid": [0]}}}))
-            .unwrap()
         };
         let bins = profile.features[0].bins();
         let even = vec![25u64; bins];
@@ -244,6 +293,7 @@ mod tests {
         skewed[0] = 100;
         let m = time::Duration::minutes(1);
         let events = [inputs(t0 + m, even.clone()), inputs(t0 + m * 40, skewed)];
+        let events = observe(&events);
         let d = fold(Range { version: "v2", from: t0, to: t0 + m * 60, buckets: 3, profile: Some(&profile) }, &events);
         let f = &d.psi[0];
         assert_eq!(f.feature, "amount");

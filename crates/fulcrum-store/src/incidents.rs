@@ -226,7 +226,9 @@ impl Store {
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
-    /// A model's newest `limit` events of the given kinds, oldest first (a version's dashboard).
+    /// A model's newest `limit` events of the given kinds before position `before` (exclusive;
+    /// `i64::MAX` for the newest), newest first: a version page's history, and its dashboard
+    /// reading back page by page until the range's start.
     ///
     /// # Errors
     /// Database failures.
@@ -235,20 +237,23 @@ impl Store {
         tenant: &str,
         model: &str,
         kinds: &[fulcrum_core::event::EventKind],
+        before: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
         let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
         let sql = format!(
-            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND kind IN ({}) ORDER BY seq DESC LIMIT $3",
+            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND kind IN ({}) AND seq < $3
+             ORDER BY seq DESC LIMIT $4",
             kinds.join(",")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(model)
+            .bind(before)
             .bind(i64::from(limit))
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.iter().rev().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
+        Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 }
 

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fulcrum_core::dashboard::{self, Dashboard};
-use fulcrum_core::event::{CloudEvent, EventKind};
+use fulcrum_core::event::EventKind;
 use serde::Deserialize;
 
 use super::pages::{UiCaller, Who, problem, render};
@@ -27,8 +27,10 @@ pub const RANGES: [(&str, time::Duration); 5] = [
     ("7d", time::Duration::days(7)),
 ];
 
-/// Newest events read for one dashboard (a week of windows from a few gateways).
-const MAX_EVENTS: u32 = 50_000;
+/// Most events read for one dashboard (a week of windows from a few gateways).
+const MAX_EVENTS: usize = 50_000;
+/// Events read per query, newest first.
+const PAGE: u32 = 2_000;
 /// Buckets per chart.
 const BUCKETS: usize = 60;
 
@@ -61,13 +63,25 @@ async fn figures(
         None => None,
     };
     let kinds = [EventKind::ServingStats, EventKind::ServingInputs, EventKind::StartupPermit, EventKind::StartupDeny];
-    let events = state.store.model_events_newest(&m.tenant, &m.name, &kinds, MAX_EVENTS).await?;
-    let payloads: Vec<_> =
-        events.iter().filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| c.data)).collect();
     let to = state.clock.now();
-    let range =
-        dashboard::Range { version: &v.label, from: to - span, to, buckets: BUCKETS, profile: profile.as_deref() };
-    Ok((m.name, dashboard::fold(range, &payloads)))
+    let from = to - span;
+    // Newest first, a page at a time, until the range's start (or MAX_EVENTS).
+    let mut events = Vec::new();
+    let mut before = i64::MAX;
+    loop {
+        let page = state.store.model_events_newest(&m.tenant, &m.name, &kinds, before, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        before = last.seq;
+        let older = dashboard::Observation::from_stored(&last.body).is_some_and(|o| o.ts < from);
+        let full = page.len() == PAGE as usize;
+        events.extend(page);
+        if older || !full || events.len() >= MAX_EVENTS {
+            break;
+        }
+    }
+    let observed: Vec<_> = events.iter().filter_map(|e| dashboard::Observation::from_stored(&e.body)).collect();
+    let range = dashboard::Range { version: &v.label, from, to, buckets: BUCKETS, profile: profile.as_deref() };
+    Ok((m.name, dashboard::fold(range, &observed)))
 }
 
 struct AliasRow {

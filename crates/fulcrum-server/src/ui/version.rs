@@ -201,7 +201,8 @@ async fn events_of(state: &AppState, tenant: &str, model: &str, label: &str) -> 
         EventKind::Revocation,
         EventKind::AliasUpdated,
     ];
-    let stored = state.store.model_events_newest(tenant, model, &kinds, 500).await?;
+    let mut stored = state.store.model_events_newest(tenant, model, &kinds, i64::MAX, 500).await?;
+    stored.reverse();
     let mine: Vec<(&fulcrum_store::StoredEvent, fulcrum_core::event::EventPayload)> = stored
         .iter()
         .filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| (e, c.data)))
