@@ -594,6 +594,7 @@ async fn console_bench(models: usize, per_model: usize, requests: usize) -> anyh
         ("models, filtered by stage", "/ui/?stage=Approved".to_owned()),
         ("model", format!("/ui/models/{mid}")),
         ("version", version.clone()),
+        ("dashboard, 1 h", format!("{version}/dashboard?range=1h")),
         ("dashboard, 24 h", format!("{version}/dashboard?range=24h")),
         ("dashboard figures, 24 h (JSON)", format!("{version}/dashboard.json?range=24h")),
         ("incidents", "/ui/incidents".to_owned()),

@@ -238,8 +238,10 @@ mod tests {
     }
 
     fn deny(at: OffsetDateTime, reason: &str) -> String {
-        stored(serde_json::json!({"event": "startup_deny", "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
-            "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [], "reason": reason}))
+        stored(
+            serde_json::json!({"event": "startup_deny", "ts": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "model": "fraud", "version": "v2", "tenant": "acme", "domain": "fraud", "approvals": [], "reason": reason}),
+        )
     }
 
     fn observe(bodies: &[String]) -> Vec<Observation<'_>> {

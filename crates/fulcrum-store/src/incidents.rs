@@ -226,6 +226,36 @@ impl Store {
         Ok(rows.iter().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
+    /// The newest `limit` events of the given kinds that name `version` (an alias move names its
+    /// target), oldest first: a version page's history.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn version_events(
+        &self,
+        tenant: &str,
+        model: &str,
+        version: &str,
+        kinds: &[fulcrum_core::event::EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+        let named = self.dialect.json_text("body", &["data", "version"]);
+        let sql = format!(
+            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND {named} = $3 AND kind IN ({})
+             ORDER BY seq DESC LIMIT $4",
+            kinds.join(",")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(model)
+            .bind(version)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().rev().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
+    }
+
     /// A model's newest `limit` events of the given kinds before position `before` (exclusive;
     /// `i64::MAX` for the newest), newest first: a version page's history, and its dashboard
     /// reading back page by page until the range's start.

@@ -67,6 +67,8 @@ struct VersionPage {
     profile: String,
     card: Vec<(String, String)>,
     findings: Vec<(String, String, String, String)>,
+    /// (id, finding, expires, approver, justification)
+    waivers: Vec<(String, String, String, String, String)>,
     files: Vec<(String, u64, String)>,
     events: Vec<EventRow>,
     decisions: Option<Vec<DecisionRow>>,
@@ -190,7 +192,7 @@ fn still_approve(v: &fulcrum_store::VersionRecord) -> String {
     )
 }
 
-/// The version's governance events with their ledger leaves (newest 500 of the model's).
+/// The version's governance events with their ledger leaves (its newest 500).
 async fn events_of(state: &AppState, tenant: &str, model: &str, label: &str) -> Result<Vec<EventRow>, ApiError> {
     let kinds = [
         EventKind::ReleasePublished,
@@ -201,8 +203,7 @@ async fn events_of(state: &AppState, tenant: &str, model: &str, label: &str) -> 
         EventKind::Revocation,
         EventKind::AliasUpdated,
     ];
-    let mut stored = state.store.model_events_newest(tenant, model, &kinds, i64::MAX, 500).await?;
-    stored.reverse();
+    let stored = state.store.version_events(tenant, model, label, &kinds, 500).await?;
     let mine: Vec<(&fulcrum_store::StoredEvent, fulcrum_core::event::EventPayload)> = stored
         .iter()
         .filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| (e, c.data)))
@@ -282,6 +283,7 @@ pub async fn page(
     let loaded = async {
         let (m, v) = load_version(&state, &ui.caller, &name, &label).await?;
         let findings = state.store.findings(v.id).await?;
+        let waivers = state.store.waivers(m.id, Some(v.id)).await?;
         let events = events_of(&state, &m.tenant, &m.name, &v.label).await?;
         // Decisions only for who may read decision logs (the API's rule).
         let decisions = if ui.caller.require(&state, Action::ReadDecisions).await.is_ok() {
@@ -294,10 +296,10 @@ pub async fn page(
         } else {
             None
         };
-        Ok::<_, ApiError>((m, v, findings, events, decisions, aliases))
+        Ok::<_, ApiError>((m, v, findings, waivers, events, decisions, aliases))
     }
     .await;
-    let (m, v, findings, events, decisions, aliases) = match loaded {
+    let (m, v, findings, waivers, events, decisions, aliases) = match loaded {
         Ok(x) => x,
         Err(e) => return problem(who, &e),
     };
@@ -347,6 +349,7 @@ pub async fn page(
             .collect(),
         card,
         findings: findings.into_iter().map(|f| (f.id, f.severity.as_str().to_owned(), f.status, f.package)).collect(),
+        waivers: waivers.into_iter().map(|w| (w.id, w.finding, w.expires_at, w.approver, w.justification)).collect(),
         files: v.files.iter().map(|f| (f.path.clone(), f.size, f.digest.to_string())).collect(),
         events,
         decisions,
