@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -51,16 +52,34 @@ impl<'a> Observation<'a> {
     }
 }
 
-/// What to fold.
-#[derive(Debug, Clone, Copy)]
-pub struct Range<'a> {
-    pub version: &'a str,
+/// The buckets of a range ending now: `buckets` equal steps, aligned to whole steps so the same
+/// window (and a [`Fold`] kept for it) stays valid until the clock passes its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
-    /// How many equal buckets (at least one).
+    pub step_s: i64,
     pub buckets: usize,
-    /// The version's reference profile, for PSI.
-    pub profile: Option<&'a Profile>,
+}
+
+impl Window {
+    /// The window of `buckets` steps covering `span` that holds `now` in its last step.
+    #[allow(clippy::cast_possible_wrap)]
+    pub fn ending(now: OffsetDateTime, span: time::Duration, buckets: usize) -> Self {
+        let n = buckets.max(1) as i64;
+        let step = ((span.whole_seconds().max(1) + n - 1) / n).max(1);
+        let end = (now.unix_timestamp().div_euclid(step) + 1) * step;
+        let at = |s: i64| OffsetDateTime::from_unix_timestamp(s).unwrap_or(now);
+        Self { from: at(end - n * step), to: at(end), step_s: step, buckets: buckets.max(1) }
+    }
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn bucket(&self, ts: OffsetDateTime) -> Option<usize> {
+        if ts < self.from || ts >= self.to {
+            return None;
+        }
+        Some((((ts - self.from).whole_seconds() / self.step_s) as usize).min(self.buckets - 1))
+    }
 }
 
 /// The dashboard's figures.
@@ -103,6 +122,7 @@ pub struct FeatureSeries {
     pub overall: Option<f64>,
 }
 
+#[derive(Debug, Clone)]
 struct Traffic {
     env: String,
     requests: Vec<u64>,
@@ -111,46 +131,58 @@ struct Traffic {
     buckets: Vec<[u64; 15]>,
 }
 
-/// Fold the events into the dashboard for `r`.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
-pub fn fold<'e, 'a: 'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e Observation<'a>>) -> Dashboard {
-    let n = r.buckets.max(1);
-    let span = (r.to - r.from).whole_seconds().max(1);
-    let step = (span + n as i64 - 1) / n as i64;
-    let start = r.from.unix_timestamp();
-    let times = (0..n).map(|i| start + i as i64 * step).collect();
-    let at = |ts: OffsetDateTime| -> Option<usize> {
-        if ts < r.from || ts > r.to {
-            return None;
+/// A dashboard being folded: sums per bucket, so events can be added in any order and at any
+/// time (a kept fold takes only the events logged since).
+#[derive(Debug, Clone)]
+pub struct Fold {
+    version: String,
+    window: Window,
+    profile: Option<Arc<Profile>>,
+    traffic: BTreeMap<String, Traffic>,
+    tallies: Vec<Option<Tally>>,
+    permits: u64,
+    denies: BTreeMap<String, u64>,
+}
+
+impl Fold {
+    pub fn new(version: &str, window: Window, profile: Option<Arc<Profile>>) -> Self {
+        Self {
+            version: version.to_owned(),
+            tallies: vec![None; window.buckets],
+            window,
+            profile,
+            traffic: BTreeMap::new(),
+            permits: 0,
+            denies: BTreeMap::new(),
         }
-        Some((((ts.unix_timestamp() - start) / step) as usize).min(n - 1))
-    };
-    let mut traffic: BTreeMap<String, Traffic> = BTreeMap::new();
-    let mut tallies: Vec<Option<Tally>> = vec![None; n];
-    let mut permits = 0;
-    let mut denies: BTreeMap<String, u64> = BTreeMap::new();
-    for e in events {
-        if e.version.as_deref() != Some(r.version) {
-            continue;
+    }
+
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// Count one event (another version's, or one outside the window, counts nothing).
+    pub fn add(&mut self, e: &Observation<'_>) {
+        if e.version.as_deref() != Some(self.version.as_str()) {
+            return;
         }
-        let Some(b) = at(e.ts) else { continue };
+        let Some(b) = self.window.bucket(e.ts) else { return };
+        let n = self.window.buckets;
         match e.event {
             EventKind::ServingStats => {
-                let Some(s) = &e.stats else { continue };
+                let Some(s) = &e.stats else { return };
                 let alias = e.alias.as_deref().unwrap_or_default();
-                if !traffic.contains_key(alias) {
-                    traffic.insert(
-                        alias.to_owned(),
-                        Traffic {
-                            env: e.env.as_deref().unwrap_or_default().to_owned(),
-                            requests: vec![0; n],
-                            errors: vec![0; n],
-                            refused: vec![0; n],
-                            buckets: vec![[0; 15]; n],
-                        },
-                    );
+                if !self.traffic.contains_key(alias) {
+                    let t = Traffic {
+                        env: e.env.as_deref().unwrap_or_default().to_owned(),
+                        requests: vec![0; n],
+                        errors: vec![0; n],
+                        refused: vec![0; n],
+                        buckets: vec![[0; 15]; n],
+                    };
+                    self.traffic.insert(alias.to_owned(), t);
                 }
-                let t = traffic.get_mut(alias).expect("inserted");
+                let t = self.traffic.get_mut(alias).expect("inserted");
                 t.requests[b] += s.requests;
                 t.errors[b] += s.errors;
                 t.refused[b] += s.refused;
@@ -159,63 +191,82 @@ pub fn fold<'e, 'a: 'e>(r: Range<'_>, events: impl IntoIterator<Item = &'e Obser
                 }
             }
             EventKind::ServingInputs => {
-                let (Some(i), Some(p)) = (&e.inputs, r.profile) else { continue };
-                let sum = tallies[b].get_or_insert_with(|| Tally::for_profile(p));
+                let (Some(i), Some(p)) = (&e.inputs, &self.profile) else { return };
+                let sum = self.tallies[b].get_or_insert_with(|| Tally::for_profile(p));
                 if i.tally.counts.len() == sum.counts.len() {
                     sum.add(&i.tally);
                 }
             }
-            EventKind::StartupPermit => permits += 1,
+            EventKind::StartupPermit => self.permits += 1,
             EventKind::StartupDeny => {
-                *denies.entry(e.reason.as_deref().unwrap_or("unknown").to_owned()).or_default() += 1;
+                *self.denies.entry(e.reason.as_deref().unwrap_or("unknown").to_owned()).or_default() += 1;
             }
             _ => {}
         }
     }
-    let ms = |b: &[u64; 15], q| latency_quantile(b, q).map(|s| s * 1e3);
-    let aliases = traffic
-        .into_iter()
-        .map(|(alias, t)| {
-            let mut all = [0u64; 15];
-            for b in &t.buckets {
-                for (s, c) in all.iter_mut().zip(b) {
-                    *s += c;
+
+    /// The figures so far.
+    #[allow(clippy::cast_possible_wrap)]
+    pub fn dashboard(&self) -> Dashboard {
+        let w = self.window;
+        let start = w.from.unix_timestamp();
+        let ms = |b: &[u64; 15], q| latency_quantile(b, q).map(|s| s * 1e3);
+        let aliases = self
+            .traffic
+            .iter()
+            .map(|(alias, t)| {
+                let mut all = [0u64; 15];
+                for b in &t.buckets {
+                    for (s, c) in all.iter_mut().zip(b) {
+                        *s += c;
+                    }
                 }
+                AliasSeries {
+                    alias: alias.clone(),
+                    env: t.env.clone(),
+                    total_requests: t.requests.iter().sum(),
+                    total_errors: t.errors.iter().sum(),
+                    total_refused: t.refused.iter().sum(),
+                    overall_p99_ms: ms(&all, 0.99),
+                    p50_ms: t.buckets.iter().map(|b| ms(b, 0.5)).collect(),
+                    p99_ms: t.buckets.iter().map(|b| ms(b, 0.99)).collect(),
+                    requests: t.requests.clone(),
+                    errors: t.errors.clone(),
+                    refused: t.refused.clone(),
+                }
+            })
+            .collect();
+        let psi = match &self.profile {
+            None => vec![],
+            Some(p) => {
+                let mut all = Tally::for_profile(p);
+                for t in self.tallies.iter().flatten() {
+                    all.add(t);
+                }
+                p.features
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| FeatureSeries {
+                        feature: f.name.clone(),
+                        psi: self
+                            .tallies
+                            .iter()
+                            .map(|t| t.as_ref().and_then(|t| psi(&f.proportions, &t.counts[i])))
+                            .collect(),
+                        overall: psi(&f.proportions, &all.counts[i]),
+                    })
+                    .collect()
             }
-            AliasSeries {
-                alias,
-                env: t.env,
-                total_requests: t.requests.iter().sum(),
-                total_errors: t.errors.iter().sum(),
-                total_refused: t.refused.iter().sum(),
-                overall_p99_ms: ms(&all, 0.99),
-                p50_ms: t.buckets.iter().map(|b| ms(b, 0.5)).collect(),
-                p99_ms: t.buckets.iter().map(|b| ms(b, 0.99)).collect(),
-                requests: t.requests,
-                errors: t.errors,
-                refused: t.refused,
-            }
-        })
-        .collect();
-    let psi = match r.profile {
-        None => vec![],
-        Some(p) => {
-            let mut all = Tally::for_profile(p);
-            for t in tallies.iter().flatten() {
-                all.add(t);
-            }
-            p.features
-                .iter()
-                .enumerate()
-                .map(|(i, f)| FeatureSeries {
-                    feature: f.name.clone(),
-                    psi: tallies.iter().map(|t| t.as_ref().and_then(|t| psi(&f.proportions, &t.counts[i]))).collect(),
-                    overall: psi(&f.proportions, &all.counts[i]),
-                })
-                .collect()
+        };
+        Dashboard {
+            times: (0..w.buckets).map(|i| start + i as i64 * w.step_s).collect(),
+            step_s: w.step_s,
+            aliases,
+            psi,
+            permits: self.permits,
+            denies: self.denies.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
-    };
-    Dashboard { times, step_s: step, aliases, psi, permits, denies: denies.into_iter().collect() }
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +295,38 @@ mod tests {
         )
     }
 
+    fn fold(version: &str, w: Window, profile: Option<Arc<Profile>>, events: &[Observation<'_>]) -> Dashboard {
+        let mut f = Fold::new(version, w, profile);
+        for e in events {
+            f.add(e);
+        }
+        f.dashboard()
+    }
+
+    #[test]
+    fn a_window_is_aligned_to_whole_steps_and_a_kept_fold_extends_like_a_fresh_one() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_123).unwrap();
+        let w = Window::ending(now, time::Duration::HOUR, 60);
+        assert_eq!((w.step_s, w.buckets), (60, 60));
+        assert_eq!(w.to.unix_timestamp() % 60, 0);
+        let step = time::Duration::minutes(1);
+        assert!(w.from > now - time::Duration::HOUR - step && w.from <= now - time::Duration::HOUR + step, "{w:?}");
+        assert!(now < w.to && w.to - now <= step, "now is in the last step: {w:?}");
+        assert_eq!(Window::ending(now + time::Duration::seconds(30), time::Duration::HOUR, 60), w, "same step");
+        let m = time::Duration::minutes(1);
+        let first = [stats("v2", "canary", now - m * 10, 10, 1, 3_000)];
+        let later = [stats("v2", "canary", now - m, 5, 0, 9_000), stats("v2", "production", now, 7, 0, 1_000)];
+        let mut kept = Fold::new("v2", w, None);
+        for e in observe(&first) {
+            kept.add(&e);
+        }
+        for e in observe(&later) {
+            kept.add(&e);
+        }
+        let all: Vec<String> = first.iter().chain(&later).cloned().collect();
+        assert_eq!(kept.dashboard(), fold("v2", w, None, &observe(&all)));
+    }
+
     fn observe(bodies: &[String]) -> Vec<Observation<'_>> {
         bodies.iter().map(|b| Observation::from_stored(b).expect("a stored event")).collect()
     }
@@ -263,7 +346,8 @@ mod tests {
             deny(t0 + m * 4, "revoked"),
         ];
         let events = observe(&events);
-        let d = fold(Range { version: "v2", from: t0, to: t0 + m * 60, buckets: 6, profile: None }, &events);
+        let w = Window { from: t0, to: t0 + m * 60, step_s: 600, buckets: 6 };
+        let d = fold("v2", w, None, &events);
         assert_eq!(d.step_s, 600);
         assert_eq!(d.times.len(), 6);
         let canary = d.aliases.iter().find(|a| a.alias == "canary").unwrap();
@@ -296,7 +380,8 @@ mod tests {
         let m = time::Duration::minutes(1);
         let events = [inputs(t0 + m, even.clone()), inputs(t0 + m * 40, skewed)];
         let events = observe(&events);
-        let d = fold(Range { version: "v2", from: t0, to: t0 + m * 60, buckets: 3, profile: Some(&profile) }, &events);
+        let w = Window { from: t0, to: t0 + m * 60, step_s: 1200, buckets: 3 };
+        let d = fold("v2", w, Some(Arc::new(profile)), &events);
         let f = &d.psi[0];
         assert_eq!(f.feature, "amount");
         assert!(f.psi[0].unwrap() < 0.1, "like the reference: {:?}", f.psi);

@@ -258,6 +258,8 @@ pub struct Inner {
     pub ui_key: ui::SessionKey,
     /// The console's OIDC sign-in, when configured.
     pub ui_login: Option<fulcrum_oidc::LoginClient>,
+    /// The console's dashboards kept between views (see [`ui::Folds`]).
+    pub ui_folds: ui::Folds,
 }
 
 /// Bytes signed once and served many times.
@@ -382,6 +384,7 @@ impl Registry {
         let state = AppState(Arc::new(Inner {
             ui_key,
             ui_login,
+            ui_folds: ui::Folds::default(),
             release_policy,
             config,
             store,

@@ -9,7 +9,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fulcrum_core::dashboard::{self, Dashboard};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use fulcrum_core::dashboard::{Dashboard, Fold, Observation, Window};
 use fulcrum_core::event::EventKind;
 use serde::Deserialize;
 
@@ -49,39 +52,83 @@ fn range_of(q: &RangeQuery) -> Result<(&'static str, time::Duration), ApiError> 
         .ok_or_else(|| ApiError::bad_request("bad_range", "range is one of 15m, 1h, 6h, 24h, 7d"))
 }
 
+/// Folds kept per (tenant, model, version, range) for the window they cover: a view within the
+/// same window reads only the events logged since the last one (the page and its charts' JSON,
+/// a dashboard left open). At most [`KEPT`]; a new window starts afresh.
+#[derive(Debug, Default)]
+pub struct Folds {
+    kept: Mutex<HashMap<FoldKey, (i64, Fold)>>,
+}
+
+type FoldKey = (String, String, String, &'static str);
+
+/// Folds kept at most.
+const KEPT: usize = 64;
+
+impl Folds {
+    fn take(&self, key: &FoldKey, window: Window) -> Option<(i64, Fold)> {
+        let mut kept = self.kept.lock().expect("folds lock");
+        kept.remove(key).filter(|(_, f)| f.window() == window)
+    }
+
+    fn keep(&self, key: FoldKey, seen: i64, fold: Fold) {
+        let mut kept = self.kept.lock().expect("folds lock");
+        if kept.len() >= KEPT {
+            kept.clear();
+        }
+        kept.insert(key, (seen, fold));
+    }
+}
+
 /// The dashboard's figures for a version the caller may read.
 async fn figures(
     state: &AppState,
     ui: &UiCaller,
     name: &str,
     label: &str,
-    span: time::Duration,
+    (range, span): (&'static str, time::Duration),
 ) -> Result<(String, Dashboard), ApiError> {
     let (m, v) = load_version(state, &ui.caller, name, label).await?;
-    let profile = match v.release["reference_profile"]["digest"].as_str().and_then(|d| d.parse().ok()) {
-        Some(d) => Some(state.reference_profile(&d).await?),
-        None => None,
+    let window = Window::ending(state.clock.now(), span, BUCKETS);
+    let key = (m.tenant.clone(), m.name.clone(), v.label.to_string(), range);
+    let (mut fold, since) = match state.ui_folds.take(&key, window) {
+        Some((seen, fold)) => (fold, seen),
+        None => {
+            let profile = match v.release["reference_profile"]["digest"].as_str().and_then(|d| d.parse().ok()) {
+                Some(d) => Some(state.reference_profile(&d).await?),
+                None => None,
+            };
+            (Fold::new(&v.label, window, profile), 0)
+        }
     };
+    // Newest first, a page at a time, until what was folded already, the window's start, or
+    // MAX_EVENTS.
     let kinds = [EventKind::ServingStats, EventKind::ServingInputs, EventKind::StartupPermit, EventKind::StartupDeny];
-    let to = state.clock.now();
-    let from = to - span;
-    // Newest first, a page at a time, until the range's start (or MAX_EVENTS).
-    let mut events = Vec::new();
-    let mut before = i64::MAX;
-    loop {
+    let (mut before, mut seen, mut read) = (i64::MAX, since, 0usize);
+    'pages: loop {
         let page = state.store.model_events_newest(&m.tenant, &m.name, &kinds, before, PAGE).await?;
         let Some(last) = page.last() else { break };
         before = last.seq;
-        let older = dashboard::Observation::from_stored(&last.body).is_some_and(|o| o.ts < from);
-        let full = page.len() == PAGE as usize;
-        events.extend(page);
-        if older || !full || events.len() >= MAX_EVENTS {
+        read += page.len();
+        for e in &page {
+            if e.seq <= since {
+                break 'pages;
+            }
+            seen = seen.max(e.seq);
+            if let Some(o) = Observation::from_stored(&e.body) {
+                if o.ts < window.from {
+                    break 'pages;
+                }
+                fold.add(&o);
+            }
+        }
+        if page.len() < PAGE as usize || read >= MAX_EVENTS {
             break;
         }
     }
-    let observed: Vec<_> = events.iter().filter_map(|e| dashboard::Observation::from_stored(&e.body)).collect();
-    let range = dashboard::Range { version: &v.label, from, to, buckets: BUCKETS, profile: profile.as_deref() };
-    Ok((m.name, dashboard::fold(range, &observed)))
+    let d = fold.dashboard();
+    state.ui_folds.keep(key, seen, fold);
+    Ok((m.name, d))
 }
 
 struct AliasRow {
@@ -121,7 +168,7 @@ pub async fn page(
     let who = ui.who(&state);
     let got = async {
         let (range, span) = range_of(&q)?;
-        Ok::<_, ApiError>((range, figures(&state, &ui, &name, &label, span).await?))
+        Ok::<_, ApiError>((range, figures(&state, &ui, &name, &label, (range, span)).await?))
     }
     .await;
     let (range, (model, d)) = match got {
@@ -164,11 +211,7 @@ pub async fn data(
     Path((name, label)): Path<(String, String)>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let got = async {
-        let (_, span) = range_of(&q)?;
-        figures(&state, &ui, &name, &label, span).await
-    }
-    .await;
+    let got = async { figures(&state, &ui, &name, &label, range_of(&q)?).await }.await;
     match got {
         Ok((_, d)) => Json(d).into_response(),
         Err(e) => e.into_response(),

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
+pub use dashboard::Folds;
 pub use session::{SESSION, SessionKey};
 
 /// The console's Content-Security-Policy: only this origin's stylesheet and scripts, no inline
