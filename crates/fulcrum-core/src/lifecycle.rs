@@ -367,6 +367,19 @@ pub enum Effect {
     AliasMoved { alias: AliasName, env: Env, from: Option<VersionId>, to: Option<VersionId>, entry: AliasEntry },
 }
 
+/// Four-eyes over a version's promotion approvals `(subject, role)`: whether two of them come
+/// from distinct subjects in distinct approving roles, neither the publisher; and the approvals
+/// that qualify (the rest are the publisher's or of roles that may not approve).
+pub fn four_eyes_of<'a>(
+    publisher: &str,
+    approvals: impl IntoIterator<Item = (&'a str, Role)>,
+) -> (bool, Vec<(&'a str, Role)>) {
+    let qualifying: Vec<(&str, Role)> =
+        approvals.into_iter().filter(|(subject, role)| *subject != publisher && role_can_approve(*role)).collect();
+    let met = qualifying.iter().enumerate().any(|(i, a)| qualifying[i + 1..].iter().any(|b| a.0 != b.0 && a.1 != b.1));
+    (met, qualifying)
+}
+
 impl ModelState {
     pub fn version(&self, id: VersionId) -> Option<&VersionGov> {
         self.versions.iter().find(|v| v.id == id)
@@ -379,20 +392,13 @@ impl ModelState {
     /// Four-eyes: two promotion approvals from distinct subjects in distinct roles, neither the
     /// publisher. Returns how many qualifying approvals exist when the rule is not met.
     pub fn four_eyes(v: &VersionGov) -> Result<(), Refusal> {
-        let qualifying: Vec<&Approval> = v
-            .approvals
-            .iter()
-            .filter(|a| a.kind == ApprovalKind::Promotion && a.subject != v.publisher && role_can_approve(a.role))
-            .collect();
-        let met = qualifying
-            .iter()
-            .enumerate()
-            .any(|(i, a)| qualifying[i + 1..].iter().any(|b| a.subject != b.subject && a.role != b.role));
+        let promotion = v.approvals.iter().filter(|a| a.kind == ApprovalKind::Promotion);
+        let (met, qualifying) = four_eyes_of(&v.publisher, promotion.map(|a| (a.subject.as_str(), a.role)));
         if met {
             return Ok(());
         }
-        let subjects: std::collections::BTreeSet<&str> = qualifying.iter().map(|a| a.subject.as_str()).collect();
-        let roles: std::collections::BTreeSet<Role> = qualifying.iter().map(|a| a.role).collect();
+        let subjects: std::collections::BTreeSet<&str> = qualifying.iter().map(|a| a.0).collect();
+        let roles: std::collections::BTreeSet<Role> = qualifying.iter().map(|a| a.1).collect();
         Err(Refusal::FourEyes { subjects: subjects.len(), roles: roles.len() })
     }
 

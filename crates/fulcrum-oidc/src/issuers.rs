@@ -202,6 +202,16 @@ impl IssuerConfig {
     }
 }
 
+/// The client every request to an IdP goes through: short timeouts, no redirects followed.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
 pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(u).map_err(|e| format!("{u} is not a URL: {e}"))?;
     let loopback = url.host_str().is_some_and(|h| {
@@ -283,13 +293,7 @@ impl Issuers {
                 fetches: AtomicU64::new(0),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { issuers, http, verified: RwLock::default() })
+        Ok(Self { issuers, http: http_client()?, verified: RwLock::default() })
     }
 
     pub fn is_empty(&self) -> bool {

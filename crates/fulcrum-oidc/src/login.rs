@@ -10,7 +10,6 @@
 //! token endpoint and checks what comes back.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -89,13 +88,7 @@ impl LoginClient {
             Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?.trim().to_owned()),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { config, secret, http, endpoints: OnceCell::new() })
+        Ok(Self { config, secret, http: crate::issuers::http_client()?, endpoints: OnceCell::new() })
     }
 
     pub fn config(&self) -> &ConsoleLogin {

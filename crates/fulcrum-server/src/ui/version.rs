@@ -165,25 +165,19 @@ fn gate_rows(release: &serde_json::Value) -> Vec<(String, String)> {
 /// Who may still give the approvals four-eyes needs (the lifecycle's rule: two approvals by
 /// different people in different approving roles, neither the publisher).
 fn still_approve(v: &fulcrum_store::VersionRecord) -> String {
-    let given: Vec<_> = v
-        .approvals
-        .iter()
-        .filter(|a| a.kind == "promotion" && a.subject != v.publisher && role_can_approve(a.role))
-        .collect();
-    let met = given
-        .iter()
-        .enumerate()
-        .any(|(i, a)| given[i + 1..].iter().any(|b| a.subject != b.subject && a.role != b.role));
+    let promotion = v.approvals.iter().filter(|a| a.kind == "promotion");
+    let (met, given) =
+        fulcrum_core::lifecycle::four_eyes_of(&v.publisher, promotion.map(|a| (a.subject.as_str(), a.role)));
     if met {
         return "Four-eyes is met.".into();
     }
     let roles: Vec<&str> = Role::ALL
         .iter()
-        .filter(|r| role_can_approve(**r) && !given.iter().any(|a| a.role == **r))
+        .filter(|r| role_can_approve(**r) && !given.iter().any(|a| a.1 == **r))
         .map(|r| r.as_str())
         .collect();
     let mut not: Vec<String> = vec![format!("{} (the publisher)", v.publisher)];
-    not.extend(given.iter().map(|a| a.subject.clone()));
+    not.extend(given.iter().map(|a| a.0.to_owned()));
     format!(
         "{} more approval(s) needed, from someone in one of these roles: {}; not {}.",
         2 - given.len().min(1),
