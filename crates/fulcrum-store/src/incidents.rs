@@ -256,9 +256,9 @@ impl Store {
         Ok(rows.iter().rev().map(|r| StoredEvent { seq: r.get(0), ledger_index: None, body: r.get(1) }).collect())
     }
 
-    /// A model's newest `limit` events of the given kinds before position `before` (exclusive;
-    /// `i64::MAX` for the newest), newest first: a version page's history, and its dashboard
-    /// reading back page by page until the range's start.
+    /// A model's newest `limit` events of the given kinds in the position range `(after, before)`
+    /// (`0, i64::MAX` for all), newest first: a dashboard reading back page by page until its
+    /// range's start, or only what was logged since its last view.
     ///
     /// # Errors
     /// Database failures.
@@ -267,18 +267,19 @@ impl Store {
         tenant: &str,
         model: &str,
         kinds: &[fulcrum_core::event::EventKind],
-        before: i64,
+        (after, before): (i64, i64),
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
         let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
         let sql = format!(
-            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND kind IN ({}) AND seq < $3
-             ORDER BY seq DESC LIMIT $4",
+            "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND kind IN ({}) AND seq > $3 AND seq < $4
+             ORDER BY seq DESC LIMIT $5",
             kinds.join(",")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(model)
+            .bind(after)
             .bind(before)
             .bind(i64::from(limit))
             .fetch_all(&self.read)

@@ -258,6 +258,30 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// The newest `limit` decision records about one version (gates and lifecycle refusals),
+    /// oldest first: a version page.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn version_decisions(
+        &self,
+        tenant: &str,
+        model: &str,
+        version: &str,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, record FROM decisions WHERE tenant = $1 AND model = $2 AND version = $3 ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(model)
+        .bind(version)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().rev().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Decision records of a tenant, oldest first, filtered.
     ///
     /// # Errors

@@ -106,14 +106,11 @@ async fn figures(
     let kinds = [EventKind::ServingStats, EventKind::ServingInputs, EventKind::StartupPermit, EventKind::StartupDeny];
     let (mut before, mut seen, mut read) = (i64::MAX, since, 0usize);
     'pages: loop {
-        let page = state.store.model_events_newest(&m.tenant, &m.name, &kinds, before, PAGE).await?;
+        let page = state.store.model_events_newest(&m.tenant, &m.name, &kinds, (since, before), PAGE).await?;
         let Some(last) = page.last() else { break };
         before = last.seq;
         read += page.len();
         for e in &page {
-            if e.seq <= since {
-                break 'pages;
-            }
             seen = seen.max(e.seq);
             if let Some(o) = Observation::from_stored(&e.body) {
                 if o.ts < window.from {

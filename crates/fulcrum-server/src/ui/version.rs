@@ -236,20 +236,7 @@ async fn events_of(state: &AppState, tenant: &str, model: &str, label: &str) -> 
 
 /// The decisions logged about the version (gates and lifecycle refusals), in plain words.
 async fn decisions_of(state: &AppState, tenant: &str, model: &str, label: &str) -> Result<Vec<DecisionRow>, ApiError> {
-    let rows = state
-        .store
-        .decisions(&fulcrum_store::DecisionQuery {
-            tenant: tenant.to_owned(),
-            chg_id: None,
-            inc_id: None,
-            model: Some(model.to_owned()),
-            version: Some(label.to_owned()),
-            decision_id: None,
-            path: None,
-            after: 0,
-            limit: 200,
-        })
-        .await?;
+    let rows = state.store.version_decisions(tenant, model, label, 200).await?;
     Ok(rows
         .iter()
         .filter_map(|(_, rec)| serde_json::from_str::<serde_json::Value>(rec).ok())
