@@ -449,7 +449,7 @@ pub async fn preview(
                 .map(|c| format!("{} ({})", fulcrum_core::explain::reason(&c.detail), c.detail))
                 .collect();
             if reasons.is_empty() {
-                reasons.push(format!("{} ({})", fulcrum_core::explain::reason(&e.code), e.detail));
+                reasons.push(format!("{} ({})", fulcrum_core::explain::reason(e.code), e.detail));
             }
             (false, reasons, vec![])
         }
