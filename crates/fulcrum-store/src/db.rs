@@ -38,6 +38,16 @@ impl Dialect {
         }
     }
 
+    /// As [`Dialect::json_text`], NULL (not an error) for a value that is not JSON on SQLite —
+    /// the expression of an index, which must not refuse writes of rows it cannot read. (On
+    /// PostgreSQL every event body is valid `jsonb` by the cast itself.)
+    pub(crate) fn json_text_lenient(self, column: &str, path: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite => format!("(CASE WHEN json_valid({column}) THEN {} END)", self.json_text(column, path)),
+            Dialect::Postgres => self.json_text(column, path),
+        }
+    }
+
     /// A BLOB/BYTEA column read as bytes whatever was written into it (SQLite keeps the type of
     /// each value: text written into a hash column by hand must still read as bytes, so a
     /// tampered row is reported as a wrong hash rather than failing to decode).

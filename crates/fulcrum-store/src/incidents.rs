@@ -240,7 +240,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
         let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-        let named = self.dialect.json_text("body", &["data", "version"]);
+        let named = self.dialect.json_text_lenient("body", &["data", "version"]);
         let sql = format!(
             "SELECT seq, body FROM events WHERE tenant = $1 AND model = $2 AND {named} = $3 AND kind IN ({})
              ORDER BY seq DESC LIMIT $4",
