@@ -59,6 +59,17 @@ if ! "$MLS_VENV/bin/mlserver" --version >/dev/null 2>&1; then
 fi
 export FULCRUM_MLSERVER="$MLS_VENV/bin/mlserver"
 "$FULCRUM_MLSERVER" --version
+# The official MLflow client (and server) for the MLflow-compatible registry API's tests.
+# 3.17.2: the newest whose companion packages (mlflow-skinny, mlflow-tracing) are all published.
+MLF_VENV="$CACHE/venv-mlflow-3.17.2"
+if ! "$MLF_VENV/bin/python" -c "import mlflow, sklearn" >/dev/null 2>&1; then
+  rm -rf "$MLF_VENV"
+  python3 -m venv "$MLF_VENV"
+  "$MLF_VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+    mlflow==3.17.2 scikit-learn==1.9.1
+fi
+export FULCRUM_MLFLOW_PYTHON="$MLF_VENV/bin/python"
+MLFLOW_DISABLE_TELEMETRY=true "$FULCRUM_MLFLOW_PYTHON" -c "import mlflow; print('mlflow', mlflow.__version__)"
 # A real OpenID Provider (npm oidc-provider, pinned with its lock file) for the identity tests;
 # the tests run tests/idp/test-idp.mjs with these modules.
 # oidc-provider 9 needs Node 20 or later; Debian 12's own nodejs is 18, so a machine without a

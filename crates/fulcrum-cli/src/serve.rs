@@ -276,6 +276,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.client_identities {
         config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;
     }
+    config.https = a.tls_cert.is_some();
     if let Some(p) = &a.oidc_config {
         let file = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?;
         config.oidc = file.issuers;

@@ -29,6 +29,7 @@ pub mod keyring;
 pub mod ledger;
 pub mod loopback;
 pub mod metrics;
+pub mod mlflow;
 pub mod policy;
 pub mod problem;
 pub mod relay;
@@ -109,6 +110,8 @@ pub struct Config {
     pub oidc: Vec<fulcrum_oidc::IssuerConfig>,
     /// The console's sign-in client (authorization code + PKCE) at one of the `oidc` issuers.
     pub console_login: Option<fulcrum_oidc::ConsoleLogin>,
+    /// Served over HTTPS: URLs the registry hands out (MLflow download URIs) say so.
+    pub https: bool,
 }
 
 impl Config {
@@ -129,6 +132,7 @@ impl Config {
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
             console_login: None,
+            https: false,
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
             decision_log: None,

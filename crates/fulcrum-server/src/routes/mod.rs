@@ -2,7 +2,7 @@
 //! the OpenAPI document (generated from the handlers' annotations), the operational endpoints
 //! and the shared extractors.
 
-mod blobs;
+pub(crate) mod blobs;
 mod cluster;
 mod datasets;
 pub(crate) mod events;
@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route(metrics_path, get(metrics))
     .merge(crate::ui::router())
+    .merge(crate::mlflow::router())
     .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
