@@ -91,6 +91,11 @@ as_("rm")
 out["alias_unapproved"] = code(lambda: c.set_registered_model_alias("fraud", "production", "2"))
 out["alias_dev"] = code(lambda: c.set_registered_model_alias("fraud", "dev-try", "2"))
 out["dev_alias"] = c.get_model_version_by_alias("fraud", "dev-try").version
+out["to_staging"] = c.transition_model_version_stage("fraud", "2", "Staging").current_stage
+out["to_production"] = code(lambda: c.transition_model_version_stage("fraud", "2", "Production"))
+out["to_archived"] = code(lambda: c.transition_model_version_stage("fraud", "2", "Archived"))
+out["latest"] = {v.current_stage: v.version for v in c.get_latest_versions("fraud")}
+out["latest_prod"] = [v.version for v in c.get_latest_versions("fraud", stages=["Production"])]
 as_("agent")
 model = mlflow.pyfunc.load_model("models:/fraud@production")
 out["predictions"] = model.predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()
@@ -166,6 +171,14 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     // …but may to a dev alias.
     assert_eq!(out["alias_dev"], Value::Null, "{out}");
     assert_eq!(out["dev_alias"], "2");
+    // Stage transitions are governed promotions: Staging is allowed, Production needs four-eyes
+    // first, Archived is a revocation MLflow cannot ask for.
+    assert_eq!(out["to_staging"], "Staging");
+    assert_eq!(out["to_production"][0], "PERMISSION_DENIED", "{out}");
+    assert!(out["to_production"][1].as_str().unwrap().contains("four_eyes"), "{out}");
+    assert_eq!(out["to_archived"][0], "PERMISSION_DENIED");
+    assert_eq!(out["latest"], json!({"Production": "1", "Staging": "2"}));
+    assert_eq!(out["latest_prod"], json!(["1"]));
     // The serving identity loads production through MLflow and predicts like the saved model.
     assert_eq!(out["predictions"], expected["predictions"], "{out}");
     // A Candidate is not loadable by a prod serving identity: the download gate refuses.

@@ -2,11 +2,12 @@
 //! official `mlflow` client works with `MLFLOW_REGISTRY_URI` pointed here — with every governed
 //! rule still in force (docs/mlflow.md).
 //!
-//! **This is a first slice (issue 19).** Reading (registered models, versions, search with the
-//! `name` filters, aliases), creating a registered model, governed alias moves, the download URI
-//! and the artifact listing/download a client loads `models:/name@alias` through. Version
-//! creation from an MLflow `source`, stage transitions, tags and the import command are not here
-//! yet; deletes are refused with `PERMISSION_DENIED` (versions are immutable and auditable).
+//! **This is a first slice (issue 19).** Reading (registered models, versions, search with name
+//! and tag filters, aliases, latest versions per stage), creating a registered model, governed
+//! alias moves and stage transitions, the download URI and the artifact listing/download a
+//! client loads `models:/name@alias` through. Version creation from an MLflow `source`, tags and
+//! the import command are not here yet; deletes are refused with `PERMISSION_DENIED` (versions
+//! are immutable and auditable).
 //!
 //! Every call is the API's own: the same bearer token (`MLFLOW_TRACKING_TOKEN`), the same access
 //! decisions, the same governed alias move (environment rule, anti-downgrade). A Fulcrum refusal
@@ -44,6 +45,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/2.0/mlflow/model-versions/search", get(search_model_versions))
         .route("/api/2.0/mlflow/model-versions/get-download-uri", get(download_uri))
         .route("/api/2.0/mlflow/model-versions/delete", axum::routing::delete(refuse_delete))
+        .route("/api/2.0/mlflow/model-versions/transition-stage", axum::routing::post(transition_stage))
+        .route(
+            "/api/2.0/mlflow/registered-models/get-latest-versions",
+            get(latest_versions_get).post(latest_versions_post),
+        )
         .route(ARTIFACTS, get(list_artifacts))
         .route(&format!("{ARTIFACTS}/fulcrum/{{model}}/{{version}}/{{*path}}"), get(download_artifact))
 }
@@ -499,6 +505,104 @@ async fn search_model_versions(State(state): State<AppState>, who: Caller, Query
         body["next_page_token"] = json!(versions[max as usize - 1].seq.to_string());
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+pub struct Transition {
+    name: String,
+    version: String,
+    stage: String,
+}
+
+/// A stage transition is a governed promotion, one rung at a time: `Staging`, then `Production`
+/// (= Approved: four-eyes and the policy's promotion gate; a change id may ride in the
+/// `Fulcrum-Change-Id` header). Versions never go down the ladder; archiving is a revocation,
+/// which needs a reason and an incident id MLflow's request cannot carry.
+async fn transition_stage(
+    State(state): State<AppState>,
+    who: Caller,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<Transition>,
+) -> Answer {
+    let to = match b.stage.to_ascii_lowercase().as_str() {
+        "staging" => "Staging",
+        "production" => "Approved",
+        "archived" => {
+            return Err(MlflowError::denied(
+                "archiving is a revocation in Fulcrum: it needs a reason and an incident id (fulcrum version revoke)",
+            ));
+        }
+        "none" => return Err(MlflowError::denied("versions never go down the ladder (no_demotion)")),
+        other => {
+            return Err(MlflowError::invalid(format!(
+                "unknown stage {other:?}: None, Staging, Production or Archived"
+            )));
+        }
+    };
+    let chg_id = headers.get("fulcrum-change-id").and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let body = crate::dto::PromoteBody { to: to.to_owned(), chg_id };
+    let promoted = crate::routes::models::promote(
+        State(state.clone()),
+        who.clone(),
+        Path((b.name.clone(), b.version.clone())),
+        ApiJson(body),
+    );
+    let _promoted = promoted.await.map_err(MlflowError::from)?;
+    let (m, v) = version_of(&state, &who, &b.name, &b.version).await?;
+    let aliases = aliases_naming(&state, m.id, &v.label).await?;
+    Ok(Json(json!({"model_version": version_json(&m.name, &v, &aliases)})))
+}
+
+#[derive(Deserialize)]
+pub struct Latest {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    stages: Vec<String>,
+}
+
+/// The newest version per MLflow stage (all stages, or those asked for).
+async fn latest_versions(state: &AppState, who: &Caller, q: Latest) -> Answer {
+    let m = visible(state, who, &q.name).await?;
+    let aliases = state.store.aliases_of(m.id).await?;
+    let mut newest: std::collections::BTreeMap<&'static str, fulcrum_store::VersionRecord> = Default::default();
+    let mut after = 0;
+    loop {
+        let page = state.store.list_versions(m.id, after, 500).await?;
+        let Some(last) = page.last().map(|v| v.seq) else { break };
+        for v in page {
+            newest.insert(stage_of(v.stage, v.hold), v);
+        }
+        after = last;
+    }
+    let wanted: Vec<String> = q.stages.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let out: Vec<Value> = newest
+        .iter()
+        .filter(|(stage, _)| wanted.is_empty() || wanted.contains(&stage.to_ascii_lowercase()))
+        .map(|(_, v)| {
+            let named: Vec<String> =
+                aliases.iter().filter(|a| a.version.as_deref() == Some(&v.label)).map(|a| a.name.clone()).collect();
+            version_json(&m.name, v, &named)
+        })
+        .collect();
+    Ok(Json(json!({"model_versions": out})))
+}
+
+async fn latest_versions_post(State(state): State<AppState>, who: Caller, ApiJson(q): ApiJson<Latest>) -> Answer {
+    latest_versions(&state, &who, q).await
+}
+
+/// GET carries the request as query parameters (`stages` repeated).
+async fn latest_versions_get(State(state): State<AppState>, who: Caller, uri: axum::http::Uri) -> Answer {
+    let mut q = Latest { name: String::new(), stages: vec![] };
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "name" => q.name = v.into_owned(),
+            "stages" => q.stages.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    latest_versions(&state, &who, q).await
 }
 
 #[derive(Deserialize)]
