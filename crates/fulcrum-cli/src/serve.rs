@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// A bearer token for the decision-log endpoint, read from this file.
     #[arg(long, requires = "decision_log_url")]
     decision_log_token_file: Option<PathBuf>,
+    /// The MLflow tracking server whose runs and logged models MLflow clients register from
+    /// (`create_model_version` imports the version's files from it).
+    #[arg(long)]
+    mlflow_tracking_uri: Option<String>,
     /// The web console's session key (at least 32 bytes; the same file on every replica so a
     /// console session works on all). Without it each process makes its own.
     #[arg(long)]
@@ -277,6 +281,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         config.client_identities = fulcrum_server::auth::ClientIdentities::load(p)?;
     }
     config.https = a.tls_cert.is_some();
+    config.mlflow_tracking_uri.clone_from(&a.mlflow_tracking_uri);
     if let Some(p) = &a.oidc_config {
         let file = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?;
         config.oidc = file.issuers;

@@ -188,3 +188,129 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
         assert_eq!(prod["version"], "1", "the refused move changed nothing");
     });
 }
+
+/// A real MLflow tracking server on a free loopback port (tried again on another when it does
+/// not come up), its store and artifacts in `dir`.
+struct Tracking {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tracking_server(python: &std::path::Path, dir: &std::path::Path) -> Tracking {
+    for _ in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(python.with_file_name("mlflow"))
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("mlflow-{port}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if healthy(port) {
+                return Tracking { child, url };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("the MLflow tracking server did not start (logs in {})", dir.display());
+}
+
+/// `GET /health` answers 200 (plain HTTP over a socket: the test needs no HTTP client for it).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if c.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+const LOG_AND_REGISTER: &str = r#"
+import json, os, numpy as np, mlflow, mlflow.sklearn
+from sklearn.linear_model import LogisticRegression
+mlflow.set_tracking_uri(os.environ["TRACKING"]); mlflow.set_registry_uri(os.environ["FULCRUM"])
+os.environ["MLFLOW_TRACKING_TOKEN"] = "t-ci"
+X = np.array([[0.0, 0.1], [0.2, 0.0], [1.0, 0.9], [0.9, 1.2]]); y = np.array([0, 0, 1, 1])
+out = []
+for i in range(2):
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(LogisticRegression(C=1.0 + i).fit(X, y), name="model")
+    mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", "credit")
+    out.append({"version": mv.version, "source": mv.source, "status": mv.status, "stage": mv.current_stage,
+                "run_id": mv.run_id, "expected_run": run.info.run_id})
+print(json.dumps(out))
+"#;
+
+/// `mlflow.register_model` against Fulcrum: the version's bytes are copied from the real
+/// tracking server's logged model, hashed here, and match the files MLflow stored byte for byte;
+/// the version is a Candidate, numbered as MLflow would, and its `source` reads back as given.
+#[test]
+fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
+    let Some(py) = python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tracking = tracking_server(&py, work.path());
+    let s = common::serve_with(&["--mlflow-tracking-uri", &tracking.url], tempfile::tempdir().unwrap());
+    ok(&run_as(&s, "ci", &["model", "create", "credit", "--domain", "credit"]));
+    let out = run_py(&py, LOG_AND_REGISTER, &[], &[("TRACKING", tracking.url.as_str()), ("FULCRUM", s.url.as_str())]);
+    for (i, v) in out.as_array().unwrap().iter().enumerate() {
+        assert_eq!(v["version"], (i + 1).to_string(), "{out}");
+        assert!(v["source"].as_str().unwrap().starts_with("models:/m-"), "the source as the client gave it: {out}");
+        assert_eq!(v["status"], "READY");
+        assert_eq!(v["stage"], "None", "a Candidate");
+        assert_eq!(v["run_id"], v["expected_run"]);
+    }
+    // Every file Fulcrum holds for version 1 is byte for byte what MLflow stored.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let version = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/1").await.unwrap() });
+    let files = version["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(names.contains(&"MLmodel") && names.iter().any(|n| n.starts_with("model.")), "{names:?}");
+    let stored: Vec<PathBuf> = walk(&work.path().join("artifacts"));
+    for f in files {
+        let path = f["path"].as_str().unwrap();
+        let on_disk = stored
+            .iter()
+            .filter(|p| p.ends_with(path))
+            .map(|p| format!("sha256:{}", sha256_hex(&std::fs::read(p).unwrap())))
+            .collect::<Vec<_>>();
+        assert!(on_disk.contains(&f["digest"].as_str().unwrap().to_owned()), "{path}: {on_disk:?} vs {f}");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    fulcrum_core::Digest::of(bytes).hex()
+}

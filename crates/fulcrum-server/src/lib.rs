@@ -112,6 +112,8 @@ pub struct Config {
     pub console_login: Option<fulcrum_oidc::ConsoleLogin>,
     /// Served over HTTPS: URLs the registry hands out (MLflow download URIs) say so.
     pub https: bool,
+    /// The MLflow tracking server MLflow clients register versions from.
+    pub mlflow_tracking_uri: Option<String>,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Config {
             oidc: vec![],
             console_login: None,
             https: false,
+            mlflow_tracking_uri: None,
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
             decision_log: None,

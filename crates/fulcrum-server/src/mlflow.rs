@@ -2,10 +2,11 @@
 //! official `mlflow` client works with `MLFLOW_REGISTRY_URI` pointed here — with every governed
 //! rule still in force (docs/mlflow.md).
 //!
-//! **This is a first slice (issue 19).** Reading (registered models, versions, search with name
-//! and tag filters, aliases, latest versions per stage), creating a registered model, governed
-//! alias moves and stage transitions, the download URI and the artifact listing/download a
-//! client loads `models:/name@alias` through. Version creation from an MLflow `source`, tags and
+//! **This is a first slice (issue 19).** Registering a version from an MLflow source (its files
+//! copied from the tracking server and hashed here, then the release gate), reading (registered
+//! models, versions, search with name and tag filters, aliases, latest versions per stage),
+//! creating a registered model, governed alias moves and stage transitions, the download URI and
+//! the artifact listing/download a client loads `models:/name@alias` through. Tags, updates and
 //! the import command are not here yet; deletes are refused with `PERMISSION_DENIED` (versions
 //! are immutable and auditable).
 //!
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/2.0/mlflow/registered-models/create", axum::routing::post(create_registered_model))
         .route("/api/2.0/mlflow/registered-models/delete", axum::routing::delete(refuse_delete))
         .route("/api/2.0/mlflow/registered-models/alias", get(get_by_alias).post(set_alias).delete(delete_alias))
+        .route("/api/2.0/mlflow/model-versions/create", axum::routing::post(create_model_version))
         .route("/api/2.0/mlflow/model-versions/get", get(get_model_version))
         .route("/api/2.0/mlflow/model-versions/search", get(search_model_versions))
         .route("/api/2.0/mlflow/model-versions/get-download-uri", get(download_uri))
@@ -131,9 +133,14 @@ fn version_json(model: &str, v: &fulcrum_store::VersionRecord, aliases: &[String
         "creation_timestamp": millis(&v.created_at),
         "last_updated_timestamp": millis(&v.created_at),
         "current_stage": stage_of(v.stage, v.hold),
-        "description": v.release["model_card"]["intended_use"].as_str().unwrap_or_default(),
-        "source": v.release["mlflow"]["source"].as_str().map_or_else(|| format!("fulcrum:{}", v.artifact_digest), str::to_owned),
-        "run_id": v.release["mlflow"]["run_id"].as_str().unwrap_or_default(),
+        "description": v.release["model_card"]["description"]
+            .as_str()
+            .or_else(|| v.release["model_card"]["intended_use"].as_str())
+            .unwrap_or_default(),
+        "source": v.release["model_card"]["mlflow"]["source"]
+            .as_str()
+            .map_or_else(|| format!("fulcrum:{}", v.artifact_digest), str::to_owned),
+        "run_id": v.release["model_card"]["mlflow"]["run_id"].as_str().unwrap_or_default(),
         "status": "READY",
         "user_id": v.publisher,
         "tags": [
@@ -399,6 +406,14 @@ async fn create_registered_model(
     who: Caller,
     ApiJson(b): ApiJson<CreateModel>,
 ) -> Answer {
+    // What MLflow answers first (its `register_model` relies on it): the name is taken.
+    if visible(&state, &who, &b.name).await.is_ok() {
+        return Err(MlflowError {
+            code: "RESOURCE_ALREADY_EXISTS",
+            status: StatusCode::BAD_REQUEST,
+            message: format!("Registered Model (name={}) already exists.", b.name),
+        });
+    }
     let domain = match b.tags.iter().find(|t| t.key == "fulcrum.domain") {
         Some(t) => t.value.clone(),
         None if who.0.domain != "*" => who.0.domain.clone(),
@@ -505,6 +520,156 @@ async fn search_model_versions(State(state): State<AppState>, who: Caller, Query
         body["next_page_token"] = json!(versions[max as usize - 1].seq.to_string());
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+pub struct CreateVersion {
+    name: String,
+    source: String,
+    #[serde(default)]
+    run_id: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// Most files and bytes one version imported from MLflow may have.
+const IMPORT_FILES: usize = 10_000;
+
+/// The tracking server's answer to a GET, as JSON.
+async fn tracking_get(http: &reqwest::Client, url: &str) -> Result<Value, MlflowError> {
+    let r = http.get(url).send().await.map_err(|e| MlflowError::invalid(format!("the MLflow tracking server: {e}")))?;
+    if !r.status().is_success() {
+        return Err(MlflowError::invalid(format!("the MLflow tracking server answered {} for {url}", r.status())));
+    }
+    r.json().await.map_err(|e| MlflowError::invalid(format!("the MLflow tracking server's answer: {e}")))
+}
+
+/// The artifact path (under the tracking server's `mlflow-artifacts` root) a source names:
+/// `models:/m-<id>` (a logged model, MLflow 3), `runs:/<run>/<path>`, or `mlflow-artifacts:/<path>`.
+async fn artifact_root(http: &reqwest::Client, tracking: &str, source: &str) -> Result<String, MlflowError> {
+    let uri = if let Some(id) = source.strip_prefix("models:/").filter(|id| id.starts_with("m-") && !id.contains('/')) {
+        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/logged-models/{id}")).await?;
+        v["model"]["info"]["artifact_uri"].as_str().unwrap_or_default().to_owned()
+    } else if let Some(rest) = source.strip_prefix("runs:/") {
+        let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/runs/get?run_id={run}")).await?;
+        format!("{}/{path}", v["run"]["info"]["artifact_uri"].as_str().unwrap_or_default())
+    } else {
+        source.to_owned()
+    };
+    let rel = uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+        MlflowError::invalid(format!(
+            "source {source:?}: only models:/, runs:/ and mlflow-artifacts:/ sources are imported"
+        ))
+    })?;
+    let rel = rel.trim_start_matches('/').trim_end_matches('/');
+    if rel.split('/').any(|p| p == ".." || p.is_empty()) {
+        return Err(MlflowError::invalid(format!("source {source:?} names no artifact path")));
+    }
+    Ok(rel.to_owned())
+}
+
+/// Copy every file under `root` on the tracking server into the blob store: (path, size, digest).
+async fn import_files(
+    state: &AppState,
+    who: &Caller,
+    http: &reqwest::Client,
+    tracking: &str,
+    root: &str,
+) -> Result<Vec<crate::dto::FileDto>, MlflowError> {
+    let mut out = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(dir) = dirs.pop() {
+        let path = if dir.is_empty() { root.to_owned() } else { format!("{root}/{dir}") };
+        let listing = tracking_get(http, &format!("{tracking}/api/2.0/mlflow-artifacts/artifacts?path={path}")).await?;
+        for f in listing["files"].as_array().cloned().unwrap_or_default() {
+            let name = f["path"].as_str().unwrap_or_default();
+            if name.is_empty() || name.contains('/') || name == ".." || name == "." {
+                return Err(MlflowError::invalid(format!("the tracking server listed an unsafe path {name:?}")));
+            }
+            let rel = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            if f["is_dir"].as_bool() == Some(true) {
+                dirs.push(rel);
+                continue;
+            }
+            if out.len() == IMPORT_FILES {
+                return Err(MlflowError::invalid(format!("more than {IMPORT_FILES} files under the source")));
+            }
+            let mut r = http
+                .get(format!("{tracking}/api/2.0/mlflow-artifacts/artifacts/{root}/{rel}"))
+                .send()
+                .await
+                .map_err(|e| MlflowError::invalid(format!("the MLflow tracking server: {e}")))?;
+            if !r.status().is_success() {
+                return Err(MlflowError::invalid(format!("the tracking server answered {} for {rel}", r.status())));
+            }
+            let mut w = state.blobs.writer(state.config.max_blob_bytes).await.map_err(ApiError::from)?;
+            while let Some(chunk) = r.chunk().await.map_err(|e| MlflowError::invalid(format!("reading {rel}: {e}")))? {
+                w.write(&chunk).await.map_err(ApiError::from)?;
+            }
+            let put = w.finish(None, None).await.map_err(ApiError::from)?;
+            state.store.grant_blob(&who.0.tenant, &put.digest).await?;
+            out.push(crate::dto::FileDto { path: rel, size: put.size, digest: put.digest.to_string() });
+        }
+    }
+    Ok(out)
+}
+
+/// Register a version from an MLflow source: its files are copied from the tracking server into
+/// the registry (digests computed here), the release gate runs, and the version is a Candidate
+/// numbered after the model's highest numeric version. Where it came from is kept in its model
+/// card (`mlflow`: source, run id) and reads back as the version's `source`.
+async fn create_model_version(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(b): ApiJson<CreateVersion>,
+) -> Answer {
+    let tracking = state.config.mlflow_tracking_uri.clone().ok_or_else(|| {
+        MlflowError::invalid("this registry names no MLflow tracking server (fulcrum serve --mlflow-tracking-uri)")
+    })?;
+    let tracking = tracking.trim_end_matches('/').to_owned();
+    who.require(&state, Action::RegisterVersion).await.map_err(MlflowError::from)?;
+    let m = visible(&state, &who, &b.name).await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .map_err(|e| MlflowError::invalid(format!("HTTP client: {e}")))?;
+    let root = artifact_root(&http, &tracking, &b.source).await?;
+    let files = import_files(&state, &who, &http, &tracking, &root).await?;
+    if files.is_empty() {
+        return Err(MlflowError::invalid(format!("no files under the source {}", b.source)));
+    }
+    let mut next = 1u64;
+    let mut after = 0;
+    loop {
+        let page = state.store.list_versions(m.id, after, 500).await?;
+        let Some(last) = page.last().map(|v| v.seq) else { break };
+        next = page.iter().filter_map(|v| v.label.parse::<u64>().ok()).fold(next, |n, l| n.max(l + 1));
+        after = last;
+    }
+    let mut card = serde_json::Map::new();
+    card.insert("mlflow".into(), json!({"source": b.source, "run_id": b.run_id}));
+    if !b.description.is_empty() {
+        card.insert("description".into(), json!(b.description));
+    }
+    let body = crate::dto::RegisterVersion {
+        version: next.to_string(),
+        files,
+        sbom: None,
+        attestations: vec![],
+        signatures: vec![],
+        reference_profile: None,
+        model_card: Some(card),
+        dataset_snapshots: vec![],
+        revalidate_by: None,
+        chg_id: None,
+    };
+    let registered =
+        crate::routes::models::register_version(State(state.clone()), who.clone(), Path(m.name.clone()), ApiJson(body));
+    let _created = registered.await.map_err(MlflowError::from)?;
+    let (m, v) = version_of(&state, &who, &m.name, &next.to_string()).await?;
+    Ok(Json(json!({"model_version": version_json(&m.name, &v, &[])})))
 }
 
 #[derive(Deserialize)]
