@@ -111,6 +111,12 @@ impl IntoResponse for MlflowError {
 
 type Answer = Result<Json<Value>, MlflowError>;
 
+/// The change id an MLflow request may carry in the `Fulcrum-Change-Id` header (MLflow's own
+/// messages have no field for it).
+fn change_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("fulcrum-change-id").and_then(|h| h.to_str().ok()).map(str::to_owned)
+}
+
 /// Milliseconds since the epoch of a stored RFC 3339 time (0 when unreadable).
 fn millis(t: &str) -> i64 {
     OffsetDateTime::parse(t, &Rfc3339).map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
@@ -704,7 +710,7 @@ async fn transition_stage(
             )));
         }
     };
-    let chg_id = headers.get("fulcrum-change-id").and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let chg_id = change_id(&headers);
     let body = crate::dto::PromoteBody { to: to.to_owned(), chg_id };
     let promoted = crate::routes::models::promote(
         State(state.clone()),
@@ -808,7 +814,7 @@ async fn set_alias(
     headers: HeaderMap,
     ApiJson(b): ApiJson<SetAlias>,
 ) -> Response {
-    let chg_id = headers.get("fulcrum-change-id").and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let chg_id = change_id(&headers);
     let body = crate::dto::SetAliasBody { version: b.version, chg_id, allow_downgrade: false, env: None };
     match crate::routes::models::set_alias(State(state), who, Path((b.name, b.alias)), ApiJson(body)).await {
         Ok(_) => Json(json!({})).into_response(),
@@ -822,7 +828,7 @@ async fn delete_alias(
     headers: HeaderMap,
     Query(q): Query<AliasQuery>,
 ) -> Response {
-    let chg_id = headers.get("fulcrum-change-id").and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let chg_id = change_id(&headers);
     let body = crate::dto::ChangeBody { chg_id };
     let deleted = crate::routes::models::delete_alias(
         State(state),
