@@ -100,6 +100,17 @@ as_("agent")
 model = mlflow.pyfunc.load_model("models:/fraud@production")
 out["predictions"] = model.predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()
 out["load_candidate"] = code(lambda: mlflow.pyfunc.load_model("models:/fraud/2"))
+# Another tenant's admin: none of it exists, however it is asked for.
+as_("globex")
+out["other_get"] = code(lambda: c.get_registered_model("fraud"))
+out["other_alias"] = code(lambda: c.get_model_version_by_alias("fraud", "production"))
+out["other_search"] = [m.name for m in c.search_registered_models()]
+out["other_load"] = code(lambda: mlflow.pyfunc.load_model("models:/fraud@production"))
+import requests
+r = requests.get(url + "/api/2.0/mlflow-artifacts/artifacts/fulcrum/fraud/1/MLmodel", headers={"Authorization": "Bearer t-globex"})
+out["other_file"] = [r.status_code, r.json().get("error_code")]
+r = requests.get(url + "/api/2.0/mlflow-artifacts/artifacts", params={"path": "fulcrum/fraud/1"}, headers={"Authorization": "Bearer t-globex"})
+out["other_list"] = [r.status_code, r.json().get("error_code")]
 print(json.dumps(out))
 "#;
 
@@ -183,6 +194,15 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["predictions"], expected["predictions"], "{out}");
     // A Candidate is not loadable by a prod serving identity: the download gate refuses.
     assert!(out["load_candidate"].is_array(), "refused: {out}");
+    // Tenant isolation through every door MLflow uses.
+    for call in ["other_get", "other_alias", "other_load"] {
+        assert!(out[call].is_array(), "{call} refused: {out}");
+    }
+    assert_eq!(out["other_get"][0], "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(out["other_alias"][0], "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(out["other_search"], json!([]), "no other tenant's model is listed");
+    assert_eq!(out["other_file"], json!([404, "RESOURCE_DOES_NOT_EXIST"]));
+    assert_eq!(out["other_list"], json!([404, "RESOURCE_DOES_NOT_EXIST"]));
     rt.block_on(async {
         let prod = as_(&s, "viewer").get("/v1/models/fraud/aliases/production").await.unwrap();
         assert_eq!(prod["version"], "1", "the refused move changed nothing");

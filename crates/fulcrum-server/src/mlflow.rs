@@ -75,6 +75,14 @@ impl MlflowError {
     fn denied(message: impl Into<String>) -> Self {
         Self { code: "PERMISSION_DENIED", status: StatusCode::FORBIDDEN, message: message.into() }
     }
+
+    fn exists(name: &str) -> Self {
+        Self {
+            code: "RESOURCE_ALREADY_EXISTS",
+            status: StatusCode::BAD_REQUEST,
+            message: format!("Registered Model (name={name}) already exists."),
+        }
+    }
 }
 
 impl From<ApiError> for MlflowError {
@@ -414,11 +422,7 @@ async fn create_registered_model(
 ) -> Answer {
     // What MLflow answers first (its `register_model` relies on it): the name is taken.
     if visible(&state, &who, &b.name).await.is_ok() {
-        return Err(MlflowError {
-            code: "RESOURCE_ALREADY_EXISTS",
-            status: StatusCode::BAD_REQUEST,
-            message: format!("Registered Model (name={}) already exists.", b.name),
-        });
+        return Err(MlflowError::exists(&b.name));
     }
     let domain = match b.tags.iter().find(|t| t.key == "fulcrum.domain") {
         Some(t) => t.value.clone(),
@@ -437,13 +441,7 @@ async fn create_registered_model(
     };
     match crate::routes::models::create_model(State(state.clone()), who.clone(), ApiJson(body)).await {
         Ok(_) => {}
-        Err(e) if e.status == StatusCode::CONFLICT => {
-            return Err(MlflowError {
-                code: "RESOURCE_ALREADY_EXISTS",
-                status: StatusCode::BAD_REQUEST,
-                message: format!("Registered Model (name={}) already exists.", b.name),
-            });
-        }
+        Err(e) if e.status == StatusCode::CONFLICT => return Err(MlflowError::exists(&b.name)),
         Err(e) => return Err(e.into()),
     }
     let m = visible(&state, &who, &b.name).await?;
@@ -479,15 +477,13 @@ async fn version_of(
     Ok((m, v))
 }
 
+/// The aliases that point at `label`.
+fn alias_names(aliases: &[fulcrum_store::AliasRecord], label: &str) -> Vec<String> {
+    aliases.iter().filter(|a| a.version.as_deref() == Some(label)).map(|a| a.name.clone()).collect()
+}
+
 async fn aliases_naming(state: &AppState, model_id: i64, label: &str) -> Result<Vec<String>, MlflowError> {
-    Ok(state
-        .store
-        .aliases_of(model_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.version.as_deref() == Some(label))
-        .map(|a| a.name)
-        .collect())
+    Ok(alias_names(&state.store.aliases_of(model_id).await?, label))
 }
 
 async fn get_model_version(State(state): State<AppState>, who: Caller, Query(q): Query<VersionQuery>) -> Answer {
@@ -515,11 +511,7 @@ async fn search_model_versions(State(state): State<AppState>, who: Caller, Query
     let shown: Vec<Value> = versions
         .iter()
         .take(max as usize)
-        .map(|v| {
-            let named: Vec<String> =
-                aliases.iter().filter(|a| a.version.as_deref() == Some(&v.label)).map(|a| a.name.clone()).collect();
-            version_json(&m.name, v, &named)
-        })
+        .map(|v| version_json(&m.name, v, &alias_names(&aliases, &v.label)))
         .collect();
     let mut body = json!({"model_versions": shown});
     if more {
@@ -538,12 +530,17 @@ pub struct CreateVersion {
     description: String,
 }
 
-/// Most files and bytes one version imported from MLflow may have.
+/// Most files one version imported from MLflow may have (each file is bounded by the blob limit).
 const IMPORT_FILES: usize = 10_000;
 
-/// The tracking server's answer to a GET, as JSON.
-async fn tracking_get(http: &reqwest::Client, url: &str) -> Result<Value, MlflowError> {
-    let r = http.get(url).send().await.map_err(|e| MlflowError::invalid(format!("the MLflow tracking server: {e}")))?;
+/// The tracking server's answer to a GET (query parameters encoded here), as JSON.
+async fn tracking_get(http: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
+    let r = http
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .map_err(|e| MlflowError::invalid(format!("the MLflow tracking server: {e}")))?;
     if !r.status().is_success() {
         return Err(MlflowError::invalid(format!("the MLflow tracking server answered {} for {url}", r.status())));
     }
@@ -554,11 +551,15 @@ async fn tracking_get(http: &reqwest::Client, url: &str) -> Result<Value, Mlflow
 /// `models:/m-<id>` (a logged model, MLflow 3), `runs:/<run>/<path>`, or `mlflow-artifacts:/<path>`.
 async fn artifact_root(http: &reqwest::Client, tracking: &str, source: &str) -> Result<String, MlflowError> {
     let uri = if let Some(id) = source.strip_prefix("models:/").filter(|id| id.starts_with("m-") && !id.contains('/')) {
-        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/logged-models/{id}")).await?;
+        let id = id
+            .strip_prefix("m-")
+            .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric()))
+            .ok_or_else(|| MlflowError::invalid(format!("source {source:?} names no logged model")))?;
+        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/logged-models/m-{id}"), &[]).await?;
         v["model"]["info"]["artifact_uri"].as_str().unwrap_or_default().to_owned()
     } else if let Some(rest) = source.strip_prefix("runs:/") {
         let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/runs/get?run_id={run}")).await?;
+        let v = tracking_get(http, &format!("{tracking}/api/2.0/mlflow/runs/get"), &[("run_id", run)]).await?;
         format!("{}/{path}", v["run"]["info"]["artifact_uri"].as_str().unwrap_or_default())
     } else {
         source.to_owned()
@@ -587,7 +588,8 @@ async fn import_files(
     let mut dirs = vec![String::new()];
     while let Some(dir) = dirs.pop() {
         let path = if dir.is_empty() { root.to_owned() } else { format!("{root}/{dir}") };
-        let listing = tracking_get(http, &format!("{tracking}/api/2.0/mlflow-artifacts/artifacts?path={path}")).await?;
+        let listing =
+            tracking_get(http, &format!("{tracking}/api/2.0/mlflow-artifacts/artifacts"), &[("path", &path)]).await?;
         for f in listing["files"].as_array().cloned().unwrap_or_default() {
             let name = f["path"].as_str().unwrap_or_default();
             if name.is_empty() || name.contains('/') || name == ".." || name == "." {
@@ -601,8 +603,13 @@ async fn import_files(
             if out.len() == IMPORT_FILES {
                 return Err(MlflowError::invalid(format!("more than {IMPORT_FILES} files under the source")));
             }
+            let mut url = reqwest::Url::parse(&format!("{tracking}/api/2.0/mlflow-artifacts/artifacts"))
+                .map_err(|e| MlflowError::invalid(format!("--mlflow-tracking-uri: {e}")))?;
+            url.path_segments_mut()
+                .map_err(|()| MlflowError::invalid("--mlflow-tracking-uri cannot take a path"))?
+                .extend(root.split('/').chain(rel.split('/')));
             let mut r = http
-                .get(format!("{tracking}/api/2.0/mlflow-artifacts/artifacts/{root}/{rel}"))
+                .get(url)
                 .send()
                 .await
                 .map_err(|e| MlflowError::invalid(format!("the MLflow tracking server: {e}")))?;
@@ -750,11 +757,7 @@ async fn latest_versions(state: &AppState, who: &Caller, q: Latest) -> Answer {
     let out: Vec<Value> = newest
         .iter()
         .filter(|(stage, _)| wanted.is_empty() || wanted.contains(&stage.to_ascii_lowercase()))
-        .map(|(_, v)| {
-            let named: Vec<String> =
-                aliases.iter().filter(|a| a.version.as_deref() == Some(&v.label)).map(|a| a.name.clone()).collect();
-            version_json(&m.name, v, &named)
-        })
+        .map(|(_, v)| version_json(&m.name, v, &alias_names(&aliases, &v.label)))
         .collect();
     Ok(Json(json!({"model_versions": out})))
 }
@@ -865,7 +868,8 @@ pub struct ListQuery {
 }
 
 /// MLflow's artifact listing, for `fulcrum/<model>/<version>[/<dir>]`: the version's files from
-/// its manifest (only for a version the caller may load: the download gate decides each file).
+/// its manifest, for whoever may read the version (as its API record shows them); the download
+/// gate decides each file's bytes.
 async fn list_artifacts(State(state): State<AppState>, who: Caller, Query(q): Query<ListQuery>) -> Answer {
     let mut parts = q.path.trim_matches('/').splitn(4, '/');
     let (Some("fulcrum"), Some(model), Some(version)) = (parts.next(), parts.next(), parts.next()) else {

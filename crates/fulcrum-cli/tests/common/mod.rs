@@ -76,6 +76,7 @@ pub fn serve_listening(listen: &str, extra: &[&str], dir: tempfile::TempDir) -> 
         {"token": "t-ci-approver", "subject": "ci", "role": "approver", "tenant": "acme"},
         {"token": "t-viewer", "subject": "viewer", "role": "viewer", "tenant": "acme"},
         {"token": "t-policy", "subject": "policy", "role": "policy-admin", "tenant": "acme"},
+        {"token": "t-globex", "subject": "eve", "role": "admin", "tenant": "globex"},
     ]});
     std::fs::write(dir.path().join("tokens.json"), serde_json::to_vec(&tokens).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
