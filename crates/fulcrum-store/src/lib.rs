@@ -21,7 +21,7 @@ pub mod access;
 pub mod blobs;
 pub mod datasets;
 pub mod db;
-mod events;
+pub mod events;
 pub mod findings;
 pub mod incidents;
 pub mod keys;

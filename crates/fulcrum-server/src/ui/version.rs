@@ -188,16 +188,7 @@ fn still_approve(v: &fulcrum_store::VersionRecord) -> String {
 
 /// The version's governance events with their ledger leaves (its newest 500).
 async fn events_of(state: &AppState, tenant: &str, model: &str, label: &str) -> Result<Vec<EventRow>, ApiError> {
-    let kinds = [
-        EventKind::ReleasePublished,
-        EventKind::Approval,
-        EventKind::Promotion,
-        EventKind::Quarantined,
-        EventKind::QuarantineReleased,
-        EventKind::Revocation,
-        EventKind::AliasUpdated,
-    ];
-    let stored = state.store.version_events(tenant, model, label, &kinds, 500).await?;
+    let stored = state.store.version_events(tenant, model, label, 500).await?;
     // Found by the version each event names (an alias move names its target).
     let mine: Vec<(&fulcrum_store::StoredEvent, fulcrum_core::event::EventPayload)> =
         stored.iter().filter_map(|e| serde_json::from_str::<CloudEvent>(&e.body).ok().map(|c| (e, c.data))).collect();
