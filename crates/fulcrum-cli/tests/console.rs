@@ -293,10 +293,16 @@ async fn the_seeds_two_flows_in_a_browser_as_each_role() {
     loop {
         b.goto(&format!("{}/dashboard?range=15m", page("1"))).await;
         let rows = b.find_all("#traffic tbody tr").await;
-        if !rows.is_empty() && b.text("#traffic tbody td.requests").await.parse::<u64>().unwrap_or(0) > 0 {
+        // The gateway reports its traffic and its binned inputs as separate events: wait for both.
+        let psi_rows = b.find_all("#psi tbody tr").await;
+        if !rows.is_empty()
+            && b.text("#traffic tbody td.requests").await.parse::<u64>().unwrap_or(0) > 0
+            && !psi_rows.is_empty()
+            && !b.text("#psi tbody").await.contains('—')
+        {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the dashboard never showed traffic");
+        assert!(start.elapsed() < Duration::from_secs(30), "the dashboard never showed traffic and PSI");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(b.text("#traffic").await.contains("production"));
