@@ -56,10 +56,13 @@ pub enum EventKind {
     IncidentOpened,
     /// An incident was closed, with its resolution.
     IncidentClosed,
+    /// A tag or description was set on (or a tag removed from) a model or a version: people's
+    /// notes, never governance inputs.
+    Annotated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -85,6 +88,7 @@ impl EventKind {
         EventKind::ForensicRead,
         EventKind::IncidentOpened,
         EventKind::IncidentClosed,
+        EventKind::Annotated,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,6 +117,7 @@ impl EventKind {
             EventKind::ForensicRead => "forensic_read",
             EventKind::IncidentOpened => "incident_opened",
             EventKind::IncidentClosed => "incident_closed",
+            EventKind::Annotated => "annotated",
         }
     }
     pub fn cloudevent_type(self) -> String {

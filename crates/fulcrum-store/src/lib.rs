@@ -18,6 +18,7 @@
 //! - Versions, alias history and events are append-only (enforced again by SQL triggers).
 
 pub mod access;
+pub mod annotations;
 pub mod blobs;
 pub mod datasets;
 pub mod db;
@@ -29,6 +30,7 @@ pub mod leader;
 pub mod ledger;
 pub mod policy;
 mod records;
+pub mod registrations;
 pub mod replicas;
 pub mod s3;
 pub mod worm;

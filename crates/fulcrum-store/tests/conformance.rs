@@ -892,6 +892,65 @@ async fn incidents_and_their_events(cx: &Cx) {
     assert_eq!(s.decisions_after(all[all.len() - 2].0, 100).await.unwrap().len(), 1);
 }
 
+/// Tags and descriptions on a model and a version: set, overwritten, read back, deleted, each
+/// with its `annotated` event; deleting a missing tag logs nothing. MLflow registrations reserve
+/// distinct numbers even when several start at once (and after the versions already there), and
+/// settle once.
+async fn annotations_and_registrations(cx: &Cx) {
+    use fulcrum_store::annotations::{Annotator, Change, Target};
+    use fulcrum_store::registrations::RegStatus;
+    let s = &cx.store;
+    let id = model(s, "acme", "fraud").await;
+    approved(s, "acme", "fraud", "1").await;
+    let who = Annotator { tenant: "acme", domain: "credit", model: "fraud", model_id: id, by: "ana" };
+    let before = s.last_event_seq().await.unwrap();
+    s.annotate(&who, Target::Model, Change::SetTag { key: "team", value: "risk" }, now()).await.unwrap();
+    s.annotate(&who, Target::Model, Change::SetTag { key: "team", value: "fraud-ops" }, now()).await.unwrap();
+    s.annotate(&who, Target::Model, Change::Describe { text: "scores card fraud" }, now()).await.unwrap();
+    s.annotate(&who, Target::Version("1"), Change::SetTag { key: "validated", value: "yes" }, now()).await.unwrap();
+    let m = s.annotations(id, Target::Model).await.unwrap();
+    assert_eq!(m.tags, BTreeMap::from([("team".to_owned(), "fraud-ops".to_owned())]));
+    assert_eq!(m.description.as_deref(), Some("scores card fraud"));
+    assert!(m.updated_at.is_some());
+    let v = s.version_annotations(id).await.unwrap();
+    assert_eq!(v["1"].tags["validated"], "yes");
+    assert!(v["1"].description.is_none());
+    assert_eq!(s.annotations(id, Target::Version("1")).await.unwrap(), v["1"]);
+    s.annotate(&who, Target::Version("1"), Change::DeleteTag { key: "validated" }, now()).await.unwrap();
+    assert!(s.annotations(id, Target::Version("1")).await.unwrap().tags.is_empty());
+    let missing = s.annotate(&who, Target::Model, Change::DeleteTag { key: "nope" }, now()).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing:?}");
+    let evs = s.events_after(Some("acme"), before, 100).await.unwrap();
+    assert_eq!(kinds(&evs), vec!["io.fulcrum.registry.annotated"; 5], "one event per change, none for the miss");
+    let last: serde_json::Value = serde_json::from_str(&evs[4].body).unwrap();
+    assert_eq!(last["data"]["version"], "1");
+    assert_eq!(last["data"]["detail"], "tag validated deleted");
+    assert_eq!(last["data"]["actor"], "ana");
+
+    // Four registrations at once take 2, 3, 4 and 5 (version 1 exists).
+    let reserve = |n: usize| {
+        let s = s.clone();
+        async move { s.reserve_mlflow_version(id, &format!("runs:/r{n}/model"), "r", "ci", now()).await.unwrap() }
+    };
+    let mut got: Vec<String> = futures_util::future::join_all((0..4).map(reserve)).await;
+    got.sort();
+    assert_eq!(got, ["2", "3", "4", "5"]);
+    s.settle_mlflow_registration(id, "2", RegStatus::Ready, "", now()).await.unwrap();
+    s.settle_mlflow_registration(id, "3", RegStatus::Failed, "release gate: unsigned", now()).await.unwrap();
+    let again = s.settle_mlflow_registration(id, "3", RegStatus::Ready, "", now()).await.unwrap_err();
+    assert!(matches!(again, StoreError::NotFound(_)), "a settled registration stays as it ended");
+    let r3 = s.mlflow_registration(id, "3").await.unwrap().unwrap();
+    assert_eq!((r3.status, r3.message.as_str()), (RegStatus::Failed, "release gate: unsigned"));
+    assert_eq!(r3.created_by, "ci");
+    let all = s.mlflow_registrations(id).await.unwrap();
+    let states: Vec<(&str, RegStatus)> = all.iter().map(|r| (r.version.as_str(), r.status)).collect();
+    assert_eq!(
+        states,
+        [("2", RegStatus::Ready), ("3", RegStatus::Failed), ("4", RegStatus::Pending), ("5", RegStatus::Pending)]
+    );
+    assert_eq!(s.reserve_mlflow_version(id, "x", "", "ci", now()).await.unwrap(), "6", "a failed number is not reused");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -929,4 +988,5 @@ conformance!(
     leadership_terms_and_fencing,
     replica_heartbeats,
     incidents_and_their_events,
+    annotations_and_registrations,
 );
