@@ -67,6 +67,18 @@ pub struct ServeArgs {
     /// (`create_model_version` imports the version's files from it).
     #[arg(long)]
     mlflow_tracking_uri: Option<String>,
+    /// Development only: MLflow versions whose `source` is a local path are read from under this
+    /// directory (without it, local sources are refused).
+    #[arg(long)]
+    mlflow_local_source_root: Option<PathBuf>,
+    /// Seconds `create_model_version` waits for the copy and the release gate before answering
+    /// `PENDING_REGISTRATION` (MLflow's client then polls until READY or FAILED_REGISTRATION).
+    #[arg(long, default_value_t = 10)]
+    mlflow_register_wait: u64,
+    /// The registry's URL as clients reach it (e.g. behind a proxy): URLs it hands out (MLflow
+    /// download URIs) start with it instead of the request's host.
+    #[arg(long)]
+    public_url: Option<String>,
     /// The web console's session key (at least 32 bytes; the same file on every replica so a
     /// console session works on all). Without it each process makes its own.
     #[arg(long)]
@@ -282,6 +294,15 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     }
     config.https = a.tls_cert.is_some();
     config.mlflow_tracking_uri.clone_from(&a.mlflow_tracking_uri);
+    config.mlflow_local_source_root.clone_from(&a.mlflow_local_source_root);
+    config.mlflow_register_wait = std::time::Duration::from_secs(a.mlflow_register_wait);
+    if let Some(u) = &a.public_url {
+        let parsed = reqwest::Url::parse(u).map_err(|e| anyhow::anyhow!("--public-url {u}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+            anyhow::bail!("--public-url {u}: an http(s) URL without a query");
+        }
+        config.public_url = Some(u.clone());
+    }
     if let Some(p) = &a.oidc_config {
         let file = fulcrum_oidc::OidcFile::load(p).map_err(|e| anyhow::anyhow!("OIDC settings {e}"))?;
         config.oidc = file.issuers;

@@ -131,10 +131,13 @@ pub enum Action {
     OpenIncident,
     /// Close an incident (the policy names who may).
     CloseIncident,
+    /// Set or remove a tag or a description on a model or a version (people's notes, never
+    /// governance inputs; each change is an `annotated` event).
+    Annotate,
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -162,6 +165,7 @@ impl Action {
         Action::ReadCluster,
         Action::OpenIncident,
         Action::CloseIncident,
+        Action::Annotate,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -194,6 +198,7 @@ impl Action {
             Action::ReadCluster => "read_cluster",
             Action::OpenIncident => "open_incident",
             Action::CloseIncident => "close_incident",
+            Action::Annotate => "annotate",
         }
     }
 }
@@ -218,6 +223,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::RegisterVersion
                 | A::ReadEvents
                 | A::RecordFindings
+                | A::Annotate
         ),
         R::Approver => matches!(action, A::Read | A::Approve | A::ReadEvents | A::Resolve),
         R::ReleaseManager => matches!(
@@ -237,6 +243,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
                 | A::RecordFindings
                 | A::OpenIncident
                 | A::CloseIncident
+                | A::Annotate
         ),
         R::SecurityOfficer => matches!(
             action,

@@ -114,6 +114,15 @@ pub struct Config {
     pub https: bool,
     /// The MLflow tracking server MLflow clients register versions from.
     pub mlflow_tracking_uri: Option<String>,
+    /// Development only: local-path MLflow sources are read from under this directory (without
+    /// it they are refused).
+    pub mlflow_local_source_root: Option<PathBuf>,
+    /// How long `create_model_version` waits for the copy and the release gate before it
+    /// answers `PENDING_REGISTRATION` (the client then polls).
+    pub mlflow_register_wait: Duration,
+    /// The registry's URL as clients reach it (behind a proxy); URLs it hands out (MLflow
+    /// download URIs) start with it. `None`: the request's own host.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -136,6 +145,9 @@ impl Config {
             console_login: None,
             https: false,
             mlflow_tracking_uri: None,
+            mlflow_local_source_root: None,
+            mlflow_register_wait: Duration::from_secs(10),
+            public_url: None,
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),
             nats: None,
             decision_log: None,
