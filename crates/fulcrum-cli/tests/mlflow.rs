@@ -96,6 +96,42 @@ out["to_production"] = code(lambda: c.transition_model_version_stage("fraud", "2
 out["to_archived"] = code(lambda: c.transition_model_version_stage("fraud", "2", "Archived"))
 out["latest"] = {v.current_stage: v.version for v in c.get_latest_versions("fraud")}
 out["latest_prod"] = [v.version for v in c.get_latest_versions("fraud", stages=["Production"])]
+out["delete_dev_alias"] = code(lambda: c.delete_registered_model_alias("fraud", "dev-try"))
+out["dev_alias_gone"] = code(lambda: c.get_model_version_by_alias("fraud", "dev-try"))
+# Tags and descriptions: annotations, never governance inputs.
+as_("ci")
+c.set_registered_model_tag("fraud", "team", "risk")
+c.update_registered_model("fraud", description="scores card payments")
+c.set_model_version_tag("fraud", "1", "validated", "yes")
+c.set_model_version_tag("fraud", "2", "validated", "pending")
+out["v2_described"] = c.update_model_version("fraud", "2", description="challenger").description
+rm = c.get_registered_model("fraud")
+out["model_tags"] = rm.tags
+out["model_description"] = rm.description
+out["v1_tags"] = {k: v for k, v in c.get_model_version("fraud", "1").tags.items() if not k.startswith("fulcrum.")}
+out["v1_facts"] = sorted(k for k in c.get_model_version("fraud", "1").tags if k.startswith("fulcrum."))
+out["by_tag"] = [v.version for v in c.search_model_versions("tags.validated = 'yes'")]
+out["by_tag_model"] = [m.name for m in c.search_registered_models(filter_string="tags.team = 'risk'")]
+out["label_tag"] = code(lambda: c.set_registered_model_tag("churn", "team", "ops"))
+out["fact_tag"] = code(lambda: c.set_model_version_tag("fraud", "1", "fulcrum.stage", "Approved"))
+out["rename"] = code(lambda: c.rename_registered_model("fraud", "fraud2"))
+c.delete_model_version_tag("fraud", "2", "validated")
+out["v2_tags"] = {k: v for k, v in c.get_model_version("fraud", "2").tags.items() if not k.startswith("fulcrum.")}
+out["delete_missing_tag"] = code(lambda: c.delete_registered_model_tag("fraud", "nope"))
+out["tag_missing_version"] = code(lambda: c.set_model_version_tag("fraud", "9", "k", "v"))
+# Search: order, pages, the version grammar.
+out["asc"] = [v.version for v in c.search_model_versions("name='fraud'", order_by=["version_number ASC"])]
+out["desc"] = [v.version for v in c.search_model_versions("name='fraud'", order_by=["version_number DESC"])]
+page1 = c.search_model_versions("name='fraud'", max_results=1, order_by=["version_number ASC"])
+page2 = c.search_model_versions("name='fraud'", max_results=1, order_by=["version_number ASC"], page_token=page1.token)
+out["pages"] = [[v.version for v in page1], [v.version for v in page2], page2.token]
+out["models_desc"] = [m.name for m in c.search_registered_models(order_by=["name DESC"])]
+out["all_versions"] = sorted(f"{v.name}/{v.version}" for v in c.search_model_versions("version_number >= 1"))
+out["by_number"] = [v.version for v in c.search_model_versions("name = 'fraud' AND version_number > 1")]
+out["bad_version_filter"] = code(lambda: c.search_model_versions("stage = 'x'"))
+out["bad_order"] = code(lambda: c.search_registered_models(order_by=["stage ASC"]))
+as_("viewer")
+out["viewer_tag"] = code(lambda: c.set_registered_model_tag("fraud", "k", "v"))
 as_("agent")
 model = mlflow.pyfunc.load_model("models:/fraud@production")
 out["predictions"] = model.predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()
@@ -203,9 +239,53 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["other_search"], json!([]), "no other tenant's model is listed");
     assert_eq!(out["other_file"], json!([404, "RESOURCE_DOES_NOT_EXIST"]));
     assert_eq!(out["other_list"], json!([404, "RESOURCE_DOES_NOT_EXIST"]));
+    assert_eq!(out["delete_dev_alias"], Value::Null, "{out}");
+    assert_eq!(out["dev_alias_gone"][0], "RESOURCE_DOES_NOT_EXIST", "{out}");
+    // Tags and descriptions read back; Fulcrum's own facts stay beside them.
+    assert_eq!(out["v2_described"], "challenger");
+    assert_eq!(out["model_tags"], json!({"team": "risk"}));
+    assert_eq!(out["model_description"], "scores card payments");
+    assert_eq!(out["v1_tags"], json!({"validated": "yes"}));
+    assert_eq!(out["v1_facts"], json!(["fulcrum.artifact_digest", "fulcrum.hold", "fulcrum.stage"]));
+    assert_eq!(out["by_tag"], json!(["1"]));
+    assert_eq!(out["by_tag_model"], json!(["churn", "fraud"]), "a label and an annotation are both tags");
+    assert_eq!(out["label_tag"][0], "PERMISSION_DENIED", "{out}");
+    assert!(out["label_tag"][1].as_str().unwrap().contains("labels"), "{out}");
+    assert_eq!(out["fact_tag"][0], "PERMISSION_DENIED", "{out}");
+    assert_eq!(out["rename"][0], "PERMISSION_DENIED", "{out}");
+    assert_eq!(out["v2_tags"], json!({}));
+    assert_eq!(out["delete_missing_tag"][0], "RESOURCE_DOES_NOT_EXIST", "{out}");
+    assert_eq!(out["tag_missing_version"][0], "RESOURCE_DOES_NOT_EXIST", "{out}");
+    assert_eq!(out["viewer_tag"][0], "PERMISSION_DENIED", "a viewer annotates nothing: {out}");
+    assert_eq!(out["asc"], json!(["1", "2"]));
+    assert_eq!(out["desc"], json!(["2", "1"]));
+    assert_eq!(out["pages"], json!([["1"], ["2"], ""]), "the last page has no next token: {out}");
+    assert_eq!(out["models_desc"], json!(["fraud", "churn"]));
+    assert_eq!(out["all_versions"], json!(["fraud/1", "fraud/2"]));
+    assert_eq!(out["by_number"], json!(["2"]));
+    assert_eq!(out["bad_version_filter"][0], "INVALID_PARAMETER_VALUE", "{out}");
+    assert_eq!(out["bad_order"][0], "INVALID_PARAMETER_VALUE", "{out}");
     rt.block_on(async {
         let prod = as_(&s, "viewer").get("/v1/models/fraud/aliases/production").await.unwrap();
         assert_eq!(prod["version"], "1", "the refused move changed nothing");
+        // Each annotation is an event in the ledgered log, with who made it.
+        let evs = as_(&s, "viewer").get("/v1/events?model=fraud&types=annotated&limit=1000").await.unwrap();
+        let details: Vec<(String, String)> = evs["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (e["data"]["detail"].as_str().unwrap().to_owned(), e["data"]["actor"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        assert!(details.contains(&("tag team set".into(), "ci".into())), "{details:?}");
+        assert!(details.contains(&("description updated".into(), "ci".into())), "{details:?}");
+        assert!(details.contains(&("tag validated deleted".into(), "ci".into())), "{details:?}");
+        assert_eq!(
+            details.len(),
+            6,
+            "three tags set, two descriptions, one removal — refusals log nothing: {details:?}"
+        );
     });
 }
 
@@ -279,6 +359,60 @@ for i in range(2):
     mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", "credit")
     out.append({"version": mv.version, "source": mv.source, "status": mv.status, "stage": mv.current_stage,
                 "run_id": mv.run_id, "expected_run": run.info.run_id})
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+import threading
+c = MlflowClient(tracking_uri=os.environ["TRACKING"], registry_uri=os.environ["FULCRUM"])
+def code(f):
+    try:
+        f(); return None
+    except MlflowException as e:
+        return [e.error_code, str(e)]
+source = out[-1]["source"]  # the logged model the last run registered (models:/m-…)
+tagged = c.create_model_version("credit", source, run.info.run_id, tags={"trained_on": "2026-11"}, description="retrained")
+extra = {"tagged": [tagged.version, tagged.status, tagged.tags.get("trained_on"), tagged.description]}
+# Three registrations at once take three numbers.
+got = []
+def reg(): got.append(c.create_model_version("credit", source, run.info.run_id).version)
+ts = [threading.Thread(target=reg) for _ in range(3)]
+[t.start() for t in ts]; [t.join() for t in ts]
+extra["concurrent"] = sorted(got, key=int)
+extra["local"] = c.create_model_version("credit", os.environ["LOCAL"]).status
+extra["local_outside"] = code(lambda: c.create_model_version("credit", os.environ["OUTSIDE"]))
+extra["bad_source"] = code(lambda: c.create_model_version("credit", "hdfs://x/y"))
+extra["download_uri"] = c.get_model_version_download_uri("credit", "1")
+extra["by_run"] = sorted((v.version for v in c.search_model_versions(f"run_id = '{run.info.run_id}'")), key=int)
+print(json.dumps({"registered": out, "extra": extra}))
+"#;
+
+/// Against a registry whose release policy requires an SBOM (and which answers at once): the
+/// client sees the registration pending, then failed with the gate's reason.
+const REGISTER_REFUSED: &str = r#"
+import json, os, numpy as np, mlflow, mlflow.sklearn
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.linear_model import LogisticRegression
+mlflow.set_tracking_uri(os.environ["TRACKING"]); mlflow.set_registry_uri(os.environ["FULCRUM"])
+os.environ["MLFLOW_TRACKING_TOKEN"] = "t-ci"
+c = MlflowClient(tracking_uri=os.environ["TRACKING"], registry_uri=os.environ["FULCRUM"])
+X = np.array([[0.0, 0.1], [0.2, 0.0], [1.0, 0.9], [0.9, 1.2]]); y = np.array([0, 0, 1, 1])
+with mlflow.start_run() as run:
+    info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="model")
+out = {}
+first = c.create_model_version("credit", info.model_uri, run.info.run_id, await_creation_for=0)
+out["first"] = [first.version, first.status]
+try:
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", "credit")
+    out["register"] = None
+except MlflowException as e:
+    out["register"] = str(e)
+mv = c.get_model_version("credit", "1")
+out["failed"] = [mv.status, mv.status_message]
+out["local_without_root"] = None
+try:
+    c.create_model_version("credit", "/tmp")
+except MlflowException as e:
+    out["local_without_root"] = [e.error_code, str(e)]
 print(json.dumps(out))
 "#;
 
@@ -290,9 +424,41 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     let Some(py) = python() else { return };
     let work = tempfile::tempdir().unwrap();
     let tracking = tracking_server(&py, work.path());
-    let s = common::serve_with(&["--mlflow-tracking-uri", &tracking.url], tempfile::tempdir().unwrap());
+    let local_root = work.path().join("local");
+    let local = local_root.join("m1");
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::write(local.join("MLmodel"), "flavors: {}\n").unwrap();
+    std::fs::write(local.join("sub/weights.bin"), vec![7u8; 4096]).unwrap();
+    let s = common::serve_with(
+        &[
+            "--mlflow-tracking-uri",
+            &tracking.url,
+            "--mlflow-local-source-root",
+            local_root.to_str().unwrap(),
+            "--public-url",
+            "https://registry.bank.example/",
+        ],
+        tempfile::tempdir().unwrap(),
+    );
     ok(&run_as(&s, "ci", &["model", "create", "credit", "--domain", "credit"]));
-    let out = run_py(&py, LOG_AND_REGISTER, &[], &[("TRACKING", tracking.url.as_str()), ("FULCRUM", s.url.as_str())]);
+    let env = [
+        ("TRACKING", tracking.url.as_str()),
+        ("FULCRUM", s.url.as_str()),
+        ("LOCAL", local.to_str().unwrap()),
+        ("OUTSIDE", work.path().to_str().unwrap()),
+    ];
+    let all = run_py(&py, LOG_AND_REGISTER, &[], &env);
+    let (out, extra) = (&all["registered"], &all["extra"]);
+    assert_eq!(extra["tagged"], json!(["3", "READY", "2026-11", "retrained"]), "{all}");
+    assert_eq!(extra["concurrent"], json!(["4", "5", "6"]), "three at once, three numbers: {all}");
+    assert_eq!(extra["local"], "READY", "{all}");
+    assert_eq!(extra["local_outside"][0], "PERMISSION_DENIED", "outside the development root: {all}");
+    assert_eq!(extra["bad_source"][0], "INVALID_PARAMETER_VALUE", "{all}");
+    assert_eq!(extra["by_run"], json!(["2", "3", "4", "5", "6"]), "version search by run id: {all}");
+    assert_eq!(
+        extra["download_uri"], "https://registry.bank.example/api/2.0/mlflow-artifacts/artifacts/fulcrum/credit/1",
+        "URIs handed out start with the public URL: {all}"
+    );
     for (i, v) in out.as_array().unwrap().iter().enumerate() {
         assert_eq!(v["version"], (i + 1).to_string(), "{out}");
         assert!(v["source"].as_str().unwrap().starts_with("models:/m-"), "the source as the client gave it: {out}");
@@ -316,6 +482,51 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
             .collect::<Vec<_>>();
         assert!(on_disk.contains(&f["digest"].as_str().unwrap().to_owned()), "{path}: {on_disk:?} vs {f}");
     }
+    // The local source, in development: its files as they are on disk.
+    let v7 = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/7").await.unwrap() });
+    let mut got: Vec<(String, String)> = v7["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_owned(), f["digest"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    let want = vec![
+        ("MLmodel".to_owned(), format!("sha256:{}", sha256_hex(b"flavors: {}\n"))),
+        ("sub/weights.bin".to_owned(), format!("sha256:{}", sha256_hex(&[7u8; 4096]))),
+    ];
+    assert_eq!(got, want);
+
+    // A registry whose release gate requires an SBOM, answering at once (the client polls).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("release-policy.json"), r#"{"require": ["sbom"]}"#).unwrap();
+    let policy = dir.path().join("release-policy.json");
+    let gated = common::serve_with(
+        &[
+            "--mlflow-tracking-uri",
+            &tracking.url,
+            "--release-policy",
+            policy.to_str().unwrap(),
+            "--mlflow-register-wait",
+            "0",
+        ],
+        dir,
+    );
+    ok(&run_as(&gated, "ci", &["model", "create", "credit", "--domain", "credit"]));
+    let out =
+        run_py(&py, REGISTER_REFUSED, &[], &[("TRACKING", tracking.url.as_str()), ("FULCRUM", gated.url.as_str())]);
+    assert_eq!(out["first"], json!(["1", "PENDING_REGISTRATION"]), "answered before the copy: {out}");
+    let refused = out["register"].as_str().unwrap_or_else(|| panic!("the gate refuses: {out}"));
+    assert!(refused.contains("FAILED_REGISTRATION") && refused.contains("sbom"), "{refused}");
+    assert!(refused.contains("version: 2"), "the next number: {refused}");
+    assert_eq!(out["failed"][0], "FAILED_REGISTRATION", "{out}");
+    assert!(out["failed"][1].as_str().unwrap().contains("sbom"), "the gate's reason: {out}");
+    assert_eq!(out["local_without_root"][0], "PERMISSION_DENIED", "{out}");
+    assert!(out["local_without_root"][1].as_str().unwrap().contains("development"), "{out}");
+    rt.block_on(async {
+        let versions = as_(&gated, "viewer").get("/v1/models/credit/versions").await.unwrap();
+        assert_eq!(versions["items"], json!([]), "a refused registration leaves no version: {versions}");
+    });
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
