@@ -13,6 +13,7 @@ mod compliance;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod demo;
+mod import;
 mod incident;
 mod login;
 mod monitoring;
@@ -245,6 +246,14 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCmd,
     },
+    /// Imports: `import mlflow` copies an MLflow Model Registry (models, versions with their
+    /// bytes, tags, aliases through the governed path); idempotent, with a dry run and a report.
+    Import {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ImportCmd,
+    },
     /// Incidents: open, show, close, list, timeline (T0→T+N with post-backout validation).
     Incident {
         #[command(flatten)]
@@ -295,6 +304,12 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ImportCmd {
+    /// From an MLflow server's registry and artifact proxy.
+    Mlflow(import::MlflowArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum ReportCmd {
     /// Each control of NIST SP 800-53, SSDF, SLSA, AI RMF, CSA CCM and ISO 27001 the seed names,
     /// the mechanism that implements it, and evidence counted from the ledger (verified here
@@ -327,6 +342,7 @@ impl Command {
             | Command::Explain { conn, .. }
             | Command::Incident { conn, .. }
             | Command::Report { conn, .. }
+            | Command::Import { conn, .. }
             | Command::Runbook { conn, .. }
             | Command::Audit { conn, .. }
             | Command::Whoami { conn }
@@ -438,6 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain { .. } => anyhow::bail!("explain what? a decision id, or startup-deny ID"),
         Command::Incident { cmd, .. } => incident::incident(&ctx, cmd).await,
         Command::Report { cmd: ReportCmd::Compliance(a), .. } => compliance::run(&ctx, a).await,
+        Command::Import { cmd: ImportCmd::Mlflow(a), .. } => import::mlflow(&ctx, a).await,
         Command::Runbook { cmd, .. } => incident::runbook(&ctx, cmd).await,
         Command::Whoami { .. } => commands::whoami(&ctx).await,
         Command::Audit { cmd, .. } => audit::run(&ctx, cmd).await,

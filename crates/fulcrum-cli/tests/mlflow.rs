@@ -545,3 +545,171 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 fn sha256_hex(bytes: &[u8]) -> String {
     fulcrum_core::Digest::of(bytes).hex()
 }
+
+/// An MLflow registry as teams have one: three models, three versions each (scikit-learn models
+/// logged in runs), tags, a stage set the old way, and aliases. Prints, per version, each file's
+/// sha256 as MLflow itself serves it.
+const POPULATE: &str = r#"
+import hashlib, json, os, pathlib, tempfile, numpy as np, mlflow, mlflow.sklearn, mlflow.artifacts
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+url = os.environ["TRACKING"]
+mlflow.set_tracking_uri(url); mlflow.set_registry_uri(url)
+c = MlflowClient(tracking_uri=url, registry_uri=url)
+X = np.array([[0.0, 0.1], [0.2, 0.0], [1.0, 0.9], [0.9, 1.2]]); y = np.array([0, 0, 1, 1])
+files = {}
+for name in ["fraud-a", "fraud-b", "fraud-c"]:
+    c.create_registered_model(name, tags={"team": "risk"}, description=f"{name} scorer")
+    for i in range(3):
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(LogisticRegression(C=1.0 + i).fit(X, y), name="model")
+        mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+        c.set_model_version_tag(name, mv.version, "validated", "yes" if i < 2 else "no")
+        d = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=tempfile.mkdtemp())
+        root = pathlib.Path(d)
+        files[f"{name}/{mv.version}"] = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                                         for p in root.rglob("*") if p.is_file()}
+    c.set_registered_model_alias(name, "champion", "3")
+    c.set_registered_model_alias(name, "challenger", "2")
+c.set_registered_model_alias("fraud-a", "production", "1")
+c.transition_model_version_stage("fraud-b", "1", "Production")
+print(json.dumps(files))
+"#;
+
+/// `fulcrum import mlflow` from a real MLflow server: a dry run changes nothing; a partial run
+/// then the full run import every version with every byte checked against what MLflow serves,
+/// keep MLflow's history in the model card, carry tags over, and recreate aliases through the
+/// governed path (a production alias on a Candidate is refused with the policy's reason); a label
+/// Fulcrum already holds from elsewhere is a conflict, never overwritten (and no alias is moved
+/// onto it); running again changes nothing.
+#[test]
+fn import_mlflow_copies_a_registry_idempotently_through_the_governed_path() {
+    let Some(py) = python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tracking = tracking_server(&py, work.path());
+    let expected = run_py(&py, POPULATE, &[], &[("TRACKING", tracking.url.as_str())]);
+    let s = serve();
+    let report = s.dir.path().join("import-report.json");
+    let import = |extra: &[&str]| {
+        let mut args =
+            vec!["import", "mlflow", "--tracking-uri", tracking.url.as_str(), "--domain", "fraud", "--chg-id", "CHG-9"];
+        args.extend_from_slice(extra);
+        run_as(&s, "admin", &args)
+    };
+    let read_report = || -> Value { serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // A dry run plans everything and changes nothing.
+    ok(&import(&["--dry-run", "--report", report.to_str().unwrap()]));
+    let r = read_report();
+    assert_eq!(r["totals"]["versions_planned"], 9, "{r}");
+    assert_eq!(r["totals"]["aliases_planned"], 7, "{r}");
+    assert_eq!(r["totals"]["versions_imported"], 0);
+    let models = rt.block_on(async { as_(&s, "viewer").get("/v1/models").await.unwrap() });
+    assert_eq!(models["items"], json!([]), "a dry run creates nothing: {models}");
+
+    // Fulcrum already holds fraud-c 2, from elsewhere.
+    ok(&run_as(&s, "admin", &["model", "create", "fraud-c", "--domain", "fraud"]));
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("weights.bin"), b"not the MLflow version").unwrap();
+    ok(&run_as(&s, "ci", &["version", "register", "fraud-c", "2", "--dir", other.to_str().unwrap()]));
+
+    // One model first (an interrupted migration), then everything.
+    ok(&import(&["--model", "fraud-a"]));
+    let full = import(&["--report", report.to_str().unwrap()]);
+    assert!(!full.status.success(), "a conflict fails the run");
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    assert!(err.contains("could not be imported"), "{err}");
+    let r = read_report();
+    let t = &r["totals"];
+    assert_eq!((t["versions_imported"].as_u64(), t["versions_unchanged"].as_u64()), (Some(5), Some(3)), "{r}");
+    assert_eq!(t["conflicts_or_failures"], 1, "{r}");
+    let outcome = |m: &str, what: &str, key: &str, id: &str| -> Value {
+        r["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == m)
+            .and_then(|x| x[what].as_array().unwrap().iter().find(|v| v[key] == id).cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(outcome("fraud-c", "versions", "version", "2")["outcome"], "conflict", "{r}");
+    assert_eq!(outcome("fraud-c", "aliases", "alias", "challenger")["outcome"], "skipped", "{r}");
+    assert_eq!(outcome("fraud-b", "aliases", "alias", "champion")["outcome"], "set", "{r}");
+    assert_eq!(outcome("fraud-a", "aliases", "alias", "champion")["outcome"], "unchanged", "set by the first run: {r}");
+    let prod = outcome("fraud-a", "aliases", "alias", "production");
+    assert_eq!(prod["outcome"], "refused", "a production alias on a Candidate: {r}");
+    assert!(prod["detail"].as_str().unwrap().contains("stage_not_allowed"), "the policy's reason: {prod}");
+
+    rt.block_on(async {
+        // Every imported version holds exactly the bytes MLflow serves for it.
+        for (key, files) in expected.as_object().unwrap() {
+            let (m, v) = key.split_once('/').unwrap();
+            let got = as_(&s, "viewer").get(&format!("/v1/models/{m}/versions/{v}")).await.unwrap();
+            if key == "fraud-c/2" {
+                assert_ne!(got["files"].as_array().unwrap().len(), files.as_object().unwrap().len());
+                continue;
+            }
+            let mine: std::collections::BTreeMap<String, String> = got["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| (f["path"].as_str().unwrap().to_owned(), f["digest"].as_str().unwrap().to_owned()))
+                .collect();
+            let theirs: std::collections::BTreeMap<String, String> = files
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(p, d)| (p.clone(), format!("sha256:{}", d.as_str().unwrap())))
+                .collect();
+            assert_eq!(mine, theirs, "{key}");
+            assert_eq!(got["stage"], "Candidate", "{key}");
+            let card = &got["release"]["model_card"]["mlflow"];
+            assert_eq!(card["imported_from"]["name"], m);
+            assert_eq!(card["tags"]["validated"], if v == "3" { "no" } else { "yes" });
+        }
+        // MLflow's stage is history in the card, not a promotion.
+        let b1 = as_(&s, "viewer").get("/v1/models/fraud-b/versions/1").await.unwrap();
+        assert_eq!(
+            (b1["stage"].as_str(), b1["release"]["model_card"]["mlflow"]["stage"].as_str()),
+            (Some("Candidate"), Some("Production"))
+        );
+        let champion = as_(&s, "viewer").get("/v1/models/fraud-b/aliases/champion").await.unwrap();
+        assert_eq!(champion["version"], "3");
+        let prod = as_(&s, "viewer").get("/v1/models/fraud-a/aliases/production").await;
+        assert!(prod.is_err(), "the refused alias does not exist");
+        let c2 = as_(&s, "viewer").get("/v1/models/fraud-c/aliases/challenger").await;
+        assert!(c2.is_err(), "no alias moved onto the foreign version");
+        let model = as_(&s, "viewer").get("/v1/models/fraud-a").await.unwrap();
+        assert_eq!(model["labels"], json!({"team": "risk"}));
+    });
+
+    // Tags read back through Fulcrum's MLflow API.
+    let tags = run_py(
+        &py,
+        r#"
+import json, os
+from mlflow import MlflowClient
+os.environ["MLFLOW_TRACKING_TOKEN"] = "t-viewer"
+c = MlflowClient(tracking_uri=os.environ["FULCRUM"], registry_uri=os.environ["FULCRUM"])
+print(json.dumps(c.get_model_version("fraud-a", "3").tags.get("validated")))
+"#,
+        &[],
+        &[("FULCRUM", s.url.as_str())],
+    );
+    assert_eq!(tags, "no");
+
+    // Again: nothing new; the conflict is still reported, nothing overwritten.
+    let again = import(&["--report", report.to_str().unwrap()]);
+    assert!(!again.status.success());
+    let r = read_report();
+    assert_eq!(r["totals"]["versions_imported"], 0, "{r}");
+    assert_eq!(r["totals"]["versions_unchanged"], 8, "{r}");
+    assert_eq!(r["totals"]["aliases_unchanged"], 5, "{r}");
+    let events = rt.block_on(async {
+        as_(&s, "viewer").get("/v1/events?model=fraud-b&types=release_published&limit=1000").await.unwrap()
+    });
+    assert_eq!(events["events"].as_array().unwrap().len(), 3, "each version published once: {events}");
+}
