@@ -568,7 +568,8 @@ for name in ["fraud-a", "fraud-b", "fraud-c"]:
         d = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=tempfile.mkdtemp())
         root = pathlib.Path(d)
         files[f"{name}/{mv.version}"] = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                                         for p in root.rglob("*") if p.is_file()}
+                                         for p in root.rglob("*") if p.is_file() and p.name != "registered_model_meta"}
+        # (registered_model_meta is written by the client on download; MLflow stores no such file)
     c.set_registered_model_alias(name, "champion", "3")
     c.set_registered_model_alias(name, "challenger", "2")
 c.set_registered_model_alias("fraud-a", "production", "1")
