@@ -55,8 +55,19 @@ async fn connect(v: &Variant) -> anyhow::Result<Box<dyn Io>> {
 }
 
 /// Requests answered per second over `conns` connections for `secs` (connections are opened
-/// first: handshakes are not counted), and the p99 latency in ms.
+/// first: handshakes are not counted), and the p99 latency in ms: resolves of `production` of
+/// random models.
 pub(crate) async fn load(v: &Variant, models: usize, conns: usize, secs: f64) -> anyhow::Result<(f64, f64)> {
+    load_paths(v, conns, secs, move |n| format!("/v1/resolve?ref=model-{:03}@production&env=prod", n % models)).await
+}
+
+/// As [`load`], for the GET paths `path(n)` gives (`n` pseudo-random per request).
+pub(crate) async fn load_paths(
+    v: &Variant,
+    conns: usize,
+    secs: f64,
+    path: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> anyhow::Result<(f64, f64)> {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(connect(v).await?)).await?;
@@ -67,13 +78,13 @@ pub(crate) async fn load(v: &Variant, models: usize, conns: usize, secs: f64) ->
     let until = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::with_capacity(conns);
     for (i, mut send) in senders.into_iter().enumerate() {
-        let v = v.clone();
+        let (v, path) = (v.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
             let mut n = i;
             while Instant::now() < until {
                 n = n.wrapping_mul(2_654_435_761).wrapping_add(12_345);
-                let path = format!("/v1/resolve?ref=model-{:03}@production&env=prod", n % models);
+                let path = path(n);
                 let mut req = Request::get(&path).header("host", "localhost");
                 if let Some(b) = &v.bearer {
                     req = req.header("authorization", format!("Bearer {b}"));

@@ -23,6 +23,7 @@ mod guards;
 mod identity;
 mod lab;
 mod ledger;
+mod mlflow;
 mod replicas;
 mod storage;
 
@@ -68,6 +69,18 @@ enum Cmd {
         versions_per_model: usize,
         #[arg(long, default_value_t = 200)]
         requests: usize,
+    },
+    /// `GET /api/2.0/mlflow/registered-models/alias` on Fulcrum and on a real MLflow server,
+    /// side by side (requests/s and p99).
+    MlflowAlias {
+        #[arg(long, default_value_t = 100)]
+        models: usize,
+        #[arg(long, default_value_t = 8)]
+        conns: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
     },
     /// Decision latency of the default policy (access check and the Approved gate), from
     /// `threads` threads at once.
@@ -246,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
             gateway::run(&conns, &rates, rounds, secs, compute_ms).await
         }
         Cmd::Events { count, conns } => events::run(count, conns).await,
+        Cmd::MlflowAlias { models, conns, rounds, secs } => mlflow::run(models, conns, rounds, secs).await,
         Cmd::Reports { conns, secs } => events::reports(&conns, secs).await,
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,
