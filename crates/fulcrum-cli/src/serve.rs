@@ -71,6 +71,16 @@ pub struct ServeArgs {
     /// directory (without it, local sources are refused).
     #[arg(long)]
     mlflow_local_source_root: Option<PathBuf>,
+    /// `s3://` MLflow sources: the S3-compatible endpoint (default: AWS itself), its region, and
+    /// files holding the access key id and secret (re-read when rotated).
+    #[arg(long)]
+    mlflow_s3_endpoint: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
+    mlflow_s3_region: String,
+    #[arg(long, requires = "mlflow_s3_secret_key_file")]
+    mlflow_s3_access_key_file: Option<PathBuf>,
+    #[arg(long, requires = "mlflow_s3_access_key_file")]
+    mlflow_s3_secret_key_file: Option<PathBuf>,
     /// Seconds `create_model_version` waits for the copy and the release gate before answering
     /// `PENDING_REGISTRATION` (MLflow's client then polls until READY or FAILED_REGISTRATION).
     #[arg(long, default_value_t = 10)]
@@ -295,6 +305,22 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     config.https = a.tls_cert.is_some();
     config.mlflow_tracking_uri.clone_from(&a.mlflow_tracking_uri);
     config.mlflow_local_source_root.clone_from(&a.mlflow_local_source_root);
+    if let (Some(ak), Some(sk)) = (&a.mlflow_s3_access_key_file, &a.mlflow_s3_secret_key_file) {
+        if let Some(e) = &a.mlflow_s3_endpoint {
+            let u = reqwest::Url::parse(e).map_err(|err| anyhow::anyhow!("--mlflow-s3-endpoint {e}: {err}"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                anyhow::bail!("--mlflow-s3-endpoint {e}: http(s) only");
+            }
+        }
+        config.mlflow_s3 = Some(fulcrum_server::mlflow::sources::S3Settings {
+            endpoint: a.mlflow_s3_endpoint.clone(),
+            region: a.mlflow_s3_region.clone(),
+            access_key: fulcrum_kms::Secret::from_file(ak).map_err(|e| anyhow::anyhow!("MLflow S3 access key: {e}"))?,
+            secret_key: fulcrum_kms::Secret::from_file(sk).map_err(|e| anyhow::anyhow!("MLflow S3 secret key: {e}"))?,
+        });
+    } else if a.mlflow_s3_endpoint.is_some() {
+        anyhow::bail!("--mlflow-s3-endpoint needs --mlflow-s3-access-key-file and --mlflow-s3-secret-key-file");
+    }
     config.mlflow_register_wait = std::time::Duration::from_secs(a.mlflow_register_wait);
     if let Some(u) = &a.public_url {
         let parsed = reqwest::Url::parse(u).map_err(|e| anyhow::anyhow!("--public-url {u}: {e}"))?;

@@ -378,6 +378,9 @@ ts = [threading.Thread(target=reg) for _ in range(3)]
 [t.start() for t in ts]; [t.join() for t in ts]
 extra["concurrent"] = sorted(got, key=int)
 extra["local"] = c.create_model_version("credit", os.environ["LOCAL"]).status
+extra["s3"] = [c.create_model_version("credit", "s3://mlflow/1/abc/artifacts/model").status,
+               c.get_model_version("credit", "8").source]
+extra["s3_missing"] = code(lambda: c.create_model_version("credit", "s3://mlflow/nothing/here"))
 extra["local_outside"] = code(lambda: c.create_model_version("credit", os.environ["OUTSIDE"]))
 extra["bad_source"] = code(lambda: c.create_model_version("credit", "hdfs://x/y"))
 extra["download_uri"] = c.get_model_version_download_uri("credit", "1")
@@ -429,6 +432,14 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     std::fs::create_dir_all(local.join("sub")).unwrap();
     std::fs::write(local.join("MLmodel"), "flavors: {}\n").unwrap();
     std::fs::write(local.join("sub/weights.bin"), vec![7u8; 4096]).unwrap();
+    // MLflow artifacts kept in S3 (SeaweedFS), read with the registry's own S3 settings.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let weed = s3_artifacts(&rt);
+    let endpoint = format!("http://127.0.0.1:{}", weed.s3);
+    let keys = tempfile::tempdir().unwrap();
+    let (ak, sk) = (keys.path().join("ak"), keys.path().join("sk"));
+    std::fs::write(&ak, "fulcrum").unwrap();
+    std::fs::write(&sk, "fulcrum-secret").unwrap();
     let s = common::serve_with(
         &[
             "--mlflow-tracking-uri",
@@ -437,6 +448,12 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
             local_root.to_str().unwrap(),
             "--public-url",
             "https://registry.bank.example/",
+            "--mlflow-s3-endpoint",
+            &endpoint,
+            "--mlflow-s3-access-key-file",
+            ak.to_str().unwrap(),
+            "--mlflow-s3-secret-key-file",
+            sk.to_str().unwrap(),
         ],
         tempfile::tempdir().unwrap(),
     );
@@ -452,6 +469,8 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     assert_eq!(extra["tagged"], json!(["3", "READY", "2026-11", "retrained"]), "{all}");
     assert_eq!(extra["concurrent"], json!(["4", "5", "6"]), "three at once, three numbers: {all}");
     assert_eq!(extra["local"], "READY", "{all}");
+    assert_eq!(extra["s3"], json!(["READY", "s3://mlflow/1/abc/artifacts/model"]), "{all}");
+    assert!(extra["s3_missing"][1].as_str().unwrap().contains("no files"), "an empty prefix fails: {all}");
     assert_eq!(extra["local_outside"][0], "PERMISSION_DENIED", "outside the development root: {all}");
     assert_eq!(extra["bad_source"][0], "INVALID_PARAMETER_VALUE", "{all}");
     assert_eq!(extra["by_run"], json!(["2", "3", "4", "5", "6"]), "version search by run id: {all}");
@@ -467,7 +486,6 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
         assert_eq!(v["run_id"], v["expected_run"]);
     }
     // Every file Fulcrum holds for version 1 is byte for byte what MLflow stored.
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let version = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/1").await.unwrap() });
     let files = version["files"].as_array().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
@@ -496,6 +514,16 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
         ("sub/weights.bin".to_owned(), format!("sha256:{}", sha256_hex(&[7u8; 4096]))),
     ];
     assert_eq!(got, want);
+    let v8 = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/8").await.unwrap() });
+    let got: Vec<(String, String)> = v8["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_owned(), f["digest"].as_str().unwrap().to_owned()))
+        .collect();
+    let want: Vec<(String, String)> =
+        S3_FILES.iter().map(|(p, b)| ((*p).to_owned(), format!("sha256:{}", sha256_hex(b)))).collect();
+    assert_eq!(got, want, "the S3 objects, byte for byte");
 
     // A registry whose release gate requires an SBOM, answering at once (the client polls).
     let dir = tempfile::tempdir().unwrap();
@@ -527,6 +555,42 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
         let versions = as_(&gated, "viewer").get("/v1/models/credit/versions").await.unwrap();
         assert_eq!(versions["items"], json!([]), "a refused registration leaves no version: {versions}");
     });
+}
+
+/// The objects an MLflow run left in S3 (under `1/abc/artifacts/model/`).
+const S3_FILES: [(&str, &[u8]); 2] =
+    [("MLmodel", b"flavors:\n  python_function: {}\n"), ("data/model.pkl", &[3u8; 9000])];
+
+/// SeaweedFS with a bucket `mlflow` holding [`S3_FILES`].
+fn s3_artifacts(rt: &tokio::runtime::Runtime) -> fulcrum_testkit::Weed {
+    use object_store::ObjectStoreExt as _;
+    let weed = fulcrum_testkit::Weed::start().expect("SeaweedFS is installed by scripts/test.sh");
+    let endpoint = format!("http://127.0.0.1:{}", weed.s3);
+    rt.block_on(async {
+        let worm = fulcrum_store::s3::S3Worm::new(fulcrum_store::s3::S3Config {
+            endpoint: endpoint.clone(),
+            bucket: "mlflow".into(),
+            region: "us-east-1".into(),
+            access_key: "fulcrum".into(),
+            secret_key: "fulcrum-secret".into(),
+        })
+        .unwrap();
+        fulcrum_testkit::eventually(|| worm.create_bucket(false)).await.unwrap();
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("mlflow")
+            .with_region("us-east-1")
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_access_key_id("fulcrum")
+            .with_secret_access_key("fulcrum-secret")
+            .build()
+            .unwrap();
+        for (p, b) in S3_FILES {
+            let key = object_store::path::Path::from(format!("1/abc/artifacts/model/{p}"));
+            s3.put(&key, b.to_vec().into()).await.unwrap();
+        }
+    });
+    weed
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

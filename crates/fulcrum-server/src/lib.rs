@@ -117,6 +117,8 @@ pub struct Config {
     /// Development only: local-path MLflow sources are read from under this directory (without
     /// it they are refused).
     pub mlflow_local_source_root: Option<PathBuf>,
+    /// Where `s3://` MLflow sources are read from, and with which keys.
+    pub mlflow_s3: Option<mlflow::sources::S3Settings>,
     /// How long `create_model_version` waits for the copy and the release gate before it
     /// answers `PENDING_REGISTRATION` (the client then polls).
     pub mlflow_register_wait: Duration,
@@ -146,6 +148,7 @@ impl Config {
             https: false,
             mlflow_tracking_uri: None,
             mlflow_local_source_root: None,
+            mlflow_s3: None,
             mlflow_register_wait: Duration::from_secs(10),
             public_url: None,
             ledger_origin: ledger::DEFAULT_ORIGIN.into(),

@@ -1,7 +1,8 @@
 //! Where an MLflow version's files come from, and reading them: the tracking server's artifact
-//! API (`models:/m-<id>`, `runs:/<run>/<path>`, `mlflow-artifacts:/<path>`) or — in development
-//! only, when the operator names a root directory — a local path under that root. Used by the
-//! registry's `create_model_version` and by `fulcrum import mlflow`.
+//! API (`models:/m-<id>`, `runs:/<run>/<path>`, `mlflow-artifacts:/<path>`), an S3 prefix
+//! (`s3://bucket/prefix`, with the operator's S3 settings), or — in development only, when the
+//! operator names a root directory — a local path under that root. Used by the registry's
+//! `create_model_version` and by `fulcrum import mlflow`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,8 @@ pub enum Source {
     /// A path under the tracking server's `mlflow-artifacts` root (resolved from a logged model
     /// or a run when needed).
     Tracking(TrackingSource),
+    /// Every object under an S3 prefix.
+    S3 { bucket: String, prefix: String },
     /// A local directory (development only).
     Local(PathBuf),
 }
@@ -68,13 +71,22 @@ impl Source {
                 .map(|p| Self::Tracking(TrackingSource::Artifacts(p)))
                 .ok_or_else(|| format!("source {source:?} names no artifact path"));
         }
+        if let Some(rest) = source.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            let prefix = clean(prefix)
+                .filter(|_| bucket_ok)
+                .ok_or_else(|| format!("source {source:?}: s3://<bucket>/<prefix>"))?;
+            return Ok(Self::S3 { bucket: bucket.to_owned(), prefix });
+        }
         let local = source.strip_prefix("file://").unwrap_or(source);
         if local.starts_with('/') {
             return Ok(Self::Local(PathBuf::from(local)));
         }
         Err(format!(
-            "source {source:?}: models:/m-<id>, runs:/<run>/<path>, mlflow-artifacts:/<path> \
-             (or, in development, a local path) are imported"
+            "source {source:?}: models:/m-<id>, runs:/<run>/<path>, mlflow-artifacts:/<path>, \
+             s3://<bucket>/<prefix> (or, in development, a local path) are imported"
         ))
     }
 }
@@ -125,6 +137,85 @@ pub fn list_local(dir: &Path) -> Result<Vec<(Listed, PathBuf)>, String> {
     }
     out.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     Ok(out)
+}
+
+/// Where MLflow's S3 artifacts are and the keys to read them (re-read from their files).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `None`: AWS itself; otherwise an S3-compatible endpoint (path-style).
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key: fulcrum_kms::Secret,
+    pub secret_key: fulcrum_kms::Secret,
+}
+
+/// The objects under one S3 prefix.
+#[derive(Debug)]
+pub struct S3Reader {
+    store: object_store::aws::AmazonS3,
+    prefix: String,
+}
+
+impl S3Reader {
+    /// # Errors
+    /// Settings object storage refuses.
+    pub fn new(s: &S3Settings, bucket: &str, prefix: &str) -> Result<Self, String> {
+        let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&s.region)
+            .with_access_key_id(s.access_key.get())
+            .with_secret_access_key(s.secret_key.get());
+        if let Some(e) = &s.endpoint {
+            b = b.with_endpoint(e).with_virtual_hosted_style_request(false).with_allow_http(e.starts_with("http://"));
+        }
+        let store = b.build().map_err(|e| format!("S3: {e}"))?;
+        Ok(Self { store, prefix: prefix.to_owned() })
+    }
+
+    /// Every object under the prefix, as paths inside the version, sorted.
+    ///
+    /// # Errors
+    /// S3 refusing, an unsafe key, or too many objects.
+    pub async fn list(&self) -> Result<Vec<Listed>, String> {
+        use futures_util::TryStreamExt as _;
+        use object_store::ObjectStore as _;
+        let prefix = object_store::path::Path::from(self.prefix.as_str());
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| format!("S3 listing {}: {e}", self.prefix))?;
+        let mut out = Vec::new();
+        for m in metas {
+            let key = m.location.as_ref();
+            let rel = key
+                .strip_prefix(&self.prefix)
+                .and_then(|r| r.strip_prefix('/'))
+                .and_then(clean)
+                .ok_or_else(|| format!("S3 listed an unsafe key {key:?}"))?;
+            out.push(Listed { path: rel, size: Some(m.size) });
+            if out.len() > MAX_FILES {
+                return Err(format!("more than {MAX_FILES} objects under the source"));
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// One object's bytes, as a stream.
+    ///
+    /// # Errors
+    /// S3 refusing.
+    pub async fn open(
+        &self,
+        rel: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<axum::body::Bytes, object_store::Error>> + use<>, String> {
+        use object_store::ObjectStoreExt as _;
+        let key = object_store::path::Path::from(format!("{}/{rel}", self.prefix));
+        let got = self.store.get(&key).await.map_err(|e| format!("S3 {key}: {e}"))?;
+        Ok(got.into_stream())
+    }
 }
 
 /// An MLflow tracking server's REST API (runs, logged models, the artifact proxy).
@@ -279,6 +370,10 @@ mod tests {
             Source::Tracking(TrackingSource::Artifacts("1/abc/artifacts/model".into()))
         );
         assert_eq!(Source::parse("/srv/models/fraud").unwrap(), Source::Local("/srv/models/fraud".into()));
+        assert_eq!(
+            Source::parse("s3://mlflow-artifacts/1/abc/model").unwrap(),
+            Source::S3 { bucket: "mlflow-artifacts".into(), prefix: "1/abc/model".into() }
+        );
         assert_eq!(Source::parse("file:///srv/m").unwrap(), Source::Local("/srv/m".into()));
         for bad in [
             "models:/fraud/1",
@@ -290,6 +385,9 @@ mod tests {
             "relative/path",
             "hdfs://x/y",
             "s3:/half",
+            "s3://bucket",
+            "s3://Bucket_Upper/x",
+            "s3://bucket/../x",
         ] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }

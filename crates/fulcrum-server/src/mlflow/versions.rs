@@ -259,6 +259,14 @@ pub(super) async fn create(State(state): State<AppState>, who: Caller, ApiJson(b
             })?;
             From::Tracking(sources::Tracking::new(uri, None).map_err(MlflowError::invalid)?, t)
         }
+        Source::S3 { bucket, prefix } => {
+            let s3 = state.config.mlflow_s3.as_ref().ok_or_else(|| {
+                MlflowError::invalid(
+                    "this registry has no S3 settings for MLflow sources (fulcrum serve --mlflow-s3-…)",
+                )
+            })?;
+            From::S3(sources::S3Reader::new(s3, &bucket, &prefix).map_err(MlflowError::invalid)?)
+        }
         Source::Local(p) => From::Local(
             sources::local_dir(&p, state.config.mlflow_local_source_root.as_deref()).map_err(MlflowError::denied)?,
         ),
@@ -274,6 +282,7 @@ pub(super) async fn create(State(state): State<AppState>, who: Caller, ApiJson(b
 /// Where a registration's files are read from.
 enum From {
     Tracking(sources::Tracking, sources::TrackingSource),
+    S3(sources::S3Reader),
     Local(std::path::PathBuf),
 }
 
@@ -343,6 +352,20 @@ async fn copy_files(state: &AppState, who: &Caller, from: From) -> Result<Vec<cr
                 while let Some(chunk) =
                     r.chunk().await.map_err(|e| MlflowError::invalid(format!("reading {}: {e}", f.path)))?
                 {
+                    w.write(&chunk).await.map_err(crate::problem::ApiError::from)?;
+                }
+                let put = w.finish(None, f.size).await.map_err(crate::problem::ApiError::from)?;
+                out.push(stored(state, who, f.path, put.digest, put.size).await?);
+            }
+        }
+        From::S3(s3) => {
+            use futures_util::StreamExt as _;
+            for f in s3.list().await.map_err(MlflowError::invalid)? {
+                let mut r = s3.open(&f.path).await.map_err(MlflowError::invalid)?;
+                let mut w =
+                    state.blobs.writer(state.config.max_blob_bytes).await.map_err(crate::problem::ApiError::from)?;
+                while let Some(chunk) = r.next().await {
+                    let chunk = chunk.map_err(|e| MlflowError::invalid(format!("reading {}: {e}", f.path)))?;
                     w.write(&chunk).await.map_err(crate::problem::ApiError::from)?;
                 }
                 let put = w.finish(None, f.size).await.map_err(crate::problem::ApiError::from)?;
