@@ -196,7 +196,7 @@ printf '%s' '{"format":"fulcrum.profile.v1","rows":4,"features":[{"name":"x","ki
   cd fuzz
   export CARGO_TARGET_DIR="$CACHE/fuzz-target"
   cargo fuzz build --sanitizer none
-  for target in reference manifest dsse bundle statement findings agent ledger profile; do
+  for target in reference manifest dsse bundle statement findings agent ledger profile mlflow_filter; do
     mkdir -p "$CACHE/fuzz-corpus/$target"
     seeds=()
     [ -d "$SEEDS/$target" ] && seeds=("$SEEDS/$target")

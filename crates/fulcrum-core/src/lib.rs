@@ -19,6 +19,7 @@ pub mod identity;
 pub mod incident;
 pub mod lifecycle;
 pub mod manifest;
+pub mod mlflow_search;
 pub mod names;
 pub mod projection;
 pub mod reference;

@@ -8,7 +8,7 @@
 //!   here, the release gate, `PENDING_REGISTRATION` → `READY` | `FAILED_REGISTRATION`), read,
 //!   search, describe, tag, governed stage transitions and alias moves, the download URI and the
 //!   artifact endpoints a client loads `models:/…` through.
-//! - [`search`]: MLflow's filter and `order_by` grammar, pure.
+//! - [`search`]: MLflow's filter and `order_by` grammar, pure (`fulcrum_core::mlflow_search`).
 //! - [`sources`]: where an MLflow version's files come from (tracking server, local in dev).
 //!
 //! Every call is the API's own: the same bearer token (`MLFLOW_TRACKING_TOKEN`), the same access
@@ -18,9 +18,11 @@
 //! governance inputs.
 
 pub mod models;
-pub mod search;
 pub mod sources;
 pub mod versions;
+
+/// MLflow's filter and `order_by` grammar (pure, in the core so it is fuzzed there).
+pub use fulcrum_core::mlflow_search as search;
 
 use axum::Json;
 use axum::Router;

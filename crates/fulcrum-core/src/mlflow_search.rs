@@ -450,3 +450,39 @@ mod tests {
         assert!(offset_of("abc").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text: a filter or an order either parses or is refused with a reason; nothing
+        /// panics, and a parsed filter can be evaluated.
+        #[test]
+        fn untrusted_text_never_panics(f in ".{0,200}", o in ".{0,60}") {
+            for over in [Over::Models, Over::Versions] {
+                if let Ok(parsed) = Filter::parse(&f, over) {
+                    let tags = BTreeMap::new();
+                    let _ = parsed.matches(&Subject { name: "n", tags: Some(&tags), ..Subject::default() });
+                    let _ = parsed.pinned_name();
+                }
+                let _ = OrderBy::parse(&[o.clone()], over);
+            }
+            let _ = offset_of(&o);
+        }
+
+        /// A quoted name compares equal to itself, and `LIKE` of a literal without wildcards is
+        /// equality.
+        #[test]
+        fn quoted_names_match_themselves(name in "[a-zA-Z0-9 _.-]{1,40}") {
+            let f = Filter::parse(&format!("name = '{name}'"), Over::Models).unwrap();
+            let holds = f.matches(&Subject { name: &name, ..Subject::default() });
+            prop_assert!(holds);
+            prop_assert_eq!(f.pinned_name(), Some(name.as_str()));
+            let literal = name.replace(['%', '_'], "");
+            prop_assert!(like(&literal, &literal));
+        }
+    }
+}
