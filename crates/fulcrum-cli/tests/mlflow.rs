@@ -136,6 +136,8 @@ as_("agent")
 model = mlflow.pyfunc.load_model("models:/fraud@production")
 out["predictions"] = model.predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()
 out["load_candidate"] = code(lambda: mlflow.pyfunc.load_model("models:/fraud/2"))
+out["load_by_number"] = mlflow.pyfunc.load_model("models:/fraud/1").predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()
+out["load_latest"] = code(lambda: mlflow.pyfunc.load_model("models:/fraud/latest"))
 # Another tenant's admin: none of it exists, however it is asked for.
 as_("globex")
 out["other_get"] = code(lambda: c.get_registered_model("fraud"))
@@ -230,6 +232,10 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["predictions"], expected["predictions"], "{out}");
     // A Candidate is not loadable by a prod serving identity: the download gate refuses.
     assert!(out["load_candidate"].is_array(), "refused: {out}");
+    assert_eq!(out["load_by_number"], expected["predictions"], "models:/fraud/1: {out}");
+    // `latest` is version 2 (the client asks for the newest version), a Candidate: refused.
+    let latest = out["load_latest"][1].as_str().unwrap_or_else(|| panic!("refused: {out}"));
+    assert!(latest.contains("fulcrum/fraud/2") && latest.contains("stage_not_allowed"), "{latest}");
     // Tenant isolation through every door MLflow uses.
     for call in ["other_get", "other_alias", "other_load"] {
         assert!(out[call].is_array(), "{call} refused: {out}");
