@@ -130,6 +130,12 @@ out["all_versions"] = sorted(f"{v.name}/{v.version}" for v in c.search_model_ver
 out["by_number"] = [v.version for v in c.search_model_versions("name = 'fraud' AND version_number > 1")]
 out["bad_version_filter"] = code(lambda: c.search_model_versions("stage = 'x'"))
 out["bad_order"] = code(lambda: c.search_registered_models(order_by=["stage ASC"]))
+copied = c.copy_model_version("models:/fraud/1", "churn")
+out["copied"] = [copied.version, copied.status, copied.tags.get("validated"), copied.tags.get("fulcrum.artifact_digest")]
+out["source_digest"] = c.get_model_version("fraud", "1").tags["fulcrum.artifact_digest"]
+import requests
+r = requests.get(url + "/api/2.0/mlflow/webhooks/list", headers={"Authorization": "Bearer t-ci"})
+out["webhooks"] = [r.status_code, r.json().get("error_code")]
 as_("viewer")
 out["viewer_tag"] = code(lambda: c.set_registered_model_tag("fraud", "k", "v"))
 as_("agent")
@@ -263,6 +269,10 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["delete_missing_tag"][0], "RESOURCE_DOES_NOT_EXIST", "{out}");
     assert_eq!(out["tag_missing_version"][0], "RESOURCE_DOES_NOT_EXIST", "{out}");
     assert_eq!(out["viewer_tag"][0], "PERMISSION_DENIED", "a viewer annotates nothing: {out}");
+    // copy_model_version: the same bytes as a new Candidate of another model, its tags carried.
+    assert_eq!(out["copied"].as_array().unwrap()[0..3], [json!("1"), json!("READY"), json!("yes")], "{out}");
+    assert_eq!(out["copied"][3], out["source_digest"], "the same artifact: {out}");
+    assert_eq!(out["webhooks"], json!([404, "ENDPOINT_NOT_FOUND"]), "{out}");
     assert_eq!(out["asc"], json!(["1", "2"]));
     assert_eq!(out["desc"], json!(["2", "1"]));
     assert_eq!(out["pages"], json!([["1"], ["2"], ""]), "the last page has no next token: {out}");

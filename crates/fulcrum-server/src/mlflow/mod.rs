@@ -78,6 +78,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{MV}/delete-tag"), delete(versions::delete_tag))
         .route(&format!("{MV}/get-download-uri"), get(versions::download_uri))
         .route(&format!("{MV}/transition-stage"), post(versions::transition_stage))
+        .route("/api/2.0/mlflow/{*rest}", axum::routing::any(not_supported))
         .route(ARTIFACTS, get(versions::list_artifacts))
         .route(&format!("{ARTIFACTS}/fulcrum/{{model}}/{{version}}/{{*path}}"), get(versions::download_artifact))
 }
@@ -154,6 +155,16 @@ async fn refuse_delete() -> MlflowError {
     MlflowError::denied(
         "Fulcrum keeps every registered model and version: they are immutable and auditable (retire a version by revoking it)",
     )
+}
+
+/// Any other MLflow endpoint (prompts, webhooks, tracking calls sent to the registry): MLflow's
+/// own answer for an endpoint it does not have.
+async fn not_supported(uri: axum::http::Uri) -> MlflowError {
+    MlflowError {
+        code: "ENDPOINT_NOT_FOUND",
+        status: StatusCode::NOT_FOUND,
+        message: format!("{} is not part of Fulcrum's MLflow registry API (docs/mlflow.md)", uri.path()),
+    }
 }
 
 /// A request's fields: MLflow's client sends GETs as query parameters and every other method

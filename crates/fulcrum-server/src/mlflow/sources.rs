@@ -15,6 +15,9 @@ pub enum Source {
     /// A path under the tracking server's `mlflow-artifacts` root (resolved from a logged model
     /// or a run when needed).
     Tracking(TrackingSource),
+    /// A version of this registry (`models:/<name>/<version>`, what `copy_model_version` sends):
+    /// its files are already here.
+    Registered { name: String, version: String },
     /// Every object under an S3 prefix.
     S3 { bucket: String, prefix: String },
     /// A local directory (development only).
@@ -47,6 +50,13 @@ impl Source {
     /// # Errors
     /// A scheme not imported here, or a path that escapes.
     pub fn parse(source: &str) -> Result<Self, String> {
+        if let Some((name, version)) = source.strip_prefix("models:/").and_then(|r| r.split_once('/'))
+            && !name.is_empty()
+            && !version.is_empty()
+            && !version.contains('/')
+        {
+            return Ok(Self::Registered { name: name.to_owned(), version: version.to_owned() });
+        }
         if let Some(id) = source.strip_prefix("models:/") {
             let id = id
                 .strip_prefix("m-")
@@ -375,8 +385,13 @@ mod tests {
             Source::S3 { bucket: "mlflow-artifacts".into(), prefix: "1/abc/model".into() }
         );
         assert_eq!(Source::parse("file:///srv/m").unwrap(), Source::Local("/srv/m".into()));
+        assert_eq!(
+            Source::parse("models:/fraud/1").unwrap(),
+            Source::Registered { name: "fraud".into(), version: "1".into() }
+        );
         for bad in [
-            "models:/fraud/1",
+            "models:/fraud",
+            "models:/fraud/1/x",
             "models:/m-../x",
             "runs:/../x",
             "runs:/abc/../../etc",

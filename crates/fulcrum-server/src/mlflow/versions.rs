@@ -241,10 +241,17 @@ pub struct CreateVersion {
 /// as it stands after `--mlflow-register-wait` — `READY` (a Candidate), `FAILED_REGISTRATION`
 /// with the gate's reasons, or `PENDING_REGISTRATION`, which MLflow's client polls. Where it came
 /// from is kept in its model card (`mlflow`: source, run id) and reads back as its `source`.
-pub(super) async fn create(State(state): State<AppState>, who: Caller, ApiJson(b): ApiJson<CreateVersion>) -> Answer {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(mut b): ApiJson<CreateVersion>,
+) -> Answer {
     who.require(&state, Action::RegisterVersion).await.map_err(MlflowError::from)?;
     let m = model_for(&state, &who, Action::RegisterVersion, &b.name).await?;
     check_description(&b.description)?;
+    // Fulcrum's own facts (which `copy_model_version` sends back from the source version) are
+    // the registry's to state again for the new version.
+    b.tags.retain(|t| !super::reserved(&t.key));
     for t in &b.tags {
         check_tag(&t.key, Some(&t.value))?;
     }
@@ -258,6 +265,22 @@ pub(super) async fn create(State(state): State<AppState>, who: Caller, ApiJson(b
                 )
             })?;
             From::Tracking(sources::Tracking::new(uri, None).map_err(MlflowError::invalid)?, t)
+        }
+        Source::Registered { name, version } => {
+            // Only what the caller may read, and bytes its tenant already holds.
+            let (_, v) = version_of(&state, &who, &name, &version).await?;
+            if v.hold != fulcrum_core::lifecycle::Hold::None {
+                return Err(MlflowError::denied(format!(
+                    "{name} {version} is {}: its bytes are not copied into a new version",
+                    v.hold.as_str()
+                )));
+            }
+            From::Registered(
+                v.files
+                    .iter()
+                    .map(|f| crate::dto::FileDto { path: f.path.clone(), size: f.size, digest: f.digest.to_string() })
+                    .collect(),
+            )
         }
         Source::S3 { bucket, prefix } => {
             let s3 = state.config.mlflow_s3.as_ref().ok_or_else(|| {
@@ -283,6 +306,7 @@ pub(super) async fn create(State(state): State<AppState>, who: Caller, ApiJson(b
 enum From {
     Tracking(sources::Tracking, sources::TrackingSource),
     S3(sources::S3Reader),
+    Registered(Vec<crate::dto::FileDto>),
     Local(std::path::PathBuf),
 }
 
@@ -358,6 +382,7 @@ async fn copy_files(state: &AppState, who: &Caller, from: From) -> Result<Vec<cr
                 out.push(stored(state, who, f.path, put.digest, put.size).await?);
             }
         }
+        From::Registered(files) => out = files,
         From::S3(s3) => {
             use futures_util::StreamExt as _;
             for f in s3.list().await.map_err(MlflowError::invalid)? {
