@@ -132,6 +132,11 @@ impl Filter {
         self.0.iter().find_map(|c| (c.key == Key::Name && c.op == Op::Eq).then(|| c.values[0].as_str()))
     }
 
+    /// Whether any clause reads tags (so a caller fetches them only then).
+    pub fn uses_tags(&self) -> bool {
+        self.0.iter().any(|c| matches!(c.key, Key::Tag(_)))
+    }
+
     pub fn matches(&self, s: &Subject<'_>) -> bool {
         self.0.iter().all(|c| c.holds(s))
     }
@@ -339,6 +344,11 @@ impl OrderBy {
         Ok(Self(out))
     }
 
+    /// Whether the order reads this column (so a caller computes it only then).
+    pub fn uses(&self, col: Column) -> bool {
+        self.0.iter().any(|(c, _)| *c == col)
+    }
+
     pub fn cmp(&self, a: &SortKey, b: &SortKey) -> Ordering {
         for (col, asc) in &self.0 {
             let o = match col {
@@ -403,6 +413,7 @@ mod tests {
         let client = m("name LIKE 'fra%' AND tag.`mlflow.prompt.is_prompt` != 'true'");
         assert!(client.matches(&subject("fraud", &none)) && !client.matches(&subject("churn", &none)));
         assert!(m("tags.team = 'risk'").matches(&subject("a", &tags)));
+        assert!(m("tags.team = 'risk'").uses_tags() && !m("name = 'a'").uses_tags());
         assert!(!m("tags.team = 'risk'").matches(&subject("a", &none)));
         assert!(m("`tags`.`team` != 'ops' and name = 'a'").matches(&subject("a", &tags)));
         assert!(m("name = 'a AND b'").matches(&subject("a AND b", &none)), "AND inside quotes is a value");
@@ -441,6 +452,7 @@ mod tests {
         let by_number = OrderBy::parse(&["version_number ASC".into()], Over::Versions).unwrap();
         assert_eq!(sorted(&by_number), ["b/2", "a/9", "a/10"], "numbers as numbers");
         let models = OrderBy::parse(&["timestamp DESC".into()], Over::Models).unwrap();
+        assert!(models.uses(Column::Created) && !models.uses(Column::Updated));
         assert_eq!(sorted(&models), ["a/9", "a/10", "b/2"]);
         assert!(OrderBy::parse(&["version_number".into()], Over::Models).is_err());
         assert!(OrderBy::parse(&["name SIDEWAYS".into()], Over::Models).is_err());
@@ -468,7 +480,7 @@ mod properties {
                     let _ = parsed.matches(&Subject { name: "n", tags: Some(&tags), ..Subject::default() });
                     let _ = parsed.pinned_name();
                 }
-                let _ = OrderBy::parse(&[o.clone()], over);
+                let _ = OrderBy::parse(std::slice::from_ref(&o), over);
             }
             let _ = offset_of(&o);
         }

@@ -11,7 +11,7 @@ use fulcrum_store::annotations::{Annotations, Annotator, Change, Target};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::search::{Filter, OrderBy, Over, SortKey, Subject, offset_of};
+use super::search::{Column, Filter, OrderBy, Over, SortKey, Subject, offset_of};
 use super::{Answer, MlflowError, check_description, check_tag, millis, model_for, tag_list, version_json, visible};
 use crate::AppState;
 use crate::auth::Caller;
@@ -109,19 +109,28 @@ pub(super) async fn search(State(state): State<AppState>, who: Caller, uri: Uri)
             if !who.0.may_use_domain(&m.domain) {
                 continue;
             }
-            let notes = state.store.annotations(m.id, Target::Model).await?;
+            // Tags and update times cost a query each: read only when the search needs them.
+            let notes = if filter.uses_tags() || order.uses(Column::Updated) {
+                state.store.annotations(m.id, Target::Model).await?
+            } else {
+                Annotations::default()
+            };
             let tags = tags_of(&m, &notes);
             if !filter.matches(&Subject { name: &m.name, tags: Some(&tags), ..Subject::default() }) {
                 continue;
             }
             let created = millis(&m.created_at);
-            let newest = state.store.latest_versions(m.id, 1).await?;
-            let updated = newest
-                .first()
-                .map(|v| millis(&v.created_at))
-                .into_iter()
-                .chain(notes.updated_at.as_deref().map(millis))
-                .fold(created, i64::max);
+            let updated = if order.uses(Column::Updated) {
+                let newest = state.store.latest_versions(m.id, 1).await?;
+                newest
+                    .first()
+                    .map(|v| millis(&v.created_at))
+                    .into_iter()
+                    .chain(notes.updated_at.as_deref().map(millis))
+                    .fold(created, i64::max)
+            } else {
+                created
+            };
             found.push((SortKey { name: m.name.clone(), version: String::new(), created, updated }, m));
         }
         after = last;
