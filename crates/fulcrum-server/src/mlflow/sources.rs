@@ -50,11 +50,12 @@ impl Source {
     /// # Errors
     /// A scheme not imported here, or a path that escapes.
     pub fn parse(source: &str) -> Result<Self, String> {
-        if let Some((name, version)) = source.strip_prefix("models:/").and_then(|r| r.split_once('/'))
-            && !name.is_empty()
-            && !version.is_empty()
-            && !version.contains('/')
-        {
+        if let Some((name, version)) = source.strip_prefix("models:/").and_then(|r| r.split_once('/')) {
+            if fulcrum_core::names::ModelName::parse(name).is_err()
+                || fulcrum_core::names::VersionLabel::parse(version).is_err()
+            {
+                return Err(format!("source {source:?}: models:/<name>/<version> names no version of this registry"));
+            }
             return Ok(Self::Registered { name: name.to_owned(), version: version.to_owned() });
         }
         if let Some(id) = source.strip_prefix("models:/") {
@@ -392,7 +393,8 @@ mod tests {
         for bad in [
             "models:/fraud",
             "models:/fraud/1/x",
-            "models:/m-../x",
+            "models:/m-a/../b",
+            "models:/m-!!",
             "runs:/../x",
             "runs:/abc/../../etc",
             "mlflow-artifacts:/a/../../b",
