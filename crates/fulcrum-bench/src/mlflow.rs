@@ -24,6 +24,8 @@ struct Mlflow {
 
 impl Drop for Mlflow {
     fn drop(&mut self) {
+        // `mlflow server` starts uvicorn workers and job consumers: stop its whole group.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -44,7 +46,7 @@ async fn start_mlflow() -> anyhow::Result<Mlflow> {
     for _ in 0..3 {
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&bin)
+        let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(&bin), 0)
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))

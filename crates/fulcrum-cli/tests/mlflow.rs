@@ -136,6 +136,10 @@ out["source_digest"] = c.get_model_version("fraud", "1").tags["fulcrum.artifact_
 import requests
 r = requests.get(url + "/api/2.0/mlflow/webhooks/list", headers={"Authorization": "Bearer t-ci"})
 out["webhooks"] = [r.status_code, r.json().get("error_code")]
+r = requests.get(url + "/api/2.0/mlflow/registered-models/get", params={"name": "fraud"})
+out["no_token"] = [r.status_code, r.json().get("error_code")]
+r = requests.post(url + "/api/2.0/mlflow/registered-models/set-tag", data="{not json", headers={"Authorization": "Bearer t-ci", "Content-Type": "application/json"})
+out["bad_body"] = [r.status_code, r.json().get("error_code")]
 as_("viewer")
 out["viewer_tag"] = code(lambda: c.set_registered_model_tag("fraud", "k", "v"))
 as_("agent")
@@ -273,6 +277,8 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["copied"].as_array().unwrap()[0..3], [json!("1"), json!("READY"), json!("yes")], "{out}");
     assert_eq!(out["copied"][3], out["source_digest"], "the same artifact: {out}");
     assert_eq!(out["webhooks"], json!([404, "ENDPOINT_NOT_FOUND"]), "{out}");
+    assert_eq!(out["no_token"], json!([401, "UNAUTHENTICATED"]), "refusals before a handler speak MLflow too: {out}");
+    assert_eq!(out["bad_body"], json!([400, "INVALID_PARAMETER_VALUE"]), "{out}");
     assert_eq!(out["asc"], json!(["1", "2"]));
     assert_eq!(out["desc"], json!(["2", "1"]));
     assert_eq!(out["pages"], json!([["1"], ["2"], ""]), "the last page has no next token: {out}");
@@ -314,15 +320,15 @@ struct Tracking {
 
 impl Drop for Tracking {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // `mlflow server` starts uvicorn workers and job consumers: stop its whole group.
+        fulcrum_testkit::kill_group(&mut self.child);
     }
 }
 
 fn tracking_server(python: &std::path::Path, dir: &std::path::Path) -> Tracking {
     for _ in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new(python.with_file_name("mlflow"))
+        let mut child = fulcrum_testkit::own_group(&mut Command::new(python.with_file_name("mlflow")))
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
@@ -344,8 +350,7 @@ fn tracking_server(python: &std::path::Path, dir: &std::path::Path) -> Tracking 
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        fulcrum_testkit::kill_group(&mut child);
     }
     panic!("the MLflow tracking server did not start (logs in {})", dir.display());
 }
@@ -370,11 +375,16 @@ os.environ["MLFLOW_TRACKING_TOKEN"] = "t-ci"
 X = np.array([[0.0, 0.1], [0.2, 0.0], [1.0, 0.9], [0.9, 1.2]]); y = np.array([0, 0, 1, 1])
 out = []
 for i in range(2):
+    m = LogisticRegression(C=1.0 + i).fit(X, y if i == 0 else 1 - y)
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(LogisticRegression(C=1.0 + i).fit(X, y), name="model")
-    mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", "credit")
+        mlflow.sklearn.log_model(m, name="model")
+    # What the release policy asks for before Approved, as registration tags (signed into the card).
+    card = {"fulcrum.card.owner": "credit-risk", "fulcrum.card.intended_use": "retail credit scoring",
+            "fulcrum.revalidate_by": "2099-01-01T00:00:00Z"}
+    mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", "credit", tags=card)
     out.append({"version": mv.version, "source": mv.source, "status": mv.status, "stage": mv.current_stage,
-                "run_id": mv.run_id, "expected_run": run.info.run_id})
+                "run_id": mv.run_id, "expected_run": run.info.run_id,
+                "predictions": m.predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()})
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 import threading
@@ -399,7 +409,6 @@ extra["s3"] = [c.create_model_version("credit", "s3://mlflow/1/abc/artifacts/mod
 extra["s3_missing"] = code(lambda: c.create_model_version("credit", "s3://mlflow/nothing/here"))
 extra["local_outside"] = code(lambda: c.create_model_version("credit", os.environ["OUTSIDE"]))
 extra["bad_source"] = code(lambda: c.create_model_version("credit", "hdfs://x/y"))
-extra["download_uri"] = c.get_model_version_download_uri("credit", "1")
 extra["by_run"] = sorted((v.version for v in c.search_model_versions(f"run_id = '{run.info.run_id}'")), key=int)
 print(json.dumps({"registered": out, "extra": extra}))
 "#;
@@ -456,14 +465,21 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     let (ak, sk) = (keys.path().join("ak"), keys.path().join("sk"));
     std::fs::write(&ak, "fulcrum").unwrap();
     std::fs::write(&sk, "fulcrum-secret").unwrap();
+    // Serving identities come from the company IdP: MLflow sends its access token as a bearer.
+    let client = json!([{"client_id": "scorer", "client_secret": "scorer-secret-0123456789", "tenant_id": "acme",
+                         "domain": "*", "role": "serving", "env": "prod", "access_token_ttl": 600}]);
+    let idp = fulcrum_oidc::test_idp::TestIdp::start("ES256", "urn:fulcrum", client)
+        .expect("the test IdP is installed by scripts/test.sh");
+    let oidc = keys.path().join("oidc.json");
+    std::fs::write(&oidc, json!({"issuers": [{"issuer": idp.issuer, "audience": "urn:fulcrum"}]}).to_string()).unwrap();
     let s = common::serve_with(
         &[
+            "--oidc-config",
+            oidc.to_str().unwrap(),
             "--mlflow-tracking-uri",
             &tracking.url,
             "--mlflow-local-source-root",
             local_root.to_str().unwrap(),
-            "--public-url",
-            "https://registry.bank.example/",
             "--mlflow-s3-endpoint",
             &endpoint,
             "--mlflow-s3-access-key-file",
@@ -490,10 +506,6 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     assert_eq!(extra["local_outside"][0], "PERMISSION_DENIED", "outside the development root: {all}");
     assert_eq!(extra["bad_source"][0], "INVALID_PARAMETER_VALUE", "{all}");
     assert_eq!(extra["by_run"], json!(["2", "3", "4", "5", "6"]), "version search by run id: {all}");
-    assert_eq!(
-        extra["download_uri"], "https://registry.bank.example/api/2.0/mlflow-artifacts/artifacts/fulcrum/credit/1",
-        "URIs handed out start with the public URL: {all}"
-    );
     for (i, v) in out.as_array().unwrap().iter().enumerate() {
         assert_eq!(v["version"], (i + 1).to_string(), "{out}");
         assert!(v["source"].as_str().unwrap().starts_with("models:/m-"), "the source as the client gave it: {out}");
@@ -503,6 +515,12 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     }
     // Every file Fulcrum holds for version 1 is byte for byte what MLflow stored.
     let version = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/1").await.unwrap() });
+    let card = &version["release"]["model_card"];
+    assert_eq!(
+        (card["owner"].as_str(), card["intended_use"].as_str()),
+        (Some("credit-risk"), Some("retail credit scoring"))
+    );
+    assert_eq!(version["release"]["revalidate_by"], "2099-01-01T00:00:00Z");
     let files = version["files"].as_array().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(names.contains(&"MLmodel") && names.iter().any(|n| n.starts_with("model.")), "{names:?}");
@@ -516,6 +534,49 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
             .collect::<Vec<_>>();
         assert!(on_disk.contains(&f["digest"].as_str().unwrap().to_owned()), "{path}: {on_disk:?} vs {f}");
     }
+    // From training to serving through MLflow's API: version 1, registered by MLflow above, is
+    // governed to production (four-eyes, change ids), then a serving identity holding an OIDC
+    // access token loads `models:/credit@production` with MLflow and predicts like the trained
+    // model; a token the IdP did not issue is refused.
+    rt.block_on(async {
+        let v = "/v1/models/credit/versions/1";
+        as_(&s, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
+        as_(&s, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+        as_(&s, "bo").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
+        as_(&s, "rm").post(&format!("{v}/promotions"), &json!({"to": "Approved", "chg_id": "CHG-1"})).await.unwrap();
+        as_(&s, "rm")
+            .put("/v1/models/credit/aliases/production", &json!({"version": "1", "chg_id": "CHG-2"}))
+            .await
+            .unwrap();
+    });
+    let jwt = rt.block_on(idp.token("scorer", "scorer-secret-0123456789"));
+    let serve_script = r#"
+import json, os, numpy as np, mlflow.pyfunc
+from mlflow.exceptions import MlflowException
+mlflow.set_registry_uri(os.environ["FULCRUM"]); mlflow.set_tracking_uri(os.environ["FULCRUM"])
+out = {"predictions": mlflow.pyfunc.load_model("models:/credit@production").predict(np.array([[0.1, 0.1], [1.0, 1.0]])).tolist()}
+os.environ["MLFLOW_TRACKING_TOKEN"] = "forged." + os.environ["MLFLOW_TRACKING_TOKEN"]
+try:
+    mlflow.pyfunc.load_model("models:/credit@production"); out["forged"] = None
+except MlflowException as e:
+    out["forged"] = e.error_code
+print(json.dumps(out))
+"#;
+    let served = run_py(
+        &py,
+        serve_script,
+        &[],
+        &[
+            ("FULCRUM", s.url.as_str()),
+            ("MLFLOW_TRACKING_TOKEN", jwt.as_str()),
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20"),
+        ],
+    );
+    assert_eq!(served["predictions"], out[0]["predictions"], "{served} vs {out}");
+    assert_ne!(out[0]["predictions"], out[1]["predictions"], "two different models were trained");
+    assert_eq!(served["forged"], "UNAUTHENTICATED", "{served}");
+
     // The local source, in development: its files as they are on disk.
     let v7 = rt.block_on(async { as_(&s, "viewer").get("/v1/models/credit/versions/7").await.unwrap() });
     let mut got: Vec<(String, String)> = v7["files"]
@@ -571,6 +632,21 @@ fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
         let versions = as_(&gated, "viewer").get("/v1/models/credit/versions").await.unwrap();
         assert_eq!(versions["items"], json!([]), "a refused registration leaves no version: {versions}");
     });
+
+    // Behind a proxy, the URIs the registry hands out start with its public URL.
+    let proxied = common::serve_with(&["--public-url", "https://registry.bank.example/"], tempfile::tempdir().unwrap());
+    ok(&run_as(&proxied, "ci", &["model", "create", "credit", "--domain", "credit"]));
+    ok(&run_as(&proxied, "ci", &["version", "register", "credit", "1", "--dir", local.to_str().unwrap()]));
+    let uri = rt.block_on(async {
+        as_(&proxied, "viewer")
+            .get("/api/2.0/mlflow/model-versions/get-download-uri?name=credit&version=1")
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        uri["artifact_uri"],
+        "https://registry.bank.example/api/2.0/mlflow-artifacts/artifacts/fulcrum/credit/1"
+    );
 }
 
 /// The objects an MLflow run left in S3 (under `1/abc/artifacts/model/`).

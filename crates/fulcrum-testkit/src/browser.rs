@@ -48,8 +48,8 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // The driver's group holds the Chromium it started: stop them all.
+        crate::kill_group(&mut self.driver);
     }
 }
 
@@ -57,7 +57,7 @@ impl Browser {
     /// Start chromedriver on a free port and a headless Chromium session.
     pub async fn start(driver: &Path) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(driver)
+        let child = crate::own_group(&mut std::process::Command::new(driver))
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -203,6 +203,19 @@ fn try_weed(bin: &PathBuf) -> Result<Weed, String> {
     Ok(w)
 }
 
+/// Start `cmd` as the leader of a process group of its own, so [`kill_group`] stops whatever it
+/// starts too (a browser's renderers, a server's workers).
+pub fn own_group(cmd: &mut Command) -> &mut Command {
+    std::os::unix::process::CommandExt::process_group(cmd, 0)
+}
+
+/// Stop a child started with [`own_group`] and everything in its group, then reap it.
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Wait until `port` accepts connections while `child` still runs: a child that exited (its port
 /// taken by another process, say) is an error, not a server found on that port.
 pub(crate) fn wait_listening(child: &mut Child, port: u16, within: Duration) -> Result<(), String> {

@@ -81,6 +81,39 @@ pub fn router() -> Router<AppState> {
         .route("/api/2.0/mlflow/{*rest}", axum::routing::any(not_supported))
         .route(ARTIFACTS, get(versions::list_artifacts))
         .route(&format!("{ARTIFACTS}/fulcrum/{{model}}/{{version}}/{{*path}}"), get(versions::download_artifact))
+        .layer(axum::middleware::map_response(in_mlflow_terms))
+}
+
+/// Refusals made before a handler runs (no or a bad token, a body that is not JSON) are
+/// problem+json like the rest of the API; MLflow's clients read `error_code`, so they are
+/// restated in MLflow's shape with the same status.
+async fn in_mlflow_terms(resp: Response) -> Response {
+    let problem = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !problem {
+        return resp;
+    }
+    let status = resp.status();
+    let Ok(bytes) = axum::body::to_bytes(resp.into_body(), 1 << 16).await else {
+        return MlflowError::invalid("the request was refused").into_response();
+    };
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let message = format!("{} ({})", v["detail"].as_str().unwrap_or("refused"), v["code"].as_str().unwrap_or("error"));
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
+        StatusCode::FORBIDDEN => "PERMISSION_DENIED",
+        StatusCode::NOT_FOUND => "RESOURCE_DOES_NOT_EXIST",
+        s if s.is_client_error() => "INVALID_PARAMETER_VALUE",
+        _ => "INTERNAL_ERROR",
+    };
+    let status = if status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 404) {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    MlflowError { code, status, message }.into_response()
 }
 
 /// An MLflow error: its code, MLflow's status for it, and a message.
@@ -213,6 +246,37 @@ fn check_tag(key: &str, value: Option<&str>) -> Result<(), MlflowError> {
         return Err(MlflowError::denied(format!("tag {key}: fulcrum.* tags are the registry's own facts, read-only")));
     }
     Ok(())
+}
+
+/// What a registration records beyond its files, which MLflow's messages have no fields for and
+/// so come as version tags: `fulcrum.card.<field>` (the model card's field, e.g. `owner`,
+/// `intended_use`, which the shipped policy requires before Approved) and `fulcrum.revalidate_by`
+/// (RFC 3339). Both go into the signed release record; other `fulcrum.*` tags are the registry's
+/// own facts and are dropped (it states them again).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RegistrationInputs {
+    pub card: serde_json::Map<String, Value>,
+    pub revalidate_by: Option<String>,
+}
+
+/// # Errors
+/// A card field name that is empty or not `[a-z0-9_]`.
+pub fn registration_inputs<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Result<RegistrationInputs, String> {
+    let mut out = RegistrationInputs::default();
+    for (k, v) in tags {
+        if let Some(field) = k.strip_prefix("fulcrum.card.") {
+            if field.is_empty()
+                || field == "mlflow"
+                || !field.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(format!("tag {k}: a model card field is [a-z0-9_]+ (and not mlflow)"));
+            }
+            out.card.insert(field.to_owned(), Value::String(v.to_owned()));
+        } else if k == "fulcrum.revalidate_by" {
+            out.revalidate_by = Some(v.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 fn check_description(text: &str) -> Result<(), MlflowError> {
@@ -385,6 +449,25 @@ mod tests {
         assert!(why.contains("interrupted"));
         let failed = Registration { status: RegStatus::Failed, message: "gate".into(), ..old };
         assert_eq!(effective_status(&failed, now), (RegStatus::Failed, "gate".into()));
+    }
+
+    #[test]
+    fn card_fields_and_revalidation_ride_in_reserved_tags() {
+        let tags = [
+            ("fulcrum.card.owner", "fraud-team"),
+            ("fulcrum.card.intended_use", "card fraud scoring"),
+            ("fulcrum.revalidate_by", "2027-06-01T00:00:00Z"),
+            ("fulcrum.artifact_digest", "sha256:00"),
+            ("team", "risk"),
+        ];
+        let got = registration_inputs(tags.into_iter()).unwrap();
+        assert_eq!(got.card["owner"], "fraud-team");
+        assert_eq!(got.card["intended_use"], "card fraud scoring");
+        assert_eq!(got.card.len(), 2, "facts and ordinary tags are not card fields");
+        assert_eq!(got.revalidate_by.as_deref(), Some("2027-06-01T00:00:00Z"));
+        for bad in ["fulcrum.card.", "fulcrum.card.Owner", "fulcrum.card.mlflow", "fulcrum.card.a-b"] {
+            assert!(registration_inputs([(bad, "x")].into_iter()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -249,6 +249,8 @@ pub(super) async fn create(
     who.require(&state, Action::RegisterVersion).await.map_err(MlflowError::from)?;
     let m = model_for(&state, &who, Action::RegisterVersion, &b.name).await?;
     check_description(&b.description)?;
+    let mut inputs = super::registration_inputs(b.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())))
+        .map_err(MlflowError::invalid)?;
     // Fulcrum's own facts (which `copy_model_version` sends back from the source version) are
     // the registry's to state again for the new version.
     b.tags.retain(|t| !super::reserved(&t.key));
@@ -275,6 +277,15 @@ pub(super) async fn create(
                     v.hold.as_str()
                 )));
             }
+            // A copy keeps the source's model card and revalidation date (tags sent may add to them).
+            if let Some(card) = v.release["model_card"].as_object() {
+                for (k, val) in card.iter().filter(|(k, _)| k.as_str() != "mlflow") {
+                    inputs.card.entry(k.clone()).or_insert_with(|| val.clone());
+                }
+            }
+            if inputs.revalidate_by.is_none() {
+                inputs.revalidate_by = v.release["revalidate_by"].as_str().map(str::to_owned);
+            }
             From::Registered(
                 v.files
                     .iter()
@@ -296,7 +307,7 @@ pub(super) async fn create(
     };
     let now = state.clock.now();
     let label = state.store.reserve_mlflow_version(m.id, &b.source, &b.run_id, &who.0.subject, now).await?;
-    let task = tokio::spawn(register(state.clone(), who.clone(), m.clone(), label.clone(), from, b));
+    let task = tokio::spawn(register(state.clone(), who.clone(), m.clone(), label.clone(), from, b, inputs));
     // The task goes on if this answer stops waiting.
     let _ = tokio::time::timeout(state.config.mlflow_register_wait, task).await;
     one(&state, &who, &m.name, &label).await
@@ -318,10 +329,11 @@ async fn register(
     label: String,
     from: From,
     b: CreateVersion,
+    inputs: super::RegistrationInputs,
 ) {
     let outcome = async {
         let files = copy_files(&state, &who, from).await?;
-        let mut card = serde_json::Map::new();
+        let mut card = inputs.card;
         card.insert("mlflow".into(), json!({"source": b.source, "run_id": b.run_id}));
         if !b.description.is_empty() {
             card.insert("description".into(), json!(b.description));
@@ -335,7 +347,7 @@ async fn register(
             reference_profile: None,
             model_card: Some(card),
             dataset_snapshots: vec![],
-            revalidate_by: None,
+            revalidate_by: inputs.revalidate_by,
             chg_id: None,
         };
         let registered = crate::routes::models::register_version(
