@@ -329,15 +329,22 @@ async fn copy_and_register(
     }
     let manifest = crate::upload::upload_dir(fulcrum, dir.path()).await?;
     let mv_tags = tags(mv);
-    let card = json!({
-        "description": mv["description"].as_str().unwrap_or_default(),
-        "mlflow": {
+    // Card fields and the revalidation date, where the MLflow version carries them as
+    // `fulcrum.card.*` / `fulcrum.revalidate_by` tags (as the registry's MLflow API reads them).
+    let inputs = fulcrum_server::mlflow::registration_inputs(mv_tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(anyhow::Error::msg)?;
+    let mut card = inputs.card;
+    card.insert("description".into(), json!(mv["description"].as_str().unwrap_or_default()));
+    card.insert(
+        "mlflow".into(),
+        json!({
             "source": mv["source"], "run_id": mv["run_id"], "imported_from": here,
             "stage": mv["current_stage"], "user_id": mv["user_id"],
             "creation_timestamp": mv["creation_timestamp"], "tags": mv_tags,
-        },
-    });
-    let body = json!({"version": version, "files": manifest.files(), "model_card": card});
+        }),
+    );
+    let body = json!({"version": version, "files": manifest.files(), "model_card": card,
+                      "revalidate_by": inputs.revalidate_by});
     let registered = fulcrum
         .post(&format!("/v1/models/{model}/versions"), &body)
         .await

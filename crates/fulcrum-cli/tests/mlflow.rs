@@ -729,6 +729,8 @@ for name in ["fraud-a", "fraud-b", "fraud-c"]:
     c.set_registered_model_alias(name, "champion", "3")
     c.set_registered_model_alias(name, "challenger", "2")
 c.set_registered_model_alias("fraud-a", "production", "1")
+c.set_model_version_tag("fraud-a", "1", "fulcrum.card.owner", "fraud-team")
+c.set_model_version_tag("fraud-a", "1", "fulcrum.revalidate_by", "2099-01-01T00:00:00Z")
 c.transition_model_version_stage("fraud-b", "1", "Production")
 print(json.dumps(files))
 "#;
@@ -827,6 +829,10 @@ fn import_mlflow_copies_a_registry_idempotently_through_the_governed_path() {
             assert_eq!(card["imported_from"]["name"], m);
             assert_eq!(card["tags"]["validated"], if v == "3" { "no" } else { "yes" });
         }
+        // Card fields carried as `fulcrum.card.*` tags are signed into the release record.
+        let a1 = as_(&s, "viewer").get("/v1/models/fraud-a/versions/1").await.unwrap();
+        assert_eq!(a1["release"]["model_card"]["owner"], "fraud-team");
+        assert_eq!(a1["release"]["revalidate_by"], "2099-01-01T00:00:00Z");
         // MLflow's stage is history in the card, not a promotion.
         let b1 = as_(&s, "viewer").get("/v1/models/fraud-b/versions/1").await.unwrap();
         assert_eq!(
