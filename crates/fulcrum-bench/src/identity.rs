@@ -110,6 +110,40 @@ pub(crate) async fn load_paths(
     Ok((all.len() as f64 / took, f64::from(p99) / 1000.0))
 }
 
+/// Warm each variant, then `rounds` rounds alternating the variants (so the machine's drift hits
+/// each alike); prints a table headed `what` (mean requests/s, worst p99) and returns the means.
+pub(crate) async fn interleaved(
+    variants: &[Variant],
+    what: &str,
+    conns: usize,
+    rounds: usize,
+    secs: f64,
+    path: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> anyhow::Result<Vec<f64>> {
+    for v in variants {
+        load_paths(v, 4, 1.0, path.clone()).await?;
+    }
+    let mut rps = vec![vec![]; variants.len()];
+    let mut p99 = vec![vec![]; variants.len()];
+    for round in 0..rounds {
+        for (i, v) in variants.iter().enumerate() {
+            let (r, p) = load_paths(v, conns, secs, path.clone()).await?;
+            eprintln!("round {round} {:>10}: {r:>9.0} req/s, p99 {p:.2} ms", v.name);
+            rps[i].push(r);
+            p99[i].push(p);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!("| {what} | requests/s (mean of {rounds}) | p99 (worst round) |");
+    println!("|---|---|---|");
+    for (i, v) in variants.iter().enumerate() {
+        let worst = p99[i].iter().copied().fold(0.0, f64::max);
+        println!("| {} | {:.0} | {worst:.2} ms |", v.name, mean(&rps[i]));
+    }
+    Ok(rps.iter().map(|r| mean(r)).collect())
+}
+
 /// A CA, the registry's `localhost` certificate, and an agent's client certificate.
 struct Pki {
     dir: tempfile::TempDir,
@@ -202,28 +236,9 @@ pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyho
         Variant { name: "mtls", addr: tls, tls: Some(client_config(&pki, true)?), bearer: None },
     ];
     // Warm every path (catalog, memo, verified-token memory, TLS session state).
-    for v in &variants {
-        load(v, models, 4, 1.0).await?;
-    }
-    let mut rps = vec![vec![]; variants.len()];
-    let mut p99 = vec![vec![]; variants.len()];
-    for round in 0..rounds {
-        for (i, v) in variants.iter().enumerate() {
-            let (r, p) = load(v, models, conns, secs).await?;
-            eprintln!("round {round} {:>10}: {r:>9.0} req/s, p99 {p:.2} ms", v.name);
-            rps[i].push(r);
-            p99[i].push(p);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    println!("| authentication | requests/s (mean of {rounds}) | p99 (worst round) |");
-    println!("|---|---|---|");
-    for (i, v) in variants.iter().enumerate() {
-        let worst = p99[i].iter().copied().fold(0.0, f64::max);
-        println!("| {} | {:.0} | {worst:.2} ms |", v.name, mean(&rps[i]));
-    }
-    let ratio = |a: usize, b: usize| 100.0 * mean(&rps[a]) / mean(&rps[b]);
+    let path = move |n: usize| format!("/v1/resolve?ref=model-{:03}@production&env=prod", n % models);
+    let rps = interleaved(&variants, "authentication", conns, rounds, secs, path).await?;
+    let ratio = |a: usize, b: usize| 100.0 * rps[a] / rps[b];
     println!();
     println!("oidc / token = {:.1} %", ratio(1, 0));
     println!("mtls / tls+token = {:.1} %", ratio(3, 2));

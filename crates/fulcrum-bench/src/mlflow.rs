@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::identity::{Variant, load_paths};
+use crate::identity::{Variant, interleaved};
 use crate::lab::{Lab, release, who};
 
 struct Mlflow {
@@ -100,29 +100,9 @@ pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyho
         },
         Variant { name: "mlflow", addr: mlflow.url.trim_start_matches("http://").to_owned(), tls: None, bearer: None },
     ];
-    for v in &variants {
-        load_paths(v, conns, 1.0, path).await?;
-    }
-    let mut rps = vec![vec![]; variants.len()];
-    let mut p99 = vec![vec![]; variants.len()];
-    for round in 0..rounds {
-        for (i, v) in variants.iter().enumerate() {
-            let (r, p) = load_paths(v, conns, secs, path).await?;
-            eprintln!("round {round} {:>8}: {r:>9.0} req/s, p99 {p:.2} ms", v.name);
-            rps[i].push(r);
-            p99[i].push(p);
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    println!("| server | requests/s (mean of {rounds}) | p99 (worst round) |");
-    println!("|---|---|---|");
-    for (i, v) in variants.iter().enumerate() {
-        let worst = p99[i].iter().copied().fold(0.0, f64::max);
-        println!("| {} | {:.0} | {worst:.2} ms |", v.name, mean(&rps[i]));
-    }
+    let rps = interleaved(&variants, "server", conns, rounds, secs, path).await?;
     println!();
-    println!("fulcrum / mlflow = {:.1}x requests/s", mean(&rps[0]) / mean(&rps[1]));
+    println!("fulcrum / mlflow = {:.1}x requests/s", rps[0] / rps[1]);
     println!(
         "machine: {} cores; {conns} connections, {secs} s per round, {models} models",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)

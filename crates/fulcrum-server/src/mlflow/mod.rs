@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use fulcrum_core::identity::Action;
 use fulcrum_core::lifecycle::{Hold, Stage};
-use fulcrum_store::annotations::Annotations;
+use fulcrum_store::annotations::{Annotations, Annotator, Change, Target};
 use fulcrum_store::registrations::{RegStatus, Registration};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -391,6 +391,49 @@ async fn version_of(
         .await?
         .ok_or_else(|| MlflowError::missing(format!("Model Version (name={name}, version={version}) not found")))?;
     Ok((m, v))
+}
+
+/// Apply one annotation change, as `who`, to a model or one of its versions: the role's
+/// `annotate`, the model visible to the caller, the version existing; a model's labels are not
+/// annotations (they are inputs to the policy and data rules, set when it was created).
+async fn annotate(
+    state: &AppState,
+    who: &Caller,
+    name: &str,
+    target: Target<'_>,
+    change: Change<'_>,
+) -> Result<fulcrum_store::ModelRecord, MlflowError> {
+    who.require(state, Action::Annotate).await.map_err(MlflowError::from)?;
+    let m = model_for(state, who, Action::Annotate, name).await?;
+    let key = match change {
+        Change::SetTag { key, .. } | Change::DeleteTag { key } => Some(key),
+        Change::Describe { .. } => None,
+    };
+    match target {
+        Target::Model => {
+            if let Some(key) = key.filter(|k| m.labels.contains_key(*k)) {
+                return Err(MlflowError::denied(format!(
+                    "tag {key} is one of the model's labels: an input to the policy and data rules, set when the model was created"
+                )));
+            }
+        }
+        Target::Version(version) => {
+            if state.store.get_version(m.id, version).await?.is_none() {
+                return Err(MlflowError::missing(format!("Model Version (name={name}, version={version}) not found")));
+            }
+        }
+    }
+    let by = Annotator { tenant: &m.tenant, domain: &m.domain, model: &m.name, model_id: m.id, by: &who.0.subject };
+    match state.store.annotate(&by, target, change, state.clock.now()).await {
+        Ok(()) => Ok(m),
+        Err(fulcrum_store::StoreError::NotFound(_)) => Err(MlflowError::missing(match target {
+            Target::Model => format!("Registered model tag with name={name} and key={} not found", key.unwrap_or("")),
+            Target::Version(v) => {
+                format!("Model version tag with name={name}, version={v} and key={} not found", key.unwrap_or(""))
+            }
+        })),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The aliases that point at `label`.

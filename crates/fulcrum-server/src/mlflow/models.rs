@@ -7,12 +7,12 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use fulcrum_core::identity::Action;
-use fulcrum_store::annotations::{Annotations, Annotator, Change, Target};
+use fulcrum_store::annotations::{Annotations, Change, Target};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::search::{Column, Filter, OrderBy, Over, SortKey, Subject, offset_of};
-use super::{Answer, MlflowError, check_description, check_tag, millis, model_for, tag_list, version_json, visible};
+use super::{Answer, MlflowError, annotate, check_description, check_tag, millis, tag_list, version_json, visible};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::routes::ApiJson;
@@ -201,7 +201,7 @@ pub struct Describe {
 /// A new description (an annotation: the model's created record keeps its own).
 pub(super) async fn update(State(state): State<AppState>, who: Caller, ApiJson(b): ApiJson<Describe>) -> Answer {
     check_description(&b.description)?;
-    let m = annotate(&state, &who, &b.name, Change::Describe { text: &b.description }).await?;
+    let m = annotate(&state, &who, &b.name, Target::Model, Change::Describe { text: &b.description }).await?;
     Ok(Json(json!({"registered_model": model_json(&state, &m).await?})))
 }
 
@@ -229,40 +229,13 @@ pub struct DeleteTag {
 /// the policy and data rules, set when the model was created).
 pub(super) async fn set_tag(State(state): State<AppState>, who: Caller, ApiJson(b): ApiJson<SetTag>) -> Answer {
     check_tag(&b.key, Some(&b.value))?;
-    annotate(&state, &who, &b.name, Change::SetTag { key: &b.key, value: &b.value }).await?;
+    annotate(&state, &who, &b.name, Target::Model, Change::SetTag { key: &b.key, value: &b.value }).await?;
     Ok(Json(json!({})))
 }
 
 pub(super) async fn delete_tag(State(state): State<AppState>, who: Caller, uri: Uri, body: Bytes) -> Answer {
     let b: DeleteTag = super::fields(&uri, &body)?;
     check_tag(&b.key, None)?;
-    annotate(&state, &who, &b.name, Change::DeleteTag { key: &b.key }).await.map_err(|e| {
-        if e.code == "RESOURCE_DOES_NOT_EXIST" && !e.message.contains("Registered Model") {
-            MlflowError::missing(format!("Registered model tag with name={} and key={} not found", b.name, b.key))
-        } else {
-            e
-        }
-    })?;
+    annotate(&state, &who, &b.name, Target::Model, Change::DeleteTag { key: &b.key }).await?;
     Ok(Json(json!({})))
-}
-
-/// Apply one annotation change to a model the caller may annotate.
-async fn annotate(
-    state: &AppState,
-    who: &Caller,
-    name: &str,
-    change: Change<'_>,
-) -> Result<fulcrum_store::ModelRecord, MlflowError> {
-    who.require(state, Action::Annotate).await.map_err(MlflowError::from)?;
-    let m = model_for(state, who, Action::Annotate, name).await?;
-    if let Change::SetTag { key, .. } | Change::DeleteTag { key } = change
-        && m.labels.contains_key(key)
-    {
-        return Err(MlflowError::denied(format!(
-            "tag {key} is one of the model's labels: an input to the policy and data rules, set when the model was created"
-        )));
-    }
-    let by = Annotator { tenant: &m.tenant, domain: &m.domain, model: &m.name, model_id: m.id, by: &who.0.subject };
-    state.store.annotate(&by, Target::Model, change, state.clock.now()).await?;
-    Ok(m)
 }

@@ -19,8 +19,8 @@ use super::models::SearchParams;
 use super::search::{Filter, OrderBy, Over, SortKey, Subject, offset_of};
 use super::sources::{self, Source};
 use super::{
-    ARTIFACTS, Answer, MlflowError, alias_names, change_id, check_description, check_tag, model_for, registration_json,
-    stage_of, version_json, version_of, visible,
+    ARTIFACTS, Answer, MlflowError, alias_names, annotate, change_id, check_description, check_tag, model_for,
+    registration_json, stage_of, version_json, version_of, visible,
 };
 use crate::AppState;
 use crate::auth::Caller;
@@ -164,7 +164,7 @@ pub struct Describe {
 
 pub(super) async fn update(State(state): State<AppState>, who: Caller, ApiJson(b): ApiJson<Describe>) -> Answer {
     check_description(&b.description)?;
-    annotate(&state, &who, &b.name, &b.version, Change::Describe { text: &b.description }).await?;
+    annotate(&state, &who, &b.name, Target::Version(&b.version), Change::Describe { text: &b.description }).await?;
     one(&state, &who, &b.name, &b.version).await
 }
 
@@ -185,42 +185,16 @@ pub struct DeleteTag {
 
 pub(super) async fn set_tag(State(state): State<AppState>, who: Caller, ApiJson(b): ApiJson<SetTag>) -> Answer {
     check_tag(&b.key, Some(&b.value))?;
-    annotate(&state, &who, &b.name, &b.version, Change::SetTag { key: &b.key, value: &b.value }).await?;
+    annotate(&state, &who, &b.name, Target::Version(&b.version), Change::SetTag { key: &b.key, value: &b.value })
+        .await?;
     Ok(Json(json!({})))
 }
 
 pub(super) async fn delete_tag(State(state): State<AppState>, who: Caller, uri: Uri, body: Bytes) -> Answer {
     let b: DeleteTag = super::fields(&uri, &body)?;
     check_tag(&b.key, None)?;
-    annotate(&state, &who, &b.name, &b.version, Change::DeleteTag { key: &b.key }).await.map_err(|e| {
-        if e.code == "RESOURCE_DOES_NOT_EXIST" && e.message.starts_with("tag") {
-            MlflowError::missing(format!(
-                "Model version tag with name={}, version={} and key={} not found",
-                b.name, b.version, b.key
-            ))
-        } else {
-            e
-        }
-    })?;
+    annotate(&state, &who, &b.name, Target::Version(&b.version), Change::DeleteTag { key: &b.key }).await?;
     Ok(Json(json!({})))
-}
-
-/// Apply one annotation change to a version the caller may annotate.
-async fn annotate(
-    state: &AppState,
-    who: &Caller,
-    name: &str,
-    version: &str,
-    change: Change<'_>,
-) -> Result<(), MlflowError> {
-    who.require(state, Action::Annotate).await.map_err(MlflowError::from)?;
-    let m = model_for(state, who, Action::Annotate, name).await?;
-    if state.store.get_version(m.id, version).await?.is_none() {
-        return Err(MlflowError::missing(format!("Model Version (name={name}, version={version}) not found")));
-    }
-    let by = Annotator { tenant: &m.tenant, domain: &m.domain, model: &m.name, model_id: m.id, by: &who.0.subject };
-    state.store.annotate(&by, Target::Version(version), change, state.clock.now()).await?;
-    Ok(())
 }
 
 #[derive(Deserialize)]
