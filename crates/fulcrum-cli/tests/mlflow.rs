@@ -222,7 +222,11 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["created"], "churn");
     for refused in ["delete_version", "delete_model"] {
         assert_eq!(out[refused][0], "PERMISSION_DENIED", "{refused}: {out}");
-        assert!(out[refused][1].as_str().unwrap().contains("immutable and auditable"), "{out}");
+        let why = out[refused][1].as_str().unwrap();
+        assert!(
+            why.contains("immutable and auditable") && why.contains("role_forbids:delete_version"),
+            "the policy's reason: {why}"
+        );
     }
     // The governed alias move: a Candidate may not go to production (the policy's reason)…
     assert_eq!(out["alias_unapproved"][0], "PERMISSION_DENIED", "{out}");
@@ -287,7 +291,54 @@ fn the_mlflow_client_reads_loads_and_is_refused_as_the_policy_says() {
     assert_eq!(out["by_number"], json!(["2"]));
     assert_eq!(out["bad_version_filter"][0], "INVALID_PARAMETER_VALUE", "{out}");
     assert_eq!(out["bad_order"][0], "INVALID_PARAMETER_VALUE", "{out}");
+    // A site policy that lets admins retire never-served Candidates: a delete then retires the
+    // copy nobody served (revoked, kept, read as Archived); a version an alias named, and the
+    // model itself, are still kept.
     rt.block_on(async {
+        let modules: std::collections::BTreeMap<&str, &str> = fulcrum_policy::DEFAULT_MODULES.into_iter().collect();
+        let mut data: Value = serde_json::from_str(fulcrum_policy::DEFAULT_DATA).unwrap();
+        data["fulcrum"]["roles"]["admin"].as_array_mut().unwrap().push(json!("delete_version"));
+        as_(&s, "policy").put("/v1/policy", &json!({"modules": modules, "data": data})).await.unwrap();
+    });
+    let deletes = run_py(
+        &py,
+        r#"
+import json, os
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+url = os.environ["FULCRUM"]; os.environ["MLFLOW_TRACKING_TOKEN"] = "t-admin"
+c = MlflowClient(tracking_uri=url, registry_uri=url)
+def code(f):
+    try:
+        f(); return None
+    except MlflowException as e:
+        return [e.error_code, str(e)]
+out = {"no_change_id": code(lambda: c.delete_model_version("churn", "1"))}
+# A retirement is a revocation: it carries a change id (MLflow's request has no field for one).
+import requests
+r = requests.delete(url + "/api/2.0/mlflow/model-versions/delete", json={"name": "churn", "version": "1"},
+                    headers={"Authorization": "Bearer t-admin", "Fulcrum-Change-Id": "CHG-77"})
+out["retire"] = [r.status_code, r.json()]
+out["retired"] = c.get_model_version("churn", "1").current_stage
+out["named"] = code(lambda: c.delete_model_version("fraud", "2"))
+out["model"] = code(lambda: c.delete_registered_model("churn"))
+print(json.dumps(out))
+"#,
+        &[],
+        &[("FULCRUM", s.url.as_str())],
+    );
+    assert_eq!(deletes["no_change_id"][0], "INVALID_PARAMETER_VALUE", "{deletes}");
+    assert!(deletes["no_change_id"][1].as_str().unwrap().contains("chg_id"), "{deletes}");
+    assert_eq!(deletes["retire"], json!([200, {}]), "{deletes}");
+    assert_eq!(deletes["retired"], "Archived", "{deletes}");
+    assert_eq!(deletes["named"][0], "PERMISSION_DENIED", "{deletes}");
+    assert!(deletes["named"][1].as_str().unwrap().contains("named by an alias"), "{deletes}");
+    assert_eq!(deletes["model"][0], "PERMISSION_DENIED", "{deletes}");
+    assert!(deletes["model"][1].as_str().unwrap().contains("never deleted"), "{deletes}");
+    rt.block_on(async {
+        let churn = as_(&s, "viewer").get("/v1/models/churn/versions/1").await.unwrap();
+        assert_eq!((churn["hold"].as_str(), churn["revoked"].as_bool()), (Some("revoked"), Some(true)), "{churn}");
+        assert!(churn["hold_reason"].as_str().unwrap().contains("retired through MLflow"), "{churn}");
         let prod = as_(&s, "viewer").get("/v1/models/fraud/aliases/production").await.unwrap();
         assert_eq!(prod["version"], "1", "the refused move changed nothing");
         // Each annotation is an event in the ledgered log, with who made it.

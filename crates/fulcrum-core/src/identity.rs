@@ -134,10 +134,13 @@ pub enum Action {
     /// Set or remove a tag or a description on a model or a version (people's notes, never
     /// governance inputs; each change is an `annotated` event).
     Annotate,
+    /// Retire a never-served Candidate when a client asks to delete it (MLflow's
+    /// `delete_model_version`): granted by no built-in role; a site policy may grant it.
+    DeleteVersion,
 }
 
 impl Action {
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::Read,
         Action::UploadBlob,
         Action::DownloadBlob,
@@ -166,6 +169,7 @@ impl Action {
         Action::OpenIncident,
         Action::CloseIncident,
         Action::Annotate,
+        Action::DeleteVersion,
     ];
 
     /// The action's name in policy inputs (`snake_case`).
@@ -199,6 +203,7 @@ impl Action {
             Action::OpenIncident => "open_incident",
             Action::CloseIncident => "close_incident",
             Action::Annotate => "annotate",
+            Action::DeleteVersion => "delete_version",
         }
     }
 }
@@ -210,7 +215,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     use Action as A;
     use Role as R;
     match role {
-        R::Admin => !matches!(action, A::AdministerKeys | A::AdministerPolicy | A::ForensicRead),
+        R::Admin => !matches!(action, A::AdministerKeys | A::AdministerPolicy | A::ForensicRead | A::DeleteVersion),
         R::Viewer => matches!(action, A::Read | A::Resolve | A::ReadEvents),
         R::Auditor => matches!(action, A::Read | A::ReadEvents | A::ReadKeys | A::ReadDecisions | A::ForensicRead),
         R::PolicyAdmin => matches!(action, A::Read | A::AdministerPolicy | A::ReadDecisions | A::ReadEvents),

@@ -61,7 +61,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{RM}/create"), post(models::create))
         .route(&format!("{RM}/update"), patch(models::update))
         .route(&format!("{RM}/rename"), post(models::rename))
-        .route(&format!("{RM}/delete"), delete(refuse_delete))
+        .route(&format!("{RM}/delete"), delete(models::delete))
         .route(&format!("{RM}/set-tag"), post(models::set_tag))
         .route(&format!("{RM}/delete-tag"), delete(models::delete_tag))
         .route(
@@ -73,7 +73,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{MV}/get"), get(versions::get))
         .route(&format!("{MV}/search"), get(versions::search))
         .route(&format!("{MV}/update"), patch(versions::update))
-        .route(&format!("{MV}/delete"), delete(refuse_delete))
+        .route(&format!("{MV}/delete"), delete(versions::delete))
         .route(&format!("{MV}/set-tag"), post(versions::set_tag))
         .route(&format!("{MV}/delete-tag"), delete(versions::delete_tag))
         .route(&format!("{MV}/get-download-uri"), get(versions::download_uri))
@@ -184,10 +184,12 @@ impl IntoResponse for MlflowError {
 
 type Answer = Result<Json<Value>, MlflowError>;
 
-async fn refuse_delete() -> MlflowError {
-    MlflowError::denied(
-        "Fulcrum keeps every registered model and version: they are immutable and auditable (retire a version by revoking it)",
-    )
+/// What a refused deletion says first; the policy's reason follows.
+const IMMUTABLE: &str = "Fulcrum keeps every registered model and version: they are immutable and auditable";
+
+/// A deletion the policy refused, in MLflow's terms, with the policy's reason.
+fn refused_deletion(e: MlflowError) -> MlflowError {
+    if e.code == "PERMISSION_DENIED" { MlflowError::denied(format!("{IMMUTABLE} ({})", e.message)) } else { e }
 }
 
 /// Any other MLflow endpoint (prompts, webhooks, tracking calls sent to the registry): MLflow's

@@ -205,6 +205,23 @@ pub(super) async fn update(State(state): State<AppState>, who: Caller, ApiJson(b
     Ok(Json(json!({"registered_model": model_json(&state, &m).await?})))
 }
 
+/// A registered model is never deleted. The policy is asked first (`delete_version`), so the
+/// refusal carries its reason; even where it grants that, only never-served Candidates are
+/// retired, one version at a time.
+pub(super) async fn delete(State(state): State<AppState>, who: Caller, uri: Uri, body: Bytes) -> MlflowError {
+    let b: NameQuery = match super::fields(&uri, &body) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    match super::model_for(&state, &who, Action::DeleteVersion, &b.name).await {
+        Err(e) => super::refused_deletion(e),
+        Ok(_) => MlflowError::denied(format!(
+            "{}: a registered model is never deleted (its never-served Candidates can be retired one by one with delete_model_version)",
+            super::IMMUTABLE
+        )),
+    }
+}
+
 pub(super) async fn rename() -> MlflowError {
     MlflowError::denied(
         "a registered model's name is its identity in signed release records, aliases, serving pins and the ledger: \

@@ -422,6 +422,44 @@ async fn stored(
     Ok(crate::dto::FileDto { path, size, digest: digest.to_string() })
 }
 
+/// Deleting a version: the policy is asked (`delete_version`, granted by no built-in role), so
+/// the refusal carries its reason. Where a site policy grants it, a version that was never served
+/// — a Candidate without a hold that no alias ever named — is **retired**: revoked with that
+/// reason (its record, history and bytes stay, as every version's do). Anything else is kept.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    who: Caller,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Answer {
+    let b: VersionQuery = super::fields(&uri, &body)?;
+    let m = model_for(&state, &who, Action::DeleteVersion, &b.name).await.map_err(super::refused_deletion)?;
+    let v = state.store.get_version(m.id, &b.version).await?.ok_or_else(|| {
+        MlflowError::missing(format!("Model Version (name={}, version={}) not found", b.name, b.version))
+    })?;
+    let mut named = false;
+    for a in state.store.aliases_of(m.id).await? {
+        named |= state.store.alias_history(m.id, &a.name).await?.iter().any(|h| h.version.as_deref() == Some(&v.label));
+    }
+    if v.stage != fulcrum_core::lifecycle::Stage::Candidate || v.hold != fulcrum_core::lifecycle::Hold::None || named {
+        return Err(MlflowError::denied(format!(
+            "{}: {} {} was promoted, held or named by an alias, so it is kept (revoke it to withdraw it)",
+            super::IMMUTABLE,
+            m.name,
+            v.label
+        )));
+    }
+    let body = crate::dto::HoldBody {
+        reason: "retired through MLflow's delete_model_version (a never-served Candidate)".into(),
+        chg_id: change_id(&headers),
+        inc_id: None,
+    };
+    let revoked = crate::routes::models::revoke(State(state), who, Path((m.name, v.label)), ApiJson(body));
+    let _retired = revoked.await.map_err(MlflowError::from)?;
+    Ok(Json(json!({})))
+}
+
 #[derive(Deserialize)]
 pub struct Transition {
     name: String,
