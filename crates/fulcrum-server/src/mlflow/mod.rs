@@ -376,6 +376,18 @@ async fn model_for(
     })
 }
 
+/// Every model of the caller's tenant in a domain it may use, by name.
+async fn readable_models(state: &AppState, who: &Caller) -> Result<Vec<fulcrum_store::ModelRecord>, MlflowError> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = state.store.list_models(&who.0.tenant, &after, 500).await?;
+        let Some(last) = page.last().map(|m| m.name.clone()) else { return Ok(all) };
+        all.extend(page.into_iter().filter(|m| who.0.may_use_domain(&m.domain)));
+        after = last;
+    }
+}
+
 async fn visible(state: &AppState, who: &Caller, name: &str) -> Result<fulcrum_store::ModelRecord, MlflowError> {
     model_for(state, who, Action::Read, name).await
 }

@@ -25,17 +25,25 @@ fn tags_of(m: &fulcrum_store::ModelRecord, notes: &Annotations) -> std::collecti
     tags
 }
 
+/// When a model last changed, as MLflow reports it: created, its newest version, its newest note.
+fn newest_of(created: i64, newest: Option<&fulcrum_store::VersionRecord>, notes: &Annotations) -> i64 {
+    newest
+        .map(|v| millis(&v.created_at))
+        .into_iter()
+        .chain(notes.updated_at.as_deref().map(millis))
+        .fold(created, i64::max)
+}
+
+async fn updated_at(state: &AppState, m: &fulcrum_store::ModelRecord, notes: &Annotations) -> Result<i64, MlflowError> {
+    Ok(newest_of(millis(&m.created_at), state.store.latest_versions(m.id, 1).await?.first(), notes))
+}
+
 pub(super) async fn model_json(state: &AppState, m: &fulcrum_store::ModelRecord) -> Result<Value, MlflowError> {
     let notes = state.store.annotations(m.id, Target::Model).await?;
     let aliases = state.store.aliases_of(m.id).await?;
     let latest = state.store.latest_versions(m.id, 1).await?;
     let created = millis(&m.created_at);
-    let updated = latest
-        .first()
-        .map(|v| millis(&v.created_at))
-        .into_iter()
-        .chain(notes.updated_at.as_deref().map(millis))
-        .fold(created, i64::max);
+    let updated = newest_of(created, latest.first(), &notes);
     Ok(json!({
         "name": m.name,
         "creation_timestamp": created,
@@ -101,39 +109,20 @@ pub(super) async fn search(State(state): State<AppState>, who: Caller, uri: Uri)
     }
     let offset = offset_of(&q.page_token).map_err(MlflowError::invalid)?;
     let mut found: Vec<(SortKey, fulcrum_store::ModelRecord)> = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = state.store.list_models(&who.0.tenant, &after, 500).await?;
-        let Some(last) = page.last().map(|m| m.name.clone()) else { break };
-        for m in page {
-            if !who.0.may_use_domain(&m.domain) {
-                continue;
-            }
-            // Tags and update times cost a query each: read only when the search needs them.
-            let notes = if filter.uses_tags() || order.uses(Column::Updated) {
-                state.store.annotations(m.id, Target::Model).await?
-            } else {
-                Annotations::default()
-            };
-            let tags = tags_of(&m, &notes);
-            if !filter.matches(&Subject { name: &m.name, tags: Some(&tags), ..Subject::default() }) {
-                continue;
-            }
-            let created = millis(&m.created_at);
-            let updated = if order.uses(Column::Updated) {
-                let newest = state.store.latest_versions(m.id, 1).await?;
-                newest
-                    .first()
-                    .map(|v| millis(&v.created_at))
-                    .into_iter()
-                    .chain(notes.updated_at.as_deref().map(millis))
-                    .fold(created, i64::max)
-            } else {
-                created
-            };
-            found.push((SortKey { name: m.name.clone(), version: String::new(), created, updated }, m));
+    for m in super::readable_models(&state, &who).await? {
+        // Tags and update times cost a query each: read only when the search needs them.
+        let notes = if filter.uses_tags() || order.uses(Column::Updated) {
+            state.store.annotations(m.id, Target::Model).await?
+        } else {
+            Annotations::default()
+        };
+        let tags = tags_of(&m, &notes);
+        if !filter.matches(&Subject { name: &m.name, tags: Some(&tags), ..Subject::default() }) {
+            continue;
         }
-        after = last;
+        let created = millis(&m.created_at);
+        let updated = if order.uses(Column::Updated) { updated_at(&state, &m, &notes).await? } else { created };
+        found.push((SortKey { name: m.name.clone(), version: String::new(), created, updated }, m));
     }
     found.sort_by(|a, b| order.cmp(&a.0, &b.0));
     let mut out = Vec::new();

@@ -24,7 +24,10 @@ use super::{
 };
 use crate::AppState;
 use crate::auth::Caller;
+use crate::problem::ApiError;
 use crate::routes::ApiJson;
+use crate::routes::blobs::store_stream;
+use futures_util::TryStreamExt as _;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tag {
@@ -77,17 +80,7 @@ pub(super) async fn search(State(state): State<AppState>, who: Caller, uri: Uri)
             Err(e) if e.code == "RESOURCE_DOES_NOT_EXIST" => vec![],
             Err(e) => return Err(e),
         },
-        None => {
-            let mut all = Vec::new();
-            let mut after = String::new();
-            loop {
-                let page = state.store.list_models(&who.0.tenant, &after, 500).await?;
-                let Some(last) = page.last().map(|m| m.name.clone()) else { break };
-                all.extend(page.into_iter().filter(|m| who.0.may_use_domain(&m.domain)));
-                after = last;
-            }
-            all
-        }
+        None => super::readable_models(&state, &who).await?,
     };
     let now = state.clock.now();
     let mut found: Vec<(SortKey, Value)> = Vec::new();
@@ -349,59 +342,40 @@ async fn register(
 }
 
 /// Copy every file of the source into the blob store: (path, size, digest). A file whose size
-/// differs from the source's listing is refused.
+/// differs from the source's listing is refused. Bytes go in as any upload's do
+/// ([`crate::routes::blobs::store_stream`]).
 async fn copy_files(state: &AppState, who: &Caller, from: From) -> Result<Vec<crate::dto::FileDto>, MlflowError> {
+    let unreadable = |path: &str| {
+        let path = path.to_owned();
+        move |e: String| ApiError::bad_request("source_unreadable", format!("reading {path}: {e}"))
+    };
     let mut out = Vec::new();
     match from {
+        From::Registered(files) => out = files,
         From::Tracking(t, src) => {
             let root = t.artifact_root(&src).await.map_err(MlflowError::invalid)?;
             for f in t.list(&root).await.map_err(MlflowError::invalid)? {
-                let mut r = t.open(&root, &f.path).await.map_err(MlflowError::invalid)?;
-                let mut w =
-                    state.blobs.writer(state.config.max_blob_bytes).await.map_err(crate::problem::ApiError::from)?;
-                while let Some(chunk) =
-                    r.chunk().await.map_err(|e| MlflowError::invalid(format!("reading {}: {e}", f.path)))?
-                {
-                    w.write(&chunk).await.map_err(crate::problem::ApiError::from)?;
-                }
-                let put = w.finish(None, f.size).await.map_err(crate::problem::ApiError::from)?;
-                out.push(stored(state, who, f.path, put.digest, put.size).await?);
+                let bytes = t.open(&root, &f.path).await.map_err(MlflowError::invalid)?.bytes_stream();
+                let bytes = bytes.map_err(|e| e.to_string());
+                let put = store_stream(state, who, bytes, None, f.size, unreadable(&f.path)).await?;
+                out.push(file(f.path, &put));
             }
         }
-        From::Registered(files) => out = files,
         From::S3(s3) => {
-            use futures_util::StreamExt as _;
             for f in s3.list().await.map_err(MlflowError::invalid)? {
-                let mut r = s3.open(&f.path).await.map_err(MlflowError::invalid)?;
-                let mut w =
-                    state.blobs.writer(state.config.max_blob_bytes).await.map_err(crate::problem::ApiError::from)?;
-                while let Some(chunk) = r.next().await {
-                    let chunk = chunk.map_err(|e| MlflowError::invalid(format!("reading {}: {e}", f.path)))?;
-                    w.write(&chunk).await.map_err(crate::problem::ApiError::from)?;
-                }
-                let put = w.finish(None, f.size).await.map_err(crate::problem::ApiError::from)?;
-                out.push(stored(state, who, f.path, put.digest, put.size).await?);
+                let bytes = s3.open(&f.path).await.map_err(MlflowError::invalid)?.map_err(|e| e.to_string());
+                let put = store_stream(state, who, bytes, None, f.size, unreadable(&f.path)).await?;
+                out.push(file(f.path, &put));
             }
         }
         From::Local(dir) => {
             for (f, path) in sources::list_local(&dir).map_err(MlflowError::invalid)? {
-                let mut file = tokio::fs::File::open(&path)
+                let opened = tokio::fs::File::open(&path)
                     .await
                     .map_err(|e| MlflowError::invalid(format!("{}: {e}", path.display())))?;
-                let mut w =
-                    state.blobs.writer(state.config.max_blob_bytes).await.map_err(crate::problem::ApiError::from)?;
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
-                        .await
-                        .map_err(|e| MlflowError::invalid(format!("{}: {e}", path.display())))?;
-                    if n == 0 {
-                        break;
-                    }
-                    w.write(&buf[..n]).await.map_err(crate::problem::ApiError::from)?;
-                }
-                let put = w.finish(None, f.size).await.map_err(crate::problem::ApiError::from)?;
-                out.push(stored(state, who, f.path, put.digest, put.size).await?);
+                let bytes = tokio_util::io::ReaderStream::new(opened).map_err(|e| e.to_string());
+                let put = store_stream(state, who, bytes, None, f.size, unreadable(&f.path)).await?;
+                out.push(file(f.path, &put));
             }
         }
     }
@@ -411,15 +385,8 @@ async fn copy_files(state: &AppState, who: &Caller, from: From) -> Result<Vec<cr
     Ok(out)
 }
 
-async fn stored(
-    state: &AppState,
-    who: &Caller,
-    path: String,
-    digest: fulcrum_core::Digest,
-    size: u64,
-) -> Result<crate::dto::FileDto, MlflowError> {
-    state.store.grant_blob(&who.0.tenant, &digest).await?;
-    Ok(crate::dto::FileDto { path, size, digest: digest.to_string() })
+fn file(path: String, put: &fulcrum_store::blobs::PutOutcome) -> crate::dto::FileDto {
+    crate::dto::FileDto { path, size: put.size, digest: put.digest.to_string() }
 }
 
 /// Deleting a version: the policy is asked (`delete_version`, granted by no built-in role), so

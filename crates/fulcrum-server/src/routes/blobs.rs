@@ -59,27 +59,46 @@ async fn store_body(
             format!("blobs are limited to {limit} bytes"),
         ));
     }
-    let mut writer = state.blobs.writer(limit).await?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        // On any error the writer is dropped here, and its temp file with it.
-        let chunk = chunk.map_err(|e| {
-            if crate::deadline::is_body_timeout(&e) {
-                crate::deadline::body_timeout()
-            } else {
-                ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
-            }
-        })?;
-        writer.write(&chunk).await?;
-    }
-    let out = writer.finish(expected, declared).await?;
-    // The true bytes are in place again (an upload always replaces what is stored).
-    state.corrupt_blobs.lock().expect("corrupt set").remove(&out.digest);
-    state.store.grant_blob(&who.0.tenant, &out.digest).await?;
+    let out = store_stream(state, who, body.into_data_stream(), expected, declared, |e| {
+        if crate::deadline::is_body_timeout(&e) {
+            crate::deadline::body_timeout()
+        } else {
+            ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
+        }
+    })
+    .await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     let location = HeaderValue::from_str(&format!("/v1/blobs/{}", out.digest)).expect("digest is a header value");
     Ok((status, [(header::LOCATION, location)], axum::Json(BlobDto { digest: out.digest.to_string(), size: out.size }))
         .into_response())
+}
+
+/// Write a stream of bytes into the blob store — hashed on the way, checked against the
+/// `expected` digest and `declared` length — then mark the true bytes in place again (a write
+/// always replaces what is stored) and grant them to the caller's tenant. Every way bytes enter
+/// the registry goes through here (uploads, MLflow registrations).
+///
+/// # Errors
+/// A chunk that cannot be read (`read_error` says how), the size limit, a digest or length that
+/// is not the declared one; the temp file is removed and nothing is stored.
+pub(crate) async fn store_stream<E>(
+    state: &AppState,
+    who: &Caller,
+    stream: impl futures_util::Stream<Item = Result<Bytes, E>>,
+    expected: Option<Digest>,
+    declared: Option<u64>,
+    read_error: impl Fn(E) -> ApiError,
+) -> ApiResult<fulcrum_store::blobs::PutOutcome> {
+    let mut writer = state.blobs.writer(state.config.max_blob_bytes).await?;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        // On any error the writer is dropped here, and its temp file with it.
+        writer.write(&chunk.map_err(&read_error)?).await?;
+    }
+    let out = writer.finish(expected, declared).await?;
+    state.corrupt_blobs.lock().expect("corrupt set").remove(&out.digest);
+    state.store.grant_blob(&who.0.tenant, &out.digest).await?;
+    Ok(out)
 }
 
 /// Upload raw bytes; the registry computes the digest. Idempotent.
