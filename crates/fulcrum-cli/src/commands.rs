@@ -364,7 +364,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
 }
 
 /// Registration refusals list each failed gate; keep them on the one error line.
-fn explain_gates(e: fulcrum_client::ClientError) -> anyhow::Error {
+pub(crate) fn explain_gates(e: fulcrum_client::ClientError) -> anyhow::Error {
     match &e {
         fulcrum_client::ClientError::Problem { errors, .. } if !errors.is_empty() => {
             let list: Vec<String> = errors.iter().map(|(c, d)| format!("{c} ({d})")).collect();

@@ -19,7 +19,7 @@ use fulcrum_client::{Client, ClientError};
 use fulcrum_server::mlflow::sources::{Source, Tracking};
 use serde_json::{Value, json};
 
-use crate::commands::Ctx;
+use crate::commands::{Ctx, explain_gates};
 
 #[derive(Debug, Args)]
 pub struct MlflowArgs {
@@ -75,17 +75,6 @@ fn tags(v: &Value) -> BTreeMap<String, String> {
         .flatten()
         .filter_map(|t| Some((t["key"].as_str()?.to_owned(), t["value"].as_str()?.to_owned())))
         .collect()
-}
-
-fn problem(e: &ClientError) -> String {
-    match e {
-        ClientError::Problem { code, detail, errors, .. } if !errors.is_empty() => {
-            let list: Vec<String> = errors.iter().map(|(c, d)| format!("{c}: {d}")).collect();
-            format!("{detail} ({code}): {}", list.join("; "))
-        }
-        ClientError::Problem { code, detail, .. } => format!("{detail} ({code})"),
-        other => other.to_string(),
-    }
 }
 
 fn not_found(e: &ClientError) -> bool {
@@ -200,14 +189,14 @@ async fn import_model(fulcrum: &Client, t: &Tracking, a: &MlflowArgs, m: &Value)
             let body = json!({"name": name, "domain": domain, "description": m["description"].as_str().unwrap_or_default(), "labels": labels});
             if let Err(e) = fulcrum.post("/v1/models", &body).await {
                 out["outcome"] = json!("failed");
-                out["detail"] = json!(problem(&e));
+                out["detail"] = json!(explain_gates(e).to_string());
                 return out;
             }
             out["outcome"] = json!("created");
         }
         Err(e) => {
             out["outcome"] = json!("failed");
-            out["detail"] = json!(problem(&e));
+            out["detail"] = json!(explain_gates(e).to_string());
             return out;
         }
     }
@@ -277,7 +266,7 @@ async fn import_version(fulcrum: &Client, t: &Tracking, a: &MlflowArgs, model: &
         }
         Err(e) if not_found(&e) => {}
         Err(e) => {
-            set(&mut out, "failed", problem(&e));
+            set(&mut out, "failed", explain_gates(e).to_string());
             return out;
         }
     }
@@ -348,7 +337,7 @@ async fn copy_and_register(
     let registered = fulcrum
         .post(&format!("/v1/models/{model}/versions"), &body)
         .await
-        .map_err(|e| anyhow::anyhow!("registration refused: {}", problem(&e)))?;
+        .map_err(|e| anyhow::anyhow!("registration refused: {}", explain_gates(e)))?;
     // Every byte: the registry's manifest is the one hashed here from what MLflow served.
     let theirs: BTreeMap<&str, &str> = registered["files"]
         .as_array()
@@ -365,7 +354,7 @@ async fn copy_and_register(
         fulcrum
             .post("/api/2.0/mlflow/model-versions/set-tag", &tag)
             .await
-            .map_err(|e| anyhow::anyhow!("tag {key}: {}", problem(&e)))?;
+            .map_err(|e| anyhow::anyhow!("tag {key}: {}", explain_gates(e)))?;
     }
     Ok(registered)
 }
@@ -407,7 +396,7 @@ async fn import_alias(fulcrum: &Client, a: &MlflowArgs, model: &str, alias: &str
         Err(e) if not_found(&e) => {}
         Err(e) => {
             out["outcome"] = json!("failed");
-            out["detail"] = json!(problem(&e));
+            out["detail"] = json!(explain_gates(e).to_string());
             return out;
         }
     }
@@ -419,11 +408,11 @@ async fn import_alias(fulcrum: &Client, a: &MlflowArgs, model: &str, alias: &str
         Ok(_) => out["outcome"] = json!("set"),
         Err(e @ ClientError::Problem { status: 403 | 409 | 422, .. }) => {
             out["outcome"] = json!("refused");
-            out["detail"] = json!(problem(&e));
+            out["detail"] = json!(explain_gates(e).to_string());
         }
         Err(e) => {
             out["outcome"] = json!("failed");
-            out["detail"] = json!(problem(&e));
+            out["detail"] = json!(explain_gates(e).to_string());
         }
     }
     out
