@@ -7,71 +7,20 @@
 //! `mlflow server` from the venv `scripts/test.sh` installs (`FULCRUM_MLFLOW_PYTHON`), with its
 //! default server settings and a SQLite backend store.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use fulcrum_testkit::mlflow::MlflowServer;
 use serde_json::json;
 
 use crate::identity::{Variant, interleaved};
 use crate::lab::{Lab, release, who};
 
-struct Mlflow {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mlflow {
-    fn drop(&mut self) {
-        // `mlflow server` starts uvicorn workers and job consumers: stop its whole group.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mlflow_bin() -> anyhow::Result<PathBuf> {
-    let py = std::env::var_os("FULCRUM_MLFLOW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-mlflow-3.17.2/bin/python")))
-        .ok_or_else(|| anyhow::anyhow!("no HOME"))?;
-    let bin = py.with_file_name("mlflow");
-    anyhow::ensure!(bin.exists(), "MLflow is not installed at {} (scripts/test.sh installs it)", bin.display());
-    Ok(bin)
-}
-
-async fn start_mlflow() -> anyhow::Result<Mlflow> {
-    let bin = mlflow_bin()?;
-    for _ in 0..3 {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(&bin), 0)
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let m = Mlflow { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let http = reqwest::Client::new();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(90) {
-            if http.get(format!("{}/health", m.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(m);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    anyhow::bail!("the MLflow server did not start")
-}
-
 pub async fn run(models: usize, conns: usize, rounds: usize, secs: f64) -> anyhow::Result<()> {
+    let python = fulcrum_testkit::mlflow::python()
+        .ok_or_else(|| anyhow::anyhow!("MLflow is not installed (scripts/test.sh installs it)"))?;
     let lab = Lab::start().await?;
-    let mlflow = start_mlflow().await?;
+    let dir = tempfile::tempdir()?;
+    let at = dir.path().to_owned();
+    // MLflow's own default server settings (workers and all).
+    let mlflow = tokio::task::spawn_blocking(move || MlflowServer::start_with(&python, &at, &[])).await?;
     eprintln!("{models} models on both…");
     let http = reqwest::Client::new();
     for i in 0..models {

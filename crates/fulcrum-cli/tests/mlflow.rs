@@ -14,22 +14,7 @@ use common::serving::as_;
 use common::{ok, run_as, serve};
 use serde_json::{Value, json};
 
-/// The MLflow venv's Python, or `None` locally when it is not installed (under `CI=true`: fail).
-fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_MLFLOW_PYTHON").map(PathBuf::from).or_else(|| {
-        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/fulcrum/venv-mlflow-3.17.2/bin/python"))
-    })?;
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "the MLflow client is missing at {}: run scripts/test.sh",
-        p.display()
-    );
-    eprintln!("SKIPPED LOCALLY: the MLflow client is not installed at {}", p.display());
-    None
-}
+use fulcrum_testkit::mlflow::{MlflowServer, python};
 
 /// Run a Python script (with arguments) in the MLflow venv; its last stdout line is JSON.
 fn run_py(python: &PathBuf, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
@@ -362,62 +347,6 @@ print(json.dumps(out))
     });
 }
 
-/// A real MLflow tracking server on a free loopback port (tried again on another when it does
-/// not come up), its store and artifacts in `dir`.
-struct Tracking {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Tracking {
-    fn drop(&mut self) {
-        // `mlflow server` starts uvicorn workers and job consumers: stop its whole group.
-        fulcrum_testkit::kill_group(&mut self.child);
-    }
-}
-
-fn tracking_server(python: &std::path::Path, dir: &std::path::Path) -> Tracking {
-    for _ in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = fulcrum_testkit::own_group(&mut Command::new(python.with_file_name("mlflow")))
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("mlflow-{port}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(60) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if healthy(port) {
-                return Tracking { child, url };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        fulcrum_testkit::kill_group(&mut child);
-    }
-    panic!("the MLflow tracking server did not start (logs in {})", dir.display());
-}
-
-/// `GET /health` answers 200 (plain HTTP over a socket: the test needs no HTTP client for it).
-fn healthy(port: u16) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    if c.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    c.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
-}
-
 const LOG_AND_REGISTER: &str = r#"
 import json, os, numpy as np, mlflow, mlflow.sklearn
 from sklearn.linear_model import LogisticRegression
@@ -502,7 +431,7 @@ print(json.dumps(out))
 fn register_model_imports_the_logged_models_bytes_from_the_tracking_server() {
     let Some(py) = python() else { return };
     let work = tempfile::tempdir().unwrap();
-    let tracking = tracking_server(&py, work.path());
+    let tracking = MlflowServer::start(&py, work.path());
     let local_root = work.path().join("local");
     let local = local_root.join("m1");
     std::fs::create_dir_all(local.join("sub")).unwrap();
@@ -796,7 +725,7 @@ print(json.dumps(files))
 fn import_mlflow_copies_a_registry_idempotently_through_the_governed_path() {
     let Some(py) = python() else { return };
     let work = tempfile::tempdir().unwrap();
-    let tracking = tracking_server(&py, work.path());
+    let tracking = MlflowServer::start(&py, work.path());
     let expected = run_py(&py, POPULATE, &[], &[("TRACKING", tracking.url.as_str())]);
     let s = serve();
     let report = s.dir.path().join("import-report.json");

