@@ -306,6 +306,8 @@ r = requests.delete(url + "/api/2.0/mlflow/model-versions/delete", json={"name":
 out["retire"] = [r.status_code, r.json()]
 out["retired"] = c.get_model_version("churn", "1").current_stage
 out["named"] = code(lambda: c.delete_model_version("fraud", "2"))
+# The kill switch holds through a copy: a revoked version's bytes are not copied into a new one.
+out["copy_revoked"] = code(lambda: c.copy_model_version("models:/churn/1", "fraud"))
 out["model"] = code(lambda: c.delete_registered_model("churn"))
 print(json.dumps(out))
 "#,
@@ -318,12 +320,17 @@ print(json.dumps(out))
     assert_eq!(deletes["retired"], "Archived", "{deletes}");
     assert_eq!(deletes["named"][0], "PERMISSION_DENIED", "{deletes}");
     assert!(deletes["named"][1].as_str().unwrap().contains("named by an alias"), "{deletes}");
+    // (The client wraps any copy failure in its own exception; Fulcrum's refusal is inside.)
+    let copy = deletes["copy_revoked"][1].as_str().unwrap();
+    assert!(copy.contains("PERMISSION_DENIED: churn 1 is revoked"), "{deletes}");
     assert_eq!(deletes["model"][0], "PERMISSION_DENIED", "{deletes}");
     assert!(deletes["model"][1].as_str().unwrap().contains("never deleted"), "{deletes}");
     rt.block_on(async {
         let churn = as_(&s, "viewer").get("/v1/models/churn/versions/1").await.unwrap();
         assert_eq!((churn["hold"].as_str(), churn["revoked"].as_bool()), (Some("revoked"), Some(true)), "{churn}");
         assert!(churn["hold_reason"].as_str().unwrap().contains("retired through MLflow"), "{churn}");
+        let fraud = as_(&s, "viewer").get("/v1/models/fraud/versions").await.unwrap();
+        assert_eq!(fraud["items"].as_array().unwrap().len(), 2, "the refused copy left no version: {fraud}");
         let prod = as_(&s, "viewer").get("/v1/models/fraud/aliases/production").await.unwrap();
         assert_eq!(prod["version"], "1", "the refused move changed nothing");
         // Each annotation is an event in the ledgered log, with who made it.
