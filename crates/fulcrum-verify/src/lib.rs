@@ -4,6 +4,8 @@
 //! - [`intoto`]: in-toto Statement v1.
 //! - [`modeldir`]: walking and hashing a model directory (files or shards; SHA-256, BLAKE2b,
 //!   BLAKE3), in parallel.
+//! - [`keyless`]: Sigstore bundles (Fulcio certificate, Rekor entry, RFC 3161 timestamps)
+//!   verified offline against a pinned `trusted_root.json`, under a mandatory identity policy.
 //! - [`slsa`]: SLSA Provenance v1 verification (trusted builders) and SBOM recognition.
 //! - [`model_signing`]: the OpenSSF model-signing bundle (Sigstore bundle v0.3 with a DSSE
 //!   envelope over an in-toto statement listing every file's digest): verify and sign.
@@ -20,6 +22,7 @@
 pub mod cache;
 pub mod dsse;
 pub mod intoto;
+pub mod keyless;
 pub mod model_signing;
 pub mod modeldir;
 pub mod slsa;
@@ -77,6 +80,16 @@ pub enum Failure {
     BuildType(String),
     #[error("SBOM invalid: {0}")]
     SbomInvalid(String),
+    #[error("trusted root unusable: {0}")]
+    TrustRoot(String),
+    #[error("transparency log: {0}")]
+    Transparency(String),
+    #[error("timestamp: {0}")]
+    Timestamp(String),
+    #[error("a keyless signature needs an identity policy (issuer and identity); none was given")]
+    IdentityPolicyMissing,
+    #[error("signed by {identity:?} (issuer {issuer:?}), which no trusted signer admits")]
+    SignerIdentity { issuer: String, identity: String },
 }
 
 impl Failure {
@@ -108,6 +121,11 @@ impl Failure {
             Failure::UntrustedBuilder(_) => "untrusted_builder",
             Failure::BuildType(_) => "build_type",
             Failure::SbomInvalid(_) => "sbom_invalid",
+            Failure::TrustRoot(_) => "trust_root_invalid",
+            Failure::Transparency(_) => "tlog_invalid",
+            Failure::Timestamp(_) => "timestamp_invalid",
+            Failure::IdentityPolicyMissing => "identity_policy_missing",
+            Failure::SignerIdentity { .. } => "signer_identity",
         }
     }
 }

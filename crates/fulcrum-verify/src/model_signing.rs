@@ -19,6 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::intoto::{ResourceDescriptor, STATEMENT_V1, Statement};
+use crate::keyless::{self, KeylessSigner, TrustedRoot};
 use crate::modeldir::{self, HashAlg, Method, Resource};
 use crate::{Failure, b64_decode};
 
@@ -43,6 +44,9 @@ pub struct VerificationMaterial {
     pub public_key: Option<KeyHint>,
     #[serde(default, rename = "x509CertificateChain", skip_serializing_if = "Option::is_none")]
     pub x509_certificate_chain: Option<CertChain>,
+    /// A keyless bundle's Fulcio leaf (v0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<RawBytes>,
     #[serde(default)]
     pub tlog_entries: Vec<Value>,
 }
@@ -108,6 +112,9 @@ pub enum Trust<'a> {
     Key(&'a PublicKey),
     /// Root certificates (DER); the bundle's chain must lead to one of them.
     Roots(&'a [Vec<u8>]),
+    /// Sigstore keyless: a Fulcio certificate and a transparency-log entry, verified offline
+    /// against this trusted root, signed by one of these identities.
+    Sigstore { root: &'a TrustedRoot, signers: &'a [KeylessSigner] },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,7 +153,29 @@ fn signer_key(bundle: &Bundle, trust: Trust<'_>) -> Result<PublicKey, Failure> {
                 chain.certificates.iter().map(|c| b64_decode(&c.raw_bytes)).collect::<Result<_, _>>()?;
             verify_chain(&ders, roots)
         }
+        Trust::Sigstore { .. } => {
+            let leaf = vm
+                .certificate
+                .as_ref()
+                .or_else(|| vm.x509_certificate_chain.as_ref().and_then(|c| c.certificates.first()))
+                .ok_or(Failure::VerificationMaterial)?;
+            let der = b64_decode(&leaf.raw_bytes)?;
+            let (_, cert) = X509Certificate::from_der(&der)
+                .map_err(|_| Failure::Certificate("unparseable signing certificate".into()))?;
+            PublicKey::from_spki_der(cert.public_key().raw)
+                .map_err(|_| Failure::Certificate("unsupported signing key".into()))
+        }
     }
+}
+
+/// The subject digest a (not yet verified) statement names, to hand to the Sigstore verifier,
+/// which checks the signature and that this digest is a subject of the signed statement.
+fn claimed_subject(bundle: &Bundle) -> Result<[u8; 32], Failure> {
+    let payload = b64_decode(&bundle.dsse_envelope.payload)?;
+    let st: Statement = serde_json::from_slice(&payload).map_err(|e| Failure::Malformed(format!("statement: {e}")))?;
+    let [subject] = st.subject.as_slice() else { return Err(Failure::SubjectCount(st.subject.len())) };
+    let hex_digest = subject.digest.get("sha256").ok_or(Failure::RootDigest)?;
+    hex::decode(hex_digest).ok().and_then(|d| <[u8; 32]>::try_from(d).ok()).ok_or(Failure::RootDigest)
 }
 
 /// Validate `chain[0]` (the leaf) up to a trusted root, at the leaf's notBefore (the bundle
@@ -206,6 +235,9 @@ pub struct SignedModel {
     pub ignore_paths: Vec<String>,
     pub subject_sha256: [u8; 32],
     pub signer: PublicKey,
+    /// For a keyless signature: who signed (issuer, identity), the trusted root and the proven
+    /// signing times.
+    pub keyless: Option<keyless::Verified>,
 }
 
 /// Check a bundle: media type, signer (hint or certificate chain), exactly one DSSE signature
@@ -223,6 +255,18 @@ pub fn open(bundle_bytes: &[u8], trust: Trust<'_>) -> Result<SignedModel, Failur
     if bundle.dsse_envelope.signatures.len() != 1 {
         return Err(Failure::SignatureCount(bundle.dsse_envelope.signatures.len()));
     }
+    let keyless = match trust {
+        Trust::Sigstore { root, signers } => {
+            let subject = claimed_subject(&bundle)?;
+            Some(keyless::verify(
+                root,
+                bundle_bytes,
+                keyless::Subject::Sha256(subject),
+                keyless::Signers::Keyless(signers),
+            )?)
+        }
+        Trust::Key(_) | Trust::Roots(_) => None,
+    };
     let payload = bundle.dsse_envelope.verify(&key, INTOTO_PAYLOAD_TYPE)?;
     let st = Statement::parse(&payload, PREDICATE_TYPE)?;
     if st.subject.len() != 1 {
@@ -271,6 +315,7 @@ pub fn open(bundle_bytes: &[u8], trust: Trust<'_>) -> Result<SignedModel, Failur
         ignore_paths: predicate.serialization.ignore_paths,
         subject_sha256: root_digest,
         signer: key,
+        keyless,
     })
 }
 
@@ -417,6 +462,7 @@ pub fn sign(root: &Path, signer: &dyn Signer, opts: &SignOptions) -> Result<Vec<
         verification_material: VerificationMaterial {
             public_key: Some(KeyHint { hint: Some(signer.public_key().model_signing_hint()) }),
             x509_certificate_chain: None,
+            certificate: None,
             tlog_entries: vec![],
         },
         dsse_envelope: envelope,
