@@ -179,6 +179,14 @@ enum Command {
         #[command(subcommand)]
         cmd: trust::VerifyCmd,
     },
+    /// Verify a Sigstore bundle offline (keyless or managed key) against a trusted root; speaks
+    /// the sigstore-conformance CLI protocol. Exit 0 only if it verifies.
+    VerifyBundle {
+        #[command(flatten)]
+        out: Out,
+        #[command(flatten)]
+        args: trust::VerifyBundleArgs,
+    },
     /// Produce attestations for a pipeline (SLSA provenance).
     Attest {
         #[command(flatten)]
@@ -327,6 +335,7 @@ impl Command {
             | Command::Profile { .. }
             | Command::Sign { .. }
             | Command::Verify { .. }
+            | Command::VerifyBundle { .. }
             | Command::Attest { .. } => None,
             Command::Model { conn, .. }
             | Command::Version { conn, .. }
@@ -407,6 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Profile { out, cmd } => profile::run(cmd, out.output),
             Command::Sign { out, cmd } => trust::sign(cmd, out.output),
             Command::Verify { out, cmd } => trust::verify(cmd, out.output),
+            Command::VerifyBundle { out, args } => trust::verify_bundle(args, out.output),
             Command::Attest { out, cmd } => trust::attest(cmd, out.output),
             _ => unreachable!("every other command reaches the registry"),
         };
@@ -435,6 +445,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Profile { .. }
         | Command::Sign { .. }
         | Command::Verify { .. }
+        | Command::VerifyBundle { .. }
         | Command::Attest { .. } => unreachable!("handled above"),
         Command::Model { cmd, .. } => commands::model(&ctx, cmd).await,
         Command::Version { cmd, .. } => commands::version(&ctx, cmd).await,

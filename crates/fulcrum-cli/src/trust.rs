@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fulcrum_sign::{Alg, LocalKey, PublicKey, Signer, TrustBundle};
+use fulcrum_verify::keyless;
 use fulcrum_verify::model_signing::{self, SignOptions, Trust, VerifyOptions};
 use fulcrum_verify::modeldir::{HashAlg, Method};
 use serde_json::json;
@@ -62,6 +63,9 @@ pub enum VerifyCmd {
         /// A Fulcrum trust bundle (JSON); any of its keys may have signed.
         #[arg(long)]
         trust_bundle: Option<PathBuf>,
+        /// Sigstore keyless: the signer's identity and the trusted root (see `verify-bundle`).
+        #[command(flatten)]
+        keyless: KeylessArgs,
         /// Extra paths the signer may have excluded (besides git metadata and the signature).
         #[arg(long)]
         allow_ignore: Vec<String>,
@@ -73,6 +77,115 @@ pub enum VerifyCmd {
         #[arg(long, requires = "record")]
         record_key: Option<PathBuf>,
     },
+}
+
+/// Who may have signed a Sigstore bundle: a Fulcio identity (issuer and identity, exact or a
+/// pattern over the whole identity), or a managed key.
+#[derive(Debug, Args)]
+pub struct KeylessArgs {
+    /// The expected certificate identity (SAN: email or URI), exact.
+    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "certificate_identity_regexp")]
+    pub certificate_identity: Option<String>,
+    /// … or a regular expression the whole identity must match.
+    #[arg(long, requires = "certificate_oidc_issuer")]
+    pub certificate_identity_regexp: Option<String>,
+    /// The expected OIDC issuer of the signing certificate.
+    #[arg(long)]
+    pub certificate_oidc_issuer: Option<String>,
+    /// The trusted root (`trusted_root.json`) to verify against; default: Sigstore's production
+    /// root as shipped with this build. Nothing is fetched.
+    #[arg(long)]
+    pub trusted_root: Option<PathBuf>,
+    /// Use Sigstore's staging root as shipped with this build.
+    #[arg(long, conflicts_with = "trusted_root")]
+    pub staging: bool,
+}
+
+impl KeylessArgs {
+    fn root(&self) -> anyhow::Result<keyless::TrustedRoot> {
+        Ok(match &self.trusted_root {
+            Some(p) => {
+                keyless::TrustedRoot::from_json(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                    .map_err(|f| anyhow::anyhow!("{}: {f} ({})", p.display(), f.code()))?
+            }
+            None if self.staging => keyless::TrustedRoot::from_json(keyless::STAGING_TRUSTED_ROOT.as_bytes())
+                .map_err(|f| anyhow::anyhow!("staging root: {f}"))?,
+            None => keyless::TrustedRoot::production(),
+        })
+    }
+
+    fn signers(&self) -> anyhow::Result<Vec<keyless::KeylessSigner>> {
+        let Some(issuer) = &self.certificate_oidc_issuer else { return Ok(vec![]) };
+        Ok(match (&self.certificate_identity, &self.certificate_identity_regexp) {
+            (Some(i), _) => vec![keyless::KeylessSigner::exact(issuer, i)],
+            (None, Some(p)) => vec![keyless::KeylessSigner::pattern(issuer, p).map_err(|e| anyhow::anyhow!(e))?],
+            (None, None) => {
+                bail!("--certificate-oidc-issuer needs --certificate-identity or --certificate-identity-regexp")
+            }
+        })
+    }
+
+    fn given(&self) -> bool {
+        self.certificate_oidc_issuer.is_some() || self.trusted_root.is_some() || self.staging
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBundleArgs {
+    /// The Sigstore bundle (`.sigstore.json`).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// A managed key (PEM) instead of a certificate identity.
+    #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp", "certificate_oidc_issuer"])]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    keyless: KeylessArgs,
+    /// The signed file, or its digest as `sha256:<hex>` (for DSSE: a subject of the statement).
+    file_or_digest: String,
+}
+
+/// A `sha256:<hex>` that is not a path on disk (the conformance protocol's rule).
+fn as_digest(arg: &str) -> Option<[u8; 32]> {
+    let hex_part = arg.strip_prefix("sha256:")?;
+    if std::path::Path::new(arg).exists() {
+        return None;
+    }
+    hex::decode(hex_part).ok()?.try_into().ok()
+}
+
+pub fn verify_bundle(a: VerifyBundleArgs, output: Output) -> anyhow::Result<()> {
+    let bundle = std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
+    let root = a.keyless.root()?;
+    let key = a
+        .key
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let signers = a.keyless.signers()?;
+    let who = match &key {
+        Some(pem) => keyless::Signers::Key(pem),
+        None => keyless::Signers::Keyless(&signers),
+    };
+    let bytes;
+    let subject = match as_digest(&a.file_or_digest) {
+        Some(d) => keyless::Subject::Sha256(d),
+        None => {
+            bytes = std::fs::read(&a.file_or_digest).with_context(|| format!("reading {}", a.file_or_digest))?;
+            keyless::Subject::Bytes(&bytes)
+        }
+    };
+    let v = keyless::verify(&root, &bundle, subject, who)
+        .map_err(|f| anyhow::anyhow!("verification failed: {f} ({})", f.code()))?;
+    match output {
+        Output::Json => crate::outln!("{}", json!({"verified": true, "result": v})),
+        Output::Text => crate::outln!(
+            "verified: signed by {} (issuer {}), trusted root {}",
+            v.identity.as_deref().unwrap_or("the managed key"),
+            v.issuer.as_deref().unwrap_or("-"),
+            v.trusted_root
+        ),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -397,6 +510,7 @@ pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
         public_key,
         certificate_chain,
         trust_bundle,
+        keyless,
         allow_ignore,
         record,
         record_key,
@@ -443,21 +557,29 @@ pub fn verify(c: VerifyCmd, output: Output) -> anyhow::Result<()> {
             roots.extend(model_signing::pem_certificates(&text).map_err(|f| anyhow::anyhow!("{}: {f}", p.display()))?);
         }
         model_signing::verify(&dir, &bundle, Trust::Roots(&roots), &opts)
+    } else if keyless.given() {
+        let root = keyless.root()?;
+        let signers = keyless.signers()?;
+        model_signing::verify(&dir, &bundle, Trust::Sigstore { root: &root, signers: &signers }, &opts)
     } else {
-        bail!("give --public-key, --trust-bundle or --certificate-chain");
+        bail!("give --public-key, --trust-bundle, --certificate-chain or --certificate-oidc-issuer with an identity");
     };
     let v = result.map_err(|f| anyhow::anyhow!("verification failed: {f} ({})", f.code()))?;
     match output {
         Output::Json => crate::outln!(
             "{}",
-            json!({"verified": true, "from_record": from_record, "resources": v.resources.len(), "method": v.method_name(), "hash": v.alg.name(), "signer": v.signer.fingerprint(), "subject_sha256": hex::encode(v.subject_sha256)})
+            json!({"verified": true, "from_record": from_record, "resources": v.resources.len(), "method": v.method_name(), "hash": v.alg.name(), "signer": v.signer.fingerprint(), "keyless": v.keyless, "subject_sha256": hex::encode(v.subject_sha256)})
         ),
         Output::Text => crate::outln!(
             "verified: {} resources ({} / {}), signer {}",
             v.resources.len(),
             v.method_name(),
             v.alg.name(),
-            &v.signer.fingerprint()[..16]
+            match &v.keyless {
+                Some(k) =>
+                    format!("{} (issuer {})", k.identity.as_deref().unwrap_or("?"), k.issuer.as_deref().unwrap_or("?")),
+                None => v.signer.fingerprint()[..16].to_owned(),
+            }
         ),
     }
     Ok(())

@@ -74,6 +74,9 @@ impl TrustedRoot {
 /// Sigstore's production `trusted_root.json` as shipped with this build.
 pub const PRODUCTION_TRUSTED_ROOT: &str = sigstore_verify::trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT;
 
+/// Sigstore's staging `trusted_root.json` as shipped with this build.
+pub const STAGING_TRUSTED_ROOT: &str = sigstore_verify::trust_root::SIGSTORE_STAGING_TRUSTED_ROOT;
+
 /// How a certificate's subject (its SAN: an email or a URI) must look.
 #[derive(Debug, Clone)]
 pub enum SubjectMatch {

@@ -1,0 +1,177 @@
+//! `fulcrum verify-bundle` speaks the sigstore-conformance CLI protocol: every case of the
+//! upstream bundle-verify set (`tests/vectors/sigstore-conformance`) is run through the real
+//! binary, with the arguments in the protocol's order, once with the artifact's path and once
+//! with its `sha256:<hex>` digest; the exit code must be the case's verdict. No network: the
+//! cases without a trusted root use the production root shipped with the build.
+//!
+//! `fulcrum verify model` with a certificate identity verifies the production-signed keyless
+//! model-signing vector offline, and refuses it under another identity or trusted root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+}
+
+fn fulcrum(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fulcrum")).args(args).env("FULCRUM_LOG", "error").output().unwrap()
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+#[test]
+fn verify_bundle_gives_every_conformance_case_its_verdict_by_path_and_by_digest() {
+    let dir = vectors().join("sigstore-conformance/test/assets/bundle-verify");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("bundle.sigstore.json").exists())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 70, "expected the whole upstream set, found {}", cases.len());
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let should_fail = name.ends_with("_fail");
+        let artifact = if case.join("artifact").exists() { case.join("artifact") } else { dir.join("a.txt") };
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(&artifact).unwrap())));
+        let bundle = case.join("bundle.sigstore.json");
+        let identity = read_trimmed(&case.join("identity")).unwrap_or_else(|| DEFAULT_IDENTITY.into());
+        let issuer = read_trimmed(&case.join("issuer")).unwrap_or_else(|| DEFAULT_ISSUER.into());
+        for input in [artifact.to_str().unwrap(), digest.as_str()] {
+            // The protocol's order: --bundle, then identity/issuer or --key, then --trusted-root, then the input.
+            let mut args: Vec<&str> = vec!["verify-bundle", "--bundle", bundle.to_str().unwrap()];
+            let key = case.join("key.pub");
+            if key.exists() {
+                args.extend(["--key", key.to_str().unwrap()]);
+            } else {
+                args.extend(["--certificate-identity", &identity, "--certificate-oidc-issuer", &issuer]);
+            }
+            let root = case.join("trusted_root.json");
+            if root.exists() {
+                args.extend(["--trusted-root", root.to_str().unwrap()]);
+            }
+            args.push(input);
+            let out = fulcrum(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match (out.status.success(), should_fail) {
+                (true, false) => {}
+                (false, true) => {
+                    // A refusal is one clear line naming a machine-readable reason.
+                    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                    if lines.len() != 1 || !lines[0].starts_with("error: ") {
+                        wrong.push(format!("{name} ({input}): refusal is not one line: {stderr}"));
+                    }
+                }
+                (true, true) => wrong.push(format!("{name} ({input}): exit 0 but must be refused")),
+                (false, false) => wrong.push(format!("{name} ({input}): refused but must verify: {stderr}")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} verdicts differ from upstream:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+#[test]
+fn verify_bundle_needs_an_identity_for_a_keyless_bundle() {
+    let dir = vectors().join("sigstore-conformance/test/assets/bundle-verify");
+    let bundle = dir.join("happy-path-v0.3/bundle.sigstore.json");
+    let a = dir.join("a.txt");
+    let ok = fulcrum(&[
+        "verify-bundle",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--certificate-identity",
+        DEFAULT_IDENTITY,
+        "--certificate-oidc-issuer",
+        DEFAULT_ISSUER,
+        "--output",
+        "json",
+        a.to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["result"]["identity"], DEFAULT_IDENTITY);
+    assert_eq!(v["result"]["tlog"], true);
+    // No identity at all: refused with the machine-readable reason, never "some valid signature".
+    let out = fulcrum(&["verify-bundle", "--bundle", bundle.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("identity_policy_missing"));
+    // A pattern must match the whole identity.
+    for (pattern, verifies) in [
+        (".*extremely-dangerous-oidc-beacon.yml@refs/heads/main", true),
+        ("https://github.com/sigstore-conformance", false),
+    ] {
+        let out = fulcrum(&[
+            "verify-bundle",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--certificate-identity-regexp",
+            pattern,
+            "--certificate-oidc-issuer",
+            DEFAULT_ISSUER,
+            a.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.success(), verifies, "{pattern}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // An unreadable trusted root is one clear line.
+    let out = fulcrum(&[
+        "verify-bundle",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--certificate-identity",
+        DEFAULT_IDENTITY,
+        "--certificate-oidc-issuer",
+        DEFAULT_ISSUER,
+        "--trusted-root",
+        a.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("trust_root_invalid") && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn verify_model_checks_a_keyless_model_signing_bundle_offline() {
+    let model = vectors().join("model-signing-keyless/model");
+    let sig = model.join("model.sig");
+    let custom = vectors()
+        .join("sigstore-conformance/test/assets/bundle-verify/intoto-with-custom-trust-root/trusted_root.json");
+    let run = |identity: &str, root: Option<&Path>| {
+        let mut args = vec![
+            "verify".to_owned(),
+            "--output".into(),
+            "json".into(),
+            "model".into(),
+            model.to_str().unwrap().into(),
+            "--signature".into(),
+            sig.to_str().unwrap().into(),
+            "--allow-ignore".into(),
+            "ignore-me".into(),
+            "--certificate-identity".into(),
+            identity.into(),
+            "--certificate-oidc-issuer".into(),
+            "https://sigstore.verify.ibm.com/oauth2".into(),
+        ];
+        if let Some(r) = root {
+            args.extend(["--trusted-root".into(), r.to_str().unwrap().into()]);
+        }
+        fulcrum(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let ok = run("stefanb@us.ibm.com", None);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["keyless"]["identity"], "stefanb@us.ibm.com");
+    assert_eq!(v["resources"], 2);
+    let out = run("mallory@us.ibm.com", None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("signer_identity"));
+    let out = run("stefanb@us.ibm.com", Some(&custom));
+    assert!(!out.status.success(), "another trusted root must refuse it");
+}
