@@ -603,7 +603,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let agent = Agent::new(
             fulcrum_client::Client::new("http://127.0.0.1:9", None).unwrap(),
-            fulcrum_sign::TrustBundle { version: 1, issued_at: String::new(), expires_at: None, keys: vec![] },
+            fulcrum_sign::TrustBundle {
+                version: 1,
+                issued_at: String::new(),
+                expires_at: None,
+                keys: vec![],
+                sigstore: None,
+            },
             crate::state::StateDir::open(dir.path()).unwrap(),
             time::Duration::seconds(30),
             "t".into(),

@@ -20,7 +20,7 @@ fn now() -> OffsetDateTime {
 
 fn bundle(version: u64, issued: &str, keys: Vec<PublishedKey>) -> TrustBundle {
     let expires = (t(issued) + Duration::days(30)).format(&Rfc3339).unwrap();
-    TrustBundle { version, issued_at: issued.into(), expires_at: Some(expires), keys }
+    TrustBundle { version, issued_at: issued.into(), expires_at: Some(expires), keys, sigstore: None }
 }
 
 /// A link signed by `signer`, endorsed by each of `endorsers`.

@@ -99,6 +99,7 @@ fn world() -> World {
             published(&retired, "2026-10-01T00:00:00Z", Some("2026-11-01T00:00:00Z"), KeyStatus::Retired),
             published(&compromised, "2026-10-01T00:00:00Z", None, KeyStatus::Compromised),
         ],
+        sigstore: None,
     };
     World { key, retired, compromised, stranger, bundle }
 }

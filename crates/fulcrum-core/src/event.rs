@@ -59,10 +59,13 @@ pub enum EventKind {
     /// A tag or description was set on (or a tag removed from) a model or a version: people's
     /// notes, never governance inputs.
     Annotated,
+    /// A key-admin imported a Sigstore trusted root (`trusted_root.json`) for keyless signatures;
+    /// a new trust bundle carries it.
+    TrustRootImported,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::ReleasePublished,
         EventKind::Promotion,
         EventKind::Revocation,
@@ -89,6 +92,7 @@ impl EventKind {
         EventKind::IncidentOpened,
         EventKind::IncidentClosed,
         EventKind::Annotated,
+        EventKind::TrustRootImported,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -118,6 +122,7 @@ impl EventKind {
             EventKind::IncidentOpened => "incident_opened",
             EventKind::IncidentClosed => "incident_closed",
             EventKind::Annotated => "annotated",
+            EventKind::TrustRootImported => "trust_root_imported",
         }
     }
     pub fn cloudevent_type(self) -> String {

@@ -267,8 +267,13 @@ mod tests {
             status,
             development: false,
         };
-        let bundle =
-            |keys| TrustBundle { version: 1, issued_at: "2026-01-01T00:00:00Z".into(), expires_at: None, keys };
+        let bundle = |keys| TrustBundle {
+            version: 1,
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: None,
+            keys,
+            sigstore: None,
+        };
         let note = cp().sign("fulcrum/test", &key).unwrap();
         let kid = key.kid();
         let sound = bundle(vec![published(KeyStatus::Active)]);

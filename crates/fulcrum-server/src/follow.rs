@@ -194,7 +194,8 @@ async fn follow_once(state: &AppState, mut applied: i64, followed: bool) -> Resu
 
 /// Bring the caches up to the events of `batch` (under the write gate, like a local commit).
 async fn apply(state: &AppState, batch: &[Arc<Fanned>]) -> Result<(), FollowError> {
-    let keys = batch.iter().any(|e| is(e, &[EventKind::KeyRotated, EventKind::KeyRetired]));
+    let keys =
+        batch.iter().any(|e| is(e, &[EventKind::KeyRotated, EventKind::KeyRetired, EventKind::TrustRootImported]));
     let policy = batch.iter().any(|e| is(e, &[EventKind::PolicyChanged]));
     let models: BTreeSet<(&str, &str)> =
         batch.iter().filter(|e| changes_the_catalog(&e.kind)).map(|e| (e.tenant.as_str(), e.model.as_str())).collect();

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use fulcrum_sign::{KeyStatus, LocalKey, PublicKey, PublishedKey, SignError, Signer, TrustBundle};
-use fulcrum_store::{BundleRecord, KeyRecord, Store};
+use fulcrum_sign::{KeyStatus, LocalKey, PublicKey, PublishedKey, SignError, Signer, SigstoreRoot, TrustBundle};
+use fulcrum_store::{BundleContent, BundleRecord, KeyRecord, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -108,6 +108,8 @@ pub struct KeyRing {
     active: RwLock<Arc<dyn Signer>>,
     bundle: RwLock<Arc<SignedBlob>>,
     bundle_version: RwLock<(u64, OffsetDateTime)>,
+    /// The Sigstore trusted root the current bundle carries, parsed once.
+    sigstore: RwLock<Option<Arc<fulcrum_verify::keyless::TrustedRoot>>>,
     backends: Box<dyn Backends>,
 }
 
@@ -131,7 +133,7 @@ pub fn published(rec: &KeyRecord) -> Result<PublishedKey, String> {
 pub fn sign_bundle(
     signer: &dyn Signer,
     endorsers: &[&dyn Signer],
-    keys: &[KeyRecord],
+    content: &BundleContent,
     version: u64,
     now: OffsetDateTime,
 ) -> Result<BundleRecord, String> {
@@ -139,7 +141,12 @@ pub fn sign_bundle(
         version,
         issued_at: now.format(&Rfc3339).expect("formats"),
         expires_at: Some((now + BUNDLE_TTL).format(&Rfc3339).expect("formats")),
-        keys: keys.iter().map(published).collect::<Result<_, _>>()?,
+        keys: content.keys.iter().map(published).collect::<Result<_, _>>()?,
+        sigstore: content.sigstore.as_ref().map(|r| SigstoreRoot {
+            version: r.version,
+            digest: r.digest.clone(),
+            trusted_root: r.body.clone(),
+        }),
     };
     let body = serde_json::to_string(&bundle).expect("bundles serialise");
     let sig = signer.sign(body.as_bytes()).map_err(|e| e.to_string())?;
@@ -163,6 +170,17 @@ fn blob(b: &BundleRecord) -> Result<SignedBlob, String> {
         signature: axum::http::HeaderValue::from_str(&b.signature).map_err(|e| e.to_string())?,
         kid: axum::http::HeaderValue::from_str(&b.kid).map_err(|e| e.to_string())?,
     })
+}
+
+fn sigstore_of(b: &BundleRecord) -> Result<Option<Arc<fulcrum_verify::keyless::TrustedRoot>>, String> {
+    let tb: TrustBundle = serde_json::from_str(&b.body).map_err(|e| format!("trust bundle v{}: {e}", b.version))?;
+    tb.sigstore
+        .map(|s| {
+            fulcrum_verify::keyless::TrustedRoot::from_json(s.trusted_root.as_bytes())
+                .map(Arc::new)
+                .map_err(|f| format!("trust bundle v{}: its Sigstore root: {f}", b.version))
+        })
+        .transpose()
 }
 
 fn issued_at(b: &BundleRecord) -> OffsetDateTime {
@@ -209,7 +227,7 @@ impl KeyRing {
                 created = Some(path);
             }
             let rec = record_for(&key, "local", "signing-key.pk8");
-            let sign = |keys: &[KeyRecord], v: u64| sign_bundle(&key, &[], keys, v, now);
+            let sign = |c: &BundleContent, v: u64| sign_bundle(&key, &[], c, v, now);
             store.rotate_key(rec, "bootstrap", &sign, now).await.map_err(|e| e.to_string())?;
         }
         let keys = store.keys().await.map_err(|e| e.to_string())?;
@@ -218,6 +236,7 @@ impl KeyRing {
         let bundle =
             store.latest_bundle().await.map_err(|e| e.to_string())?.ok_or("no trust bundle was ever issued")?;
         let ring = Self {
+            sigstore: RwLock::new(sigstore_of(&bundle)?),
             bundle_version: RwLock::new((bundle.version, issued_at(&bundle))),
             bundle: RwLock::new(Arc::new(blob(&bundle)?)),
             active: RwLock::new(signer),
@@ -252,7 +271,14 @@ impl KeyRing {
         self.bundle_version.read().expect("keyring lock").0
     }
 
+    /// The Sigstore trusted root in force (the one the current trust bundle carries), if a
+    /// key-admin imported one.
+    pub fn sigstore_root(&self) -> Option<Arc<fulcrum_verify::keyless::TrustedRoot>> {
+        self.sigstore.read().expect("keyring lock").clone()
+    }
+
     fn install(&self, b: &BundleRecord, now: OffsetDateTime) -> Result<(), String> {
+        *self.sigstore.write().expect("keyring lock") = sigstore_of(b)?;
         *self.bundle.write().expect("keyring lock") = Arc::new(blob(b)?);
         *self.bundle_version.write().expect("keyring lock") = (b.version, now);
         Ok(())
@@ -272,7 +298,7 @@ impl KeyRing {
         let signer = Self::open_checked(self.backends.as_ref(), &rec).map_err(RotateError::Unusable)?;
         // The key rotated out vouches for the new bundle (the chain link agents follow).
         let previous = self.current();
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[previous.as_ref()], keys, v, now);
+        let sign = |c: &BundleContent, v: u64| sign_bundle(signer.as_ref(), &[previous.as_ref()], c, v, now);
         let b = store.rotate_key(rec, actor, &sign, now).await.map_err(RotateError::Store)?;
         *self.active.write().expect("keyring lock") = signer;
         self.install(&b, now).map_err(RotateError::Unusable)?;
@@ -291,7 +317,7 @@ impl KeyRing {
         now: OffsetDateTime,
     ) -> Result<u64, RotateError> {
         let signer = self.current();
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[], keys, v, now);
+        let sign = |c: &BundleContent, v: u64| sign_bundle(signer.as_ref(), &[], c, v, now);
         let b = store.retire_key(kid, compromised, reason, actor, &sign, now).await.map_err(RotateError::Store)?;
         self.install(&b, now).map_err(RotateError::Unusable)?;
         Ok(b.version)
@@ -320,6 +346,29 @@ impl KeyRing {
         Ok(changed)
     }
 
+    /// Put a Sigstore trusted root in force (a key-admin's import): a new trust bundle carries it.
+    ///
+    /// # Errors
+    /// The store refuses (the same root already in force) or the signer fails.
+    pub async fn import_sigstore_root(
+        &self,
+        store: &Store,
+        root: &fulcrum_verify::keyless::TrustedRoot,
+        note: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(fulcrum_store::SigstoreRootRecord, u64), RotateError> {
+        let signer = self.current();
+        let sign = |c: &BundleContent, v: u64| sign_bundle(signer.as_ref(), &[], c, v, now);
+        let body = std::str::from_utf8(root.json()).map_err(|e| RotateError::Unusable(e.to_string()))?;
+        let (rec, b) = store
+            .import_sigstore_root(&root.digest(), body, note, actor, &sign, now)
+            .await
+            .map_err(RotateError::Store)?;
+        self.install(&b, now).map_err(RotateError::Unusable)?;
+        Ok((rec, b.version))
+    }
+
     /// Re-issue the bundle if it is past half its lifetime.
     ///
     /// # Errors
@@ -330,7 +379,7 @@ impl KeyRing {
             return Ok(());
         }
         let signer = self.current();
-        let sign = |keys: &[KeyRecord], v: u64| sign_bundle(signer.as_ref(), &[], keys, v, now);
+        let sign = |c: &BundleContent, v: u64| sign_bundle(signer.as_ref(), &[], c, v, now);
         let b = store.reissue_bundle(&sign, now).await.map_err(|e| e.to_string())?;
         self.install(&b, now)
     }

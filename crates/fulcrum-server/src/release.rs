@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use fulcrum_sign::PublicKey;
+use fulcrum_verify::keyless::{self, KeylessSigner, TrustedRoot};
 use fulcrum_verify::model_signing::{self, GIT_PATHS, Trust};
 use fulcrum_verify::modeldir::Entry;
 use fulcrum_verify::slsa::{self, TrustedBuilder};
@@ -26,6 +27,9 @@ pub struct ReleasePolicy {
     pub require_sbom: bool,
     /// Keys that may sign model artifacts (CI keys).
     pub signers: Vec<PublicKey>,
+    /// Sigstore keyless identities that may sign model artifacts (OIDC issuer + certificate
+    /// identity), verified against the trusted root a key-admin put in force.
+    pub keyless_signers: Vec<KeylessSigner>,
     pub builders: Vec<TrustedBuilder>,
     /// Paths a signer may exclude besides git metadata.
     pub allowed_ignore_paths: Vec<String>,
@@ -38,6 +42,8 @@ struct PolicyFile {
     require: Vec<String>,
     #[serde(default)]
     signers: Vec<SignerFile>,
+    #[serde(default)]
+    keyless_signers: Vec<KeylessSigner>,
     #[serde(default)]
     builders: Vec<BuilderFile>,
     #[serde(default)]
@@ -61,6 +67,7 @@ struct BuilderFile {
 impl ReleasePolicy {
     /// Load a policy file:
     /// `{"require": ["signature","provenance","sbom"], "signers": [{"public_key_pem": …}],
+    ///   "keyless_signers": [{"issuer": …, "identity": … | "identity_pattern": …}],
     ///   "builders": [{"id", "build_types": [...], "signer_public_keys_pem": [...]}],
     ///   "allowed_ignore_paths": [...]}`.
     ///
@@ -70,7 +77,11 @@ impl ReleasePolicy {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let f: PolicyFile = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         let key = |pem: &str| PublicKey::from_pem(pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()));
-        let mut p = ReleasePolicy { allowed_ignore_paths: f.allowed_ignore_paths, ..Default::default() };
+        let mut p = ReleasePolicy {
+            allowed_ignore_paths: f.allowed_ignore_paths,
+            keyless_signers: f.keyless_signers,
+            ..Default::default()
+        };
         for r in &f.require {
             match r.as_str() {
                 "signature" => p.require_signature = true,
@@ -147,23 +158,43 @@ fn fail(check: &str, f: &Failure) -> CheckFailure {
     CheckFailure { check: check.into(), detail: format!("{}: {f}", f.code()) }
 }
 
-/// Open a model-signing bundle signed by one of the policy's CI keys, within its ignore rules.
+/// Open a model-signing bundle signed by one of the policy's CI keys — or, for a Sigstore
+/// keyless bundle, by one of its keyless identities under the trusted root in force — within
+/// its ignore rules.
 ///
 /// # Errors
 /// The signature's failure, as a gate check.
-pub fn open_signature(policy: &ReleasePolicy, bundle: &[u8]) -> Result<model_signing::SignedModel, CheckFailure> {
+pub fn open_signature(
+    policy: &ReleasePolicy,
+    sigstore: Option<&TrustedRoot>,
+    bundle: &[u8],
+) -> Result<model_signing::SignedModel, CheckFailure> {
+    let mut allowed: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
+    allowed.extend(policy.allowed_ignore_paths.iter().cloned());
+    let within_policy = |signed: model_signing::SignedModel| {
+        signed.check_ignore_policy(&allowed).map_err(|f| fail("artifact_signature", &f))?;
+        Ok(signed)
+    };
+    if keyless::is_keyless(bundle) {
+        if policy.keyless_signers.is_empty() {
+            return Err(fail("artifact_signature", &Failure::IdentityPolicyMissing));
+        }
+        let root = sigstore.ok_or_else(|| {
+            fail(
+                "artifact_signature",
+                &Failure::TrustRoot("no Sigstore trusted root is in force (a key-admin imports one)".into()),
+            )
+        })?;
+        let trust = Trust::Sigstore { root, signers: &policy.keyless_signers };
+        return model_signing::open(bundle, trust).map_err(|f| fail("artifact_signature", &f)).and_then(within_policy);
+    }
     if policy.signers.is_empty() {
         return Err(fail("artifact_signature", &Failure::VerificationMaterial));
     }
     let mut last = Failure::BadSignature;
     for key in &policy.signers {
         match model_signing::open(bundle, Trust::Key(key)) {
-            Ok(signed) => {
-                let mut allowed: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
-                allowed.extend(policy.allowed_ignore_paths.iter().cloned());
-                signed.check_ignore_policy(&allowed).map_err(|f| fail("artifact_signature", &f))?;
-                return Ok(signed);
-            }
+            Ok(signed) => return within_policy(signed),
             // Another key may have signed: try the next one.
             Err(f @ (Failure::KeyMismatch | Failure::BadSignature)) => last = f,
             Err(f) => return Err(fail("artifact_signature", &f)),
@@ -182,13 +213,21 @@ pub fn check_signature(
     entries: &[Entry],
 ) -> Result<serde_json::Value, CheckFailure> {
     signed.check(entries).map_err(|f| fail("artifact_signature", &f))?;
-    Ok(serde_json::json!({
+    let mut facts = serde_json::json!({
         "format": "model-signing/v1.0",
         "signer": signed.signer.fingerprint(),
         "method": signed.method_name(),
         "hash": signed.alg.name(),
         "subject_sha256": hex::encode(signed.subject_sha256),
-    }))
+    });
+    // A keyless signature is recorded by who signed and against which root, so a verifier (the
+    // agent) can check the same bundle offline against the identity the gate accepted.
+    if let Some(k) = &signed.keyless {
+        facts["keyless"] = serde_json::json!({
+            "issuer": k.issuer, "identity": k.identity, "trusted_root": k.trusted_root, "tlog": k.tlog, "signed_at": k.times,
+        });
+    }
+    Ok(facts)
 }
 
 /// Verify one attestation: only SLSA Provenance v1 is accepted.

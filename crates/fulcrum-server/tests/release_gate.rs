@@ -40,6 +40,7 @@ async fn start() -> Kit {
             signers: vec![builder.public_key().clone()],
         }],
         allowed_ignore_paths: vec![],
+        keyless_signers: vec![],
     };
     let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.release_policy = policy).await;
     h.create_model("ci", "risk").await;
@@ -276,10 +277,110 @@ async fn a_signature_only_policy_is_enforcing() {
     assert_eq!((gate["mode"].as_str(), &gate["required"]), (Some("enforced"), &serde_json::json!(["signature"])));
 }
 
+const OMS_ISSUER: &str = "https://sigstore.verify.ibm.com/oauth2";
+const OMS_IDENTITY: &str = "stefanb@us.ibm.com";
+
+/// The production-signed keyless model-signing vector: its two files and its bundle.
+fn keyless_release() -> Release {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/model-signing-keyless/model");
+    let file = |n: &str| (n.to_owned(), std::fs::read(dir.join(n)).unwrap());
+    Release {
+        files: vec![file("signme-1"), file("signme-2")],
+        bundle: std::fs::read(dir.join("model.sig")).unwrap(),
+        provenance: vec![],
+        sbom: vec![],
+    }
+}
+
+async fn keyless_registry(signers: Vec<fulcrum_verify::keyless::KeylessSigner>) -> Harness {
+    let policy = ReleasePolicy {
+        require_signature: true,
+        keyless_signers: signers,
+        // The signer excluded these (the vector's own `ignore_paths`).
+        allowed_ignore_paths: vec!["ignore-me".into(), "model.sig".into()],
+        ..Default::default()
+    };
+    let h = Harness::start_with(tempfile::tempdir().unwrap(), |c| c.release_policy = policy).await;
+    h.create_model("ci", "risk").await;
+    h
+}
+
+fn import_body(root: &str) -> Value {
+    json!({"trusted_root": root, "note": "Sigstore production root, from the build"})
+}
+
+/// A Sigstore keyless model signature passes the gate only under a trusted root a key-admin put
+/// in force (pinned, versioned, in the trust bundle, an event) and only for an identity the
+/// release policy names; the record keeps who signed and against which root.
+#[tokio::test]
+async fn a_keyless_signature_needs_the_trusted_root_in_force_and_a_named_identity() {
+    use fulcrum_verify::keyless::{KeylessSigner, PRODUCTION_TRUSTED_ROOT, TrustedRoot};
+    let h = keyless_registry(vec![KeylessSigner::exact(OMS_ISSUER, OMS_IDENTITY)]).await;
+    let r = keyless_release();
+    // No trusted root yet: refused, and the reason says what is missing.
+    let p = submit(&h, "v0", &r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(failed_checks(&p), ["artifact_signature:trust_root_invalid"], "{p}");
+
+    // Only a key-admin imports a root; a document that is not one is a 422 naming why.
+    h.post("ci", "/v1/trust-roots/sigstore", import_body(PRODUCTION_TRUSTED_ROOT), StatusCode::FORBIDDEN).await;
+    let bad = h
+        .post("keys", "/v1/trust-roots/sigstore", import_body("{\"mediaType\": 3}"), StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    assert_eq!(bad["code"], "trust_root_invalid", "{bad}");
+    let before = h.get("viewer", "/v1/trust-bundle", StatusCode::OK).await;
+    assert!(before.get("sigstore").is_none(), "{before}");
+    let ack =
+        h.post("keys", "/v1/trust-roots/sigstore", import_body(PRODUCTION_TRUSTED_ROOT), StatusCode::CREATED).await;
+    let pinned = TrustedRoot::production().digest();
+    assert_eq!((ack["version"].as_u64(), ack["digest"].as_str()), (Some(1), Some(pinned.as_str())), "{ack}");
+    // The same root again changes nothing.
+    h.post("keys", "/v1/trust-roots/sigstore", import_body(PRODUCTION_TRUSTED_ROOT), StatusCode::CONFLICT).await;
+    let tb = h.get("viewer", "/v1/trust-bundle", StatusCode::OK).await;
+    assert_eq!(tb["version"].as_u64(), ack["trust_bundle_version"].as_u64());
+    assert_eq!(tb["sigstore"]["digest"], pinned.as_str());
+    assert_eq!(tb["sigstore"]["trusted_root"], PRODUCTION_TRUSTED_ROOT, "shipped byte for byte");
+    let listed = h.get("keys", "/v1/trust-roots/sigstore", StatusCode::OK).await;
+    assert_eq!((listed[0]["in_force"].as_bool(), listed[0]["imported_by"].as_str()), (Some(true), Some("keys")));
+    let ev = h.events("admin").await;
+    let imported: Vec<&Value> = ev.iter().filter(|e| e["data"]["event"] == "trust_root_imported").collect();
+    assert_eq!(imported.len(), 1, "one event per import");
+    assert!(imported[0]["data"]["reason"].as_str().unwrap().contains(&pinned), "{}", imported[0]);
+    assert_eq!(imported[0]["data"]["actor"], "keys");
+
+    let v = submit(&h, "v1", &r, StatusCode::CREATED).await;
+    let sig = &v["release"]["release_gate"]["artifact_signature"];
+    assert_eq!(sig["keyless"]["identity"], OMS_IDENTITY, "{sig}");
+    assert_eq!(sig["keyless"]["issuer"], OMS_ISSUER);
+    assert_eq!(sig["keyless"]["trusted_root"], pinned.as_str());
+    assert_eq!(sig["bundle"], Digest::of(&r.bundle).to_string());
+
+    // The same signature over a changed file: refused by name.
+    let mut tampered = keyless_release();
+    tampered.files[1].1 = b"changed".to_vec();
+    let p = submit(&h, "v2", &tampered, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(failed_checks(&p), ["artifact_signature:hash_mismatch"], "{p}");
+}
+
+#[tokio::test]
+async fn a_keyless_signature_by_an_identity_the_policy_does_not_name_is_refused() {
+    use fulcrum_verify::keyless::{KeylessSigner, PRODUCTION_TRUSTED_ROOT};
+    for (signers, reason) in [
+        (vec![KeylessSigner::exact(OMS_ISSUER, "release-bot@us.ibm.com")], "signer_identity"),
+        (vec![KeylessSigner::exact("https://token.actions.githubusercontent.com", OMS_IDENTITY)], "signer_identity"),
+        (vec![], "identity_policy_missing"),
+    ] {
+        let h = keyless_registry(signers).await;
+        h.post("keys", "/v1/trust-roots/sigstore", import_body(PRODUCTION_TRUSTED_ROOT), StatusCode::CREATED).await;
+        let p = submit(&h, "v1", &keyless_release(), StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(failed_checks(&p), [format!("artifact_signature:{reason}")], "{p}");
+    }
+}
+
 // The same tests on PostgreSQL + S3.
 on_scale_out!(
     a_shard_signature_is_checked_against_the_stored_bytes,
     a_fully_evidenced_release_registers_and_is_attested,
     each_gate_failure_is_named_and_nothing_is_stored,
     a_signature_only_policy_is_enforcing,
+    a_keyless_signature_needs_the_trusted_root_in_force_and_a_named_identity,
 );

@@ -140,6 +140,7 @@ mod tests {
                 status,
                 development: false,
             }],
+            sigstore: None,
         }
     }
 

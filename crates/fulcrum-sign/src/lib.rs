@@ -141,6 +141,19 @@ pub struct TrustBundle {
     #[serde(default)]
     pub expires_at: Option<String>,
     pub keys: Vec<PublishedKey>,
+    /// The Sigstore trusted root in force for keyless signatures, when a key-admin imported one:
+    /// verifiers use this one and never fetch another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigstore: Option<SigstoreRoot>,
+}
+
+/// A Sigstore `trusted_root.json` as the registry holds it: its import version, the SHA-256 of
+/// its exact bytes, and those bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigstoreRoot {
+    pub version: u64,
+    pub digest: String,
+    pub trusted_root: String,
 }
 
 impl TrustBundle {

@@ -216,6 +216,7 @@ mod tests {
                 status: crate::KeyStatus::Active,
                 development: true,
             }],
+            sigstore: None,
         };
         let sig = b64(&k.sign(b"doc").unwrap());
         assert!(bundle.verify(k.kid(), b"doc", &sig).is_ok());

@@ -32,9 +32,29 @@ pub struct BundleRecord {
     pub endorsements: String,
 }
 
-/// The issuer of a new bundle: given the key set and the version, returns the signed bundle
-/// (its `version` is the one given).
-pub type BundleSigner<'a> = &'a (dyn Fn(&[KeyRecord], u64) -> std::result::Result<BundleRecord, String> + Sync);
+/// A Sigstore trusted root a key-admin imported (see the `sigstore_roots` migration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigstoreRootRecord {
+    pub version: u64,
+    /// `sha256:<hex>` of `body`'s exact bytes.
+    pub digest: String,
+    pub body: String,
+    pub note: String,
+    pub imported_by: String,
+    pub imported_at: String,
+}
+
+/// What a trust bundle publishes: every key with its window, and the Sigstore trusted root in
+/// force (the newest import), if any.
+#[derive(Debug, Clone)]
+pub struct BundleContent {
+    pub keys: Vec<KeyRecord>,
+    pub sigstore: Option<SigstoreRootRecord>,
+}
+
+/// The issuer of a new bundle: given what it publishes and the version, returns the signed
+/// bundle (its `version` is the one given).
+pub type BundleSigner<'a> = &'a (dyn Fn(&BundleContent, u64) -> std::result::Result<BundleRecord, String> + Sync);
 
 fn key_from_row(r: &crate::db::Row) -> KeyRecord {
     KeyRecord {
@@ -56,11 +76,28 @@ async fn all_keys(tx: &mut crate::db::Conn) -> Result<Vec<KeyRecord>> {
     Ok(rows.iter().map(key_from_row).collect())
 }
 
+fn sigstore_root_from_row(r: &crate::db::Row) -> SigstoreRootRecord {
+    SigstoreRootRecord {
+        version: r.get::<i64, _>("version") as u64,
+        digest: r.get("digest"),
+        body: r.get("body"),
+        note: r.get("note"),
+        imported_by: r.get("imported_by"),
+        imported_at: r.get("imported_at"),
+    }
+}
+
+async fn sigstore_root_in_force(tx: &mut crate::db::Conn) -> Result<Option<SigstoreRootRecord>> {
+    let row =
+        sqlx::query("SELECT * FROM sigstore_roots ORDER BY version DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+    Ok(row.as_ref().map(sigstore_root_from_row))
+}
+
 async fn issue_bundle(tx: &mut crate::db::Conn, sign: BundleSigner<'_>, now: OffsetDateTime) -> Result<BundleRecord> {
-    let keys = all_keys(tx).await?;
+    let content = BundleContent { keys: all_keys(tx).await?, sigstore: sigstore_root_in_force(tx).await? };
     let version: i64 =
         sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM trust_bundles").fetch_one(&mut *tx).await?.get(0);
-    let b = sign(&keys, version as u64).map_err(StoreError::Conflict)?;
+    let b = sign(&content, version as u64).map_err(StoreError::Conflict)?;
     sqlx::query(
         "INSERT INTO trust_bundles (version, body, kid, signature, issued_at, endorsements) VALUES ($1,$2,$3,$4,$5,$6)",
     )
@@ -230,6 +267,62 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(bundle)
+    }
+
+    /// Every Sigstore trusted root ever imported, newest first (the first is in force).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn sigstore_roots(&self) -> Result<Vec<SigstoreRootRecord>> {
+        let rows = sqlx::query("SELECT * FROM sigstore_roots ORDER BY version DESC").fetch_all(&self.read).await?;
+        Ok(rows.iter().map(sigstore_root_from_row).collect())
+    }
+
+    /// Put a Sigstore trusted root in force (the caller has checked it parses): a new import
+    /// version, a new trust bundle carrying it and a `trust_root_imported` event, in one
+    /// transaction. Importing the root already in force is a conflict (nothing changes).
+    ///
+    /// # Errors
+    /// `Conflict`, database or signer failures.
+    pub async fn import_sigstore_root(
+        &self,
+        digest: &str,
+        body: &str,
+        note: &str,
+        actor: &str,
+        sign: BundleSigner<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(SigstoreRootRecord, BundleRecord)> {
+        let mut tx = self.begin_write().await?;
+        let current = sigstore_root_in_force(&mut tx).await?;
+        if current.as_ref().is_some_and(|c| c.digest == digest) {
+            return Err(StoreError::Conflict(format!("trusted root {digest} is already in force")));
+        }
+        let version = current.map_or(1, |c| c.version + 1);
+        let rec = SigstoreRootRecord {
+            version,
+            digest: digest.to_owned(),
+            body: body.to_owned(),
+            note: note.to_owned(),
+            imported_by: actor.to_owned(),
+            imported_at: ts(now),
+        };
+        sqlx::query(
+            "INSERT INTO sigstore_roots (version, digest, body, note, imported_by, imported_at) VALUES ($1,$2,$3,$4,$5,$6)",
+        )
+        .bind(version as i64)
+        .bind(&rec.digest)
+        .bind(&rec.body)
+        .bind(&rec.note)
+        .bind(&rec.imported_by)
+        .bind(&rec.imported_at)
+        .execute(&mut *tx)
+        .await?;
+        let bundle = issue_bundle(&mut tx, sign, now).await?;
+        let what = format!("sigstore trusted root v{version} {digest}: {note}; trust bundle v{}", bundle.version);
+        append_event(&mut tx, registry_event(EventKind::TrustRootImported, now, what, actor)).await?;
+        tx.commit().await?;
+        Ok((rec, bundle))
     }
 
     /// Re-issue the bundle with the same keys (a fresher expiry), as a new version.

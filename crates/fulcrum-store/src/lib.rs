@@ -56,7 +56,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use findings::WaiverRecord;
 pub use incidents::{IncidentRecord, IncidentVersion, NewIncident};
-pub use keys::{BundleRecord, KeyRecord};
+pub use keys::{BundleContent, BundleRecord, KeyRecord, SigstoreRootRecord};
 pub use policy::{DecisionQuery, DecisionRow, InstallKind, PolicyHistoryEntry, PolicyInstall, SnapshotRecord};
 pub use records::*;
 

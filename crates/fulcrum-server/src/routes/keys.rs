@@ -165,3 +165,84 @@ pub async fn retire_key(
         .map_err(rotate_err)?;
     Ok(Json(BundleAck { kid, trust_bundle_version: version }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportTrustRoot {
+    /// The `trusted_root.json` document, as text: its exact bytes are pinned by their SHA-256.
+    pub trusted_root: String,
+    /// Why and from where (e.g. "production root from the TUF repository, 2026-12-01").
+    pub note: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustRootDto {
+    pub version: u64,
+    /// `sha256:<hex>` of the document's exact bytes.
+    pub digest: String,
+    pub note: String,
+    pub imported_by: String,
+    pub imported_at: String,
+    /// The newest import is the one in force (and in the trust bundle).
+    pub in_force: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustRootAck {
+    pub version: u64,
+    pub digest: String,
+    pub trust_bundle_version: u64,
+}
+
+/// The Sigstore trusted roots a key-admin imported, newest (in force) first.
+#[utoipa::path(get, path = "/v1/trust-roots/sigstore", tag = "keys",
+    responses((status = 200, body = Vec<TrustRootDto>), (status = "4XX", body = Problem)))]
+pub async fn list_trust_roots(State(state): State<AppState>, who: Caller) -> ApiResult<Json<Vec<TrustRootDto>>> {
+    who.require(&state, Action::ReadKeys).await?;
+    let roots = state.store.sigstore_roots().await?;
+    Ok(Json(
+        roots
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| TrustRootDto {
+                version: r.version,
+                digest: r.digest,
+                note: r.note,
+                imported_by: r.imported_by,
+                imported_at: r.imported_at,
+                in_force: i == 0,
+            })
+            .collect(),
+    ))
+}
+
+/// Put a Sigstore `trusted_root.json` in force for keyless signatures (key-admin). It must parse
+/// as a trusted root with usable keys and certificates; it is pinned by the SHA-256 of its exact
+/// bytes, versioned, recorded as a `trust_root_imported` event, and shipped inside the new trust
+/// bundle — agents verify keyless signatures against it and never fetch one themselves.
+#[utoipa::path(post, path = "/v1/trust-roots/sigstore", tag = "keys", request_body = ImportTrustRoot,
+    responses((status = 201, body = TrustRootAck), (status = 422, description = "not a usable trusted root", body = Problem),
+        (status = 409, description = "that root is already in force", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn import_trust_root(
+    State(state): State<AppState>,
+    who: Caller,
+    ApiJson(body): ApiJson<ImportTrustRoot>,
+) -> ApiResult<(StatusCode, Json<TrustRootAck>)> {
+    who.require(&state, Action::AdministerKeys).await?;
+    if body.note.trim().is_empty() || body.note.len() > 1024 || body.note.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable("invalid_body", "note must be 1-1024 printable characters"));
+    }
+    let root = fulcrum_verify::keyless::TrustedRoot::from_json(body.trusted_root.as_bytes())
+        .map_err(|f| ApiError::unprocessable(f.code(), f.to_string()))?;
+    let (rec, version) = state
+        .commit(
+            async |at| state.keys.import_sigstore_root(&state.store, &root, &body.note, &who.0.subject, at).await,
+            |_, _| {},
+        )
+        .await
+        .map_err(rotate_err)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TrustRootAck { version: rec.version, digest: rec.digest, trust_bundle_version: version }),
+    ))
+}

@@ -86,6 +86,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(keys::list_keys, keys::register_key))
         .routes(routes!(keys::retire_key))
+        .routes(routes!(keys::list_trust_roots, keys::import_trust_root))
         .routes(routes!(findings::report, findings::list))
         .routes(routes!(findings::signals))
         .routes(routes!(datasets::used_by))

@@ -536,7 +536,8 @@ async fn release_gate(
                 continue;
             }
         };
-        let signed = match crate::release::open_signature(&policy, &bytes) {
+        let sigstore = state.keys.sigstore_root();
+        let signed = match crate::release::open_signature(&policy, sigstore.as_deref(), &bytes) {
             Ok(s) => s,
             Err(e) => {
                 failures.push(e);
@@ -562,7 +563,11 @@ async fn release_gate(
             .await
             .map_err(|e| ApiError::internal(&e))?;
         match outcome {
-            Ok(f) => facts.artifact_signature = Some(f),
+            Ok(mut f) => {
+                // The bundle itself, by digest: what a verifier fetches to check it again.
+                f["bundle"] = d.to_string().into();
+                facts.artifact_signature = Some(f);
+            }
             Err(e) => failures.push(e),
         }
     }
