@@ -56,6 +56,8 @@ pub enum Deny {
     LedgerUnproven(String),
     #[error("the permit is no longer current: {0}")]
     NotCurrent(String),
+    #[error("the artifact signature does not verify here: {0}")]
+    SignatureUnverified(String),
 }
 
 impl Deny {
@@ -80,6 +82,7 @@ impl Deny {
             Deny::PolicyDenies(_) => "policy_deny",
             Deny::LedgerUnproven(_) => "ledger_unproven",
             Deny::NotCurrent(_) => "permit_not_current",
+            Deny::SignatureUnverified(_) => "signature_unverified",
         }
     }
 }

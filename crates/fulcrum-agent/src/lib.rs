@@ -5,6 +5,8 @@
 //!   and roll back on a revocation of the served version.
 //! - [`check`]: the startup check, pure — signature, reference, freshness, the registry's
 //!   verdict, anti-rollback marks. Every attack in the agent's suite is a row of data against it.
+//! - [`signature`]: a keyless (Sigstore) artifact signature the release record names, verified
+//!   again offline against the Sigstore root the pinned trust bundle carries.
 //! - [`ledger`]: optional proof that the answer's event and the release gate's decision are in
 //!   the registry's signed audit ledger, pure.
 //!
@@ -25,4 +27,5 @@ pub mod oip;
 pub mod policy;
 pub mod release;
 pub mod report;
+pub mod signature;
 pub mod state;

@@ -241,6 +241,21 @@ pub enum KeysCmd {
     },
     /// Published keys with their windows and status.
     List,
+    /// Key-admin: put a Sigstore `trusted_root.json` in force for keyless signatures (the next
+    /// trust bundle carries it; agents never fetch one themselves).
+    ImportSigstoreRoot {
+        /// The trusted root file (e.g. fetched through TUF on a connected machine) …
+        #[arg(required_unless_present = "production", conflicts_with = "production")]
+        file: Option<PathBuf>,
+        /// … or Sigstore's production root as shipped with this build.
+        #[arg(long)]
+        production: bool,
+        /// Why and from where (recorded with the import).
+        #[arg(long)]
+        note: String,
+    },
+    /// The Sigstore trusted roots imported, newest (in force) first.
+    SigstoreRoots,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -394,6 +409,45 @@ pub async fn keys(c: KeysCmd, ctx: &crate::commands::Ctx) -> anyhow::Result<()> 
                             k["valid_until"].as_str().unwrap_or("open"),
                             k["backend"].as_str().unwrap_or(""),
                             k["backend_ref"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        KeysCmd::ImportSigstoreRoot { file, production, note } => {
+            let text = match (&file, production) {
+                (Some(p), _) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                (None, _) => keyless::PRODUCTION_TRUSTED_ROOT.to_owned(),
+            };
+            // Checked here too, so a wrong file fails before anything is sent.
+            let root = keyless::TrustedRoot::from_json(text.as_bytes())
+                .map_err(|f| anyhow::anyhow!("not a usable trusted root: {f} ({})", f.code()))?;
+            let ack =
+                ctx.client()?.post("/v1/trust-roots/sigstore", &json!({"trusted_root": text, "note": note})).await?;
+            match output {
+                Output::Json => crate::outln!("{ack}"),
+                Output::Text => crate::outln!(
+                    "Sigstore trusted root v{} {} in force (trust bundle v{})",
+                    ack["version"],
+                    root.digest(),
+                    ack["trust_bundle_version"]
+                ),
+            }
+        }
+        KeysCmd::SigstoreRoots => {
+            let roots = ctx.client()?.get("/v1/trust-roots/sigstore").await?;
+            match output {
+                Output::Json => crate::outln!("{}", serde_json::to_string_pretty(&roots)?),
+                Output::Text => {
+                    for r in roots.as_array().into_iter().flatten() {
+                        crate::outln!(
+                            "v{}  {}  {}  {} by {}  {}",
+                            r["version"],
+                            r["digest"].as_str().unwrap_or(""),
+                            if r["in_force"].as_bool() == Some(true) { "in force" } else { "superseded" },
+                            r["imported_at"].as_str().unwrap_or(""),
+                            r["imported_by"].as_str().unwrap_or(""),
+                            r["note"].as_str().unwrap_or("")
                         );
                     }
                 }

@@ -112,6 +112,11 @@ pub async fn register_as(r: &Reg, model: &str, version: &str, files: &[(&str, &[
     )
     .await
     .unwrap();
+    approve_and_alias(r, model, version, alias).await;
+}
+
+/// Take a registered version to Approved (two approvals, a change id) and point `alias` at it.
+pub async fn approve_and_alias(r: &Reg, model: &str, version: &str, alias: &str) {
     let v = format!("/v1/models/{model}/versions/{version}");
     as_(r, "rm").post(&format!("{v}/promotions"), &json!({"to": "Staging"})).await.unwrap();
     as_(r, "ana").post(&format!("{v}/approvals"), &json!({})).await.unwrap();
