@@ -7,6 +7,8 @@
 //! `fulcrum verify model` with a certificate identity verifies the production-signed keyless
 //! model-signing vector offline, and refuses it under another identity or trusted root.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -174,4 +176,46 @@ fn verify_model_checks_a_keyless_model_signing_bundle_offline() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("signer_identity"));
     let out = run("stefanb@us.ibm.com", Some(&custom));
     assert!(!out.status.success(), "another trusted root must refuse it");
+}
+
+/// A key-admin puts a Sigstore trusted root in force from the CLI; anyone else, or a file that
+/// is not a trusted root, gets one clear line and changes nothing.
+#[test]
+fn a_key_admin_imports_a_sigstore_root_and_nobody_else_can() {
+    let s = common::serve();
+    let custom = vectors()
+        .join("sigstore-conformance/test/assets/bundle-verify/intoto-with-custom-trust-root/trusted_root.json");
+    let custom = custom.to_str().unwrap();
+    let err = common::one_error_line(&common::run_as(
+        &s,
+        "ci",
+        &["keys", "import-sigstore-root", "--production", "--note", "x"],
+    ));
+    assert!(err.contains("403") || err.to_lowercase().contains("forbid") || err.contains("role"), "{err}");
+    let bundle = vectors().join("sigstore-conformance/test/assets/bundle-verify/a.txt");
+    let err = common::one_error_line(&common::run_as(
+        &s,
+        "keys",
+        &["keys", "import-sigstore-root", bundle.to_str().unwrap(), "--note", "not a root"],
+    ));
+    assert!(err.contains("trust_root_invalid"), "{err}");
+    let v = common::ok(&common::run_as(
+        &s,
+        "keys",
+        &["keys", "--output", "json", "import-sigstore-root", "--production", "--note", "production root"],
+    ));
+    assert_eq!(v["version"], 1);
+    let err = common::one_error_line(&common::run_as(
+        &s,
+        "keys",
+        &["keys", "import-sigstore-root", "--production", "--note", "again"],
+    ));
+    assert!(err.contains("already in force"), "{err}");
+    common::ok(&common::run_as(&s, "keys", &["keys", "import-sigstore-root", custom, "--note", "private instance"]));
+    let list = common::ok(&common::run_as(&s, "auditor", &["keys", "--output", "json", "sigstore-roots"]));
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0]["version"].as_u64(), rows[0]["in_force"].as_bool()), (Some(2), Some(true)));
+    assert_eq!(rows[1]["in_force"], false);
+    assert_eq!(rows[1]["note"], "production root");
 }
