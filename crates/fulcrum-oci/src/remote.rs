@@ -283,6 +283,10 @@ impl Remote {
     /// The registry refusing either push.
     pub async fn push_referrer(&self, t: &Target, referrer: &ImageManifest) -> Result<String, OciError> {
         let subject = referrer.subject.as_ref().ok_or_else(|| OciError::Manifest("a referrer needs a subject".into()))?;
+        if referrer.config.media_type == crate::layout::EMPTY_MEDIA_TYPE {
+            // Registries check that a manifest's config exists, the empty one included.
+            self.push_blob(t, b"{}".to_vec()).await?;
+        }
         let digest = self.push_manifest(t, referrer, None).await?;
         let tag = subject.digest.replace(':', "-");
         let mut index = match self.manifest_at_tag(t, &tag).await? {

@@ -6,12 +6,14 @@
 //! - [`Prometheus`]: a Prometheus server scraping given targets with given rule files (Debian's
 //!   `prometheus`).
 //! - [`mlflow::MlflowServer`]: a real MLflow tracking server (the venv `FULCRUM_MLFLOW_PYTHON`).
+//! - [`oci::Registry`]: the CNCF distribution registry (Debian's `docker-registry`), plain HTTP.
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
 pub mod browser;
 pub mod mlflow;
 pub mod mlserver;
+pub mod oci;
 pub mod postgres;
 pub use postgres::{Postgres, pg_bin};
 
