@@ -133,8 +133,13 @@ pub enum VersionCmd {
     Register {
         model: String,
         version: String,
+        /// The model directory to upload …
+        #[arg(long, required_unless_present = "oci", conflicts_with = "oci")]
+        dir: Option<PathBuf>,
+        /// … or an OCI reference the registry pulls the files from (ModelPack, KitOps ModelKit
+        /// or modelcar image; a tag is resolved to a digest once and never recorded).
         #[arg(long)]
-        dir: PathBuf,
+        oci: Option<String>,
         #[arg(long)]
         chg_id: Option<String>,
         /// Model card, a JSON object file.
@@ -163,6 +168,17 @@ pub enum VersionCmd {
     Get {
         model: String,
         version: String,
+    },
+    /// Push a version to an OCI registry as a ModelPack artifact (raw layers, by digest) with its
+    /// release record, model-signing bundles and provenance attached as referrers.
+    Export {
+        model: String,
+        version: String,
+        /// Where to push: `registry/repository[:tag]`.
+        #[arg(long)]
+        oci: String,
+        #[command(flatten)]
+        registry: crate::oci::OciArgs,
     },
     /// One version's monitoring signals: stage and hold, revalidation date, open findings,
     /// traffic per alias, startup denies by reason, drift per feature.
@@ -259,6 +275,7 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             model,
             version,
             dir,
+            oci,
             chg_id,
             model_card,
             sbom,
@@ -285,7 +302,10 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let manifest = crate::upload::upload_dir(&client, &dir).await?;
+            let files = match &dir {
+                Some(dir) => serde_json::to_value(crate::upload::upload_dir(&client, dir).await?.files())?,
+                None => json!([]),
+            };
             let sbom = match sbom {
                 Some(p) => Some(upload_small(&client, &p).await?),
                 None => None,
@@ -306,19 +326,36 @@ pub async fn version(ctx: &Ctx, c: VersionCmd) -> anyhow::Result<()> {
             for p in &signatures {
                 sig.push(upload_small(&client, p).await?);
             }
-            let body = json!({
-                "version": version, "files": manifest.files(), "chg_id": chg_id, "model_card": card,
+            let mut body = json!({
+                "version": version, "files": files, "chg_id": chg_id, "model_card": card,
                 "sbom": sbom, "attestations": att, "signatures": sig, "revalidate_by": revalidate_by,
                 "dataset_snapshots": datasets, "reference_profile": profile,
             });
-            let v = client
-                .post(&format!("/v1/models/{}/versions", checked(&model)?), &body)
-                .await
-                .map_err(explain_gates)?;
+            let path = match &oci {
+                Some(r) => {
+                    body["oci"] = json!(r);
+                    format!("/v1/models/{}/oci-imports", checked(&model)?)
+                }
+                None => format!("/v1/models/{}/versions", checked(&model)?),
+            };
+            let v = client.post(&path, &body).await.map_err(explain_gates)?;
             ctx.print(&v, |v| format!("registered {}", version_line(v)));
             return Ok(());
         }
         VersionCmd::Get { model, version } => client.get(&vpath(&model, &version)?).await?,
+        VersionCmd::Export { model, version, oci, registry } => {
+            let v = client.get(&vpath(&model, &version)?).await?;
+            let out = crate::oci::export(&client, &v, &oci, &registry.settings()?).await?;
+            ctx.print(&out, |o| {
+                format!(
+                    "exported {model}@{version} to {} ({} layers, {} referrers)",
+                    o["reference"].as_str().unwrap_or(""),
+                    o["layers"],
+                    o["referrers"].as_array().map_or(0, Vec::len)
+                )
+            });
+            return Ok(());
+        }
         VersionCmd::Status { model, version } => return crate::monitoring::status(ctx, &model, &version).await,
         VersionCmd::List { model, after, limit } => {
             let mut path = format!("/v1/models/{}/versions?limit={limit}", checked(&model)?);

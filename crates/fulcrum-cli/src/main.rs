@@ -17,6 +17,7 @@ mod import;
 mod incident;
 mod login;
 mod monitoring;
+mod oci;
 mod profile;
 mod serve;
 mod trust;

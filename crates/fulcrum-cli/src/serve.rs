@@ -10,6 +10,9 @@ use fulcrum_server::{Config, Registry};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// OCI registries versions are registered from (`POST /v1/models/{name}/oci-imports`).
+    #[command(flatten)]
+    oci: crate::oci::OciArgs,
     /// Address to listen on. Anything but loopback requires --tls-cert and --tls-key.
     #[arg(long, default_value = "127.0.0.1:8740")]
     listen: SocketAddr,
@@ -334,6 +337,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         config.oidc = file.issuers;
         config.console_login = file.console;
     }
+    config.oci = a.oci.settings()?;
     if let Some(p) = &a.release_policy {
         config.release_policy =
             fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;

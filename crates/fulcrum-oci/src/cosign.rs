@@ -92,8 +92,9 @@ pub fn verify_bundle(bundle: &[u8], manifest_digest: &str, trust: Trust<'_>) -> 
         .map_err(|_| sig_err("bundle_malformed", "an image signature is a DSSE envelope"))?;
     if keyless::is_keyless(bundle) {
         let root = trust.root.ok_or_else(|| sig_err("trust_root_invalid", "no Sigstore trusted root is in force"))?;
-        let v = keyless::verify(root, bundle, keyless::Subject::Sha256(digest), keyless::Signers::Keyless(trust.keyless))
-            .map_err(|f| sig_err(f.code(), f))?;
+        let v =
+            keyless::verify(root, bundle, keyless::Subject::Sha256(digest), keyless::Signers::Keyless(trust.keyless))
+                .map_err(|f| sig_err(f.code(), f))?;
         let payload = fulcrum_verify::b64_decode(&envelope.payload).map_err(|f| sig_err(f.code(), f))?;
         check_statement(&payload, manifest_digest)?;
         return Ok(Signed {

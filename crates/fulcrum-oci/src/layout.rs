@@ -190,10 +190,9 @@ pub fn classify(bytes: &[u8]) -> Result<Artifact, OciError> {
                 let (_, format) =
                     rest.split_once(".v1.").ok_or_else(|| OciError::Unsupported(format!("layer media type {mt}")))?;
                 if format == "raw" {
-                    let path = d
-                        .annotations
-                        .get(FILEPATH_ANNOTATION)
-                        .ok_or_else(|| OciError::Manifest(format!("raw layer {} has no {FILEPATH_ANNOTATION}", d.digest)))?;
+                    let path = d.annotations.get(FILEPATH_ANNOTATION).ok_or_else(|| {
+                        OciError::Manifest(format!("raw layer {} has no {FILEPATH_ANNOTATION}", d.digest))
+                    })?;
                     let path = safe_path(path)?;
                     if !paths.insert(path.clone()) {
                         return Err(OciError::DuplicatePath(path));
@@ -318,31 +317,73 @@ mod tests {
         assert_eq!(a.kind, Kind::ModelPack);
         assert_eq!(a.layers[0].source, Source::Raw { path: "w/model.safetensors".into() });
         assert_eq!(a.layers[1].source, Source::Tar { compression: Compression::None, under: None });
-        let mk = manifest(MODELKIT_CONFIG, json!([{"mediaType": "application/vnd.kitops.modelkit.model.v1.tar+gzip", "digest": D2, "size": 9}]));
-        assert_eq!(classify(&mk).unwrap().layers[0].source, Source::Tar { compression: Compression::Gzip, under: None });
-        let mc = manifest(OCI_IMAGE_CONFIG, json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": D2, "size": 9}]));
+        let mk = manifest(
+            MODELKIT_CONFIG,
+            json!([{"mediaType": "application/vnd.kitops.modelkit.model.v1.tar+gzip", "digest": D2, "size": 9}]),
+        );
+        assert_eq!(
+            classify(&mk).unwrap().layers[0].source,
+            Source::Tar { compression: Compression::Gzip, under: None }
+        );
+        let mc = manifest(
+            OCI_IMAGE_CONFIG,
+            json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": D2, "size": 9}]),
+        );
         let a = classify(&mc).unwrap();
-        assert_eq!((a.kind, &a.layers[0].source), (Kind::Modelcar, &Source::Tar { compression: Compression::Gzip, under: Some(MODELCAR_ROOT) }));
+        assert_eq!(
+            (a.kind, &a.layers[0].source),
+            (Kind::Modelcar, &Source::Tar { compression: Compression::Gzip, under: Some(MODELCAR_ROOT) })
+        );
     }
 
     #[test]
     fn what_cannot_be_read_safely_is_refused_with_a_reason() {
         let raw = |path: &str| {
-            manifest(MODELPACK_CONFIG, json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": D2, "size": 5, "annotations": {FILEPATH_ANNOTATION: path}}]))
+            manifest(
+                MODELPACK_CONFIG,
+                json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": D2, "size": 5, "annotations": {FILEPATH_ANNOTATION: path}}]),
+            )
         };
         for (bytes, code) in [
             (raw("../etc/passwd"), "oci_unsafe_path"),
             (raw("/abs"), "oci_unsafe_path"),
             (raw("a//b"), "oci_unsafe_path"),
-            (serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})).unwrap(), "oci_index"),
-            (manifest("application/vnd.example.thing", json!([{"mediaType": "x", "digest": D2, "size": 1}])), "oci_unknown_artifact"),
-            (manifest(MODELKIT_CONFIG, json!([{"mediaType": "application/vnd.kitops.modelkit.model.v1.tar+zstd", "digest": D2, "size": 9}])), "oci_unsupported"),
-            (manifest(MODELPACK_CONFIG, json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": "sha256:abc", "size": 5, "annotations": {FILEPATH_ANNOTATION: "a"}}])), "oci_digest"),
-            (manifest(MODELPACK_CONFIG, json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": D2, "size": 5}])), "oci_manifest"),
+            (
+                serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})).unwrap(),
+                "oci_index",
+            ),
+            (
+                manifest("application/vnd.example.thing", json!([{"mediaType": "x", "digest": D2, "size": 1}])),
+                "oci_unknown_artifact",
+            ),
+            (
+                manifest(
+                    MODELKIT_CONFIG,
+                    json!([{"mediaType": "application/vnd.kitops.modelkit.model.v1.tar+zstd", "digest": D2, "size": 9}]),
+                ),
+                "oci_unsupported",
+            ),
+            (
+                manifest(
+                    MODELPACK_CONFIG,
+                    json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": "sha256:abc", "size": 5, "annotations": {FILEPATH_ANNOTATION: "a"}}]),
+                ),
+                "oci_digest",
+            ),
+            (
+                manifest(MODELPACK_CONFIG, json!([{"mediaType": MODELPACK_WEIGHT_RAW, "digest": D2, "size": 5}])),
+                "oci_manifest",
+            ),
             (manifest(MODELPACK_CONFIG, json!([])), "oci_manifest"),
-            (manifest(MODELPACK_CONFIG, json!([
+            (
+                manifest(
+                    MODELPACK_CONFIG,
+                    json!([
                 {"mediaType": MODELPACK_WEIGHT_RAW, "digest": D2, "size": 5, "annotations": {FILEPATH_ANNOTATION: "a"}},
-                {"mediaType": MODELPACK_WEIGHT_RAW, "digest": D1, "size": 5, "annotations": {FILEPATH_ANNOTATION: "./a"}}])), "oci_duplicate_path"),
+                {"mediaType": MODELPACK_WEIGHT_RAW, "digest": D1, "size": 5, "annotations": {FILEPATH_ANNOTATION: "./a"}}]),
+                ),
+                "oci_duplicate_path",
+            ),
             (b"not json".to_vec(), "oci_manifest"),
         ] {
             let e = classify(&bytes).unwrap_err();

@@ -7,6 +7,8 @@
 //! - [`cosign`]: cosign signatures over a manifest digest — Sigstore bundles attached as OCI
 //!   referrers (cosign v3) and simple-signing payloads under `sha256-<hex>.sig` tags (cosign v2)
 //!   — verified under an identity policy; and signing them with a key (for tests and exports).
+//! - [`publish`]: pushing ModelPacks, ModelKits, modelcar images and cosign signatures the way
+//!   their usual tools do (exports, tests, benchmarks).
 //! - [`remote`]: the registry client (pull and push by digest, referrers with the tag-schema
 //!   fallback), the only module doing network I/O.
 //!
@@ -18,6 +20,7 @@
 
 pub mod cosign;
 pub mod layout;
+pub mod publish;
 pub mod remote;
 pub mod tarball;
 

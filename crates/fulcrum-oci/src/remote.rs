@@ -16,12 +16,7 @@ use crate::{OciError, sha256_of};
 /// Largest manifest, signature or small document read into memory.
 pub const MAX_DOCUMENT: u64 = 4 << 20;
 
-const ACCEPTED: &[&str] = &[
-    OCI_MANIFEST,
-    OCI_INDEX,
-    crate::layout::DOCKER_MANIFEST,
-    crate::layout::DOCKER_LIST,
-];
+const ACCEPTED: &[&str] = &[OCI_MANIFEST, OCI_INDEX, crate::layout::DOCKER_MANIFEST, crate::layout::DOCKER_LIST];
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -195,7 +190,8 @@ impl Remote {
         let mut stream = std::pin::pin!(self.blob_stream(t, digest).await?);
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| OciError::DigestMismatch { what: format!("blob ({e})"), digest: digest.into() })?;
+            let chunk =
+                chunk.map_err(|e| OciError::DigestMismatch { what: format!("blob ({e})"), digest: digest.into() })?;
             out.extend_from_slice(&chunk);
             if out.len() as u64 > max {
                 return Err(OciError::TooLarge(format!("blob {digest}")));
@@ -249,7 +245,8 @@ impl Remote {
             return Ok(());
         }
         let file = tokio::fs::File::open(path).await.map_err(|e| OciError::Io(e.to_string()))?;
-        let stream = tokio_util_stream(file).map_err(|e| oci_client::errors::OciDistributionError::IoError(e));
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+            .map_err(oci_client::errors::OciDistributionError::IoError);
         self.client.push_blob_stream(&t.reference, stream, digest, Some(size)).await.map_err(registry_err)?;
         Ok(())
     }
@@ -258,12 +255,23 @@ impl Remote {
     ///
     /// # Errors
     /// The registry refusing it.
-    pub async fn push_manifest(&self, t: &Target, manifest: &ImageManifest, tag: Option<&str>) -> Result<String, OciError> {
+    pub async fn push_manifest(
+        &self,
+        t: &Target,
+        manifest: &ImageManifest,
+        tag: Option<&str>,
+    ) -> Result<String, OciError> {
         let bytes = serde_json::to_vec(manifest).expect("manifests serialise");
         self.push_raw(t, bytes, manifest.media_type.as_deref().unwrap_or(OCI_MANIFEST), tag).await
     }
 
-    async fn push_raw(&self, t: &Target, bytes: Vec<u8>, media_type: &str, tag: Option<&str>) -> Result<String, OciError> {
+    async fn push_raw(
+        &self,
+        t: &Target,
+        bytes: Vec<u8>,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<String, OciError> {
         self.client.auth(&t.reference, &self.auth, oci_client::RegistryOperation::Push).await.map_err(registry_err)?;
         let digest = sha256_of(&bytes);
         let at = match tag {
@@ -282,7 +290,8 @@ impl Remote {
     /// # Errors
     /// The registry refusing either push.
     pub async fn push_referrer(&self, t: &Target, referrer: &ImageManifest) -> Result<String, OciError> {
-        let subject = referrer.subject.as_ref().ok_or_else(|| OciError::Manifest("a referrer needs a subject".into()))?;
+        let subject =
+            referrer.subject.as_ref().ok_or_else(|| OciError::Manifest("a referrer needs a subject".into()))?;
         if referrer.config.media_type == crate::layout::EMPTY_MEDIA_TYPE {
             // Registries check that a manifest's config exists, the empty one included.
             self.push_blob(t, b"{}".to_vec()).await?;
@@ -313,25 +322,17 @@ impl Remote {
     ///
     /// # Errors
     /// The registry refusing it.
-    pub async fn push_manifest_bytes(&self, t: &Target, bytes: Vec<u8>, media_type: &str, tag: Option<&str>) -> Result<String, OciError> {
+    pub async fn push_manifest_bytes(
+        &self,
+        t: &Target,
+        bytes: Vec<u8>,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<String, OciError> {
         self.push_raw(t, bytes, media_type, tag).await
     }
 }
 
 fn reqwest_header(media_type: &str) -> Result<http::HeaderValue, OciError> {
     http::HeaderValue::from_str(media_type).map_err(|e| OciError::Manifest(e.to_string()))
-}
-
-/// A file as a stream of 1 MiB chunks.
-fn tokio_util_stream(file: tokio::fs::File) -> impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
-    futures_util::stream::try_unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 1 << 20];
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some((bytes::Bytes::from(buf), f)))
-    })
 }

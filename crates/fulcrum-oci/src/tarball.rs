@@ -47,10 +47,12 @@ pub fn unpack(
             .map_err(|_| OciError::UnsafePath("<not UTF-8>".into()))?;
         let trimmed = raw.trim_start_matches("./").trim_end_matches('/');
         let rel = match under {
-            Some(root) => match trimmed.strip_prefix(root).or_else(|| (trimmed == root.trim_end_matches('/')).then_some("")) {
-                Some(r) => r,
-                None => continue,
-            },
+            Some(root) => {
+                match trimmed.strip_prefix(root).or_else(|| (trimmed == root.trim_end_matches('/')).then_some("")) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            }
             None => trimmed,
         };
         let kind = entry.header().entry_type();
@@ -115,7 +117,10 @@ mod tests {
             ("./cfg.json", tar::EntryType::Regular, b"{}"),
         ]);
         let got = unpack(&ok[..], Compression::None, None, dir.path(), 1 << 20).unwrap();
-        assert_eq!(got.iter().map(|u| (u.path.as_str(), u.size)).collect::<Vec<_>>(), [("model/w.bin", 7), ("cfg.json", 2)]);
+        assert_eq!(
+            got.iter().map(|u| (u.path.as_str(), u.size)).collect::<Vec<_>>(),
+            [("model/w.bin", 7), ("cfg.json", 2)]
+        );
         assert_eq!(std::fs::read(&got[0].file).unwrap(), b"weights");
         for (entries, code) in [
             (vec![("../escape", tar::EntryType::Regular, &b"x"[..])], "oci_unsafe_path"),
@@ -123,7 +128,10 @@ mod tests {
             (vec![("link", tar::EntryType::Symlink, &b""[..])], "oci_not_regular_file"),
             (vec![("dev", tar::EntryType::Char, &b""[..])], "oci_not_regular_file"),
             (vec![("d/.wh.gone", tar::EntryType::Regular, &b""[..])], "oci_not_regular_file"),
-            (vec![("a", tar::EntryType::Regular, &b"1"[..]), ("./a", tar::EntryType::Regular, &b"2"[..])], "oci_duplicate_path"),
+            (
+                vec![("a", tar::EntryType::Regular, &b"1"[..]), ("./a", tar::EntryType::Regular, &b"2"[..])],
+                "oci_duplicate_path",
+            ),
         ] {
             let e = unpack(&tar_of(&entries)[..], Compression::None, None, dir.path(), 1 << 20).unwrap_err();
             assert_eq!(e.code(), code, "{entries:?}: {e}");

@@ -51,7 +51,8 @@ async fn a_modelpack_round_trips_and_its_signatures_are_found_both_ways() {
         artifact_type: None,
         annotations: BTreeMap::new(),
     };
-    let annotations = [(cosign::BUNDLE_PREDICATE_ANNOTATION.to_owned(), cosign::COSIGN_SIGN_PREDICATE.to_owned())].into();
+    let annotations =
+        [(cosign::BUNDLE_PREDICATE_ANNOTATION.to_owned(), cosign::COSIGN_SIGN_PREDICATE.to_owned())].into();
     remote
         .push_referrer(&t, &layout::referrer_manifest(cosign::BUNDLE_ARTIFACT_TYPE, layer, subject, annotations))
         .await

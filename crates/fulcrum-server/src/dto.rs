@@ -73,7 +73,13 @@ pub struct DatasetSnapshot {
 #[serde(deny_unknown_fields)]
 pub struct RegisterVersion {
     pub version: String,
+    /// The files (uploaded blobs) — or, instead, `oci`.
+    #[serde(default)]
     pub files: Vec<FileDto>,
+    /// An OCI reference (`registry/repository:tag` or `…@sha256:…`) to take the files from
+    /// (`POST /v1/models/{name}/oci-imports`): resolved to a digest once, pulled by digest.
+    #[serde(default)]
+    pub oci: Option<String>,
     /// Digest of an uploaded SBOM blob.
     #[serde(default)]
     pub sbom: Option<String>,

@@ -30,6 +30,7 @@ pub mod ledger;
 pub mod loopback;
 pub mod metrics;
 pub mod mlflow;
+pub mod oci;
 pub mod policy;
 pub mod problem;
 pub mod relay;
@@ -89,6 +90,9 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// What releases must carry and whom to trust for it (development mode by default).
     pub release_policy: release::ReleasePolicy,
+    /// How to reach OCI registries models are registered from (plain-HTTP registries, basic
+    /// credentials).
+    pub oci: fulcrum_oci::remote::Settings,
     /// KMS backends the registry's keys may live in (sign-only credentials).
     pub kms: keyring::KmsConfig,
     /// Which client certificates speak for which workloads, and which roles need both.
@@ -142,6 +146,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(15),
             release_policy: release::ReleasePolicy::default(),
+            oci: fulcrum_oci::remote::Settings::default(),
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
             console_login: None,

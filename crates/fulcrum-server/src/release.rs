@@ -152,6 +152,10 @@ pub struct GateFacts {
     pub mode: &'static str,
     /// What the operator's release policy required of it.
     pub required: Vec<&'static str>,
+    /// Where the files came from when registered from an OCI registry: the repository, the
+    /// manifest digest (never a tag), the artifact kind and the cosign signatures that verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci: Option<serde_json::Value>,
 }
 
 fn fail(check: &str, f: &Failure) -> CheckFailure {

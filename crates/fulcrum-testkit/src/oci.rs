@@ -10,7 +10,9 @@ use std::time::Duration;
 /// The registry binary; `None` (said on stderr) when it is not installed, a failure under
 /// `CI=true`.
 pub fn bin() -> Option<PathBuf> {
-    let p = std::env::var_os("FULCRUM_OCI_REGISTRY").map(PathBuf::from).or_else(|| Some(PathBuf::from("/usr/bin/docker-registry")));
+    let p = std::env::var_os("FULCRUM_OCI_REGISTRY")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/bin/docker-registry")));
     crate::installed("docker-registry (CNCF distribution)", p)
 }
 

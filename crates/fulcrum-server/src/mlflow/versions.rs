@@ -308,6 +308,7 @@ async fn register(
         let body = crate::dto::RegisterVersion {
             version: label.clone(),
             files,
+            oci: None,
             sbom: None,
             attestations: vec![],
             signatures: vec![],

@@ -124,6 +124,12 @@ fn streaming_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::stream_events))
 }
 
+/// JSON routes that may run long (a registration pulling a model from an OCI registry):
+/// bounded bodies, no request deadline.
+fn long_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(models::register_from_oci))
+}
+
 /// The resolve hot path: no body, no deadline (it answers from memory and never waits on I/O),
 /// and no per-route layer at all (see [`crate::edge`]).
 fn hot_routes() -> OpenApiRouter<AppState> {
@@ -136,15 +142,21 @@ pub(crate) const UNDOCUMENTED: [&str; 2] = ["/openapi.json", "/metrics"];
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| json_routes().merge(streaming_routes()).merge(hot_routes()).split_for_parts().1).clone()
+    DOC.get_or_init(|| {
+        json_routes().merge(streaming_routes()).merge(long_routes()).merge(hot_routes()).split_for_parts().1
+    })
+    .clone()
 }
 
 pub fn router(state: AppState) -> Router {
     let json_api = json_routes()
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), crate::deadline::request_deadline));
-    let (api, _) =
-        json_api.merge(streaming_routes().layer(DefaultBodyLimit::disable())).merge(hot_routes()).split_for_parts();
+    let (api, _) = json_api
+        .merge(streaming_routes().layer(DefaultBodyLimit::disable()))
+        .merge(long_routes().layer(DefaultBodyLimit::max(state.config.max_json_bytes)))
+        .merge(hot_routes())
+        .split_for_parts();
     let doc_json: Arc<str> = serde_json::to_string(&openapi()).expect("openapi serialises").into();
     let [openapi_json, metrics_path] = UNDOCUMENTED;
     api.route(

@@ -188,6 +188,42 @@ pub async fn register_version(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RegisterVersion>,
 ) -> ApiResult<(StatusCode, Json<VersionDto>)> {
+    if body.oci.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "a version from an OCI registry is registered with POST /v1/models/{name}/oci-imports",
+        ));
+    }
+    register(state, who, name, body).await
+}
+
+/// Register a version whose files are an OCI artifact (`oci`: a ModelPack, KitOps ModelKit or
+/// KServe modelcar image): the reference is resolved to a digest once, every layer pulled by
+/// digest and checked while it streams in, cosign signatures found with it (v3 referrers, v2
+/// `.sig` tags) judged under the release policy, and the OCI digest recorded in the release
+/// record. Then the same gates as any registration. No request deadline: a pull takes as long
+/// as the model is large.
+#[utoipa::path(post, path = "/v1/models/{name}/oci-imports", tag = "versions", params(("name" = String, Path)),
+    request_body = RegisterVersion,
+    responses((status = 201, body = VersionDto), (status = 422, description = "refused: what the OCI artifact or the gates failed, each named", body = Problem), (status = "4XX", body = Problem)))]
+pub async fn register_from_oci(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<RegisterVersion>,
+) -> ApiResult<(StatusCode, Json<VersionDto>)> {
+    if body.oci.is_none() || !body.files.is_empty() {
+        return Err(ApiError::unprocessable("invalid_body", "give `oci` (a reference) and no `files`"));
+    }
+    register(state, who, name, body).await
+}
+
+async fn register(
+    state: AppState,
+    who: Caller,
+    name: String,
+    body: RegisterVersion,
+) -> ApiResult<(StatusCode, Json<VersionDto>)> {
     who.require(&state, Action::RegisterVersion).await?;
     let p = &who.0;
     let name = parse_model_name(&name)?;
@@ -208,7 +244,16 @@ pub async fn register_version(
     }
 
     let mut failures = Vec::new();
+    // From an OCI registry: the files are pulled into the blob store first (each checked
+    // against its digest), then everything below applies to them as to uploaded ones.
+    let imported = match &body.oci {
+        Some(r) => Some(crate::oci::import(&state, &who, r).await?),
+        None => None,
+    };
     let mut files = Vec::with_capacity(body.files.len());
+    if let Some(i) = &imported {
+        files.extend(i.files.iter().cloned());
+    }
     for f in &body.files {
         if let Some(d) = parse_digest_field("file", &f.digest, &mut failures) {
             files.push(FileEntry { path: f.path.clone(), size: f.size, digest: d });
@@ -254,7 +299,10 @@ pub async fn register_version(
     };
     let sbom = refs("sbom", body.sbom.as_slice(), &mut failures);
     let attestations = refs("attestation", &body.attestations, &mut failures);
-    let signatures = refs("signature", &body.signatures, &mut failures);
+    let mut signatures = refs("signature", &body.signatures, &mut failures);
+    if let Some(i) = &imported {
+        signatures.extend(i.model_signing.iter().copied());
+    }
     let profile = refs("reference_profile", body.reference_profile.as_slice(), &mut failures);
     for (what, list) in
         [("sbom_missing", &sbom), ("attestation_missing", &attestations), ("signature_missing", &signatures)]
@@ -327,6 +375,9 @@ pub async fn register_version(
     let mut gate_decision = None;
     if let Some(m) = manifest.as_ref().filter(|_| failures.is_empty()) {
         release_gate(&state, m, &signatures, &attestations, &sbom, &mut facts, &mut failures).await?;
+        if let Some(i) = &imported {
+            oci_gate(&state, i, &mut facts, &mut failures);
+        }
         let ctx = GovernCtx { chg_id: body.chg_id.clone(), ..Default::default() };
         let (allowed, row) = release_decision(&state, p, &model, &label, &facts, &mut failures, &ctx);
         if allowed {
@@ -510,6 +561,33 @@ fn release_decision(
         }
     }
     (outcome.allow, row)
+}
+
+/// The cosign signatures an OCI artifact came with, judged under the release policy: the ones
+/// that verified are recorded with the OCI source; when no model-signing bundle covered the
+/// files, a verified cosign signature over the manifest (which names every layer by digest) is
+/// the artifact's signature. Signatures found but none verifying is a refusal with the reason.
+fn oci_gate(state: &AppState, i: &crate::oci::Imported, facts: &mut GateFacts, failures: &mut Vec<CheckFailure>) {
+    let mut oci = i.facts.clone();
+    let root = state.keys.sigstore_root();
+    match crate::oci::judge(&state.release_policy, root.as_deref(), &i.digest, &i.cosign) {
+        Ok(verified) => {
+            oci["signatures"] = serde_json::to_value(&verified).expect("serialises");
+            if facts.artifact_signature.is_none()
+                && let Some(first) = verified.first()
+            {
+                facts.artifact_signature = Some(serde_json::json!({
+                    "format": first.format,
+                    "oci_digest": i.digest,
+                    "signer": first.signer,
+                    "issuer": first.issuer,
+                    "trusted_root": first.trusted_root,
+                }));
+            }
+        }
+        Err(f) => failures.push(f),
+    }
+    facts.oci = Some(oci);
 }
 
 /// Verify what CI submitted (artifact signatures, attestations, SBOM) against the release policy.
