@@ -67,10 +67,16 @@ pub async fn export(
     settings: &Settings,
 ) -> anyhow::Result<Value> {
     let t = Target::parse(target).map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
-    let remote = Remote::new(settings);
-    let tmp = tempfile::tempdir()?;
     let model = v["model"].as_str().unwrap_or_default();
     let version = v["version"].as_str().unwrap_or_default();
+    // What leaves for serving elsewhere is what was approved (the download gate refuses a
+    // revoked or held version's bytes on its own).
+    let stage = v["stage"].as_str().unwrap_or_default();
+    if stage != "Approved" {
+        anyhow::bail!("only an Approved version is exported; {model} {version} is {stage} (not_approved)");
+    }
+    let remote = Remote::new(settings);
+    let tmp = tempfile::tempdir()?;
     let mut files = Vec::new();
     for (n, f) in v["files"].as_array().into_iter().flatten().enumerate() {
         let path = f["path"].as_str().context("a file without a path")?;
@@ -107,8 +113,9 @@ pub async fn export(
         evidence.push((d, INTOTO_TYPE, DSSE_MEDIA_TYPE, ann.into()));
     }
     let mut attached = vec![];
-    for (d, artifact_type, media_type, annotations) in evidence {
-        let local = tmp.path().join("evidence");
+    for (n, (d, artifact_type, media_type, annotations)) in evidence.into_iter().enumerate() {
+        // A fresh file each: the download resumes whatever a file of that name already holds.
+        let local = tmp.path().join(format!("evidence-{n}"));
         client
             .download_blob(&d, &local, fulcrum_oci::remote::MAX_DOCUMENT)
             .await
