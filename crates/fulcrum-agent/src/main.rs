@@ -435,6 +435,9 @@ fn fetch_args(
     let (reference, query_env) = match (reference, source) {
         (Some(r), None) => (r.clone(), None),
         (None, Some(src)) => {
+            if let Some(oci) = src.strip_prefix("oci://") {
+                return Err(oci_source_refusal(oci));
+            }
             let rest = src.strip_prefix("fulcrum://").ok_or("the source must be fulcrum://NAME@ALIAS[?env=ENV]")?;
             match rest.split_once('?') {
                 Some((r, q)) => {
@@ -457,6 +460,25 @@ fn fetch_args(
         (None, None) => return Err("where to place the files: --dest DIR".into()),
     };
     Ok((reference, env, dest))
+}
+
+/// Why an `oci://` source is not fetched. A tag can be moved to other bytes at any time, so it
+/// is refused outright (`oci_tag_refused`); a digest-pinned image is KServe's own modelcar path,
+/// which bypasses the registry's verdict, so the initializer asks for the registry reference
+/// the version was registered under instead (`oci_source_unsupported`).
+fn oci_source_refusal(oci: &str) -> String {
+    let last = oci.rsplit('/').next().unwrap_or(oci);
+    if !oci.contains("@sha256:") {
+        let shown = if last.contains(':') { oci.to_owned() } else { format!("{oci} (an implicit :latest)") };
+        return format!(
+            "oci_tag_refused: oci://{shown} names a tag, which can be moved to other bytes; pin the image by digest, \
+             and serve a model through the registry: fulcrum://NAME@ALIAS"
+        );
+    }
+    format!(
+        "oci_source_unsupported: oci://{oci} would bypass the registry's verdict (revocation, signatures, policy); \
+         register it (fulcrum version register NAME VER --oci ...) and fetch fulcrum://NAME@ALIAS"
+    )
 }
 
 async fn fetch(agent: &Agent, reference: &str, env: &str, dest: &std::path::Path, json: bool) -> ExitCode {

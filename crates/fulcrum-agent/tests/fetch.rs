@@ -197,6 +197,23 @@ async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     let out = run(&["fetch", "s3://bucket/model", kserve.to_str().unwrap()]).await.unwrap();
     assert_eq!(out.status.code(), Some(1), "only fulcrum:// sources");
+    // An oci:// tag can be moved to other bytes: refused, one line, nothing placed; a
+    // digest-pinned image would bypass the registry's verdict: refused with its own reason.
+    let oci_dest = work.path().join("oci-models");
+    for (src, reason) in [
+        ("oci://registry.example.com/models/fraud:v1", "oci_tag_refused"),
+        ("oci://registry.example.com/models/fraud", "oci_tag_refused"),
+        (
+            "oci://registry.example.com/models/fraud@sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+            "oci_source_unsupported",
+        ),
+    ] {
+        let out = run(&["fetch", src, oci_dest.to_str().unwrap()]).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{src}: {err}");
+        assert!(err.contains(reason) && err.trim().lines().count() == 1, "{src}: {err}");
+        assert!(!oci_dest.exists());
+    }
     // The staging env may not load it from a prod identity: a deny, one line, exit 2.
     let out = run(&["resolve", "--ref", "fraud@production", "--env", "staging"]).await.unwrap();
     assert_eq!(out.status.code(), Some(2));
