@@ -137,6 +137,17 @@ fi
 FULCRUM_PROMETHEUS=$(command -v prometheus)
 export FULCRUM_PROMETHEUS
 "$FULCRUM_PROMETHEUS" --version 2>&1 | sed -n 1p
+# The CNCF distribution registry (Debian's docker-registry) for the OCI suites: each test starts
+# a private one on a free loopback port with its own storage (plain HTTP, no referrers API, so
+# referrers go through the tag-schema index).
+if ! command -v docker-registry >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+fi
+FULCRUM_OCI_REGISTRY=$(command -v docker-registry)
+export FULCRUM_OCI_REGISTRY
+"$FULCRUM_OCI_REGISTRY" --version 2>&1 | sed -n 1p
 # Headless Chromium renders the compliance report's PDF and, through chromedriver (WebDriver),
 # runs the web console's browser tests; poppler's pdftoppm turns a PDF page into PNG.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
@@ -190,13 +201,18 @@ SEEDS="$CACHE/fuzz-seeds"
 rm -rf "$SEEDS" && mkdir -p "$SEEDS/bundle" "$SEEDS/dsse" "$SEEDS/statement"
 VECTORS="tests/vectors/model-signing"
 cp "$VECTORS"/*.sig "$VECTORS"/negative/*.sig "$SEEDS/bundle/"
+mkdir -p "$SEEDS/sigstore_bundle" "$SEEDS/oci_manifest"
+for case in tests/vectors/sigstore-conformance/test/assets/bundle-verify/*/; do
+  cp "$case/bundle.sigstore.json" "$SEEDS/sigstore_bundle/$(basename "$case").json"
+done
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.cncf.model.manifest.v1+json","config":{"mediaType":"application/vnd.cncf.model.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.cncf.model.weight.v1.raw","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"annotations":{"org.cncf.model.filepath":"w.bin"}}]}' >"$SEEDS/oci_manifest/modelpack.json"
 mkdir -p "$SEEDS/profile"
 printf '%s' '{"format":"fulcrum.profile.v1","rows":4,"features":[{"name":"x","kind":"numeric","edges":[1.5],"proportions":[0.5,0.5]},{"name":"c","tensor":"t","column":1,"kind":"categorical","categories":["a"],"proportions":[0.75,0.25]}]}' >"$SEEDS/profile/seed.json"
 (
   cd fuzz
   export CARGO_TARGET_DIR="$CACHE/fuzz-target"
   cargo fuzz build --sanitizer none
-  for target in reference manifest dsse bundle statement findings agent ledger profile mlflow_filter; do
+  for target in reference manifest dsse bundle statement findings agent ledger profile mlflow_filter sigstore_bundle oci_manifest; do
     mkdir -p "$CACHE/fuzz-corpus/$target"
     seeds=()
     [ -d "$SEEDS/$target" ] && seeds=("$SEEDS/$target")

@@ -24,6 +24,7 @@ mod identity;
 mod lab;
 mod ledger;
 mod mlflow;
+mod oci;
 mod replicas;
 mod storage;
 
@@ -81,6 +82,16 @@ enum Cmd {
         rounds: usize,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+    },
+    /// Register a large ModelPack from a local OCI registry vs pulling the same blobs with the
+    /// OCI client alone, side by side.
+    OciRegister {
+        #[arg(long, default_value_t = 2048)]
+        mib: u64,
+        #[arg(long, default_value_t = 4)]
+        files: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Decision latency of the default policy (access check and the Approved gate), from
     /// `threads` threads at once.
@@ -260,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Events { count, conns } => events::run(count, conns).await,
         Cmd::MlflowAlias { models, conns, rounds, secs } => mlflow::run(models, conns, rounds, secs).await,
+        Cmd::OciRegister { mib, files, rounds } => oci::run(mib, files, rounds).await,
         Cmd::Reports { conns, secs } => events::reports(&conns, secs).await,
         Cmd::Ledger { sizes, proofs, append_secs } => ledger::run(&sizes, proofs, append_secs).await,
         Cmd::Identity { models, conns, rounds, secs } => identity::run(models, conns, rounds, secs).await,

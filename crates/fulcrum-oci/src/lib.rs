@@ -20,7 +20,9 @@
 
 pub mod cosign;
 pub mod layout;
+#[cfg(feature = "remote")]
 pub mod publish;
+#[cfg(feature = "remote")]
 pub mod remote;
 pub mod tarball;
 
