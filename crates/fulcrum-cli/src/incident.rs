@@ -226,6 +226,11 @@ pub fn startup_check(code: &str) -> (&'static str, &'static str, &'static str) {
             "the version's release record (the registry's in-toto attestation of its signatures, provenance and SBOM) did not verify",
             "fulcrum version get MODEL VERSION; fulcrum audit verify",
         ),
+        "signature_unverified" => (
+            "signature",
+            "the keyless (Sigstore) model signature the release record names did not verify against the Sigstore root the agent's pinned trust bundle carries",
+            "fulcrum keys sigstore-roots; compare with the agent's pinned bundle (GET /v1/trust-bundle); fulcrum version get MODEL VERSION",
+        ),
         "policy_unverified" => (
             "policy digest",
             "the policy snapshot the answer names did not verify or is not the digest it claims",

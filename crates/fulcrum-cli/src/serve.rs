@@ -13,6 +13,10 @@ pub struct ServeArgs {
     /// OCI registries versions are registered from (`POST /v1/models/{name}/oci-imports`).
     #[command(flatten)]
     oci: crate::oci::OciArgs,
+    /// An OCI registry (`host[:port]`) versions may be pulled from over HTTPS (repeatable). None
+    /// by default: a reference never makes the registry fetch from a host it was not told about.
+    #[arg(long = "oci-registry")]
+    oci_registries: Vec<String>,
     /// Address to listen on. Anything but loopback requires --tls-cert and --tls-key.
     #[arg(long, default_value = "127.0.0.1:8740")]
     listen: SocketAddr,
@@ -338,6 +342,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         config.console_login = file.console;
     }
     config.oci = a.oci.settings()?;
+    config.oci_registries = a.oci_registries.clone();
     if let Some(p) = &a.release_policy {
         config.release_policy =
             fulcrum_server::release::ReleasePolicy::load(p).map_err(|e| anyhow::anyhow!("release policy {e}"))?;

@@ -206,9 +206,13 @@ async fn oci_artifacts_register_by_digest_and_only_trusted_signatures_pass() {
     std::fs::write(k.reg.blob_path(&fulcrum_oci::sha256_of(b"original-bytes")), b"tampered-bytes").unwrap();
     let err = k.refused("4", "models/tamper:v1");
     assert!(err.contains("oci_digest_mismatch"), "{err}");
-    // A reference that does not parse, and an image index: one line each.
+    // A reference that does not parse: one line.
     let err = one_error_line(&k.run("ci", &["version", "register", "fraud", "4", "--oci", "UPPER//bad ref"]));
     assert!(err.contains("oci_reference"), "{err}");
+    // A registry this registry was not told about (an internal service, a metadata endpoint):
+    // nothing is fetched from it.
+    let err = one_error_line(&k.run("ci", &["version", "register", "fraud", "4", "--oci", "169.254.169.254/latest/meta-data:v1"]));
+    assert!(err.contains("oci_registry_not_allowed"), "{err}");
 
     // Governed, resolved and fetched by the agent: the files are the layers' bytes.
     approve(&k.s, "fraud", "1").await;

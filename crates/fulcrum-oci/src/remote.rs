@@ -42,6 +42,11 @@ impl Target {
         Ok(Self { reference })
     }
 
+    /// The registry host (`host[:port]`).
+    pub fn registry(&self) -> &str {
+        self.reference.registry()
+    }
+
     /// `registry/repository`, without tag or digest.
     pub fn repository(&self) -> String {
         format!("{}/{}", self.reference.registry(), self.reference.repository())

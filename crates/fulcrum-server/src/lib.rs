@@ -93,6 +93,9 @@ pub struct Config {
     /// How to reach OCI registries models are registered from (plain-HTTP registries, basic
     /// credentials).
     pub oci: fulcrum_oci::remote::Settings,
+    /// The OCI registries (`host[:port]`) versions may be pulled from, besides the plain-HTTP
+    /// ones in `oci`. None by default: the registry fetches from nowhere it was not told to.
+    pub oci_registries: Vec<String>,
     /// KMS backends the registry's keys may live in (sign-only credentials).
     pub kms: keyring::KmsConfig,
     /// Which client certificates speak for which workloads, and which roles need both.
@@ -147,6 +150,7 @@ impl Config {
             body_idle_timeout: Duration::from_secs(15),
             release_policy: release::ReleasePolicy::default(),
             oci: fulcrum_oci::remote::Settings::default(),
+            oci_registries: vec![],
             kms: keyring::KmsConfig::default(),
             oidc: vec![],
             console_login: None,

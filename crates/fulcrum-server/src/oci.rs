@@ -53,6 +53,16 @@ fn refused(e: &OciError) -> ApiError {
 /// A 422 naming what was refused (`oci_*` reasons); store failures.
 pub async fn import(state: &AppState, who: &Caller, reference: &str) -> Result<Imported, ApiError> {
     let t = Target::parse(reference).map_err(|e| refused(&e))?;
+    // The registry pulls only from registries it was told about: a reference is input, and
+    // must not make it fetch from anywhere it can reach (internal services, metadata endpoints).
+    let host = t.registry();
+    if !state.config.oci_registries.iter().chain(&state.config.oci.insecure).any(|r| r == host) {
+        return Err(ApiError::unprocessable("release_gate_failed", "registration refused: oci (oci_registry_not_allowed)")
+            .with_errors(vec![CheckFailure {
+                check: "oci".into(),
+                detail: format!("oci_registry_not_allowed: {host} is not one of the registries this registry pulls from (--oci-registry)"),
+            }]));
+    }
     let remote = Remote::new(&state.config.oci);
     let digest = remote.resolve(&t).await.map_err(|e| refused(&e))?;
     let manifest = remote.manifest(&t, &digest).await.map_err(|e| refused(&e))?;
