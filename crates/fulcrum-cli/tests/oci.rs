@@ -211,7 +211,9 @@ async fn oci_artifacts_register_by_digest_and_only_trusted_signatures_pass() {
     assert!(err.contains("oci_reference"), "{err}");
     // A registry this registry was not told about (an internal service, a metadata endpoint):
     // nothing is fetched from it.
-    let err = one_error_line(&k.run("ci", &["version", "register", "fraud", "4", "--oci", "169.254.169.254/latest/meta-data:v1"]));
+    let err = one_error_line(
+        &k.run("ci", &["version", "register", "fraud", "4", "--oci", "169.254.169.254/latest/meta-data:v1"]),
+    );
     assert!(err.contains("oci_registry_not_allowed"), "{err}");
 
     // Governed, resolved and fetched by the agent: the files are the layers' bytes.

@@ -30,7 +30,8 @@ async fn oci_artifacts_land_in_the_blob_store_byte_for_byte() {
     let (w, c) = (file("w", &vec![5u8; 200_000]), file("c", b"{\"k\":1}"));
     let t = Target::parse(&format!("{}/risk/model:v1", reg.host)).unwrap();
     let sources = [FileSource { path: "weights/model.bin", local: &w }, FileSource { path: "config.json", local: &c }];
-    let (digest, _) = publish::modelpack(&remote, &t, "risk", "1", &sources, Default::default(), Some("v1")).await.unwrap();
+    let (digest, _) =
+        publish::modelpack(&remote, &t, "risk", "1", &sources, Default::default(), Some("v1")).await.unwrap();
     let card = json!({"owner": "risk", "intended_use": "scoring"});
     let v = h
         .post(
@@ -57,28 +58,51 @@ async fn oci_artifacts_land_in_the_blob_store_byte_for_byte() {
     // A modelcar: only /models is the model.
     let t = Target::parse(&format!("{}/risk/car:v1", reg.host)).unwrap();
     let os = file("os", b"ID=distroless");
-    publish::modelcar(&remote, &t, &[FileSource { path: "etc/os-release", local: &os }], &[FileSource { path: "m.onnx", local: &c }], "v1")
-        .await
-        .unwrap();
+    publish::modelcar(
+        &remote,
+        &t,
+        &[FileSource { path: "etc/os-release", local: &os }],
+        &[FileSource { path: "m.onnx", local: &c }],
+        "v1",
+    )
+    .await
+    .unwrap();
     let v = h
-        .post("ci", "/v1/models/risk/oci-imports", json!({"version": "2", "oci": format!("{}/risk/car:v1", reg.host)}), StatusCode::CREATED)
+        .post(
+            "ci",
+            "/v1/models/risk/oci-imports",
+            json!({"version": "2", "oci": format!("{}/risk/car:v1", reg.host)}),
+            StatusCode::CREATED,
+        )
         .await;
     assert_eq!(v["files"].as_array().unwrap().len(), 1);
     assert_eq!(v["files"][0]["path"], "m.onnx");
 
     // An image index names several manifests: refused, nothing stored.
+    let model = Target::parse(&format!("{}/risk/model:v1", reg.host)).unwrap();
+    let size = remote.manifest(&model, &digest).await.unwrap().len();
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": fulcrum_oci::layout::OCI_INDEX,
-        "manifests": [{"mediaType": fulcrum_oci::layout::OCI_MANIFEST, "digest": digest, "size": 1}]}))
+        "manifests": [{"mediaType": fulcrum_oci::layout::OCI_MANIFEST, "digest": digest, "size": size}]}))
     .unwrap();
-    remote.push_manifest_bytes(&t, index, fulcrum_oci::layout::OCI_INDEX, Some("multi")).await.unwrap();
+    remote.push_manifest_bytes(&model, index, fulcrum_oci::layout::OCI_INDEX, Some("multi")).await.unwrap();
     let p = h
-        .post("ci", "/v1/models/risk/oci-imports", json!({"version": "3", "oci": format!("{}/risk/car:multi", reg.host)}), StatusCode::UNPROCESSABLE_ENTITY)
+        .post(
+            "ci",
+            "/v1/models/risk/oci-imports",
+            json!({"version": "3", "oci": format!("{}/risk/model:multi", reg.host)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
     assert!(p["errors"][0]["detail"].as_str().unwrap().starts_with("oci_index"), "{p}");
     h.get("ci", "/v1/models/risk/versions/3", StatusCode::NOT_FOUND).await;
     // The JSON route (with its deadline) points at the OCI route.
     let p = h
-        .post("ci", "/v1/models/risk/versions", json!({"version": "3", "oci": format!("{}/risk/car:v1", reg.host)}), StatusCode::UNPROCESSABLE_ENTITY)
+        .post(
+            "ci",
+            "/v1/models/risk/versions",
+            json!({"version": "3", "oci": format!("{}/risk/car:v1", reg.host)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
     assert!(p["detail"].as_str().unwrap().contains("oci-imports"), "{p}");
 }
