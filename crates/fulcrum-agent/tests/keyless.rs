@@ -22,6 +22,19 @@ fn vectors() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
+/// A registry whose release policy requires a signature by the vector's keyless identity.
+async fn keyless_registry() -> common::Reg {
+    registry_tuned(|c| {
+        c.release_policy = ReleasePolicy {
+            require_signature: true,
+            keyless_signers: vec![KeylessSigner::exact(OMS_ISSUER, OMS_IDENTITY)],
+            allowed_ignore_paths: vec!["ignore-me".into(), "model.sig".into()],
+            ..Default::default()
+        };
+    })
+    .await
+}
+
 async fn register_keyless(r: &common::Reg) {
     let ci = as_(r, "ci");
     ci.post("/v1/models", &json!({"name": "fraud", "domain": "fraud"})).await.unwrap();
@@ -85,15 +98,7 @@ async fn fetch(r: &common::Reg, work: &Path, dest: &Path) -> std::process::Outpu
 
 #[tokio::test]
 async fn the_agent_verifies_a_keyless_signature_offline_with_the_pinned_root_only() {
-    let r = registry_tuned(|c| {
-        c.release_policy = ReleasePolicy {
-            require_signature: true,
-            keyless_signers: vec![KeylessSigner::exact(OMS_ISSUER, OMS_IDENTITY)],
-            allowed_ignore_paths: vec!["ignore-me".into(), "model.sig".into()],
-            ..Default::default()
-        };
-    })
-    .await;
+    let r = keyless_registry().await;
     import_root(&r, PRODUCTION_TRUSTED_ROOT, "production root, as shipped").await;
     register_keyless(&r).await;
 
@@ -143,15 +148,7 @@ async fn the_agent_verifies_a_keyless_signature_offline_with_the_pinned_root_onl
 
 #[tokio::test]
 async fn an_agent_pinned_before_any_root_follows_the_endorsed_chain_or_denies() {
-    let r = registry_tuned(|c| {
-        c.release_policy = ReleasePolicy {
-            require_signature: true,
-            keyless_signers: vec![KeylessSigner::exact(OMS_ISSUER, OMS_IDENTITY)],
-            allowed_ignore_paths: vec!["ignore-me".into(), "model.sig".into()],
-            ..Default::default()
-        };
-    })
-    .await;
+    let r = keyless_registry().await;
     // Pinned before any Sigstore root was imported.
     let work = tempfile::tempdir().unwrap();
     let pinned = pin(&r, work.path()).await;

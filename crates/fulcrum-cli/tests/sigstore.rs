@@ -14,57 +14,38 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
-const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
+use fulcrum_testkit::vectors::{DEFAULT_IDENTITY, DEFAULT_ISSUER};
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
+    fulcrum_testkit::vectors::dir()
 }
 
 fn fulcrum(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fulcrum")).args(args).env("FULCRUM_LOG", "error").output().unwrap()
 }
 
-fn read_trimmed(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
-}
-
 #[test]
 fn verify_bundle_gives_every_conformance_case_its_verdict_by_path_and_by_digest() {
-    let dir = vectors().join("sigstore-conformance/test/assets/bundle-verify");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("bundle.sigstore.json").exists())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 70, "expected the whole upstream set, found {}", cases.len());
     let mut wrong = Vec::new();
-    for case in &cases {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let should_fail = name.ends_with("_fail");
-        let artifact = if case.join("artifact").exists() { case.join("artifact") } else { dir.join("a.txt") };
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(&artifact).unwrap())));
-        let bundle = case.join("bundle.sigstore.json");
-        let identity = read_trimmed(&case.join("identity")).unwrap_or_else(|| DEFAULT_IDENTITY.into());
-        let issuer = read_trimmed(&case.join("issuer")).unwrap_or_else(|| DEFAULT_ISSUER.into());
-        for input in [artifact.to_str().unwrap(), digest.as_str()] {
+    for case in fulcrum_testkit::vectors::sigstore_conformance() {
+        let name = &case.name;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(&case.artifact).unwrap())));
+        for input in [case.artifact.to_str().unwrap(), digest.as_str()] {
             // The protocol's order: --bundle, then identity/issuer or --key, then --trusted-root, then the input.
-            let mut args: Vec<&str> = vec!["verify-bundle", "--bundle", bundle.to_str().unwrap()];
-            let key = case.join("key.pub");
-            if key.exists() {
-                args.extend(["--key", key.to_str().unwrap()]);
-            } else {
-                args.extend(["--certificate-identity", &identity, "--certificate-oidc-issuer", &issuer]);
+            let mut args: Vec<&str> = vec!["verify-bundle", "--bundle", case.bundle.to_str().unwrap()];
+            match &case.key {
+                Some(key) => args.extend(["--key", key.to_str().unwrap()]),
+                None => {
+                    args.extend(["--certificate-identity", &case.identity, "--certificate-oidc-issuer", &case.issuer])
+                }
             }
-            let root = case.join("trusted_root.json");
-            if root.exists() {
+            if let Some(root) = &case.trusted_root {
                 args.extend(["--trusted-root", root.to_str().unwrap()]);
             }
             args.push(input);
             let out = fulcrum(&args);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            match (out.status.success(), should_fail) {
+            match (out.status.success(), case.should_fail) {
                 (true, false) => {}
                 (false, true) => {
                     // A refusal is one clear line naming a machine-readable reason.

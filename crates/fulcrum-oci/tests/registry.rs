@@ -3,36 +3,34 @@
 //! referrers are found through the tag-schema index (distribution 2.8 has no referrers API) and
 //! verify, and a legacy `.sig` tag is read; a blob changed on the registry's disk is caught.
 
-use std::collections::BTreeMap;
-
 use fulcrum_oci::cosign::{self, Trust};
-use fulcrum_oci::layout::{self, Descriptor, Source};
+use fulcrum_oci::layout::{self, ImageManifest, Source};
+use fulcrum_oci::publish::{self, FileSource};
 use fulcrum_oci::remote::{Remote, Settings, Target};
 use fulcrum_oci::sha256_of;
 use fulcrum_sign::{Alg, LocalKey, Signer};
-
-async fn push_modelpack(remote: &Remote, t: &Target, files: &[(&str, &[u8])], tag: &str) -> String {
-    let mut layers = vec![];
-    for (path, bytes) in files {
-        let d = remote.push_blob(t, bytes.to_vec()).await.unwrap();
-        layers.push(((*path).to_owned(), d.digest, d.size));
-    }
-    let digests: Vec<String> = layers.iter().map(|l| l.1.clone()).collect();
-    let config = remote.push_blob(t, layout::modelpack_config("fraud", "1", &digests)).await.unwrap();
-    let config = Descriptor { media_type: layout::MODELPACK_CONFIG.into(), ..config };
-    remote.push_manifest(t, &layout::modelpack_manifest(config, &layers), Some(tag)).await.unwrap()
-}
 
 #[tokio::test]
 async fn a_modelpack_round_trips_and_its_signatures_are_found_both_ways() {
     let Some(reg) = fulcrum_testkit::oci::Registry::start() else { return };
     let remote = Remote::new(&Settings { insecure: vec![reg.host.clone()], basic: None });
     let t = Target::parse(&format!("{}/models/fraud:v1", reg.host)).unwrap();
+    let work = tempfile::tempdir().unwrap();
     let files: [(&str, &[u8]); 2] = [("model.safetensors", b"weights-one"), ("config/config.json", b"{\"a\":1}")];
-    let digest = push_modelpack(&remote, &t, &files, "v1").await;
+    let locals: Vec<(&str, std::path::PathBuf)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, b))| {
+            let local = work.path().join(format!("f{i}"));
+            std::fs::write(&local, b).unwrap();
+            (*p, local)
+        })
+        .collect();
+    let sources: Vec<FileSource<'_>> = locals.iter().map(|(path, local)| FileSource { path, local }).collect();
+    let (digest, _) =
+        publish::modelpack(&remote, &t, "fraud", "1", &sources, Default::default(), Some("v1")).await.unwrap();
     assert_eq!(remote.resolve(&t).await.unwrap(), digest, "the tag resolves to what was pushed");
-    let bytes = remote.manifest(&t, &digest).await.unwrap();
-    let art = layout::classify(&bytes).unwrap();
+    let art = layout::classify(&remote.manifest(&t, &digest).await.unwrap()).unwrap();
     assert_eq!(art.kind, layout::Kind::ModelPack);
     for (layer, (path, content)) in art.layers.iter().zip(files) {
         assert_eq!(layer.source, Source::Raw { path: path.to_owned() });
@@ -41,28 +39,20 @@ async fn a_modelpack_round_trips_and_its_signatures_are_found_both_ways() {
 
     // cosign v3: a bundle referrer, found through the tag-schema index.
     let key = LocalKey::ephemeral(Alg::EcdsaP256Sha256).unwrap();
-    let bundle = cosign::sign_bundle(&digest, &key).unwrap();
-    let layer = remote.push_blob(&t, bundle.clone()).await.unwrap();
-    let layer = Descriptor { media_type: cosign::BUNDLE_MEDIA_TYPE.into(), ..layer };
-    let subject = Descriptor {
-        media_type: layout::OCI_MANIFEST.into(),
-        digest: digest.clone(),
-        size: bytes.len() as u64,
-        artifact_type: None,
-        annotations: BTreeMap::new(),
-    };
-    let annotations =
-        [(cosign::BUNDLE_PREDICATE_ANNOTATION.to_owned(), cosign::COSIGN_SIGN_PREDICATE.to_owned())].into();
-    remote
-        .push_referrer(&t, &layout::referrer_manifest(cosign::BUNDLE_ARTIFACT_TYPE, layer, subject, annotations))
-        .await
-        .unwrap();
+    publish::attach_bundle(
+        &remote,
+        &t,
+        &digest,
+        cosign::sign_bundle(&digest, &key).unwrap(),
+        cosign::COSIGN_SIGN_PREDICATE,
+    )
+    .await
+    .unwrap();
     let refs = remote.referrers(&t, &digest).await.unwrap();
     assert_eq!(refs.len(), 1, "{refs:?}");
     assert_eq!(refs[0].artifact_type.as_deref(), Some(cosign::BUNDLE_ARTIFACT_TYPE));
-    let rm = layout::ImageManifest::clone(
-        &serde_json::from_slice(&remote.manifest(&t, &refs[0].digest).await.unwrap()).unwrap(),
-    );
+    let rm: ImageManifest = serde_json::from_slice(&remote.manifest(&t, &refs[0].digest).await.unwrap()).unwrap();
+    assert_eq!(rm.subject.as_ref().map(|s| s.digest.as_str()), Some(digest.as_str()));
     let got = remote.blob_bytes(&t, &rm.layers[0].digest, 1 << 20).await.unwrap();
     let keys = [key.public_key().clone()];
     let trust = Trust { keys: &keys, keyless: &[], root: None };
@@ -71,27 +61,11 @@ async fn a_modelpack_round_trips_and_its_signatures_are_found_both_ways() {
     // cosign v2: a simple-signing image under sha256-<hex>.sig.
     let payload = cosign::simple_signing_payload(&t.repository(), &digest);
     let sig = cosign::sign_simple(&payload, &key).unwrap();
-    let pl = remote.push_blob(&t, payload.clone()).await.unwrap();
-    let cfg = remote.push_blob(&t, b"{}".to_vec()).await.unwrap();
-    let legacy = layout::ImageManifest {
-        schema_version: 2,
-        media_type: Some(layout::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: Descriptor { media_type: layout::OCI_IMAGE_CONFIG.into(), ..cfg },
-        layers: vec![Descriptor {
-            media_type: cosign::SIMPLE_SIGNING.into(),
-            annotations: [(cosign::SIGNATURE_ANNOTATION.to_owned(), sig.clone())].into(),
-            ..pl
-        }],
-        subject: None,
-        annotations: BTreeMap::new(),
-    };
-    remote.push_manifest(&t, &legacy, Some(&cosign::legacy_tag(&digest))).await.unwrap();
+    publish::legacy_signature(&remote, &t, &digest, payload, &sig).await.unwrap();
     let (lb, _) = remote.manifest_at_tag(&t, &cosign::legacy_tag(&digest)).await.unwrap().unwrap();
-    let lm: layout::ImageManifest = serde_json::from_slice(&lb).unwrap();
+    let lm: ImageManifest = serde_json::from_slice(&lb).unwrap();
     let p = remote.blob_bytes(&t, &lm.layers[0].digest, 1 << 20).await.unwrap();
-    let s = &lm.layers[0].annotations[cosign::SIGNATURE_ANNOTATION];
-    cosign::verify_simple_signing(&p, s, &digest, trust).unwrap();
+    cosign::verify_simple_signing(&p, &lm.layers[0].annotations[cosign::SIGNATURE_ANNOTATION], &digest, trust).unwrap();
     assert!(remote.manifest_at_tag(&t, "sha256-nothing.sig").await.unwrap().is_none());
 
     // A blob changed on the registry's disk: the bytes no longer hash to their digest.

@@ -7,6 +7,7 @@
 //!   `prometheus`).
 //! - [`mlflow::MlflowServer`]: a real MLflow tracking server (the venv `FULCRUM_MLFLOW_PYTHON`).
 //! - [`oci::Registry`]: the CNCF distribution registry (Debian's `docker-registry`), plain HTTP.
+//! - [`vectors`]: the sigstore-conformance cases, read once for every suite that runs them.
 //! - [`Postgres`]: a private PostgreSQL cluster (Debian's `initdb`/`pg_ctl`, run as the
 //!   unprivileged `postgres` user when the caller is root, since PostgreSQL refuses root).
 
@@ -15,6 +16,7 @@ pub mod mlflow;
 pub mod mlserver;
 pub mod oci;
 pub mod postgres;
+pub mod vectors;
 pub use postgres::{Postgres, pg_bin};
 
 use std::path::PathBuf;

@@ -13,66 +13,44 @@ use fulcrum_verify::keyless::{self, KeylessSigner, Signers, Subject, TrustedRoot
 use fulcrum_verify::model_signing::{self, Trust, VerifyOptions};
 use sha2::{Digest, Sha256};
 
-const DEFAULT_IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
-const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
-
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
-}
-
-fn read_trimmed(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+    fulcrum_testkit::vectors::dir()
 }
 
 #[test]
 fn every_upstream_bundle_verify_case_gets_its_verdict_from_bytes_and_from_digest() {
-    let dir = vectors().join("sigstore-conformance/test/assets/bundle-verify");
-    let default_artifact = std::fs::read(dir.join("a.txt")).unwrap();
     let production = TrustedRoot::production();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("bundle.sigstore.json").exists())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 70, "expected the whole upstream set, found {} cases", cases.len());
+    let cases = fulcrum_testkit::vectors::sigstore_conformance();
     let mut wrong = Vec::new();
     let mut refusals = std::collections::BTreeMap::<&'static str, usize>::new();
     for case in &cases {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let should_fail = name.ends_with("_fail");
-        let bundle = std::fs::read(case.join("bundle.sigstore.json")).unwrap();
-        let artifact = std::fs::read(case.join("artifact")).unwrap_or_else(|_| default_artifact.clone());
+        let name = &case.name;
+        let bundle = std::fs::read(&case.bundle).unwrap();
+        let artifact = std::fs::read(&case.artifact).unwrap();
         let digest: [u8; 32] = Sha256::digest(&artifact).into();
-        let custom = case.join("trusted_root.json");
-        let root = if custom.exists() {
-            match TrustedRoot::from_json(&std::fs::read(&custom).unwrap()) {
-                Ok(r) => r,
+        let custom = match &case.trusted_root {
+            Some(p) => match TrustedRoot::from_json(&std::fs::read(p).unwrap()) {
+                Ok(r) => Some(r),
                 Err(f) => {
                     // An unusable trusted root refuses every bundle: a correct verdict only for `_fail`.
-                    if !should_fail {
+                    if !case.should_fail {
                         wrong.push(format!("{name}: trusted root refused: {f}"));
                     }
                     *refusals.entry(f.code()).or_default() += 2;
                     continue;
                 }
-            }
-        } else {
-            TrustedRoot::production()
+            },
+            None => None,
         };
-        let root = if custom.exists() { &root } else { &production };
-        let key = std::fs::read_to_string(case.join("key.pub")).ok();
-        let signers = [KeylessSigner::exact(
-            read_trimmed(&case.join("issuer")).unwrap_or_else(|| DEFAULT_ISSUER.into()),
-            read_trimmed(&case.join("identity")).unwrap_or_else(|| DEFAULT_IDENTITY.into()),
-        )];
+        let root = custom.as_ref().unwrap_or(&production);
+        let key = case.key.as_ref().map(|p| std::fs::read_to_string(p).unwrap());
+        let signers = [KeylessSigner::exact(&case.issuer, &case.identity)];
         let who = match &key {
             Some(pem) => Signers::Key(pem),
             None => Signers::Keyless(&signers),
         };
         for (how, subject) in [("bytes", Subject::Bytes(&artifact)), ("digest", Subject::Sha256(digest))] {
-            let got = keyless::verify(root, &bundle, subject, who);
-            match (&got, should_fail) {
+            match (keyless::verify(root, &bundle, subject, who), case.should_fail) {
                 (Ok(_), false) => {}
                 (Err(f), true) => *refusals.entry(f.code()).or_default() += 1,
                 (Ok(_), true) => wrong.push(format!("{name} ({how}): verified but must be refused")),
