@@ -35,6 +35,7 @@ fn bundle() -> TrustBundle {
             status: KeyStatus::Active,
             development: true,
         }],
+        sigstore: None,
     }
 }
 

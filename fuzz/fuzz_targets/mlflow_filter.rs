@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
         let tags = std::collections::BTreeMap::from([("k".to_owned(), "v".to_owned())]);
         for over in [Over::Models, Over::Versions] {
             if let Ok(f) = Filter::parse(s, over) {
-                let _ = f.matches(&Subject { name: "fraud", tags: Some(&tags), run_id: "r", source: "s", version: "3" });
+                let _ =
+                    f.matches(&Subject { name: "fraud", tags: Some(&tags), run_id: "r", source: "s", version: "3" });
             }
             let _ = OrderBy::parse(&s.split(',').map(str::to_owned).collect::<Vec<_>>(), over);
         }
