@@ -96,6 +96,43 @@ pub struct Agent {
     claimed: std::sync::Mutex<Option<(String, String)>>,
 }
 
+/// Where a model was registered from in an OCI registry: `registry/repository` and the manifest
+/// digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciOrigin {
+    pub repository: String,
+    pub digest: String,
+}
+
+impl OciOrigin {
+    /// Parse what follows `oci://`: `registry/repository@sha256:<64 hex>` (a tag, as well or
+    /// instead, is refused: it can be moved to other bytes).
+    ///
+    /// # Errors
+    /// `oci_tag_refused` for a tag; `bad_reference` for anything else.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let Some((repo, digest)) = s.split_once("@sha256:") else {
+            let shown = if s.rsplit('/').next().unwrap_or(s).contains(':') {
+                s.to_owned()
+            } else {
+                format!("{s} (an implicit :latest)")
+            };
+            return Err(format!(
+                "oci_tag_refused: oci://{shown} names a tag, which can be moved to other bytes; pin it by digest (oci://REPOSITORY@sha256:…)"
+            ));
+        };
+        let last = repo.rsplit('/').next().unwrap_or(repo);
+        if last.contains(':') {
+            return Err(format!("oci_tag_refused: oci://{s} names a tag as well as a digest; pin it by digest alone"));
+        }
+        let hex_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok || !repo.contains('/') || repo.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("bad_reference: oci://{s} is not REGISTRY/REPOSITORY@sha256:<64 hex>"));
+        }
+        Ok(Self { repository: repo.to_owned(), digest: format!("sha256:{digest}") })
+    }
+}
+
 /// Download progress of the current fetch.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -295,7 +332,60 @@ impl Agent {
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
         *self.claimed.lock().expect("claimed lock") = None;
-        self.fetch_inner(reference, env, dest).await
+        self.fetch_inner(reference, env, dest, None).await
+    }
+
+    /// An `oci://REPOSITORY@sha256:…` source (what KServe names a model by), served through the
+    /// registry: the version registered from exactly that OCI manifest is looked up, then fetched
+    /// like any reference pinned by its artifact digest — and its *signed* release record must
+    /// name that repository and manifest digest, or nothing is placed. No version, or several,
+    /// is a deny (`oci_not_registered`, `oci_ambiguous`). The OCI registry itself is never
+    /// contacted.
+    ///
+    /// # Errors
+    /// A [`Stop`] naming why; nothing is placed then.
+    pub async fn fetch_oci(&self, origin: &OciOrigin, env: &str, dest: &Path) -> Result<Permit, Stop> {
+        *self.claimed.lock().expect("claimed lock") = None;
+        // Without a version there is no model to report a startup decision on: the deny is the
+        // caller's (and its exit code) alone.
+        let reference = self.oci_reference(origin).await?;
+        let result = self.fetch_inner(&reference, env, |_| dest.to_owned(), Some(origin)).await;
+        self.report_startup(&reference, env, &result, self.claimed(), None).await;
+        result
+    }
+
+    /// `model@sha256:<artifact digest>` of the one version registered from `origin`.
+    async fn oci_reference(&self, origin: &OciOrigin) -> Result<String, Stop> {
+        let rows =
+            self.client.get(&format!("/v1/oci-sources/{}/versions", origin.digest)).await.map_err(from_client)?;
+        let matching: Vec<&serde_json::Value> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["repository"].as_str() == Some(origin.repository.as_str()))
+            .collect();
+        let artifacts: std::collections::BTreeSet<(&str, &str)> =
+            matching.iter().filter_map(|r| Some((r["model"].as_str()?, r["artifact_digest"].as_str()?))).collect();
+        match artifacts.len() {
+            0 => Err(Stop::Registry {
+                code: "oci_not_registered".into(),
+                detail: format!(
+                    "no version you may read was registered from oci://{}@{}",
+                    origin.repository, origin.digest
+                ),
+            }),
+            1 => {
+                let (model, artifact) = artifacts.into_iter().next().expect("one");
+                Ok(format!("{model}@{artifact}"))
+            }
+            n => Err(Stop::Registry {
+                code: "oci_ambiguous".into(),
+                detail: format!(
+                    "{n} models were registered from oci://{}@{}; name one: fulcrum://NAME@ALIAS",
+                    origin.repository, origin.digest
+                ),
+            }),
+        }
     }
 
     /// The version and artifact digest the last answer claimed (before any check): what a deny
@@ -445,6 +535,7 @@ impl Agent {
         reference: &str,
         env: &str,
         dest: impl Fn(&ResolveDocument) -> PathBuf,
+        origin: Option<&OciOrigin>,
     ) -> Result<Permit, Stop> {
         let (doc, mode) = self.resolve_with_mode(reference, env).await?;
         self.check_policy(&doc).await?;
@@ -454,6 +545,18 @@ impl Agent {
             false => None,
         };
         let record = self.release_record(&doc).await?;
+        if let Some(o) = origin {
+            // The lookup was a hint; the signed record decides.
+            let oci = &record.predicate["release_gate"]["oci"];
+            if oci["digest"].as_str() != Some(o.digest.as_str())
+                || oci["repository"].as_str() != Some(o.repository.as_str())
+            {
+                return Err(Stop::Deny(Deny::ReleaseUnverified(format!(
+                    "of {}@{}: it was not registered from oci://{}@{}",
+                    doc.name, doc.version, o.repository, o.digest
+                ))));
+            }
+        }
         if let Some(cp) = &proven {
             self.prove_on_ledger(&doc, &record.predicate, cp).await?;
         }

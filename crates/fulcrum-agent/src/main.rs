@@ -72,7 +72,9 @@ enum Cmd {
         env: String,
     },
     /// Resolve, verify and place a model's files under DEST (init-container style). Also runs
-    /// as a KServe storage initializer: `fetch fulcrum://NAME@ALIAS[?env=ENV] DEST`.
+    /// as a KServe storage initializer: `fetch fulcrum://NAME@ALIAS[?env=ENV] DEST`, or
+    /// `fetch oci://REPOSITORY@sha256:<hex> DEST` for the version registered from that OCI
+    /// manifest (through the registry; a tag is refused).
     Fetch {
         #[arg(long = "ref")]
         reference: Option<String>,
@@ -80,7 +82,8 @@ enum Cmd {
         env: Option<String>,
         #[arg(long)]
         dest: Option<PathBuf>,
-        /// `fulcrum://NAME@ALIAS[?env=ENV]` (the storage-initializer form).
+        /// `fulcrum://NAME@ALIAS[?env=ENV]` or `oci://REPOSITORY@sha256:<hex>` (the
+        /// storage-initializer form).
         source: Option<String>,
         /// Where to place the files (the storage-initializer form).
         target: Option<PathBuf>,
@@ -224,6 +227,19 @@ async fn main() -> ExitCode {
             Err(e) => deny(&e),
         },
         Cmd::Fetch { reference, env, dest, source, target } => {
+            // KServe's `oci://REPOSITORY@sha256:…`: through the registry, pinned by digest.
+            if let Some(oci) = source.as_deref().and_then(|s| s.strip_prefix("oci://")) {
+                let origin = match fulcrum_agent::fetch::OciOrigin::parse(oci) {
+                    Ok(o) => o,
+                    Err(e) => return fail(e),
+                };
+                let (env, dest) = match (env.clone(), dest.clone().or_else(|| target.clone())) {
+                    (Some(e), Some(d)) => (e, d),
+                    (None, _) => return fail("the environment: --env or FULCRUM_ENV"),
+                    (_, None) => return fail("where to place the files: a destination"),
+                };
+                return report_fetch(agent.fetch_oci(&origin, &env, &dest).await, &dest, cli.json);
+            }
             let (reference, env, dest) = match fetch_args(reference, env, dest, source, target) {
                 Ok(a) => a,
                 Err(e) => return fail(e),
@@ -435,8 +451,8 @@ fn fetch_args(
     let (reference, query_env) = match (reference, source) {
         (Some(r), None) => (r.clone(), None),
         (None, Some(src)) => {
-            if let Some(oci) = src.strip_prefix("oci://") {
-                return Err(oci_source_refusal(oci));
+            if src.starts_with("oci://") {
+                return Err("an oci:// source is fetched with fetch_oci".into());
             }
             let rest = src.strip_prefix("fulcrum://").ok_or("the source must be fulcrum://NAME@ALIAS[?env=ENV]")?;
             match rest.split_once('?') {
@@ -462,25 +478,6 @@ fn fetch_args(
     Ok((reference, env, dest))
 }
 
-/// Why an `oci://` source is not fetched. A tag can be moved to other bytes at any time, so it
-/// is refused outright (`oci_tag_refused`); a digest-pinned image is KServe's own modelcar path,
-/// which bypasses the registry's verdict, so the initializer asks for the registry reference
-/// the version was registered under instead (`oci_source_unsupported`).
-fn oci_source_refusal(oci: &str) -> String {
-    let last = oci.rsplit('/').next().unwrap_or(oci);
-    if !oci.contains("@sha256:") {
-        let shown = if last.contains(':') { oci.to_owned() } else { format!("{oci} (an implicit :latest)") };
-        return format!(
-            "oci_tag_refused: oci://{shown} names a tag, which can be moved to other bytes; pin the image by digest, \
-             and serve a model through the registry: fulcrum://NAME@ALIAS"
-        );
-    }
-    format!(
-        "oci_source_unsupported: oci://{oci} would bypass the registry's verdict (revocation, signatures, policy); \
-         register it (fulcrum version register NAME VER --oci ...) and fetch fulcrum://NAME@ALIAS"
-    )
-}
-
 async fn fetch(agent: &Agent, reference: &str, env: &str, dest: &std::path::Path, json: bool) -> ExitCode {
     use std::io::IsTerminal as _;
     use std::sync::atomic::Ordering;
@@ -504,6 +501,15 @@ async fn fetch(agent: &Agent, reference: &str, env: &str, dest: &std::path::Path
         p.abort();
         eprint!("\r\x1b[2K");
     }
+    report_fetch(outcome, dest, json)
+}
+
+/// What a fetch decided, on stdout (permit) or stderr (deny), as its exit code.
+fn report_fetch(
+    outcome: Result<fulcrum_agent::fetch::Permit, fulcrum_agent::fetch::Stop>,
+    dest: &std::path::Path,
+    json: bool,
+) -> ExitCode {
     match outcome {
         Ok(p) => {
             if json {

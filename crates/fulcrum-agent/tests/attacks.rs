@@ -191,3 +191,35 @@ async fn a_permit_replayed_after_the_deny_was_seen_is_refused() {
     assert_eq!(e.code(), "rollback_replay", "{e}");
     assert!(!out.path().join("fourth").exists());
 }
+
+/// An `oci://…@sha256:` source is looked up in the registry, but the lookup is only a hint: a
+/// man in the middle answering it with another version (one never registered from that OCI
+/// manifest) does not get it placed — the signed release record must name the OCI digest.
+#[tokio::test]
+async fn a_lying_oci_lookup_cannot_choose_what_is_served() {
+    let r = fraud_v1().await;
+    let v = as_(&r, "rm").get("/v1/models/fraud/versions/v1").await.unwrap();
+    let artifact = v["artifact_digest"].as_str().unwrap().to_owned();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let lie = format!("/v1/oci-sources/{digest}/versions");
+    let body = serde_json::to_vec(&json!([{"model": "fraud", "domain": "fraud", "version": "v1", "stage": "Approved",
+        "hold": "none", "artifact_digest": artifact, "repository": "registry.example.com/models/fraud",
+        "registered_at": "2026-12-06T00:00:00Z"}]))
+    .unwrap();
+    let mitm = common::proxy(
+        &r.url,
+        Arc::new(move |t: &str| {
+            (t == lie).then(|| (vec![("content-type".to_owned(), "application/json".to_owned())], body.clone()))
+        }),
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let a = common::agent_via(&r, &mitm, state.path()).await;
+    let origin =
+        fulcrum_agent::fetch::OciOrigin::parse(&format!("registry.example.com/models/fraud@{digest}")).unwrap();
+    let dest = state.path().join("model");
+    let e = a.fetch_oci(&origin, "prod", &dest).await.unwrap_err();
+    assert_eq!(e.code(), "release_unverified", "{e}");
+    assert!(e.to_string().contains("was not registered from oci://"), "{e}");
+    assert!(!dest.exists(), "nothing placed");
+}

@@ -197,20 +197,22 @@ async fn the_binary_pins_resolves_fetches_and_denies_in_one_line() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     let out = run(&["fetch", "s3://bucket/model", kserve.to_str().unwrap()]).await.unwrap();
     assert_eq!(out.status.code(), Some(1), "only fulcrum:// sources");
-    // An oci:// tag can be moved to other bytes: refused, one line, nothing placed; a
-    // digest-pinned image would bypass the registry's verdict: refused with its own reason.
+    // An oci:// tag can be moved to other bytes: refused before anything is asked, one line,
+    // nothing placed. A digest-pinned image is served through the registry: one that no version
+    // was registered from is a deny (exit 2), nothing placed.
     let oci_dest = work.path().join("oci-models");
-    for (src, reason) in [
-        ("oci://registry.example.com/models/fraud:v1", "oci_tag_refused"),
-        ("oci://registry.example.com/models/fraud", "oci_tag_refused"),
-        (
-            "oci://registry.example.com/models/fraud@sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
-            "oci_source_unsupported",
-        ),
+    let pinned = "oci://registry.example.com/models/fraud@sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    let both = "oci://registry.example.com/models/fraud:v1@sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    for (src, reason, code) in [
+        ("oci://registry.example.com/models/fraud:v1", "oci_tag_refused", 1),
+        ("oci://registry.example.com/models/fraud", "oci_tag_refused", 1),
+        (both, "oci_tag_refused", 1),
+        ("oci://registry.example.com/models/fraud@sha256:5891", "bad_reference", 1),
+        (pinned, "oci_not_registered", 2),
     ] {
-        let out = run(&["fetch", src, oci_dest.to_str().unwrap()]).await.unwrap();
+        let out = run(&["fetch", "--env", "prod", src, oci_dest.to_str().unwrap()]).await.unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{src}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{src}: {err}");
         assert!(err.contains(reason) && err.trim().lines().count() == 1, "{src}: {err}");
         assert!(!oci_dest.exists());
     }

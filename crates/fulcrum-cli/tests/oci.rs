@@ -225,6 +225,21 @@ async fn oci_artifacts_register_by_digest_and_only_trusted_signatures_pass() {
     a.fetch("fraud@production", "prod", &dest).await.unwrap();
     assert_eq!(std::fs::read(dest.join("model.safetensors")).unwrap(), weights);
     assert_eq!(std::fs::read(dest.join("config/config.json")).unwrap(), b"{\"layers\":2}");
+    // KServe's form, `oci://REPOSITORY@sha256:…`: served through the registry — the version
+    // registered from exactly that manifest (its signed record says so), fetched from Fulcrum.
+    let oci =
+        |repo: &str, d: &str| fulcrum_agent::fetch::OciOrigin::parse(&format!("{}/{repo}@{d}", k.reg.host)).unwrap();
+    let by_oci = state.path().join("by-oci");
+    let p = a.fetch_oci(&oci("models/fraud", &mp), "prod", &by_oci).await.unwrap();
+    assert_eq!(p.document.version, "1");
+    assert_eq!(std::fs::read(by_oci.join("model.safetensors")).unwrap(), weights);
+    // The same digest under another repository was never registered.
+    let e = a.fetch_oci(&oci("other/fraud", &mp), "prod", &state.path().join("x")).await.unwrap_err();
+    assert_eq!(e.code(), "oci_not_registered", "{e}");
+    // A Candidate registered from an OCI manifest is not served in prod.
+    let held = state.path().join("y");
+    let e = a.fetch_oci(&oci("models/kit", &kit), "prod", &held).await.unwrap_err();
+    assert!(!held.exists(), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -42,6 +42,15 @@ async fn oci_artifacts_land_in_the_blob_store_byte_for_byte() {
         )
         .await;
     assert_eq!(v["release"]["release_gate"]["oci"]["digest"], digest.as_str());
+    // Which version came from that OCI manifest: an index lookup, in the caller's tenant only.
+    let found = h.get("agent", &format!("/v1/oci-sources/{digest}/versions"), StatusCode::OK).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!((found[0]["model"].as_str(), found[0]["version"].as_str()), (Some("risk"), Some("1")));
+    assert_eq!(found[0]["repository"], format!("{}/risk/model", reg.host));
+    assert_eq!(found[0]["artifact_digest"], v["artifact_digest"]);
+    let other = h.get("other-admin", &format!("/v1/oci-sources/{digest}/versions"), StatusCode::OK).await;
+    assert_eq!(other, json!([]), "another tenant sees nothing");
+    h.get("agent", "/v1/oci-sources/sha256:nothex/versions", StatusCode::BAD_REQUEST).await;
     for f in v["files"].as_array().unwrap() {
         let body = h
             .req("ci", reqwest::Method::GET, &format!("/v1/blobs/{}", f["digest"].as_str().unwrap()))

@@ -58,4 +58,50 @@ impl Store {
             })
             .collect())
     }
+
+    /// Versions of `tenant` registered from the OCI manifest `digest` (any repository), oldest
+    /// first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn oci_sources(&self, tenant: &str, digest: &str) -> Result<Vec<OciSource>> {
+        let rows = sqlx::query(
+            "SELECT o.version_id, o.repository, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+             FROM oci_sources o JOIN versions v ON v.id = o.version_id JOIN models m ON m.id = v.model_id
+             WHERE o.tenant = $1 AND o.digest = $2 ORDER BY o.version_id LIMIT 100",
+        )
+        .bind(tenant)
+        .bind(digest)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| OciSource {
+                version_id: r.get(0),
+                repository: r.get(1),
+                model: r.get(2),
+                domain: r.get(3),
+                version: r.get(4),
+                stage: r.get(5),
+                hold: r.get(6),
+                artifact_digest: r.get(7),
+                registered_at: r.get(8),
+            })
+            .collect())
+    }
+}
+
+/// One version registered from an OCI manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciSource {
+    pub version_id: i64,
+    /// `registry/repository` it was pulled from.
+    pub repository: String,
+    pub model: String,
+    pub domain: String,
+    pub version: String,
+    pub stage: String,
+    pub hold: String,
+    pub artifact_digest: String,
+    pub registered_at: String,
 }

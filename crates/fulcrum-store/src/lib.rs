@@ -436,6 +436,16 @@ impl Store {
                     .await?;
             }
         }
+        let oci = &v.release["release_gate"]["oci"];
+        if let (Some(digest), Some(repository)) = (oci["digest"].as_str(), oci["repository"].as_str()) {
+            sqlx::query("INSERT INTO oci_sources (tenant, digest, repository, version_id) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING")
+                .bind(tenant)
+                .bind(digest)
+                .bind(repository)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         // Every blob the version names is its: the download gate serves each one only for a
         // version the caller may resolve now (a revoked version's manifest and record stop too).
         for d in version_blobs(&v.manifest, &v.record_digest, &v.release) {

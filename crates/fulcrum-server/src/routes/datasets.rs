@@ -71,3 +71,48 @@ pub async fn used_by(
         .collect();
     Ok(Json(DatasetUsePage { digest: d.to_string(), items, next }))
 }
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OciSourceDto {
+    pub model: String,
+    pub domain: String,
+    pub version: String,
+    pub stage: String,
+    pub hold: String,
+    pub artifact_digest: String,
+    /// `registry/repository` the version was pulled from.
+    pub repository: String,
+    pub registered_at: String,
+}
+
+/// Versions of the caller's tenant (in the domains it may see) registered from the OCI
+/// manifest `digest`, oldest first: how `oci://…@sha256:…` is served through the registry (the
+/// agent then checks the signed release record names that digest).
+#[utoipa::path(get, path = "/v1/oci-sources/{digest}/versions", tag = "versions",
+    params(("digest" = String, Path, description = "sha256:<hex> of the OCI manifest")),
+    responses((status = 200, body = Vec<OciSourceDto>), (status = "4XX", body = Problem)))]
+pub async fn oci_sources(
+    State(state): State<AppState>,
+    who: Caller,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<Vec<OciSourceDto>>> {
+    who.require(&state, Action::Read).await?;
+    let d: Digest =
+        digest.parse().map_err(|e: fulcrum_core::DigestError| ApiError::bad_request("bad_digest", e.to_string()))?;
+    let rows = state.store.oci_sources(&who.0.tenant, &d.to_string()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|r| who.0.may_use_domain(&r.domain))
+            .map(|r| OciSourceDto {
+                model: r.model,
+                domain: r.domain,
+                version: r.version,
+                stage: r.stage,
+                hold: r.hold,
+                artifact_digest: r.artifact_digest,
+                repository: r.repository,
+                registered_at: r.registered_at,
+            })
+            .collect(),
+    ))
+}

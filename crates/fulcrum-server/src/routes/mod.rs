@@ -90,6 +90,7 @@ fn json_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::report, findings::list))
         .routes(routes!(findings::signals))
         .routes(routes!(datasets::used_by))
+        .routes(routes!(datasets::oci_sources))
         .routes(routes!(findings::grant, findings::waivers))
         .routes(routes!(policy::current))
         .routes(routes!(policy::install))
