@@ -93,7 +93,7 @@ impl Tally {
 }
 
 /// Events counted one for one into a metric (the mapping's `metrics`).
-const EVENT_METRICS: [(&str, &str); 20] = [
+const EVENT_METRICS: [(&str, &str); 21] = [
     ("release_published", "releases_published"),
     ("alias_updated", "alias_moves"),
     ("policy_changed", "policy_changes"),
@@ -106,6 +106,7 @@ const EVENT_METRICS: [(&str, &str); 20] = [
     ("agent_step", "agent_steps"),
     ("key_rotated", "key_rotations"),
     ("key_retired", "key_rotations"),
+    ("trust_root_imported", "key_rotations"),
     ("findings_recorded", "findings_recorded"),
     ("waiver_granted", "waivers_granted"),
     ("drift_detected", "drift_events"),
