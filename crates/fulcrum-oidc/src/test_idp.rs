@@ -93,9 +93,19 @@ impl TestIdp {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (child, issuer) = spawn(self.dir.path(), self.port, &self.alg, &self.audience, &self.clients);
-        assert_eq!(issuer, self.issuer, "the IdP came back at another address");
-        self.child = child;
+        // On a loaded machine Node may not come up in time: a start that does not announce
+        // itself is stopped and tried again (the same port, freed by then).
+        for attempt in 1..=3 {
+            match try_spawn(self.dir.path(), self.port, &self.alg, &self.audience, &self.clients) {
+                Ok((child, issuer)) => {
+                    assert_eq!(issuer, self.issuer, "the IdP came back at another address");
+                    self.child = child;
+                    return;
+                }
+                Err(e) if attempt < 3 => eprintln!("test IdP restart {attempt} failed ({e}); trying again"),
+                Err(e) => panic!("the test IdP did not come back: {e}"),
+            }
+        }
     }
 
     /// A client-credentials access token for a client.
@@ -113,7 +123,9 @@ impl TestIdp {
     pub async fn token_with(&self, client_id: &str, secret: &str, extra: &[(&str, &str)]) -> String {
         let mut form = vec![("grant_type", "client_credentials")];
         form.extend_from_slice(extra);
-        let resp: Value = reqwest::Client::new()
+        // A stalled IdP fails the caller within a bound instead of holding it forever.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let resp: Value = http
             .post(format!("{}/token", self.issuer))
             .basic_auth(client_id, Some(secret))
             .form(&form)
@@ -174,6 +186,12 @@ impl Drop for TestIdp {
 
 /// Start the launcher in `dir` and wait for its issuer line.
 fn spawn(dir: &Path, port: u16, alg: &str, audience: &str, clients: &Value) -> (Child, String) {
+    try_spawn(dir, port, alg, audience, clients).unwrap_or_else(|e| panic!("the test IdP did not start: {e}"))
+}
+
+/// Start Node on the launcher and wait (at most 60 s) for it to announce its issuer; a start
+/// that says nothing in time is killed.
+fn try_spawn(dir: &Path, port: u16, alg: &str, audience: &str, clients: &Value) -> Result<(Child, String), String> {
     let mut child = Command::new("node")
         .arg(dir.join("test-idp.mjs"))
         .current_dir(dir)
@@ -187,12 +205,32 @@ fn spawn(dir: &Path, port: u16, alg: &str, audience: &str, clients: &Value) -> (
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("node starts");
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    out.read_line(&mut line).expect("IdP prints its issuer");
-    let issuer = line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("IdP said {line:?}")).to_owned();
-    // Keep reading what it prints later: a closed pipe would kill it at its next line.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (child, issuer)
+        .map_err(|e| format!("node: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = out.read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+        // Keep reading what it prints later: a closed pipe would kill it at its next line.
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => return Err(format!("reading its output: {e}")),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("no issuer announced within 60 s".into());
+        }
+    };
+    match line.trim().strip_prefix("ISSUER=") {
+        Some(issuer) => Ok((child, issuer.to_owned())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!("it said {line:?}"))
+        }
+    }
 }
