@@ -67,24 +67,21 @@ fn verify_bundle_needs_an_identity_for_a_keyless_bundle() {
     let dir = vectors().join("sigstore-conformance/test/assets/bundle-verify");
     let bundle = dir.join("happy-path-v0.3/bundle.sigstore.json");
     let a = dir.join("a.txt");
-    let ok = fulcrum(&[
-        "verify-bundle",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--certificate-identity",
-        DEFAULT_IDENTITY,
-        "--certificate-oidc-issuer",
-        DEFAULT_ISSUER,
-        "--output",
-        "json",
-        a.to_str().unwrap(),
-    ]);
+    // `verify-bundle --bundle B <who…> a.txt`.
+    let verify = |who: &[&str]| {
+        let mut args = vec!["verify-bundle", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(who);
+        args.push(a.to_str().unwrap());
+        fulcrum(&args)
+    };
+    let exact = ["--certificate-identity", DEFAULT_IDENTITY, "--certificate-oidc-issuer", DEFAULT_ISSUER];
+    let ok = verify(&[&exact[..], &["--output", "json"]].concat());
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["result"]["identity"], DEFAULT_IDENTITY);
     assert_eq!(v["result"]["tlog"], true);
     // No identity at all: refused with the machine-readable reason, never "some valid signature".
-    let out = fulcrum(&["verify-bundle", "--bundle", bundle.to_str().unwrap(), a.to_str().unwrap()]);
+    let out = verify(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("identity_policy_missing"));
     // A pattern must match the whole identity.
@@ -92,31 +89,11 @@ fn verify_bundle_needs_an_identity_for_a_keyless_bundle() {
         (".*extremely-dangerous-oidc-beacon.yml@refs/heads/main", true),
         ("https://github.com/sigstore-conformance", false),
     ] {
-        let out = fulcrum(&[
-            "verify-bundle",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--certificate-identity-regexp",
-            pattern,
-            "--certificate-oidc-issuer",
-            DEFAULT_ISSUER,
-            a.to_str().unwrap(),
-        ]);
+        let out = verify(&["--certificate-identity-regexp", pattern, "--certificate-oidc-issuer", DEFAULT_ISSUER]);
         assert_eq!(out.status.success(), verifies, "{pattern}: {}", String::from_utf8_lossy(&out.stderr));
     }
     // An unreadable trusted root is one clear line.
-    let out = fulcrum(&[
-        "verify-bundle",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--certificate-identity",
-        DEFAULT_IDENTITY,
-        "--certificate-oidc-issuer",
-        DEFAULT_ISSUER,
-        "--trusted-root",
-        a.to_str().unwrap(),
-        a.to_str().unwrap(),
-    ]);
+    let out = verify(&[&exact[..], &["--trusted-root", a.to_str().unwrap()]].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("trust_root_invalid") && err.trim().lines().count() == 1, "{err}");
 }

@@ -1,13 +1,14 @@
-//! The data catalog: which versions used a dataset snapshot (URI + digest), per tenant. Rows are
-//! written with the version (one transaction) and never change.
+//! Catalog lookups by what a version came from, per tenant: which versions used a dataset
+//! snapshot (URI + digest), and which were registered from an OCI manifest. Rows are written
+//! with the version (one transaction) and never change.
 
 use sqlx::Row;
 
 use crate::{Result, Store};
 
-/// One version that used a snapshot.
+/// A version as a catalog lookup lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetUse {
+pub struct ListedVersion {
     /// Position for paging (the row's version id).
     pub version_id: i64,
     pub model: String,
@@ -16,9 +17,39 @@ pub struct DatasetUse {
     pub stage: String,
     pub hold: String,
     pub artifact_digest: String,
+    pub registered_at: String,
+}
+
+/// The columns every lookup selects first, in this order.
+const LISTED: &str = "v.id, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at";
+
+fn listed(r: &crate::db::Row) -> ListedVersion {
+    ListedVersion {
+        version_id: r.get(0),
+        model: r.get(1),
+        domain: r.get(2),
+        version: r.get(3),
+        stage: r.get(4),
+        hold: r.get(5),
+        artifact_digest: r.get(6),
+        registered_at: r.get(7),
+    }
+}
+
+/// One version that used a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetUse {
+    pub listed: ListedVersion,
     /// The URI(s) the version named the snapshot by.
     pub uris: Vec<String>,
-    pub registered_at: String,
+}
+
+/// One version registered from an OCI manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciSource {
+    pub listed: ListedVersion,
+    /// `registry/repository` it was pulled from.
+    pub repository: String,
 }
 
 impl Store {
@@ -30,11 +61,11 @@ impl Store {
     pub async fn dataset_uses(&self, tenant: &str, digest: &str, after: i64, limit: u32) -> Result<Vec<DatasetUse>> {
         let uris = self.dialect.json_array_agg("u.uri");
         let sql = format!(
-            "SELECT u.version_id, {uris}, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+            "SELECT {LISTED}, {uris}
              FROM dataset_uses u JOIN versions v ON v.id = u.version_id JOIN models m ON m.id = v.model_id
              WHERE u.tenant = $1 AND u.digest = $2 AND u.version_id > $3
-             GROUP BY u.version_id, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
-             ORDER BY u.version_id LIMIT $4"
+             GROUP BY v.id, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+             ORDER BY v.id LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
@@ -46,15 +77,8 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| DatasetUse {
-                version_id: r.get(0),
-                uris: serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default(),
-                model: r.get(2),
-                domain: r.get(3),
-                version: r.get(4),
-                stage: r.get(5),
-                hold: r.get(6),
-                artifact_digest: r.get(7),
-                registered_at: r.get(8),
+                listed: listed(r),
+                uris: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
             })
             .collect())
     }
@@ -65,43 +89,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn oci_sources(&self, tenant: &str, digest: &str) -> Result<Vec<OciSource>> {
-        let rows = sqlx::query(
-            "SELECT o.version_id, o.repository, m.name, m.domain, v.label, v.stage, v.hold, v.artifact_digest, v.created_at
+        let sql = format!(
+            "SELECT {LISTED}, o.repository
              FROM oci_sources o JOIN versions v ON v.id = o.version_id JOIN models m ON m.id = v.model_id
-             WHERE o.tenant = $1 AND o.digest = $2 ORDER BY o.version_id LIMIT 100",
-        )
-        .bind(tenant)
-        .bind(digest)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| OciSource {
-                version_id: r.get(0),
-                repository: r.get(1),
-                model: r.get(2),
-                domain: r.get(3),
-                version: r.get(4),
-                stage: r.get(5),
-                hold: r.get(6),
-                artifact_digest: r.get(7),
-                registered_at: r.get(8),
-            })
-            .collect())
+             WHERE o.tenant = $1 AND o.digest = $2 ORDER BY v.id LIMIT 100"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(digest).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(|r| OciSource { listed: listed(r), repository: r.get(8) }).collect())
     }
-}
-
-/// One version registered from an OCI manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OciSource {
-    pub version_id: i64,
-    /// `registry/repository` it was pulled from.
-    pub repository: String,
-    pub model: String,
-    pub domain: String,
-    pub version: String,
-    pub stage: String,
-    pub hold: String,
-    pub artifact_digest: String,
-    pub registered_at: String,
 }

@@ -265,7 +265,7 @@ async fn register_and_read(cx: &Cx) {
     // The dataset catalog answers which versions used a snapshot.
     let used = s.dataset_uses("acme", &Digest::of(b"train").to_string(), 0, 10).await.unwrap();
     assert_eq!(used.len(), 1);
-    assert_eq!(used[0].version, "v1");
+    assert_eq!(used[0].listed.version, "v1");
     assert_eq!(used[0].uris, ["s3://data/train@1"]);
 }
 

@@ -13,17 +13,36 @@ use crate::auth::Caller;
 use crate::dto::PageQuery;
 use crate::problem::{ApiError, ApiResult, Problem};
 
+/// A version as a catalog lookup lists it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DatasetUseDto {
+pub struct ListedVersionDto {
     pub model: String,
     pub domain: String,
     pub version: String,
     pub stage: String,
     pub hold: String,
     pub artifact_digest: String,
+    pub registered_at: String,
+}
+
+fn listed(v: fulcrum_store::datasets::ListedVersion) -> ListedVersionDto {
+    ListedVersionDto {
+        model: v.model,
+        domain: v.domain,
+        version: v.version,
+        stage: v.stage,
+        hold: v.hold,
+        artifact_digest: v.artifact_digest,
+        registered_at: v.registered_at,
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DatasetUseDto {
+    #[serde(flatten)]
+    pub version: ListedVersionDto,
     /// The URI(s) the version named the snapshot by.
     pub uris: Vec<String>,
-    pub registered_at: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -54,35 +73,21 @@ pub async fn used_by(
         Some(s) => s.parse().map_err(|_| ApiError::bad_request("bad_cursor", "after must be a cursor from a page"))?,
     };
     let rows = state.store.dataset_uses(&who.0.tenant, &d.to_string(), after, n).await?;
-    let next = (rows.len() == n as usize).then(|| rows.last().map(|r| r.version_id.to_string())).flatten();
+    let next = (rows.len() == n as usize).then(|| rows.last().map(|r| r.listed.version_id.to_string())).flatten();
     let items = rows
         .into_iter()
-        .filter(|r| who.0.may_use_domain(&r.domain))
-        .map(|r| DatasetUseDto {
-            model: r.model,
-            domain: r.domain,
-            version: r.version,
-            stage: r.stage,
-            hold: r.hold,
-            artifact_digest: r.artifact_digest,
-            uris: r.uris,
-            registered_at: r.registered_at,
-        })
+        .filter(|r| who.0.may_use_domain(&r.listed.domain))
+        .map(|r| DatasetUseDto { version: listed(r.listed), uris: r.uris })
         .collect();
     Ok(Json(DatasetUsePage { digest: d.to_string(), items, next }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OciSourceDto {
-    pub model: String,
-    pub domain: String,
-    pub version: String,
-    pub stage: String,
-    pub hold: String,
-    pub artifact_digest: String,
+    #[serde(flatten)]
+    pub version: ListedVersionDto,
     /// `registry/repository` the version was pulled from.
     pub repository: String,
-    pub registered_at: String,
 }
 
 /// Versions of the caller's tenant (in the domains it may see) registered from the OCI
@@ -102,17 +107,8 @@ pub async fn oci_sources(
     let rows = state.store.oci_sources(&who.0.tenant, &d.to_string()).await?;
     Ok(Json(
         rows.into_iter()
-            .filter(|r| who.0.may_use_domain(&r.domain))
-            .map(|r| OciSourceDto {
-                model: r.model,
-                domain: r.domain,
-                version: r.version,
-                stage: r.stage,
-                hold: r.hold,
-                artifact_digest: r.artifact_digest,
-                repository: r.repository,
-                registered_at: r.registered_at,
-            })
+            .filter(|r| who.0.may_use_domain(&r.listed.domain))
+            .map(|r| OciSourceDto { version: listed(r.listed), repository: r.repository })
             .collect(),
     ))
 }
