@@ -315,7 +315,19 @@ impl Agent {
         env: &str,
         dest: impl Fn(&ResolveDocument) -> PathBuf,
     ) -> Result<Permit, Stop> {
-        let result = self.fetch_unreported(reference, env, dest).await;
+        self.fetch_reported(reference, env, dest, None).await
+    }
+
+    /// Fetch (from `origin` when it came from an OCI source) and report the decision.
+    async fn fetch_reported(
+        &self,
+        reference: &str,
+        env: &str,
+        dest: impl Fn(&ResolveDocument) -> PathBuf,
+        origin: Option<&OciOrigin>,
+    ) -> Result<Permit, Stop> {
+        *self.claimed.lock().expect("claimed lock") = None;
+        let result = self.fetch_inner(reference, env, dest, origin).await;
         self.report_startup(reference, env, &result, self.claimed(), None).await;
         result
     }
@@ -345,13 +357,10 @@ impl Agent {
     /// # Errors
     /// A [`Stop`] naming why; nothing is placed then.
     pub async fn fetch_oci(&self, origin: &OciOrigin, env: &str, dest: &Path) -> Result<Permit, Stop> {
-        *self.claimed.lock().expect("claimed lock") = None;
         // Without a version there is no model to report a startup decision on: the deny is the
         // caller's (and its exit code) alone.
         let reference = self.oci_reference(origin).await?;
-        let result = self.fetch_inner(&reference, env, |_| dest.to_owned(), Some(origin)).await;
-        self.report_startup(&reference, env, &result, self.claimed(), None).await;
-        result
+        self.fetch_reported(&reference, env, |_| dest.to_owned(), Some(origin)).await
     }
 
     /// `model@sha256:<artifact digest>` of the one version registered from `origin`.

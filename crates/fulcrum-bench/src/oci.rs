@@ -1,7 +1,7 @@
 //! Registering a large ModelPack from an OCI registry, against pulling the same blobs with the
 //! OCI client alone, side by side in one run (rounds alternate so the machine's drift hits both
-//! alike). The pull writes each layer to a file while checking its SHA-256 — what any careful
-//! puller does; the registration does that into the blob store, then builds the manifest,
+//! alike). The pull writes each layer to a file while checking its SHA-256 (`Remote::blob_to_file`,
+//! what any careful puller does); the registration does that into the blob store, then builds the manifest,
 //! verifies the cosign signature (a bundle referrer by a trusted key), runs the release gate and
 //! signs the release record. The ratio is the overhead of governing the model on the way in.
 //!
@@ -13,10 +13,7 @@ use std::time::Instant;
 use fulcrum_oci::publish::{self, FileSource};
 use fulcrum_oci::remote::{Remote, Settings, Target};
 use fulcrum_sign::{Alg, LocalKey, Signer};
-use futures_util::StreamExt;
 use serde_json::json;
-use sha2::Digest as _;
-use tokio::io::AsyncWriteExt;
 
 use crate::lab::{Lab, who};
 
@@ -96,16 +93,7 @@ pub async fn run(mib: u64, files: u64, rounds: usize) -> anyhow::Result<()> {
         let out = tempfile::tempdir()?;
         let start = Instant::now();
         for (i, layer) in manifest.layers.iter().enumerate() {
-            let mut s = std::pin::pin!(remote.blob_stream(&t.at(&digest), &layer.digest).await?);
-            let mut f = tokio::fs::File::create(out.path().join(format!("l{i}"))).await?;
-            let mut h = sha2::Sha256::new();
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk?;
-                h.update(&chunk);
-                f.write_all(&chunk).await?;
-            }
-            f.flush().await?;
-            anyhow::ensure!(format!("sha256:{}", hex::encode(h.finalize())) == layer.digest, "layer digest");
+            remote.blob_to_file(&t, &layer.digest, &out.path().join(format!("l{i}")), u64::MAX).await?;
         }
         let pull = start.elapsed().as_secs_f64();
         drop(out);

@@ -51,6 +51,8 @@ pub enum OciError {
     TooLarge(String),
     #[error("the reference {0:?} does not parse")]
     Reference(String),
+    #[error("{0} is not one of the registries this registry pulls from (--oci-registry)")]
+    NotAllowed(String),
     #[error("the OCI registry: {0}")]
     Registry(String),
     #[error("signature: {0}")]
@@ -74,6 +76,7 @@ impl OciError {
             OciError::DigestMismatch { .. } => "oci_digest_mismatch",
             OciError::TooLarge(_) => "oci_too_large",
             OciError::Reference(_) => "oci_reference",
+            OciError::NotAllowed(_) => "oci_registry_not_allowed",
             OciError::Registry(_) => "oci_registry",
             OciError::Signature(_) => "oci_signature",
             OciError::Io(_) => "oci_io",

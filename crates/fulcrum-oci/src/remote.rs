@@ -162,12 +162,10 @@ impl Remote {
     ///
     /// # Errors
     /// The registry failing otherwise.
-    pub async fn manifest_at_tag(&self, t: &Target, tag: &str) -> Result<Option<(bytes::Bytes, String)>, OciError> {
+    pub async fn manifest_at_tag(&self, t: &Target, tag: &str) -> Result<Option<bytes::Bytes>, OciError> {
         match self.client.pull_manifest_raw(&t.tagged(tag).reference, &self.auth, ACCEPTED).await {
-            Ok((bytes, _)) => {
-                let d = sha256_of(&bytes);
-                Ok(Some((bytes, d)))
-            }
+            Ok((bytes, _)) if bytes.len() as u64 > MAX_DOCUMENT => Err(OciError::TooLarge(format!("manifest {tag}"))),
+            Ok((bytes, _)) => Ok(Some(bytes)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(registry_err(e)),
         }
@@ -192,20 +190,52 @@ impl Remote {
     /// # Errors
     /// Too large, unreadable, or not the bytes named.
     pub async fn blob_bytes(&self, t: &Target, digest: &str, max: u64) -> Result<Vec<u8>, OciError> {
-        let mut stream = std::pin::pin!(self.blob_stream(t, digest).await?);
         let mut out = Vec::new();
+        self.blob_into(t, digest, max, &mut out).await?;
+        Ok(out)
+    }
+
+    /// A blob written to `path`, checked against `digest` and `max`; its size.
+    ///
+    /// # Errors
+    /// Too large, unreadable, not the bytes named, or the file not writable.
+    pub async fn blob_to_file(&self, t: &Target, digest: &str, path: &Path, max: u64) -> Result<u64, OciError> {
+        use tokio::io::AsyncWriteExt;
+        let mut f = tokio::fs::File::create(path).await.map_err(|e| OciError::Io(e.to_string()))?;
+        let size = self.blob_into(t, digest, max, &mut f).await?;
+        f.flush().await.map_err(|e| OciError::Io(e.to_string()))?;
+        Ok(size)
+    }
+
+    /// Every chunk of a blob into `out`, the total bounded by `max` and the bytes hashed here
+    /// against `digest` (whatever the client checked on its side); the size. On an error what
+    /// was written must not be used.
+    async fn blob_into(
+        &self,
+        t: &Target,
+        digest: &str,
+        max: u64,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, OciError> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt;
+        let mut stream = std::pin::pin!(self.blob_stream(t, digest).await?);
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk =
                 chunk.map_err(|e| OciError::DigestMismatch { what: format!("blob ({e})"), digest: digest.into() })?;
-            out.extend_from_slice(&chunk);
-            if out.len() as u64 > max {
+            size += chunk.len() as u64;
+            if size > max {
                 return Err(OciError::TooLarge(format!("blob {digest}")));
             }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await.map_err(|e| OciError::Io(e.to_string()))?;
         }
-        if sha256_of(&out) != digest {
+        if format!("sha256:{}", hex::encode(hasher.finalize())) != digest {
             return Err(OciError::DigestMismatch { what: "a blob".into(), digest: digest.to_owned() });
         }
-        Ok(out)
+        Ok(size)
     }
 
     /// The referrers of `digest`: the registry's referrers API, or the tag-schema index.
@@ -227,11 +257,18 @@ impl Remote {
             .collect())
     }
 
+    /// Authenticate for pushing to `t`'s repository (every push starts here).
+    async fn push_auth(&self, t: &Target) -> Result<(), OciError> {
+        self.client.auth(&t.reference, &self.auth, oci_client::RegistryOperation::Push).await.map_err(registry_err)?;
+        Ok(())
+    }
+
     /// Push a blob from memory (skipped when the registry has it).
     ///
     /// # Errors
     /// The registry refusing it.
     pub async fn push_blob(&self, t: &Target, bytes: Vec<u8>) -> Result<Descriptor, OciError> {
+        self.push_auth(t).await?;
         let digest = sha256_of(&bytes);
         let size = bytes.len() as u64;
         if !self.client.blob_exists(&t.reference, &digest).await.unwrap_or(false) {
@@ -245,7 +282,7 @@ impl Remote {
     /// # Errors
     /// The registry refusing it, or the file not readable.
     pub async fn push_file(&self, t: &Target, path: &Path, digest: &str, size: u64) -> Result<(), OciError> {
-        self.client.auth(&t.reference, &self.auth, oci_client::RegistryOperation::Push).await.map_err(registry_err)?;
+        self.push_auth(t).await?;
         if self.client.blob_exists(&t.reference, digest).await.unwrap_or(false) {
             return Ok(());
         }
@@ -267,17 +304,21 @@ impl Remote {
         tag: Option<&str>,
     ) -> Result<String, OciError> {
         let bytes = serde_json::to_vec(manifest).expect("manifests serialise");
-        self.push_raw(t, bytes, manifest.media_type.as_deref().unwrap_or(OCI_MANIFEST), tag).await
+        self.push_manifest_bytes(t, bytes, manifest.media_type.as_deref().unwrap_or(OCI_MANIFEST), tag).await
     }
 
-    async fn push_raw(
+    /// Push a manifest document as given (by digest, or under `tag`); returns its digest.
+    ///
+    /// # Errors
+    /// The registry refusing it.
+    pub async fn push_manifest_bytes(
         &self,
         t: &Target,
         bytes: Vec<u8>,
         media_type: &str,
         tag: Option<&str>,
     ) -> Result<String, OciError> {
-        self.client.auth(&t.reference, &self.auth, oci_client::RegistryOperation::Push).await.map_err(registry_err)?;
+        self.push_auth(t).await?;
         let digest = sha256_of(&bytes);
         let at = match tag {
             Some(tag) => t.tagged(tag),
@@ -301,40 +342,27 @@ impl Remote {
             // Registries check that a manifest's config exists, the empty one included.
             self.push_blob(t, b"{}".to_vec()).await?;
         }
-        let digest = self.push_manifest(t, referrer, None).await?;
+        let bytes = serde_json::to_vec(referrer).expect("manifests serialise");
+        let size = bytes.len() as u64;
+        let digest = self.push_manifest_bytes(t, bytes, OCI_MANIFEST, None).await?;
         let tag = subject.digest.replace(':', "-");
         let mut index = match self.manifest_at_tag(t, &tag).await? {
-            Some((bytes, _)) => serde_json::from_slice::<ImageIndex>(&bytes)
+            Some(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
                 .map_err(|e| OciError::Manifest(format!("the referrers index {tag}: {e}")))?,
             None => ImageIndex { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: vec![] },
         };
         if !index.manifests.iter().any(|m| m.digest == digest) {
-            let bytes_len = serde_json::to_vec(referrer).expect("manifests serialise").len() as u64;
             index.manifests.push(Descriptor {
                 media_type: OCI_MANIFEST.into(),
                 digest: digest.clone(),
-                size: bytes_len,
+                size,
                 artifact_type: referrer.artifact_type.clone(),
                 annotations: referrer.annotations.clone(),
             });
             let bytes = serde_json::to_vec(&index).expect("indexes serialise");
-            self.push_raw(t, bytes, OCI_INDEX, Some(&tag)).await?;
+            self.push_manifest_bytes(t, bytes, OCI_INDEX, Some(&tag)).await?;
         }
         Ok(digest)
-    }
-
-    /// Push a raw manifest document under a tag (legacy `.sig` images, tests).
-    ///
-    /// # Errors
-    /// The registry refusing it.
-    pub async fn push_manifest_bytes(
-        &self,
-        t: &Target,
-        bytes: Vec<u8>,
-        media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<String, OciError> {
-        self.push_raw(t, bytes, media_type, tag).await
     }
 }
 

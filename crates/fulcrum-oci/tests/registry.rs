@@ -62,7 +62,7 @@ async fn a_modelpack_round_trips_and_its_signatures_are_found_both_ways() {
     let payload = cosign::simple_signing_payload(&t.repository(), &digest);
     let sig = cosign::sign_simple(&payload, &key).unwrap();
     publish::legacy_signature(&remote, &t, &digest, payload, &sig).await.unwrap();
-    let (lb, _) = remote.manifest_at_tag(&t, &cosign::legacy_tag(&digest)).await.unwrap().unwrap();
+    let lb = remote.manifest_at_tag(&t, &cosign::legacy_tag(&digest)).await.unwrap().unwrap();
     let lm: ImageManifest = serde_json::from_slice(&lb).unwrap();
     let p = remote.blob_bytes(&t, &lm.layers[0].digest, 1 << 20).await.unwrap();
     cosign::verify_simple_signing(&p, &lm.layers[0].annotations[cosign::SIGNATURE_ANNOTATION], &digest, trust).unwrap();

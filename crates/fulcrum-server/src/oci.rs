@@ -57,11 +57,7 @@ pub async fn import(state: &AppState, who: &Caller, reference: &str) -> Result<I
     // must not make it fetch from anywhere it can reach (internal services, metadata endpoints).
     let host = t.registry();
     if !state.config.oci_registries.iter().chain(&state.config.oci.insecure).any(|r| r == host) {
-        return Err(ApiError::unprocessable("release_gate_failed", "registration refused: oci (oci_registry_not_allowed)")
-            .with_errors(vec![CheckFailure {
-                check: "oci".into(),
-                detail: format!("oci_registry_not_allowed: {host} is not one of the registries this registry pulls from (--oci-registry)"),
-            }]));
+        return Err(refused(&OciError::NotAllowed(host.to_owned())));
     }
     let remote = Remote::new(&state.config.oci);
     let digest = remote.resolve(&t).await.map_err(|e| refused(&e))?;
@@ -113,31 +109,10 @@ async fn unpack_layer(
     compression: layout::Compression,
     under: Option<&'static str>,
 ) -> Result<Vec<FileEntry>, ApiError> {
-    use futures_util::StreamExt;
-    use sha2::Digest as _;
-    use tokio::io::AsyncWriteExt;
-    let tmp = tempfile::tempdir().map_err(|e| ApiError::internal(&e))?;
+    // Scratch space next to the blob store's own (a layer may be as large as a model).
+    let tmp = tempfile::tempdir_in(state.blobs.spool_dir()).map_err(|e| ApiError::internal(&e))?;
     let layer_path = tmp.path().join("layer");
-    let mut out = tokio::fs::File::create(&layer_path).await.map_err(|e| ApiError::internal(&e))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut size = 0u64;
-    let mut stream = std::pin::pin!(remote.blob_stream(t, &d.digest).await.map_err(|e| refused(&e))?);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            refused(&OciError::DigestMismatch { what: format!("a layer ({e})"), digest: d.digest.clone() })
-        })?;
-        size += chunk.len() as u64;
-        if size > state.config.max_blob_bytes {
-            return Err(refused(&OciError::TooLarge(format!("layer {}", d.digest))));
-        }
-        hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(|e| ApiError::internal(&e))?;
-    }
-    out.flush().await.map_err(|e| ApiError::internal(&e))?;
-    drop(out);
-    if format!("sha256:{}", hex::encode(hasher.finalize())) != d.digest {
-        return Err(refused(&OciError::DigestMismatch { what: "a layer".into(), digest: d.digest.clone() }));
-    }
+    remote.blob_to_file(t, &d.digest, &layer_path, state.config.max_blob_bytes).await.map_err(|e| refused(&e))?;
     let files_dir = tmp.path().join("files");
     std::fs::create_dir_all(&files_dir).map_err(|e| ApiError::internal(&e))?;
     let max = state.config.max_blob_bytes;
@@ -188,14 +163,15 @@ async fn signatures(
         let bundle = remote.blob_bytes(t, &layer.digest, MAX_DOCUMENT).await.map_err(|e| refused(&e))?;
         // Routed by the (not yet trusted) predicate; each kind is then verified in full.
         if predicate_of(&bundle).as_deref() == Some(fulcrum_verify::model_signing::PREDICATE_TYPE) {
-            let stored = state.blobs.put_bytes(&bundle).await?;
-            state.store.grant_blob(&who.0.tenant, &stored.digest).await?;
+            let chunk =
+                futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(bundle.into())));
+            let stored = crate::routes::blobs::store_stream(state, who, chunk, None, None, |e| match e {}).await?;
             model_signing.push(stored.digest);
         } else {
             cosign_found.push(Candidate::Bundle(bundle));
         }
     }
-    if let Some((bytes, _)) = remote.manifest_at_tag(t, &cosign::legacy_tag(digest)).await.map_err(|e| refused(&e))? {
+    if let Some(bytes) = remote.manifest_at_tag(t, &cosign::legacy_tag(digest)).await.map_err(|e| refused(&e))? {
         let m: layout::ImageManifest =
             serde_json::from_slice(&bytes).map_err(|e| refused(&OciError::Manifest(format!("the .sig image: {e}"))))?;
         for layer in m.layers.iter().filter(|l| l.media_type == cosign::SIMPLE_SIGNING).take(MAX_SIGNATURES) {

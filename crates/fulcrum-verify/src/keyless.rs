@@ -250,14 +250,8 @@ pub fn is_keyless(bundle: &[u8]) -> bool {
 }
 
 fn failure(e: SigError) -> Failure {
+    // (Identity and issuer are matched here, after verification, never by the crate.)
     match e {
-        SigError::IdentityMismatch { actual, .. } => Failure::SignerIdentity {
-            issuer: String::new(),
-            identity: actual.map(|a| a.as_str().to_owned()).unwrap_or_default(),
-        },
-        SigError::IssuerMismatch { actual, .. } => {
-            Failure::SignerIdentity { issuer: actual.unwrap_or_default(), identity: String::new() }
-        }
         SigError::SignatureInvalid(_) => Failure::BadSignature,
         SigError::ArtifactMismatch(_) => Failure::SubjectMismatch,
         SigError::Certificate(c) => Failure::Certificate(c.to_string()),

@@ -138,7 +138,9 @@ impl BlobStore {
         Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Hasher::new(), size: 0, limit })
     }
 
-    fn spool_dir(&self) -> PathBuf {
+    /// Where bytes wait before they are stored (on the store's own disk, or its local scratch
+    /// for S3): also the place for other large temporary files.
+    pub fn spool_dir(&self) -> PathBuf {
         match self {
             Self::Dir(x) => x.spool(),
             Self::S3(x) => x.spool(),
