@@ -125,11 +125,13 @@ impl OciOrigin {
         if last.contains(':') {
             return Err(format!("oci_tag_refused: oci://{s} names a tag as well as a digest; pin it by digest alone"));
         }
-        let hex_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok || !repo.contains('/') || repo.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("bad_reference: oci://{s} is not REGISTRY/REPOSITORY@sha256:<64 hex>"));
+        let digest: Option<Digest> = format!("sha256:{digest}").parse().ok();
+        match digest {
+            Some(d) if repo.contains('/') && !repo.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                Ok(Self { repository: repo.to_owned(), digest: d.to_string() })
+            }
+            _ => Err(format!("bad_reference: oci://{s} is not REGISTRY/REPOSITORY@sha256:<64 hex>")),
         }
-        Ok(Self { repository: repo.to_owned(), digest: format!("sha256:{digest}") })
     }
 }
 

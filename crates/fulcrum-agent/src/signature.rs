@@ -13,7 +13,6 @@ use fulcrum_sign::TrustBundle;
 use fulcrum_verify::keyless::{KeylessSigner, TrustedRoot};
 use fulcrum_verify::model_signing::{self, Trust};
 use fulcrum_verify::modeldir::Entry;
-use sha2::Digest as _;
 
 use crate::check::Deny;
 
@@ -56,12 +55,12 @@ pub fn pinned_root(trust: &TrustBundle) -> Result<TrustedRoot, Deny> {
             trust.version
         ))
     })?;
-    let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(s.trusted_root.as_bytes())));
-    if actual != s.digest {
+    let root = TrustedRoot::from_json(s.trusted_root.as_bytes())
+        .map_err(|f| Deny::SignatureUnverified(format!("the pinned Sigstore root: {f}")))?;
+    if root.digest() != s.digest {
         return Err(Deny::SignatureUnverified(format!("the pinned Sigstore root is not {}", s.digest)));
     }
-    TrustedRoot::from_json(s.trusted_root.as_bytes())
-        .map_err(|f| Deny::SignatureUnverified(format!("the pinned Sigstore root: {f}")))
+    Ok(root)
 }
 
 /// Verify the claimed keyless signature over `files` (each with the path of its verified blob).

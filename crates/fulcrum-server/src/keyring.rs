@@ -278,8 +278,10 @@ impl KeyRing {
     }
 
     fn install(&self, b: &BundleRecord, now: OffsetDateTime) -> Result<(), String> {
-        *self.sigstore.write().expect("keyring lock") = sigstore_of(b)?;
-        *self.bundle.write().expect("keyring lock") = Arc::new(blob(b)?);
+        // Both read before either is installed: a bundle is taken whole or not at all.
+        let (sigstore, signed) = (sigstore_of(b)?, Arc::new(blob(b)?));
+        *self.sigstore.write().expect("keyring lock") = sigstore;
+        *self.bundle.write().expect("keyring lock") = signed;
         *self.bundle_version.write().expect("keyring lock") = (b.version, now);
         Ok(())
     }
